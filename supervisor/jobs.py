@@ -1,0 +1,308 @@
+"""Job markers: the idempotency records that make re-running a tool safe.
+
+A tool with a real side effect (charge a card, send a mail) wraps it in a job
+marker keyed by its arguments. Before the work it writes a `started` record;
+after it, a `done` record with the result. When a crashed thread is resumed
+and the tool is called again with the same arguments, the `done` record is
+returned instead of doing the work twice. A `started` record without `done`
+means the work may have begun: the tool runs again (the recipe's rule), and
+the UI shows the user that it will.
+
+Tool authors use `JobMarkers` directly or the `idempotent` decorator; the
+supervisor's UI uses `read_markers` to show what a directory holds, including
+plain recipe-style `*.json` markers this module did not write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Marker format written by this module; readers accept anything else as foreign.
+FORMAT = "agent-supervisor.job/1"
+
+#: The thread the current tool call belongs to. The runner sets it before it
+#: runs an agent, so markers record their thread without the tool knowing.
+current_thread: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "agent_supervisor_thread", default=None
+)
+
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SLUG_CHARS = 48
+_HASH_CHARS = 24
+
+
+def job_key(tool_name: str, arguments: Mapping[str, Any] | Any) -> str:
+    """A deterministic key: the tool name and its arguments in canonical JSON.
+
+    Equal arguments give equal keys whatever their order or the process.
+    """
+    canonical = json.dumps(
+        arguments, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return f"{tool_name}:{canonical}"
+
+
+def marker_filename(key: str) -> str:
+    """A file name that is safe whatever the key holds.
+
+    The name carries a readable slug for people listing the directory and a
+    hash of the full key for uniqueness, so `a/b` and `a_b` never collide,
+    `../` never escapes, and a 10 kB key still gives a short name. The key
+    itself is stored inside the file.
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    slug = _SLUG_UNSAFE.sub("_", key)[:_SLUG_CHARS].strip("._-") or "job"
+    return f"{slug}.{digest}.json"
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One job marker as read from disk."""
+
+    path: Path
+    key: str
+    status: str  # "started", "done", "unreadable"
+    tool: str | None = None
+    arguments: Any = None
+    tool_call_id: str | None = None
+    thread_id: str | None = None
+    started_at: float | None = None
+    done_at: float | None = None
+    result: Any = None
+    foreign: bool = False  # written by something other than this module
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "key": self.key,
+            "status": self.status,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "tool_call_id": self.tool_call_id,
+            "thread_id": self.thread_id,
+            "started_at": self.started_at,
+            "done_at": self.done_at,
+            "result": self.result,
+            "foreign": self.foreign,
+        }
+
+
+def atomic_write_json(path: Path, record: Mapping[str, Any]) -> None:
+    """Write a whole file or nothing: temp file, fsync, rename, fsync the dir.
+
+    A crash at any point leaves either the old marker or the new one, never
+    a half-written file that a resume would misread.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(record, indent=2, sort_keys=True, default=str).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class JobMarkers:
+    """A directory of job markers, for tools to guard their side effects."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path_for(self, key: str) -> Path:
+        return self.directory / marker_filename(key)
+
+    def get(self, key: str) -> Marker | None:
+        path = self.path_for(key)
+        if not path.exists():
+            return None
+        return read_marker(path)
+
+    def start(
+        self,
+        key: str,
+        *,
+        tool: str,
+        arguments: Any,
+        tool_call_id: str | None = None,
+        thread_id: str | None = None,
+    ) -> None:
+        """Record that the work is about to begin."""
+        atomic_write_json(
+            self.path_for(key),
+            {
+                "format": FORMAT,
+                "key": key,
+                "status": "started",
+                "tool": tool,
+                "arguments": arguments,
+                "tool_call_id": tool_call_id,
+                "thread_id": thread_id
+                if thread_id is not None
+                else current_thread.get(),
+                "started_at": time.time(),
+                "done_at": None,
+                "result": None,
+            },
+        )
+
+    def finish(self, key: str, result: Any) -> None:
+        """Record that the work is done, with its result, keeping the start record."""
+        path = self.path_for(key)
+        previous = _load_json(path)
+        record = (
+            previous if isinstance(previous, dict) else {"format": FORMAT, "key": key}
+        )
+        record.update({"status": "done", "done_at": time.time(), "result": result})
+        atomic_write_json(path, record)
+
+
+def idempotent(
+    markers: JobMarkers | Callable[[], JobMarkers],
+    *,
+    tool_name: str,
+    key: Callable[[Any], str] | None = None,
+) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Wrap a cubeloop tool `execute` so its work happens once per key.
+
+    The wrapped function has cubeloop's signature `(tool_call_id, params,
+    *, signal=None, on_update=None)` and returns an `AgentToolResult`. When a
+    `done` marker exists its stored result is returned as the tool result,
+    and the work is skipped.
+    """
+    from cubeloop import AgentToolResult, TextContent
+
+    def decorate(
+        execute: Callable[..., Awaitable[Any]],
+    ) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(execute)
+        async def wrapper(tool_call_id: str, params: Any, **kwargs: Any) -> Any:
+            store = markers() if callable(markers) else markers
+            arguments = params.model_dump() if hasattr(params, "model_dump") else params
+            job = key(params) if key else job_key(tool_name, arguments)
+            existing = store.get(job)
+            if existing is not None and existing.done:
+                stored = existing.result if isinstance(existing.result, dict) else {}
+                return AgentToolResult(
+                    content=[TextContent(text=str(stored.get("text", "")))],
+                    details=stored.get("details"),
+                )
+            store.start(
+                job, tool=tool_name, arguments=arguments, tool_call_id=tool_call_id
+            )
+            result = await execute(tool_call_id, params, **kwargs)
+            if not getattr(result, "is_error", False):
+                text = "".join(getattr(c, "text", "") for c in result.content)
+                store.finish(job, {"text": text, "details": result.details})
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def read_marker(path: Path) -> Marker:
+    """Read one marker file; foreign JSON is a `done` marker keyed by its name."""
+    data = _load_json(path)
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        status = data.get("status")
+        return Marker(
+            path=path,
+            key=str(data.get("key", path.stem)),
+            status=status if status in ("started", "done") else "unreadable",
+            tool=data.get("tool"),
+            arguments=data.get("arguments"),
+            tool_call_id=data.get("tool_call_id"),
+            thread_id=data.get("thread_id"),
+            started_at=_number(data.get("started_at")),
+            done_at=_number(data.get("done_at")),
+            result=data.get("result"),
+        )
+    if data is None:
+        return Marker(path=path, key=path.stem, status="unreadable", foreign=True)
+    # The recipe writes its marker only after the work succeeded: done.
+    try:
+        mtime: float | None = path.stat().st_mtime
+    except OSError:
+        mtime = None
+    return Marker(
+        path=path,
+        key=path.stem,
+        status="done",
+        done_at=mtime,
+        result=data,
+        foreign=True,
+    )
+
+
+def read_markers(directory: str | os.PathLike[str]) -> list[Marker]:
+    """Every marker in a directory, oldest first; a missing directory has none."""
+    root = Path(directory)
+    try:
+        paths = sorted(
+            p
+            for p in root.iterdir()
+            if p.suffix == ".json" and not p.name.startswith(".tmp-")
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    markers = [read_marker(p) for p in paths if p.is_file()]
+    markers.sort(key=lambda m: (m.started_at or m.done_at or 0.0, m.key))
+    return markers
+
+
+def default_jobs_dir(database: str | os.PathLike[str]) -> Path:
+    """Beside the database, never /tmp: markers must outlive a reboot."""
+    db = Path(database)
+    return db.with_name(db.name + ".jobs")
+
+
+def resolve_jobs_dir(
+    database: str | os.PathLike[str],
+    explicit: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """`--jobs-dir`, else `JOB_DIR`, else a directory beside the database."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ if environ is None else environ
+    if env.get("JOB_DIR"):
+        return Path(env["JOB_DIR"])
+    return default_jobs_dir(database)

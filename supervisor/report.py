@@ -1,0 +1,120 @@
+"""Thread summaries and transcripts as JSON objects and plain-text lines.
+
+Shared by the CLI and the UI so both describe a thread the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.states import State, ThreadSummary
+from supervisor.store import Transcript, TranscriptEntry
+from supervisor.text import compact_json, one_line
+
+
+def thread_json(s: ThreadSummary) -> dict[str, Any]:
+    """The `list --json` object: a stable contract for scripts."""
+    return {
+        "thread_id": s.thread_id,
+        "state": str(s.state),
+        "messages": s.messages,
+        "last_activity": s.last_activity,
+        "pending_tool_calls": [c.to_json() for c in s.pending_tool_calls],
+        "corrupt_row": s.corrupt_row,
+        "corrupt_reason": s.corrupt_reason,
+        "stop_reason": s.last_stop_reason,
+        "error": s.last_error,
+        "run_open": s.run_open,
+        "last_run_id": s.last_run_id,
+    }
+
+
+def call_text(name: str, arguments: Any, limit: int = 60) -> str:
+    return one_line(f"{name}({compact_json(arguments)})", limit)
+
+
+def thread_hint(s: ThreadSummary, limit: int = 60) -> str:
+    """One line saying where the thread stopped, for a list row."""
+    state = s.state
+    if state is State.CORRUPT:
+        return one_line(f"row {s.corrupt_row}: {s.corrupt_reason}", limit)
+    pending = s.pending_tool_calls
+    if state is State.MID_TOOL and pending:
+        first = call_text(pending[0].name, pending[0].arguments, limit)
+        more = f" +{len(pending) - 1} more" if len(pending) > 1 else ""
+        return one_line(first + more, limit)
+    if state in (State.ABORTED, State.ERROR) and s.last_error:
+        return one_line(s.last_error, limit)
+    if state is State.AWAITING_INPUT:
+        return "waiting for a human answer"
+    if state is State.BETWEEN_TURNS:
+        return "user message not answered yet"
+    if state is State.AFTER_TOOLS:
+        return "tool results in; model not called yet"
+    return one_line(s.last_text, limit)
+
+
+def entry_json(e: TranscriptEntry) -> dict[str, Any]:
+    if e.message is None:
+        return {
+            "row_id": e.row_id,
+            "created_at": e.created_at,
+            "run_id": e.run_id,
+            "corrupt": True,
+            "error": e.error,
+            "raw": e.raw,
+        }
+    return {
+        "row_id": e.row_id,
+        "created_at": e.created_at,
+        "run_id": e.run_id,
+        **e.message,
+    }
+
+
+def transcript_json(s: ThreadSummary, t: Transcript) -> dict[str, Any]:
+    return {**thread_json(s), "transcript": [entry_json(e) for e in t.entries]}
+
+
+def _text_of(blocks: Any) -> str:
+    if not isinstance(blocks, list):
+        return ""
+    return "".join(
+        str(b.get("text", ""))
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def entry_lines(e: TranscriptEntry, width: int = 100) -> list[str]:
+    """A transcript row as readable lines: role, run, text, tool calls, results."""
+    run = f" run {e.run_id[:8]}" if e.run_id else ""
+    head = f"#{e.row_id}"
+    m = e.message
+    if m is None:
+        return [f"{head} CORRUPT row: {e.error}", "    raw: " + one_line(e.raw, width)]
+    role = m.get("role")
+    lines: list[str] = []
+    if role == "user":
+        lines.append(f"{head} user{run}")
+        lines.append("    " + one_line(_text_of(m.get("content")), width))
+    elif role == "assistant":
+        stop = m.get("stop_reason")
+        lines.append(f"{head} assistant [{stop}]{run}")
+        text = _text_of(m.get("content"))
+        if text:
+            lines.append("    " + one_line(text, width))
+        for b in m.get("content") or []:
+            if isinstance(b, dict) and b.get("type") == "tool_call":
+                call = call_text(str(b.get("name")), b.get("arguments"), width)
+                lines.append(f"    → call {one_line(str(b.get('id')), 40)}: {call}")
+        if m.get("error_message"):
+            lines.append("    error: " + one_line(str(m["error_message"]), width))
+    elif role == "tool_result":
+        flag = " ERROR" if m.get("is_error") else ""
+        call_id = one_line(str(m.get("tool_call_id")), 40)
+        lines.append(
+            f"{head} tool_result{flag} for {call_id} ({m.get('tool_name')}){run}"
+        )
+        lines.append("    " + one_line(_text_of(m.get("content")), width))
+    return lines

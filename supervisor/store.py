@@ -1,0 +1,451 @@
+"""Reading a checkpoint database: listing threads and their resume state.
+
+The `Store` protocol is what the CLI, the runner and the UI use; a backend
+only has to fold rows into `ThreadSummary` objects and load one transcript.
+`SQLiteStore` is the first backend. It opens the file read-only, lists every
+thread in one pass over `messages` (never a per-thread `load()`: there is no
+index on `thread_id`, so that is quadratic), and keeps an id cursor so a
+refresh reads only rows added since the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from supervisor.states import ROLES, ThreadSummary, ToolCallInfo
+
+#: Seconds to wait for another process's write lock before giving up.
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+#: Characters of each message we read during a listing: enough for the role
+#: and a tool result's tool_call_id, which serialise first.
+_PREFIX_CHARS = 160
+
+#: How many row ids go into one `IN (...)` lookup.
+_CHUNK = 500
+
+_JULIAN_UNIX_EPOCH = 2440587.5
+
+
+class StoreError(Exception):
+    """A database we cannot read; the message is one line for the user."""
+
+
+@dataclass
+class TranscriptEntry:
+    """One stored message row. `message` is None when the row is corrupt."""
+
+    row_id: int
+    created_at: float | None
+    run_id: str | None
+    message: dict[str, Any] | None
+    error: str | None = None
+    raw: str = ""
+
+
+@dataclass
+class Transcript:
+    thread_id: str
+    entries: list[TranscriptEntry] = field(default_factory=list)
+
+
+class Store(Protocol):
+    """What a checkpoint backend offers the rest of the app."""
+
+    location: str
+
+    def refresh(self) -> set[str]:
+        """Read what changed since the last call; return the touched thread ids."""
+        ...
+
+    def threads(self) -> list[ThreadSummary]:
+        """Every known thread, in order of first appearance."""
+        ...
+
+    def get(self, thread_id: str) -> ThreadSummary | None: ...
+
+    def transcript(self, thread_id: str) -> Transcript: ...
+
+    def close(self) -> None: ...
+
+
+def julian_to_unix(value: Any) -> float | None:
+    """`created_at` is SQLite julianday; older rows may hold other forms."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number > 1e8:  # already unix seconds
+        return number
+    return (number - _JULIAN_UNIX_EPOCH) * 86400.0
+
+
+def parse_prefix(prefix: str) -> tuple[str, str | None] | None:
+    """Role and tool_call_id from the start of a message's JSON, or None.
+
+    `json.dumps(model.model_dump())` writes `role` first and, for tool
+    results, `tool_call_id` second, so the start of the text is enough for
+    almost every row. Anything unexpected returns None and is parsed in full.
+    """
+    if prefix.startswith('{"role": "user",'):
+        return "user", None
+    if prefix.startswith('{"role": "assistant",'):
+        return "assistant", None
+    head = '{"role": "tool_result", "tool_call_id": '
+    if prefix.startswith(head):
+        try:
+            value, _ = _DECODER.raw_decode(prefix, len(head))
+        except ValueError:
+            return None
+        if isinstance(value, str):
+            return "tool_result", value
+    return None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def summarise_assistant(
+    message: dict[str, Any],
+) -> tuple[str | None, tuple[ToolCallInfo, ...], str, str | None]:
+    """(stop_reason, tool_calls, first text, error message) of an assistant message."""
+    calls: list[ToolCallInfo] = []
+    text = ""
+    content = message.get("content")
+    for block in content if isinstance(content, list) else ():
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "tool_call":
+            calls.append(
+                ToolCallInfo(
+                    id=str(block.get("id", "")),
+                    name=str(block.get("name", "")),
+                    arguments=block.get("arguments", {}),
+                )
+            )
+        elif kind == "text" and not text:
+            text = str(block.get("text", ""))
+    stop = message.get("stop_reason")
+    error = message.get("error_message")
+    return (
+        stop if isinstance(stop, str) else None,
+        tuple(calls),
+        text,
+        error if isinstance(error, str) else None,
+    )
+
+
+def check_database_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse paths that are not an existing regular file, without creating one."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise StoreError(f"{p}: no such file") from None
+    except PermissionError:
+        raise StoreError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise StoreError(f"{p}: cannot open ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{p}: is a directory, not a database file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{p}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise StoreError(f"{p}: permission denied")
+    return p
+
+
+def connect_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """Open with `mode=ro`: looking at a database must never write to it."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open ({exc})") from None
+    return conn
+
+
+def describe_sqlite_error(path: Path, exc: sqlite3.Error, busy_timeout: float) -> str:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (
+            f"{path}: database is locked by another process "
+            f"(waited {busy_timeout:g}s; try again, or raise --busy-timeout)"
+        )
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return f"{path}: not a SQLite database ({text})"
+    return f"{path}: cannot read ({text})"
+
+
+class SQLiteStore:
+    """A read-only, incrementally refreshed view of a SQLite checkpoint file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        self.path = check_database_path(path)
+        self.location = str(self.path)
+        self.busy_timeout = busy_timeout
+        self._conn = connect_readonly(self.path, busy_timeout)
+        self._threads: dict[str, ThreadSummary] = {}
+        self._cursor = 0
+        self._extra_cursor = 0
+        self._parsed_assistant: dict[str, int] = {}
+        try:
+            self._columns = self._read_schema()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(
+                describe_sqlite_error(self.path, exc, busy_timeout)
+            ) from None
+        except StoreError:
+            self.close()
+            raise
+
+    # -- schema ---------------------------------------------------------
+
+    def _read_schema(self) -> dict[str, set[str]]:
+        tables: dict[str, set[str]] = {}
+        names = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        ]
+        for name in names:
+            if name in ("messages", "thread_extra", "thread_pending_request", "runs"):
+                cols = {r[1] for r in self._conn.execute(f"PRAGMA table_info({name})")}
+                tables[name] = cols
+        messages = tables.get("messages")
+        if messages is None or not {"id", "thread_id", "message_json"} <= messages:
+            raise StoreError(
+                f"{self.path}: not a CubeLoop checkpoint database "
+                "(no 'messages' table with thread_id and message_json)"
+            )
+        return tables
+
+    # -- Store protocol -------------------------------------------------
+
+    def refresh(self) -> set[str]:
+        try:
+            self._conn.execute("BEGIN")
+            try:
+                touched = self._read_new_messages()
+                touched |= self._read_new_extra()
+                self._fill_last_assistants(touched)
+                self._read_pending_requests()
+                self._read_open_runs()
+            finally:
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(
+                describe_sqlite_error(self.path, exc, self.busy_timeout)
+            ) from None
+        return touched
+
+    def threads(self) -> list[ThreadSummary]:
+        return list(self._threads.values())
+
+    def get(self, thread_id: str) -> ThreadSummary | None:
+        return self._threads.get(thread_id)
+
+    @property
+    def cursor(self) -> int:
+        """The highest message id read so far."""
+        return self._cursor
+
+    def transcript(self, thread_id: str) -> Transcript:
+        cols = self._columns["messages"]
+        created = "created_at" if "created_at" in cols else "NULL"
+        run = "run_id" if "run_id" in cols else "NULL"
+        out = Transcript(thread_id)
+        try:
+            rows = self._conn.execute(
+                f"SELECT id, message_json, {created}, {run} FROM messages "
+                "WHERE thread_id = ? ORDER BY id",
+                (thread_id,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                describe_sqlite_error(self.path, exc, self.busy_timeout)
+            ) from None
+        for row_id, text, created_at, run_id in rows:
+            entry = TranscriptEntry(row_id, julian_to_unix(created_at), run_id, None)
+            message, error = parse_message(text)
+            entry.message, entry.error = message, error
+            if error is not None:
+                entry.raw = text if isinstance(text, str) else repr(text)
+            out.entries.append(entry)
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+
+    # -- the listing pass -------------------------------------------------
+
+    def _summary(self, thread_id: str) -> ThreadSummary:
+        summary = self._threads.get(thread_id)
+        if summary is None:
+            summary = self._threads[thread_id] = ThreadSummary(thread_id)
+        return summary
+
+    def _read_new_messages(self) -> set[str]:
+        cols = self._columns["messages"]
+        created = "created_at" if "created_at" in cols else "NULL"
+        run = "run_id" if "run_id" in cols else "NULL"
+        rows = self._conn.execute(
+            f"SELECT id, thread_id, {created}, {run}, json_valid(message_json), "
+            f"substr(message_json, 1, {_PREFIX_CHARS}) "
+            "FROM messages WHERE id > ? ORDER BY id",
+            (self._cursor,),
+        )
+        touched: set[str] = set()
+        threads = self._threads
+        for row_id, thread_id, created_at, run_id, valid, prefix in rows:
+            self._cursor = row_id
+            thread_id = str(thread_id)
+            summary = threads.get(thread_id) or self._summary(thread_id)
+            touched.add(thread_id)
+            activity = julian_to_unix(created_at)
+            if not valid:
+                summary.fold_corrupt(row_id, activity, "message_json is not valid JSON")
+                continue
+            parsed = parse_prefix(prefix) if isinstance(prefix, str) else None
+            if parsed is None:
+                parsed, error = self._parse_row_in_full(row_id)
+                if parsed is None:
+                    summary.fold_corrupt(row_id, activity, error or "unreadable")
+                    continue
+            summary.fold_row(row_id, parsed[0], activity, run_id, parsed[1])
+        return touched
+
+    def _parse_row_in_full(
+        self, row_id: int
+    ) -> tuple[tuple[str, str | None] | None, str | None]:
+        """The slow path, for rows another serialiser wrote in another order."""
+        (text,) = self._conn.execute(
+            "SELECT message_json FROM messages WHERE id = ?", (row_id,)
+        ).fetchone()
+        message, error = parse_message(text)
+        if message is None:
+            return None, error
+        tool_call_id = message.get("tool_call_id")
+        return (
+            message["role"],
+            tool_call_id if isinstance(tool_call_id, str) else None,
+        ), None
+
+    def _read_new_extra(self) -> set[str]:
+        """Threads known only from `thread_extra` are listed as empty."""
+        if "thread_extra" not in self._columns:
+            return set()
+        touched: set[str] = set()
+        for rowid, thread_id in self._conn.execute(
+            "SELECT rowid, thread_id FROM thread_extra WHERE rowid > ? ORDER BY rowid",
+            (self._extra_cursor,),
+        ):
+            self._extra_cursor = rowid
+            thread_id = str(thread_id)
+            if thread_id not in self._threads:
+                self._summary(thread_id)
+                touched.add(thread_id)
+        return touched
+
+    def _fill_last_assistants(self, touched: Iterable[str]) -> None:
+        """Parse the last assistant message of each touched thread, once."""
+        wanted: dict[int, ThreadSummary] = {}
+        for thread_id in touched:
+            s = self._threads[thread_id]
+            row = s.last_assistant_row
+            if row is not None and self._parsed_assistant.get(thread_id) != row:
+                wanted[row] = s
+        for chunk in _chunks(list(wanted), _CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for row_id, text in self._conn.execute(
+                f"SELECT id, message_json FROM messages WHERE id IN ({marks})", chunk
+            ):
+                s = wanted[row_id]
+                message, _ = parse_message(text)
+                if message is not None:
+                    s.set_last_assistant(*summarise_assistant(message))
+                self._parsed_assistant[s.thread_id] = row_id
+
+    def _read_pending_requests(self) -> None:
+        if "thread_pending_request" not in self._columns:
+            return
+        pending = {
+            str(r[0])
+            for r in self._conn.execute("SELECT thread_id FROM thread_pending_request")
+        }
+        for s in self._threads.values():
+            s.pending_request = s.thread_id in pending
+        for thread_id in pending - self._threads.keys():
+            self._summary(thread_id).pending_request = True
+
+    def _read_open_runs(self) -> None:
+        cols = self._columns.get("runs")
+        if not cols or not {"thread_id", "completed_at"} <= cols:
+            return
+        latest = {
+            str(thread_id): bool(is_open)
+            for thread_id, is_open in self._conn.execute(
+                "SELECT thread_id, completed_at IS NULL FROM runs WHERE rowid IN "
+                "(SELECT max(rowid) FROM runs GROUP BY thread_id)"
+            )
+        }
+        for s in self._threads.values():
+            s.run_open = latest.get(s.thread_id, False)
+
+
+def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A stored message as a dict, or (None, why it is corrupt)."""
+    if not isinstance(text, str):
+        return None, "message_json is not text"
+    try:
+        message = json.loads(text)
+    except ValueError as exc:
+        return None, f"message_json is not valid JSON ({exc.msg} at char {exc.pos})"
+    if not isinstance(message, dict):
+        return None, "message_json is not an object"
+    role = message.get("role")
+    if role not in ROLES:
+        return None, f"unknown role {role!r}"
+    return message, None
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def open_store(path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:
+    """Open and fully read a database; the one place the backend is chosen."""
+    store = SQLiteStore(path, **kwargs)
+    try:
+        store.refresh()
+    except StoreError:
+        store.close()
+        raise
+    return store

@@ -1,0 +1,46 @@
+"""Making untrusted database text safe to show.
+
+Thread ids, messages and tool arguments come from the database and may hold
+terminal control sequences (an ESC that recolours or clears the screen) or
+markup. Everything that prints database text to a terminal goes through
+`clean`; the UI additionally escapes markup (see `supervisor.ui`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+# C0 controls except tab and newline, DEL, and C1 controls (incl. CSI 0x9b).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Strip terminal control characters; keep newlines and tabs."""
+    return _CONTROL.sub("", text)
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """Clean text folded onto one line and cut to `limit` characters."""
+    flat = " ".join(clean(text).split())
+    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def relative_time(then: float | None, now: float | None = None) -> str:
+    """'3m ago' style ages, for people scanning a list."""
+    if then is None:
+        return "never"
+    delta = max(0.0, (time.time() if now is None else now) - then)
+    if delta < 60:
+        return f"{int(delta)}s ago"
+    if delta < 3600:
+        return f"{int(delta // 60)}m ago"
+    if delta < 86400:
+        return f"{int(delta // 3600)}h ago"
+    return f"{int(delta // 86400)}d ago"
