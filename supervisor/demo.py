@@ -1,0 +1,275 @@
+"""The built-in demo agent: the recipe's batch job, scripted so it runs offline.
+
+A prompt such as "Process items A..F" makes the model call `process_item`
+for two items per turn until all are done. Each call takes a second or two,
+guards its side effect with a job marker, and records the side effect in a
+ledger (standing in for a payment or mail service). `demo_agent` is the
+default `--agent`; `anthropic_agent` runs the same tools on a real model.
+
+Settings come from the environment because the factory signature is fixed:
+`JOB_DIR` (markers and ledger), `AGENT_SUPERVISOR_DEMO_TOOL_SECONDS` and
+`AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND` (the tests make both fast).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from cubeloop import Agent, AgentTool, AgentToolResult, TextContent
+from cubeloop.providers.base import AssistantMessage, Message, ToolCall
+from cubeloop.providers.faux import FauxProvider, faux_assistant_message
+from pydantic import BaseModel, Field
+
+from supervisor.jobs import JobMarkers, current_thread, job_key
+
+TOOL_NAME = "process_item"
+ITEMS_PER_TURN = 2
+SYSTEM_PROMPT = (
+    "You run batch jobs. Call process_item once for every item the user "
+    "lists, at most two per turn, then report what was processed."
+)
+
+
+def parse_items(text: str) -> list[str]:
+    """Items named in a prompt: ranges like 'A..F' or '1..5', or a comma list."""
+    match = re.search(r"items?\s+(.+)", text, re.IGNORECASE)
+    if not match:
+        return []
+    spec = match.group(1).strip().rstrip(".")
+    ranged = re.fullmatch(r"(\w)\s*\.\.\s*(\w)", spec)
+    if ranged:
+        lo, hi = ranged.groups()
+        if lo.isdigit() and hi.isdigit():
+            return [str(i) for i in range(int(lo), int(hi) + 1)]
+        return [chr(c) for c in range(ord(lo), ord(hi) + 1)]
+    return [part for part in re.split(r"[\s,]+(?:and\s+)?", spec) if part]
+
+
+class Ledger:
+    """A stand-in for an external service with idempotency keys (Stripe-like).
+
+    The job marker saves repeating work; a crash between the side effect
+    and the `done` marker is closed by the service refusing a key it has
+    seen. `effects.log` gets one line per effect that really happened, and
+    `attempts.log` one line per call, so tests can count both.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _append(self, name: str, line: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / name, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def apply(self, key: str, thread_id: str | None) -> bool:
+        """Do the effect once per key; False if the key was already applied."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = f"{key}\t{thread_id or '-'}\t{time.time():.3f}"
+        with open(self.directory / "ledger.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._append("attempts.log", stamp)
+            effects = self.directory / "effects.log"
+            seen = effects.exists() and any(
+                line.split("\t", 1)[0] == key
+                for line in effects.read_text(encoding="utf-8").splitlines()
+            )
+            if not seen:
+                self._append("effects.log", stamp)
+            return not seen
+
+    def effects(self) -> list[str]:
+        path = self.directory / "effects.log"
+        if not path.exists():
+            return []
+        return [line.split("\t", 1)[0] for line in path.read_text().splitlines()]
+
+
+class ItemParams(BaseModel):
+    item: str = Field(description="the item to process")
+
+
+def jobs_dir_from_env() -> Path:
+    return Path(os.environ.get("JOB_DIR") or "agent-supervisor.jobs")
+
+
+def tool_seconds() -> float:
+    return float(os.environ.get("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "1.5"))
+
+
+def make_process_tool(
+    markers: JobMarkers, ledger: Ledger, seconds: float | None = None
+) -> AgentTool:
+    """`process_item`, guarded by a job marker and the ledger's idempotency key."""
+
+    async def execute(
+        tool_call_id: str,
+        params: ItemParams,
+        *,
+        signal: asyncio.Event | None = None,
+        on_update: Any = None,
+    ) -> AgentToolResult:
+        arguments = params.model_dump()
+        key = job_key(TOOL_NAME, arguments)
+        marker = markers.get(key)
+        if marker is not None and marker.done:
+            text = (marker.result or {}).get("text") or f"Processed {params.item}."
+            return AgentToolResult(content=[TextContent(text=f"{text} (already done)")])
+        markers.start(
+            key, tool=TOOL_NAME, arguments=arguments, tool_call_id=tool_call_id
+        )
+        delay = tool_seconds() if seconds is None else seconds
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if signal is not None and signal.is_set():
+                return AgentToolResult(
+                    content=[
+                        TextContent(text=f"Stopped before processing {params.item}.")
+                    ],
+                    is_error=True,
+                )
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        ledger.apply(key, current_thread.get())
+        text = f"Processed {params.item}."
+        markers.finish(key, {"text": text})
+        return AgentToolResult(
+            content=[TextContent(text=text)], details={"item": params.item}
+        )
+
+    return AgentTool(
+        name=TOOL_NAME,
+        description="Process one item. Idempotent: safe to call again.",
+        parameters=ItemParams,
+        execute=execute,
+    )
+
+
+def _text(message: Message) -> str:
+    return "".join(getattr(b, "text", "") for b in message.content)
+
+
+def plan_next(messages: list[Message]) -> AssistantMessage:
+    """The scripted model: decide the next step from the conversation alone.
+
+    Stateless, so it answers correctly after any crash and resume: items
+    whose tool result succeeded are done, the rest are called next.
+    """
+    items: list[str] = []
+    start = 0
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.role == "user" and parse_items(_text(m)):
+            items, start = parse_items(_text(m)), i
+            break
+    if not items:
+        return faux_assistant_message(
+            "Nothing to process. Ask me to 'Process items A..F'."
+        )
+    done: set[str] = set()
+    calls: dict[str, str] = {}
+    for m in messages[start:]:
+        if m.role == "assistant":
+            for b in m.content:
+                if isinstance(b, ToolCall):
+                    calls[b.id] = str(b.arguments.get("item"))
+        elif m.role == "tool_result" and not m.is_error and m.tool_call_id in calls:
+            done.add(calls[m.tool_call_id])
+    remaining = [item for item in items if item not in done]
+    if not remaining:
+        return faux_assistant_message(
+            f"Processed {len(items)} items: {', '.join(items)}."
+        )
+    turn = sum(1 for m in messages[start:] if m.role == "assistant") + 1
+    batch = remaining[:ITEMS_PER_TURN]
+    blocks: list[Any] = [TextContent(text=f"Processing {' and '.join(batch)}.")]
+    blocks += [
+        ToolCall(id=f"call-{turn}-{item}", name=TOOL_NAME, arguments={"item": item})
+        for item in batch
+    ]
+    return faux_assistant_message(blocks, stop_reason="tool_use")
+
+
+class ScriptedProvider(FauxProvider):
+    """A FauxProvider whose every response comes from a planner function."""
+
+    def __init__(
+        self, planner=plan_next, tokens_per_second: float | None = None
+    ) -> None:
+        super().__init__(tokens_per_second=tokens_per_second)
+        self.planner = planner
+
+    async def stream(self, model: Any, messages: list[Message], **kwargs: Any) -> Any:
+        planner = self.planner
+        self.set_responses([lambda msgs, _model: planner(msgs)])
+        return await super().stream(model, messages, **kwargs)
+
+
+def _tokens_per_second() -> float | None:
+    value = float(os.environ.get("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "40"))
+    return value if value > 0 else None
+
+
+def demo_tools(
+    jobs_dir: Path | None = None,
+    *,
+    markers: JobMarkers | None = None,
+    ledger: Ledger | None = None,
+    seconds: float | None = None,
+) -> list[AgentTool]:
+    directory = jobs_dir or jobs_dir_from_env()
+    return [
+        make_process_tool(
+            markers or JobMarkers(directory), ledger or Ledger(directory), seconds
+        )
+    ]
+
+
+def build_demo_agent(
+    checkpointer: Any,
+    thread_id: str,
+    *,
+    tools: list[AgentTool] | None = None,
+    planner: Any = plan_next,
+    tokens_per_second: float | None = None,
+) -> Agent:
+    """The demo agent with its parts swappable, for tests and the demo builder."""
+    provider = ScriptedProvider(planner, tokens_per_second=tokens_per_second)
+    return Agent(
+        model=provider.model("demo-scripted"),
+        system_prompt=SYSTEM_PROMPT,
+        tools=tools if tools is not None else demo_tools(),
+        tool_execution="sequential",
+        checkpointer=checkpointer,
+        thread_id=thread_id,
+    )
+
+
+def demo_agent(checkpointer: Any, thread_id: str) -> Agent:
+    """The default agent factory: offline, scripted, side effects guarded."""
+    return build_demo_agent(
+        checkpointer, thread_id, tokens_per_second=_tokens_per_second()
+    )
+
+
+def anthropic_agent(checkpointer: Any, thread_id: str) -> Agent:
+    """The same tools on a real model; needs ANTHROPIC_API_KEY. Not used in tests."""
+    from cubeloop.providers.anthropic import AnthropicProvider
+
+    provider = AnthropicProvider(api_key=os.environ["ANTHROPIC_API_KEY"])
+    model_id = os.environ.get("AGENT_SUPERVISOR_MODEL", "claude-sonnet-4-5")
+    return Agent(
+        model=provider.model(model_id),
+        system_prompt=SYSTEM_PROMPT,
+        tools=demo_tools(),
+        tool_execution="sequential",
+        checkpointer=checkpointer,
+        thread_id=thread_id,
+    )

@@ -1,0 +1,84 @@
+"""Shared fixtures: real databases made by real agents in child processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_crashkit(db: Path, thread: str, jobs: Path, **options: object) -> int:
+    """Run tests/crashkit.py in a child process; return its exit code."""
+    cmd = [sys.executable, "-m", "tests.crashkit", "--db", str(db), "--thread", thread]
+    cmd += ["--jobs-dir", str(jobs)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        else:
+            cmd += [flag, str(value)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return done.returncode
+
+
+def crash(db: Path, thread: str, jobs: Path, **options: object) -> None:
+    """Like run_crashkit, but insist the child really died by SIGKILL."""
+    code = run_crashkit(db, thread, jobs, **options)
+    assert code == -signal.SIGKILL, f"expected SIGKILL, child exited {code}"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed CLI as a user would, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def insert_rows(db: Path, rows: list[tuple[str, str]]) -> None:
+    """Append raw (thread_id, message_json) rows, as a foreign writer would."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany(
+            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)", rows
+        )
+    conn.close()
+
+
+def user_json(text: str) -> str:
+    return json.dumps({"role": "user", "content": [{"type": "text", "text": text}]})
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> Path:
+    return tmp_path / "jobs"
+
+
+@pytest.fixture(scope="session")
+def crash_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One database holding a thread in every state a real crash can leave.
+
+    Event numbers refer to `python -m tests.crashkit --list-events` for the
+    prompt 'Process items A..C' (two calls in turn 1, one in turn 2).
+    """
+    base = tmp_path_factory.mktemp("crashdb")
+    db, jobs = base / "jobs.db", base / "jobs"
+    run_crashkit(db, "finished", jobs / "f")
+    crash(db, "first-model-call", jobs / "1", kill_at_event=5)
+    crash(db, "during-tool", jobs / "2", kill_at_marker="after_start:A")
+    crash(db, "batch-partial", jobs / "3", kill_at_event=11)
+    crash(db, "model-after-tools", jobs / "4", kill_at_event=17)
+    crash(db, "turn2-calls", jobs / "5", kill_at_event=18)
+    run_crashkit(db, "aborted", jobs / "6", abort_at_event=7, tool_seconds=0.5)
+    run_crashkit(db, "error", jobs / "7", fail_turn=2)
+    return db

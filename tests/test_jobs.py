@@ -1,0 +1,149 @@
+"""Job markers: keys, safe file names, atomic records, the reader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cubeloop import AgentToolResult, TextContent
+from pydantic import BaseModel
+
+from supervisor.jobs import (
+    JobMarkers,
+    current_thread,
+    idempotent,
+    job_key,
+    marker_filename,
+    read_markers,
+    resolve_jobs_dir,
+)
+
+
+def test_key_is_deterministic_and_order_free() -> None:
+    assert job_key("charge", {"a": 1, "b": [1, 2]}) == job_key(
+        "charge", {"b": [1, 2], "a": 1}
+    )
+    assert job_key("charge", {"a": 1}) != job_key("refund", {"a": 1})
+    assert job_key("charge", {"a": 1}) != job_key("charge", {"a": 2})
+
+
+def test_filenames_are_safe_short_and_distinct(tmp_path: Path) -> None:
+    keys = ["a/b", "a_b", "../../etc/passwd", "x" * 10_000, "", "ünï\x00cødé", "a\\b"]
+    names = [marker_filename(k) for k in keys]
+    assert len(set(names)) == len(keys)
+    for name in names:
+        assert "/" not in name and "\\" not in name and "\x00" not in name
+        assert not name.startswith(".")
+        assert len(name) < 100
+    markers = JobMarkers(tmp_path / "jobs")
+    for key in keys:
+        markers.start(key, tool="t", arguments={"k": key})
+    written = sorted(p.name for p in (tmp_path / "jobs").iterdir())
+    assert written == sorted(names)  # nothing escaped the directory
+    assert {m.key for m in read_markers(tmp_path / "jobs")} == set(keys)
+
+
+def test_started_then_done_records(tmp_path: Path) -> None:
+    markers = JobMarkers(tmp_path)
+    key = job_key("mail", {"to": "a@b"})
+    token = current_thread.set("job-7")
+    try:
+        markers.start(key, tool="mail", arguments={"to": "a@b"}, tool_call_id="c9")
+    finally:
+        current_thread.reset(token)
+    started = markers.get(key)
+    assert started.status == "started" and not started.done
+    assert (started.tool, started.tool_call_id, started.thread_id) == (
+        "mail",
+        "c9",
+        "job-7",
+    )
+    assert started.started_at is not None and started.done_at is None
+    markers.finish(key, {"text": "sent"})
+    done = markers.get(key)
+    assert done.done and done.result == {"text": "sent"}
+    assert done.started_at == started.started_at and done.done_at >= done.started_at
+    assert [p.name for p in tmp_path.iterdir()] == [
+        marker_filename(key)
+    ]  # no temp left
+
+
+def test_atomic_write_leaves_old_marker_when_interrupted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    markers = JobMarkers(tmp_path)
+    markers.start("k", tool="t", arguments={})
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        markers.finish("k", {"text": "x"})
+    assert markers.get("k").status == "started"
+    assert [p.name for p in tmp_path.iterdir()] == [marker_filename("k")]
+
+
+def test_reader_accepts_recipe_markers_and_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "transcode:_a.mov->_b.mp4.json").write_text(
+        json.dumps({"output_path": "/b.mp4"})
+    )
+    (tmp_path / "broken.json").write_text("{nope")
+    (tmp_path / "notes.txt").write_text("ignored")
+    found = {m.key: m for m in read_markers(tmp_path)}
+    assert set(found) == {"transcode:_a.mov->_b.mp4", "broken"}
+    recipe = found["transcode:_a.mov->_b.mp4"]
+    assert recipe.done and recipe.foreign and recipe.result == {"output_path": "/b.mp4"}
+    assert found["broken"].status == "unreadable"
+
+
+def test_reader_of_missing_directory_is_empty(tmp_path: Path) -> None:
+    assert read_markers(tmp_path / "absent") == []
+
+
+def test_jobs_dir_precedence(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    assert resolve_jobs_dir(db, "/x/flag", {"JOB_DIR": "/x/env"}) == Path("/x/flag")
+    assert resolve_jobs_dir(db, None, {"JOB_DIR": "/x/env"}) == Path("/x/env")
+    default = resolve_jobs_dir(db, None, {})
+    assert default == tmp_path / "jobs.db.jobs"
+    assert not str(default).startswith("/tmp/cubepi")
+
+
+class Params(BaseModel):
+    to: str
+
+
+def test_idempotent_decorator_runs_work_once(tmp_path: Path) -> None:
+    runs: list[str] = []
+
+    @idempotent(JobMarkers(tmp_path), tool_name="mail")
+    async def send(tool_call_id, params, *, signal=None, on_update=None):
+        runs.append(params.to)
+        return AgentToolResult(
+            content=[TextContent(text=f"sent to {params.to}")], details={"n": 1}
+        )
+
+    first = asyncio.run(send("c1", Params(to="a@b")))
+    again = asyncio.run(send("c2", Params(to="a@b")))
+    other = asyncio.run(send("c3", Params(to="c@d")))
+    assert runs == ["a@b", "c@d"]
+    assert first.content[0].text == again.content[0].text == "sent to a@b"
+    assert again.details == {"n": 1}
+    assert other.content[0].text == "sent to c@d"
+
+
+def test_idempotent_decorator_does_not_mark_errors_done(tmp_path: Path) -> None:
+    runs: list[str] = []
+
+    @idempotent(JobMarkers(tmp_path), tool_name="mail")
+    async def send(tool_call_id, params, *, signal=None, on_update=None):
+        runs.append(params.to)
+        return AgentToolResult(content=[TextContent(text="bounced")], is_error=True)
+
+    asyncio.run(send("c1", Params(to="a@b")))
+    asyncio.run(send("c2", Params(to="a@b")))
+    assert runs == ["a@b", "a@b"]
