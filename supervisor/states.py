@@ -8,6 +8,7 @@ and shared by every storage backend.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -86,34 +87,18 @@ class ThreadSummary:
     running: bool = False
 
     def fold_row(
-        self,
-        row_id: int,
-        role: str,
-        activity: float | None,
-        run_id: str | None,
-        tool_call_id: str | None,
+        self, row_id: int, role: str, activity: float | None, detail: str | None = None
     ) -> None:
-        """Account for one parsed message row."""
-        self._touch(row_id, activity)
-        self.last_role = role
-        if run_id is not None:
-            self.last_run_id = run_id
-        if role == "assistant":
-            self.last_assistant_row = row_id
-            self.last_stop_reason = None
-            self.last_error = None
-            self.last_text = ""
-            self.tool_calls = ()
-            self.answered = set()
-        elif role == "tool_result" and tool_call_id is not None:
-            self.answered.add(tool_call_id)
+        """Account for one row; `fold_rows` is the bulk form."""
+        fold_rows(
+            {self.thread_id: self}, [(row_id, self.thread_id, activity, role, detail)]
+        )
 
     def fold_corrupt(self, row_id: int, activity: float | None, reason: str) -> None:
         """Account for a row that does not parse; the first one is reported."""
-        self._touch(row_id, activity)
-        if self.corrupt_row is None:
-            self.corrupt_row = row_id
-            self.corrupt_reason = reason
+        fold_rows(
+            {self.thread_id: self}, [(row_id, self.thread_id, activity, None, reason)]
+        )
 
     def set_last_assistant(
         self,
@@ -128,14 +113,6 @@ class ThreadSummary:
         self.last_text = text
         self.last_error = error
 
-    def _touch(self, row_id: int, activity: float | None) -> None:
-        self.messages += 1
-        self.last_row = row_id
-        if activity is not None and (
-            self.last_activity is None or activity > self.last_activity
-        ):
-            self.last_activity = activity
-
     @property
     def pending_tool_calls(self) -> tuple[ToolCallInfo, ...]:
         """Tool calls of the last assistant message that have no result yet."""
@@ -144,6 +121,43 @@ class ThreadSummary:
     @property
     def state(self) -> State:
         return classify(self)
+
+
+#: One message row as a backend reads it: (row id, thread id, unix time or
+#: None, role, detail). `role` is "user", "assistant" or "tool_result"
+#: (detail: its tool_call_id), or None for a corrupt row (detail: why).
+Row = tuple[int, str, float | None, str | None, str | None]
+
+INVALID_JSON = "message_json is not valid JSON"
+
+
+def fold_rows(threads: dict[str, ThreadSummary], rows: Iterable[Row]) -> None:
+    """Fold message rows, in id order, into per-thread summaries.
+
+    This is the listing's inner loop (200,000 rows for a large database),
+    so it is one flat loop with no calls per row.
+    """
+    for row_id, thread_id, activity, role, detail in rows:
+        s = threads.get(thread_id)
+        if s is None:
+            s = threads[thread_id] = ThreadSummary(thread_id)
+        s.messages += 1
+        s.last_row = row_id
+        if activity is not None and (
+            s.last_activity is None or activity > s.last_activity
+        ):
+            s.last_activity = activity
+        if role is None:
+            if s.corrupt_row is None:
+                s.corrupt_row = row_id
+                s.corrupt_reason = detail or INVALID_JSON
+            continue
+        s.last_role = role
+        if role == "assistant":
+            s.last_assistant_row = row_id
+            s.answered = set()
+        elif role == "tool_result" and detail is not None:
+            s.answered.add(detail)
 
 
 def classify(s: ThreadSummary) -> State:

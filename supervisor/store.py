@@ -11,6 +11,7 @@ refresh reads only rows added since the last one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -21,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.states import ROLES, ThreadSummary, ToolCallInfo
+from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 
 #: Seconds to wait for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT = 5.0
 
-#: Characters of each message we read during a listing: enough for the role
-#: and a tool result's tool_call_id, which serialise first.
-_PREFIX_CHARS = 160
+#: A tool_call_id longer than this is read by the slow path.
+_ID_CHARS = 200
 
 #: How many row ids go into one `IN (...)` lookup.
-_CHUNK = 500
+_IN_CHUNK = 500
+
 
 _JULIAN_UNIX_EPOCH = 2440587.5
 
@@ -78,42 +79,26 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def julian_to_unix(value: Any) -> float | None:
-    """`created_at` is SQLite julianday; older rows may hold other forms."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if number > 1e8:  # already unix seconds
-        return number
-    return (number - _JULIAN_UNIX_EPOCH) * 86400.0
+def unix_time_sql(column: str) -> str:
+    """SQL turning `created_at` into unix seconds, computed inside SQLite.
 
-
-def parse_prefix(prefix: str) -> tuple[str, str | None] | None:
-    """Role and tool_call_id from the start of a message's JSON, or None.
-
-    `json.dumps(model.model_dump())` writes `role` first and, for tool
-    results, `tool_call_id` second, so the start of the text is enough for
-    almost every row. Anything unexpected returns None and is parsed in full.
+    The checkpointer writes julianday numbers; text timestamps and values
+    already in unix seconds from other writers are understood too.
     """
-    if prefix.startswith('{"role": "user",'):
-        return "user", None
-    if prefix.startswith('{"role": "assistant",'):
-        return "assistant", None
-    head = '{"role": "tool_result", "tool_call_id": '
-    if prefix.startswith(head):
-        try:
-            value, _ = _DECODER.raw_decode(prefix, len(head))
-        except ValueError:
-            return None
-        if isinstance(value, str):
-            return "tool_result", value
-    return None
+    julian = f"(({column}) - {_JULIAN_UNIX_EPOCH}) * 86400.0"
+    return (
+        f"CASE typeof({column}) "
+        f"WHEN 'text' THEN (julianday({column}) - {_JULIAN_UNIX_EPOCH}) * 86400.0 "
+        f"WHEN 'null' THEN NULL "
+        f"ELSE CASE WHEN {column} > 1e8 THEN {column} ELSE {julian} END END"
+    )
 
 
-_DECODER = json.JSONDecoder()
+# How `json.dumps(model.model_dump())` starts each kind of message: `role`
+# first and, for tool results, `tool_call_id` second.
+_USER = '{"role": "user",'
+_ASSISTANT = '{"role": "assistant",'
+_TOOL_RESULT = '{"role": "tool_result", "tool_call_id": "'
 
 
 def summarise_assistant(
@@ -253,7 +238,7 @@ class SQLiteStore:
             try:
                 touched = self._read_new_messages()
                 touched |= self._read_new_extra()
-                self._fill_last_assistants(touched)
+                self._fill_tails(touched)
                 self._read_pending_requests()
                 self._read_open_runs()
             finally:
@@ -277,7 +262,7 @@ class SQLiteStore:
 
     def transcript(self, thread_id: str) -> Transcript:
         cols = self._columns["messages"]
-        created = "created_at" if "created_at" in cols else "NULL"
+        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
         run = "run_id" if "run_id" in cols else "NULL"
         out = Transcript(thread_id)
         try:
@@ -291,7 +276,7 @@ class SQLiteStore:
                 describe_sqlite_error(self.path, exc, self.busy_timeout)
             ) from None
         for row_id, text, created_at, run_id in rows:
-            entry = TranscriptEntry(row_id, julian_to_unix(created_at), run_id, None)
+            entry = TranscriptEntry(row_id, created_at, run_id, None)
             message, error = parse_message(text)
             entry.message, entry.error = message, error
             if error is not None:
@@ -312,50 +297,66 @@ class SQLiteStore:
         return summary
 
     def _read_new_messages(self) -> set[str]:
-        cols = self._columns["messages"]
-        created = "created_at" if "created_at" in cols else "NULL"
-        run = "run_id" if "run_id" in cols else "NULL"
-        rows = self._conn.execute(
-            f"SELECT id, thread_id, {created}, {run}, json_valid(message_json), "
-            f"substr(message_json, 1, {_PREFIX_CHARS}) "
-            "FROM messages WHERE id > ? ORDER BY id",
-            (self._cursor,),
-        )
-        touched: set[str] = set()
-        threads = self._threads
-        for row_id, thread_id, created_at, run_id, valid, prefix in rows:
-            self._cursor = row_id
-            thread_id = str(thread_id)
-            summary = threads.get(thread_id) or self._summary(thread_id)
-            touched.add(thread_id)
-            activity = julian_to_unix(created_at)
-            if not valid:
-                summary.fold_corrupt(row_id, activity, "message_json is not valid JSON")
-                continue
-            parsed = parse_prefix(prefix) if isinstance(prefix, str) else None
-            if parsed is None:
-                parsed, error = self._parse_row_in_full(row_id)
-                if parsed is None:
-                    summary.fold_corrupt(row_id, activity, error or "unreadable")
-                    continue
-            summary.fold_row(row_id, parsed[0], activity, run_id, parsed[1])
-        return touched
+        """The one pass over rows above the cursor, mostly inside SQLite.
 
-    def _parse_row_in_full(
-        self, row_id: int
-    ) -> tuple[tuple[str, str | None] | None, str | None]:
-        """The slow path, for rows another serialiser wrote in another order."""
+        SQLite validates each row's JSON and recognises its role (and a tool
+        result's tool_call_id) from the start of the text, so Python never
+        parses a whole message here. (Splitting the range across threads
+        was measured slower: the GIL serialises building the rows.)
+        """
+        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        if top is None or top <= self._cursor:
+            return set()
+        before = self._cursor
+        rows = self._conn.execute(self._listing_sql, (before, top))
+        fold_rows(self._threads, self._checked(rows))
+        self._cursor = top
+        return {t for t, s in self._threads.items() if s.last_row > before}
+
+    @functools.cached_property
+    def _listing_sql(self) -> str:
+        cols = self._columns["messages"]
+        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
+        head = len(_TOOL_RESULT)  # a tool result's tool_call_id starts after this
+        call_end = f"instr(substr(message_json, {head + 1}, {_ID_CHARS}), '\"')"
+        return (
+            f"SELECT id, thread_id, {created}, "
+            "CASE WHEN NOT json_valid(message_json) THEN NULL "
+            f"WHEN substr(message_json, 1, {len(_USER)}) = '{_USER}' THEN 'user' "
+            f"WHEN substr(message_json, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' "
+            "THEN 'assistant' "
+            f"WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' "
+            "THEN 'tool_result' "
+            "ELSE '?' END, "
+            f"CASE WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' "
+            f"THEN substr(message_json, {head + 1}, {call_end} - 1) END "
+            "FROM messages WHERE id > ? AND id <= ? ORDER BY id"
+        )
+
+    def _checked(self, rows: Iterable[Row]) -> Iterator[Row]:
+        """Pass rows on, sending the few SQL could not read to `_resolve_row`."""
+        for row in rows:
+            role = row[3]
+            if role == "?" or (role == "tool_result" and _odd_id(row[4])):
+                row = self._resolve_row(row)
+            yield row
+
+    def _resolve_row(self, row: Row) -> Row:
+        """The slow path: parse a row in full when its start was not enough.
+
+        Taken by rows another serialiser wrote in another field order, and
+        by tool_call_ids holding escapes or longer than `_ID_CHARS`.
+        """
+        row_id, thread_id, activity, _, _ = row
         (text,) = self._conn.execute(
             "SELECT message_json FROM messages WHERE id = ?", (row_id,)
         ).fetchone()
         message, error = parse_message(text)
         if message is None:
-            return None, error
-        tool_call_id = message.get("tool_call_id")
-        return (
-            message["role"],
-            tool_call_id if isinstance(tool_call_id, str) else None,
-        ), None
+            return (row_id, thread_id, activity, None, error)
+        call_id = message.get("tool_call_id")
+        detail = call_id if isinstance(call_id, str) else None
+        return (row_id, thread_id, activity, message["role"], detail)
 
     def _read_new_extra(self) -> set[str]:
         """Threads known only from `thread_extra` are listed as empty."""
@@ -373,24 +374,38 @@ class SQLiteStore:
                 touched.add(thread_id)
         return touched
 
-    def _fill_last_assistants(self, touched: Iterable[str]) -> None:
-        """Parse the last assistant message of each touched thread, once."""
-        wanted: dict[int, ThreadSummary] = {}
+    def _fill_tails(self, touched: Iterable[str]) -> None:
+        """Read what the one pass skipped, for touched threads only.
+
+        The last assistant message is parsed in full (stop reason, tool
+        calls, text), once per new assistant row; the run id comes from
+        the thread's newest row.
+        """
+        assistants: dict[int, ThreadSummary] = {}
+        last_rows: dict[int, ThreadSummary] = {}
         for thread_id in touched:
             s = self._threads[thread_id]
+            if s.last_row:
+                last_rows[s.last_row] = s
             row = s.last_assistant_row
             if row is not None and self._parsed_assistant.get(thread_id) != row:
-                wanted[row] = s
-        for chunk in _chunks(list(wanted), _CHUNK):
+                assistants[row] = s
+        for row_id, text in self._rows_by_id("message_json", list(assistants)):
+            s = assistants[row_id]
+            message, _ = parse_message(text)
+            if message is not None:
+                s.set_last_assistant(*summarise_assistant(message))
+            self._parsed_assistant[s.thread_id] = row_id
+        if "run_id" in self._columns["messages"]:
+            for row_id, run_id in self._rows_by_id("run_id", list(last_rows)):
+                last_rows[row_id].last_run_id = run_id
+
+    def _rows_by_id(self, column: str, ids: list[int]) -> Iterator[tuple[int, Any]]:
+        for chunk in _chunks(ids, _IN_CHUNK):
             marks = ",".join("?" * len(chunk))
-            for row_id, text in self._conn.execute(
-                f"SELECT id, message_json FROM messages WHERE id IN ({marks})", chunk
-            ):
-                s = wanted[row_id]
-                message, _ = parse_message(text)
-                if message is not None:
-                    s.set_last_assistant(*summarise_assistant(message))
-                self._parsed_assistant[s.thread_id] = row_id
+            yield from self._conn.execute(
+                f"SELECT id, {column} FROM messages WHERE id IN ({marks})", chunk
+            )
 
     def _read_pending_requests(self) -> None:
         if "thread_pending_request" not in self._columns:
@@ -433,6 +448,11 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     if role not in ROLES:
         return None, f"unknown role {role!r}"
     return message, None
+
+
+def _odd_id(call_id: str | None) -> bool:
+    """A tool_call_id the prefix read cannot trust: missing, cut, or escaped."""
+    return not call_id or "\\" in call_id
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

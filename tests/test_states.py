@@ -12,7 +12,7 @@ def thread(*rows: tuple[str, str | None], **last: object) -> ThreadSummary:
     """Fold (role, tool_call_id) rows; `last` fills the last assistant's details."""
     s = ThreadSummary("t")
     for i, (role, call_id) in enumerate(rows, start=1):
-        s.fold_row(i, role, float(i), None, call_id)
+        s.fold_row(i, role, float(i), call_id)
     if s.last_assistant_row is not None:
         s.set_last_assistant(
             last.get("stop", "stop"), tuple(last.get("calls", ())), "", None
@@ -99,7 +99,7 @@ def test_first_corrupt_row_is_the_one_reported() -> None:
 
 def test_last_activity_is_the_newest_row() -> None:
     s = ThreadSummary("t")
-    s.fold_row(1, "user", 50.0, None, None)
-    s.fold_row(2, "assistant", 40.0, "run-1", None)
+    s.fold_row(1, "user", 50.0)
+    s.fold_row(2, "assistant", 40.0)
     assert s.last_activity == 50.0
-    assert s.last_run_id == "run-1"
+    assert (s.last_row, s.last_assistant_row, s.messages) == (2, 2, 2)

@@ -13,7 +13,7 @@ import pytest
 
 from supervisor.report import thread_json
 from supervisor.states import State
-from supervisor.store import SQLiteStore, StoreError, open_store, parse_prefix
+from supervisor.store import SQLiteStore, StoreError, open_store
 from tests.conftest import ROOT, crash, insert_rows, run_crashkit, user_json
 
 
@@ -92,7 +92,6 @@ def test_unknown_role_is_corrupt_with_its_reason(db: Path) -> None:
 
 
 def test_other_field_order_is_parsed_in_full(db: Path) -> None:
-    assert parse_prefix('{"content": [], "role": "user"}') is None
     insert_rows(
         db,
         [
@@ -107,9 +106,25 @@ def test_other_field_order_is_parsed_in_full(db: Path) -> None:
     assert open_store(db).get("reordered").state is State.BETWEEN_TURNS
 
 
-def test_tool_call_id_with_quotes_survives_the_fast_path() -> None:
-    prefix = '{"role": "tool_result", "tool_call_id": "a\\"b", "tool_name": "x"'
-    assert parse_prefix(prefix) == ("tool_result", 'a"b')
+def test_tool_call_id_with_quotes_survives_the_fast_path(db: Path) -> None:
+    assistant = {
+        "role": "assistant",
+        "content": [{"type": "tool_call", "id": 'a"b', "name": "x", "arguments": {}}],
+        "stop_reason": "tool_use",
+    }
+    result = {
+        "role": "tool_result",
+        "tool_call_id": 'a"b',
+        "tool_name": "x",
+        "content": [],
+    }
+    insert_rows(db, [("q", user_json("go")), ("q", json.dumps(assistant))])
+    store = open_store(db)
+    assert store.get("q").state is State.MID_TOOL
+    insert_rows(db, [("q", json.dumps(result))])
+    store.refresh()
+    assert store.get("q").answered == {'a"b'}
+    assert store.get("q").state is State.AFTER_TOOLS
 
 
 def test_extra_only_thread_is_empty_and_pending_request_awaits(db: Path) -> None:
