@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from supervisor import __version__
+from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.report import entry_lines, thread_hint, thread_json, transcript_json
 from supervisor.states import State
 from supervisor.store import DEFAULT_BUSY_TIMEOUT, SQLiteStore, StoreError, open_store
@@ -89,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("thread", metavar="THREAD", help="thread id")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(run=cmd_show)
+
+    p = sub.add_parser("jobs", help="list the job markers (idempotency records)")
+    p.add_argument(
+        "db", metavar="DB", help="the checkpoint database the jobs belong to"
+    )
+    _add_jobs_dir(p)
+    p.add_argument("--thread", metavar="THREAD", help="only markers of this thread")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(run=cmd_jobs)
     return parser
+
+
+def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs-dir",
+        metavar="DIR",
+        help="job marker directory (default: $JOB_DIR, else DB.jobs beside DB)",
+    )
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
@@ -173,6 +191,25 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"warning: row {summary.corrupt_row} is corrupt: {summary.corrupt_reason}",
             file=sys.stderr,
         )
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    directory = resolve_jobs_dir(args.db, args.jobs_dir)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    markers = read_markers(directory)
+    if args.thread is not None:
+        markers = [m for m in markers if m.thread_id == args.thread]
+    if args.json:
+        json.dump([m.to_json() for m in markers], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{len(markers)} marker(s) in {directory}")
+    for m in markers:
+        when = relative_time(m.done_at or m.started_at)
+        who = f" thread {one_line(m.thread_id, 30)}" if m.thread_id else ""
+        print(f"{m.status:<10} {when:<9} {one_line(m.key, 60)}{who}")
     return EXIT_OK
 
 

@@ -183,3 +183,27 @@ def test_unknown_thread(crash_db: Path) -> None:
 )
 def test_bad_arguments(args: list[str], needle: str) -> None:
     assert needle in one_error_line(cli(*args))
+
+
+def test_jobs_lists_markers_of_a_thread(tmp_path: Path) -> None:
+    from tests.conftest import crash
+
+    db, jobs = tmp_path / "j.db", tmp_path / "markers"
+    crash(db, "t1", jobs, kill_at_marker="after_start:B")
+    out = cli("jobs", str(db), "--jobs-dir", str(jobs), "--json")
+    assert out.returncode == 0, out.stderr
+    by_item = {m["arguments"]["item"]: m for m in json.loads(out.stdout)}
+    assert by_item["A"]["status"] == "done" and by_item["B"]["status"] == "started"
+    assert by_item["A"]["thread_id"] == "t1"
+    text = cli("jobs", str(db), "--jobs-dir", str(jobs), "--thread", "t1")
+    assert "2 marker(s)" in text.stdout and "started" in text.stdout
+    other = cli("jobs", str(db), "--jobs-dir", str(jobs), "--thread", "nope", "--json")
+    assert json.loads(other.stdout) == []
+
+
+def test_jobs_dir_defaults_beside_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    out = cli("jobs", str(db))
+    assert out.returncode == 0
+    assert f"0 marker(s) in {tmp_path / 'x.db.jobs'}" in out.stdout
+    assert list(tmp_path.iterdir()) == []  # looking created nothing
