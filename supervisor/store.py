@@ -132,6 +132,34 @@ def summarise_assistant(
     )
 
 
+def summary_from_dicts(thread_id: str, messages: list[dict[str, Any]]) -> ThreadSummary:
+    """Classify a thread from messages already loaded (the runner's view).
+
+    Rows are numbered by position; times come from each message's own
+    `timestamp`. Same rules as the listing, so both always agree.
+    """
+    rows: list[Row] = []
+    last_assistant: dict[str, Any] | None = None
+    for i, m in enumerate(messages, start=1):
+        role = m.get("role")
+        stamp = m.get("timestamp")
+        stamp = float(stamp) if isinstance(stamp, int | float) else None
+        if role not in ROLES:
+            rows.append((i, thread_id, stamp, None, f"unknown role {role!r}"))
+            continue
+        call_id = m.get("tool_call_id") if role == "tool_result" else None
+        rows.append(
+            (i, thread_id, stamp, role, call_id if isinstance(call_id, str) else None)
+        )
+        if role == "assistant":
+            last_assistant = m
+    summary = ThreadSummary(thread_id)
+    fold_rows({thread_id: summary}, rows)
+    if last_assistant is not None:
+        summary.set_last_assistant(*summarise_assistant(last_assistant))
+    return summary
+
+
 def check_database_path(path: str | os.PathLike[str]) -> Path:
     """Refuse paths that are not an existing regular file, without creating one."""
     p = Path(path)

@@ -1,0 +1,125 @@
+"""Per-thread leases that other supervisor processes can see.
+
+A lease is an exclusive `flock` on a small file named after the thread, in a
+directory beside the database (`DB.leases/`). The kernel drops the lock when
+its holder dies, however it dies, so a lease can never outlive a crashed
+supervisor. The file also records who holds it (pid, host, since) for the
+message another process shows when it is refused. flock is per machine: two
+supervisors on different hosts sharing a network filesystem do not see each
+other's leases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def leases_dir(database: str | os.PathLike[str]) -> Path:
+    db = Path(database)
+    return db.with_name(db.name + ".leases")
+
+
+def lease_path(directory: Path, thread_id: str) -> Path:
+    digest = hashlib.sha256(thread_id.encode("utf-8")).hexdigest()[:32]
+    return directory / f"{digest}.lock"
+
+
+class LeaseHeld(Exception):
+    """Another process holds the thread's lease."""
+
+    def __init__(self, thread_id: str, holder: dict[str, Any]) -> None:
+        self.thread_id = thread_id
+        self.holder = holder
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+        super().__init__(f"{thread_id} is running in another supervisor ({who})")
+
+
+@dataclass
+class Lease:
+    """A held lease; `release()` (or process death) frees it."""
+
+    thread_id: str
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self.fd, 0)
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def acquire(directory: Path, thread_id: str) -> Lease:
+    """Take the thread's lease now, or raise `LeaseHeld` naming the holder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = lease_path(directory, thread_id)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(path)
+        os.close(fd)
+        raise LeaseHeld(thread_id, holder) from None
+    record = {
+        "thread_id": thread_id,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": time.time(),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+    return Lease(thread_id, path, fd)
+
+
+def _read_holder(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def held_elsewhere(directory: Path, thread_id: str) -> dict[str, Any] | None:
+    """The holder of a live lease on this thread, or None. Creates nothing."""
+    path = lease_path(directory, thread_id)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(path)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def live_leases(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every thread whose lease is held right now, by anyone, with its holder."""
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        paths = list(directory.glob("*.lock"))
+    except OSError:
+        return found
+    for path in paths:
+        holder = _read_holder(path)
+        thread_id = holder.get("thread_id")
+        if isinstance(thread_id, str) and held_elsewhere(directory, thread_id):
+            found[thread_id] = holder
+    return found

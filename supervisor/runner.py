@@ -1,0 +1,602 @@
+"""Background workers that resume, prompt and abort threads — headless.
+
+One asyncio task per thread, at most one per thread in this process (and,
+through a lease, across processes), with a limit on how many run at once.
+Every agent event reaches subscribers in order as a `RunnerEvent`, with
+streaming text coalesced so a fast model cannot flood them. The UI and the
+headless CLI both drive this class; neither reaches into its state.
+
+How each resume state is brought back (DESIGN.md):
+
+- `between_turns`, `after_tools`: load the history, `resume()`.
+- `mid_tool`: run the unanswered tool calls through the agent's own tools
+  (their job markers make a re-run safe), persist each result, then
+  `resume()`; or, with the `interrupt` strategy, record each unanswered
+  call as interrupted and let the model decide.
+- `aborted`, `error`: close any dangling tool calls, then continue with a
+  user message.
+- `finished`, `empty`: nothing to resume; a prompt starts a new run.
+- `awaiting_input`, `corrupt`, `running`: refused with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cubeloop import Agent, TextContent, ToolCall, ToolResultMessage
+from cubeloop.agent import execute_tool_calls
+from cubeloop.agent.types import AgentContext
+from cubeloop.checkpointer import SQLiteCheckpointer
+from cubeloop.providers.base import AssistantMessage, Message
+
+from supervisor import leases
+from supervisor.agents import Factory, build_agent
+from supervisor.jobs import current_thread
+from supervisor.states import RESUMABLE, State, ThreadSummary
+from supervisor.store import summary_from_dicts
+
+DEFAULT_CONTINUE_TEXT = "Continue where you left off."
+INTERRUPTED_TEXT = (
+    "[This tool call was interrupted: the process running it stopped before it "
+    "returned. Its side effect may or may not have happened. Call it again if "
+    "it is still needed.]"
+)
+CANCELLED_TEXT = "[Tool execution cancelled by user]"
+
+#: States `prompt` accepts: a new user message keeps the transcript valid.
+PROMPTABLE = frozenset(
+    {
+        State.FINISHED,
+        State.EMPTY,
+        State.ABORTED,
+        State.ERROR,
+        State.BETWEEN_TURNS,
+        State.AFTER_TOOLS,
+    }
+)
+
+
+class Refused(Exception):
+    """An action the runner will not take; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunnerEvent:
+    """Something that happened in a worker. `type` names it; `data` holds details.
+
+    Agent events keep cubeloop's names (`message_end`, `tool_execution_start`,
+    …); the runner adds `queued`, `run_start`, `recovery`, `text` (coalesced
+    deltas), `error` and `run_end` (with the thread's state afterwards).
+    """
+
+    thread_id: str
+    type: str
+    data: dict[str, Any]
+    at: float
+
+
+@dataclass
+class RunnerConfig:
+    database: Path
+    factory: Factory
+    jobs_dir: Path
+    agent_ref: str = "agent"
+    max_concurrent: int = 4
+    continue_text: str = DEFAULT_CONTINUE_TEXT
+    mid_tool_strategy: str = "rerun"  # or "interrupt"
+    abort_grace: float = 5.0
+    #: An open run written to this recently may be live in another process.
+    live_window: float = 120.0
+    #: Streaming text is delivered at most this often per thread.
+    coalesce_seconds: float = 0.05
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Run:
+    """One worker: a thread being resumed or prompted."""
+
+    thread_id: str
+    mode: str
+    started_at: float
+    task: asyncio.Task[None] | None = None
+    agent: Agent | None = None
+    lease: leases.Lease | None = None
+    signal: asyncio.Event = field(default_factory=asyncio.Event)
+    phase: str = "queued"
+    outcome: str | None = None
+    final_state: State | None = None
+    text: list[str] = field(default_factory=list)
+    flush_handle: asyncio.TimerHandle | None = None
+    tool_started: dict[str, float] = field(default_factory=dict)
+
+
+def _text_of(message: Any) -> str:
+    return "".join(getattr(b, "text", "") for b in getattr(message, "content", []))
+
+
+def _result_message(call: ToolCall, text: str, run_id: str | None) -> ToolResultMessage:
+    return ToolResultMessage(
+        tool_call_id=call.id,
+        tool_name=call.name,
+        content=[TextContent(text=text)],
+        is_error=True,
+        timestamp=time.time(),
+        run_id=run_id,
+        id=uuid.uuid4().hex,
+    )
+
+
+def unanswered_calls(
+    messages: list[Message],
+) -> tuple[AssistantMessage | None, list[ToolCall]]:
+    """The last assistant message and its tool calls that have no result."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, AssistantMessage):
+            answered = {
+                r.tool_call_id
+                for r in messages[i + 1 :]
+                if isinstance(r, ToolResultMessage)
+            }
+            calls = [
+                b for b in m.content if isinstance(b, ToolCall) and b.id not in answered
+            ]
+            return m, calls
+    return None, []
+
+
+class Runner:
+    """Runs threads of one database as background asyncio tasks."""
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self._runs: dict[str, Run] = {}
+        self._subscribers: list[Callable[[RunnerEvent], None]] = []
+        self._checkpointer: SQLiteCheckpointer | None = None
+        self._open_lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(config.max_concurrent)
+        self._leases_dir = leases.leases_dir(config.database)
+
+    # -- subscribers ----------------------------------------------------
+
+    def subscribe(self, callback: Callable[[RunnerEvent], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: (
+            self._subscribers.remove(callback)
+            if callback in self._subscribers
+            else None
+        )
+
+    def _emit(self, thread_id: str, type_: str, **data: Any) -> None:
+        event = RunnerEvent(thread_id, type_, data, self.config.clock())
+        for callback in tuple(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not stop a worker
+                continue
+
+    # -- queries --------------------------------------------------------
+
+    def running(self) -> dict[str, Run]:
+        """Threads with a worker in this process (queued or running)."""
+        return dict(self._runs)
+
+    def is_running(self, thread_id: str) -> bool:
+        return thread_id in self._runs
+
+    # -- lifecycle ------------------------------------------------------
+
+    async def _cp(self) -> SQLiteCheckpointer:
+        """Open the checkpointer on first use: looking never writes, acting may."""
+        async with self._open_lock:
+            if self._checkpointer is None:
+                cp = SQLiteCheckpointer(str(self.config.database))
+                await cp.__aenter__()
+                self._checkpointer = cp
+            return self._checkpointer
+
+    async def close(self) -> None:
+        """Abort every worker gracefully, then close the database."""
+        await self.abort_all()
+        if self._checkpointer is not None:
+            await self._checkpointer.__aexit__(None, None, None)
+            self._checkpointer = None
+
+    async def __aenter__(self) -> Runner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- reading one thread ---------------------------------------------
+
+    async def inspect(self, thread_id: str) -> tuple[ThreadSummary, list[Message]]:
+        """Classify one thread from its stored messages, as the runner will act."""
+        cp = await self._cp()
+        data = await cp.load(thread_id)
+        messages = list(data.messages) if data else []
+        summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
+        summary.pending_request = await cp.load_pending_request(thread_id) is not None
+        summary.running = self.is_running(thread_id)
+        return summary, messages
+
+    def possibly_live(self, summary: ThreadSummary, messages: list[Message]) -> bool:
+        """An open run written to recently may still be running somewhere else."""
+        if not messages or self.config.live_window <= 0:
+            return False
+        last = messages[-1]
+        stamp = getattr(last, "timestamp", None)
+        open_run = (
+            getattr(last, "run_id", None) is not None and summary.state in RESUMABLE
+        )
+        recent = (
+            stamp is not None and self.config.clock() - stamp < self.config.live_window
+        )
+        return bool(open_run and recent and summary.state is not State.ABORTED)
+
+    # -- actions --------------------------------------------------------
+
+    async def resume(self, thread_id: str, *, force: bool = False) -> Run:
+        """Start bringing a thread back; raises `Refused` with the reason."""
+        if self.is_running(thread_id):
+            raise Refused(f"{thread_id} is already running")
+        summary, messages = await self.inspect(thread_id)
+        state = summary.state
+        if not messages and not summary.pending_request:
+            known = await self._known(thread_id)
+            if not known:
+                raise Refused(f"no thread {thread_id!r}")
+        if state in (State.FINISHED, State.EMPTY):
+            raise Refused(f"{thread_id} is {state}: nothing to resume; send a prompt")
+        if state is State.AWAITING_INPUT:
+            raise Refused(
+                f"{thread_id} is awaiting a human answer, which is not supported yet"
+            )
+        if state is State.CORRUPT:
+            raise Refused(f"{thread_id} has a corrupt row ({summary.corrupt_reason})")
+        if not force and self.possibly_live(summary, messages):
+            raise Refused(
+                f"{thread_id} may still be running in another process (its run is "
+                f"open and was written to less than {self.config.live_window:g}s ago); "
+                "force to resume anyway"
+            )
+        return self._start(thread_id, "resume", state, None)
+
+    async def prompt(self, thread_id: str, text: str) -> Run:
+        """Send a user message to an idle thread and run it."""
+        if not text.strip():
+            raise Refused("empty prompt")
+        if self.is_running(thread_id):
+            raise Refused(f"{thread_id} is already running")
+        summary, _ = await self.inspect(thread_id)
+        state = summary.state
+        if state not in PROMPTABLE:
+            hint = "; resume it first" if state is State.MID_TOOL else ""
+            raise Refused(f"{thread_id} is {state}: cannot take a prompt now{hint}")
+        return self._start(thread_id, "prompt", state, text)
+
+    async def _known(self, thread_id: str) -> bool:
+        cp = await self._cp()
+        return await cp.load(thread_id) is not None
+
+    def _start(self, thread_id: str, mode: str, state: State, text: str | None) -> Run:
+        try:
+            lease = leases.acquire(self._leases_dir, thread_id)
+        except leases.LeaseHeld as exc:
+            raise Refused(str(exc)) from None
+        run = Run(thread_id, mode, self.config.clock(), lease=lease)
+        self._runs[thread_id] = run
+        run.task = asyncio.create_task(
+            self._work(run, state, text), name=f"run:{thread_id}"
+        )
+        self._emit(thread_id, "queued", mode=mode, state=str(state))
+        return run
+
+    async def wait(self, thread_id: str) -> Run | None:
+        run = self._runs.get(thread_id)
+        if run is not None and run.task is not None:
+            await asyncio.gather(run.task, return_exceptions=True)
+        return run
+
+    async def wait_all(self) -> None:
+        tasks = [r.task for r in self._runs.values() if r.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def abort(self, thread_id: str) -> bool:
+        """Ask the agent to stop; cancel it if still going after the grace period."""
+        run = self._runs.get(thread_id)
+        if run is None or run.task is None:
+            return False
+        self._emit(thread_id, "aborting", grace=self.config.abort_grace)
+        run.signal.set()
+        if run.phase == "queued":
+            run.task.cancel()
+        deadline = time.monotonic() + self.config.abort_grace
+        while not run.task.done() and time.monotonic() < deadline:
+            if run.agent is not None:
+                run.agent.abort()
+            await asyncio.wait({run.task}, timeout=0.05)
+        if not run.task.done():
+            run.task.cancel()
+        await asyncio.gather(run.task, return_exceptions=True)
+        return True
+
+    async def abort_all(self) -> None:
+        await asyncio.gather(*(self.abort(t) for t in list(self._runs)))
+
+    # -- the worker -----------------------------------------------------
+
+    async def _work(self, run: Run, state: State, text: str | None) -> None:
+        thread_id = run.thread_id
+        token = current_thread.set(thread_id)
+        try:
+            async with self._slots:
+                run.phase = "running"
+                self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
+                cp = await self._cp()
+                agent = await build_agent(
+                    self.config.factory, cp, thread_id, self.config.agent_ref
+                )
+                run.agent = agent
+                agent.subscribe(
+                    lambda event, _signal=None: self._on_agent_event(run, event)
+                )
+                if run.mode == "prompt":
+                    await self._close_dangling_calls(run, cp)
+                    if not run.signal.is_set():
+                        await agent.prompt(text or "")
+                else:
+                    await self._resume(run, agent, cp)
+            run.outcome = "aborted" if run.signal.is_set() else "completed"
+        except asyncio.CancelledError:
+            run.outcome = "cancelled"
+        except Exception as exc:
+            run.outcome = "error"
+            self._flush_text(run)
+            self._emit(thread_id, "error", message=f"{type(exc).__name__}: {exc}")
+        finally:
+            current_thread.reset(token)
+            self._flush_text(run)
+            await self._finish(run)
+
+    async def _finish(self, run: Run) -> None:
+        try:
+            summary, _ = await asyncio.shield(self.inspect(run.thread_id))
+            summary.running = False
+            run.final_state = summary.state
+        except Exception:
+            run.final_state = None
+        finally:
+            if run.lease is not None:
+                run.lease.release()
+            self._runs.pop(run.thread_id, None)
+        self._emit(
+            run.thread_id,
+            "run_end",
+            outcome=run.outcome,
+            state=str(run.final_state) if run.final_state else None,
+            seconds=self.config.clock() - run.started_at,
+        )
+
+    async def _resume(self, run: Run, agent: Agent, cp: SQLiteCheckpointer) -> None:
+        data = await cp.load(run.thread_id)
+        if data is None:
+            raise Refused(f"no thread {run.thread_id!r}")
+        summary = summary_from_dicts(
+            run.thread_id, [m.model_dump() for m in data.messages]
+        )
+        state = summary.state
+        if state in (State.ABORTED, State.ERROR):
+            await self._close_dangling_calls(run, cp)
+            if not run.signal.is_set():
+                await agent.prompt(self.config.continue_text)
+            return
+        if state is State.MID_TOOL:
+            if not await self._finish_pending_calls(
+                run, agent, cp, list(data.messages)
+            ):
+                return
+            data = await cp.load(run.thread_id)
+            assert data is not None
+        elif state not in (State.BETWEEN_TURNS, State.AFTER_TOOLS):
+            raise Refused(f"{run.thread_id} is {state}: nothing to resume")
+        if run.signal.is_set():
+            return
+        agent.state.messages = list(data.messages)
+        agent.state.extra.update(data.extra)
+        await agent.resume()
+
+    async def _finish_pending_calls(
+        self, run: Run, agent: Agent, cp: SQLiteCheckpointer, messages: list[Message]
+    ) -> bool:
+        """Answer the last assistant's unanswered tool calls; False to stop there."""
+        assistant, pending = unanswered_calls(messages)
+        if assistant is None or not pending:
+            return True
+        strategy = self.config.mid_tool_strategy
+        self._emit(
+            run.thread_id,
+            "recovery",
+            strategy=strategy,
+            calls=[
+                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending
+            ],
+        )
+        if strategy == "interrupt":
+            results: list[Message] = [
+                _result_message(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending
+            ]
+            await cp.append(run.thread_id, results)
+            return True
+        pending_ids = {c.id for c in pending}
+        narrowed = assistant.model_copy(
+            update={
+                "content": [
+                    b
+                    for b in assistant.content
+                    if not isinstance(b, ToolCall) or b.id in pending_ids
+                ]
+            }
+        )
+        context = AgentContext(
+            system_prompt=agent.state.system_prompt,
+            messages=list(messages),
+            tools=list(agent.state.tools),
+            extra=agent.state.extra,
+        )
+        persisted: set[str] = set()
+
+        async def emit(event: Any) -> None:
+            if event.type == "message_end" and isinstance(
+                event.message, ToolResultMessage
+            ):
+                message = event.message
+                if not message.id:
+                    message.id = uuid.uuid4().hex
+                await cp.append(run.thread_id, [message])
+                persisted.add(message.tool_call_id)
+            self._on_agent_event(run, event)
+
+        try:
+            batch = await execute_tool_calls(
+                context,
+                narrowed,
+                tool_execution=agent.tool_execution,
+                before_tool_call=agent.before_tool_call,
+                resolve_tool_call=agent.resolve_tool_call,
+                after_tool_call=agent.after_tool_call,
+                signal=run.signal,
+                emit=emit,
+            )
+        except asyncio.CancelledError:
+            # Keep the transcript valid: every call gets a result.
+            left = [c for c in pending if c.id not in persisted]
+            if left:
+                await asyncio.shield(
+                    cp.append(
+                        run.thread_id,
+                        [
+                            _result_message(c, CANCELLED_TEXT, assistant.run_id)
+                            for c in left
+                        ],
+                    )
+                )
+            raise
+        left = [m for m in batch.messages if m.tool_call_id not in persisted]
+        if left:
+            await cp.append(run.thread_id, list(left))
+        if batch.terminate:
+            self._emit(
+                run.thread_id, "note", text="a tool asked to stop after this turn"
+            )
+            return False
+        return True
+
+    async def _close_dangling_calls(self, run: Run, cp: SQLiteCheckpointer) -> None:
+        """An aborted/error message may carry tool calls that never ran: close them."""
+        data = await cp.load(run.thread_id)
+        if data is None:
+            return
+        assistant, pending = unanswered_calls(list(data.messages))
+        if assistant is not None and pending:
+            await cp.append(
+                run.thread_id,
+                [
+                    _result_message(c, INTERRUPTED_TEXT, assistant.run_id)
+                    for c in pending
+                ],
+            )
+
+    # -- events ---------------------------------------------------------
+
+    def _on_agent_event(self, run: Run, event: Any) -> None:
+        kind = event.type
+        if kind == "message_update":
+            stream = getattr(event, "stream_event", None)
+            if stream is not None and stream.type == "text_delta" and stream.delta:
+                self._buffer_text(run, stream.delta)
+            return
+        self._flush_text(run)
+        tid = run.thread_id
+        if kind == "message_start":
+            if getattr(event.message, "role", None) == "assistant":
+                self._emit(tid, "assistant_start")
+        elif kind == "message_end":
+            self._emit(tid, "message_end", **_message_data(event.message))
+        elif kind == "tool_execution_start":
+            run.tool_started[event.tool_call_id] = time.monotonic()
+            self._emit(
+                tid,
+                "tool_start",
+                id=event.tool_call_id,
+                name=event.tool_name,
+                arguments=event.args,
+            )
+        elif kind == "tool_execution_end":
+            began = run.tool_started.pop(event.tool_call_id, None)
+            self._emit(
+                tid,
+                "tool_end",
+                id=event.tool_call_id,
+                name=event.tool_name,
+                is_error=event.is_error,
+                result=_result_text(event.result),
+                seconds=None if began is None else time.monotonic() - began,
+            )
+        else:
+            self._emit(tid, kind)
+
+    def _buffer_text(self, run: Run, delta: str) -> None:
+        run.text.append(delta)
+        if run.flush_handle is None:
+            loop = asyncio.get_running_loop()
+            run.flush_handle = loop.call_later(
+                self.config.coalesce_seconds, self._flush_text, run
+            )
+
+    def _flush_text(self, run: Run) -> None:
+        if run.flush_handle is not None:
+            run.flush_handle.cancel()
+            run.flush_handle = None
+        if run.text:
+            text, run.text = "".join(run.text), []
+            self._emit(run.thread_id, "text", text=text)
+
+
+def _message_data(message: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": message.role, "text": _text_of(message)}
+    if isinstance(message, AssistantMessage):
+        data["stop_reason"] = message.stop_reason
+        data["error"] = message.error_message
+        data["tool_calls"] = [
+            {"id": b.id, "name": b.name, "arguments": b.arguments}
+            for b in message.content
+            if isinstance(b, ToolCall)
+        ]
+    elif isinstance(message, ToolResultMessage):
+        data["tool_call_id"] = message.tool_call_id
+        data["is_error"] = message.is_error
+    return data
+
+
+def _result_text(result: Any) -> str:
+    content = getattr(result, "content", None)
+    if content is None and isinstance(result, dict):
+        content = result.get("content")
+    if isinstance(content, list):
+        return "".join(
+            str(
+                getattr(b, "text", None)
+                or (b.get("text", "") if isinstance(b, dict) else "")
+            )
+            for b in content
+        )
+    return "" if result is None else str(result)
