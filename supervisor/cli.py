@@ -7,15 +7,22 @@ input (one line on stderr, never a traceback, never a file created).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from supervisor import __version__
+from supervisor.agents import ENV_VAR, AgentLoadError, agent_reference, load_factory
+from supervisor.demo_db import DemoExists, build_demo_db
+from supervisor.headless import run_threads
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.report import entry_lines, thread_hint, thread_json, transcript_json
-from supervisor.states import State
+from supervisor.runner import DEFAULT_CONTINUE_TEXT, RunnerConfig
+from supervisor.states import RESUMABLE, State
 from supervisor.store import DEFAULT_BUSY_TIMEOUT, SQLiteStore, StoreError, open_store
 from supervisor.text import one_line, relative_time
 
@@ -99,7 +106,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thread", metavar="THREAD", help="only markers of this thread")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(run=cmd_jobs)
+
+    p = sub.add_parser(
+        "resume",
+        help="resume crashed threads and print their events",
+        description="Resume threads by state; exit 0 only if every one ends finished.",
+    )
+    _add_db(p)
+    p.add_argument("threads", metavar="THREAD", nargs="*", help="thread ids")
+    p.add_argument(
+        "--all", action="store_true", help="every thread in a resumable state"
+    )
+    _add_run_options(p)
+    p.set_defaults(run=cmd_resume)
+
+    p = sub.add_parser("prompt", help="send a prompt to a thread and run it to the end")
+    _add_db(p)
+    p.add_argument(
+        "thread", metavar="THREAD", help="thread id (a new id starts a thread)"
+    )
+    p.add_argument("text", metavar="TEXT", help="the user message")
+    _add_run_options(p)
+    p.set_defaults(run=cmd_prompt)
+
+    p = sub.add_parser(
+        "demo",
+        help="create a demo database with threads in every state",
+        description=(
+            "Create a demo database by really running the built-in demo agent in "
+            "child processes and killing them (SIGKILL) at chosen moments."
+        ),
+    )
+    p.add_argument("db", metavar="DB", help="the database file to create")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    _add_jobs_dir(p)
+    p.set_defaults(run=cmd_demo)
     return parser
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agent",
+        metavar="MODULE:ATTR",
+        help=f"agent factory (default: ${ENV_VAR}, else the built-in demo agent)",
+    )
+    _add_jobs_dir(p)
+    p.add_argument(
+        "--strategy",
+        choices=["rerun", "interrupt"],
+        default="rerun",
+        help="mid-tool threads: re-run unanswered calls (default) or tell the model "
+        "they were interrupted",
+    )
+    p.add_argument(
+        "--continue-text",
+        default=DEFAULT_CONTINUE_TEXT,
+        metavar="TEXT",
+        help="user message that continues aborted/error threads (default: %(default)r)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="resume threads that may still be live in another process",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="threads run at once (default %(default)s)",
+    )
+    p.add_argument(
+        "--abort-grace",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on abort, cancel a thread still running after this (default %(default)s)",
+    )
 
 
 def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
@@ -128,7 +211,7 @@ def _warn_corrupt(store: SQLiteStore) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
-        threads = store.threads()
+        threads = sorted(store.threads(), key=lambda s: s.thread_id)
         if args.state:
             threads = [s for s in threads if s.state in args.state]
         if args.json:
@@ -213,6 +296,98 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _runner_config(args: argparse.Namespace) -> RunnerConfig:
+    """Check everything a run needs before any work starts."""
+    reference = agent_reference(args.agent)
+    factory = load_factory(reference)
+    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
+    # User factories follow the recipe's convention of reading $JOB_DIR.
+    os.environ["JOB_DIR"] = str(jobs_dir)
+    return RunnerConfig(
+        database=Path(args.db),
+        factory=factory,
+        jobs_dir=jobs_dir,
+        agent_ref=reference,
+        max_concurrent=args.max_concurrent,
+        continue_text=args.continue_text,
+        mid_tool_strategy=args.strategy,
+        abort_grace=args.abort_grace,
+        live_window=0 if args.force else 120.0,
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if not args.threads and not args.all:
+        raise UsageError(
+            "name at least one THREAD, or pass --all", "agent-supervisor resume"
+        )
+    store = _open(args)
+    try:
+        known = {s.thread_id: s for s in store.threads()}
+    finally:
+        store.close()
+    wanted = list(dict.fromkeys(args.threads))
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
+    if args.all:
+        wanted += [
+            t for t, s in known.items() if s.state in RESUMABLE and t not in wanted
+        ]
+    config = _runner_config(args)
+    todo = []
+    for thread_id in wanted:
+        if known[thread_id].state is State.FINISHED:
+            print(f"{one_line(thread_id, 40)}: already finished, nothing to resume")
+            continue
+        todo.append(_resumer(thread_id, args.force))
+    if not todo:
+        if args.all and not wanted:
+            print("no thread needs resuming")
+        return EXIT_OK
+    ok = asyncio.run(run_threads(config, todo))
+    return EXIT_OK if ok else EXIT_UNFINISHED
+
+
+def _resumer(thread_id: str, force: bool):
+    return lambda runner: runner.resume(thread_id, force=force)
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    _open(args).close()  # a checkpoint database that exists, or a clear error
+    config = _runner_config(args)
+    ok = asyncio.run(
+        run_threads(config, [lambda runner: runner.prompt(args.thread, args.text)])
+    )
+    return EXIT_OK if ok else EXIT_UNFINISHED
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    path = Path(args.db)
+    jobs = resolve_jobs_dir(path, args.jobs_dir)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path}: not a regular file")
+    try:
+        build_demo_db(path, force=args.force, jobs_dir=jobs)
+    except DemoExists as exc:
+        raise UsageError(str(exc)) from None
+    store = open_store(path)
+    try:
+        counts = Counter(str(s.state) for s in store.threads())
+    finally:
+        store.close()
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    print(f"created {path} ({summary}); job markers in {jobs}")
+    return EXIT_OK
+
+
 def run(argv: Sequence[str]) -> int:
     parser = build_parser()
     try:
@@ -224,7 +399,7 @@ def run(argv: Sequence[str]) -> int:
     except UsageError as exc:
         print(f"{exc.prog}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StoreError as exc:
+    except (StoreError, AgentLoadError) as exc:
         print(f"agent-supervisor: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

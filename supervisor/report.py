@@ -118,3 +118,50 @@ def entry_lines(e: TranscriptEntry, width: int = 100) -> list[str]:
         )
         lines.append("    " + one_line(_text_of(m.get("content")), width))
     return lines
+
+
+def event_line(event: Any) -> str | None:
+    """One plain-text line for a runner event, or None for events not worth a line.
+
+    Used by the headless commands; the UI renders the same events richer.
+    """
+    d = event.data
+    kind = event.type
+    if kind == "queued":
+        return f"queued ({d.get('mode')} from {d.get('state')})"
+    if kind == "run_start":
+        return f"▶ {d.get('mode')} from {d.get('state')}"
+    if kind == "recovery":
+        calls = ", ".join(
+            call_text(c["name"], c["arguments"], 50) for c in d.get("calls", [])
+        )
+        verb = "re-running" if d.get("strategy") == "rerun" else "marking interrupted"
+        return f"↻ {verb} unanswered call(s): {calls}"
+    if kind == "tool_start":
+        return f"⚙ {call_text(d['name'], d.get('arguments'), 70)}"
+    if kind == "tool_end":
+        mark = "✗" if d.get("is_error") else "✓"
+        took = f" ({d['seconds']:.1f}s)" if d.get("seconds") is not None else ""
+        return f"{mark} {d['name']} → {one_line(d.get('result') or '', 60)}{took}"
+    if kind == "message_end" and d.get("role") == "assistant":
+        calls = [
+            call_text(c["name"], c["arguments"], 40) for c in d.get("tool_calls", [])
+        ]
+        text = one_line(d.get("text") or "", 80)
+        stop = d.get("stop_reason")
+        tail = f" → {', '.join(calls)}" if calls else ""
+        if stop in ("aborted", "error"):
+            tail += f" [{stop}: {one_line(d.get('error') or '', 60)}]"
+        return f"assistant: {text}{tail}".rstrip()
+    if kind == "message_end" and d.get("role") == "user":
+        return f"user: {one_line(d.get('text') or '', 80)}"
+    if kind == "error":
+        return f"error: {one_line(d.get('message') or '', 100)}"
+    if kind == "aborting":
+        return f"aborting (cancel after {d.get('grace', 0):g}s)"
+    if kind == "note":
+        return one_line(d.get("text") or "", 100)
+    if kind == "run_end":
+        state, took = d.get("state") or "unknown", d.get("seconds", 0)
+        return f"■ {state} ({d.get('outcome')}, {took:.1f}s)"
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -11,26 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.demo_db import child_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_crashkit(db: Path, thread: str, jobs: Path, **options: object) -> int:
-    """Run tests/crashkit.py in a child process; return its exit code."""
-    cmd = [sys.executable, "-m", "tests.crashkit", "--db", str(db), "--thread", thread]
-    cmd += ["--jobs-dir", str(jobs)]
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            cmd.append(flag)
-        else:
-            cmd += [flag, str(value)]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+def run_demo_child(db: Path, thread: str, jobs: Path, **options: object) -> int:
+    """Run the demo agent in a child process (supervisor.demo_db child); its exit code."""
+    done = subprocess.run(
+        child_command(db, thread, jobs, **options),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"},
+    )
     return done.returncode
 
 
 def crash(db: Path, thread: str, jobs: Path, **options: object) -> None:
-    """Like run_crashkit, but insist the child really died by SIGKILL."""
-    code = run_crashkit(db, thread, jobs, **options)
+    """Like run_demo_child, but insist the child really died by SIGKILL."""
+    code = run_demo_child(db, thread, jobs, **options)
     assert code == -signal.SIGKILL, f"expected SIGKILL, child exited {code}"
 
 
@@ -68,17 +70,17 @@ def jobs(tmp_path: Path) -> Path:
 def crash_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One database holding a thread in every state a real crash can leave.
 
-    Event numbers refer to `python -m tests.crashkit --list-events` for the
+    Event numbers refer to `python -m supervisor.demo_db child --list-events` for the
     prompt 'Process items A..C' (two calls in turn 1, one in turn 2).
     """
     base = tmp_path_factory.mktemp("crashdb")
     db, jobs = base / "jobs.db", base / "jobs"
-    run_crashkit(db, "finished", jobs / "f")
+    run_demo_child(db, "finished", jobs / "f")
     crash(db, "first-model-call", jobs / "1", kill_at_event=5)
     crash(db, "during-tool", jobs / "2", kill_at_marker="after_start:A")
     crash(db, "batch-partial", jobs / "3", kill_at_event=11)
     crash(db, "model-after-tools", jobs / "4", kill_at_event=17)
     crash(db, "turn2-calls", jobs / "5", kill_at_event=18)
-    run_crashkit(db, "aborted", jobs / "6", abort_at_event=7, tool_seconds=0.5)
-    run_crashkit(db, "error", jobs / "7", fail_turn=2)
+    run_demo_child(db, "aborted", jobs / "6", abort_at_event=7, tool_seconds=0.5)
+    run_demo_child(db, "error", jobs / "7", fail_turn=2)
     return db

@@ -14,7 +14,7 @@ import pytest
 
 from supervisor.states import State
 from supervisor.store import open_store
-from tests.conftest import insert_rows, run_crashkit, user_json
+from tests.conftest import insert_rows, run_demo_child, user_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cubepi013.db"
 
@@ -57,7 +57,7 @@ def test_cubepi_013_transcript_reads() -> None:
 )
 def test_created_at_forms(tmp_path: Path, created_at, expected) -> None:
     db = tmp_path / "t.db"
-    run_crashkit(db, "base", tmp_path / "j")
+    run_demo_child(db, "base", tmp_path / "j")
     conn = sqlite3.connect(db)
     with conn:
         conn.execute(
@@ -70,6 +70,6 @@ def test_created_at_forms(tmp_path: Path, created_at, expected) -> None:
 
 def test_message_without_optional_fields(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
-    run_crashkit(db, "base", tmp_path / "j")
+    run_demo_child(db, "base", tmp_path / "j")
     insert_rows(db, [("bare", json.dumps({"role": "assistant", "content": []}))])
     assert open_store(db).get("bare").state is State.FINISHED

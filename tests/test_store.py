@@ -14,13 +14,13 @@ import pytest
 from supervisor.report import thread_json
 from supervisor.states import State
 from supervisor.store import SQLiteStore, StoreError, open_store
-from tests.conftest import ROOT, crash, insert_rows, run_crashkit, user_json
+from tests.conftest import ROOT, crash, insert_rows, run_demo_child, user_json
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "jobs.db"
-    run_crashkit(path, "done", tmp_path / "j1")
+    run_demo_child(path, "done", tmp_path / "j1")
     return path
 
 

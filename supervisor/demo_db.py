@@ -1,0 +1,265 @@
+"""The demo database: threads in every resume state, made by real crashes.
+
+`build_demo_db` runs the demo agent in child processes (this module's
+`child` entry point) and kills each with SIGKILL at a chosen moment: after
+the N-th agent event (everything up to it is checkpointed), or inside a tool
+around its job-marker writes. Nothing is written to the database by hand;
+the empty and awaiting-input threads go through the checkpointer's own API.
+
+The crash tests use the same child entry point:
+
+    python -m supervisor.demo_db child --db D --thread T --jobs-dir J \
+        [--kill-at-event N | --kill-at-marker POINT:ITEM | --abort-at-event N]
+        [--fail-turn K] [--prompt TEXT] [--tool-seconds S] [--list-events]
+
+POINT is before_start, after_start, before_finish or after_finish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cubeloop.checkpointer import SQLiteCheckpointer
+from cubeloop.hitl.types import ApproveRequest, HitlRequest
+from cubeloop.providers.faux import faux_assistant_message
+
+from supervisor import demo
+from supervisor.jobs import JobMarkers, current_thread, default_jobs_dir
+
+
+def _die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingMarkers(JobMarkers):
+    """Job markers that SIGKILL this process at one point around one item."""
+
+    def __init__(self, directory: Path, point: str, item: str) -> None:
+        super().__init__(directory)
+        self.point, self.item = point, item
+
+    def _hit(self, point: str, key: str) -> None:
+        if self.point == point and f'"item":"{self.item}"' in key:
+            _die()
+
+    def start(self, key: str, **kwargs: Any) -> None:
+        self._hit("before_start", key)
+        super().start(key, **kwargs)
+        self._hit("after_start", key)
+
+    def finish(self, key: str, result: Any) -> None:
+        self._hit("before_finish", key)
+        super().finish(key, result)
+        self._hit("after_finish", key)
+
+
+def failing_planner(turn: int) -> Any:
+    """The demo planner, except that model turn `turn` fails like an overloaded API."""
+
+    def plan(messages: list[Any]) -> Any:
+        if sum(1 for m in messages if m.role == "assistant") + 1 == turn:
+            return faux_assistant_message(
+                "", stop_reason="error", error_message="provider overloaded (HTTP 529)"
+            )
+        return demo.plan_next(messages)
+
+    return plan
+
+
+async def run_child(args: argparse.Namespace) -> None:
+    jobs = Path(args.jobs_dir)
+    markers: JobMarkers = (
+        KillingMarkers(jobs, *args.kill_at_marker.split(":", 1))
+        if args.kill_at_marker
+        else JobMarkers(jobs)
+    )
+    tools = demo.demo_tools(jobs, markers=markers, seconds=args.tool_seconds)
+    planner = failing_planner(args.fail_turn) if args.fail_turn else demo.plan_next
+    current_thread.set(args.thread)
+    async with SQLiteCheckpointer(args.db) as cp:
+        if args.empty:
+            await cp.save_extra(args.thread, {"note": "created, never prompted"})
+            return
+        if args.awaiting:
+            await _await_approval(cp, args.thread, args.prompt)
+            return
+        agent = demo.build_demo_agent(cp, args.thread, tools=tools, planner=planner)
+        count = 0
+
+        def listen(event: Any, _signal: Any = None) -> None:
+            nonlocal count
+            if event.type == "message_update":
+                return
+            count += 1
+            if args.list_events:
+                print(count, event.type, flush=True)
+            if count == args.kill_at_event:
+                _die()
+            if count == args.abort_at_event:
+                agent.abort()
+
+        agent.subscribe(listen)
+        await agent.prompt(args.prompt)
+
+
+async def _await_approval(cp: SQLiteCheckpointer, thread: str, prompt: str) -> None:
+    """A thread suspended on a human approval, through the checkpointer's API."""
+    from cubeloop import UserMessage
+    from cubeloop.providers.base import TextContent
+
+    await cp.append(
+        thread, [UserMessage(content=[TextContent(text=prompt)], timestamp=time.time())]
+    )
+    request = HitlRequest(
+        question_id="approve-refund-1",
+        thread_id=thread,
+        payload=ApproveRequest(
+            tool_name="refund", tool_call_id="call-refund-1", args={"amount_eur": 420}
+        ),
+        created_at=time.time(),
+    )
+    await cp.save_pending_request(thread, request)
+
+
+def child_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m supervisor.demo_db child")
+    p.add_argument("--db", required=True)
+    p.add_argument("--thread", required=True)
+    p.add_argument("--jobs-dir", required=True)
+    p.add_argument("--prompt", default="Process items A..C")
+    p.add_argument("--tool-seconds", type=float, default=0.0)
+    p.add_argument("--kill-at-event", type=int, default=0)
+    p.add_argument("--kill-at-marker", default="")
+    p.add_argument("--abort-at-event", type=int, default=0)
+    p.add_argument("--fail-turn", type=int, default=0)
+    p.add_argument("--empty", action="store_true")
+    p.add_argument("--awaiting", action="store_true")
+    p.add_argument("--list-events", action="store_true")
+    return p
+
+
+def child_command(db: Path, thread: str, jobs: Path, **options: Any) -> list[str]:
+    cmd = [sys.executable, "-m", "supervisor.demo_db", "child"]
+    cmd += ["--db", str(db), "--thread", thread, "--jobs-dir", str(jobs)]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        cmd += [flag] if value is True else [flag, str(value)]
+    return cmd
+
+
+def run_child_process(db: Path, thread: str, jobs: Path, **options: Any) -> int:
+    """Run one child; its exit code (negative SIGKILL when killed on purpose)."""
+    env = {**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"}
+    done = subprocess.run(
+        child_command(db, thread, jobs, **options),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode
+
+
+@dataclass(frozen=True)
+class DemoThread:
+    thread_id: str
+    prompt: str
+    options: dict[str, Any]
+    expect: str  # the state the thread must end in
+
+
+#: Event numbers count agent events other than message_update for the demo
+#: agent (2 tool calls per turn): 5 = first model call started, 7 = first tool
+#: started, 11 = second tool of the batch started, 17 = model call after tools.
+DEMO_THREADS = (
+    DemoThread("job-01", "Process items inv-101, inv-102, inv-103", {}, "finished"),
+    DemoThread(
+        "job-02",
+        "Process items card-201, card-202, card-203, card-204",
+        {"kill_at_marker": "after_start:card-202"},
+        "mid_tool",
+    ),
+    DemoThread(
+        "job-03",
+        "Process items mail-301, mail-302, mail-303",
+        {"kill_at_event": 11},
+        "mid_tool",
+    ),
+    DemoThread(
+        "job-04",
+        "Process items vid-401, vid-402, vid-403, vid-404",
+        {"kill_at_event": 17},
+        "after_tools",
+    ),
+    DemoThread(
+        "job-05",
+        "Process items doc-501, doc-502",
+        {"kill_at_event": 5},
+        "between_turns",
+    ),
+    DemoThread(
+        "job-06",
+        "Process items img-601, img-602, img-603",
+        {"abort_at_event": 7, "tool_seconds": 0.3},
+        "aborted",
+    ),
+    DemoThread(
+        "job-07", "Process items sms-701, sms-702, sms-703", {"fail_turn": 2}, "error"
+    ),
+    DemoThread("job-08", "", {"empty": True}, "empty"),
+    DemoThread(
+        "job-09",
+        "Refund order 9001 (EUR 420) once approved",
+        {"awaiting": True},
+        "awaiting_input",
+    ),
+    DemoThread("job-10", "Process items 1..6", {}, "finished"),
+)
+
+
+class DemoExists(Exception):
+    pass
+
+
+def build_demo_db(
+    path: Path, *, force: bool = False, jobs_dir: Path | None = None
+) -> Path:
+    """Create the demo database and its jobs directory; refuse to overwrite."""
+    jobs = jobs_dir or default_jobs_dir(path)
+    if path.exists() and not force:
+        raise DemoExists(f"{path}: already exists (use --force to replace it)")
+    if path.exists():
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        if jobs.is_dir():
+            for marker in jobs.iterdir():
+                if marker.is_file():
+                    marker.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for t in DEMO_THREADS:
+        options = dict(t.options)
+        if t.prompt:
+            options["prompt"] = t.prompt
+        run_child_process(path, t.thread_id, jobs, **options)
+    return path
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        asyncio.run(run_child(child_parser().parse_args(sys.argv[2:])))
+        return
+    print(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`resume` and `prompt` without a UI: run, print events as they happen, exit.
+
+Ctrl-C aborts every running thread gracefully (the agent's signal, then a
+cancel after the grace period) so their threads stay resumable; a second
+Ctrl-C cancels at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from supervisor.report import event_line
+from supervisor.runner import Refused, Run, Runner, RunnerConfig, RunnerEvent
+from supervisor.states import State
+from supervisor.text import one_line
+
+
+class Printer:
+    """Writes one line per event, prefixed by the thread id when there are several."""
+
+    def __init__(self, out: TextIO, prefix: bool) -> None:
+        self.out = out
+        self.prefix = prefix
+
+    def __call__(self, event: RunnerEvent) -> None:
+        line = event_line(event)
+        if line is None:
+            return
+        head = f"{one_line(event.thread_id, 24)}  " if self.prefix else ""
+        self.out.write(head + line + "\n")
+        self.out.flush()
+
+
+async def run_threads(
+    config: RunnerConfig,
+    starts: list[Callable[[Runner], Awaitable[Run]]],
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> bool:
+    """Start each thread's run, wait for all; True if every thread ended finished."""
+    ok = True
+    async with Runner(config) as runner:
+        runner.subscribe(Printer(out, prefix=len(starts) > 1))
+        finals: dict[str, State | None] = {}
+        runs: list[Run] = []
+        for start in starts:
+            try:
+                runs.append(await start(runner))
+            except Refused as exc:
+                err.write(f"refused: {one_line(str(exc), 200)}\n")
+                ok = False
+        _install_interrupt(runner)
+        await runner.wait_all()
+        for run in runs:
+            finals[run.thread_id] = run.final_state
+        ok = ok and all(state is State.FINISHED for state in finals.values())
+    return ok
+
+
+def _install_interrupt(runner: Runner) -> None:
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            sys.stderr.write(
+                "interrupt: aborting gracefully (Ctrl-C again to cancel now)\n"
+            )
+            loop.create_task(runner.abort_all())
+        else:
+            for run in runner.running().values():
+                if run.task is not None:
+                    run.task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
