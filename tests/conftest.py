@@ -84,3 +84,68 @@ def crash_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_demo_child(db, "aborted", jobs / "6", abort_at_event=7, tool_seconds=0.5)
     run_demo_child(db, "error", jobs / "7", fail_turn=2)
     return db
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo database (threads in every state), built once per session."""
+    from supervisor.demo_db import build_demo_db
+
+    base = tmp_path_factory.mktemp("demo")
+    return build_demo_db(base / "demo.db")
+
+
+@pytest.fixture
+def demo_db(demo_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the demo database and its job markers."""
+    import shutil
+
+    db = tmp_path / "demo.db"
+    shutil.copy(demo_template, db)
+    shutil.copytree(demo_template.with_name("demo.db.jobs"), tmp_path / "demo.db.jobs")
+    return db
+
+
+@pytest.fixture
+def fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo agent without its deliberate slowness."""
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "0")
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
+
+
+def transcript_problems(db: Path, thread: str) -> list[str]:
+    """Every tool call must have exactly one result, before the next assistant turn."""
+    from supervisor.store import open_store
+
+    entries = open_store(db).transcript(thread).entries
+    problems: list[str] = []
+    open_calls: dict[str, int] = {}
+
+    def close_turn() -> None:
+        for call_id, n in open_calls.items():
+            if n != 1:
+                problems.append(f"call {call_id} has {n} results")
+        open_calls.clear()
+
+    for e in entries:
+        m = e.message
+        assert m is not None, e.error
+        if m["role"] == "assistant":
+            close_turn()
+            for b in m["content"]:
+                if b.get("type") == "tool_call":
+                    open_calls[b["id"]] = 0
+        elif m["role"] == "tool_result":
+            if m["tool_call_id"] not in open_calls:
+                problems.append(f"result for unknown call {m['tool_call_id']}")
+            else:
+                open_calls[m["tool_call_id"]] += 1
+    close_turn()
+    return problems
+
+
+def effects(jobs: Path) -> list[str]:
+    """Side effects that really happened (the demo ledger), one entry each."""
+    from supervisor.demo import Ledger
+
+    return Ledger(jobs).effects()

@@ -1,0 +1,218 @@
+"""The headless commands as a user runs them: resume, prompt, demo, Ctrl-C, bad agents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from supervisor.states import State
+from supervisor.store import open_store
+from tests.conftest import ROOT, cli, effects, transcript_problems
+
+FAST = {
+    "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "0",
+    "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0",
+}
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor", *args],
+        cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **FAST, **(env or {})},
+    )
+
+
+def test_resume_prints_events_and_exits_0_when_finished(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "job-02", "--force")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("queued (resume from mid_tool)")
+    assert any("re-running unanswered call(s): process_item" in line for line in lines)
+    assert lines[-1].startswith("■ finished")
+    assert open_store(demo_db).get("job-02").state is State.FINISHED
+
+
+def test_resume_all_resumes_every_crashed_thread(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "--all", "--force", "--max-concurrent", "2")
+    assert out.returncode == 0, out.stderr
+    states = {s.thread_id: s.state for s in open_store(demo_db).threads()}
+    assert states["job-09"] is State.AWAITING_INPUT  # not resumable: left alone
+    assert states["job-08"] is State.EMPTY
+    assert all(
+        state is State.FINISHED
+        for t, state in states.items()
+        if t not in ("job-08", "job-09")
+    )
+    for thread in states:
+        assert transcript_problems(demo_db, thread) == []
+    counts = Counter(effects(demo_db.with_name("demo.db.jobs")))
+    assert max(counts.values()) == 1
+
+
+def test_resume_exits_1_when_a_thread_does_not_finish(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "job-09", "job-05", "--force")
+    assert out.returncode == 1
+    assert "refused: job-09 is awaiting a human answer" in out.stderr
+    assert "job-05" in out.stdout and "■ finished" in out.stdout
+
+
+def test_resume_possibly_live_thread_without_force(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "job-05")
+    assert out.returncode == 1
+    assert "may still be running in another process" in out.stderr
+
+
+def test_resume_finished_thread_is_not_a_failure(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "job-01")
+    assert out.returncode == 0
+    assert "already finished" in out.stdout
+
+
+def test_resume_unknown_thread_is_bad_input(demo_db: Path) -> None:
+    out = run_cli("resume", str(demo_db), "nope")
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"agent-supervisor: error: {demo_db}: no thread 'nope'"
+
+
+def test_prompt_runs_to_the_end(demo_db: Path) -> None:
+    out = run_cli("prompt", str(demo_db), "job-01", "Process items p-1, p-2")
+    assert out.returncode == 0, out.stderr
+    assert "user: Process items p-1, p-2" in out.stdout
+    assert "Processed 2 items: p-1, p-2." in out.stdout
+
+
+def test_prompt_refused_on_mid_tool(demo_db: Path) -> None:
+    out = run_cli("prompt", str(demo_db), "job-02", "hi")
+    assert out.returncode == 1
+    assert "resume it first" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "ref,needle",
+    [
+        ("nosuchmodule:make", "no module named 'nosuchmodule'"),
+        ("supervisor.demo:nothing", "has no attribute 'nothing'"),
+        ("supervisor.demo:TOOL_NAME", "is a str, not callable"),
+        ("missingcolon", "expected MODULE:ATTR"),
+        ("brokenagents:make", "importing 'brokenagents' raised ZeroDivisionError"),
+    ],
+)
+def test_bad_agent_reference(
+    demo_db: Path, tmp_path: Path, ref: str, needle: str
+) -> None:
+    (tmp_path / "brokenagents.py").write_text("1 / 0\n")
+    out = run_cli("resume", str(demo_db), "job-05", "--agent", ref, cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr, (
+        out.stderr
+    )
+
+
+def test_agent_from_current_directory_and_env(demo_db: Path, tmp_path: Path) -> None:
+    (tmp_path / "myagents.py").write_text(
+        "from supervisor.demo import demo_agent\n"
+        "calls = []\n"
+        "async def make(cp, thread_id):\n"
+        "    print('factory called for', thread_id, flush=True)\n"
+        "    return demo_agent(cp, thread_id)\n"
+    )
+    out = run_cli(
+        "resume",
+        str(demo_db),
+        "job-05",
+        "--force",
+        env={"AGENT_SUPERVISOR_AGENT": "myagents:make"},
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "factory called for job-05" in out.stdout
+
+
+def test_factory_raising_is_reported(demo_db: Path, tmp_path: Path) -> None:
+    (tmp_path / "badfactory.py").write_text(
+        "def make(cp, thread_id):\n    raise ValueError('missing ANTHROPIC_API_KEY')\n"
+    )
+    out = run_cli(
+        "resume",
+        str(demo_db),
+        "job-05",
+        "--force",
+        "--agent",
+        "badfactory:make",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert (
+        "error: AgentLoadError: agent 'badfactory:make': factory raised ValueError: missing ANTHROPIC_API_KEY"
+        in out.stdout
+    )
+    assert open_store(demo_db).get("job-05").state is State.BETWEEN_TURNS
+
+
+def test_ctrl_c_aborts_gracefully_and_leaves_thread_resumable(demo_db: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "resume",
+            str(demo_db),
+            "job-04",
+            "--force",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "20",
+            "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0",
+        },
+    )
+    deadline = time.monotonic() + 30
+    for line in proc.stdout:
+        if line.startswith("⚙"):
+            break
+        assert time.monotonic() < deadline
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "aborting gracefully" in err
+    assert "■ aborted" in out
+    assert open_store(demo_db).get("job-04").state is State.ABORTED
+    assert transcript_problems(demo_db, "job-04") == []
+
+
+def test_demo_creates_every_state_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    out = cli("demo", str(db))
+    assert out.returncode == 0, out.stderr
+    states = Counter(str(s.state) for s in open_store(db).threads())
+    assert states == {
+        "finished": 2,
+        "mid_tool": 2,
+        "after_tools": 1,
+        "between_turns": 1,
+        "aborted": 1,
+        "error": 1,
+        "empty": 1,
+        "awaiting_input": 1,
+    }
+    assert (tmp_path / "d.db.jobs").is_dir()
+    before = db.read_bytes()
+    again = cli("demo", str(db))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert db.read_bytes() == before
