@@ -42,7 +42,7 @@ def parse_items(text: str) -> list[str]:
     if not match:
         return []
     spec = match.group(1).strip().rstrip(".")
-    ranged = re.fullmatch(r"(\w)\s*\.\.\s*(\w)", spec)
+    ranged = re.fullmatch(r"(\d+|\w)\s*\.\.\s*(\d+|\w)", spec)
     if ranged:
         lo, hi = ranged.groups()
         if lo.isdigit() and hi.isdigit():

@@ -152,7 +152,7 @@ def event_line(event: Any) -> str | None:
         tail = f" → {', '.join(calls)}" if calls else ""
         if stop in ("aborted", "error"):
             tail += f" [{stop}: {one_line(d.get('error') or '', 60)}]"
-        return f"assistant: {text}{tail}".rstrip()
+        return f"assistant: {text}{tail}".replace(":  ", ": ").rstrip()
     if kind == "message_end" and d.get("role") == "user":
         return f"user: {one_line(d.get('text') or '', 80)}"
     if kind == "error":
