@@ -20,6 +20,7 @@ from supervisor.agents import ENV_VAR, AgentLoadError, agent_reference, load_fac
 from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
 from supervisor.jobs import read_markers, resolve_jobs_dir
+from supervisor.leases import leases_dir, live_leases
 from supervisor.report import entry_lines, thread_hint, thread_json, transcript_json
 from supervisor.runner import DEFAULT_CONTINUE_TEXT, RunnerConfig
 from supervisor.states import RESUMABLE, State
@@ -194,7 +195,13 @@ def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
-    return open_store(args.db, busy_timeout=args.busy_timeout)
+    """The store, with threads leased by a live supervisor marked running."""
+    store = open_store(args.db, busy_timeout=args.busy_timeout)
+    for thread_id in live_leases(leases_dir(args.db)):
+        summary = store.get(thread_id)
+        if summary is not None:
+            summary.running = True
+    return store
 
 
 def _warn_corrupt(store: SQLiteStore) -> None:

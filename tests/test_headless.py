@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -216,3 +217,37 @@ def test_demo_creates_every_state_and_refuses_to_overwrite(tmp_path: Path) -> No
     again = cli("demo", str(db))
     assert again.returncode == 2 and "already exists" in again.stderr
     assert db.read_bytes() == before
+
+
+def test_list_shows_threads_leased_by_a_live_supervisor_as_running(
+    demo_db: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "resume",
+            str(demo_db),
+            "job-04",
+            "--force",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "20"},
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("⚙"):
+                break
+        listed = cli("list", str(demo_db), "--json", "--state", "running")
+        assert [t["thread_id"] for t in json.loads(listed.stdout)] == [
+            "job-04"
+        ]
+    finally:
+        proc.kill()
+        proc.wait()
+    after = cli("list", str(demo_db), "--json", "--state", "running")
+    assert after.stdout.strip() == "[]"  # a SIGKILLed holder's lease is gone
