@@ -45,9 +45,7 @@ def _user(rng: random.Random, run: str) -> str:
     return json.dumps(
         {
             "role": "user",
-            "content": [
-                {"type": "text", "text": _text(rng, rng.choice([40, 150, 600]))}
-            ],
+            "content": [{"type": "text", "text": _text(rng, rng.choice([40, 150, 600]))}],
             "id": f"u{rng.getrandbits(48):x}",
             "timestamp": time.time(),
             "metadata": {},
@@ -57,9 +55,7 @@ def _user(rng: random.Random, run: str) -> str:
 
 
 def _assistant(rng: random.Random, run: str, calls: list[str], stop: str) -> str:
-    content: list[dict] = [
-        {"type": "text", "text": _text(rng, rng.choice([30, 150, 700]))}
-    ]
+    content: list[dict] = [{"type": "text", "text": _text(rng, rng.choice([30, 150, 700]))}]
     content += [
         {
             "type": "tool_call",
@@ -92,9 +88,7 @@ def _result(rng: random.Random, run: str, call: str) -> str:
             "role": "tool_result",
             "tool_call_id": call,
             "tool_name": "process_item",
-            "content": [
-                {"type": "text", "text": _text(rng, rng.choice([20, 200, 1200]))}
-            ],
+            "content": [{"type": "text", "text": _text(rng, rng.choice([20, 200, 1200]))}],
             "details": None,
             "is_error": False,
             "id": f"r{rng.getrandbits(48):x}",
@@ -191,10 +185,7 @@ def time_refresh(path: Path, new: int, threads: int) -> tuple[float, set[str]]:
     with conn:
         conn.executemany(
             "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
-            [
-                (f"thread-{rng.randrange(threads):05d}", _user(rng, "x"))
-                for _ in range(new)
-            ],
+            [(f"thread-{rng.randrange(threads):05d}", _user(rng, "x")) for _ in range(new)],
         )
     conn.close()
     start = time.perf_counter()
@@ -219,9 +210,7 @@ def main() -> None:
         build(path, args.threads, args.messages)
         print(f"built {path.name} in {time.perf_counter() - start:.1f} s")
     size_mb = path.stat().st_size / 1e6
-    print(
-        f"database: {args.threads} threads, {args.messages} messages, {size_mb:.0f} MB"
-    )
+    print(f"database: {args.threads} threads, {args.messages} messages, {size_mb:.0f} MB")
 
     time_listing(path)  # warm the page cache so both sides read from memory
     listings = [time_listing(path) for _ in range(3)]
@@ -239,9 +228,7 @@ def main() -> None:
         f"per-thread load() x {args.threads}:          {loads_all * 1000:8.1f} ms "
         f"({per_load * 1000:.1f} ms each, {args.sample}-thread sample)"
     )
-    print(
-        f"listing is {loads_all / listing:,.0f}x faster than per-thread loads (goal >= 100x)"
-    )
+    print(f"listing is {loads_all / listing:,.0f}x faster than per-thread loads (goal >= 100x)")
 
     # Copy so the refresh's new rows do not change the cached database.
     work = path.with_suffix(".refresh.db")
@@ -250,12 +237,8 @@ def main() -> None:
         refresh, touched = time_refresh(work, 10, args.threads)
     finally:
         work.unlink(missing_ok=True)
-    print(
-        f"refresh after 10 new messages:      {refresh * 1000:8.1f} ms ({len(touched)} threads)"
-    )
-    print(
-        f"refresh is {listing / refresh:,.0f}x cheaper than a full listing (goal >= 20x)"
-    )
+    print(f"refresh after 10 new messages:      {refresh * 1000:8.1f} ms ({len(touched)} threads)")
+    print(f"refresh is {listing / refresh:,.0f}x cheaper than a full listing (goal >= 20x)")
 
 
 if __name__ == "__main__":

@@ -64,9 +64,7 @@ def crashed_thread(db: Path, jobs: Path) -> None:
     )
 
 
-async def time_to_first_model_call(
-    db: Path, jobs: Path, thread: str, prompt: str | None
-) -> float:
+async def time_to_first_model_call(db: Path, jobs: Path, thread: str, prompt: str | None) -> float:
     config = RunnerConfig(
         database=db,
         factory=load_factory("supervisor.demo:demo_agent"),
@@ -80,9 +78,7 @@ async def time_to_first_model_call(
             first.set_result(time.perf_counter())
 
     async with Runner(config) as runner:
-        await (
-            runner._cp()
-        )  # open the database outside the timing, as the UI has it open
+        await runner._cp()  # open the database outside the timing, as the UI has it open
         runner.subscribe(on_event)
         start = time.perf_counter()
         if prompt is None:
@@ -122,22 +118,16 @@ def resume_latency(work: Path, big: Path | None) -> None:
         shutil.copy(big, big_copy)
         copy_thread(db, big_copy, "long")
         targets.append((f"large database ({big.name})", big_copy))
-    print(
-        f"resume latency: a {n}-message thread in after_tools, to its first model call"
-    )
+    print(f"resume latency: a {n}-message thread in after_tools, to its first model call")
     for label, path in targets:
         snapshot = work / "snap.db"
         shutil.copy(path, snapshot)
         resumes, prompts = [], []
         for _ in range(3):
             shutil.copy(snapshot, path)
-            resumes.append(
-                asyncio.run(time_to_first_model_call(path, jobs, "long", None))
-            )
+            resumes.append(asyncio.run(time_to_first_model_call(path, jobs, "long", None)))
             prompts.append(
-                asyncio.run(
-                    time_to_first_model_call(path, jobs, "fresh", "Process items x")
-                )
+                asyncio.run(time_to_first_model_call(path, jobs, "fresh", "Process items x"))
             )
         resume, fresh = statistics.median(resumes), statistics.median(prompts)
         print(
@@ -146,9 +136,7 @@ def resume_latency(work: Path, big: Path | None) -> None:
         )
 
 
-async def concurrency_step(
-    db: Path, jobs: Path, n: int
-) -> tuple[float, float, float, int]:
+async def concurrency_step(db: Path, jobs: Path, n: int) -> tuple[float, float, float, int]:
     os.environ["AGENT_SUPERVISOR_DEMO_TOOL_SECONDS"] = "0.5"
     os.environ["AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND"] = "200"
     config = RunnerConfig(
@@ -192,9 +180,7 @@ async def concurrency_step(
 
 def concurrency(work: Path, max_threads: int) -> None:
     db, jobs = work / "c.db", work / "cjobs"
-    subprocess.run(
-        child_command(db, "seed", jobs, prompt="Process items 0"), capture_output=True
-    )
+    subprocess.run(child_command(db, "seed", jobs, prompt="Process items 0"), capture_output=True)
     print(
         "concurrency: demo threads at once (tools 0.5 s, 200 tokens/s), loop lateness of a 20 ms ticker"
     )
@@ -215,9 +201,7 @@ def concurrency(work: Path, max_threads: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--big", type=Path, help="a large checkpoint database to also test against"
-    )
+    p.add_argument("--big", type=Path, help="a large checkpoint database to also test against")
     p.add_argument("--max-threads", type=int, default=640)
     p.add_argument("--skip-concurrency", action="store_true")
     args = p.parse_args()

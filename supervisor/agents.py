@@ -36,9 +36,7 @@ def agent_reference(explicit: str | None) -> str:
 def load_factory(reference: str) -> Factory:
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
-        raise AgentLoadError(
-            f"agent {reference!r}: expected MODULE:ATTR, e.g. myagents:make_agent"
-        )
+        raise AgentLoadError(f"agent {reference!r}: expected MODULE:ATTR, e.g. myagents:make_agent")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -55,8 +53,7 @@ def load_factory(reference: str) -> Factory:
         ) from None
     except Exception as exc:
         raise AgentLoadError(
-            f"agent {reference!r}: importing {module_name!r} raised "
-            f"{type(exc).__name__}: {exc}"
+            f"agent {reference!r}: importing {module_name!r} raised {type(exc).__name__}: {exc}"
         ) from None
     factory: Any = module
     for part in attr.split("."):
@@ -87,8 +84,7 @@ async def build_agent(
         ) from None
     if not isinstance(agent, Agent):
         raise AgentLoadError(
-            f"agent {reference!r}: factory returned {type(agent).__name__}, "
-            "not a cubeloop.Agent"
+            f"agent {reference!r}: factory returned {type(agent).__name__}, not a cubeloop.Agent"
         )
     if agent.checkpointer is not checkpointer or agent.thread_id != thread_id:
         raise AgentLoadError(

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agent-supervisor",
         description=(
             "See which CubeLoop agent threads died where, and bring each back "
-            "without redoing or doubling a side effect."
+            "without redoing or doubling a side effect. Without a command, "
+            "'agent-supervisor [DB]' opens the app (see 'agent-supervisor DB --help')."
         ),
     )
     parser.add_argument("--version", action="version", version=__version__)
@@ -100,9 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_show)
 
     p = sub.add_parser("jobs", help="list the job markers (idempotency records)")
-    p.add_argument(
-        "db", metavar="DB", help="the checkpoint database the jobs belong to"
-    )
+    p.add_argument("db", metavar="DB", help="the checkpoint database the jobs belong to")
     _add_jobs_dir(p)
     p.add_argument("--thread", metavar="THREAD", help="only markers of this thread")
     p.add_argument("--json", action="store_true", help="print a JSON array")
@@ -115,17 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db(p)
     p.add_argument("threads", metavar="THREAD", nargs="*", help="thread ids")
-    p.add_argument(
-        "--all", action="store_true", help="every thread in a resumable state"
-    )
+    p.add_argument("--all", action="store_true", help="every thread in a resumable state")
     _add_run_options(p)
     p.set_defaults(run=cmd_resume)
 
     p = sub.add_parser("prompt", help="send a prompt to a thread and run it to the end")
     _add_db(p)
-    p.add_argument(
-        "thread", metavar="THREAD", help="thread id (a new id starts a thread)"
-    )
+    p.add_argument("thread", metavar="THREAD", help="thread id (a new id starts a thread)")
     p.add_argument("text", metavar="TEXT", help="the user message")
     _add_run_options(p)
     p.set_defaults(run=cmd_prompt)
@@ -332,9 +327,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     if not args.threads and not args.all:
-        raise UsageError(
-            "name at least one THREAD, or pass --all", "agent-supervisor resume"
-        )
+        raise UsageError("name at least one THREAD, or pass --all", "agent-supervisor resume")
     store = _open(args)
     try:
         known = {s.thread_id: s for s in store.threads()}
@@ -345,9 +338,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
     if args.all:
-        wanted += [
-            t for t, s in known.items() if s.state in RESUMABLE and t not in wanted
-        ]
+        wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
     config = _runner_config(args)
     todo = []
     for thread_id in wanted:
@@ -370,9 +361,7 @@ def _resumer(thread_id: str, force: bool):
 def cmd_prompt(args: argparse.Namespace) -> int:
     _open(args).close()  # a checkpoint database that exists, or a clear error
     config = _runner_config(args)
-    ok = asyncio.run(
-        run_threads(config, [lambda runner: runner.prompt(args.thread, args.text)])
-    )
+    ok = asyncio.run(run_threads(config, [lambda runner: runner.prompt(args.thread, args.text)]))
     return EXIT_OK if ok else EXIT_UNFINISHED
 
 
@@ -395,10 +384,71 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "demo")
+
+
+def build_app_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="agent-supervisor",
+        description=(
+            "Open the supervisor app on a CubeLoop checkpoint database (default: the "
+            "demo database, created on first use). Other commands: "
+            + ", ".join(SUBCOMMANDS)
+            + " (agent-supervisor COMMAND --help)."
+        ),
+    )
+    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument("db", metavar="DB", nargs="?", help="checkpoint database to open")
+    p.add_argument("--theme", metavar="NAME", help="colour theme (default: harbor)")
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch files; refresh only after own runs",
+    )
+    p.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=DEFAULT_BUSY_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for another process's write lock (default %(default)s)",
+    )
+    _add_run_options(p)
+    p.set_defaults(run=cmd_app)
+    return p
+
+
+def demo_database_path() -> Path:
+    """Where the app keeps its demo database when no DB is given."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "agent-supervisor" / "demo.db"
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from supervisor.ui.app import make_app, theme_names
+
+    if args.theme and args.theme not in theme_names():
+        raise UsageError(f"unknown theme {args.theme!r} (one of: {', '.join(theme_names())})")
+    if args.db is None:
+        args.db = str(demo_database_path())
+        if not Path(args.db).exists():
+            print(f"creating the demo database at {args.db} …", file=sys.stderr)
+            build_demo_db(Path(args.db))
+    store = SQLiteStore(args.db, busy_timeout=args.busy_timeout)
+    config = _runner_config(args)
+    config.live_window = 0 if args.force else 120.0
+    app = make_app(store, config, watch=not args.no_watch, theme=args.theme or "harbor")
+    app.run()
+    return EXIT_OK
+
+
 def run(argv: Sequence[str]) -> int:
-    parser = build_parser()
+    argv = list(argv)
+    app_mode = not argv or (
+        argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")
+    )
+    parser = build_app_parser() if app_mode else build_parser()
     try:
-        args = parser.parse_args(list(argv))
+        args = parser.parse_args(argv)
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_BAD_INPUT

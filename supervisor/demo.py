@@ -123,26 +123,20 @@ def make_process_tool(
         if marker is not None and marker.done:
             text = (marker.result or {}).get("text") or f"Processed {params.item}."
             return AgentToolResult(content=[TextContent(text=f"{text} (already done)")])
-        markers.start(
-            key, tool=TOOL_NAME, arguments=arguments, tool_call_id=tool_call_id
-        )
+        markers.start(key, tool=TOOL_NAME, arguments=arguments, tool_call_id=tool_call_id)
         delay = tool_seconds() if seconds is None else seconds
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if signal is not None and signal.is_set():
                 return AgentToolResult(
-                    content=[
-                        TextContent(text=f"Stopped before processing {params.item}.")
-                    ],
+                    content=[TextContent(text=f"Stopped before processing {params.item}.")],
                     is_error=True,
                 )
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         ledger.apply(key, current_thread.get())
         text = f"Processed {params.item}."
         markers.finish(key, {"text": text})
-        return AgentToolResult(
-            content=[TextContent(text=text)], details={"item": params.item}
-        )
+        return AgentToolResult(content=[TextContent(text=text)], details={"item": params.item})
 
     return AgentTool(
         name=TOOL_NAME,
@@ -170,9 +164,7 @@ def plan_next(messages: list[Message]) -> AssistantMessage:
             items, start = parse_items(_text(m)), i
             break
     if not items:
-        return faux_assistant_message(
-            "Nothing to process. Ask me to 'Process items A..F'."
-        )
+        return faux_assistant_message("Nothing to process. Ask me to 'Process items A..F'.")
     done: set[str] = set()
     calls: dict[str, str] = {}
     for m in messages[start:]:
@@ -184,9 +176,7 @@ def plan_next(messages: list[Message]) -> AssistantMessage:
             done.add(calls[m.tool_call_id])
     remaining = [item for item in items if item not in done]
     if not remaining:
-        return faux_assistant_message(
-            f"Processed {len(items)} items: {', '.join(items)}."
-        )
+        return faux_assistant_message(f"Processed {len(items)} items: {', '.join(items)}.")
     turn = sum(1 for m in messages[start:] if m.role == "assistant") + 1
     batch = remaining[:ITEMS_PER_TURN]
     blocks: list[Any] = [TextContent(text=f"Processing {' and '.join(batch)}.")]
@@ -200,9 +190,7 @@ def plan_next(messages: list[Message]) -> AssistantMessage:
 class ScriptedProvider(FauxProvider):
     """A FauxProvider whose every response comes from a planner function."""
 
-    def __init__(
-        self, planner=plan_next, tokens_per_second: float | None = None
-    ) -> None:
+    def __init__(self, planner=plan_next, tokens_per_second: float | None = None) -> None:
         super().__init__(tokens_per_second=tokens_per_second)
         self.planner = planner
 
@@ -226,9 +214,7 @@ def demo_tools(
 ) -> list[AgentTool]:
     directory = jobs_dir or jobs_dir_from_env()
     return [
-        make_process_tool(
-            markers or JobMarkers(directory), ledger or Ledger(directory), seconds
-        )
+        make_process_tool(markers or JobMarkers(directory), ledger or Ledger(directory), seconds)
     ]
 
 
@@ -254,9 +240,7 @@ def build_demo_agent(
 
 def demo_agent(checkpointer: Any, thread_id: str) -> Agent:
     """The default agent factory: offline, scripted, side effects guarded."""
-    return build_demo_agent(
-        checkpointer, thread_id, tokens_per_second=_tokens_per_second()
-    )
+    return build_demo_agent(checkpointer, thread_id, tokens_per_second=_tokens_per_second())
 
 
 def anthropic_agent(checkpointer: Any, thread_id: str) -> Agent:

@@ -213,9 +213,7 @@ DEMO_THREADS = (
         {"abort_at_event": 7, "tool_seconds": 0.3},
         "aborted",
     ),
-    DemoThread(
-        "job-07", "Process items sms-701, sms-702, sms-703", {"fail_turn": 2}, "error"
-    ),
+    DemoThread("job-07", "Process items sms-701, sms-702, sms-703", {"fail_turn": 2}, "error"),
     DemoThread("job-08", "", {"empty": True}, "empty"),
     DemoThread(
         "job-09",
@@ -231,9 +229,7 @@ class DemoExists(Exception):
     pass
 
 
-def build_demo_db(
-    path: Path, *, force: bool = False, jobs_dir: Path | None = None
-) -> Path:
+def build_demo_db(path: Path, *, force: bool = False, jobs_dir: Path | None = None) -> Path:
     """Create the demo database and its jobs directory; refuse to overwrite."""
     jobs = jobs_dir or default_jobs_dir(path)
     if path.exists() and not force:

@@ -70,9 +70,7 @@ def _install_interrupt(runner: Runner) -> None:
         nonlocal presses
         presses += 1
         if presses == 1:
-            sys.stderr.write(
-                "interrupt: aborting gracefully (Ctrl-C again to cancel now)\n"
-            )
+            sys.stderr.write("interrupt: aborting gracefully (Ctrl-C again to cancel now)\n")
             loop.create_task(runner.abort_all())
         else:
             for run in runner.running().values():

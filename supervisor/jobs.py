@@ -48,9 +48,7 @@ def job_key(tool_name: str, arguments: Mapping[str, Any] | Any) -> str:
 
     Equal arguments give equal keys whatever their order or the process.
     """
-    canonical = json.dumps(
-        arguments, sort_keys=True, separators=(",", ":"), default=str
-    )
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
     return f"{tool_name}:{canonical}"
 
 
@@ -163,9 +161,7 @@ class JobMarkers:
                 "tool": tool,
                 "arguments": arguments,
                 "tool_call_id": tool_call_id,
-                "thread_id": thread_id
-                if thread_id is not None
-                else current_thread.get(),
+                "thread_id": thread_id if thread_id is not None else current_thread.get(),
                 "started_at": time.time(),
                 "done_at": None,
                 "result": None,
@@ -176,9 +172,7 @@ class JobMarkers:
         """Record that the work is done, with its result, keeping the start record."""
         path = self.path_for(key)
         previous = _load_json(path)
-        record = (
-            previous if isinstance(previous, dict) else {"format": FORMAT, "key": key}
-        )
+        record = previous if isinstance(previous, dict) else {"format": FORMAT, "key": key}
         record.update({"status": "done", "done_at": time.time(), "result": result})
         atomic_write_json(path, record)
 
@@ -213,9 +207,7 @@ def idempotent(
                     content=[TextContent(text=str(stored.get("text", "")))],
                     details=stored.get("details"),
                 )
-            store.start(
-                job, tool=tool_name, arguments=arguments, tool_call_id=tool_call_id
-            )
+            store.start(job, tool=tool_name, arguments=arguments, tool_call_id=tool_call_id)
             result = await execute(tool_call_id, params, **kwargs)
             if not getattr(result, "is_error", False):
                 text = "".join(getattr(c, "text", "") for c in result.content)
@@ -277,9 +269,7 @@ def read_markers(directory: str | os.PathLike[str]) -> list[Marker]:
     root = Path(directory)
     try:
         paths = sorted(
-            p
-            for p in root.iterdir()
-            if p.suffix == ".json" and not p.name.startswith(".tmp-")
+            p for p in root.iterdir() if p.suffix == ".json" and not p.name.startswith(".tmp-")
         )
     except (FileNotFoundError, NotADirectoryError):
         return []

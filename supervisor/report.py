@@ -80,9 +80,7 @@ def _text_of(blocks: Any) -> str:
     if not isinstance(blocks, list):
         return ""
     return "".join(
-        str(b.get("text", ""))
-        for b in blocks
-        if isinstance(b, dict) and b.get("type") == "text"
+        str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"
     )
 
 
@@ -113,9 +111,7 @@ def entry_lines(e: TranscriptEntry, width: int = 100) -> list[str]:
     elif role == "tool_result":
         flag = " ERROR" if m.get("is_error") else ""
         call_id = one_line(str(m.get("tool_call_id")), 40)
-        lines.append(
-            f"{head} tool_result{flag} for {call_id} ({m.get('tool_name')}){run}"
-        )
+        lines.append(f"{head} tool_result{flag} for {call_id} ({m.get('tool_name')}){run}")
         lines.append("    " + one_line(_text_of(m.get("content")), width))
     return lines
 
@@ -132,9 +128,7 @@ def event_line(event: Any) -> str | None:
     if kind == "run_start":
         return f"▶ {d.get('mode')} from {d.get('state')}"
     if kind == "recovery":
-        calls = ", ".join(
-            call_text(c["name"], c["arguments"], 50) for c in d.get("calls", [])
-        )
+        calls = ", ".join(call_text(c["name"], c["arguments"], 50) for c in d.get("calls", []))
         verb = "re-running" if d.get("strategy") == "rerun" else "marking interrupted"
         return f"↻ {verb} unanswered call(s): {calls}"
     if kind == "tool_start":
@@ -144,9 +138,7 @@ def event_line(event: Any) -> str | None:
         took = f" ({d['seconds']:.1f}s)" if d.get("seconds") is not None else ""
         return f"{mark} {d['name']} → {one_line(d.get('result') or '', 60)}{took}"
     if kind == "message_end" and d.get("role") == "assistant":
-        calls = [
-            call_text(c["name"], c["arguments"], 40) for c in d.get("tool_calls", [])
-        ]
+        calls = [call_text(c["name"], c["arguments"], 40) for c in d.get("tool_calls", [])]
         text = one_line(d.get("text") or "", 80)
         stop = d.get("stop_reason")
         tail = f" → {', '.join(calls)}" if calls else ""

@@ -66,6 +66,10 @@ class Refused(Exception):
     """An action the runner will not take; the message says why."""
 
 
+class PossiblyLive(Refused):
+    """Refused only because the thread may be live elsewhere; `force` overrides."""
+
+
 @dataclass(frozen=True)
 class RunnerEvent:
     """Something that happened in a worker. `type` names it; `data` holds details.
@@ -141,13 +145,9 @@ def unanswered_calls(
         m = messages[i]
         if isinstance(m, AssistantMessage):
             answered = {
-                r.tool_call_id
-                for r in messages[i + 1 :]
-                if isinstance(r, ToolResultMessage)
+                r.tool_call_id for r in messages[i + 1 :] if isinstance(r, ToolResultMessage)
             }
-            calls = [
-                b for b in m.content if isinstance(b, ToolCall) and b.id not in answered
-            ]
+            calls = [b for b in m.content if isinstance(b, ToolCall) and b.id not in answered]
             return m, calls
     return None, []
 
@@ -168,11 +168,7 @@ class Runner:
 
     def subscribe(self, callback: Callable[[RunnerEvent], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
-        return lambda: (
-            self._subscribers.remove(callback)
-            if callback in self._subscribers
-            else None
-        )
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
 
     def _emit(self, thread_id: str, type_: str, **data: Any) -> None:
         event = RunnerEvent(thread_id, type_, data, self.config.clock())
@@ -233,12 +229,8 @@ class Runner:
             return False
         last = messages[-1]
         stamp = getattr(last, "timestamp", None)
-        open_run = (
-            getattr(last, "run_id", None) is not None and summary.state in RESUMABLE
-        )
-        recent = (
-            stamp is not None and self.config.clock() - stamp < self.config.live_window
-        )
+        open_run = getattr(last, "run_id", None) is not None and summary.state in RESUMABLE
+        recent = stamp is not None and self.config.clock() - stamp < self.config.live_window
         return bool(open_run and recent and summary.state is not State.ABORTED)
 
     # -- actions --------------------------------------------------------
@@ -256,13 +248,11 @@ class Runner:
         if state in (State.FINISHED, State.EMPTY):
             raise Refused(f"{thread_id} is {state}: nothing to resume; send a prompt")
         if state is State.AWAITING_INPUT:
-            raise Refused(
-                f"{thread_id} is awaiting a human answer, which is not supported yet"
-            )
+            raise Refused(f"{thread_id} is awaiting a human answer, which is not supported yet")
         if state is State.CORRUPT:
             raise Refused(f"{thread_id} has a corrupt row ({summary.corrupt_reason})")
         if not force and self.possibly_live(summary, messages):
-            raise Refused(
+            raise PossiblyLive(
                 f"{thread_id} may still be running in another process (its run is "
                 f"open and was written to less than {self.config.live_window:g}s ago); "
                 "force to resume anyway"
@@ -293,9 +283,7 @@ class Runner:
             raise Refused(str(exc)) from None
         run = Run(thread_id, mode, self.config.clock(), lease=lease)
         self._runs[thread_id] = run
-        run.task = asyncio.create_task(
-            self._work(run, state, text), name=f"run:{thread_id}"
-        )
+        run.task = asyncio.create_task(self._work(run, state, text), name=f"run:{thread_id}")
         self._emit(thread_id, "queued", mode=mode, state=str(state))
         return run
 
@@ -342,13 +330,9 @@ class Runner:
                 run.phase = "running"
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
-                agent = await build_agent(
-                    self.config.factory, cp, thread_id, self.config.agent_ref
-                )
+                agent = await build_agent(self.config.factory, cp, thread_id, self.config.agent_ref)
                 run.agent = agent
-                agent.subscribe(
-                    lambda event, _signal=None: self._on_agent_event(run, event)
-                )
+                agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
                     if not run.signal.is_set():
@@ -390,9 +374,7 @@ class Runner:
         data = await cp.load(run.thread_id)
         if data is None:
             raise Refused(f"no thread {run.thread_id!r}")
-        summary = summary_from_dicts(
-            run.thread_id, [m.model_dump() for m in data.messages]
-        )
+        summary = summary_from_dicts(run.thread_id, [m.model_dump() for m in data.messages])
         state = summary.state
         if state in (State.ABORTED, State.ERROR):
             await self._close_dangling_calls(run, cp)
@@ -400,9 +382,7 @@ class Runner:
                 await agent.prompt(self.config.continue_text)
             return
         if state is State.MID_TOOL:
-            if not await self._finish_pending_calls(
-                run, agent, cp, list(data.messages)
-            ):
+            if not await self._finish_pending_calls(run, agent, cp, list(data.messages)):
                 return
             data = await cp.load(run.thread_id)
             assert data is not None
@@ -426,9 +406,7 @@ class Runner:
             run.thread_id,
             "recovery",
             strategy=strategy,
-            calls=[
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending
-            ],
+            calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending],
         )
         if strategy == "interrupt":
             results: list[Message] = [
@@ -455,9 +433,7 @@ class Runner:
         persisted: set[str] = set()
 
         async def emit(event: Any) -> None:
-            if event.type == "message_end" and isinstance(
-                event.message, ToolResultMessage
-            ):
+            if event.type == "message_end" and isinstance(event.message, ToolResultMessage):
                 message = event.message
                 if not message.id:
                     message.id = uuid.uuid4().hex
@@ -483,10 +459,7 @@ class Runner:
                 await asyncio.shield(
                     cp.append(
                         run.thread_id,
-                        [
-                            _result_message(c, CANCELLED_TEXT, assistant.run_id)
-                            for c in left
-                        ],
+                        [_result_message(c, CANCELLED_TEXT, assistant.run_id) for c in left],
                     )
                 )
             raise
@@ -494,9 +467,7 @@ class Runner:
         if left:
             await cp.append(run.thread_id, list(left))
         if batch.terminate:
-            self._emit(
-                run.thread_id, "note", text="a tool asked to stop after this turn"
-            )
+            self._emit(run.thread_id, "note", text="a tool asked to stop after this turn")
             return False
         return True
 
@@ -509,10 +480,7 @@ class Runner:
         if assistant is not None and pending:
             await cp.append(
                 run.thread_id,
-                [
-                    _result_message(c, INTERRUPTED_TEXT, assistant.run_id)
-                    for c in pending
-                ],
+                [_result_message(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending],
             )
 
     # -- events ---------------------------------------------------------
@@ -558,9 +526,7 @@ class Runner:
         run.text.append(delta)
         if run.flush_handle is None:
             loop = asyncio.get_running_loop()
-            run.flush_handle = loop.call_later(
-                self.config.coalesce_seconds, self._flush_text, run
-            )
+            run.flush_handle = loop.call_later(self.config.coalesce_seconds, self._flush_text, run)
 
     def _flush_text(self, run: Run) -> None:
         if run.flush_handle is not None:
@@ -593,10 +559,7 @@ def _result_text(result: Any) -> str:
         content = result.get("content")
     if isinstance(content, list):
         return "".join(
-            str(
-                getattr(b, "text", None)
-                or (b.get("text", "") if isinstance(b, dict) else "")
-            )
+            str(getattr(b, "text", None) or (b.get("text", "") if isinstance(b, dict) else ""))
             for b in content
         )
     return "" if result is None else str(result)

@@ -90,15 +90,11 @@ class ThreadSummary:
         self, row_id: int, role: str, activity: float | None, detail: str | None = None
     ) -> None:
         """Account for one row; `fold_rows` is the bulk form."""
-        fold_rows(
-            {self.thread_id: self}, [(row_id, self.thread_id, activity, role, detail)]
-        )
+        fold_rows({self.thread_id: self}, [(row_id, self.thread_id, activity, role, detail)])
 
     def fold_corrupt(self, row_id: int, activity: float | None, reason: str) -> None:
         """Account for a row that does not parse; the first one is reported."""
-        fold_rows(
-            {self.thread_id: self}, [(row_id, self.thread_id, activity, None, reason)]
-        )
+        fold_rows({self.thread_id: self}, [(row_id, self.thread_id, activity, None, reason)])
 
     def set_last_assistant(
         self,
@@ -143,9 +139,7 @@ def fold_rows(threads: dict[str, ThreadSummary], rows: Iterable[Row]) -> None:
             s = threads[thread_id] = ThreadSummary(thread_id)
         s.messages += 1
         s.last_row = row_id
-        if activity is not None and (
-            s.last_activity is None or activity > s.last_activity
-        ):
+        if activity is not None and (s.last_activity is None or activity > s.last_activity):
             s.last_activity = activity
         if role is None:
             if s.corrupt_row is None:

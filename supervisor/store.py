@@ -148,9 +148,7 @@ def summary_from_dicts(thread_id: str, messages: list[dict[str, Any]]) -> Thread
             rows.append((i, thread_id, stamp, None, f"unknown role {role!r}"))
             continue
         call_id = m.get("tool_call_id") if role == "tool_result" else None
-        rows.append(
-            (i, thread_id, stamp, role, call_id if isinstance(call_id, str) else None)
-        )
+        rows.append((i, thread_id, stamp, role, call_id if isinstance(call_id, str) else None))
         if role == "assistant":
             last_assistant = m
     summary = ThreadSummary(thread_id)
@@ -229,9 +227,7 @@ class SQLiteStore:
             self._columns = self._read_schema()
         except sqlite3.Error as exc:
             self.close()
-            raise StoreError(
-                describe_sqlite_error(self.path, exc, busy_timeout)
-            ) from None
+            raise StoreError(describe_sqlite_error(self.path, exc, busy_timeout)) from None
         except StoreError:
             self.close()
             raise
@@ -241,10 +237,7 @@ class SQLiteStore:
     def _read_schema(self) -> dict[str, set[str]]:
         tables: dict[str, set[str]] = {}
         names = [
-            r[0]
-            for r in self._conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-            )
+            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ]
         for name in names:
             if name in ("messages", "thread_extra", "thread_pending_request", "runs"):
@@ -272,9 +265,7 @@ class SQLiteStore:
             finally:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(
-                describe_sqlite_error(self.path, exc, self.busy_timeout)
-            ) from None
+            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
         return touched
 
     def threads(self) -> list[ThreadSummary]:
@@ -300,9 +291,7 @@ class SQLiteStore:
                 (thread_id,),
             ).fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(
-                describe_sqlite_error(self.path, exc, self.busy_timeout)
-            ) from None
+            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
         for row_id, text, created_at, run_id in rows:
             entry = TranscriptEntry(row_id, created_at, run_id, None)
             message, error = parse_message(text)
@@ -439,8 +428,7 @@ class SQLiteStore:
         if "thread_pending_request" not in self._columns:
             return
         pending = {
-            str(r[0])
-            for r in self._conn.execute("SELECT thread_id FROM thread_pending_request")
+            str(r[0]) for r in self._conn.execute("SELECT thread_id FROM thread_pending_request")
         }
         for s in self._threads.values():
             s.pending_request = s.thread_id in pending

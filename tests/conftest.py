@@ -51,9 +51,7 @@ def insert_rows(db: Path, rows: list[tuple[str, str]]) -> None:
     """Append raw (thread_id, message_json) rows, as a foreign writer would."""
     conn = sqlite3.connect(db)
     with conn:
-        conn.executemany(
-            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)", rows
-        )
+        conn.executemany("INSERT INTO messages (thread_id, message_json) VALUES (?, ?)", rows)
     conn.close()
 
 

@@ -24,9 +24,7 @@ def test_domain_modules_import_with_textual_blocked() -> None:
         + "".join(f"import {m}\n" for m in DOMAIN)
         + "print('ok')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 

@@ -25,9 +25,7 @@ def test_list_table_shows_every_thread_with_state_and_stop_point(
 ) -> None:
     out = cli("list", str(crash_db))
     assert out.returncode == 0, out.stderr
-    rows = {
-        line.split()[0]: line for line in out.stdout.splitlines()[1:] if line.strip()
-    }
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:] if line.strip()}
     assert "mid_tool" in rows["during-tool"]
     assert 'process_item({"item": "A"})' in rows["during-tool"]
     assert "between_turns" in rows["first-model-call"]
@@ -88,9 +86,7 @@ def test_corrupt_row_lists_with_a_warning(tmp_path: Path, crash_db: Path) -> Non
     assert f"rows {threads['broken']['corrupt_row']}" in out.stderr
 
 
-def test_terminal_control_characters_are_stripped(
-    tmp_path: Path, crash_db: Path
-) -> None:
+def test_terminal_control_characters_are_stripped(tmp_path: Path, crash_db: Path) -> None:
     db = tmp_path / "c.db"
     db.write_bytes(crash_db.read_bytes())
     insert_rows(
@@ -139,9 +135,7 @@ def test_not_sqlite(tmp_path: Path) -> None:
 def test_empty_file_has_no_tables(tmp_path: Path) -> None:
     target = tmp_path / "empty.db"
     target.touch()
-    assert "not a CubeLoop checkpoint database" in one_error_line(
-        cli("list", str(target))
-    )
+    assert "not a CubeLoop checkpoint database" in one_error_line(cli("list", str(target)))
     assert target.stat().st_size == 0
 
 

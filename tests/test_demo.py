@@ -29,15 +29,11 @@ def test_plan_calls_two_items_then_reports() -> None:
     assert [c.arguments for c in calls] == [{"item": "A"}, {"item": "B"}]
     assert first.stop_reason == "tool_use"
     history += [first] + [
-        ToolResultMessage(
-            tool_call_id=c.id, tool_name=c.name, content=[TextContent(text="ok")]
-        )
+        ToolResultMessage(tool_call_id=c.id, tool_name=c.name, content=[TextContent(text="ok")])
         for c in calls
     ]
     second = plan_next(history)
-    assert [b.arguments for b in second.content if isinstance(b, ToolCall)] == [
-        {"item": "C"}
-    ]
+    assert [b.arguments for b in second.content if isinstance(b, ToolCall)] == [{"item": "C"}]
 
 
 def test_plan_retries_an_item_whose_result_was_an_error() -> None:
@@ -50,9 +46,7 @@ def test_plan_retries_an_item_whose_result_was_an_error() -> None:
         is_error=True,
     )
     again = plan_next([user("Process items A"), first, failed, user("Continue.")])
-    assert [b.arguments for b in again.content if isinstance(b, ToolCall)] == [
-        {"item": "A"}
-    ]
+    assert [b.arguments for b in again.content if isinstance(b, ToolCall)] == [{"item": "A"}]
 
 
 def test_plan_without_items_answers_in_text() -> None:

@@ -29,9 +29,7 @@ EVENTS = 28
 MARKER_POINTS = ["before_start", "after_start", "before_finish", "after_finish"]
 ITEMS = ["A", "B", "C"]
 
-CASES = [
-    pytest.param({"kill_at_event": n}, id=f"event-{n}") for n in range(1, EVENTS + 1)
-]
+CASES = [pytest.param({"kill_at_event": n}, id=f"event-{n}") for n in range(1, EVENTS + 1)]
 CASES += [
     pytest.param({"kill_at_marker": f"{p}:{item}"}, id=f"{p}-{item}")
     for item in ITEMS
@@ -83,6 +81,4 @@ async def test_crash_then_resume_is_exactly_once(
         assert run.outcome == "completed"
     assert open_store(db).get("t").state is State.FINISHED
     assert transcript_problems(db, "t") == []
-    assert Counter(effects(jobs)) == Counter(
-        f'process_item:{{"item":"{item}"}}' for item in ITEMS
-    )
+    assert Counter(effects(jobs)) == Counter(f'process_item:{{"item":"{item}"}}' for item in ITEMS)

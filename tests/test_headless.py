@@ -51,9 +51,7 @@ def test_resume_all_resumes_every_crashed_thread(demo_db: Path) -> None:
     assert states["job-09"] is State.AWAITING_INPUT  # not resumable: left alone
     assert states["job-08"] is State.EMPTY
     assert all(
-        state is State.FINISHED
-        for t, state in states.items()
-        if t not in ("job-08", "job-09")
+        state is State.FINISHED for t, state in states.items() if t not in ("job-08", "job-09")
     )
     for thread in states:
         assert transcript_problems(demo_db, thread) == []
@@ -109,16 +107,12 @@ def test_prompt_refused_on_mid_tool(demo_db: Path) -> None:
         ("brokenagents:make", "importing 'brokenagents' raised ZeroDivisionError"),
     ],
 )
-def test_bad_agent_reference(
-    demo_db: Path, tmp_path: Path, ref: str, needle: str
-) -> None:
+def test_bad_agent_reference(demo_db: Path, tmp_path: Path, ref: str, needle: str) -> None:
     (tmp_path / "brokenagents.py").write_text("1 / 0\n")
     out = run_cli("resume", str(demo_db), "job-05", "--agent", ref, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stdout == ""
-    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr, (
-        out.stderr
-    )
+    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr, out.stderr
 
 
 def test_agent_from_current_directory_and_env(demo_db: Path, tmp_path: Path) -> None:
@@ -243,9 +237,7 @@ def test_list_shows_threads_leased_by_a_live_supervisor_as_running(
             if line.startswith("⚙"):
                 break
         listed = cli("list", str(demo_db), "--json", "--state", "running")
-        assert [t["thread_id"] for t in json.loads(listed.stdout)] == [
-            "job-04"
-        ]
+        assert [t["thread_id"] for t in json.loads(listed.stdout)] == ["job-04"]
     finally:
         proc.kill()
         proc.wait()

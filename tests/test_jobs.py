@@ -23,9 +23,7 @@ from supervisor.jobs import (
 
 
 def test_key_is_deterministic_and_order_free() -> None:
-    assert job_key("charge", {"a": 1, "b": [1, 2]}) == job_key(
-        "charge", {"b": [1, 2], "a": 1}
-    )
+    assert job_key("charge", {"a": 1, "b": [1, 2]}) == job_key("charge", {"b": [1, 2], "a": 1})
     assert job_key("charge", {"a": 1}) != job_key("refund", {"a": 1})
     assert job_key("charge", {"a": 1}) != job_key("charge", {"a": 2})
 
@@ -66,14 +64,10 @@ def test_started_then_done_records(tmp_path: Path) -> None:
     done = markers.get(key)
     assert done.done and done.result == {"text": "sent"}
     assert done.started_at == started.started_at and done.done_at >= done.started_at
-    assert [p.name for p in tmp_path.iterdir()] == [
-        marker_filename(key)
-    ]  # no temp left
+    assert [p.name for p in tmp_path.iterdir()] == [marker_filename(key)]  # no temp left
 
 
-def test_atomic_write_leaves_old_marker_when_interrupted(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_atomic_write_leaves_old_marker_when_interrupted(tmp_path: Path, monkeypatch) -> None:
     markers = JobMarkers(tmp_path)
     markers.start("k", tool="t", arguments={})
 
@@ -88,9 +82,7 @@ def test_atomic_write_leaves_old_marker_when_interrupted(
 
 
 def test_reader_accepts_recipe_markers_and_bad_files(tmp_path: Path) -> None:
-    (tmp_path / "transcode:_a.mov->_b.mp4.json").write_text(
-        json.dumps({"output_path": "/b.mp4"})
-    )
+    (tmp_path / "transcode:_a.mov->_b.mp4.json").write_text(json.dumps({"output_path": "/b.mp4"}))
     (tmp_path / "broken.json").write_text("{nope")
     (tmp_path / "notes.txt").write_text("ignored")
     found = {m.key: m for m in read_markers(tmp_path)}
@@ -123,9 +115,7 @@ def test_idempotent_decorator_runs_work_once(tmp_path: Path) -> None:
     @idempotent(JobMarkers(tmp_path), tool_name="mail")
     async def send(tool_call_id, params, *, signal=None, on_update=None):
         runs.append(params.to)
-        return AgentToolResult(
-            content=[TextContent(text=f"sent to {params.to}")], details={"n": 1}
-        )
+        return AgentToolResult(content=[TextContent(text=f"sent to {params.to}")], details={"n": 1})
 
     first = asyncio.run(send("c1", Params(to="a@b")))
     again = asyncio.run(send("c2", Params(to="a@b")))

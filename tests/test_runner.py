@@ -61,9 +61,7 @@ def assert_exactly_once(db: Path) -> None:
         ("job-07", State.ERROR),
     ],
 )
-async def test_resume_each_state_ends_finished(
-    demo_db: Path, thread: str, before: State
-) -> None:
+async def test_resume_each_state_ends_finished(demo_db: Path, thread: str, before: State) -> None:
     assert state_of(demo_db, thread) is before
     async with Runner(config(demo_db)) as runner:
         await runner.resume(thread)
@@ -82,9 +80,7 @@ async def test_mid_tool_rerun_uses_markers_and_ledger(demo_db: Path) -> None:
         await runner.wait("job-02")
     after = effects(jobs)
     new = [key for key in after if key not in before]
-    assert sorted(new) == sorted(
-        f'process_item:{{"item":"card-20{i}"}}' for i in (2, 3, 4)
-    )
+    assert sorted(new) == sorted(f'process_item:{{"item":"card-20{i}"}}' for i in (2, 3, 4))
     assert after.count('process_item:{"item":"card-201"}') == 1
 
 
@@ -143,14 +139,9 @@ async def test_prompt_on_finished_thread_runs_a_new_batch(demo_db: Path) -> None
         run = await runner.wait("job-01")
     assert run.final_state is State.FINISHED
     entries = open_store(demo_db).transcript("job-01").entries
-    users = [
-        e.message["content"][0]["text"] for e in entries if e.message["role"] == "user"
-    ]
+    users = [e.message["content"][0]["text"] for e in entries if e.message["role"] == "user"]
     assert users[-1] == "Process items extra-1, extra-2"
-    assert (
-        "Processed 2 items: extra-1, extra-2."
-        in entries[-1].message["content"][0]["text"]
-    )
+    assert "Processed 2 items: extra-1, extra-2." in entries[-1].message["content"][0]["text"]
     assert_exactly_once(demo_db)
 
 
@@ -161,9 +152,7 @@ async def test_prompt_starts_a_new_thread(demo_db: Path) -> None:
     assert run.final_state is State.FINISHED
 
 
-async def test_events_arrive_in_order_tagged_and_coalesced(
-    demo_db: Path, monkeypatch
-) -> None:
+async def test_events_arrive_in_order_tagged_and_coalesced(demo_db: Path, monkeypatch) -> None:
     long_text = "word " * 400
     seen: list[RunnerEvent] = []
 
@@ -175,25 +164,19 @@ async def test_events_arrive_in_order_tagged_and_coalesced(
     def factory(cp, thread_id):
         return demo.build_demo_agent(cp, thread_id, planner=planner)
 
-    async with Runner(
-        config(demo_db, factory=factory, coalesce_seconds=0.05)
-    ) as runner:
+    async with Runner(config(demo_db, factory=factory, coalesce_seconds=0.05)) as runner:
         runner.subscribe(seen.append)
         await runner.prompt("job-01", "say a lot")
         await runner.wait("job-01")
     types = [e.type for e in seen]
     assert all(e.thread_id == "job-01" for e in seen)
     assert types[0] == "queued" and types[1] == "run_start" and types[-1] == "run_end"
-    assert (
-        types.index("assistant_start") < types.index("text") < types.index("agent_end")
-    )
+    assert types.index("assistant_start") < types.index("text") < types.index("agent_end")
     texts = [e.data["text"] for e in seen if e.type == "text"]
     assert "".join(texts) == long_text
     # FauxProvider streams ~500 deltas here with no delay; they are coalesced.
     assert len(texts) < 50
-    end = next(
-        e for e in seen if e.type == "message_end" and e.data["role"] == "assistant"
-    )
+    end = next(e for e in seen if e.type == "message_end" and e.data["role"] == "assistant")
     assert types.index("text") < seen.index(end)
 
 
@@ -207,9 +190,7 @@ def slow_tool_factory(honour_signal: bool):
     async def execute(tool_call_id, params, *, signal=None, on_update=None):
         for _ in range(600):
             if honour_signal and signal is not None and signal.is_set():
-                return AgentToolResult(
-                    content=[TextContent(text="stopped")], is_error=True
-                )
+                return AgentToolResult(content=[TextContent(text="stopped")], is_error=True)
             await asyncio.sleep(0.05)
         return AgentToolResult(content=[TextContent(text="done")])
 
@@ -223,12 +204,8 @@ def slow_tool_factory(honour_signal: bool):
     return factory
 
 
-@pytest.mark.parametrize(
-    "honour", [True, False], ids=["honours-signal", "ignores-signal"]
-)
-async def test_abort_leaves_a_resumable_valid_thread(
-    demo_db: Path, honour: bool
-) -> None:
+@pytest.mark.parametrize("honour", [True, False], ids=["honours-signal", "ignores-signal"])
+async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool) -> None:
     seen: list[RunnerEvent] = []
     cfg = config(demo_db, factory=slow_tool_factory(honour), abort_grace=0.5)
     async with Runner(cfg) as runner:
@@ -301,9 +278,7 @@ async def test_lease_held_by_another_process_is_respected(demo_db: Path) -> None
     try:
         assert holder.stdout.readline().strip() == "held"
         async with Runner(config(demo_db)) as runner:
-            with pytest.raises(
-                Refused, match=f"another supervisor \\(pid {holder.pid}"
-            ):
+            with pytest.raises(Refused, match=f"another supervisor \\(pid {holder.pid}"):
                 await runner.resume("job-05")
             holder.send_signal(signal.SIGKILL)
             holder.wait(timeout=10)
@@ -314,9 +289,7 @@ async def test_lease_held_by_another_process_is_respected(demo_db: Path) -> None
         holder.kill()
 
 
-async def test_our_lease_is_visible_to_another_process(
-    demo_db: Path, monkeypatch
-) -> None:
+async def test_our_lease_is_visible_to_another_process(demo_db: Path, monkeypatch) -> None:
     from supervisor.leases import leases_dir
 
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "1")

@@ -14,9 +14,7 @@ def thread(*rows: tuple[str, str | None], **last: object) -> ThreadSummary:
     for i, (role, call_id) in enumerate(rows, start=1):
         s.fold_row(i, role, float(i), call_id)
     if s.last_assistant_row is not None:
-        s.set_last_assistant(
-            last.get("stop", "stop"), tuple(last.get("calls", ())), "", None
-        )
+        s.set_last_assistant(last.get("stop", "stop"), tuple(last.get("calls", ())), "", None)
     return s
 
 

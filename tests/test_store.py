@@ -28,9 +28,7 @@ def listing(store: SQLiteStore) -> list[dict]:
     return [thread_json(s) for s in store.threads()]
 
 
-def test_refresh_reads_only_new_rows_and_matches_a_full_scan(
-    db: Path, tmp_path: Path
-) -> None:
+def test_refresh_reads_only_new_rows_and_matches_a_full_scan(db: Path, tmp_path: Path) -> None:
     store = open_store(db)
     cursor = store.cursor
     assert store.refresh() == set()  # nothing new
@@ -46,18 +44,14 @@ def test_refresh_reads_only_new_rows_and_matches_a_full_scan(
 
 def test_listing_never_writes_to_the_database(db: Path) -> None:
     before = {
-        p.name: (p.stat().st_mtime_ns, p.read_bytes())
-        for p in db.parent.iterdir()
-        if p.is_file()
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in db.parent.iterdir() if p.is_file()
     }
     store = open_store(db)
     store.transcript("done")
     store.refresh()
     store.close()
     after = {
-        p.name: (p.stat().st_mtime_ns, p.read_bytes())
-        for p in db.parent.iterdir()
-        if p.is_file()
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in db.parent.iterdir() if p.is_file()
     }
     assert after == before
 
@@ -69,9 +63,7 @@ def test_read_only_connection_refuses_writes(db: Path) -> None:
 
 
 def test_corrupt_row_marks_only_its_thread(db: Path) -> None:
-    insert_rows(
-        db, [("bad", user_json("hi")), ("bad", '{"role": "user", "content": [')]
-    )
+    insert_rows(db, [("bad", user_json("hi")), ("bad", '{"role": "user", "content": [')])
     insert_rows(db, [("good", user_json("hello"))])
     store = open_store(db)
     bad_row = store.get("bad").last_row
@@ -97,9 +89,7 @@ def test_other_field_order_is_parsed_in_full(db: Path) -> None:
         [
             (
                 "reordered",
-                json.dumps(
-                    {"content": [{"type": "text", "text": "x"}], "role": "user"}
-                ),
+                json.dumps({"content": [{"type": "text", "text": "x"}], "role": "user"}),
             )
         ],
     )
@@ -130,9 +120,7 @@ def test_tool_call_id_with_quotes_survives_the_fast_path(db: Path) -> None:
 def test_extra_only_thread_is_empty_and_pending_request_awaits(db: Path) -> None:
     conn = sqlite3.connect(db)
     with conn:
-        conn.execute(
-            "INSERT INTO thread_extra (thread_id, extra_json) VALUES ('fresh', '{}')"
-        )
+        conn.execute("INSERT INTO thread_extra (thread_id, extra_json) VALUES ('fresh', '{}')")
         conn.execute(
             "INSERT INTO thread_pending_request (thread_id, request_json) VALUES ('done', '{}')"
         )
@@ -203,8 +191,5 @@ def test_lists_while_another_process_writes(db: Path) -> None:
     assert writer.wait(timeout=30) == 0
     store.refresh()
     assert lists > 5 and written > 50
-    assert (
-        sum(s.messages for s in store.threads() if s.thread_id.startswith("w"))
-        == written
-    )
+    assert sum(s.messages for s in store.threads() if s.thread_id.startswith("w")) == written
     assert listing(store) == listing(open_store(db))

@@ -1,0 +1,792 @@
+"""The supervisor app: a thin Textual layer over the store and the runner.
+
+Threading rule (as Harlequin's): database work happens in thread workers
+that never touch widgets; they post messages, and `@on` handlers own every
+state change. Agents run in the runner's asyncio tasks on the app's loop;
+their events arrive as `AgentEvent` messages, in order.
+
+Everything that varies between runs comes in through `make_app`: the clock,
+the paths, whether to watch files. Tests pass a fixed clock and no watching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent
+
+from supervisor.jobs import Marker, read_markers
+from supervisor.leases import leases_dir, live_leases
+from supervisor.plan import markers_by_key, markers_for_thread, plan_calls
+from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
+from supervisor.states import (
+    NEEDS_ATTENTION,
+    RESUMABLE,
+    State,
+    ThreadSummary,
+    ToolCallInfo,
+)
+from supervisor.store import SQLiteStore, StoreError, Transcript
+from supervisor.text import one_line, relative_time
+from supervisor.ui.messages import (
+    AgentEvent,
+    MarkersLoaded,
+    RefreshFailed,
+    ThreadsRefreshed,
+    TranscriptLoaded,
+)
+from supervisor.ui.render import (
+    Palette,
+    counts_line,
+    event_text,
+    marker_cells,
+    planned_call,
+    safe,
+    thread_row,
+    transcript_entry,
+)
+from supervisor.ui.screens.confirm import ConfirmScreen
+from supervisor.ui.screens.help import HelpScreen
+from supervisor.ui.screens.preview import ResumePreview
+from supervisor.ui.screens.prompt import PromptScreen
+from supervisor.ui.themes import DEFAULT_THEME, bundled_themes
+from supervisor.ui.widgets.detail import DetailPane
+from supervisor.ui.widgets.event_log import EventLog
+from supervisor.ui.widgets.thread_table import ThreadTable
+
+#: Events kept per thread for its log.
+EVENTS_PER_THREAD = 2000
+#: Below this width the list and the detail stack vertically.
+NARROW = 110
+
+
+def _copy(summary: ThreadSummary) -> ThreadSummary:
+    return dataclasses.replace(summary, answered=set(summary.answered))
+
+
+class SupervisorApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "agent-supervisor"
+
+    BINDINGS = [
+        Binding("r", "resume", "Resume"),
+        Binding("a", "abort", "Abort"),
+        Binding("p", "prompt", "Prompt"),
+        Binding("space", "mark", "Mark"),
+        Binding("R", "resume_all", "Resume all"),
+        Binding("slash", "filter", "Filter"),
+        Binding("c", "attention", "Crashed only"),
+        Binding("1", "tab('events')", "Events", show=False),
+        Binding("2", "tab('transcript')", "Transcript", show=False),
+        Binding("3", "tab('markers')", "Markers", show=False),
+        Binding("enter", "toggle_focus", "Detail", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        runner_config: RunnerConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        watch: bool = True,
+        theme: str = DEFAULT_THEME,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.database = Path(store.location)
+        self.jobs_dir = runner_config.jobs_dir
+        self.clock = clock
+        self.watch_files = watch
+        self.cursor_blink = cursor_blink
+        runner_config.clock = clock
+        self.runner = Runner(runner_config)
+        self.summaries: dict[str, ThreadSummary] = {}
+        self.shown: list[str] = []
+        self.marked: set[str] = set()
+        self.running_since: dict[str, float] = {}
+        self.events: dict[str, deque[RunnerEvent]] = {}
+        self.streaming: dict[str, str] = {}
+        self.markers: list[Marker] = []
+        self.filter_text = ""
+        self.attention_only = False
+        self.selected: str | None = None
+        self._store_lock = threading.Lock()
+        self._refresh_running = False
+        self._refresh_again = False
+        self._initial_theme = theme
+        self._transcript_calls: list[ToolCallInfo] = []
+
+    # -- layout -----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="summary")
+        with Horizontal(id="main"):
+            yield ThreadTable(id="threads")
+            yield DetailPane(id="detail")
+        yield Input(placeholder="filter by thread id or state…", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for theme in bundled_themes():
+            self.register_theme(theme)
+        self.theme = self._initial_theme
+        self.query_one("#filter", Input).display = False
+        self.query_one("#filter", Input).cursor_blink = self.cursor_blink
+        self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
+        self.query_one(ThreadTable).loading = True
+        self._layout_for(self.size.width)
+        self.request_refresh()
+        self.set_interval(1.0, self._tick_running)
+        self.set_interval(15.0, self._tick_ages)
+        if self.watch_files:
+            self._watch()
+
+    def on_resize(self, event) -> None:
+        self._layout_for(event.size.width)
+
+    def _layout_for(self, width: int) -> None:
+        self.query_one("#main").set_class(width < NARROW, "narrow")
+
+    @property
+    def palette(self) -> Palette:
+        theme = self.current_theme
+        return {
+            name: str(getattr(theme, name) or theme.foreground or "")
+            for name in (
+                "primary",
+                "secondary",
+                "accent",
+                "warning",
+                "error",
+                "success",
+            )
+        } | {"foreground": ""}
+
+    def watch_theme(self, _theme: str) -> None:
+        if self.is_mounted:
+            self._rebuild_rows()
+
+    # -- reading the database ---------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Refresh now, or right after the refresh under way."""
+        if self._refresh_running:
+            self._refresh_again = True
+            return
+        self._refresh_running = True
+        self._refresh_worker(full=not self.summaries)
+
+    @work(thread=True, group="refresh", exit_on_error=False)
+    def _refresh_worker(self, full: bool) -> None:
+        try:
+            with self._store_lock:
+                touched = self.store.refresh()
+                live = set(live_leases(leases_dir(self.database)))
+                changed = set(touched)
+                for s in self.store.threads():
+                    running = s.thread_id in live
+                    if running != s.running:
+                        s.running = running
+                        changed.add(s.thread_id)
+                copies = {
+                    s.thread_id: _copy(s) for s in self.store.threads() if s.thread_id in changed
+                }
+        except StoreError as exc:
+            self.post_message(RefreshFailed(str(exc)))
+            return
+        self.post_message(ThreadsRefreshed(copies, full))
+
+    @on(RefreshFailed)
+    def _refresh_failed(self, message: RefreshFailed) -> None:
+        self._refresh_running = False
+        self.notify(message.error, title="refresh failed", severity="error", markup=False)
+
+    @on(ThreadsRefreshed)
+    def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
+        new = [t for t in message.summaries if t not in self.summaries]
+        self.summaries.update(message.summaries)
+        table = self.query_one(ThreadTable)
+        table.loading = False
+        if new or message.full:
+            self._rebuild_rows()
+        else:
+            for thread_id in message.summaries:
+                self._update_row(thread_id)
+            self._update_summary_line()
+        if self.selected in message.summaries:
+            self._show_detail_title()
+            self._load_detail(self.selected)
+        elif self.selected is None:
+            self._select(table.current_thread)
+        self._refresh_running = False
+        if self._refresh_again:
+            self._refresh_again = False
+            self.request_refresh()
+
+    # -- the list ---------------------------------------------------------
+
+    def state_of(self, thread_id: str) -> State:
+        if thread_id in self.running_since:
+            return State.RUNNING
+        return self.summaries[thread_id].state
+
+    def _visible(self, thread_id: str) -> bool:
+        state = self.state_of(thread_id)
+        if self.attention_only and state not in NEEDS_ATTENTION:
+            return False
+        needle = self.filter_text.lower()
+        return not needle or needle in thread_id.lower() or needle in str(state)
+
+    def _cells(self, thread_id: str) -> tuple[Text, ...]:
+        return thread_row(
+            self.summaries[thread_id],
+            self.palette,
+            self.clock(),
+            thread_id in self.marked,
+            self.running_since.get(thread_id),
+        )
+
+    def _rebuild_rows(self) -> None:
+        self.shown = [t for t in self.summaries if self._visible(t)]
+        self.query_one(ThreadTable).set_rows([(t, self._cells(t)) for t in self.shown])
+        self._update_summary_line()
+        self._select(self.query_one(ThreadTable).current_thread)
+
+    def _update_row(self, thread_id: str) -> None:
+        if thread_id not in self.summaries:
+            return
+        visible = self._visible(thread_id)
+        if visible != (thread_id in self.shown):
+            self._rebuild_rows()
+        elif visible:
+            self.query_one(ThreadTable).update_row(thread_id, self._cells(thread_id))
+
+    def _update_summary_line(self) -> None:
+        counts = Counter(self.state_of(t) for t in self.summaries)
+        ordered = {s: counts.get(s, 0) for s in State}
+        line = counts_line(str(self.database), ordered, len(self.shown), len(self.summaries))
+        if self.filter_text or self.attention_only:
+            what = []
+            if self.attention_only:
+                what.append("needs attention")
+            if self.filter_text:
+                what.append(f"filter {one_line(self.filter_text, 30)!r}")
+            line.append("  ·  " + ", ".join(what), style="italic")
+        self.query_one("#summary", Static).update(line)
+
+    def _tick_ages(self) -> None:
+        """Keep "3m ago" honest; cheap enough every 15 s even for thousands of rows."""
+        table = self.query_one(ThreadTable)
+        now = self.clock()
+        for thread_id in self.shown:
+            if thread_id not in self.running_since:
+                ago = relative_time(self.summaries[thread_id].last_activity, now)
+                table.update_cell(thread_id, "ACTIVITY", ago)
+
+    def _tick_running(self) -> None:
+        for thread_id in self.running_since:
+            self._update_row(thread_id)
+
+    @on(DataTable.RowHighlighted, "#threads")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._select(event.row_key.value if event.row_key else None)
+
+    @on(DataTable.RowSelected, "#threads")
+    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_toggle_focus()
+
+    def _select(self, thread_id: str | None) -> None:
+        if thread_id == self.selected:
+            return
+        self.selected = thread_id
+        self._show_detail_title()
+        self._replay_events()
+        self._load_detail(thread_id)
+
+    def _show_detail_title(self) -> None:
+        title = self.query_one("#detail-title", Static)
+        if self.selected is None or self.selected not in self.summaries:
+            title.update("no thread selected")
+            return
+        s = self.summaries[self.selected]
+        text = Text()
+        text.append(one_line(s.thread_id, 40), style="bold")
+        text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
+        title.update(text)
+
+    # -- the detail pane ----------------------------------------------------
+
+    def _replay_events(self) -> None:
+        log = self.query_one(EventLog)
+        log.clear()
+        if self.selected is None:
+            return
+        for event in self.events.get(self.selected, ()):
+            line = event_text(event, self.palette)
+            if line is not None:
+                log.write(line)
+        log.set_stream(self.streaming.get(self.selected, ""))
+        if not self.events.get(self.selected):
+            log.write(Text("No events yet: this thread has not run in this session.", "dim"))
+
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
+    def _load_detail(self, thread_id: str | None) -> None:
+        if thread_id is None:
+            return
+        try:
+            with self._store_lock:
+                transcript = self.store.transcript(thread_id)
+        except StoreError as exc:
+            self.post_message(RefreshFailed(str(exc)))
+            return
+        markers = read_markers(self.jobs_dir)
+        self.post_message(TranscriptLoaded(transcript))
+        self.post_message(MarkersLoaded(markers))
+
+    @on(TranscriptLoaded)
+    def _transcript_loaded(self, message: TranscriptLoaded) -> None:
+        transcript: Transcript = message.transcript
+        if transcript.thread_id != self.selected:
+            return
+        log = self.query_one("#transcript-log", RichLog)
+        log.clear()
+        calls: list[ToolCallInfo] = []
+        for entry in transcript.entries:
+            log.write(transcript_entry(entry, self.palette))
+            for block in (entry.message or {}).get("content") or []:
+                if isinstance(block, dict) and block.get("type") == "tool_call":
+                    calls.append(
+                        ToolCallInfo(
+                            str(block.get("id")),
+                            str(block.get("name")),
+                            block.get("arguments"),
+                        )
+                    )
+        if not transcript.entries:
+            log.write(Text("No stored messages.", "dim"))
+        self._transcript_calls = calls
+
+    @on(MarkersLoaded)
+    def _markers_loaded(self, message: MarkersLoaded) -> None:
+        self.markers = message.markers
+        self._show_markers()
+
+    def _show_markers(self) -> None:
+        table = self.query_one("#marker-table", DataTable)
+        pending = self.query_one("#pending-calls", Static)
+        table.clear()
+        if self.selected is None or self.selected not in self.summaries:
+            pending.update("")
+            return
+        summary = self.summaries[self.selected]
+        mine = markers_for_thread(self.selected, self._transcript_calls, self.markers)
+        now = self.clock()
+        for marker in mine:
+            table.add_row(*marker_cells(marker, self.palette, now))
+        plan = plan_calls(summary, markers_by_key(self.markers))
+        text = Text()
+        text.append(f"{len(mine)} marker(s) in ", style="dim")
+        text.append(str(self.jobs_dir), style="dim")
+        if plan:
+            text.append("\nUnanswered tool calls, and what a resume does with each:\n", "bold")
+            for i, p in enumerate(plan):
+                text.append(planned_call(p, self.palette))
+                if i < len(plan) - 1:
+                    text.append("\n")
+        pending.update(text)
+
+    # -- agent events -----------------------------------------------------
+
+    @on(AgentEvent)
+    def _agent_event(self, message: AgentEvent) -> None:
+        event = message.event
+        thread_id = event.thread_id
+        if event.type == "queued":
+            self.running_since[thread_id] = event.at
+            self._update_row(thread_id)
+        buffer = self.events.setdefault(thread_id, deque(maxlen=EVENTS_PER_THREAD))
+        if event.type == "text":
+            self.streaming[thread_id] = self.streaming.get(thread_id, "") + event.data["text"]
+            if thread_id == self.selected:
+                self.query_one(EventLog).set_stream(self.streaming[thread_id])
+            return
+        if event.type in ("message_end", "run_end", "error"):
+            self.streaming.pop(thread_id, None)
+            if thread_id == self.selected:
+                self.query_one(EventLog).set_stream("")
+        buffer.append(event)
+        if thread_id == self.selected:
+            line = event_text(event, self.palette)
+            if line is not None:
+                if len(buffer) == 1:
+                    self.query_one(EventLog).clear()
+                self.query_one(EventLog).write(line)
+        if event.type in ("message_end", "run_end"):
+            self.request_refresh()
+        if event.type == "run_end":
+            self.running_since.pop(thread_id, None)
+            self._update_row(thread_id)
+            self._update_summary_line()
+            state = event.data.get("state") or "unknown"
+            done = state == "finished"
+            self.notify(
+                f"{one_line(thread_id, 40)} {'finished' if done else 'ended ' + state}",
+                severity="information" if done else "warning",
+                markup=False,
+            )
+        if event.type == "error":
+            self.notify(
+                f"{one_line(thread_id, 40)}: {one_line(event.data.get('message', ''), 120)}",
+                severity="error",
+                markup=False,
+            )
+
+    # -- actions ------------------------------------------------------------
+
+    def _targets(self, states: Iterable[State] | None = None) -> list[str]:
+        chosen = [t for t in self.shown if t in self.marked] or (
+            [self.selected] if self.selected else []
+        )
+        if states is not None:
+            wanted = set(states)
+            chosen = [t for t in chosen if self.state_of(t) in wanted]
+        return chosen
+
+    def action_resume(self) -> None:
+        marked = [t for t in self.shown if t in self.marked]
+        if marked:
+            resumable = [t for t in marked if self.state_of(t) in RESUMABLE]
+            skipped = len(marked) - len(resumable)
+            if not resumable:
+                self.notify("none of the marked threads can be resumed", severity="warning")
+                return
+            self._confirm_many(resumable, skipped)
+            return
+        if self.selected is None:
+            return
+        self._resume_one(self.selected)
+
+    def _confirm_many(self, threads: list[str], skipped: int) -> None:
+        body = Text(f"Resume {len(threads)} thread(s)?")
+        if skipped:
+            body.append(f"\n{skipped} marked thread(s) are not resumable and are skipped.")
+        body.append("\n" + ", ".join(one_line(t, 30) for t in threads[:12]))
+        if len(threads) > 12:
+            body.append(f" … (+{len(threads) - 12})")
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                self.marked.clear()
+                for t in threads:
+                    self._start_resume(t, force=False)
+                self._rebuild_rows()
+
+        self.push_screen(ConfirmScreen("Resume marked threads", body, "Resume"), go)
+
+    @work(group="actions", exit_on_error=False)
+    async def _resume_one(self, thread_id: str) -> None:
+        state = self.state_of(thread_id)
+        if state is State.RUNNING:
+            self.notify(
+                f"resume refused: {one_line(thread_id, 40)} is already running",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if state not in RESUMABLE:
+            hint = "; press p to prompt" if state in (State.FINISHED, State.EMPTY) else ""
+            self.notify(
+                f"nothing to resume: {one_line(thread_id, 40)} is {state}{hint}",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if state is State.MID_TOOL:
+            markers = await asyncio.to_thread(read_markers, self.jobs_dir)
+            plan = plan_calls(self.summaries[thread_id], markers_by_key(markers))
+            strategy = self.runner.config.mid_tool_strategy
+            if not await self.push_screen_wait(
+                ResumePreview(thread_id, plan, strategy, self.palette)
+            ):
+                return
+        elif state in (State.ABORTED, State.ERROR):
+            body = Text(
+                f"{one_line(thread_id, 40)} stopped with '{state}'. Continue it with the message:\n"
+            )
+            body.append(repr(self.runner.config.continue_text), style="italic")
+            if not await self.push_screen_wait(
+                ConfirmScreen(f"Continue {state} thread", body, "Continue")
+            ):
+                return
+        await self._resume(thread_id, force=False)
+
+    def _start_resume(self, thread_id: str, force: bool) -> None:
+        self.run_worker(self._resume(thread_id, force), group="agents", exit_on_error=False)
+
+    async def _resume(self, thread_id: str, force: bool) -> None:
+        try:
+            await self.runner.resume(thread_id, force=force)
+        except PossiblyLive as exc:
+            body = Text(str(exc).replace("; force to resume anyway", ""))
+            body.append("\n\nResuming while another process runs it would run its tools twice.")
+            if await self._ask(
+                ConfirmScreen("Thread may be live elsewhere", body, "Resume anyway")
+            ):
+                await self._resume(thread_id, force=True)
+            return
+        except Refused as exc:
+            self.notify(f"resume refused: {exc}", severity="warning", markup=False)
+            return
+        self.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
+        await self.runner.wait(thread_id)
+
+    async def _ask(self, screen: Screen[bool]) -> bool:
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.push_screen(screen, lambda ok: answer.set_result(bool(ok)))
+        return await answer
+
+    def action_resume_all(self) -> None:
+        crashed = [t for t in self.summaries if self.state_of(t) in RESUMABLE]
+        if not crashed:
+            self.notify("no crashed thread to resume")
+            return
+        body = Text(f"Resume all {len(crashed)} crashed thread(s)?\n")
+        body.append(", ".join(one_line(t, 30) for t in crashed[:12]))
+        if len(crashed) > 12:
+            body.append(f" … (+{len(crashed) - 12})")
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                for t in crashed:
+                    self._start_resume(t, force=False)
+
+        self.push_screen(ConfirmScreen(f"Resume {len(crashed)} threads", body, "Resume all"), go)
+
+    def action_abort(self) -> None:
+        targets = [t for t in self._targets() if t in self.running_since]
+        if not targets:
+            self.notify(
+                "nothing to abort: the selected thread is not running",
+                severity="warning",
+            )
+            return
+        names = ", ".join(one_line(t, 30) for t in targets[:8])
+        body = Text(
+            f"Abort {names}? The agent is asked to stop; after "
+            f"{self.runner.config.abort_grace:g}s it is cancelled. The thread stays resumable."
+        )
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                for t in targets:
+                    self.run_worker(self.runner.abort(t), group="aborts", exit_on_error=False)
+                self.notify(f"aborting {names}", markup=False)
+
+        self.push_screen(ConfirmScreen("Abort", body, "Abort"), go)
+
+    def action_prompt(self) -> None:
+        if self.selected is None:
+            return
+        thread_id = self.selected
+        state = self.state_of(thread_id)
+
+        def send(text: str | None) -> None:
+            if text:
+                self.run_worker(self._prompt(thread_id, text), group="agents", exit_on_error=False)
+
+        self.push_screen(PromptScreen(thread_id, str(state)), send)
+
+    async def _prompt(self, thread_id: str, text: str) -> None:
+        try:
+            await self.runner.prompt(thread_id, text)
+        except Refused as exc:
+            self.notify(f"prompt refused: {exc}", severity="warning", markup=False)
+            return
+        self.notify(f"prompted {one_line(thread_id, 40)}", markup=False)
+        await self.runner.wait(thread_id)
+
+    def action_mark(self) -> None:
+        thread_id = self.query_one(ThreadTable).current_thread
+        if thread_id is None:
+            return
+        self.marked.symmetric_difference_update({thread_id})
+        self._update_row(thread_id)
+        self.query_one(ThreadTable).action_cursor_down()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self._rebuild_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one(ThreadTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display or self.filter_text:
+            box.value = ""
+            box.display = False
+            self.filter_text = ""
+            self._rebuild_rows()
+            self.query_one(ThreadTable).focus()
+
+    def action_attention(self) -> None:
+        self.attention_only = not self.attention_only
+        self._rebuild_rows()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def action_toggle_focus(self) -> None:
+        table = self.query_one(ThreadTable)
+        if table.has_focus:
+            tabs = self.query_one("#detail-tabs", TabbedContent)
+            target = {
+                "events": "#event-lines",
+                "transcript": "#transcript-log",
+                "markers": "#marker-table",
+            }[tabs.active or "events"]
+            self.query_one(target).focus()
+        else:
+            table.focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit_app(self) -> None:
+        running = list(self.running_since)
+        if not running:
+            self.exit()
+            return
+        body = Text(
+            f"{len(running)} agent(s) are running. Abort them gracefully and quit? "
+            "Their threads stay resumable."
+        )
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                self._shutdown()
+
+        self.push_screen(ConfirmScreen("Quit", body, "Abort and quit"), go)
+
+    @work(group="shutdown", exit_on_error=False)
+    async def _shutdown(self) -> None:
+        self.notify("aborting running agents…")
+        await self.runner.close()
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        await self.runner.close()
+        self.store.close()
+
+    # -- files --------------------------------------------------------------
+
+    @work(exclusive=True, group="watch", exit_on_error=False)
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        names = {self.database.name + s for s in ("", "-wal", "-journal")}
+        jobs = self.jobs_dir.resolve()
+        paths = {str(self.database.resolve().parent)}
+        if jobs.is_dir():
+            paths.add(str(jobs))
+
+        def relevant(_change: object, path: str) -> bool:
+            p = Path(path)
+            return p.name in names or p.parent == jobs
+
+        async for changes in awatch(*paths, watch_filter=relevant, debounce=200, step=50):
+            if any(Path(p).name in names for _, p in changes):
+                self.request_refresh()
+            if any(Path(p).parent == jobs for _, p in changes):
+                self._load_detail(self.selected)
+
+    # -- command palette ---------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Resume thread",
+            "Resume the selected (or marked) thread",
+            self.action_resume,
+        )
+        yield SystemCommand("Abort thread", "Abort the selected running thread", self.action_abort)
+        yield SystemCommand(
+            "Prompt thread", "Send a prompt to the selected thread", self.action_prompt
+        )
+        yield SystemCommand(
+            "Resume all crashed", "Resume every crashed thread", self.action_resume_all
+        )
+        yield SystemCommand("Filter threads", "Filter by thread id or state", self.action_filter)
+        yield SystemCommand(
+            "Toggle needs-attention filter",
+            "Show only threads needing attention",
+            self.action_attention,
+        )
+        yield SystemCommand(
+            "Show events",
+            "Detail tab: live event log",
+            lambda: self.action_tab("events"),
+        )
+        yield SystemCommand(
+            "Show transcript",
+            "Detail tab: stored messages",
+            lambda: self.action_tab("transcript"),
+        )
+        yield SystemCommand(
+            "Show job markers",
+            "Detail tab: idempotency records",
+            lambda: self.action_tab("markers"),
+        )
+        yield SystemCommand("Help", "Every key", self.action_help)
+
+
+def make_app(
+    store: SQLiteStore,
+    runner_config: RunnerConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    watch: bool = True,
+    theme: str = DEFAULT_THEME,
+    cursor_blink: bool = True,
+) -> SupervisorApp:
+    """Build the app from its dependencies; the CLI and the tests both use this."""
+    return SupervisorApp(
+        store,
+        runner_config,
+        clock=clock,
+        watch=watch,
+        theme=theme,
+        cursor_blink=cursor_blink,
+    )
+
+
+def theme_names() -> list[str]:
+    from textual.theme import BUILTIN_THEMES
+
+    return sorted({t.name for t in bundled_themes()} | set(BUILTIN_THEMES))
+
+
+__all__ = ["SupervisorApp", "make_app", "safe", "theme_names"]

@@ -1,0 +1,42 @@
+"""Messages workers post to the app; `@on` handlers own every state change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from supervisor.jobs import Marker
+from supervisor.runner import RunnerEvent
+from supervisor.states import ThreadSummary
+from supervisor.store import Transcript
+
+
+@dataclass
+class ThreadsRefreshed(Message):
+    """A refresh read these summaries (copies, safe to keep) for touched threads."""
+
+    summaries: dict[str, ThreadSummary]
+    full: bool
+
+
+@dataclass
+class RefreshFailed(Message):
+    error: str
+
+
+@dataclass
+class AgentEvent(Message):
+    """One runner event; streaming text arrives already coalesced."""
+
+    event: RunnerEvent
+
+
+@dataclass
+class TranscriptLoaded(Message):
+    transcript: Transcript
+
+
+@dataclass
+class MarkersLoaded(Message):
+    markers: list[Marker]

@@ -1,0 +1,238 @@
+"""Rich `Text` for everything the UI shows from the database.
+
+Database text never goes through markup: it is cleaned of terminal control
+characters and wrapped in `Text` objects, so `[@click=app.quit]` or
+`[bold red]` in a thread id or message shows literally.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from supervisor.jobs import Marker
+from supervisor.plan import PlannedCall
+from supervisor.report import call_text, thread_hint
+from supervisor.runner import RunnerEvent
+from supervisor.states import State, ThreadSummary
+from supervisor.store import TranscriptEntry
+from supervisor.text import clean, one_line, relative_time
+
+#: Symbol + word, so a state reads without colour.
+BADGES: dict[State, str] = {
+    State.RUNNING: "▶ running",
+    State.AWAITING_INPUT: "? awaiting_input",
+    State.MID_TOOL: "◐ mid_tool",
+    State.AFTER_TOOLS: "◑ after_tools",
+    State.BETWEEN_TURNS: "○ between_turns",
+    State.ABORTED: "■ aborted",
+    State.ERROR: "✗ error",
+    State.FINISHED: "✓ finished",
+    State.EMPTY: "· empty",
+    State.CORRUPT: "‼ corrupt",
+}
+
+#: Which theme colour each state takes (names of Textual theme fields).
+STATE_COLOUR: dict[State, str] = {
+    State.RUNNING: "primary",
+    State.AWAITING_INPUT: "accent",
+    State.MID_TOOL: "warning",
+    State.AFTER_TOOLS: "warning",
+    State.BETWEEN_TURNS: "warning",
+    State.ABORTED: "accent",
+    State.ERROR: "error",
+    State.FINISHED: "success",
+    State.EMPTY: "foreground",
+    State.CORRUPT: "error",
+}
+
+Palette = dict[str, str]
+
+
+def safe(text: Any, style: str = "") -> Text:
+    """Untrusted text as a `Text`: control characters stripped, no markup."""
+    return Text(clean(str(text)), style=style)
+
+
+def badge(state: State, palette: Palette) -> Text:
+    return Text(BADGES[state], style=f"bold {palette.get(STATE_COLOUR[state], '')}".strip())
+
+
+def elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def thread_row(
+    s: ThreadSummary,
+    palette: Palette,
+    now: float,
+    marked: bool,
+    running_since: float | None,
+) -> tuple[Text, Text, Text, Text, Text, Text]:
+    """The cells of one thread-list row."""
+    state = State.RUNNING if running_since is not None else s.state
+    activity = (
+        f"running {elapsed(now - running_since)}"
+        if running_since is not None
+        else relative_time(s.last_activity, now)
+    )
+    hint = thread_hint(s, 70) if running_since is None else one_line(s.last_text, 70)
+    return (
+        Text("●" if marked else " ", style="bold"),
+        badge(state, palette),
+        safe(one_line(s.thread_id, 40)),
+        Text(str(s.messages), justify="right"),
+        Text(activity),
+        safe(hint, "dim" if state is State.FINISHED else ""),
+    )
+
+
+def counts_line(path: str, counts: dict[State, int], shown: int, total: int) -> Text:
+    text = Text()
+    text.append(clean(path), style="bold")
+    text.append(f"  ·  {total} threads")
+    if shown != total:
+        text.append(f" ({shown} shown)")
+    parts = [f"{BADGES[s]} {n}" for s, n in counts.items() if n]
+    if parts:
+        text.append("  ·  " + "  ".join(parts))
+    return text
+
+
+# -- transcript ---------------------------------------------------------------
+
+
+def _blocks_text(blocks: Any) -> str:
+    if not isinstance(blocks, list):
+        return ""
+    return "".join(
+        str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+    )
+
+
+def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
+    """One stored message, readable: role, run, text, tool calls, results."""
+    out = Text()
+    m = e.message
+    if m is None:
+        out.append(f"#{e.row_id} CORRUPT ROW ", style=f"bold {palette.get('error', '')}")
+        out.append(clean(e.error or ""))
+        out.append("\n    " + one_line(e.raw, 200))
+        return out
+    role = str(m.get("role"))
+    run = f"  run {clean(str(e.run_id))[:8]}" if e.run_id else ""
+    colour = {
+        "user": "primary",
+        "assistant": "secondary",
+        "tool_result": "success",
+    }.get(role, "")
+    out.append(f"#{e.row_id} ", style="dim")
+    out.append(role, style=f"bold {palette.get(colour, '')}")
+    if role == "assistant":
+        out.append(f" [{clean(str(m.get('stop_reason')))}]", style="dim")
+    if role == "tool_result":
+        flag = " ERROR" if m.get("is_error") else ""
+        out.append(f"{flag} for {one_line(str(m.get('tool_call_id')), 40)}", style="dim")
+    out.append(run, style="dim")
+    body = _blocks_text(m.get("content"))
+    if body:
+        out.append("\n")
+        out.append(clean(body).strip())
+    for b in m.get("content") or []:
+        if isinstance(b, dict) and b.get("type") == "tool_call":
+            out.append("\n  → ", style="dim")
+            out.append(call_text(str(b.get("name")), b.get("arguments"), 100))
+            out.append(f"  ({one_line(str(b.get('id')), 30)})", style="dim")
+    if m.get("error_message"):
+        out.append("\n  error: ", style=palette.get("error", ""))
+        out.append(one_line(str(m["error_message"]), 200))
+    return out
+
+
+# -- events -------------------------------------------------------------------
+
+
+def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
+    """A runner event as one log line, or None for events shown elsewhere."""
+    d = event.data
+    kind = event.type
+    error = palette.get("error", "red")
+    if kind == "run_start":
+        return Text(f"▶ {d.get('mode')} from {d.get('state')}", style="bold")
+    if kind == "queued":
+        return Text(f"queued ({d.get('mode')})", style="dim")
+    if kind == "recovery":
+        out = Text("↻ re-running" if d.get("strategy") == "rerun" else "↻ marking interrupted")
+        for c in d.get("calls", []):
+            out.append("\n    ")
+            out.append(call_text(c["name"], c["arguments"], 80))
+        return out
+    if kind == "tool_start":
+        return Text("⚙ ").append(call_text(d["name"], d.get("arguments"), 80))
+    if kind == "tool_end":
+        took = f"  {d['seconds']:.1f}s" if d.get("seconds") is not None else ""
+        if d.get("is_error"):
+            out = Text("✗ ", style=error).append(safe(d["name"], error))
+        else:
+            out = Text("✓ ", style=palette.get("success", "")).append(safe(d["name"]))
+        out.append(" → ").append(safe(one_line(d.get("result") or "", 80)))
+        return out.append(took, style="dim")
+    if kind == "message_end" and d.get("role") == "assistant":
+        out = Text("assistant: ", style=f"bold {palette.get('secondary', '')}")
+        out.append(clean(d.get("text") or "").strip())
+        for c in d.get("tool_calls", []):
+            out.append("\n  → ", style="dim").append(call_text(c["name"], c["arguments"], 80))
+        if d.get("stop_reason") in ("aborted", "error"):
+            out.append(f"\n  [{d['stop_reason']}] ", style=error)
+            out.append(one_line(d.get("error") or "", 120), style=error)
+        return out
+    if kind == "message_end" and d.get("role") == "user":
+        out = Text("user: ", style=f"bold {palette.get('primary', '')}")
+        return out.append(clean(d.get("text") or "").strip())
+    if kind == "error":
+        return Text("error: ", style=f"bold {error}").append(safe(d.get("message"), error))
+    if kind == "aborting":
+        return Text(
+            f"aborting (cancel after {d.get('grace', 0):g}s)",
+            style=palette.get("accent", ""),
+        )
+    if kind == "note":
+        return safe(d.get("text"), "italic")
+    if kind == "run_end":
+        return Text(
+            f"■ {d.get('state') or 'unknown'} ({d.get('outcome')}, {d.get('seconds', 0):.1f}s)",
+            style="bold",
+        )
+    return None
+
+
+# -- job markers --------------------------------------------------------------
+
+
+def marker_cells(m: Marker, palette: Palette, now: float) -> tuple[Text, ...]:
+    colour = palette.get("success" if m.done else "warning", "")
+    result = m.result
+    if isinstance(result, dict) and "text" in result:
+        result = result["text"]
+    return (
+        Text("✓ done" if m.done else ("! " + m.status), style=f"bold {colour}"),
+        safe(one_line(m.key, 50)),
+        Text(relative_time(m.started_at, now) if m.started_at else "—"),
+        Text(relative_time(m.done_at, now) if m.done_at else "—"),
+        safe(one_line("" if result is None else str(result), 50)),
+    )
+
+
+def planned_call(p: PlannedCall, palette: Palette) -> Text:
+    colour = palette.get("warning" if p.will_run else "success", "")
+    out = Text("• ")
+    out.append(call_text(p.call.name, p.call.arguments, 70))
+    out.append("  —  ")
+    out.append(p.verdict, style=f"bold {colour}")
+    return out

@@ -1,0 +1,48 @@
+"""The thread list: one row per thread, keyed by thread id."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+COLUMNS = ("", "STATE", "THREAD", "MSGS", "ACTIVITY", "WHERE IT STOPPED")
+
+
+class ThreadTable(DataTable):
+    """Rows are updated in place as threads change; a filter rebuilds them."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+
+    def on_mount(self) -> None:
+        for label in COLUMNS:
+            self.add_column(label, key=label or "mark")
+
+    @property
+    def current_thread(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        try:
+            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return key.value
+
+    def set_rows(self, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
+        """Replace every row, keeping the cursor on the same thread if it is still shown."""
+        keep = self.current_thread
+        self.clear()
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+        if keep is not None and keep in self.rows:
+            self.move_cursor(row=self.get_row_index(keep), animate=False)
+
+    def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
+        for column, value in zip(COLUMNS, cells, strict=True):
+            self.update_cell(key, column or "mark", value, update_width=True)
