@@ -79,6 +79,7 @@ def _copy(summary: ThreadSummary) -> ThreadSummary:
 class SupervisorApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "agent-supervisor"
+    AUTO_FOCUS = "#threads"
 
     BINDINGS = [
         Binding("r", "resume", "Resume"),
@@ -146,7 +147,6 @@ class SupervisorApp(App[None]):
         for theme in bundled_themes():
             self.register_theme(theme)
         self.theme = self._initial_theme
-        self.query_one("#filter", Input).display = False
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
         self.query_one(ThreadTable).loading = True
@@ -222,7 +222,10 @@ class SupervisorApp(App[None]):
         new = [t for t in message.summaries if t not in self.summaries]
         self.summaries.update(message.summaries)
         table = self.query_one(ThreadTable)
-        table.loading = False
+        if table.loading:
+            table.loading = False
+            if self.focused is None or isinstance(self.focused, Input):
+                table.focus()
         if new or message.full:
             self._rebuild_rows()
         else:
@@ -631,7 +634,7 @@ class SupervisorApp(App[None]):
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        box.display = True
+        box.add_class("visible")
         box.focus()
 
     @on(Input.Changed, "#filter")
@@ -645,9 +648,9 @@ class SupervisorApp(App[None]):
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        if box.display or self.filter_text:
+        if box.has_class("visible") or self.filter_text:
             box.value = ""
-            box.display = False
+            box.remove_class("visible")
             self.filter_text = ""
             self._rebuild_rows()
             self.query_one(ThreadTable).focus()
@@ -687,12 +690,12 @@ class SupervisorApp(App[None]):
 
         def go(ok: bool | None) -> None:
             if ok:
-                self._shutdown()
+                self._abort_and_quit()
 
         self.push_screen(ConfirmScreen("Quit", body, "Abort and quit"), go)
 
     @work(group="shutdown", exit_on_error=False)
-    async def _shutdown(self) -> None:
+    async def _abort_and_quit(self) -> None:
         self.notify("aborting running agents…")
         await self.runner.close()
         self.exit()

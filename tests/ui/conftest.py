@@ -1,0 +1,115 @@
+"""Fixtures for the app: a demo database with fixed times and ids, a fixed clock.
+
+The demo database is built by really running the demo agent (see
+supervisor.demo_db); for repeatable screens a copy gets its timestamps, run
+ids and marker times rewritten to fixed values, and the app gets a fixed
+clock, relative paths (cwd is the test's directory) and no file watching.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable
+
+from supervisor.agents import load_factory
+from supervisor.runner import RunnerConfig
+from supervisor.store import SQLiteStore
+from supervisor.ui.app import SupervisorApp, make_app
+
+#: 2026-11-27 12:00:00 UTC, the clock every app test sees.
+FIXED_NOW = 1795780800.0
+JULIAN_EPOCH = 2440587.5
+
+
+def normalise(db: Path, jobs: Path) -> None:
+    """Fixed created_at (one row every 7 s, the last 30 s before FIXED_NOW), run ids, markers."""
+    conn = sqlite3.connect(db)
+    with conn:
+        (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+        conn.execute(
+            "UPDATE messages SET created_at = ? + ((? - (? - id) * 7.0 - 30.0) / 86400.0)",
+            (JULIAN_EPOCH, FIXED_NOW, top),
+        )
+        runs = [
+            r
+            for (r,) in conn.execute(
+                "SELECT run_id FROM messages WHERE run_id IS NOT NULL GROUP BY run_id ORDER BY min(id)"
+            )
+        ]
+        for i, run in enumerate(runs, start=1):
+            fixed = f"run{i:05d}"
+            conn.execute(
+                "UPDATE messages SET run_id = ?, message_json = replace(message_json, ?, ?) "
+                "WHERE run_id = ?",
+                (fixed, run, fixed, run),
+            )
+            conn.execute("UPDATE runs SET run_id = ? WHERE run_id = ?", (fixed, run))
+    conn.close()
+    for marker in jobs.glob("*.json"):
+        data = json.loads(marker.read_text())
+        data["started_at"] = FIXED_NOW - 90
+        if data.get("done_at"):
+            data["done_at"] = FIXED_NOW - 80
+        marker.write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="session")
+def fixed_template(demo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("fixed")
+    db = base / "demo.db"
+    shutil.copy(demo_template, db)
+    shutil.copytree(demo_template.with_name("demo.db.jobs"), base / "demo.db.jobs")
+    normalise(db, base / "demo.db.jobs")
+    return db
+
+
+@pytest.fixture
+def workdir(fixed_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the fixed demo database; the test runs inside its directory."""
+    shutil.copy(fixed_template, tmp_path / "demo.db")
+    shutil.copytree(fixed_template.with_name("demo.db.jobs"), tmp_path / "demo.db.jobs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JOB_DIR", "demo.db.jobs")
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "0")
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
+    return tmp_path
+
+
+def build_app(db: str = "demo.db", **config: object) -> SupervisorApp:
+    settings: dict[str, object] = dict(
+        database=Path(db),
+        factory=load_factory("supervisor.demo:demo_agent"),
+        jobs_dir=Path(db + ".jobs"),
+        live_window=0,
+    )
+    settings.update(config)
+    return make_app(
+        SQLiteStore(db),
+        RunnerConfig(**settings),
+        clock=lambda: FIXED_NOW,
+        watch=False,
+        cursor_blink=False,
+    )
+
+
+@pytest.fixture
+def app_factory(workdir: Path) -> Callable[..., SupervisorApp]:
+    return build_app
+
+
+async def settle(pilot) -> None:
+    """Let refreshes, detail loads and agent runs finish."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def table_rows(app: SupervisorApp) -> dict[str, list[str]]:
+    table = app.query_one("#threads", DataTable)
+    return {str(key.value): [str(c) for c in table.get_row(key)] for key in list(table.rows)}

@@ -1,0 +1,312 @@
+"""The app driven by keys (Pilot) on a real database with the real demo agent."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, RichLog, TabbedContent
+
+from supervisor.states import State
+from supervisor.store import open_store
+from supervisor.ui.screens.confirm import ConfirmScreen
+from supervisor.ui.screens.preview import ResumePreview
+from supervisor.ui.screens.prompt import PromptScreen
+from tests.conftest import transcript_problems
+from tests.ui.conftest import settle, table_rows
+
+
+def state(thread: str) -> State:
+    return open_store("demo.db").get(thread).state
+
+
+async def select(pilot, thread: str) -> None:
+    table = pilot.app.query_one("#threads", DataTable)
+    table.focus()
+    table.move_cursor(row=table.get_row_index(thread))
+    await pilot.pause()
+
+
+async def test_list_shows_every_thread_with_badges(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        rows = table_rows(pilot.app)
+        assert len(rows) == 10
+        assert rows["job-02"][1] == "◐ mid_tool"
+        assert 'process_item({"item": "card-202"})' in rows["job-02"][5]
+        assert rows["job-09"][1] == "? awaiting_input"
+        assert rows["job-08"][1] == "· empty"
+        summary = str(pilot.app.query_one("#summary").render())
+        assert "demo.db" in summary and "10 threads" in summary
+
+
+@pytest.mark.parametrize(
+    "thread,answer",
+    [
+        ("job-02", "y"),  # mid_tool: preview, then resume
+        ("job-03", "y"),
+        ("job-04", None),  # after_tools: no question
+        ("job-05", None),  # between_turns
+        ("job-06", "y"),  # aborted: confirm the continue message
+        ("job-07", "y"),  # error
+    ],
+)
+async def test_r_resumes_each_state_to_finished(app_factory, thread: str, answer) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, thread)
+        await pilot.press("r")
+        await pilot.pause()
+        if answer:
+            assert isinstance(pilot.app.screen, (ConfirmScreen, ResumePreview))
+            await pilot.press(answer)
+        await settle(pilot)
+        assert table_rows(pilot.app)[thread][1] == "✓ finished"
+    assert state(thread) is State.FINISHED
+    assert transcript_problems(Path("demo.db"), thread) == []
+
+
+async def test_preview_names_calls_that_run_again_and_cancel_does_nothing(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("r")
+        await pilot.pause()
+        preview = pilot.app.screen
+        assert isinstance(preview, ResumePreview)
+        [planned] = preview.plan
+        assert planned.call.arguments == {"item": "card-202"}
+        assert planned.will_run and "started, never done" in planned.verdict
+        await pilot.press("n")
+        await settle(pilot)
+    assert state("job-02") is State.MID_TOOL
+
+
+async def test_possibly_live_thread_asks_before_forcing(app_factory) -> None:
+    app = app_factory(live_window=10**9)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        assert "live elsewhere" in pilot.app.screen.title_text
+        await pilot.press("y")
+        await settle(pilot)
+    assert state("job-05") is State.FINISHED
+
+
+async def test_r_on_finished_thread_explains(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45), notifications=True) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("r")
+        await settle(pilot)
+        messages = [n.message for n in pilot.app._notifications]
+    assert any("nothing to resume" in m and "press p" in m for m in messages)
+
+
+async def test_a_aborts_a_running_thread_and_leaves_it_resumable(app_factory, monkeypatch) -> None:
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
+    async with app_factory(abort_grace=1.0).run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-04")
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if any(e.type == "tool_start" for e in pilot.app.events.get("job-04", ())):
+                break
+        assert table_rows(pilot.app)["job-04"][1] == "▶ running"
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "job-04" not in pilot.app.running_since
+    assert state("job-04") in {State.ABORTED, State.AFTER_TOOLS}
+    assert transcript_problems(Path("demo.db"), "job-04") == []
+
+
+async def test_p_prompts_a_finished_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, PromptScreen)
+        await pilot.press(*"Process items q-1")
+        await pilot.press("enter")
+        await settle(pilot)
+    entries = open_store("demo.db").transcript("job-01").entries
+    users = [e.message["content"][0]["text"] for e in entries if e.message["role"] == "user"]
+    assert users[-1] == "Process items q-1"
+    assert state("job-01") is State.FINISHED
+
+
+async def test_prompt_escape_cancels(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("p", "x", "escape")
+        await settle(pilot)
+        assert not isinstance(pilot.app.screen, PromptScreen)
+    assert open_store("demo.db").get("job-01").messages == 7
+
+
+async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        assert "Resume 6 threads" in pilot.app.screen.title_text
+        await pilot.press("y")
+        await settle(pilot)
+    states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
+    crashed = ["job-02", "job-03", "job-04", "job-05", "job-06", "job-07"]
+    assert all(states[t] is State.FINISHED for t in crashed)
+    assert states["job-09"] is State.AWAITING_INPUT
+
+
+async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-04")
+        await pilot.press("space")  # marks job-04, moves to job-05
+        await pilot.press("space")  # marks job-05
+        assert pilot.app.marked == {"job-04", "job-05"}
+        assert table_rows(pilot.app)["job-04"][0] == "●"
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert pilot.app.marked == set()
+    assert state("job-04") is State.FINISHED and state("job-05") is State.FINISHED
+    assert state("job-03") is State.MID_TOOL
+
+
+async def test_slash_filters_and_escape_clears(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"mid")
+        await pilot.pause()
+        assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
+        await pilot.press("enter")  # back to the list, filter kept
+        assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table_rows(pilot.app)) == 10
+        await pilot.press("slash", *"job-1")
+        await pilot.pause()
+        assert sorted(table_rows(pilot.app)) == ["job-10"]
+
+
+async def test_c_shows_only_threads_needing_attention(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert sorted(table_rows(pilot.app)) == [
+            "job-02",
+            "job-03",
+            "job-04",
+            "job-05",
+            "job-06",
+            "job-07",
+            "job-09",
+        ]
+        await pilot.press("c")
+        await pilot.pause()
+        assert len(table_rows(pilot.app)) == 10
+
+
+async def test_number_keys_switch_tabs_and_enter_moves_focus(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        tabs = pilot.app.query_one("#detail-tabs", TabbedContent)
+        for key, tab in [("2", "transcript"), ("3", "markers"), ("1", "events")]:
+            await pilot.press(key)
+            assert tabs.active == tab
+        await pilot.press("2", "enter")
+        assert pilot.app.focused is pilot.app.query_one("#transcript-log", RichLog)
+        await pilot.press("enter")
+        assert pilot.app.focused is pilot.app.query_one("#threads")
+        await pilot.press("j")
+        assert pilot.app.selected == "job-03"
+        await pilot.press("k")
+        assert pilot.app.selected == "job-02"
+
+
+async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monkeypatch) -> None:
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
+    app = app_factory(abort_grace=1.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if any(e.type == "tool_start" for e in app.events.get("job-05", ())):
+                break
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        for _ in range(100):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert not app.is_running
+    assert state("job-05") is State.ABORTED
+    assert transcript_problems(Path("demo.db"), "job-05") == []
+
+
+async def test_q_without_running_agents_quits_at_once(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("q")
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_transcript_and_markers_tabs_show_the_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("2")  # a RichLog renders once it is shown
+        await settle(pilot)
+        transcript = "\n".join(
+            str(line.text) for line in pilot.app.query_one("#transcript-log", RichLog).lines
+        )
+        assert "Process items card-201" in transcript
+        assert "call-1-card-202" in transcript
+        pending = str(pilot.app.query_one("#pending-calls").render())
+        assert 'process_item({"item": "card-202"})' in pending and "runs again" in pending
+        markers = pilot.app.query_one("#marker-table", DataTable)
+        statuses = sorted(str(markers.get_row_at(i)[0]) for i in range(markers.row_count))
+        assert statuses == ["! started", "✓ done"]
+
+
+async def test_threads_written_by_another_process_appear(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        conn = sqlite3.connect("demo.db")
+        with conn:
+            conn.execute(
+                "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
+                (
+                    "outside",
+                    json.dumps({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
+                ),
+            )
+        conn.close()
+        pilot.app.request_refresh()
+        await settle(pilot)
+        assert table_rows(pilot.app)["outside"][1] == "○ between_turns"
