@@ -49,6 +49,9 @@ STATE_COLOUR: dict[State, str] = {
 
 Palette = dict[str, str]
 
+#: Width of the "where it stopped" column: the list fits 55% of 160 columns.
+HINT_CHARS = 38
+
 
 def safe(text: Any, style: str = "") -> Text:
     """Untrusted text as a `Text`: control characters stripped, no markup."""
@@ -82,7 +85,9 @@ def thread_row(
         if running_since is not None
         else relative_time(s.last_activity, now)
     )
-    hint = thread_hint(s, 70) if running_since is None else one_line(s.last_text, 70)
+    hint = (
+        thread_hint(s, HINT_CHARS) if running_since is None else one_line(s.last_text, HINT_CHARS)
+    )
     return (
         Text("●" if marked else " ", style="bold"),
         badge(state, palette),
@@ -169,6 +174,7 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
         return Text(f"queued ({d.get('mode')})", style="dim")
     if kind == "recovery":
         out = Text("↻ re-running" if d.get("strategy") == "rerun" else "↻ marking interrupted")
+        out.append(" the unanswered call(s):")
         for c in d.get("calls", []):
             out.append("\n    ")
             out.append(call_text(c["name"], c["arguments"], 80))
@@ -178,13 +184,13 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
     if kind == "tool_end":
         took = f"  {d['seconds']:.1f}s" if d.get("seconds") is not None else ""
         if d.get("is_error"):
-            out = Text("✗ ", style=error).append(safe(d["name"], error))
+            out = Text().append("✗ ", style=error).append(safe(d["name"], error))
         else:
-            out = Text("✓ ", style=palette.get("success", "")).append(safe(d["name"]))
+            out = Text().append("✓ ", style=palette.get("success", "")).append(safe(d["name"]))
         out.append(" → ").append(safe(one_line(d.get("result") or "", 80)))
         return out.append(took, style="dim")
     if kind == "message_end" and d.get("role") == "assistant":
-        out = Text("assistant: ", style=f"bold {palette.get('secondary', '')}")
+        out = Text().append("assistant: ", style=f"bold {palette.get('secondary', '')}")
         out.append(clean(d.get("text") or "").strip())
         for c in d.get("tool_calls", []):
             out.append("\n  → ", style="dim").append(call_text(c["name"], c["arguments"], 80))
@@ -193,10 +199,10 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
             out.append(one_line(d.get("error") or "", 120), style=error)
         return out
     if kind == "message_end" and d.get("role") == "user":
-        out = Text("user: ", style=f"bold {palette.get('primary', '')}")
+        out = Text().append("user: ", style=f"bold {palette.get('primary', '')}")
         return out.append(clean(d.get("text") or "").strip())
     if kind == "error":
-        return Text("error: ", style=f"bold {error}").append(safe(d.get("message"), error))
+        return Text().append("error: ", style=f"bold {error}").append(safe(d.get("message"), error))
     if kind == "aborting":
         return Text(
             f"aborting (cancel after {d.get('grace', 0):g}s)",
