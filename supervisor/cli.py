@@ -443,9 +443,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 def run(argv: Sequence[str]) -> int:
     argv = list(argv)
-    app_mode = not argv or (
-        argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version")
-    )
+    app_mode = not argv or argv[0] not in (*SUBCOMMANDS, "--version")
     parser = build_app_parser() if app_mode else build_parser()
     try:
         args = parser.parse_args(argv)

@@ -128,6 +128,8 @@ class SupervisorApp(App[None]):
         self.attention_only = False
         self.selected: str | None = None
         self._store_lock = threading.Lock()
+        self._closed = False
+        self._stop_watching = asyncio.Event()
         self._refresh_running = False
         self._refresh_again = False
         self._initial_theme = theme
@@ -196,6 +198,8 @@ class SupervisorApp(App[None]):
     def _refresh_worker(self, full: bool) -> None:
         try:
             with self._store_lock:
+                if self._closed:
+                    return
                 touched = self.store.refresh()
                 live = set(live_leases(leases_dir(self.database)))
                 changed = set(touched)
@@ -354,6 +358,8 @@ class SupervisorApp(App[None]):
             return
         try:
             with self._store_lock:
+                if self._closed:
+                    return
                 transcript = self.store.transcript(thread_id)
         except StoreError as exc:
             self.post_message(RefreshFailed(str(exc)))
@@ -701,8 +707,15 @@ class SupervisorApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
+        self._stop_watching.set()
         await self.runner.close()
-        self.store.close()
+        await asyncio.to_thread(self._close_store)
+
+    def _close_store(self) -> None:
+        """Wait for a worker's query in flight; a connection closed under it crashes."""
+        with self._store_lock:
+            self._closed = True
+            self.store.close()
 
     # -- files --------------------------------------------------------------
 
@@ -720,7 +733,14 @@ class SupervisorApp(App[None]):
             p = Path(path)
             return p.name in names or p.parent == jobs
 
-        async for changes in awatch(*paths, watch_filter=relevant, debounce=200, step=50):
+        async for changes in awatch(
+            *paths,
+            watch_filter=relevant,
+            debounce=200,
+            step=50,
+            stop_event=self._stop_watching,
+            rust_timeout=500,
+        ):
             if any(Path(p).name in names for _, p in changes):
                 self.request_refresh()
             if any(Path(p).parent == jobs for _, p in changes):

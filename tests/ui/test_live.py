@@ -1,0 +1,108 @@
+"""Live updates: other processes' writes appear; themes; the app command's checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from supervisor.agents import load_factory
+from supervisor.runner import RunnerConfig
+from supervisor.store import SQLiteStore
+from supervisor.ui.app import make_app
+from tests.conftest import ROOT, cli
+from tests.ui.conftest import FIXED_NOW, settle, table_rows
+
+WRITER = """
+import asyncio, sys
+from cubeloop.checkpointer import SQLiteCheckpointer
+from cubeloop import UserMessage, TextContent
+async def main():
+    async with SQLiteCheckpointer(sys.argv[1]) as cp:
+        await cp.append("from-elsewhere", [UserMessage(content=[TextContent(text="hello")])])
+asyncio.run(main())
+"""
+
+
+def watching_app():
+    config = RunnerConfig(
+        database=Path("demo.db"),
+        factory=load_factory("supervisor.demo:demo_agent"),
+        jobs_dir=Path("demo.db.jobs"),
+        live_window=0,
+    )
+    return make_app(
+        SQLiteStore("demo.db"), config, clock=lambda: FIXED_NOW, watch=True, cursor_blink=False
+    )
+
+
+async def test_a_thread_written_by_another_process_appears_within_a_second(workdir) -> None:
+    app = watching_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.pause(0.3)  # the watcher is up
+        subprocess.run([sys.executable, "-c", WRITER, "demo.db"], cwd=workdir, check=True)
+        written = time.monotonic()
+        while "from-elsewhere" not in table_rows(app) and time.monotonic() - written < 5:
+            await pilot.pause(0.05)
+        seen_after = time.monotonic() - written
+        assert table_rows(app)["from-elsewhere"][1] == "○ between_turns"
+    assert seen_after < 1.0, f"took {seen_after:.2f}s"
+
+
+async def test_marker_written_elsewhere_updates_the_markers_tab(workdir) -> None:
+    from supervisor.jobs import JobMarkers, job_key
+
+    app = watching_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#threads")
+        table.move_cursor(row=table.get_row_index("job-02"))
+        await pilot.press("3")
+        await settle(pilot)
+        assert "runs again" in str(app.query_one("#pending-calls").render())
+        JobMarkers(Path("demo.db.jobs")).finish(
+            job_key("process_item", {"item": "card-202"}), {"text": "Processed card-202."}
+        )
+        for _ in range(60):
+            await pilot.pause(0.05)
+            if "already done" in str(app.query_one("#pending-calls").render()):
+                break
+        assert "already done: result reused" in str(app.query_one("#pending-calls").render())
+
+
+async def test_bundled_themes_are_registered_and_selectable(workdir) -> None:
+    from tests.ui.conftest import build_app
+
+    app = build_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert {"harbor", "paper"} <= set(app.available_themes)
+        assert app.theme == "harbor"
+        app.theme = "paper"
+        await pilot.pause()
+        assert app.current_theme.dark is False
+        assert app.palette["error"] == "#B3123A"
+        assert table_rows(app)["job-07"][1] == "✗ error"
+
+
+def test_unknown_theme_is_a_clear_error(workdir) -> None:
+    out = cli("demo.db", "--theme", "neon-dream", cwd=workdir)
+    assert out.returncode == 2
+    assert "unknown theme 'neon-dream'" in out.stderr and "harbor" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_app_on_a_bad_database_is_a_clear_error(tmp_path: Path) -> None:
+    out = cli(str(tmp_path / "missing.db"), cwd=ROOT)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"agent-supervisor: error: {tmp_path / 'missing.db'}: no such file"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_commands_and_app_options() -> None:
+    out = cli("--help")
+    assert out.returncode == 0
+    for word in ("--theme", "--agent", "--jobs-dir", "list", "resume", "demo"):
+        assert word in out.stdout
