@@ -171,7 +171,8 @@ def test_unknown_thread(crash_db: Path) -> None:
     "args,needle",
     [
         (["list", "x.db", "--state", "sleepy"], "unknown state 'sleepy'"),
-        (["frobnicate"], "invalid choice"),
+        (["frobnicate"], "frobnicate: no such file"),
+        (["lsit", "x.db"], "unrecognized arguments: x.db"),
         (["list"], "required"),
     ],
 )
