@@ -19,6 +19,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def clean(text: str) -> str:
     """Strip terminal control characters; keep newlines and tabs."""
+    if text.isascii() and text.isprintable():  # the common case, checked in C
+        return text
     return _CONTROL.sub("", text)
 
 

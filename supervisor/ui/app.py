@@ -25,6 +25,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent
 
 from supervisor.jobs import Marker, read_markers
@@ -70,6 +71,12 @@ from supervisor.ui.widgets.thread_table import ThreadTable
 EVENTS_PER_THREAD = 2000
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
+#: A refresh touching more threads than this rebuilds the list in one go.
+REBUILD_ABOVE = 200
+#: Seconds after the last keystroke before a filter is applied.
+FILTER_DELAY = 0.15
+#: Seconds the cursor rests on a row before its detail is loaded.
+DETAIL_DELAY = 0.08
 
 
 def _copy(summary: ThreadSummary) -> ThreadSummary:
@@ -130,6 +137,9 @@ class SupervisorApp(App[None]):
         self._store_lock = threading.Lock()
         self._closed = False
         self._stop_watching = asyncio.Event()
+        self._detail_timer: Timer | None = None
+        self._filter_timer: Timer | None = None
+        self._row_cache: dict[str, tuple[object, bool, float | None, tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
         self._initial_theme = theme
@@ -182,6 +192,7 @@ class SupervisorApp(App[None]):
 
     def watch_theme(self, _theme: str) -> None:
         if self.is_mounted:
+            self._row_cache.clear()
             self._rebuild_rows()
 
     # -- reading the database ---------------------------------------------
@@ -223,14 +234,17 @@ class SupervisorApp(App[None]):
 
     @on(ThreadsRefreshed)
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
-        new = [t for t in message.summaries if t not in self.summaries]
-        self.summaries.update(message.summaries)
+        # Keep unchanged summaries as they are: their cached rows stay valid.
+        changed = {t: s for t, s in message.summaries.items() if self.summaries.get(t) != s}
+        message.summaries = changed
+        new = [t for t in changed if t not in self.summaries]
+        self.summaries.update(changed)
         table = self.query_one(ThreadTable)
         if table.loading:
             table.loading = False
             if self.focused is None or isinstance(self.focused, Input):
                 table.focus()
-        if new or message.full:
+        if new or message.full or len(message.summaries) > REBUILD_ABOVE:
             self._rebuild_rows()
         else:
             for thread_id in message.summaries:
@@ -260,18 +274,37 @@ class SupervisorApp(App[None]):
         needle = self.filter_text.lower()
         return not needle or needle in thread_id.lower() or needle in str(state)
 
-    def _cells(self, thread_id: str) -> tuple[Text, ...]:
-        return thread_row(
-            self.summaries[thread_id],
-            self.palette,
-            self.clock(),
-            thread_id in self.marked,
-            self.running_since.get(thread_id),
+    def _cells(
+        self, thread_id: str, palette: Palette | None = None, now: float | None = None
+    ) -> tuple[Text, ...]:
+        """A row's cells, reused while its summary, mark and run are unchanged."""
+        summary = self.summaries[thread_id]
+        marked = thread_id in self.marked
+        running = self.running_since.get(thread_id)
+        cached = self._row_cache.get(thread_id)
+        if (
+            cached is not None
+            and cached[0] is summary
+            and cached[1] == marked
+            and cached[2] == running
+            and running is None
+        ):
+            return cached[3]
+        cells = thread_row(
+            summary,
+            palette if palette is not None else self.palette,
+            now if now is not None else self.clock(),
+            marked,
+            running,
         )
+        self._row_cache[thread_id] = (summary, marked, running, cells)
+        return cells
 
     def _rebuild_rows(self) -> None:
         self.shown = [t for t in self.summaries if self._visible(t)]
-        self.query_one(ThreadTable).set_rows([(t, self._cells(t)) for t in self.shown])
+        palette, now = self.palette, self.clock()
+        rows = [(t, self._cells(t, palette, now)) for t in self.shown]
+        self.query_one(ThreadTable).set_rows(rows)
         self._update_summary_line()
         self._select(self.query_one(ThreadTable).current_thread)
 
@@ -319,23 +352,30 @@ class SupervisorApp(App[None]):
         self.action_toggle_focus()
 
     def _select(self, thread_id: str | None) -> None:
+        """Show a thread; the detail follows once the cursor rests (j held down stays fast)."""
         if thread_id == self.selected:
             return
         self.selected = thread_id
         self._show_detail_title()
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_selected_detail)
+
+    def _show_selected_detail(self) -> None:
+        self._detail_timer = None
         self._replay_events()
-        self._load_detail(thread_id)
+        self._load_detail(self.selected)
 
     def _show_detail_title(self) -> None:
         title = self.query_one("#detail-title", Static)
         if self.selected is None or self.selected not in self.summaries:
-            title.update("no thread selected")
+            title.update("no thread selected", layout=False)
             return
         s = self.summaries[self.selected]
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
         text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
-        title.update(text)
+        title.update(text, layout=False)
 
     # -- the detail pane ----------------------------------------------------
 
@@ -645,16 +685,30 @@ class SupervisorApp(App[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value.strip()
-        self._rebuild_rows()
+        """Apply the filter once typing pauses: each keystroke stays instant."""
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        value = event.value.strip()
+        self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._apply_filter(value))
+
+    def _apply_filter(self, value: str) -> None:
+        self._filter_timer = None
+        if value != self.filter_text:
+            self.filter_text = value
+            self._rebuild_rows()
 
     @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, _event: Input.Submitted) -> None:
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._apply_filter(event.value.strip())
         self.query_one(ThreadTable).focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_class("visible") or self.filter_text:
+            if self._filter_timer is not None:
+                self._filter_timer.stop()
             box.value = ""
             box.remove_class("visible")
             self.filter_text = ""

@@ -29,6 +29,10 @@ class EventLog(Vertical):
         log.write(text, scroll_end=follow)
 
     def set_stream(self, text: str) -> None:
+        """Text the model is still writing; layout changes only when it appears or goes."""
         stream = self.query_one("#event-stream", Static)
+        if not text and not stream.display:
+            return
         stream.update(Text(text[-2000:], style="italic"))
-        stream.display = bool(text)
+        if stream.display != bool(text):
+            stream.display = bool(text)
