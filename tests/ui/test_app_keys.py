@@ -195,14 +195,15 @@ async def test_slash_filters_and_escape_clears(app_factory) -> None:
         await settle(pilot)
         await pilot.press("slash", *"mid")
         await pilot.pause()
+        assert len(table_rows(pilot.app)) == 10  # applied once typing pauses
+        await pilot.pause(0.3)
         assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
         await pilot.press("enter")  # back to the list, filter kept
         assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
         await pilot.press("escape")
         await pilot.pause()
         assert len(table_rows(pilot.app)) == 10
-        await pilot.press("slash", *"job-1")
-        await pilot.pause()
+        await pilot.press("slash", *"job-1", "enter")  # enter applies at once
         assert sorted(table_rows(pilot.app)) == ["job-10"]
 
 

@@ -72,7 +72,7 @@ def test_narrow_terminal(workdir, snap_compare) -> None:
 
 
 def test_filtered_list(workdir, snap_compare) -> None:
-    keys = ["slash", *"mid"]
+    keys = ["slash", *"mid", "wait:400"]
     assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before("job-02", *keys))
 
 

@@ -1,0 +1,70 @@
+"""Save the README's screenshots from the real app on a fresh demo database.
+
+    python scripts/screenshots.py            # writes screenshots/*.svg
+
+Builds the demo database in a temporary directory (real demo-agent runs,
+SIGKILLed), opens the app headless at 160x50 and saves SVGs of the main
+view, a mid-tool thread's job markers, the resume preview and the prompt
+modal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from textual.widgets import DataTable
+
+from supervisor.agents import load_factory
+from supervisor.demo_db import build_demo_db
+from supervisor.runner import RunnerConfig
+from supervisor.store import SQLiteStore
+from supervisor.ui.app import make_app
+
+OUT = Path(__file__).resolve().parent.parent / "screenshots"
+
+
+async def shoot(workdir: Path) -> None:
+    os.chdir(workdir)
+    build_demo_db(Path("demo.db"))
+    os.environ["JOB_DIR"] = "demo.db.jobs"
+    config = RunnerConfig(
+        database=Path("demo.db"),
+        factory=load_factory("supervisor.demo:demo_agent"),
+        jobs_dir=Path("demo.db.jobs"),
+        live_window=0,
+    )
+    app = make_app(SQLiteStore("demo.db"), config, watch=False, cursor_blink=False)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.pause(1.0)
+        table = app.query_one("#threads", DataTable)
+        table.move_cursor(row=table.get_row_index("job-02"))
+        await pilot.pause(0.5)
+        app.save_screenshot("main-view.svg", str(OUT))
+        await pilot.press("3")
+        await pilot.pause(0.5)
+        app.save_screenshot("mid-tool-job-markers.svg", str(OUT))
+        await pilot.press("r")
+        await pilot.pause(0.5)
+        app.save_screenshot("resume-preview.svg", str(OUT))
+        await pilot.press("n")
+        table.move_cursor(row=table.get_row_index("job-01"))
+        await pilot.pause(0.3)
+        await pilot.press("p", *"Process items inv-104, inv-105")
+        await pilot.pause(0.3)
+        app.save_screenshot("prompt-modal.svg", str(OUT))
+        await pilot.press("escape")
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(shoot(Path(tmp)))
+    print("\n".join(sorted(str(p) for p in OUT.glob("*.svg"))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
