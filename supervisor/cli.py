@@ -62,6 +62,10 @@ def _states(value: str) -> set[State]:
 
 def _add_db(p: argparse.ArgumentParser) -> None:
     p.add_argument("db", metavar="DB", help="a CubeLoop SQLite checkpoint database")
+    _add_busy_timeout(p)
+
+
+def _add_busy_timeout(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--busy-timeout",
         type=float,
@@ -405,13 +409,7 @@ def build_app_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not watch files; refresh only after own runs",
     )
-    p.add_argument(
-        "--busy-timeout",
-        type=float,
-        default=DEFAULT_BUSY_TIMEOUT,
-        metavar="SECONDS",
-        help="how long to wait for another process's write lock (default %(default)s)",
-    )
+    _add_busy_timeout(p)
     _add_run_options(p)
     p.set_defaults(run=cmd_app)
     return p

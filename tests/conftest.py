@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,22 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.demo_db import child_command
+from supervisor.demo_db import run_child_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_demo_child(db: Path, thread: str, jobs: Path, **options: object) -> int:
     """Run the demo agent in a child process (supervisor.demo_db child); its exit code."""
-    done = subprocess.run(
-        child_command(db, thread, jobs, **options),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"},
-    )
-    return done.returncode
+    return run_child_process(db, thread, jobs, **options)
 
 
 def crash(db: Path, thread: str, jobs: Path, **options: object) -> None:

@@ -34,6 +34,22 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
     )
 
 
+def start_slow_resume(db: Path, thread: str) -> subprocess.Popen:
+    """`agent-supervisor resume` in a child process, with tools slow enough to catch."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "supervisor", "resume", str(db), thread, "--force"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "20",
+            "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0",
+        },
+    )
+
+
 def test_resume_prints_events_and_exits_0_when_finished(demo_db: Path) -> None:
     out = run_cli("resume", str(demo_db), "job-02", "--force")
     assert out.returncode == 0, out.stderr
@@ -157,26 +173,7 @@ def test_factory_raising_is_reported(demo_db: Path, tmp_path: Path) -> None:
 
 
 def test_ctrl_c_aborts_gracefully_and_leaves_thread_resumable(demo_db: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "supervisor",
-            "resume",
-            str(demo_db),
-            "job-04",
-            "--force",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={
-            **os.environ,
-            "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "20",
-            "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0",
-        },
-    )
+    proc = start_slow_resume(demo_db, "job-04")
     deadline = time.monotonic() + 30
     for line in proc.stdout:
         if line.startswith("⚙"):
@@ -216,22 +213,7 @@ def test_demo_creates_every_state_and_refuses_to_overwrite(tmp_path: Path) -> No
 def test_list_shows_threads_leased_by_a_live_supervisor_as_running(
     demo_db: Path,
 ) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "supervisor",
-            "resume",
-            str(demo_db),
-            "job-04",
-            "--force",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "20"},
-    )
+    proc = start_slow_resume(demo_db, "job-04")
     try:
         for line in proc.stdout:
             if line.startswith("⚙"):

@@ -6,19 +6,16 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from supervisor.plan import PlannedCall
 from supervisor.text import one_line
 from supervisor.ui.render import Palette, planned_call
+from supervisor.ui.screens.dialog import YesNoScreen
 
 
-class ResumePreview(ModalScreen[bool]):
-    BINDINGS = [
-        Binding("y,r", "answer(True)", "Resume"),
-        Binding("n,escape", "answer(False)", "Cancel"),
-    ]
+class ResumePreview(YesNoScreen):
+    BINDINGS = [Binding("r", "answer(True)", "Resume")]
 
     def __init__(
         self, thread_id: str, plan: list[PlannedCall], strategy: str, palette: Palette
@@ -54,12 +51,3 @@ class ResumePreview(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Resume (y)", variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
