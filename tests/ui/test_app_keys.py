@@ -311,3 +311,50 @@ async def test_threads_written_by_another_process_appear(app_factory) -> None:
         pilot.app.request_refresh()
         await settle(pilot)
         assert table_rows(pilot.app)["outside"][1] == "○ between_turns"
+
+
+async def test_every_action_is_in_the_command_palette(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+    for title in (
+        "Resume thread",
+        "Abort thread",
+        "Prompt thread",
+        "Resume all crashed",
+        "Filter threads",
+        "Toggle needs-attention filter",
+        "Show events",
+        "Show transcript",
+        "Show job markers",
+        "Help",
+        "Theme",
+        "Quit",
+    ):
+        assert title in titles
+
+
+async def test_event_log_follows_the_tail_unless_scrolled_up(app_factory) -> None:
+    from rich.text import Text
+
+    from supervisor.ui.widgets.event_log import EventLog
+
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        log = pilot.app.query_one(EventLog)
+        for i in range(120):
+            log.write(Text(f"line {i}"))
+        await pilot.pause()
+        lines = log.lines
+        assert lines.max_scroll_y > 0 and lines.scroll_offset.y == lines.max_scroll_y
+        lines.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        log.write(Text("a new line while reading"))
+        await pilot.pause()
+        assert lines.scroll_offset.y == 0  # the reader keeps their place
+        lines.scroll_end(animate=False)
+        await pilot.pause()
+        log.write(Text("and another at the tail"))
+        await pilot.pause()
+        assert lines.scroll_offset.y == lines.max_scroll_y
