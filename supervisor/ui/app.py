@@ -230,7 +230,9 @@ class SupervisorApp(App[None]):
     @on(RefreshFailed)
     def _refresh_failed(self, message: RefreshFailed) -> None:
         self._refresh_running = False
-        self.notify(message.error, title="refresh failed", severity="error", markup=False)
+        self.notify(
+            one_line(message.error, 200), title="refresh failed", severity="error", markup=False
+        )
 
     @on(ThreadsRefreshed)
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
@@ -592,7 +594,7 @@ class SupervisorApp(App[None]):
         try:
             await self.runner.resume(thread_id, force=force)
         except PossiblyLive as exc:
-            body = Text(str(exc).replace("; force to resume anyway", ""))
+            body = safe(str(exc).replace("; force to resume anyway", ""))
             body.append("\n\nResuming while another process runs it would run its tools twice.")
             if await self._ask(
                 ConfirmScreen("Thread may be live elsewhere", body, "Resume anyway")
@@ -600,7 +602,9 @@ class SupervisorApp(App[None]):
                 await self._resume(thread_id, force=True)
             return
         except Refused as exc:
-            self.notify(f"resume refused: {exc}", severity="warning", markup=False)
+            self.notify(
+                f"resume refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+            )
             return
         self.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
         await self.runner.wait(thread_id)
@@ -665,7 +669,9 @@ class SupervisorApp(App[None]):
         try:
             await self.runner.prompt(thread_id, text)
         except Refused as exc:
-            self.notify(f"prompt refused: {exc}", severity="warning", markup=False)
+            self.notify(
+                f"prompt refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+            )
             return
         self.notify(f"prompted {one_line(thread_id, 40)}", markup=False)
         await self.runner.wait(thread_id)
@@ -866,4 +872,4 @@ def theme_names() -> list[str]:
     return sorted({t.name for t in bundled_themes()} | set(BUILTIN_THEMES))
 
 
-__all__ = ["SupervisorApp", "make_app", "safe", "theme_names"]
+__all__ = ["SupervisorApp", "make_app", "theme_names"]
