@@ -26,7 +26,8 @@ async def select(pilot, thread: str) -> None:
     table = pilot.app.query_one("#threads", DataTable)
     table.focus()
     table.move_cursor(row=table.get_row_index(thread))
-    await pilot.pause()
+    await pilot.pause(0.2)  # the detail loads once the cursor rests
+    await settle(pilot)
 
 
 async def test_list_shows_every_thread_with_badges(app_factory) -> None:

@@ -26,6 +26,8 @@ def select_before(thread: str, *keys: str):
         await settle(pilot)
         table = pilot.app.query_one("#threads", DataTable)
         table.move_cursor(row=table.get_row_index(thread))
+        await pilot.pause(0.2)  # the detail loads once the cursor rests
+        await settle(pilot)
         await pilot.press(*keys)
         # Not settle(): a worker waiting on an open modal never completes.
         for _ in range(3):
