@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import time
 from collections import Counter, deque
@@ -24,6 +25,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent
@@ -77,6 +79,20 @@ REBUILD_ABOVE = 200
 FILTER_DELAY = 0.15
 #: Seconds the cursor rests on a row before its detail is loaded.
 DETAIL_DELAY = 0.08
+
+
+def _while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
+    """Workers may post after shutdown removed the widgets: drop those messages."""
+
+    @functools.wraps(handler)
+    def guarded(self: SupervisorApp, *args: object) -> None:
+        try:
+            handler(self, *args)
+        except NoMatches:
+            if not (self._closing or self._closed or self._store_closed):
+                raise
+
+    return guarded
 
 
 def _copy(summary: ThreadSummary) -> ThreadSummary:
@@ -135,7 +151,7 @@ class SupervisorApp(App[None]):
         self.attention_only = False
         self.selected: str | None = None
         self._store_lock = threading.Lock()
-        self._closed = False
+        self._store_closed = False
         self._stop_watching = asyncio.Event()
         self._detail_timer: Timer | None = None
         self._filter_timer: Timer | None = None
@@ -209,7 +225,7 @@ class SupervisorApp(App[None]):
     def _refresh_worker(self, full: bool) -> None:
         try:
             with self._store_lock:
-                if self._closed:
+                if self._store_closed:
                     return
                 touched = self.store.refresh()
                 live = set(live_leases(leases_dir(self.database)))
@@ -228,6 +244,7 @@ class SupervisorApp(App[None]):
         self.post_message(ThreadsRefreshed(copies, full))
 
     @on(RefreshFailed)
+    @_while_mounted
     def _refresh_failed(self, message: RefreshFailed) -> None:
         self._refresh_running = False
         self.notify(
@@ -235,6 +252,7 @@ class SupervisorApp(App[None]):
         )
 
     @on(ThreadsRefreshed)
+    @_while_mounted
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
         # Keep unchanged summaries as they are: their cached rows stay valid.
         changed = {t: s for t, s in message.summaries.items() if self.summaries.get(t) != s}
@@ -400,7 +418,7 @@ class SupervisorApp(App[None]):
             return
         try:
             with self._store_lock:
-                if self._closed:
+                if self._store_closed:
                     return
                 transcript = self.store.transcript(thread_id)
         except StoreError as exc:
@@ -411,6 +429,7 @@ class SupervisorApp(App[None]):
         self.post_message(MarkersLoaded(markers))
 
     @on(TranscriptLoaded)
+    @_while_mounted
     def _transcript_loaded(self, message: TranscriptLoaded) -> None:
         transcript: Transcript = message.transcript
         if transcript.thread_id != self.selected:
@@ -434,6 +453,7 @@ class SupervisorApp(App[None]):
         self._transcript_calls = calls
 
     @on(MarkersLoaded)
+    @_while_mounted
     def _markers_loaded(self, message: MarkersLoaded) -> None:
         self.markers = message.markers
         self._show_markers()
@@ -465,6 +485,7 @@ class SupervisorApp(App[None]):
     # -- agent events -----------------------------------------------------
 
     @on(AgentEvent)
+    @_while_mounted
     def _agent_event(self, message: AgentEvent) -> None:
         event = message.event
         thread_id = event.thread_id
@@ -774,7 +795,7 @@ class SupervisorApp(App[None]):
     def _close_store(self) -> None:
         """Wait for a worker's query in flight; a connection closed under it crashes."""
         with self._store_lock:
-            self._closed = True
+            self._store_closed = True
             self.store.close()
 
     # -- files --------------------------------------------------------------
