@@ -19,6 +19,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -77,6 +78,8 @@ NARROW = 110
 REBUILD_ABOVE = 200
 #: Seconds after the last keystroke before a filter is applied.
 FILTER_DELAY = 0.15
+#: At most one transcript reload per this many seconds while a thread runs.
+RELOAD_DELAY = 0.3
 #: Seconds the cursor rests on a row before its detail is loaded.
 DETAIL_DELAY = 0.08
 
@@ -155,6 +158,7 @@ class SupervisorApp(App[None]):
         self._stop_watching = asyncio.Event()
         self._detail_timer: Timer | None = None
         self._filter_timer: Timer | None = None
+        self._reload_timer: Timer | None = None
         self._row_cache: dict[str, tuple[object, bool, float | None, tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
@@ -272,7 +276,7 @@ class SupervisorApp(App[None]):
             self._update_summary_line()
         if self.selected in message.summaries:
             self._show_detail_title()
-            self._load_detail(self.selected)
+            self._reload_detail_soon()
         elif self.selected is None:
             self._select(table.current_thread)
         self._refresh_running = False
@@ -380,6 +384,15 @@ class SupervisorApp(App[None]):
         if self._detail_timer is not None:
             self._detail_timer.stop()
         self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_selected_detail)
+
+    def _reload_detail_soon(self) -> None:
+        """Coalesce reloads while a thread writes message after message."""
+        if self._reload_timer is None:
+            self._reload_timer = self.set_timer(RELOAD_DELAY, self._reload_detail)
+
+    def _reload_detail(self) -> None:
+        self._reload_timer = None
+        self._load_detail(self.selected)
 
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
@@ -867,24 +880,12 @@ class SupervisorApp(App[None]):
         yield SystemCommand("Help", "Every key", self.action_help)
 
 
-def make_app(
-    store: SQLiteStore,
-    runner_config: RunnerConfig,
-    *,
-    clock: Callable[[], float] = time.time,
-    watch: bool = True,
-    theme: str = DEFAULT_THEME,
-    cursor_blink: bool = True,
-) -> SupervisorApp:
-    """Build the app from its dependencies; the CLI and the tests both use this."""
-    return SupervisorApp(
-        store,
-        runner_config,
-        clock=clock,
-        watch=watch,
-        theme=theme,
-        cursor_blink=cursor_blink,
-    )
+def make_app(store: SQLiteStore, runner_config: RunnerConfig, **options: Any) -> SupervisorApp:
+    """Build the app from its dependencies (clock, watch, theme, cursor_blink).
+
+    The CLI and the tests both build it here, so tests swap what varies between runs.
+    """
+    return SupervisorApp(store, runner_config, **options)
 
 
 def theme_names() -> list[str]:
