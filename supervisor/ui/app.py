@@ -838,7 +838,7 @@ class SupervisorApp(App[None]):
             if any(Path(p).name in names for _, p in changes):
                 self.request_refresh()
             if any(Path(p).parent == jobs for _, p in changes):
-                self._load_detail(self.selected)
+                self._reload_detail_soon()
 
     # -- command palette ---------------------------------------------------
 
