@@ -4,7 +4,16 @@ Like `uvicorn app:app`: the module is imported with the current directory on
 the path, and `ATTR` is a callable `factory(checkpointer, thread_id)` that
 returns a `cubeloop.Agent` (or an awaitable of one). Every way this can go
 wrong becomes an `AgentLoadError` whose message is one line naming what
-failed, for the CLI to print.
+failed, for the CLI to print at start-up, before any thread runs.
+
+The factory's module may also define `agent_supervisor_marker(tool_name,
+arguments, jobs_dir)`, returning the path of the job marker that guards a
+call (see `supervisor.plan`), so the resume preview can say for certain
+which calls will really run again.
+
+The environment the supervisor promises (`JOB_DIR`) is exported before the
+module is imported: agents written like the CubeLoop recipe read it at
+import time.
 """
 
 from __future__ import annotations
@@ -14,14 +23,60 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cubeloop import Agent
 
+from supervisor.plan import MarkerHook
+
 DEFAULT_AGENT = "supervisor.demo:demo_agent"
 ENV_VAR = "AGENT_SUPERVISOR_AGENT"
+#: The optional marker hook's name in the factory's module.
+MARKER_HOOK = "agent_supervisor_marker"
 
 Factory = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True)
+class LoadedAgent:
+    """A checked factory and what its module tells the supervisor."""
+
+    reference: str
+    factory: Factory
+    marker_hook: MarkerHook | None = None
+
+
+def export_environment(jobs_dir: Path) -> None:
+    """Set what agent modules may read at import time; call before `load_agent`."""
+    os.environ["JOB_DIR"] = str(jobs_dir)
+
+
+def load_agent(reference: str) -> LoadedAgent:
+    """Import and check the factory (module, attribute, callable, signature)."""
+    factory, module = _resolve(reference)
+    _check_signature(reference, factory)
+    hook = getattr(module, MARKER_HOOK, None)
+    if hook is not None and not callable(hook):
+        raise AgentLoadError(
+            f"agent {reference!r}: {MARKER_HOOK} is a {type(hook).__name__}, not callable"
+        )
+    return LoadedAgent(reference, factory, hook)
+
+
+def _check_signature(reference: str, factory: Any) -> None:
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # builtins and C callables: nothing to check
+    try:
+        signature.bind(object(), "thread")
+    except TypeError:
+        raise AgentLoadError(
+            f"agent {reference!r}: the factory must take (checkpointer, thread_id); "
+            f"its signature is {reference.partition(':')[2]}{signature}"
+        ) from None
 
 
 class AgentLoadError(Exception):
@@ -34,6 +89,11 @@ def agent_reference(explicit: str | None) -> str:
 
 
 def load_factory(reference: str) -> Factory:
+    """The checked factory alone."""
+    return load_agent(reference).factory
+
+
+def _resolve(reference: str) -> tuple[Any, Any]:
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
         raise AgentLoadError(f"agent {reference!r}: expected MODULE:ATTR, e.g. myagents:make_agent")
@@ -67,7 +127,7 @@ def load_factory(reference: str) -> Factory:
         raise AgentLoadError(
             f"agent {reference!r}: {attr!r} is a {type(factory).__name__}, not callable"
         )
-    return factory
+    return factory, module
 
 
 async def build_agent(

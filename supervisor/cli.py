@@ -10,21 +10,43 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor import __version__
-from supervisor.agents import ENV_VAR, AgentLoadError, agent_reference, load_factory
+from supervisor.agents import (
+    ENV_VAR,
+    AgentLoadError,
+    LoadedAgent,
+    agent_reference,
+    export_environment,
+    load_agent,
+)
 from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import leases_dir, live_leases
-from supervisor.report import entry_lines, thread_hint, thread_json, transcript_json
+from supervisor.plan import MarkerIndex, plan_thread
+from supervisor.report import (
+    entry_lines,
+    plan_lines,
+    thread_hint,
+    thread_json,
+    transcript_json,
+)
 from supervisor.runner import DEFAULT_CONTINUE_TEXT, RunnerConfig
 from supervisor.states import RESUMABLE, State
-from supervisor.store import DEFAULT_BUSY_TIMEOUT, SQLiteStore, StoreError, open_store
+from supervisor.store import (
+    DEFAULT_BUSY_TIMEOUT,
+    SQLiteStore,
+    StoreError,
+    check_database_path,
+    connect_readonly,
+    open_store,
+)
 from supervisor.text import one_line, relative_time
 
 EXIT_OK = 0
@@ -107,7 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list the job markers (idempotency records)")
     p.add_argument("db", metavar="DB", help="the checkpoint database the jobs belong to")
     _add_jobs_dir(p)
-    p.add_argument("--thread", metavar="THREAD", help="only markers of this thread")
+    p.add_argument(
+        "--thread",
+        metavar="THREAD",
+        help="only markers of this thread: written by it, or matched to one of its tool calls",
+    )
+    p.add_argument(
+        "--agent",
+        metavar="MODULE:ATTR",
+        help=f"agent whose module's marker hook says where markers live (default: ${ENV_VAR})",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(run=cmd_jobs)
 
@@ -119,10 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("threads", metavar="THREAD", nargs="*", help="thread ids")
     p.add_argument("--all", action="store_true", help="every thread in a resumable state")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what a resume would do with each thread and tool call; run nothing",
+    )
+    p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON array")
     _add_run_options(p)
     p.set_defaults(run=cmd_resume)
 
-    p = sub.add_parser("prompt", help="send a prompt to a thread and run it to the end")
+    p = sub.add_parser(
+        "prompt",
+        help="send a prompt to a thread and run it to the end",
+        description=(
+            "Send a prompt to a thread (a new id starts one) and run it to the end. "
+            "A database that does not exist yet is created, as CubeLoop does."
+        ),
+    )
     _add_db(p)
     p.add_argument("thread", metavar="THREAD", help="thread id (a new id starts a thread)")
     p.add_argument("text", metavar="TEXT", help="the user message")
@@ -287,19 +331,37 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     directory = resolve_jobs_dir(args.db, args.jobs_dir)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory")
-    markers = read_markers(directory)
-    if args.thread is not None:
-        markers = [m for m in markers if m.thread_id == args.thread]
+    store = open_store(args.db)  # the jobs belong to a real checkpoint database
+    try:
+        export_environment(directory)
+        index = MarkerIndex(directory, read_markers(directory), _marker_hook(args))
+        if args.thread is None:
+            found = [(m, None) for m in index.markers]
+        else:
+            if store.get(args.thread) is None:
+                raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
+            calls = store.transcript(args.thread).tool_calls()
+            found = index.markers_of(args.thread, calls)
+    finally:
+        store.close()
     if args.json:
-        json.dump([m.to_json() for m in markers], sys.stdout, indent=2, default=str)
+        out = [{**m.to_json(), "matched_by": how and str(how)} for m, how in found]
+        json.dump(out, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{len(markers)} marker(s) in {directory}")
-    for m in markers:
+    print(f"{len(found)} marker(s) in {directory}")
+    for m, how in found:
         when = relative_time(m.done_at or m.started_at)
         who = f" thread {one_line(m.thread_id, 30)}" if m.thread_id else ""
-        print(f"{m.status:<10} {when:<9} {one_line(m.key, 60)}{who}")
+        matched = f" (matched by {how})" if how else ""
+        print(f"{m.status:<10} {when:<9} {one_line(m.key, 60)}{who}{matched}")
     return EXIT_OK
+
+
+def _marker_hook(args: argparse.Namespace):
+    """The agent module's marker hook, when an agent is named (`--agent` or env)."""
+    reference = getattr(args, "agent", None) or os.environ.get(ENV_VAR)
+    return load_agent(reference).marker_hook if reference else None
 
 
 def _positive_int(value: str) -> int:
@@ -309,18 +371,22 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path]:
+    """The checked agent and the jobs directory, the environment set before the import."""
+    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
+    export_environment(jobs_dir)  # agents written like the recipe read it at import
+    return load_agent(agent_reference(args.agent)), jobs_dir
+
+
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
     """Check everything a run needs before any work starts."""
-    reference = agent_reference(args.agent)
-    factory = load_factory(reference)
-    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
-    # User factories follow the recipe's convention of reading $JOB_DIR.
-    os.environ["JOB_DIR"] = str(jobs_dir)
+    agent, jobs_dir = _load_agent(args)
     return RunnerConfig(
         database=Path(args.db),
-        factory=factory,
+        factory=agent.factory,
         jobs_dir=jobs_dir,
-        agent_ref=reference,
+        agent_ref=agent.reference,
+        marker_hook=agent.marker_hook,
         max_concurrent=args.max_concurrent,
         continue_text=args.continue_text,
         mid_tool_strategy=args.strategy,
@@ -332,17 +398,21 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
 def cmd_resume(args: argparse.Namespace) -> int:
     if not args.threads and not args.all:
         raise UsageError("name at least one THREAD, or pass --all", "agent-supervisor resume")
+    if args.json and not args.dry_run:
+        raise UsageError("--json goes with --dry-run", "agent-supervisor resume")
     store = _open(args)
     try:
         known = {s.thread_id: s for s in store.threads()}
+        wanted = list(dict.fromkeys(args.threads))
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
+        if args.all:
+            wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
+        if args.dry_run:
+            return _dry_run(args, store, wanted)
     finally:
         store.close()
-    wanted = list(dict.fromkeys(args.threads))
-    unknown = [t for t in wanted if t not in known]
-    if unknown:
-        raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
-    if args.all:
-        wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
     config = _runner_config(args)
     todo = []
     for thread_id in wanted:
@@ -354,8 +424,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.all and not wanted:
             print("no thread needs resuming")
         return EXIT_OK
-    ok = asyncio.run(run_threads(config, todo))
+    ok = asyncio.run(run_threads(config, todo, probe=wanted[0]))
     return EXIT_OK if ok else EXIT_UNFINISHED
+
+
+def _dry_run(args: argparse.Namespace, store: SQLiteStore, wanted: list[str]) -> int:
+    """The plan for each thread, from the read-only store: nothing runs, nothing is written."""
+    agent, jobs_dir = _load_agent(args)
+    index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)
+    plans = []
+    for thread_id in wanted:
+        summary = store.get(thread_id)
+        assert summary is not None
+        messages = store.transcript(thread_id).messages()
+        plans.append(plan_thread(summary, index, messages=messages, strategy=args.strategy))
+    if args.json:
+        json.dump([p.to_json() for p in plans], sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not plans:
+        print("no thread needs resuming")
+    for plan in plans:
+        for line in plan_lines(plan):
+            print(line)
+    return EXIT_OK
 
 
 def _resumer(thread_id: str, force: bool):
@@ -363,10 +455,39 @@ def _resumer(thread_id: str, force: bool):
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    _open(args).close()  # a checkpoint database that exists, or a clear error
+    creating = _prompt_target(Path(args.db), args.busy_timeout)
     config = _runner_config(args)
-    ok = asyncio.run(run_threads(config, [lambda runner: runner.prompt(args.thread, args.text)]))
+    if creating:
+        print(f"agent-supervisor: creating checkpoint database {args.db}", file=sys.stderr)
+    start = [lambda runner: runner.prompt(args.thread, args.text)]
+    ok = asyncio.run(run_threads(config, start, probe=args.thread))
     return EXIT_OK if ok else EXIT_UNFINISHED
+
+
+def _prompt_target(path: Path, busy_timeout: float) -> bool:
+    """True if the checkpointer will create the database (missing, or SQLite with no tables).
+
+    Anything else must already be a checkpoint database: a SQLite file of
+    some other program is refused, never given our tables.
+    """
+    if not path.exists() and not path.is_symlink():
+        if not path.parent.is_dir():
+            raise UsageError(f"{path.parent}: no such directory")
+        return True
+    check_database_path(path)
+    if path.stat().st_size == 0:
+        return True
+    conn = connect_readonly(path, busy_timeout)
+    try:
+        (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        tables = -1
+    finally:
+        conn.close()
+    if tables == 0:
+        return True
+    open_store(path, busy_timeout=busy_timeout).close()  # a clear error if not ours
+    return False
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

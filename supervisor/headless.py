@@ -41,10 +41,19 @@ async def run_threads(
     starts: list[Callable[[Runner], Awaitable[Run]]],
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    *,
+    probe: str | None = None,
 ) -> bool:
-    """Start each thread's run, wait for all; True if every thread ended finished."""
+    """Start each thread's run, wait for all; True if every thread ended finished.
+
+    With `probe`, the agent factory is first called for that thread, so a
+    factory that cannot build an agent raises `AgentLoadError` before any
+    thread runs.
+    """
     ok = True
     async with Runner(config) as runner:
+        if probe is not None:
+            await runner.check_agent(probe)
         runner.subscribe(Printer(out, prefix=len(starts) > 1))
         finals: dict[str, State | None] = {}
         runs: list[Run] = []

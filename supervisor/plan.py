@@ -1,65 +1,313 @@
-"""What a resume will do, before it does it: the data behind the resume preview.
+"""What a resume will do, before it does it: one plan for the CLI, the preview and the markers tab.
 
-For a `mid_tool` thread, each unanswered tool call is matched with its job
-marker (by the default key, `jobs.job_key(name, arguments)`): a `done`
-marker means the tool returns the stored result and the side effect does
-not happen again; no marker, or only `started`, means the call really runs.
+For every unanswered tool call the plan finds the job marker that decides its
+fate and says how it found it, because a preview that is confidently wrong is
+worse than none:
+
+- `reuse`: a `done` marker exists; the tool returns the stored result and
+  its side effect does not happen again;
+- `rerun`: no marker, or only `started`; the call really runs again;
+- `unknown`: the supervisor cannot tell (the agent's marker hook failed, the
+  marker is unreadable, or several markers could be this call's).
+
+Markers are matched, in order: by the agent module's marker hook when it has
+one (`agent_supervisor_marker(tool_name, arguments, jobs_dir)`, see
+`supervisor.agents`); by what our own markers record (the `job_key`, the
+tool_call_id, or the tool and its arguments); and, for markers written by
+the user's own tools, by the common scheme of a key built from the
+argument values with `/` replaced by `_` (the CubeLoop recipe's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
-from supervisor.jobs import Marker, job_key
+from supervisor.jobs import Marker, job_key, read_marker
 from supervisor.states import State, ThreadSummary, ToolCallInfo
+
+#: `agent_supervisor_marker(tool_name, arguments, jobs_dir)`: the path of the
+#: marker that guards this call (which may not exist yet), or None when the
+#: tool keeps no marker.
+MarkerHook = Callable[[str, Any, Path], "str | os.PathLike[str] | None"]
+
+
+class Verdict(StrEnum):
+    REUSE = "reuse"
+    RERUN = "rerun"
+    UNKNOWN = "unknown"
+
+
+class MatchedBy(StrEnum):
+    HOOK = "marker hook"
+    KEY = "job key"
+    CALL_ID = "tool_call_id in marker"
+    ARGUMENTS = "tool and arguments in marker"
+    VALUES = "argument values in file name"
 
 
 @dataclass(frozen=True)
 class PlannedCall:
+    """One unanswered call, its marker (if any) and what resuming does with it."""
+
     call: ToolCallInfo
-    marker: Marker | None
+    verdict: Verdict
+    marker: Marker | None = None
+    matched_by: MatchedBy | None = None
+    #: Why the verdict, in a few words, for people.
+    reason: str = ""
 
     @property
     def will_run(self) -> bool:
-        """True when resuming really executes this call's work again."""
-        return self.marker is None or not self.marker.done
+        """True unless a done marker means the work is not repeated."""
+        return self.verdict is not Verdict.REUSE
 
-    @property
-    def verdict(self) -> str:
-        if self.marker is None:
-            return "runs again (no job marker)"
-        if self.marker.done:
-            return "already done: result reused from its marker"
-        return "runs again (marker says started, never done)"
-
-
-def markers_by_key(markers: Iterable[Marker]) -> dict[str, Marker]:
-    return {m.key: m for m in markers}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.call.to_json(),
+            "verdict": str(self.verdict),
+            "marker": None if self.marker is None else str(self.marker.path),
+            "matched_by": None if self.matched_by is None else str(self.matched_by),
+            "reason": self.reason,
+        }
 
 
-def plan_calls(summary: ThreadSummary, markers: dict[str, Marker]) -> list[PlannedCall]:
-    """Each unanswered call of the thread with the marker that decides its fate."""
-    return [
-        PlannedCall(call, markers.get(job_key(call.name, call.arguments)))
-        for call in summary.pending_tool_calls
-    ]
+@dataclass(frozen=True)
+class ThreadPlan:
+    """What resuming one thread does, without doing it."""
+
+    thread_id: str
+    state: State
+    action: str
+    calls: tuple[PlannedCall, ...] = ()
+    #: Unanswered calls that are not run but closed as interrupted: those of an
+    #: aborted/error turn, all of them with the `interrupt` strategy, and those
+    #: of earlier assistant messages (the transcript is append-only, so they
+    #: cannot be run in place; the model is told they were interrupted).
+    closed: tuple[ToolCallInfo, ...] = ()
+    #: Why resuming is refused, when it is.
+    refused: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "thread_id": self.thread_id,
+            "state": str(self.state),
+            "action": self.action,
+            "refused": self.refused,
+            "calls": [c.to_json() for c in self.calls],
+            "closed": [c.to_json() for c in self.closed],
+        }
 
 
-def markers_for_thread(
-    thread_id: str, calls: Iterable[ToolCallInfo], markers: Iterable[Marker]
-) -> list[Marker]:
-    """Markers that belong to a thread: written by it, or keyed by one of its calls."""
-    keys = {job_key(c.name, c.arguments) for c in calls}
-    return [m for m in markers if m.thread_id == thread_id or m.key in keys]
+ACTIONS: dict[State, str] = {
+    State.MID_TOOL: "finish the unanswered tool calls, then call the model",
+    State.AFTER_TOOLS: "call the model with the tool results",
+    State.BETWEEN_TURNS: "call the model to answer the last user message",
+    State.ABORTED: "close dangling calls, then continue with a 'continue' message",
+    State.ERROR: "close dangling calls, then continue with a 'continue' message",
+}
+
+REFUSALS: dict[State, str] = {
+    State.FINISHED: "finished: nothing to resume; send a prompt",
+    State.EMPTY: "empty: nothing to resume; send a prompt",
+    State.AWAITING_INPUT: "awaiting a human answer",
+    State.CORRUPT: "has a corrupt row",
+    State.RUNNING: "already running",
+}
 
 
-def resume_action(state: State) -> str:
-    """One line saying what `r` will do for a state (help text, previews)."""
-    return {
-        State.MID_TOOL: "finish the unanswered tool calls, then resume",
-        State.AFTER_TOOLS: "call the model with the tool results",
-        State.BETWEEN_TURNS: "call the model to answer the last user message",
-        State.ABORTED: "continue with a 'continue' user message",
-        State.ERROR: "continue with a 'continue' user message",
-    }.get(state, "nothing to resume")
+@dataclass
+class MarkerIndex:
+    """The markers of a jobs directory, ready to be matched to tool calls."""
+
+    jobs_dir: Path
+    markers: list[Marker]
+    hook: MarkerHook | None = None
+    _by_key: dict[str, Marker] = field(init=False, repr=False)
+    _by_call: dict[str, Marker] = field(init=False, repr=False)
+    _foreign: list[Marker] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ours = [m for m in self.markers if not m.foreign]
+        self._by_key = {m.key: m for m in ours}
+        self._by_call = {m.tool_call_id: m for m in ours if m.tool_call_id}
+        self._foreign = [m for m in self.markers if m.foreign]
+
+    def match(self, call: ToolCallInfo) -> PlannedCall:
+        """The marker deciding this call's fate, and how it was found."""
+        if self.hook is not None:
+            return self._by_hook(call)
+        marker = self._by_key.get(job_key(call.name, call.arguments))
+        if marker is not None:
+            return _verdict(call, marker, MatchedBy.KEY)
+        marker = self._by_call.get(call.id)
+        if marker is not None:
+            return _verdict(call, marker, MatchedBy.CALL_ID)
+        for m in self._by_key.values():
+            if m.tool == call.name and m.arguments == call.arguments:
+                return _verdict(call, m, MatchedBy.ARGUMENTS)
+        candidates = by_argument_values(call, self._foreign)
+        if len(candidates) == 1:
+            return _verdict(call, candidates[0], MatchedBy.VALUES)
+        if candidates:
+            names = ", ".join(m.path.name for m in candidates[:3])
+            return PlannedCall(
+                call,
+                Verdict.UNKNOWN,
+                reason=f"{len(candidates)} markers could be this call's ({names}); "
+                "an agent marker hook would say which",
+            )
+        return PlannedCall(call, Verdict.RERUN, reason="no job marker found")
+
+    def _by_hook(self, call: ToolCallInfo) -> PlannedCall:
+        try:
+            where = self.hook(call.name, call.arguments, self.jobs_dir)  # type: ignore[misc]
+        except Exception as exc:
+            return PlannedCall(
+                call,
+                Verdict.UNKNOWN,
+                reason=f"the marker hook raised {type(exc).__name__}: {exc}",
+            )
+        if where is None:
+            return PlannedCall(
+                call, Verdict.RERUN, matched_by=MatchedBy.HOOK, reason="the tool keeps no marker"
+            )
+        if not isinstance(where, str | os.PathLike):
+            return PlannedCall(
+                call,
+                Verdict.UNKNOWN,
+                reason=f"the marker hook returned a {type(where).__name__}, not a path",
+            )
+        path = Path(where)
+        if not path.is_absolute():
+            path = self.jobs_dir / path
+        try:
+            exists = path.is_file()
+        except OSError as exc:
+            return PlannedCall(call, Verdict.UNKNOWN, reason=f"cannot read {path}: {exc}")
+        if not exists:
+            return PlannedCall(
+                call, Verdict.RERUN, matched_by=MatchedBy.HOOK, reason=f"no marker at {path}"
+            )
+        return _verdict(call, read_marker(path), MatchedBy.HOOK)
+
+    def markers_of(
+        self, thread_id: str, calls: Iterable[ToolCallInfo]
+    ) -> list[tuple[Marker, MatchedBy | None]]:
+        """Markers that belong to a thread: written by it, or matched to one of its calls."""
+        found: dict[Path, tuple[Marker, MatchedBy | None]] = {}
+        for m in self.markers:
+            if m.thread_id is not None and m.thread_id == thread_id:
+                found[m.path] = (m, None)
+        for call in calls:
+            planned = self.match(call)
+            if planned.marker is not None:
+                found.setdefault(planned.marker.path, (planned.marker, planned.matched_by))
+        return sorted(found.values(), key=lambda pair: _marker_time(pair[0]))
+
+
+def _marker_time(m: Marker) -> tuple[float, str]:
+    return (m.started_at or m.done_at or 0.0, m.key)
+
+
+def _verdict(call: ToolCallInfo, marker: Marker, how: MatchedBy) -> PlannedCall:
+    if marker.done:
+        return PlannedCall(call, Verdict.REUSE, marker, how, "done marker: its result is reused")
+    if marker.status == "started":
+        return PlannedCall(
+            call, Verdict.RERUN, marker, how, "marker says started, never done"
+        )
+    return PlannedCall(
+        call, Verdict.UNKNOWN, marker, how, "marker is unreadable: the tool decides what to do"
+    )
+
+
+def _scalars(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _scalars(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _scalars(v)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, str | int | float):
+        yield str(value)
+
+
+def by_argument_values(call: ToolCallInfo, markers: Iterable[Marker]) -> list[Marker]:
+    """Foreign markers whose file name holds every argument value, `/` as `_`.
+
+    That is how hand-written markers are usually named (the recipe's
+    `f"transcode:{src}->{dst}".replace('/', '_')`). When several fit, those
+    whose name starts with the tool's name (or its first word) are preferred.
+    """
+    values = [v.replace("/", "_") for v in _scalars(call.arguments) if v.strip()]
+    if not values:
+        return []
+    fits = [m for m in markers if all(v in m.path.stem for v in values)]
+    if len(fits) > 1:
+        first_word = call.name.split("_", 1)[0]
+        named = [m for m in fits if m.path.stem.startswith((call.name, first_word))]
+        if named:
+            fits = named
+    return fits
+
+
+def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallInfo]:
+    """Calls of earlier assistant messages that never got a result.
+
+    The calls of the last assistant message are the plan's `calls`; these
+    are the ones before it, which a provider like Anthropic rejects (a
+    `tool_use` must be answered in the very next message).
+    """
+    turns: list[tuple[list[ToolCallInfo], set[str]]] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        if role == "assistant":
+            calls = [
+                ToolCallInfo(str(b.get("id")), str(b.get("name")), b.get("arguments"))
+                for b in m.get("content") or []
+                if isinstance(b, dict) and b.get("type") == "tool_call"
+            ]
+            turns.append((calls, set()))
+        elif role == "tool_result" and turns:
+            turns[-1][1].add(str(m.get("tool_call_id")))
+    out: list[ToolCallInfo] = []
+    for calls, answered in turns[:-1]:
+        out += [c for c in calls if c.id not in answered]
+    return out
+
+
+def plan_thread(
+    summary: ThreadSummary,
+    index: MarkerIndex,
+    *,
+    messages: Iterable[dict[str, Any] | None] = (),
+    strategy: str = "rerun",
+) -> ThreadPlan:
+    """The whole plan for one thread, from its summary, markers and transcript."""
+    state = summary.state
+    if state not in ACTIONS:
+        reason = REFUSALS.get(state, str(state))
+        if state is State.CORRUPT and summary.corrupt_reason:
+            reason = f"has a corrupt row ({summary.corrupt_reason})"
+        return ThreadPlan(summary.thread_id, state, "nothing", refused=reason)
+    action = ACTIONS[state]
+    pending = summary.pending_tool_calls
+    calls: tuple[PlannedCall, ...] = ()
+    closed = list(dangling_calls(messages))
+    if state is State.MID_TOOL and strategy == "interrupt":
+        action = "record the unanswered calls as interrupted, then call the model"
+        closed += pending
+    elif state is State.MID_TOOL:
+        calls = tuple(index.match(c) for c in pending)
+    else:  # aborted / error: calls that never ran are closed, not run
+        closed += pending
+    return ThreadPlan(summary.thread_id, state, action, calls=calls, closed=tuple(closed))

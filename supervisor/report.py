@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisor.plan import ThreadPlan
 from supervisor.states import State, ThreadSummary
 from supervisor.store import Transcript, TranscriptEntry
-from supervisor.text import compact_json, one_line
+from supervisor.text import clean, compact_json, one_line
+
+#: Enough for any real tool call: plans show arguments in full.
+FULL = 10_000
 
 
 def thread_json(s: ThreadSummary) -> dict[str, Any]:
@@ -52,6 +56,24 @@ def thread_hint(s: ThreadSummary, limit: int = 60) -> str:
     if state is State.AFTER_TOOLS:
         return "tool results in; model not called yet"
     return one_line(s.last_text, limit)
+
+
+def plan_lines(plan: ThreadPlan) -> list[str]:
+    """A resume plan as text: the thread, what happens, then each call in full."""
+    head = f"{one_line(plan.thread_id, 60)}  {plan.state}"
+    if plan.refused:
+        return [f"{head}  refused: {one_line(plan.refused, 200)}"]
+    lines = [f"{head}  → {plan.action}"]
+    for p in plan.calls:
+        where = ""
+        if p.marker is not None:
+            where = f"  [marker {clean(str(p.marker.path))}, matched by {p.matched_by}]"
+        call = call_text(p.call.name, p.call.arguments, FULL)
+        lines.append(f"    {p.verdict:<8} {call}  — {one_line(p.reason, 200)}{where}")
+    for c in plan.closed:
+        call = call_text(c.name, c.arguments, FULL)
+        lines.append(f"    {'closed':<8} {call}  — not run: the model is told it was interrupted")
+    return lines
 
 
 def entry_json(e: TranscriptEntry) -> dict[str, Any]:
@@ -147,8 +169,11 @@ def event_line(event: Any) -> str | None:
         return f"assistant: {text}{tail}".replace(":  ", ": ").rstrip()
     if kind == "message_end" and d.get("role") == "user":
         return f"user: {one_line(d.get('text') or '', 80)}"
+    if kind == "repair":
+        calls = ", ".join(call_text(c["name"], c["arguments"], 50) for c in d.get("calls", []))
+        return f"↻ earlier unanswered call(s) shown to the model as interrupted: {calls}"
     if kind == "error":
-        return f"error: {one_line(d.get('message') or '', 100)}"
+        return f"error: {one_line(d.get('message') or '', 1000)}"
     if kind == "aborting":
         return f"aborting (cancel after {d.get('grace', 0):g}s)"
     if kind == "note":

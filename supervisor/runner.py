@@ -22,6 +22,7 @@ How each resume state is brought back (DESIGN.md):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable
@@ -36,8 +37,9 @@ from cubeloop.checkpointer import SQLiteCheckpointer
 from cubeloop.providers.base import AssistantMessage, Message
 
 from supervisor import leases
-from supervisor.agents import Factory, build_agent
+from supervisor.agents import AgentLoadError, Factory, build_agent
 from supervisor.jobs import current_thread
+from supervisor.plan import MarkerHook
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
@@ -100,6 +102,8 @@ class RunnerConfig:
     #: Streaming text is delivered at most this often per thread.
     coalesce_seconds: float = 0.05
     clock: Callable[[], float] = time.time
+    #: The agent module's marker hook, for plans (see `supervisor.plan`).
+    marker_hook: MarkerHook | None = None
 
 
 @dataclass
@@ -135,6 +139,47 @@ def _result_message(call: ToolCall, text: str, run_id: str | None) -> ToolResult
         run_id=run_id,
         id=uuid.uuid4().hex,
     )
+
+
+def answer_dangling_calls(messages: list[Message]) -> tuple[list[Message], list[ToolCall]]:
+    """The messages a model is shown, with every tool call answered in place.
+
+    Providers like Anthropic reject a `tool_use` whose `tool_result` is not
+    in the very next message. The checkpoint is append-only, so a call left
+    unanswered in an earlier turn (the recipe's own `resume()` leaves such
+    transcripts) cannot be fixed in storage: it is answered as interrupted
+    in what the model sees, right after its call. Results that answer no
+    call of the turn before them are dropped from that view for the same
+    reason. Returns the repaired list and the calls that were closed.
+    """
+    out: list[Message] = []
+    closed: list[ToolCall] = []
+    i, n = 0, len(messages)
+    while i < n:
+        m = messages[i]
+        i += 1
+        if isinstance(m, ToolResultMessage):
+            continue  # not right after its call: the API would reject it
+        out.append(m)
+        if not isinstance(m, AssistantMessage):
+            continue
+        calls = [b for b in m.content if isinstance(b, ToolCall)]
+        ids = {c.id for c in calls}
+        answered: set[str] = set()
+        while i < n and isinstance(messages[i], ToolResultMessage):
+            result = messages[i]
+            i += 1
+            assert isinstance(result, ToolResultMessage)
+            if result.tool_call_id in ids and result.tool_call_id not in answered:
+                answered.add(result.tool_call_id)
+                out.append(result)
+        missing = [c for c in calls if c.id not in answered]
+        if missing and m is not messages[-1]:  # a last, unanswered turn is the runner's
+            closed += missing
+            out += [_result_message(c, INTERRUPTED_TEXT, m.run_id) for c in missing]
+    if len(out) == len(messages) and not closed:
+        return messages, []
+    return out, closed
 
 
 def unanswered_calls(
@@ -272,6 +317,14 @@ class Runner:
             raise Refused(f"{thread_id} is {state}: cannot take a prompt now{hint}")
         return self._start(thread_id, "prompt", state, text)
 
+    async def check_agent(self, thread_id: str) -> None:
+        """Build the agent once before any run, so a broken factory fails at start.
+
+        Raises `AgentLoadError` with one full line; the agent is discarded.
+        """
+        cp = await self._cp()
+        await build_agent(self.config.factory, cp, thread_id, self.config.agent_ref)
+
     async def _known(self, thread_id: str) -> bool:
         cp = await self._cp()
         return await cp.load(thread_id) is not None
@@ -332,6 +385,7 @@ class Runner:
                 cp = await self._cp()
                 agent = await build_agent(self.config.factory, cp, thread_id, self.config.agent_ref)
                 run.agent = agent
+                self._answer_dangling_in_model_view(run, agent)
                 agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
@@ -342,6 +396,9 @@ class Runner:
             run.outcome = "aborted" if run.signal.is_set() else "completed"
         except asyncio.CancelledError:
             run.outcome = "cancelled"
+        except AgentLoadError as exc:
+            run.outcome = "error"
+            self._emit(thread_id, "error", message=str(exc))
         except Exception as exc:
             run.outcome = "error"
             self._flush_text(run)
@@ -350,6 +407,28 @@ class Runner:
             current_thread.reset(token)
             self._flush_text(run)
             await self._finish(run)
+
+    def _answer_dangling_in_model_view(self, run: Run, agent: Agent) -> None:
+        """Wrap the agent's `convert_to_llm` so no model call sees a dangling call."""
+        original = agent.convert_to_llm
+        reported: set[str] = set()
+
+        async def convert(messages: list[Message], **kwargs: Any) -> list[Message]:
+            converted = original(messages, **kwargs)
+            if inspect.isawaitable(converted):
+                converted = await converted
+            repaired, closed = answer_dangling_calls(list(converted))
+            fresh = [c for c in closed if c.id not in reported]
+            if fresh:
+                reported.update(c.id for c in fresh)
+                self._emit(
+                    run.thread_id,
+                    "repair",
+                    calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in fresh],
+                )
+            return repaired
+
+        agent.convert_to_llm = convert
 
     async def _finish(self, run: Run) -> None:
         try:

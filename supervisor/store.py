@@ -58,6 +58,17 @@ class Transcript:
     thread_id: str
     entries: list[TranscriptEntry] = field(default_factory=list)
 
+    def messages(self) -> list[dict[str, Any] | None]:
+        return [e.message for e in self.entries]
+
+    def tool_calls(self) -> list[ToolCallInfo]:
+        """Every tool call the thread's assistant messages made, in order."""
+        calls: list[ToolCallInfo] = []
+        for m in self.messages():
+            if isinstance(m, dict) and m.get("role") == "assistant":
+                calls += summarise_assistant(m)[1]
+        return calls
+
 
 class Store(Protocol):
     """What a checkpoint backend offers the rest of the app."""

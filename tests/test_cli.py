@@ -193,12 +193,29 @@ def test_jobs_lists_markers_of_a_thread(tmp_path: Path) -> None:
     text = cli("jobs", str(db), "--jobs-dir", str(jobs), "--thread", "t1")
     assert "2 marker(s)" in text.stdout and "started" in text.stdout
     other = cli("jobs", str(db), "--jobs-dir", str(jobs), "--thread", "nope", "--json")
-    assert json.loads(other.stdout) == []
+    assert other.returncode == 2 and other.stdout == ""
+    assert other.stderr.strip().endswith("no thread 'nope'")
 
 
-def test_jobs_dir_defaults_beside_the_database(tmp_path: Path) -> None:
+def test_jobs_dir_defaults_beside_the_database(tmp_path: Path, crash_db: Path) -> None:
+    import shutil
+
     db = tmp_path / "x.db"
+    shutil.copy(crash_db, db)
     out = cli("jobs", str(db))
     assert out.returncode == 0
     assert f"0 marker(s) in {tmp_path / 'x.db.jobs'}" in out.stdout
-    assert list(tmp_path.iterdir()) == []  # looking created nothing
+    assert list(tmp_path.iterdir()) == [db]  # looking created nothing
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "random bytes"])
+def test_jobs_checks_its_database(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "x.db"
+    if kind == "directory":
+        db.mkdir()
+    elif kind == "random bytes":
+        db.write_bytes(bytes(range(256)) * 8)
+    out = cli("jobs", str(db))
+    assert out.returncode == 2 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "x.db" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else ["x.db"])

@@ -151,24 +151,44 @@ def test_agent_from_current_directory_and_env(demo_db: Path, tmp_path: Path) -> 
     assert "factory called for job-05" in out.stdout
 
 
-def test_factory_raising_is_reported(demo_db: Path, tmp_path: Path) -> None:
-    (tmp_path / "badfactory.py").write_text(
-        "def make(cp, thread_id):\n    raise ValueError('missing ANTHROPIC_API_KEY')\n"
-    )
-    out = run_cli(
-        "resume",
-        str(demo_db),
-        "job-05",
-        "--force",
-        "--agent",
-        "badfactory:make",
-        cwd=tmp_path,
-    )
-    assert out.returncode == 1
-    assert (
-        "error: AgentLoadError: agent 'badfactory:make': factory raised ValueError: missing ANTHROPIC_API_KEY"
-        in out.stdout
-    )
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        (
+            "def make(cp, thread_id):\n    raise ValueError('missing ANTHROPIC_API_KEY')\n",
+            "agent 'badfactory:make': factory raised ValueError: missing ANTHROPIC_API_KEY",
+        ),
+        (
+            "def make(cp):\n    return None\n",
+            "agent 'badfactory:make': the factory must take (checkpointer, thread_id); "
+            "its signature is make(cp)",
+        ),
+        (
+            "def make(cp, thread_id):\n    return 42\n",
+            "agent 'badfactory:make': factory returned int, not a cubeloop.Agent",
+        ),
+        (
+            "from supervisor.demo import demo_agent\n"
+            "def make(cp, thread_id):\n    return demo_agent(cp, 'another-thread')\n",
+            "agent 'badfactory:make': the factory must build the Agent with the "
+            "checkpointer and thread_id it is given",
+        ),
+        (
+            "agent_supervisor_marker = 'not a function'\ndef make(cp, thread_id):\n    pass\n",
+            "agent 'badfactory:make': agent_supervisor_marker is a str, not callable",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["resume", "prompt"])
+def test_factory_errors_exit_2_at_start_with_one_full_line(
+    demo_db: Path, tmp_path: Path, source: str, needle: str, command: str
+) -> None:
+    (tmp_path / "badfactory.py").write_text(source)
+    target = ["job-05", "--force"] if command == "resume" else ["job-01", "more please"]
+    out = run_cli(command, str(demo_db), *target, "--agent", "badfactory:make", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""
+    assert out.stderr.strip() == f"agent-supervisor: error: {needle}"
     assert open_store(demo_db).get("job-05").state is State.BETWEEN_TURNS
 
 

@@ -33,14 +33,13 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedCon
 
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import leases_dir, live_leases
-from supervisor.plan import markers_by_key, markers_for_thread, plan_calls
+from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     NEEDS_ATTENTION,
     RESUMABLE,
     State,
     ThreadSummary,
-    ToolCallInfo,
 )
 from supervisor.store import SQLiteStore, StoreError, Transcript
 from supervisor.text import one_line, relative_time
@@ -56,7 +55,7 @@ from supervisor.ui.render import (
     counts_line,
     event_text,
     marker_cells,
-    planned_call,
+    plan_text,
     safe,
     thread_row,
     transcript_entry,
@@ -163,7 +162,7 @@ class SupervisorApp(App[None]):
         self._refresh_running = False
         self._refresh_again = False
         self._initial_theme = theme
-        self._transcript_calls: list[ToolCallInfo] = []
+        self._transcript: Transcript | None = None
 
     # -- layout -----------------------------------------------------------
 
@@ -439,7 +438,7 @@ class SupervisorApp(App[None]):
             return
         markers = read_markers(self.jobs_dir)
         self.post_message(TranscriptLoaded(transcript))
-        self.post_message(MarkersLoaded(markers))
+        self.post_message(MarkersLoaded(thread_id, markers))
 
     @on(TranscriptLoaded)
     @_while_mounted
@@ -449,27 +448,33 @@ class SupervisorApp(App[None]):
             return
         log = self.query_one("#transcript-log", RichLog)
         log.clear()
-        calls: list[ToolCallInfo] = []
         for entry in transcript.entries:
             log.write(transcript_entry(entry, self.palette))
-            for block in (entry.message or {}).get("content") or []:
-                if isinstance(block, dict) and block.get("type") == "tool_call":
-                    calls.append(
-                        ToolCallInfo(
-                            str(block.get("id")),
-                            str(block.get("name")),
-                            block.get("arguments"),
-                        )
-                    )
         if not transcript.entries:
             log.write(Text("No stored messages.", "dim"))
-        self._transcript_calls = calls
+        self._transcript = transcript
 
     @on(MarkersLoaded)
     @_while_mounted
     def _markers_loaded(self, message: MarkersLoaded) -> None:
+        if message.thread_id != self.selected:
+            return  # a slow load for a thread no longer shown
         self.markers = message.markers
         self._show_markers()
+
+    def _plan(
+        self, thread_id: str, markers: list[Marker], transcript: Transcript | None
+    ) -> ThreadPlan:
+        """The same plan `resume --dry-run` prints, from what the detail has loaded."""
+        config = self.runner.config
+        index = MarkerIndex(self.jobs_dir, markers, config.marker_hook)
+        messages = transcript.messages() if transcript is not None else ()
+        return plan_thread(
+            self.summaries[thread_id],
+            index,
+            messages=messages,
+            strategy=config.mid_tool_strategy,
+        )
 
     def _show_markers(self) -> None:
         table = self.query_one("#marker-table", DataTable)
@@ -478,21 +483,22 @@ class SupervisorApp(App[None]):
         if self.selected is None or self.selected not in self.summaries:
             pending.update("")
             return
-        summary = self.summaries[self.selected]
-        mine = markers_for_thread(self.selected, self._transcript_calls, self.markers)
+        transcript = self._transcript
+        if transcript is not None and transcript.thread_id != self.selected:
+            transcript = None
+        calls = transcript.tool_calls() if transcript is not None else []
+        index = MarkerIndex(self.jobs_dir, self.markers, self.runner.config.marker_hook)
+        mine = index.markers_of(self.selected, calls)
         now = self.clock()
-        for marker in mine:
-            table.add_row(*marker_cells(marker, self.palette, now))
-        plan = plan_calls(summary, markers_by_key(self.markers))
+        for marker, matched_by in mine:
+            table.add_row(*marker_cells(marker, matched_by, self.palette, now))
+        plan = self._plan(self.selected, self.markers, transcript)
         text = Text()
         text.append(f"{len(mine)} marker(s) in ", style="dim")
         text.append(str(self.jobs_dir), style="dim")
-        if plan:
+        if plan.calls or plan.closed:
             text.append("\nUnanswered tool calls, and what a resume does with each:\n", "bold")
-            for i, p in enumerate(plan):
-                text.append(planned_call(p, self.palette))
-                if i < len(plan) - 1:
-                    text.append("\n")
+            text.append(plan_text(plan, self.palette))
         pending.update(text)
 
     # -- agent events -----------------------------------------------------
@@ -584,6 +590,17 @@ class SupervisorApp(App[None]):
 
         self.push_screen(ConfirmScreen("Resume marked threads", body, "Resume"), go)
 
+    def _read_for_plan(self, thread_id: str) -> tuple[list[Marker], Transcript | None]:
+        """Markers and transcript for a plan; runs in a thread (both touch the disk)."""
+        markers = read_markers(self.jobs_dir)
+        try:
+            with self._store_lock:
+                if self._store_closed:
+                    return markers, None
+                return markers, self.store.transcript(thread_id)
+        except StoreError:
+            return markers, None
+
     @work(group="actions", exit_on_error=False)
     async def _resume_one(self, thread_id: str) -> None:
         state = self.state_of(thread_id)
@@ -603,12 +620,9 @@ class SupervisorApp(App[None]):
             )
             return
         if state is State.MID_TOOL:
-            markers = await asyncio.to_thread(read_markers, self.jobs_dir)
-            plan = plan_calls(self.summaries[thread_id], markers_by_key(markers))
-            strategy = self.runner.config.mid_tool_strategy
-            if not await self.push_screen_wait(
-                ResumePreview(thread_id, plan, strategy, self.palette)
-            ):
+            markers, transcript = await asyncio.to_thread(self._read_for_plan, thread_id)
+            plan = self._plan(thread_id, markers, transcript)
+            if not await self.push_screen_wait(ResumePreview(plan, self.palette)):
                 return
         elif state in (State.ABORTED, State.ERROR):
             body = Text(

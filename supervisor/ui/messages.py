@@ -39,4 +39,7 @@ class TranscriptLoaded(Message):
 
 @dataclass
 class MarkersLoaded(Message):
+    """The jobs directory as read for one thread's detail."""
+
+    thread_id: str
     markers: list[Marker]

@@ -12,10 +12,10 @@ from typing import Any
 from rich.text import Text
 
 from supervisor.jobs import Marker
-from supervisor.plan import PlannedCall
-from supervisor.report import call_text, thread_hint
+from supervisor.plan import MatchedBy, PlannedCall, ThreadPlan, Verdict
+from supervisor.report import FULL, call_text, thread_hint
 from supervisor.runner import RunnerEvent
-from supervisor.states import State, ThreadSummary
+from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
 from supervisor.text import clean, one_line, relative_time
 
@@ -179,6 +179,12 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
             out.append("\n    ")
             out.append(call_text(c["name"], c["arguments"], 80))
         return out
+    if kind == "repair":
+        out = Text("↻ earlier unanswered call(s) shown to the model as interrupted:")
+        for c in d.get("calls", []):
+            out.append("\n    ")
+            out.append(call_text(c["name"], c["arguments"], 80))
+        return out
     if kind == "tool_start":
         return Text("⚙ ").append(call_text(d["name"], d.get("arguments"), 80))
     if kind == "tool_end":
@@ -221,7 +227,9 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
 # -- job markers --------------------------------------------------------------
 
 
-def marker_cells(m: Marker, palette: Palette, now: float) -> tuple[Text, ...]:
+def marker_cells(
+    m: Marker, matched_by: MatchedBy | None, palette: Palette, now: float
+) -> tuple[Text, ...]:
     colour = palette.get("success" if m.done else "warning", "")
     result = m.result
     if isinstance(result, dict) and "text" in result:
@@ -229,16 +237,46 @@ def marker_cells(m: Marker, palette: Palette, now: float) -> tuple[Text, ...]:
     return (
         Text("✓ done" if m.done else ("! " + m.status), style=f"bold {colour}"),
         safe(one_line(m.key, 50)),
+        Text(str(matched_by) if matched_by else "thread id", style="dim"),
         Text(relative_time(m.started_at, now) if m.started_at else "—"),
         Text(relative_time(m.done_at, now) if m.done_at else "—"),
         safe(one_line("" if result is None else str(result), 50)),
     )
 
 
+#: What each verdict means for the user, and the colour it takes.
+VERDICTS: dict[Verdict, tuple[str, str]] = {
+    Verdict.REUSE: ("already done", "success"),
+    Verdict.RERUN: ("runs again", "warning"),
+    Verdict.UNKNOWN: ("unknown", "error"),
+}
+
+
 def planned_call(p: PlannedCall, palette: Palette) -> Text:
-    colour = palette.get("warning" if p.will_run else "success", "")
+    """One call of a plan, arguments in full: a mail's recipient must not be cut off."""
+    label, colour = VERDICTS[p.verdict]
     out = Text("• ")
-    out.append(call_text(p.call.name, p.call.arguments, 70))
-    out.append("  —  ")
-    out.append(p.verdict, style=f"bold {colour}")
+    out.append(call_text(p.call.name, p.call.arguments, FULL))
+    out.append("\n    ")
+    out.append(label, style=f"bold {palette.get(colour, '')}".strip())
+    if p.reason and p.reason != label:
+        out.append(" — ").append(safe(p.reason))
+    if p.marker is not None:
+        how = f" (matched by {p.matched_by})" if p.matched_by is not None else ""
+        out.append(f"\n    marker {clean(p.marker.path.name)}{how}", style="dim")
+    return out
+
+
+def closed_call(call: ToolCallInfo) -> Text:
+    out = Text("• ").append(call_text(call.name, call.arguments, FULL))
+    return out.append("\n    not run: the model is told it was interrupted", style="dim")
+
+
+def plan_text(plan: ThreadPlan, palette: Palette) -> Text:
+    """The unanswered calls of a plan and the fate of each, for the preview and markers tab."""
+    out = Text()
+    for i, p in enumerate(plan.calls):
+        out.append("\n" if i else "").append(planned_call(p, palette))
+    for i, c in enumerate(plan.closed):
+        out.append("\n" if i or plan.calls else "").append(closed_call(c))
     return out

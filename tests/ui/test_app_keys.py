@@ -77,9 +77,9 @@ async def test_preview_names_calls_that_run_again_and_cancel_does_nothing(app_fa
         await pilot.pause()
         preview = pilot.app.screen
         assert isinstance(preview, ResumePreview)
-        [planned] = preview.plan
+        [planned] = preview.plan.calls
         assert planned.call.arguments == {"item": "card-202"}
-        assert planned.will_run and "started, never done" in planned.verdict
+        assert planned.will_run and "started, never done" in planned.reason
         await pilot.press("n")
         await settle(pilot)
     assert state("job-02") is State.MID_TOOL

@@ -25,5 +25,5 @@ class DetailPane(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#marker-table", DataTable)
-        for label in ("STATUS", "KEY", "STARTED", "DONE", "RESULT"):
+        for label in ("STATUS", "KEY", "MATCHED BY", "STARTED", "DONE", "RESULT"):
             table.add_column(label, key=label)
