@@ -108,7 +108,6 @@ async def measure(db: Path) -> None:
         await phase("pressing j during a full re-read", reread_while_scrolling, base)
 
 
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", type=Path, default=HERE / "bench-5000x200000.db")

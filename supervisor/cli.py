@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import leases_dir, live_leases
-from supervisor.plan import MarkerIndex, plan_thread
+from supervisor.plan import REFUSALS, MarkerIndex, may_be_live, plan_thread
 from supervisor.report import (
     entry_lines,
     plan_lines,
@@ -38,7 +39,7 @@ from supervisor.report import (
     transcript_json,
 )
 from supervisor.runner import DEFAULT_CONTINUE_TEXT, RunnerConfig
-from supervisor.states import RESUMABLE, State
+from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
     DEFAULT_BUSY_TIMEOUT,
     SQLiteStore,
@@ -52,6 +53,9 @@ from supervisor.text import one_line, relative_time
 EXIT_OK = 0
 EXIT_UNFINISHED = 1
 EXIT_BAD_INPUT = 2
+
+#: An open run written to this recently may be live in another process.
+LIVE_WINDOW = 120.0
 
 
 class UsageError(Exception):
@@ -124,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("thread", metavar="THREAD", help="thread id")
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="every message whole, however big (default: one line each, big rows previewed)",
+    )
     p.set_defaults(run=cmd_show)
 
     p = sub.add_parser("jobs", help="list the job markers (idempotency records)")
@@ -237,9 +246,15 @@ def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _print_notices(store: SQLiteStore) -> None:
+    for notice in store.take_notices():
+        print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
+
+
 def _open(args: argparse.Namespace) -> SQLiteStore:
     """The store, with threads leased by a live supervisor marked running."""
     store = open_store(args.db, busy_timeout=args.busy_timeout)
+    _print_notices(store)
     for thread_id in live_leases(leases_dir(args.db)):
         summary = store.get(thread_id)
         if summary is not None:
@@ -304,7 +319,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         summary = store.get(args.thread)
         if summary is None:
             raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
-        transcript = store.transcript(args.thread)
+        transcript = store.transcript(args.thread, full=args.full)
     finally:
         store.close()
     if args.json:
@@ -317,7 +332,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"{relative_time(summary.last_activity)}"
         )
         for entry in transcript.entries:
-            for line in entry_lines(entry):
+            for line in entry_lines(entry, None if args.full else 100):
                 print(line)
     if summary.corrupt_row is not None:
         print(
@@ -332,6 +347,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory")
     store = open_store(args.db)  # the jobs belong to a real checkpoint database
+    _print_notices(store)
     try:
         export_environment(directory)
         index = MarkerIndex(directory, read_markers(directory), _marker_hook(args))
@@ -391,7 +407,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
         continue_text=args.continue_text,
         mid_tool_strategy=args.strategy,
         abort_grace=args.abort_grace,
-        live_window=0 if args.force else 120.0,
+        live_window=0 if args.force else LIVE_WINDOW,
     )
 
 
@@ -413,19 +429,40 @@ def cmd_resume(args: argparse.Namespace) -> int:
             return _dry_run(args, store, wanted)
     finally:
         store.close()
-    config = _runner_config(args)
+    config = _runner_config(args)  # a broken agent is exit 2 before anything else
     todo = []
+    refused = False
+    now = time.time()
     for thread_id in wanted:
-        if known[thread_id].state is State.FINISHED:
+        summary = known[thread_id]
+        if summary.state is State.FINISHED:
             print(f"{one_line(thread_id, 40)}: already finished, nothing to resume")
             continue
-        todo.append(_resumer(thread_id, args.force))
+        reason = _refusal(summary, now, args)
+        if reason is not None:  # refused before anything opens the database for writing
+            print(f"refused: {one_line(thread_id, 60)} {one_line(reason, 200)}", file=sys.stderr)
+            refused = True
+            continue
+        todo.append(thread_id)
     if not todo:
         if args.all and not wanted:
             print("no thread needs resuming")
-        return EXIT_OK
-    ok = asyncio.run(run_threads(config, todo, probe=wanted[0]))
-    return EXIT_OK if ok else EXIT_UNFINISHED
+        return EXIT_UNFINISHED if refused else EXIT_OK
+    starts = [_resumer(thread_id, args.force) for thread_id in todo]
+    ok = asyncio.run(run_threads(config, starts, probe=todo[0], prefix=len(wanted) > 1))
+    return EXIT_OK if ok and not refused else EXIT_UNFINISHED
+
+
+def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
+    """Why the runner would refuse this thread, known from the read-only listing."""
+    if summary.state not in RESUMABLE:
+        return REFUSALS.get(summary.state, str(summary.state))
+    if not args.force and may_be_live(summary, now, LIVE_WINDOW):
+        return (
+            f"may still be running in another process (its run is open and was written "
+            f"to less than {LIVE_WINDOW:g}s ago); --force resumes it anyway"
+        )
+    return None
 
 
 def _dry_run(args: argparse.Namespace, store: SQLiteStore, wanted: list[str]) -> int:
@@ -554,7 +591,6 @@ def cmd_app(args: argparse.Namespace) -> int:
             build_demo_db(Path(args.db))
     store = SQLiteStore(args.db, busy_timeout=args.busy_timeout)
     config = _runner_config(args)
-    config.live_window = 0 if args.force else 120.0
     app = make_app(store, config, watch=not args.no_watch, theme=args.theme or "harbor")
     app.run()
     return EXIT_OK

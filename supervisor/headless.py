@@ -43,18 +43,20 @@ async def run_threads(
     err: TextIO = sys.stderr,
     *,
     probe: str | None = None,
+    prefix: bool | None = None,
 ) -> bool:
     """Start each thread's run, wait for all; True if every thread ended finished.
 
     With `probe`, the agent factory is first called for that thread, so a
     factory that cannot build an agent raises `AgentLoadError` before any
-    thread runs.
+    thread runs. `prefix` puts the thread id before each line (default: when
+    there are several threads).
     """
     ok = True
     async with Runner(config) as runner:
         if probe is not None:
             await runner.check_agent(probe)
-        runner.subscribe(Printer(out, prefix=len(starts) > 1))
+        runner.subscribe(Printer(out, prefix=len(starts) > 1 if prefix is None else prefix))
         finals: dict[str, State | None] = {}
         runs: list[Run] = []
         for start in starts:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.jobs import Marker, job_key, read_marker
-from supervisor.states import State, ThreadSummary, ToolCallInfo
+from supervisor.states import RESUMABLE, State, ThreadSummary, ToolCallInfo
 
 #: `agent_supervisor_marker(tool_name, arguments, jobs_dir)`: the path of the
 #: marker that guards this call (which may not exist yet), or None when the
@@ -111,12 +111,13 @@ ACTIONS: dict[State, str] = {
     State.ERROR: "close dangling calls, then continue with a 'continue' message",
 }
 
+#: Why a state cannot be resumed, worded to follow the thread id.
 REFUSALS: dict[State, str] = {
-    State.FINISHED: "finished: nothing to resume; send a prompt",
-    State.EMPTY: "empty: nothing to resume; send a prompt",
-    State.AWAITING_INPUT: "awaiting a human answer",
+    State.FINISHED: "is finished: nothing to resume; send a prompt",
+    State.EMPTY: "is empty: nothing to resume; send a prompt",
+    State.AWAITING_INPUT: "is awaiting a human answer",
     State.CORRUPT: "has a corrupt row",
-    State.RUNNING: "already running",
+    State.RUNNING: "is already running",
 }
 
 
@@ -210,6 +211,19 @@ class MarkerIndex:
         return sorted(found.values(), key=lambda pair: _marker_time(pair[0]))
 
 
+def may_be_live(summary: ThreadSummary, now: float, window: float) -> bool:
+    """An open run written to less than `window` seconds ago may be live in another process.
+
+    Resuming it would run its tools twice, so the CLI wants `--force` and
+    the app asks first. An aborted thread was stopped on purpose: not live.
+    """
+    if window <= 0 or summary.last_activity is None or summary.last_run_id is None:
+        return False
+    state = summary.state
+    recent = now - summary.last_activity < window
+    return recent and state in RESUMABLE and state is not State.ABORTED
+
+
 def _marker_time(m: Marker) -> tuple[float, str]:
     return (m.started_at or m.done_at or 0.0, m.key)
 
@@ -218,9 +232,7 @@ def _verdict(call: ToolCallInfo, marker: Marker, how: MatchedBy) -> PlannedCall:
     if marker.done:
         return PlannedCall(call, Verdict.REUSE, marker, how, "done marker: its result is reused")
     if marker.status == "started":
-        return PlannedCall(
-            call, Verdict.RERUN, marker, how, "marker says started, never done"
-        )
+        return PlannedCall(call, Verdict.RERUN, marker, how, "marker says started, never done")
     return PlannedCall(
         call, Verdict.UNKNOWN, marker, how, "marker is unreadable: the tool decides what to do"
     )

@@ -98,7 +98,10 @@ def transcript_json(s: ThreadSummary, t: Transcript) -> dict[str, Any]:
     return {**thread_json(s), "transcript": [entry_json(e) for e in t.entries]}
 
 
-def _text_of(blocks: Any) -> str:
+def message_text(blocks: Any) -> str:
+    """The text blocks of a message's content (or the content, when it is a plain string)."""
+    if isinstance(blocks, str):
+        return blocks
     if not isinstance(blocks, list):
         return ""
     return "".join(
@@ -106,35 +109,66 @@ def _text_of(blocks: Any) -> str:
     )
 
 
-def entry_lines(e: TranscriptEntry, width: int = 100) -> list[str]:
-    """A transcript row as readable lines: role, run, text, tool calls, results."""
-    run = f" run {e.run_id[:8]}" if e.run_id else ""
+def size_text(size: int) -> str:
+    """'49.8 MB' style sizes for people."""
+    value = float(size)
+    for unit in ("bytes", "kB", "MB"):
+        if value < 1000 or unit == "MB":
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def _body(text: str, width: int | None) -> list[str]:
+    """A message body: one cut line, or (width None) every line of it, indented."""
+    if width is not None:
+        return ["    " + one_line(text, width)]
+    return ["    " + line for line in clean(text).splitlines() or [""]]
+
+
+def entry_lines(e: TranscriptEntry, width: int | None = 100) -> list[str]:
+    """A transcript row as readable lines: role, run, text, tool calls, results.
+
+    `width` cuts each text to one line; None prints every message whole.
+    Whatever the row holds (it comes from the database), this never raises.
+    """
+    run = f" run {one_line(e.run_id, 8)}" if e.run_id else ""
     head = f"#{e.row_id}"
+    cut = 100 if width is None else width
     m = e.message
+    if e.big:
+        more = size_text((e.size or 0) - len(e.raw))
+        lines = [f"{head} message of {size_text(e.size or 0)}: its start, then … {more} more"]
+        return lines + _body(e.raw, width) + ["    (show --full prints it whole)"]
     if m is None:
-        return [f"{head} CORRUPT row: {e.error}", "    raw: " + one_line(e.raw, width)]
+        return [f"{head} CORRUPT row: {e.error}", "    raw: " + one_line(e.raw, cut)]
     role = m.get("role")
+    content = m.get("content")
+    blocks = content if isinstance(content, list) else []
     lines: list[str] = []
     if role == "user":
         lines.append(f"{head} user{run}")
-        lines.append("    " + one_line(_text_of(m.get("content")), width))
+        lines += _body(message_text(content), width)
     elif role == "assistant":
-        stop = m.get("stop_reason")
+        stop = one_line(str(m.get("stop_reason")), 20)
         lines.append(f"{head} assistant [{stop}]{run}")
-        text = _text_of(m.get("content"))
+        text = message_text(content)
         if text:
-            lines.append("    " + one_line(text, width))
-        for b in m.get("content") or []:
+            lines += _body(text, width)
+        for b in blocks:
             if isinstance(b, dict) and b.get("type") == "tool_call":
-                call = call_text(str(b.get("name")), b.get("arguments"), width)
+                call = call_text(
+                    str(b.get("name")), b.get("arguments"), FULL if width is None else cut
+                )
                 lines.append(f"    → call {one_line(str(b.get('id')), 40)}: {call}")
         if m.get("error_message"):
-            lines.append("    error: " + one_line(str(m["error_message"]), width))
+            lines.append("    error: " + one_line(str(m["error_message"]), cut))
     elif role == "tool_result":
         flag = " ERROR" if m.get("is_error") else ""
         call_id = one_line(str(m.get("tool_call_id")), 40)
-        lines.append(f"{head} tool_result{flag} for {call_id} ({m.get('tool_name')}){run}")
-        lines.append("    " + one_line(_text_of(m.get("content")), width))
+        name = one_line(str(m.get("tool_name")), 40)
+        lines.append(f"{head} tool_result{flag} for {call_id} ({name}){run}")
+        lines += _body(message_text(content), width)
     return lines
 
 

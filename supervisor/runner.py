@@ -39,8 +39,8 @@ from cubeloop.providers.base import AssistantMessage, Message
 from supervisor import leases
 from supervisor.agents import AgentLoadError, Factory, build_agent
 from supervisor.jobs import current_thread
-from supervisor.plan import MarkerHook
-from supervisor.states import RESUMABLE, State, ThreadSummary
+from supervisor.plan import MarkerHook, may_be_live
+from supervisor.states import State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
 DEFAULT_CONTINUE_TEXT = "Continue where you left off."
@@ -102,6 +102,8 @@ class RunnerConfig:
     #: Streaming text is delivered at most this often per thread.
     coalesce_seconds: float = 0.05
     clock: Callable[[], float] = time.time
+    #: Measures tool durations; tests that snapshot the screen pass a fixed one.
+    stopwatch: Callable[[], float] = time.monotonic
     #: The agent module's marker hook, for plans (see `supervisor.plan`).
     marker_hook: MarkerHook | None = None
 
@@ -238,7 +240,9 @@ class Runner:
         """Open the checkpointer on first use: looking never writes, acting may."""
         async with self._open_lock:
             if self._checkpointer is None:
-                cp = SQLiteCheckpointer(str(self.config.database))
+                # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
+                # never be read as a URI (reads and writes open the same file).
+                cp = SQLiteCheckpointer(str(Path(self.config.database).resolve()))
                 await cp.__aenter__()
                 self._checkpointer = cp
             return self._checkpointer
@@ -259,24 +263,25 @@ class Runner:
     # -- reading one thread ---------------------------------------------
 
     async def inspect(self, thread_id: str) -> tuple[ThreadSummary, list[Message]]:
-        """Classify one thread from its stored messages, as the runner will act."""
+        """Classify one thread from its stored messages, as the runner will act.
+
+        A thread cubeloop cannot load (a tool call without an id, text that
+        is not UTF-8, …) is refused with the reason; it never takes the
+        other threads down.
+        """
         cp = await self._cp()
-        data = await cp.load(thread_id)
+        try:
+            data = await cp.load(thread_id)
+        except Exception as exc:
+            raise Refused(
+                f"{thread_id} cannot be loaded by cubeloop ({type(exc).__name__}: "
+                f"{_first_line(exc)})"
+            ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
         summary.pending_request = await cp.load_pending_request(thread_id) is not None
         summary.running = self.is_running(thread_id)
         return summary, messages
-
-    def possibly_live(self, summary: ThreadSummary, messages: list[Message]) -> bool:
-        """An open run written to recently may still be running somewhere else."""
-        if not messages or self.config.live_window <= 0:
-            return False
-        last = messages[-1]
-        stamp = getattr(last, "timestamp", None)
-        open_run = getattr(last, "run_id", None) is not None and summary.state in RESUMABLE
-        recent = stamp is not None and self.config.clock() - stamp < self.config.live_window
-        return bool(open_run and recent and summary.state is not State.ABORTED)
 
     # -- actions --------------------------------------------------------
 
@@ -296,7 +301,7 @@ class Runner:
             raise Refused(f"{thread_id} is awaiting a human answer, which is not supported yet")
         if state is State.CORRUPT:
             raise Refused(f"{thread_id} has a corrupt row ({summary.corrupt_reason})")
-        if not force and self.possibly_live(summary, messages):
+        if not force and may_be_live(summary, self.config.clock(), self.config.live_window):
             raise PossiblyLive(
                 f"{thread_id} may still be running in another process (its run is "
                 f"open and was written to less than {self.config.live_window:g}s ago); "
@@ -579,7 +584,7 @@ class Runner:
         elif kind == "message_end":
             self._emit(tid, "message_end", **_message_data(event.message))
         elif kind == "tool_execution_start":
-            run.tool_started[event.tool_call_id] = time.monotonic()
+            run.tool_started[event.tool_call_id] = self.config.stopwatch()
             self._emit(
                 tid,
                 "tool_start",
@@ -596,7 +601,7 @@ class Runner:
                 name=event.tool_name,
                 is_error=event.is_error,
                 result=_result_text(event.result),
-                seconds=None if began is None else time.monotonic() - began,
+                seconds=None if began is None else self.config.stopwatch() - began,
             )
         else:
             self._emit(tid, kind)
@@ -614,6 +619,11 @@ class Runner:
         if run.text:
             text, run.text = "".join(run.text), []
             self._emit(run.thread_id, "text", text=text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "no message"
 
 
 def _message_data(message: Any) -> dict[str, Any]:

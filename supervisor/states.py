@@ -78,8 +78,13 @@ class ThreadSummary:
     tool_calls: tuple[ToolCallInfo, ...] = ()
     #: tool_call_ids answered since the last assistant message.
     answered: set[str] = field(default_factory=set)
-    corrupt_row: int | None = None
-    corrupt_reason: str | None = None
+    #: First row SQLite itself could not read (invalid JSON, unknown role).
+    bad_row: int | None = None
+    bad_reason: str | None = None
+    #: The last assistant row, when SQLite accepts it but Python cannot parse
+    #: it (nesting, bad UTF-8). Replaced whenever a newer assistant row arrives,
+    #: so a refresh and a fresh listing agree.
+    bad_tail: tuple[int, str] | None = None
     pending_request: bool = False
     #: The newest run claimed for this thread has not been marked complete.
     run_open: bool = False
@@ -108,6 +113,20 @@ class ThreadSummary:
         self.tool_calls = tool_calls
         self.last_text = text
         self.last_error = error
+
+    @property
+    def corrupt_row(self) -> int | None:
+        """The first corrupt row the listing knows of, or None."""
+        return self._first_corrupt()[0]
+
+    @property
+    def corrupt_reason(self) -> str | None:
+        return self._first_corrupt()[1]
+
+    def _first_corrupt(self) -> tuple[int | None, str | None]:
+        if self.bad_tail is not None and (self.bad_row is None or self.bad_tail[0] < self.bad_row):
+            return self.bad_tail
+        return self.bad_row, self.bad_reason
 
     @property
     def pending_tool_calls(self) -> tuple[ToolCallInfo, ...]:
@@ -142,9 +161,9 @@ def fold_rows(threads: dict[str, ThreadSummary], rows: Iterable[Row]) -> None:
         if activity is not None and (s.last_activity is None or activity > s.last_activity):
             s.last_activity = activity
         if role is None:
-            if s.corrupt_row is None:
-                s.corrupt_row = row_id
-                s.corrupt_reason = detail or INVALID_JSON
+            if s.bad_row is None:
+                s.bad_row = row_id
+                s.bad_reason = detail or INVALID_JSON
             continue
         s.last_role = role
         if role == "assistant":

@@ -17,12 +17,14 @@ import os
 import sqlite3
 import stat
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
+
+T = TypeVar("T")
 
 #: Seconds to wait for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT = 5.0
@@ -37,13 +39,40 @@ _IN_CHUNK = 500
 _JULIAN_UNIX_EPOCH = 2440587.5
 
 
+#: Rows bigger than this are not read whole into a transcript: a 50 MB message
+#: would freeze whoever renders it. Their first `BIG_PREVIEW` characters are read.
+BIG_ROW = 1_000_000
+BIG_PREVIEW = 4_000
+
+
 class StoreError(Exception):
     """A database we cannot read; the message is one line for the user."""
 
 
+class Undecodable(str):
+    """Text from a column that was not valid UTF-8, decoded with replacement characters."""
+
+
+def tolerant_text(data: bytes) -> str:
+    """A `text_factory` that never raises: bad UTF-8 becomes an `Undecodable`."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return Undecodable(data.decode("utf-8", "replace"))
+
+
+def _is_decode_error(exc: sqlite3.Error) -> bool:
+    return "decode" in str(exc).lower() and "utf-8" in str(exc).lower()
+
+
 @dataclass
 class TranscriptEntry:
-    """One stored message row. `message` is None when the row is corrupt."""
+    """One stored message row. `message` is None when the row is corrupt or too big.
+
+    A row bigger than `BIG_ROW` is not parsed: `size` holds its length and
+    `raw` its first `BIG_PREVIEW` characters (`agent-supervisor show --full`
+    prints it whole).
+    """
 
     row_id: int
     created_at: float | None
@@ -51,6 +80,11 @@ class TranscriptEntry:
     message: dict[str, Any] | None
     error: str | None = None
     raw: str = ""
+    size: int | None = None
+
+    @property
+    def big(self) -> bool:
+        return self.size is not None
 
 
 @dataclass
@@ -85,7 +119,7 @@ class Store(Protocol):
 
     def get(self, thread_id: str) -> ThreadSummary | None: ...
 
-    def transcript(self, thread_id: str) -> Transcript: ...
+    def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
 
     def close(self) -> None: ...
 
@@ -164,6 +198,8 @@ def summary_from_dicts(thread_id: str, messages: list[dict[str, Any]]) -> Thread
             last_assistant = m
     summary = ThreadSummary(thread_id)
     fold_rows({thread_id: summary}, rows)
+    run_id = messages[-1].get("run_id") if messages else None
+    summary.last_run_id = run_id if isinstance(run_id, str) else None
     if last_assistant is not None:
         summary.set_last_assistant(*summarise_assistant(last_assistant))
     return summary
@@ -229,19 +265,80 @@ class SQLiteStore:
         self.path = check_database_path(path)
         self.location = str(self.path)
         self.busy_timeout = busy_timeout
+        #: One-line messages for the user about what opening had to do
+        #: (a hot journal rolled back); the CLI prints them, the app notifies.
+        self.notices: list[str] = []
+        self._wal_existed = {s: Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm")}
+        self._tolerant = False
         self._conn = connect_readonly(self.path, busy_timeout)
         self._threads: dict[str, ThreadSummary] = {}
         self._cursor = 0
         self._extra_cursor = 0
         self._parsed_assistant: dict[str, int] = {}
         try:
-            self._columns = self._read_schema()
+            self._columns = self._recovering(self._read_schema)
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(describe_sqlite_error(self.path, exc, busy_timeout)) from None
         except StoreError:
             self.close()
             raise
+
+    # -- faults a crashed writer leaves -----------------------------------
+
+    def _recovering(self, read: Callable[[], T]) -> T:
+        """Run a read; if a dead writer's hot journal blocks it, roll that back and retry.
+
+        A writer killed inside a commit leaves `DB-journal`; only a
+        read-write open rolls it back, as every SQLite writer does at its
+        next open. Nothing committed is lost: the journal holds the pages of
+        the unfinished transaction only.
+        """
+        try:
+            return read()
+        except sqlite3.OperationalError as exc:
+            if "readonly" not in str(exc) or not Path(f"{self.path}-journal").exists():
+                raise
+        self._roll_back_hot_journal()
+        self._reconnect()
+        return read()
+
+    def _roll_back_hot_journal(self) -> None:
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=rw"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.path}: a writer died mid-commit and its journal must be rolled back, "
+                f"which needs write access ({exc})"
+            ) from None
+        self.notices.append(
+            f"{self.path}: rolled back a transaction that a writer left unfinished when it "
+            "died mid-commit (hot journal); nothing committed was lost"
+        )
+
+    def _reconnect(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        self._conn = connect_readonly(self.path, self.busy_timeout)
+        if self._tolerant:
+            self._conn.text_factory = tolerant_text
+
+    def _become_tolerant(self) -> None:
+        """Some text is not valid UTF-8: read everything again, never raising on it."""
+        self._tolerant = True
+        self._conn.text_factory = tolerant_text
+        self._threads.clear()
+        self._parsed_assistant.clear()
+        self._cursor = self._extra_cursor = 0
+
+    def take_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
 
     # -- schema ---------------------------------------------------------
 
@@ -266,17 +363,23 @@ class SQLiteStore:
 
     def refresh(self) -> set[str]:
         try:
-            self._conn.execute("BEGIN")
-            try:
-                touched = self._read_new_messages()
-                touched |= self._read_new_extra()
-                self._fill_tails(touched)
-                self._read_pending_requests()
-                self._read_open_runs()
-            finally:
-                self._conn.execute("COMMIT")
+            return self._recovering(self._refresh)
         except sqlite3.Error as exc:
-            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+            if self._tolerant or not _is_decode_error(exc):
+                raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+        self._become_tolerant()
+        return self.refresh()
+
+    def _refresh(self) -> set[str]:
+        self._conn.execute("BEGIN")
+        try:
+            touched = self._read_new_messages()
+            touched |= self._read_new_extra()
+            self._fill_tails(touched)
+            self._read_pending_requests()
+            self._read_open_runs()
+        finally:
+            self._conn.execute("COMMIT")
         return touched
 
     def threads(self) -> list[ThreadSummary]:
@@ -290,31 +393,63 @@ class SQLiteStore:
         """The highest message id read so far."""
         return self._cursor
 
-    def transcript(self, thread_id: str) -> Transcript:
+    def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
+        """One thread's rows; rows over `BIG_ROW` characters come as a preview unless `full`."""
+        try:
+            return self._recovering(lambda: self._transcript(thread_id, full))
+        except sqlite3.Error as exc:
+            if self._tolerant or not _is_decode_error(exc):
+                raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+        self._tolerant = True
+        self._conn.text_factory = tolerant_text
+        return self.transcript(thread_id, full=full)
+
+    def _transcript(self, thread_id: str, full: bool) -> Transcript:
         cols = self._columns["messages"]
         created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
         run = "run_id" if "run_id" in cols else "NULL"
+        limit = 2**62 if full else BIG_ROW
         out = Transcript(thread_id)
-        try:
-            rows = self._conn.execute(
-                f"SELECT id, message_json, {created}, {run} FROM messages "
-                "WHERE thread_id = ? ORDER BY id",
-                (thread_id,),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
-        for row_id, text, created_at, run_id in rows:
-            entry = TranscriptEntry(row_id, created_at, run_id, None)
-            message, error = parse_message(text)
-            entry.message, entry.error = message, error
-            if error is not None:
-                entry.raw = text if isinstance(text, str) else repr(text)
+        rows = self._conn.execute(
+            f"SELECT id, length(message_json), "
+            f"CASE WHEN length(message_json) > {limit} "
+            f"THEN substr(message_json, 1, {BIG_PREVIEW}) ELSE message_json END, "
+            f"{created}, {run} FROM messages WHERE thread_id = ? ORDER BY id",
+            (thread_id,),
+        ).fetchall()
+        for row_id, size, text, created_at, run_id in rows:
+            entry = TranscriptEntry(row_id, _number(created_at), _text_or_none(run_id), None)
+            if isinstance(size, int) and size > limit:
+                entry.size, entry.raw = size, str(text)
+            else:
+                entry.message, entry.error = parse_message(text)
+                if entry.error is not None:
+                    entry.raw = text if isinstance(text, str) else repr(text)
             out.entries.append(entry)
         return out
 
     def close(self) -> None:
+        """Close, leaving nothing behind: `-wal`/`-shm` that opening created are removed."""
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
+        created = [s for s, existed in self._wal_existed.items() if not existed]
+        if created and any(Path(f"{self.path}{s}").exists() for s in created):
+            self._remove_wal_files()
+
+    def _remove_wal_files(self) -> None:
+        """Reading a WAL database read-only creates `-wal`/`-shm` and cannot remove them.
+
+        The last connection to close a WAL database removes them; a brief
+        read-write open does exactly that when we are the last. If a writer
+        is still connected, the files are its and stay.
+        """
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=rw"
+        with contextlib.suppress(sqlite3.Error, OSError):
+            conn = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                conn.close()
 
     # -- the listing pass -------------------------------------------------
 
@@ -367,6 +502,8 @@ class SQLiteStore:
             role = row[3]
             if role == "?" or (role == "tool_result" and _odd_id(row[4])):
                 row = self._resolve_row(row)
+            if type(row[1]) is not str:
+                row = _odd_thread_id(row)
             yield row
 
     def _resolve_row(self, row: Row) -> Row:
@@ -420,9 +557,13 @@ class SQLiteStore:
                 assistants[row] = s
         for row_id, text in self._rows_by_id("message_json", list(assistants)):
             s = assistants[row_id]
-            message, _ = parse_message(text)
+            message, error = parse_message(text)
             if message is not None:
                 s.set_last_assistant(*summarise_assistant(message))
+                s.bad_tail = None
+            else:  # valid to SQLite, not to Python (nesting, UTF-8)
+                s.set_last_assistant(None, (), "", None)
+                s.bad_tail = (row_id, error)
             self._parsed_assistant[s.thread_id] = row_id
         if "run_id" in self._columns["messages"]:
             for row_id, run_id in self._rows_by_id("run_id", list(last_rows)):
@@ -463,18 +604,48 @@ class SQLiteStore:
 
 def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     """A stored message as a dict, or (None, why it is corrupt)."""
+    if isinstance(text, bytes):
+        text = tolerant_text(text)
     if not isinstance(text, str):
         return None, "message_json is not text"
+    if isinstance(text, Undecodable):
+        return None, "message_json is not valid UTF-8"
     try:
         message = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         return None, f"message_json is not valid JSON ({exc.msg} at char {exc.pos})"
+    except RecursionError:
+        return None, "message_json is nested too deeply to parse"
+    except ValueError as exc:
+        return None, f"message_json is not valid JSON ({exc})"
     if not isinstance(message, dict):
         return None, "message_json is not an object"
     role = message.get("role")
     if role not in ROLES:
         return None, f"unknown role {role!r}"
     return message, None
+
+
+def _odd_thread_id(row: Row) -> Row:
+    """A row whose thread_id is not plain text is its own thread's corrupt row."""
+    row_id, thread_id, activity, role, detail = row
+    if isinstance(thread_id, Undecodable):
+        return (row_id, thread_id, activity, None, "thread_id is not valid UTF-8")
+    if isinstance(thread_id, str):
+        return (row_id, str(thread_id), activity, role, detail)
+    if isinstance(thread_id, bytes):
+        return (row_id, repr(thread_id), activity, None, "thread_id is a blob, not text")
+    if thread_id is None:
+        return (row_id, "<NULL>", activity, None, "thread_id is NULL")
+    return (row_id, str(thread_id), activity, role, detail)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _odd_id(call_id: str | None) -> bool:

@@ -31,7 +31,13 @@ def one_line(text: str, limit: int = 80) -> str:
 
 
 def compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    """JSON for people; values that JSON cannot carry still give a line, never an error."""
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except RecursionError:
+        return "<nested too deeply to show>"
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def relative_time(then: float | None, now: float | None = None) -> str:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import os
+import shlex
+import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -23,7 +27,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
@@ -34,6 +38,7 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedCon
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import leases_dir, live_leases
 from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread
+from supervisor.report import entry_lines
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     NEEDS_ATTENTION,
@@ -45,8 +50,10 @@ from supervisor.store import SQLiteStore, StoreError, Transcript
 from supervisor.text import one_line, relative_time
 from supervisor.ui.messages import (
     AgentEvent,
+    DetailFailed,
     MarkersLoaded,
     RefreshFailed,
+    StoreNotices,
     ThreadsRefreshed,
     TranscriptLoaded,
 )
@@ -84,14 +91,14 @@ DETAIL_DELAY = 0.08
 
 
 def _while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
-    """Workers may post after shutdown removed the widgets: drop those messages."""
+    """Workers and timers may fire after shutdown removed the widgets: drop those calls."""
 
     @functools.wraps(handler)
     def guarded(self: SupervisorApp, *args: object) -> None:
         try:
             handler(self, *args)
         except NoMatches:
-            if not (self._closing or self._closed or self._store_closed):
+            if not (self._quitting or self._closing or self._closed or self._store_closed):
                 raise
 
     return guarded
@@ -117,6 +124,7 @@ class SupervisorApp(App[None]):
         Binding("1", "tab('events')", "Events", show=False),
         Binding("2", "tab('transcript')", "Transcript", show=False),
         Binding("3", "tab('markers')", "Markers", show=False),
+        Binding("o", "open_pager", "Pager", show=False),
         Binding("enter", "toggle_focus", "Detail", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_app", "Quit"),
@@ -154,6 +162,7 @@ class SupervisorApp(App[None]):
         self.selected: str | None = None
         self._store_lock = threading.Lock()
         self._store_closed = False
+        self._quitting = False
         self._stop_watching = asyncio.Event()
         self._detail_timer: Timer | None = None
         self._filter_timer: Timer | None = None
@@ -231,6 +240,7 @@ class SupervisorApp(App[None]):
                 if self._store_closed:
                     return
                 touched = self.store.refresh()
+                notices = self.store.take_notices()
                 live = set(live_leases(leases_dir(self.database)))
                 changed = set(touched)
                 for s in self.store.threads():
@@ -244,7 +254,14 @@ class SupervisorApp(App[None]):
         except StoreError as exc:
             self.post_message(RefreshFailed(str(exc)))
             return
+        if notices:
+            self.post_message(StoreNotices(notices))
         self.post_message(ThreadsRefreshed(copies, full))
+
+    @on(StoreNotices)
+    def _store_notices(self, message: StoreNotices) -> None:
+        for notice in message.notices:
+            self.notify(one_line(notice, 300), title="database", markup=False, timeout=10)
 
     @on(RefreshFailed)
     @_while_mounted
@@ -353,6 +370,7 @@ class SupervisorApp(App[None]):
             line.append("  ·  " + ", ".join(what), style="italic")
         self.query_one("#summary", Static).update(line)
 
+    @_while_mounted
     def _tick_ages(self) -> None:
         """Keep "3m ago" honest; cheap enough every 15 s even for thousands of rows."""
         table = self.query_one(ThreadTable)
@@ -362,6 +380,7 @@ class SupervisorApp(App[None]):
                 ago = relative_time(self.summaries[thread_id].last_activity, now)
                 table.update_cell(thread_id, "ACTIVITY", ago)
 
+    @_while_mounted
     def _tick_running(self) -> None:
         for thread_id in self.running_since:
             self._update_row(thread_id)
@@ -389,10 +408,12 @@ class SupervisorApp(App[None]):
         if self._reload_timer is None:
             self._reload_timer = self.set_timer(RELOAD_DELAY, self._reload_detail)
 
+    @_while_mounted
     def _reload_detail(self) -> None:
         self._reload_timer = None
         self._load_detail(self.selected)
 
+    @_while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
         self._replay_events()
@@ -434,11 +455,27 @@ class SupervisorApp(App[None]):
                     return
                 transcript = self.store.transcript(thread_id)
         except StoreError as exc:
-            self.post_message(RefreshFailed(str(exc)))
+            self.post_message(DetailFailed(thread_id, str(exc)))
+            return
+        except Exception as exc:  # rows we did not write must never take the app down
+            self.post_message(DetailFailed(thread_id, f"{type(exc).__name__}: {exc}"))
             return
         markers = read_markers(self.jobs_dir)
         self.post_message(TranscriptLoaded(transcript))
         self.post_message(MarkersLoaded(thread_id, markers))
+
+    @on(DetailFailed)
+    @_while_mounted
+    def _detail_failed(self, message: DetailFailed) -> None:
+        if message.thread_id != self.selected:
+            return
+        self._transcript = None
+        log = self.query_one("#transcript-log", RichLog)
+        log.clear()
+        text = Text(f"Could not load {one_line(message.thread_id, 40)}: ", style="bold")
+        log.write(text.append(one_line(message.error, 300), style=""))
+        self.markers = []
+        self._show_markers()
 
     @on(TranscriptLoaded)
     @_while_mounted
@@ -654,6 +691,14 @@ class SupervisorApp(App[None]):
                 f"resume refused: {one_line(str(exc), 200)}", severity="warning", markup=False
             )
             return
+        except Exception as exc:  # the runner must never fail silently in a worker
+            self.notify(
+                f"resume of {one_line(thread_id, 40)} failed: {type(exc).__name__}: "
+                f"{one_line(str(exc), 200)}",
+                severity="error",
+                markup=False,
+            )
+            return
         self.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
         await self.runner.wait(thread_id)
 
@@ -745,6 +790,7 @@ class SupervisorApp(App[None]):
         value = event.value.strip()
         self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._apply_filter(value))
 
+    @_while_mounted
     def _apply_filter(self, value: str) -> None:
         self._filter_timer = None
         if value != self.filter_text:
@@ -789,8 +835,50 @@ class SupervisorApp(App[None]):
         else:
             table.focus()
 
+    @work(group="pager", exclusive=True, exit_on_error=False)
+    async def action_open_pager(self) -> None:
+        """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
+        thread_id = self.selected
+        if thread_id is None:
+            return
+        try:
+            path = await asyncio.to_thread(self._write_full_transcript, thread_id)
+        except StoreError as exc:
+            self.notify(one_line(str(exc), 200), severity="error", markup=False)
+            return
+        pager = shlex.split(os.environ.get("PAGER") or "less -R") + [str(path)]
+        try:
+            with self.suspend():
+                subprocess.run(pager, check=False)
+        except SuspendNotSupported:
+            self.notify(
+                f"this terminal cannot suspend the app; the transcript is in {path}",
+                markup=False,
+            )
+            return
+        except OSError as exc:
+            self.notify(f"cannot run {pager[0]}: {exc}", severity="error", markup=False)
+        path.unlink(missing_ok=True)
+
+    def _write_full_transcript(self, thread_id: str) -> Path:
+        with self._store_lock:
+            if self._store_closed:
+                raise StoreError("the database is closed")
+            transcript = self.store.transcript(thread_id, full=True)
+        fd, name = tempfile.mkstemp(prefix="agent-supervisor-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(f"thread {one_line(thread_id, 200)}\n")
+            for entry in transcript.entries:
+                f.write("\n".join(entry_lines(entry, None)) + "\n")
+        return Path(name)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """Every way out (q, the palette, a worker): timers firing now must not crash."""
+        self._quitting = True
+        super().exit(*args, **kwargs)
 
     def action_quit_app(self) -> None:
         running = list(self.running_since)
@@ -890,6 +978,11 @@ class SupervisorApp(App[None]):
             "Show job markers",
             "Detail tab: idempotency records",
             lambda: self.action_tab("markers"),
+        )
+        yield SystemCommand(
+            "Open transcript in pager",
+            "Every message of the selected thread, whole, in $PAGER",
+            self.action_open_pager,
         )
         yield SystemCommand("Help", "Every key", self.action_help)
 

@@ -33,6 +33,21 @@ class AgentEvent(Message):
 
 
 @dataclass
+class DetailFailed(Message):
+    """The detail of this thread could not be loaded; `error` is one line."""
+
+    thread_id: str
+    error: str
+
+
+@dataclass
+class StoreNotices(Message):
+    """What opening or refreshing the database had to do (a hot journal rolled back)."""
+
+    notices: list[str]
+
+
+@dataclass
 class TranscriptLoaded(Message):
     transcript: Transcript
 

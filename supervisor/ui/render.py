@@ -13,7 +13,7 @@ from rich.text import Text
 
 from supervisor.jobs import Marker
 from supervisor.plan import MatchedBy, PlannedCall, ThreadPlan, Verdict
-from supervisor.report import FULL, call_text, thread_hint
+from supervisor.report import FULL, call_text, message_text, size_text, thread_hint
 from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
@@ -113,18 +113,30 @@ def counts_line(path: str, counts: dict[State, int], shown: int, total: int) -> 
 # -- transcript ---------------------------------------------------------------
 
 
-def _blocks_text(blocks: Any) -> str:
-    if not isinstance(blocks, list):
-        return ""
-    return "".join(
-        str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text"
-    )
+#: Characters of one message drawn in the transcript; the rest is counted, not drawn
+#: (a 50 MB message would freeze the app). The pager shows everything.
+TEXT_CHARS = 8_000
+
+
+def bounded(text: str, limit: int = TEXT_CHARS) -> Text:
+    """At most `limit` characters of untrusted text, and how much more there is."""
+    if len(text) <= limit:
+        return safe(text.strip())
+    out = safe(text[:limit])
+    more = size_text(len(text.encode("utf-8", "replace")) - limit)
+    return out.append(f" … {more} more (o: open the transcript in a pager)", style="italic dim")
 
 
 def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
-    """One stored message, readable: role, run, text, tool calls, results."""
+    """One stored message, readable: role, run, text, tool calls, results. Never raises."""
     out = Text()
     m = e.message
+    if e.big:
+        out.append(f"#{e.row_id} ", style="dim")
+        out.append(f"message of {size_text(e.size or 0)}", style="bold")
+        out.append("\n").append(safe(e.raw[:TEXT_CHARS]))
+        more = size_text((e.size or 0) - min(len(e.raw), TEXT_CHARS))
+        return out.append(f" … {more} more (o: open the transcript in a pager)", "italic dim")
     if m is None:
         out.append(f"#{e.row_id} CORRUPT ROW ", style=f"bold {palette.get('error', '')}")
         out.append(clean(e.error or ""))
@@ -140,16 +152,16 @@ def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
     out.append(f"#{e.row_id} ", style="dim")
     out.append(role, style=f"bold {palette.get(colour, '')}")
     if role == "assistant":
-        out.append(f" [{clean(str(m.get('stop_reason')))}]", style="dim")
+        out.append(f" [{one_line(str(m.get('stop_reason')), 20)}]", style="dim")
     if role == "tool_result":
         flag = " ERROR" if m.get("is_error") else ""
         out.append(f"{flag} for {one_line(str(m.get('tool_call_id')), 40)}", style="dim")
     out.append(run, style="dim")
-    body = _blocks_text(m.get("content"))
-    if body:
-        out.append("\n")
-        out.append(clean(body).strip())
-    for b in m.get("content") or []:
+    content = m.get("content")
+    body = message_text(content)
+    if body.strip():
+        out.append("\n").append(bounded(body))
+    for b in content if isinstance(content, list) else ():
         if isinstance(b, dict) and b.get("type") == "tool_call":
             out.append("\n  → ", style="dim")
             out.append(call_text(str(b.get("name")), b.get("arguments"), 100))

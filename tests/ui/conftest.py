@@ -89,6 +89,7 @@ def build_app(db: str = "demo.db", **config: object) -> SupervisorApp:
         factory=load_factory("supervisor.demo:demo_agent"),
         jobs_dir=Path(db + ".jobs"),
         live_window=0,
+        stopwatch=lambda: 0.0,  # no measured durations on screen
     )
     settings.update(config)
     return make_app(

@@ -69,7 +69,9 @@ async def test_marker_written_elsewhere_updates_the_markers_tab(workdir) -> None
             await pilot.pause(0.05)
             if "already done" in str(app.query_one("#pending-calls").render()):
                 break
-        assert "already done — done marker: its result is reused" in str(app.query_one("#pending-calls").render())
+        assert "already done — done marker: its result is reused" in str(
+            app.query_one("#pending-calls").render()
+        )
 
 
 async def test_bundled_themes_are_registered_and_selectable(workdir) -> None:

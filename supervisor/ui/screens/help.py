@@ -20,6 +20,7 @@ KEYS: list[tuple[str, str]] = [
     ("j / k, ↓ / ↑", "move in the list"),
     ("enter / tab", "move focus between list and detail"),
     ("1 / 2 / 3", "detail tab: events, transcript, job markers"),
+    ("o", "open the selected thread's whole transcript in $PAGER"),
     ("ctrl+p", "command palette: every action, and theme switching"),
     ("?", "this help"),
     ("q", "quit (running agents are aborted gracefully first)"),

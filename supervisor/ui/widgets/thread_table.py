@@ -44,5 +44,10 @@ class ThreadTable(DataTable):
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
+        """Update one row in place; widths stay as the last rebuild measured them.
+
+        `update_width=True` would re-measure the whole column for every
+        cell: seconds of frozen UI per refresh on thousands of rows.
+        """
         for column, value in zip(COLUMNS, cells, strict=True):
-            self.update_cell(key, column or "mark", value, update_width=True)
+            self.update_cell(key, column or "mark", value)
