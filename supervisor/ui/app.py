@@ -284,11 +284,13 @@ class SupervisorApp(App[None]):
             table.loading = False
             if self.focused is None or isinstance(self.focused, Input):
                 table.focus()
-        if new or message.full or len(message.summaries) > REBUILD_ABOVE:
+        if message.full or len(message.summaries) > REBUILD_ABOVE:
             self._rebuild_rows()
         else:
             for thread_id in message.summaries:
-                self._update_row(thread_id)
+                if thread_id not in new:
+                    self._update_row(thread_id)
+            self._append_rows(new)
             self._update_summary_line()
         if self.selected in message.summaries:
             self._show_detail_title()
@@ -347,6 +349,17 @@ class SupervisorApp(App[None]):
         self.query_one(ThreadTable).set_rows(rows)
         self._update_summary_line()
         self._select(self.query_one(ThreadTable).current_thread)
+
+    def _append_rows(self, new: list[str]) -> None:
+        """Threads that just appeared go last, as a rebuild would put them."""
+        shown = [t for t in new if self._visible(t)]
+        if shown:
+            self.shown.extend(shown)
+            palette, now = self.palette, self.clock()
+            table = self.query_one(ThreadTable)
+            table.append_rows([(t, self._cells(t, palette, now)) for t in shown])
+            if self.selected is None:
+                self._select(table.current_thread)
 
     def _update_row(self, thread_id: str) -> None:
         if thread_id not in self.summaries:

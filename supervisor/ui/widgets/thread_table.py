@@ -43,6 +43,11 @@ class ThreadTable(DataTable):
         if keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
 
+    def append_rows(self, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
+        """Add threads that appeared since the last rebuild at the end, as they sort."""
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
         """Update one row in place; widths stay as the last rebuild measured them.
 
