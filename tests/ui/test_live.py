@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore
 from supervisor.ui.app import make_app
 from tests.conftest import ROOT, cli
-from tests.ui.conftest import FIXED_NOW, settle, table_rows
+from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows
 
 WRITER = """
 import asyncio, sys
@@ -108,3 +109,38 @@ def test_help_lists_commands_and_app_options() -> None:
     assert out.returncode == 0
     for word in ("--theme", "--agent", "--jobs-dir", "list", "resume", "demo"):
         assert word in out.stdout
+
+
+async def test_new_threads_go_last_and_respect_the_filter(workdir) -> None:
+    """New threads are appended, not a rebuild: the cursor stays, a filter still holds."""
+    app = build_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"job", "enter")
+        await pilot.pause(0.5)
+        table = app.query_one("#threads")
+        await pilot.press("j")
+        await pilot.pause(0.2)
+        before = list(table_rows(app))
+        cursor = table.current_thread
+        conn = sqlite3.connect("demo.db")
+        with conn:
+            conn.executemany(
+                "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
+                [
+                    (t, '{"role": "user", "content": [{"type": "text", "text": "hi"}]}')
+                    for t in ("other-new", "job-new")
+                ],
+            )
+        conn.close()
+        app.request_refresh()
+        for _ in range(100):
+            if "job-new" in table_rows(app):
+                break
+            await pilot.pause(0.05)
+        assert list(table_rows(app)) == [*before, "job-new"]
+        assert app.shown[-1] == "job-new" and "other-new" not in app.shown
+        assert table.current_thread == cursor
+        await pilot.press("escape")
+        await pilot.pause(0.5)
+        assert list(table_rows(app))[-2:] == ["other-new", "job-new"]
