@@ -30,7 +30,7 @@ from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import leases_dir, live_leases
-from supervisor.plan import REFUSALS, MarkerIndex, may_be_live, plan_thread
+from supervisor.plan import MarkerIndex, may_be_live, plan_thread, refusal
 from supervisor.report import (
     entry_lines,
     plan_lines,
@@ -455,8 +455,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the runner would refuse this thread, known from the read-only listing."""
-    if summary.state not in RESUMABLE:
-        return REFUSALS.get(summary.state, str(summary.state))
+    reason = refusal(summary)
+    if reason is not None:
+        return reason
     if not args.force and may_be_live(summary, now, LIVE_WINDOW):
         return (
             f"may still be running in another process (its run is open and was written "

@@ -297,6 +297,16 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
     return out
 
 
+def refusal(summary: ThreadSummary) -> str | None:
+    """Why a thread in this state cannot be resumed, in the words every surface uses."""
+    state = summary.state
+    if state in ACTIONS:
+        return None
+    if state is State.CORRUPT and summary.corrupt_reason:
+        return f"has a corrupt row ({summary.corrupt_reason})"
+    return REFUSALS.get(state, str(state))
+
+
 def plan_thread(
     summary: ThreadSummary,
     index: MarkerIndex,
@@ -306,10 +316,8 @@ def plan_thread(
 ) -> ThreadPlan:
     """The whole plan for one thread, from its summary, markers and transcript."""
     state = summary.state
-    if state not in ACTIONS:
-        reason = REFUSALS.get(state, str(state))
-        if state is State.CORRUPT and summary.corrupt_reason:
-            reason = f"has a corrupt row ({summary.corrupt_reason})"
+    reason = refusal(summary)
+    if reason is not None:
         return ThreadPlan(summary.thread_id, state, "nothing", refused=reason)
     action = ACTIONS[state]
     pending = summary.pending_tool_calls
