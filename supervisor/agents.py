@@ -2,7 +2,9 @@
 
 Like `uvicorn app:app`: the module is imported with the current directory on
 the path, and `ATTR` is a callable `factory(checkpointer, thread_id)` that
-returns a `cubeloop.Agent` (or an awaitable of one). Every way this can go
+returns a `cubeloop.Agent` (or an awaitable of one). A factory whose agent
+asks humans (a `CheckpointedChannel`) also takes a keyword `run_id` and binds
+the channel to it. Every way this can go
 wrong becomes an `AgentLoadError` whose message is one line naming what
 failed, for the CLI to print at start-up, before any thread runs.
 
@@ -130,12 +132,37 @@ def _resolve(reference: str) -> tuple[Any, Any]:
     return factory, module
 
 
-async def build_agent(
-    factory: Factory, checkpointer: Any, thread_id: str, reference: str = "agent"
-) -> Agent:
-    """Call the factory and check what it gave back."""
+def takes_run_id(factory: Any) -> bool:
+    """Whether the factory takes `run_id` (needed by human-in-the-loop agents)."""
     try:
-        agent = factory(checkpointer, thread_id)
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.name == "run_id" and p.kind is not p.POSITIONAL_ONLY or p.kind is p.VAR_KEYWORD
+        for p in params
+    )
+
+
+async def build_agent(
+    factory: Factory,
+    checkpointer: Any,
+    thread_id: str,
+    reference: str = "agent",
+    *,
+    run_id: str | None = None,
+) -> Agent:
+    """Call the factory and check what it gave back.
+
+    A factory that takes `run_id` gets the run the agent is built for: a
+    `CheckpointedChannel` must be bound to the same run id as the prompt,
+    resume or respond that drives it.
+    """
+    try:
+        if run_id is not None and takes_run_id(factory):
+            agent = factory(checkpointer, thread_id, run_id=run_id)
+        else:
+            agent = factory(checkpointer, thread_id)
         if inspect.isawaitable(agent):
             agent = await agent
     except Exception as exc:

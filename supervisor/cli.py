@@ -28,6 +28,7 @@ from supervisor.agents import (
 )
 from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
+from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import leases_dir, live_leases
 from supervisor.plan import MarkerIndex, may_be_live, plan_thread, refusal
@@ -48,7 +49,7 @@ from supervisor.store import (
     connect_readonly,
     open_store,
 )
-from supervisor.text import one_line, relative_time
+from supervisor.text import clean, one_line, relative_time
 
 EXIT_OK = 0
 EXIT_UNFINISHED = 1
@@ -154,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "resume",
         help="resume crashed threads and print their events",
-        description="Resume threads by state; exit 0 only if every one ends finished.",
+        description=(
+            "Resume threads by state; exit 0 only if every one ends finished "
+            "(or waiting on a new human-in-the-loop request)."
+        ),
     )
     _add_db(p)
     p.add_argument("threads", metavar="THREAD", nargs="*", help="thread ids")
@@ -181,6 +185,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", metavar="TEXT", help="the user message")
     _add_run_options(p)
     p.set_defaults(run=cmd_prompt)
+
+    p = sub.add_parser(
+        "answer",
+        help="answer a thread's pending human-in-the-loop request and run it on",
+        description=(
+            "Answer the request a thread waits on, through cubeloop's Agent.respond, and run "
+            "the thread on. Without an answer, print the request. An approval takes --approve "
+            "or --deny [REASON]; a confirmation --approve (yes) or --deny (no); an ask one "
+            "--option N (N,M for a multi-select) or --text TEXT per question, in order. Exit 0 "
+            "if the thread ends finished or waits on a new request."
+        ),
+    )
+    _add_db(p)
+    p.add_argument("thread", metavar="THREAD", help="thread id")
+    p.add_argument("--approve", action="store_true", help="approve (or: yes)")
+    p.add_argument(
+        "--deny", nargs="?", const="", metavar="REASON", help="deny (or: no), with a reason"
+    )
+    p.add_argument(
+        "--text",
+        dest="replies",
+        action="append",
+        type=lambda v: ("text", v),
+        metavar="TEXT",
+        help="typed answer to the next question",
+    )
+    p.add_argument(
+        "--option",
+        dest="replies",
+        action="append",
+        type=lambda v: ("option", v),
+        metavar="N",
+        help="option number (from 1) for the next question",
+    )
+    p.add_argument("--json", action="store_true", help="print the request as JSON (no answer)")
+    _add_run_options(p)
+    p.set_defaults(run=cmd_answer)
 
     p = sub.add_parser(
         "demo",
@@ -334,6 +375,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         for entry in transcript.entries:
             for line in entry_lines(entry, None if args.full else 100):
                 print(line)
+        if summary.request is not None:
+            stored = " (answered; resume goes on with it)" if summary.answer_stored else ""
+            print(f"pending request {one_line(summary.request.question_id, 60)}{stored}")
+            for line in summary.request.lines():
+                print("    " + clean(line))
     if summary.corrupt_row is not None:
         print(
             f"warning: row {summary.corrupt_row} is corrupt: {summary.corrupt_reason}",
@@ -453,6 +499,51 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK if ok and not refused else EXIT_UNFINISHED
 
 
+def cmd_answer(args: argparse.Namespace) -> int:
+    prog = "agent-supervisor answer"
+    answering = args.approve or args.deny is not None or bool(args.replies)
+    if args.json and answering:
+        raise UsageError("--json prints the request; give it without an answer", prog)
+    if args.approve and args.deny is not None:
+        raise UsageError("--approve and --deny exclude each other", prog)
+    store = _open(args)
+    try:
+        summary = store.get(args.thread)
+    finally:
+        store.close()
+    if summary is None:
+        raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
+    request = summary.request
+    if summary.state is State.ANSWERED:
+        raise UsageError(
+            f"{one_line(args.thread, 60)} was answered already and stopped before going on; "
+            "'agent-supervisor resume' continues it with the stored answer",
+            prog,
+        )
+    if summary.state is not State.AWAITING_INPUT or request is None:
+        raise UsageError(f"{one_line(args.thread, 60)} is {summary.state}: nothing to answer", prog)
+    if not answering:
+        if args.json:
+            json.dump(request.to_json(), sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            print("\n".join(clean(line) for line in request.lines()))
+        return EXIT_OK
+    try:
+        answer = answer_for(
+            request,
+            approve=True if args.approve else False if args.deny is not None else None,
+            reason=args.deny or None,
+            replies=list(args.replies or []),
+        )
+    except AnswerError as exc:
+        raise UsageError(str(exc), prog) from None
+    config = _runner_config(args)
+    start = [lambda runner: runner.answer(args.thread, answer)]
+    ok = asyncio.run(run_threads(config, start, probe=args.thread))
+    return EXIT_OK if ok else EXIT_UNFINISHED
+
+
 def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the runner would refuse this thread, known from the read-only listing."""
     reason = refusal(summary)
@@ -547,7 +638,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "demo")
+SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "demo")
 
 
 def build_app_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,10 @@
 """The built-in demo agent: the recipe's batch job, scripted so it runs offline.
 
 A prompt such as "Process items A..F" makes the model call `process_item`
-for two items per turn until all are done. Each call takes a second or two,
+for two items per turn until all are done. Two prompts ask a human, through
+cubeloop's checkpointed HITL channel: "Refund order 9001 (EUR 420)" calls
+`refund`, which needs an approval; "Pick a size for order 9002" asks a
+question with options (`ask_user`). Each call takes a second or two,
 guards its side effect with a job marker, and records the side effect in a
 ledger (standing in for a payment or mail service). `demo_agent` is the
 default `--agent`; `anthropic_agent` runs the same tools on a real model.
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cubeloop import Agent, AgentTool, AgentToolResult, TextContent
+from cubeloop.hitl import CheckpointedChannel, ConfirmToolCallMiddleware, ask_user_tool
 from cubeloop.providers.base import AssistantMessage, Message, ToolCall
 from cubeloop.providers.faux import FauxProvider, faux_assistant_message
 from pydantic import BaseModel, Field
@@ -29,6 +33,9 @@ from pydantic import BaseModel, Field
 from supervisor.jobs import JobMarkers, current_thread, job_key
 
 TOOL_NAME = "process_item"
+REFUND_TOOL = "refund"
+REFUND = re.compile(r"refund order (\S+) \(EUR (\d+)\)", re.IGNORECASE)
+PICK_SIZE = re.compile(r"pick a size for order (\S+)", re.IGNORECASE)
 ITEMS_PER_TURN = 2
 SYSTEM_PROMPT = (
     "You run batch jobs. Call process_item once for every item the user "
@@ -146,6 +153,39 @@ def make_process_tool(
     )
 
 
+class RefundParams(BaseModel):
+    order: str = Field(description="the order to refund")
+    amount_eur: int = Field(description="the amount, in euros")
+
+
+def make_refund_tool(markers: JobMarkers, ledger: Ledger) -> AgentTool:
+    """`refund`: a side effect a human must approve first (the middleware asks)."""
+
+    async def execute(
+        tool_call_id: str,
+        params: RefundParams,
+        *,
+        signal: asyncio.Event | None = None,
+        on_update: Any = None,
+    ) -> AgentToolResult:
+        arguments = params.model_dump()
+        key = job_key(REFUND_TOOL, arguments)
+        marker = markers.get(key)
+        if marker is None or not marker.done:
+            markers.start(key, tool=REFUND_TOOL, arguments=arguments, tool_call_id=tool_call_id)
+            ledger.apply(key, current_thread.get())
+            markers.finish(key, {"text": f"Refunded EUR {params.amount_eur}."})
+        text = f"Refunded EUR {params.amount_eur} for order {params.order}."
+        return AgentToolResult(content=[TextContent(text=text)])
+
+    return AgentTool(
+        name=REFUND_TOOL,
+        description="Refund an order. Needs a human's approval.",
+        parameters=RefundParams,
+        execute=execute,
+    )
+
+
 def _text(message: Message) -> str:
     return "".join(getattr(b, "text", "") for b in message.content)
 
@@ -156,6 +196,9 @@ def plan_next(messages: list[Message]) -> AssistantMessage:
     Stateless, so it answers correctly after any crash and resume: items
     whose tool result succeeded are done, the rest are called next.
     """
+    asked = _plan_human_step(messages)
+    if asked is not None:
+        return asked
     items: list[str] = []
     start = 0
     for i in range(len(messages) - 1, -1, -1):
@@ -185,6 +228,51 @@ def plan_next(messages: list[Message]) -> AssistantMessage:
         for item in batch
     ]
     return faux_assistant_message(blocks, stop_reason="tool_use")
+
+
+def _plan_human_step(messages: list[Message]) -> AssistantMessage | None:
+    """The refund and size prompts: one tool call, then a reply to its result."""
+    prompt = next((m for m in reversed(messages) if m.role == "user"), None)
+    if prompt is None:
+        return None
+    text = _text(prompt)
+    refund, size = REFUND.search(text), PICK_SIZE.search(text)
+    if refund is None and size is None:
+        return None
+    last = messages[-1]
+    if last.role == "tool_result":
+        result = _text(last)
+        if size is not None and not last.is_error:
+            picked = result.rsplit('"size": ', 1)[-1].split("\n")[0].strip(' "}')
+            return faux_assistant_message(f"Order {size.group(1)} ships in size {picked}.")
+        verb = "Done" if not last.is_error else "Not done"
+        return faux_assistant_message(f"{verb}: {result}")
+    if last.role != "user":
+        return None
+    if refund is not None:
+        order, amount = refund.group(1), int(refund.group(2))
+        call = ToolCall(
+            id=f"call-refund-{order}",
+            name=REFUND_TOOL,
+            arguments={"order": order, "amount_eur": amount},
+        )
+        return faux_assistant_message(
+            [TextContent(text=f"Refunding order {order}."), call], stop_reason="tool_use"
+        )
+    question = {
+        "key": "size",
+        "prompt": f"Which size should order {size.group(1)} ship in?",
+        "options": [
+            {"label": "Small", "value": "S"},
+            {"label": "Medium", "value": "M"},
+            {"label": "Large", "value": "L"},
+            {"label": "Other", "value": "other", "allow_input": True},
+        ],
+    }
+    call = ToolCall(
+        id=f"call-ask-{size.group(1)}", name="ask_user", arguments={"questions": [question]}
+    )
+    return faux_assistant_message([call], stop_reason="tool_use")
 
 
 class ScriptedProvider(FauxProvider):
@@ -225,22 +313,44 @@ def build_demo_agent(
     tools: list[AgentTool] | None = None,
     planner: Any = plan_next,
     tokens_per_second: float | None = None,
+    run_id: str | None = None,
 ) -> Agent:
-    """The demo agent with its parts swappable, for tests and the demo builder."""
+    """The demo agent with its parts swappable, for tests and the demo builder.
+
+    With a `run_id` it can ask humans: a `CheckpointedChannel` bound to that
+    run gates `refund` behind an approval and backs `ask_user`. Without one
+    those tools are left out, so nothing that needs approval can run unasked.
+    """
     provider = ScriptedProvider(planner, tokens_per_second=tokens_per_second)
+    tools = list(tools if tools is not None else demo_tools())
+    human: dict[str, Any] = {}
+    if run_id is not None:
+        directory = jobs_dir_from_env()
+        channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
+        tools += [
+            make_refund_tool(JobMarkers(directory), Ledger(directory)),
+            ask_user_tool(channel),
+        ]
+        human = {
+            "channel": channel,
+            "middleware": [ConfirmToolCallMiddleware(channel, require_confirm=[REFUND_TOOL])],
+        }
     return Agent(
         model=provider.model("demo-scripted"),
         system_prompt=SYSTEM_PROMPT,
-        tools=tools if tools is not None else demo_tools(),
+        tools=tools,
         tool_execution="sequential",
         checkpointer=checkpointer,
         thread_id=thread_id,
+        **human,
     )
 
 
-def demo_agent(checkpointer: Any, thread_id: str) -> Agent:
+def demo_agent(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
     """The default agent factory: offline, scripted, side effects guarded."""
-    return build_demo_agent(checkpointer, thread_id, tokens_per_second=_tokens_per_second())
+    return build_demo_agent(
+        checkpointer, thread_id, tokens_per_second=_tokens_per_second(), run_id=run_id
+    )
 
 
 def anthropic_agent(checkpointer: Any, thread_id: str) -> Agent:

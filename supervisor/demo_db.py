@@ -3,13 +3,16 @@
 `build_demo_db` runs the demo agent in child processes (this module's
 `child` entry point) and kills each with SIGKILL at a chosen moment: after
 the N-th agent event (everything up to it is checkpointed), or inside a tool
-around its job-marker writes. Nothing is written to the database by hand;
-the empty and awaiting-input threads go through the checkpointer's own API.
+around its job-marker writes, or when it asks a human (`--human-wait`), or
+right after a human's answer is stored (`--human-answer JSON`). Nothing is
+written to the database by hand; the empty thread goes through the
+checkpointer's own API.
 
 The crash tests use the same child entry point:
 
     python -m supervisor.demo_db child --db D --thread T --jobs-dir J \
         [--kill-at-event N | --kill-at-marker POINT:ITEM | --abort-at-event N]
+        [--human-wait | --human-answer JSON]
         [--fail-turn K] [--prompt TEXT] [--tool-seconds S] [--list-events]
 
 POINT is before_start, after_start, before_finish or after_finish.
@@ -19,17 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cubeloop.checkpointer import SQLiteCheckpointer
-from cubeloop.hitl.types import ApproveRequest, HitlRequest
 from cubeloop.providers.faux import faux_assistant_message
 
 from supervisor import demo
@@ -78,6 +81,7 @@ def failing_planner(turn: int) -> Any:
 
 async def run_child(args: argparse.Namespace) -> None:
     jobs = Path(args.jobs_dir)
+    os.environ["JOB_DIR"] = str(jobs)  # the refund tool reads it, as the demo agent does
     markers: JobMarkers = (
         KillingMarkers(jobs, *args.kill_at_marker.split(":", 1))
         if args.kill_at_marker
@@ -90,8 +94,8 @@ async def run_child(args: argparse.Namespace) -> None:
         if args.empty:
             await cp.save_extra(args.thread, {"note": "created, never prompted"})
             return
-        if args.awaiting:
-            await _await_approval(cp, args.thread, args.prompt)
+        if args.human_wait or args.human_answer:
+            await _ask_a_human(cp, args, tools)
             return
         agent = demo.build_demo_agent(cp, args.thread, tools=tools, planner=planner)
         count = 0
@@ -112,23 +116,34 @@ async def run_child(args: argparse.Namespace) -> None:
         await agent.prompt(args.prompt)
 
 
-async def _await_approval(cp: SQLiteCheckpointer, thread: str, prompt: str) -> None:
-    """A thread suspended on a human approval, through the checkpointer's API."""
-    from cubeloop import UserMessage
-    from cubeloop.providers.base import TextContent
+async def _ask_a_human(cp: SQLiteCheckpointer, args: argparse.Namespace, tools: list) -> None:
+    """A thread whose agent asks a human, then dies waiting or right after the answer.
 
-    await cp.append(
-        thread, [UserMessage(content=[TextContent(text=prompt)], timestamp=time.time())]
-    )
-    request = HitlRequest(
-        question_id="approve-refund-1",
-        thread_id=thread,
-        payload=ApproveRequest(
-            tool_name="refund", tool_call_id="call-refund-1", args={"amount_eur": 420}
-        ),
-        created_at=time.time(),
-    )
-    await cp.save_pending_request(thread, request)
+    Dying while waiting is what happens to a host that keeps the question
+    in memory; dying after the answer was stored leaves the `answered` state.
+    """
+    run_id = uuid.uuid4().hex
+    agent = demo.build_demo_agent(cp, args.thread, tools=tools, run_id=run_id)
+
+    def listen(event: Any, _signal: Any = None) -> None:
+        if event.type == "hitl_request":
+            if args.human_wait:
+                _die()
+            asyncio.get_running_loop().create_task(agent.detach())
+
+    agent.subscribe(listen)
+    await agent.prompt(args.prompt, run_id=run_id)
+    pending = await cp.load_pending(args.thread)
+    assert pending is not None, "the agent did not ask"
+    store_answer = cp.save_hitl_answer
+
+    async def store_then_die(*a: Any, **kw: Any) -> None:
+        await store_answer(*a, **kw)
+        _die()
+
+    cp.save_hitl_answer = store_then_die  # type: ignore[method-assign]
+    answering = demo.build_demo_agent(cp, args.thread, tools=tools, run_id=pending[1])
+    await answering.respond(answer=json.loads(args.human_answer))
 
 
 def child_parser() -> argparse.ArgumentParser:
@@ -143,7 +158,8 @@ def child_parser() -> argparse.ArgumentParser:
     p.add_argument("--abort-at-event", type=int, default=0)
     p.add_argument("--fail-turn", type=int, default=0)
     p.add_argument("--empty", action="store_true")
-    p.add_argument("--awaiting", action="store_true")
+    p.add_argument("--human-wait", action="store_true")
+    p.add_argument("--human-answer", default="", metavar="JSON")
     p.add_argument("--list-events", action="store_true")
     return p
 
@@ -215,13 +231,15 @@ DEMO_THREADS = (
     ),
     DemoThread("job-07", "Process items sms-701, sms-702, sms-703", {"fail_turn": 2}, "error"),
     DemoThread("job-08", "", {"empty": True}, "empty"),
-    DemoThread(
-        "job-09",
-        "Refund order 9001 (EUR 420) once approved",
-        {"awaiting": True},
-        "awaiting_input",
-    ),
+    DemoThread("job-09", "Refund order 9001 (EUR 420)", {"human_wait": True}, "awaiting_input"),
     DemoThread("job-10", "Process items 1..6", {}, "finished"),
+    DemoThread("job-11", "Pick a size for order 9002", {"human_wait": True}, "awaiting_input"),
+    DemoThread(
+        "job-12",
+        "Refund order 9003 (EUR 35)",
+        {"human_answer": '{"decision": "approve"}'},
+        "answered",
+    ),
 )
 
 

@@ -44,8 +44,12 @@ async def run_threads(
     *,
     probe: str | None = None,
     prefix: bool | None = None,
+    accept: frozenset[State] = frozenset({State.FINISHED, State.AWAITING_INPUT}),
 ) -> bool:
-    """Start each thread's run, wait for all; True if every thread ended finished.
+    """Start each thread's run, wait for all; True if every thread ended in `accept`.
+
+    By default a thread that stops to ask a human counts as done: the run
+    did all it could, and the question is in the database for `answer`.
 
     With `probe`, the agent factory is first called for that thread, so a
     factory that cannot build an agent raises `AgentLoadError` before any
@@ -69,7 +73,7 @@ async def run_threads(
         await runner.wait_all()
         for run in runs:
             finals[run.thread_id] = run.final_state
-        ok = ok and all(state is State.FINISHED for state in finals.values())
+        ok = ok and all(state in accept for state in finals.values())
     return ok
 
 

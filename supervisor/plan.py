@@ -109,13 +109,14 @@ ACTIONS: dict[State, str] = {
     State.BETWEEN_TURNS: "call the model to answer the last user message",
     State.ABORTED: "close dangling calls, then continue with a 'continue' message",
     State.ERROR: "close dangling calls, then continue with a 'continue' message",
+    State.ANSWERED: "continue with the answer stored before it stopped (nobody is asked again)",
 }
 
 #: Why a state cannot be resumed, worded to follow the thread id.
 REFUSALS: dict[State, str] = {
     State.FINISHED: "is finished: nothing to resume; send a prompt",
     State.EMPTY: "is empty: nothing to resume; send a prompt",
-    State.AWAITING_INPUT: "is awaiting a human answer",
+    State.AWAITING_INPUT: "is awaiting a human answer: answer it",
     State.CORRUPT: "has a corrupt row",
     State.RUNNING: "is already running",
 }

@@ -30,6 +30,8 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "error": s.last_error,
         "run_open": s.run_open,
         "last_run_id": s.last_run_id,
+        "pending_request": s.request.to_json() if s.request is not None else None,
+        "answer_stored": s.answer_stored,
     }
 
 
@@ -50,7 +52,9 @@ def thread_hint(s: ThreadSummary, limit: int = 60) -> str:
     if state in (State.ABORTED, State.ERROR) and s.last_error:
         return one_line(s.last_error, limit)
     if state is State.AWAITING_INPUT:
-        return "waiting for a human answer"
+        return s.request.short(limit) if s.request is not None else "waiting for a human answer"
+    if state is State.ANSWERED:
+        return "answered; resume goes on with the stored answer"
     if state is State.BETWEEN_TURNS:
         return "user message not answered yet"
     if state is State.AFTER_TOOLS:
@@ -206,6 +210,10 @@ def event_line(event: Any) -> str | None:
     if kind == "repair":
         calls = ", ".join(call_text(c["name"], c["arguments"], 50) for c in d.get("calls", []))
         return f"↻ earlier unanswered call(s) shown to the model as interrupted: {calls}"
+    if kind == "hitl_request":
+        return f"? waiting for a human: {one_line(d.get('summary') or '', 200)}"
+    if kind == "hitl_answer":
+        return f"✓ answered: {one_line(compact_json(d.get('answer')), 120)}"
     if kind == "error":
         return f"error: {one_line(d.get('message') or '', 1000)}"
     if kind == "aborting":

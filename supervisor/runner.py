@@ -16,7 +16,14 @@ How each resume state is brought back (DESIGN.md):
 - `aborted`, `error`: close any dangling tool calls, then continue with a
   user message.
 - `finished`, `empty`: nothing to resume; a prompt starts a new run.
-- `awaiting_input`, `corrupt`, `running`: refused with a reason.
+- `awaiting_input`: `answer` gives the human's answer through
+  `Agent.respond`, with the agent built for the pending request's run.
+- `answered` (the answer was stored, then the process died): resumed by
+  `respond` with the stored answer; nobody is asked again.
+- `corrupt`, `running`: refused with a reason.
+
+A run that raises a human-in-the-loop request is detached (cubeloop's
+`Agent.detach`) so it ends as `awaiting_input` instead of waiting in memory.
 """
 
 from __future__ import annotations
@@ -38,8 +45,9 @@ from cubeloop.providers.base import AssistantMessage, Message
 
 from supervisor import leases
 from supervisor.agents import AgentLoadError, Factory, build_agent
+from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
-from supervisor.plan import MarkerHook, may_be_live
+from supervisor.plan import REFUSALS, MarkerHook, may_be_live
 from supervisor.states import State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
@@ -125,6 +133,12 @@ class Run:
     text: list[str] = field(default_factory=list)
     flush_handle: asyncio.TimerHandle | None = None
     tool_started: dict[str, float] = field(default_factory=dict)
+    #: The run id given to the factory and to cubeloop (a HITL channel's must match).
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: For `answer` runs: the human's answer, or None to use the stored one.
+    answer: Any = None
+    #: The run stopped to wait for a human (its request is in the database).
+    suspended: bool = False
 
 
 def _text_of(message: Any) -> str:
@@ -279,9 +293,26 @@ class Runner:
             ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
-        summary.pending_request = await cp.load_pending_request(thread_id) is not None
+        await self._read_pending(cp, summary)
         summary.running = self.is_running(thread_id)
         return summary, messages
+
+    async def _read_pending(self, cp: SQLiteCheckpointer, summary: ThreadSummary) -> None:
+        """The pending request, and whether its answer is already stored."""
+        try:
+            loaded = await cp.load_pending(summary.thread_id)
+        except Exception as exc:
+            raise Refused(
+                f"{summary.thread_id}: its pending request cannot be read "
+                f"({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
+        if loaded is None:
+            return
+        request, run_id = loaded
+        summary.pending_request = True
+        summary.request = parse_request(request.model_dump_json(), run_id)
+        stored = await cp.load_hitl_answer(summary.thread_id, request.question_id, run_id=run_id)
+        summary.answer_stored = stored is not None
 
     # -- actions --------------------------------------------------------
 
@@ -298,7 +329,9 @@ class Runner:
         if state in (State.FINISHED, State.EMPTY):
             raise Refused(f"{thread_id} is {state}: nothing to resume; send a prompt")
         if state is State.AWAITING_INPUT:
-            raise Refused(f"{thread_id} is awaiting a human answer, which is not supported yet")
+            raise Refused(f"{thread_id} {REFUSALS[State.AWAITING_INPUT]}")
+        if state is State.ANSWERED:  # the answer is stored: go on with it, ask nobody
+            return self._start(thread_id, "answer", state, None)
         if state is State.CORRUPT:
             raise Refused(f"{thread_id} has a corrupt row ({summary.corrupt_reason})")
         if not force and may_be_live(summary, self.config.clock(), self.config.live_window):
@@ -321,6 +354,17 @@ class Runner:
             hint = "; resume it first" if state is State.MID_TOOL else ""
             raise Refused(f"{thread_id} is {state}: cannot take a prompt now{hint}")
         return self._start(thread_id, "prompt", state, text)
+
+    async def answer(self, thread_id: str, answer: Any) -> Run:
+        """Answer a thread's pending request and run it on (`Agent.respond`)."""
+        if self.is_running(thread_id):
+            raise Refused(f"{thread_id} is already running")
+        summary, _ = await self.inspect(thread_id)
+        if summary.state not in (State.AWAITING_INPUT, State.ANSWERED):
+            raise Refused(f"{thread_id} is {summary.state}: it is not waiting for an answer")
+        run = self._start(thread_id, "answer", summary.state, None)
+        run.answer = answer
+        return run
 
     async def check_agent(self, thread_id: str) -> None:
         """Build the agent once before any run, so a broken factory fails at start.
@@ -388,17 +432,26 @@ class Runner:
                 run.phase = "running"
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
-                agent = await build_agent(self.config.factory, cp, thread_id, self.config.agent_ref)
+                request = None
+                if run.mode == "answer":
+                    request, run.run_id = await self._pending_for_answer(cp, thread_id)
+                agent = await build_agent(
+                    self.config.factory, cp, thread_id, self.config.agent_ref, run_id=run.run_id
+                )
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
                 agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
                     if not run.signal.is_set():
-                        await agent.prompt(text or "")
+                        await agent.prompt(text or "", run_id=run.run_id)
+                elif run.mode == "answer":
+                    await self._respond(run, agent, cp, request)
                 else:
                     await self._resume(run, agent, cp)
-            run.outcome = "aborted" if run.signal.is_set() else "completed"
+            run.outcome = (
+                "aborted" if run.signal.is_set() else "suspended" if run.suspended else "completed"
+            )
         except asyncio.CancelledError:
             run.outcome = "cancelled"
         except AgentLoadError as exc:
@@ -463,7 +516,7 @@ class Runner:
         if state in (State.ABORTED, State.ERROR):
             await self._close_dangling_calls(run, cp)
             if not run.signal.is_set():
-                await agent.prompt(self.config.continue_text)
+                await agent.prompt(self.config.continue_text, run_id=run.run_id)
             return
         if state is State.MID_TOOL:
             if not await self._finish_pending_calls(run, agent, cp, list(data.messages)):
@@ -476,7 +529,32 @@ class Runner:
             return
         agent.state.messages = list(data.messages)
         agent.state.extra.update(data.extra)
-        await agent.resume()
+        await agent.resume(run_id=run.run_id)
+
+    async def _pending_for_answer(self, cp: SQLiteCheckpointer, thread_id: str) -> tuple[Any, str]:
+        """The pending request and its run: the agent must be built for that run."""
+        loaded = await cp.load_pending(thread_id)
+        if loaded is None:
+            raise Refused(f"{thread_id} has no pending request any more")
+        request, run_id = loaded
+        return request, run_id or uuid.uuid4().hex
+
+    async def _respond(self, run: Run, agent: Agent, cp: SQLiteCheckpointer, request: Any) -> None:
+        """Give the answer through cubeloop's own API; the run then goes on."""
+        answer = run.answer
+        if answer is None:  # answered before a crash: use what was stored
+            answer = await cp.load_hitl_answer(
+                run.thread_id, request.question_id, run_id=run.run_id
+            )
+            self._emit(run.thread_id, "note", text="continuing with the answer stored before")
+        if agent.channel is None:
+            raise Refused(
+                "the agent has no human-in-the-loop channel: its factory must take run_id "
+                "and pass CheckpointedChannel(checkpointer=, thread_id=, run_id=run_id) "
+                "as Agent(channel=...)"
+            )
+        self._emit(run.thread_id, "hitl_answer", question_id=request.question_id, answer=answer)
+        await agent.respond(question_id=request.question_id, answer=answer)
 
     async def _finish_pending_calls(
         self, run: Run, agent: Agent, cp: SQLiteCheckpointer, messages: list[Message]
@@ -571,6 +649,11 @@ class Runner:
 
     def _on_agent_event(self, run: Run, event: Any) -> None:
         kind = event.type
+        if kind == "hitl_request":
+            self._suspend(run, event)
+            return
+        if kind in ("hitl_answer", "agent_suspended"):
+            return  # reported by the runner itself
         if kind == "message_update":
             stream = getattr(event, "stream_event", None)
             if stream is not None and stream.type == "text_delta" and stream.delta:
@@ -605,6 +688,20 @@ class Runner:
             )
         else:
             self._emit(tid, kind)
+
+    def _suspend(self, run: Run, event: Any) -> None:
+        """A human is asked: end the run durably rather than wait in memory.
+
+        The request is already in the database (the checkpointed channel
+        writes it before the event), so the thread shows `awaiting_input`
+        and any supervisor can answer it later.
+        """
+        run.suspended = True
+        request = parse_request(event.request.model_dump_json(), run.run_id)
+        self._flush_text(run)
+        self._emit(run.thread_id, "hitl_request", summary=request.short(200), kind=request.kind)
+        if run.agent is not None:
+            asyncio.get_running_loop().create_task(run.agent.detach())
 
     def _buffer_text(self, run: Run, delta: str) -> None:
         run.text.append(delta)

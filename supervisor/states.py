@@ -12,10 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from supervisor.hitl import PendingRequest
+
 
 class State(StrEnum):
     RUNNING = "running"
     AWAITING_INPUT = "awaiting_input"
+    #: A human answer is stored but the run did not go on (its process died).
+    ANSWERED = "answered"
     MID_TOOL = "mid_tool"
     AFTER_TOOLS = "after_tools"
     BETWEEN_TURNS = "between_turns"
@@ -34,6 +38,7 @@ RESUMABLE = frozenset(
         State.BETWEEN_TURNS,
         State.ABORTED,
         State.ERROR,
+        State.ANSWERED,
     }
 )
 
@@ -86,6 +91,10 @@ class ThreadSummary:
     #: so a refresh and a fresh listing agree.
     bad_tail: tuple[int, str] | None = None
     pending_request: bool = False
+    #: The pending request itself (`supervisor.hitl.PendingRequest`), when read.
+    request: PendingRequest | None = None
+    #: An answer to the pending request is already stored.
+    answer_stored: bool = False
     #: The newest run claimed for this thread has not been marked complete.
     run_open: bool = False
     #: Set by the runner, or by a live lease held elsewhere.
@@ -180,7 +189,7 @@ def classify(s: ThreadSummary) -> State:
     if s.running:
         return State.RUNNING
     if s.pending_request:
-        return State.AWAITING_INPUT
+        return State.ANSWERED if s.answer_stored else State.AWAITING_INPUT
     if s.messages == 0 or s.last_role is None:
         return State.EMPTY
     if s.last_role == "user":

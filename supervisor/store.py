@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from supervisor.hitl import PendingRequest, parse_request
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 
 T = TypeVar("T")
@@ -348,7 +349,13 @@ class SQLiteStore:
             r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ]
         for name in names:
-            if name in ("messages", "thread_extra", "thread_pending_request", "runs"):
+            if name in (
+                "messages",
+                "thread_extra",
+                "thread_pending_request",
+                "thread_hitl_answers",
+                "runs",
+            ):
                 cols = {r[1] for r in self._conn.execute(f"PRAGMA table_info({name})")}
                 tables[name] = cols
         messages = tables.get("messages")
@@ -376,7 +383,7 @@ class SQLiteStore:
             touched = self._read_new_messages()
             touched |= self._read_new_extra()
             self._fill_tails(touched)
-            self._read_pending_requests()
+            touched |= self._read_pending_requests()
             self._read_open_runs()
         finally:
             self._conn.execute("COMMIT")
@@ -576,16 +583,42 @@ class SQLiteStore:
                 f"SELECT id, {column} FROM messages WHERE id IN ({marks})", chunk
             )
 
-    def _read_pending_requests(self) -> None:
-        if "thread_pending_request" not in self._columns:
-            return
-        pending = {
-            str(r[0]) for r in self._conn.execute("SELECT thread_id FROM thread_pending_request")
-        }
+    def _read_pending_requests(self) -> set[str]:
+        """Who waits for a human, with what request, and whether it was answered.
+
+        The table holds one row per waiting thread, so it is read whole on
+        every refresh; returns the threads whose request changed.
+        """
+        cols = self._columns.get("thread_pending_request")
+        if not cols or not {"thread_id", "request_json"} <= cols:
+            return set()
+        run = "p.run_id" if "run_id" in cols else "NULL"
+        answered = "0"
+        answers = self._columns.get("thread_hitl_answers", set())
+        if {"thread_id", "run_id", "question_id"} <= answers:
+            answered = (
+                "EXISTS (SELECT 1 FROM thread_hitl_answers a WHERE a.thread_id = p.thread_id "
+                f"AND a.run_id = coalesce({run}, '') AND a.question_id = "
+                "CASE WHEN json_valid(p.request_json) "
+                "THEN json_extract(p.request_json, '$.question_id') END)"
+            )
+        found: dict[str, tuple[PendingRequest, bool]] = {}
+        for thread_id, text, run_id, stored in self._conn.execute(
+            f"SELECT p.thread_id, p.request_json, {run}, {answered} FROM thread_pending_request p"
+        ):
+            found[_plain_id(thread_id)] = (parse_request(text, run_id), bool(stored))
+        changed = set()
         for s in self._threads.values():
-            s.pending_request = s.thread_id in pending
-        for thread_id in pending - self._threads.keys():
-            self._summary(thread_id).pending_request = True
+            request, stored = found.get(s.thread_id, (None, False))
+            if (request, stored) != (s.request, s.answer_stored):
+                changed.add(s.thread_id)
+            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+        for thread_id in found.keys() - self._threads.keys():
+            s = self._summary(thread_id)
+            s.pending_request = True
+            s.request, s.answer_stored = found[thread_id]
+            changed.add(thread_id)
+        return changed
 
     def _read_open_runs(self) -> None:
         cols = self._columns.get("runs")
@@ -624,6 +657,11 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     if role not in ROLES:
         return None, f"unknown role {role!r}"
     return message, None
+
+
+def _plain_id(thread_id: Any) -> str:
+    """A thread id from a side table, named as the listing names odd ones."""
+    return _odd_thread_id((0, thread_id, None, None, None))[1]
 
 
 def _odd_thread_id(row: Row) -> Row:

@@ -64,13 +64,15 @@ def test_resume_all_resumes_every_crashed_thread(demo_db: Path) -> None:
     out = run_cli("resume", str(demo_db), "--all", "--force", "--max-concurrent", "2")
     assert out.returncode == 0, out.stderr
     states = {s.thread_id: s.state for s in open_store(demo_db).threads()}
-    assert states["job-09"] is State.AWAITING_INPUT  # not resumable: left alone
+    # Waiting for a human: not resumable, left alone. job-12 was answered
+    # before its process died: resumed with the stored answer.
+    assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
     assert states["job-08"] is State.EMPTY
-    assert all(
-        state is State.FINISHED for t, state in states.items() if t not in ("job-08", "job-09")
-    )
+    left = ("job-08", "job-09", "job-11")
+    assert all(state is State.FINISHED for t, state in states.items() if t not in left)
     for thread in states:
-        assert transcript_problems(demo_db, thread) == []
+        if thread not in ("job-09", "job-11"):  # their last call waits for a human
+            assert transcript_problems(demo_db, thread) == []
     counts = Counter(effects(demo_db.with_name("demo.db.jobs")))
     assert max(counts.values()) == 1
 
@@ -221,7 +223,8 @@ def test_demo_creates_every_state_and_refuses_to_overwrite(tmp_path: Path) -> No
         "aborted": 1,
         "error": 1,
         "empty": 1,
-        "awaiting_input": 1,
+        "awaiting_input": 2,
+        "answered": 1,
     }
     assert (tmp_path / "d.db.jobs").is_dir()
     before = db.read_bytes()

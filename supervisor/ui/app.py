@@ -67,6 +67,7 @@ from supervisor.ui.render import (
     thread_row,
     transcript_entry,
 )
+from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
 from supervisor.ui.screens.preview import ResumePreview
@@ -114,7 +115,7 @@ class SupervisorApp(App[None]):
     AUTO_FOCUS = "#threads"
 
     BINDINGS = [
-        Binding("r", "resume", "Resume"),
+        Binding("r", "resume", "Resume/answer"),
         Binding("a", "abort", "Abort"),
         Binding("p", "prompt", "Prompt"),
         Binding("space", "mark", "Mark"),
@@ -404,6 +405,9 @@ class SupervisorApp(App[None]):
 
     @on(DataTable.RowSelected, "#threads")
     def _row_selected(self, _event: DataTable.RowSelected) -> None:
+        if self.selected is not None and self.state_of(self.selected) is State.AWAITING_INPUT:
+            self._answer_one(self.selected)
+            return
         self.action_toggle_focus()
 
     def _select(self, thread_id: str | None) -> None:
@@ -436,12 +440,28 @@ class SupervisorApp(App[None]):
         title = self.query_one("#detail-title", Static)
         if self.selected is None or self.selected not in self.summaries:
             title.update("no thread selected", layout=False)
+            self._show_request(None)
             return
         s = self.summaries[self.selected]
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
         text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
         title.update(text, layout=False)
+        self._show_request(s)
+
+    def _show_request(self, s: ThreadSummary | None) -> None:
+        """What a waiting thread asks, above the tabs (hidden for every other thread)."""
+        box = self.query_one("#detail-request", Static)
+        request = s.request if s is not None else None
+        box.set_class(request is not None, "visible")
+        if request is None:
+            return
+        if s is not None and s.answer_stored:
+            head = "Answered before the process stopped; r goes on with that answer:\n"
+        else:
+            head = "Waiting for a human — r or Enter answers:\n"
+        text = Text(head, style="bold")
+        box.update(text.append(safe("\n".join(request.lines()))))
 
     # -- the detail pane ----------------------------------------------------
 
@@ -661,6 +681,9 @@ class SupervisorApp(App[None]):
                 markup=False,
             )
             return
+        if state is State.AWAITING_INPUT:
+            self._answer_one(thread_id)
+            return
         if state not in RESUMABLE:
             hint = "; press p to prompt" if state in (State.FINISHED, State.EMPTY) else ""
             self.notify(
@@ -764,12 +787,45 @@ class SupervisorApp(App[None]):
             return
         thread_id = self.selected
         state = self.state_of(thread_id)
+        if state is State.AWAITING_INPUT:  # the thread waits on a question: answer it
+            self._answer_one(thread_id)
+            return
 
         def send(text: str | None) -> None:
             if text:
                 self.run_worker(self._prompt(thread_id, text), group="agents", exit_on_error=False)
 
         self.push_screen(PromptScreen(thread_id, str(state)), send)
+
+    def _answer_one(self, thread_id: str) -> None:
+        """Open the answer dialog for a waiting thread; the answer runs it on."""
+        request = self.summaries[thread_id].request
+        if request is None or not request.answerable:
+            self.notify(
+                f"{one_line(thread_id, 40)} waits on a request the supervisor cannot answer",
+                severity="warning",
+                markup=False,
+            )
+            return
+
+        def send(answer: Any) -> None:
+            if answer is not None:
+                self.run_worker(
+                    self._answer(thread_id, answer), group="agents", exit_on_error=False
+                )
+
+        self.push_screen(AnswerScreen(thread_id, request), send)
+
+    async def _answer(self, thread_id: str, answer: Any) -> None:
+        try:
+            await self.runner.answer(thread_id, answer)
+        except Refused as exc:
+            self.notify(
+                f"answer refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+            )
+            return
+        self.notify(f"answered {one_line(thread_id, 40)}", markup=False)
+        await self.runner.wait(thread_id)
 
     async def _prompt(self, thread_id: str, text: str) -> None:
         try:

@@ -17,12 +17,13 @@ from supervisor.report import FULL, call_text, message_text, size_text, thread_h
 from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
-from supervisor.text import clean, one_line, relative_time
+from supervisor.text import clean, compact_json, one_line, relative_time
 
 #: Symbol + word, so a state reads without colour.
 BADGES: dict[State, str] = {
     State.RUNNING: "▶ running",
     State.AWAITING_INPUT: "? awaiting_input",
+    State.ANSWERED: "✎ answered",
     State.MID_TOOL: "◐ mid_tool",
     State.AFTER_TOOLS: "◑ after_tools",
     State.BETWEEN_TURNS: "○ between_turns",
@@ -37,6 +38,7 @@ BADGES: dict[State, str] = {
 STATE_COLOUR: dict[State, str] = {
     State.RUNNING: "primary",
     State.AWAITING_INPUT: "accent",
+    State.ANSWERED: "warning",
     State.MID_TOOL: "warning",
     State.AFTER_TOOLS: "warning",
     State.BETWEEN_TURNS: "warning",
@@ -219,6 +221,12 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
     if kind == "message_end" and d.get("role") == "user":
         out = Text().append("user: ", style=f"bold {palette.get('primary', '')}")
         return out.append(clean(d.get("text") or "").strip())
+    if kind == "hitl_request":
+        out = Text().append("? waiting for a human: ", style=f"bold {palette.get('accent', '')}")
+        return out.append(safe(one_line(d.get("summary") or "", 200)))
+    if kind == "hitl_answer":
+        out = Text().append("✓ answered: ", style=f"bold {palette.get('success', '')}")
+        return out.append(safe(one_line(compact_json(d.get("answer")), 120)))
     if kind == "error":
         return Text().append("error: ", style=f"bold {error}").append(safe(d.get("message"), error))
     if kind == "aborting":

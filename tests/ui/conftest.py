@@ -51,7 +51,8 @@ def normalise(db: Path, jobs: Path) -> None:
                 "WHERE run_id = ?",
                 (fixed, run, fixed, run),
             )
-            conn.execute("UPDATE runs SET run_id = ? WHERE run_id = ?", (fixed, run))
+            for table in ("runs", "thread_pending_request", "thread_hitl_answers"):
+                conn.execute(f"UPDATE {table} SET run_id = ? WHERE run_id = ?", (fixed, run))
     conn.close()
     for marker in jobs.glob("*.json"):
         data = json.loads(marker.read_text())

@@ -34,13 +34,16 @@ async def test_list_shows_every_thread_with_badges(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         rows = table_rows(pilot.app)
-        assert len(rows) == 10
+        assert len(rows) == 12
         assert rows["job-02"][1] == "◐ mid_tool"
         assert 'process_item({"item": "card-202"})' in rows["job-02"][5]
         assert rows["job-09"][1] == "? awaiting_input"
+        assert rows["job-09"][5].startswith("approve refund(")
+        assert rows["job-11"][5].startswith("ask: Which size")
+        assert rows["job-12"][1] == "✎ answered"
         assert rows["job-08"][1] == "· empty"
         summary = str(pilot.app.query_one("#summary").render())
-        assert "demo.db" in summary and "10 threads" in summary
+        assert "demo.db" in summary and "12 threads" in summary
 
 
 @pytest.mark.parametrize(
@@ -164,13 +167,13 @@ async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
         await pilot.press("R")
         await pilot.pause()
         assert isinstance(pilot.app.screen, ConfirmScreen)
-        assert "Resume 6 threads" in pilot.app.screen.title_text
+        assert "Resume 7 threads" in pilot.app.screen.title_text
         await pilot.press("y")
         await settle(pilot)
     states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
-    crashed = ["job-02", "job-03", "job-04", "job-05", "job-06", "job-07"]
-    assert all(states[t] is State.FINISHED for t in crashed)
-    assert states["job-09"] is State.AWAITING_INPUT
+    crashed = ["job-02", "job-03", "job-04", "job-05", "job-06", "job-07", "job-12"]
+    assert {t: str(states[t]) for t in crashed} == dict.fromkeys(crashed, "finished")
+    assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
 
 
 async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
@@ -196,16 +199,16 @@ async def test_slash_filters_and_escape_clears(app_factory) -> None:
         await settle(pilot)
         await pilot.press("slash", *"mid")
         await pilot.pause()
-        assert len(table_rows(pilot.app)) == 10  # applied once typing pauses
+        assert len(table_rows(pilot.app)) == 12  # applied once typing pauses
         await pilot.pause(0.3)
         assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
         await pilot.press("enter")  # back to the list, filter kept
         assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
         await pilot.press("escape")
         await pilot.pause()
-        assert len(table_rows(pilot.app)) == 10
+        assert len(table_rows(pilot.app)) == 12
         await pilot.press("slash", *"job-1", "enter")  # enter applies at once
-        assert sorted(table_rows(pilot.app)) == ["job-10"]
+        assert sorted(table_rows(pilot.app)) == ["job-10", "job-11", "job-12"]
 
 
 async def test_c_shows_only_threads_needing_attention(app_factory) -> None:
@@ -221,10 +224,12 @@ async def test_c_shows_only_threads_needing_attention(app_factory) -> None:
             "job-06",
             "job-07",
             "job-09",
+            "job-11",
+            "job-12",
         ]
         await pilot.press("c")
         await pilot.pause()
-        assert len(table_rows(pilot.app)) == 10
+        assert len(table_rows(pilot.app)) == 12
 
 
 async def test_number_keys_switch_tabs_and_enter_moves_focus(app_factory) -> None:

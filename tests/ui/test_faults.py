@@ -100,7 +100,7 @@ async def test_hot_journal_is_rolled_back_with_a_notification(app_factory, workd
     app = app_factory()
     async with app.run_test(size=(160, 45), notifications=True) as pilot:
         await settle(pilot)
-        assert len(app.summaries) == 10
+        assert len(app.summaries) == 12
         assert any("rolled back" in n for n in notices(app))
 
 

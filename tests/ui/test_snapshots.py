@@ -92,3 +92,11 @@ def test_markup_in_database_text_shows_literally(workdir, snap_compare) -> None:
         )
     conn.close()
     assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before(evil_id, "2"))
+
+
+def test_answer_dialog_for_an_ask(workdir, snap_compare) -> None:
+    assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before("job-11", "r"))
+
+
+def test_waiting_thread_detail(workdir, snap_compare) -> None:
+    assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before("job-09"))

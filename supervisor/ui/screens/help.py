@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 KEYS: list[tuple[str, str]] = [
-    ("r", "resume the selected thread (or every marked thread)"),
+    ("r", "resume the selected thread (or every marked thread); answer a waiting one"),
     ("a", "abort the selected running thread (or every marked one)"),
     ("p", "send a prompt to the selected thread"),
     ("space", "mark / unmark the row; r and a then act on every marked row"),
@@ -18,7 +18,7 @@ KEYS: list[tuple[str, str]] = [
     ("/", "filter by thread id or state; Escape clears"),
     ("c", "show only threads that need attention"),
     ("j / k, ↓ / ↑", "move in the list"),
-    ("enter / tab", "move focus between list and detail"),
+    ("enter / tab", "move focus between list and detail; enter answers a waiting thread"),
     ("1 / 2 / 3", "detail tab: events, transcript, job markers"),
     ("o", "open the selected thread's whole transcript in $PAGER"),
     ("ctrl+p", "command palette: every action, and theme switching"),

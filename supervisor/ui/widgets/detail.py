@@ -14,6 +14,7 @@ TABS = ("events", "transcript", "markers")
 class DetailPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-title")
+        yield Static("", id="detail-request")
         with TabbedContent(initial="events", id="detail-tabs"):
             with TabPane("Events", id="events"):
                 yield EventLog(id="event-log")

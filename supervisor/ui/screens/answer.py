@@ -1,0 +1,148 @@
+"""The answer dialog: what a waiting thread asks, and the human's answer.
+
+An approval is approved or denied (with an optional reason for the model);
+a confirmation is answered yes or no; an ask gets one answer per question,
+an option picked from its list or typed text. The answer is checked by the
+same rules as `agent-supervisor answer` (`supervisor.hitl.answer_for`) and
+returned as the value cubeloop's `Agent.respond` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, RadioButton, RadioSet, SelectionList, Static
+
+from supervisor.hitl import AnswerError, PendingRequest, Question, answer_for
+from supervisor.text import one_line
+from supervisor.ui.render import safe
+
+
+class AnswerScreen(ModalScreen[Any]):
+    """Dismisses with the answer, or None when cancelled."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "send", "Send answer", show=False),
+    ]
+
+    def __init__(self, thread_id: str, request: PendingRequest) -> None:
+        super().__init__()
+        self.thread_id = thread_id
+        self.request = request
+
+    def compose(self) -> ComposeResult:
+        request = self.request
+        with Vertical(classes="dialog wide", id="answer-dialog"):
+            yield Static(
+                Text(f"Answer {one_line(self.thread_id, 40)}: {request.kind} request"),
+                classes="dialog-title",
+            )
+            if request.kind == "ask":
+                with VerticalScroll(id="answer-questions"):
+                    for i, question in enumerate(request.questions):
+                        yield from self._question(i, question)
+            else:
+                yield Static(safe("\n".join(request.lines())), classes="dialog-body")
+            if request.kind == "approve":
+                yield Input(placeholder="reason, if you deny (told to the model)", id="reason")
+            yield Static("", id="answer-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield from self._buttons()
+            yield Static(self._hint(), classes="dialog-hint")
+
+    def _question(self, i: int, question: Question) -> ComposeResult:
+        multi = " (pick any)" if question.multi_select else ""
+        yield Static(safe(f"{question.prompt}{multi}"), classes="question")
+        if question.options and question.multi_select:
+            yield SelectionList[int](
+                *((one_line(o.label, 60), n) for n, o in enumerate(question.options)),
+                id=f"pick-{i}",
+            )
+        elif question.options:
+            with RadioSet(id=f"pick-{i}"):
+                for o in question.options:
+                    label = one_line(o.label, 60) + (" — type below" if o.allow_input else "")
+                    yield RadioButton(label)
+        if not question.options or any(o.allow_input for o in question.options):
+            yield Input(placeholder="your answer", id=f"text-{i}")
+
+    def _buttons(self) -> ComposeResult:
+        if self.request.kind == "approve":
+            yield Button("Approve (ctrl+s)", variant="primary", id="approve")
+            yield Button("Deny", variant="error", id="deny")
+        elif self.request.kind == "confirm":
+            yield Button("Yes (ctrl+s)", variant="primary", id="approve")
+            yield Button("No", id="deny")
+        else:
+            yield Button("Send answer (ctrl+s)", variant="primary", id="send")
+        yield Button("Cancel (esc)", id="cancel")
+
+    def _hint(self) -> str:
+        if self.request.kind == "ask":
+            return "Tab moves between questions · arrows and space pick · Escape cancels"
+        return "The thread then runs on; its events stream in the Events tab."
+
+    def on_mount(self) -> None:
+        first = self.query("RadioSet, SelectionList, Input, Button").first()
+        first.focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        button = event.button.id
+        if button == "cancel":
+            self.dismiss(None)
+        elif button == "approve":
+            self._finish(approve=True)
+        elif button == "deny":
+            self._finish(approve=False)
+        else:
+            self._finish()
+
+    def action_send(self) -> None:
+        self._finish(approve=True if self.request.kind in ("approve", "confirm") else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _finish(self, approve: bool | None = None) -> None:
+        reason = None
+        if self.request.kind == "approve":
+            reason = self.query_one("#reason", Input).value.strip() or None
+        try:
+            answer = answer_for(
+                self.request, approve=approve, reason=reason, replies=self._replies()
+            )
+        except AnswerError as exc:
+            self.query_one("#answer-error", Static).update(Text(str(exc), style="bold red"))
+            return
+        self.dismiss(answer)
+
+    def _replies(self) -> list[tuple[str, str]]:
+        """One ("option", "N") or ("text", "…") per question, as the CLI takes them."""
+        replies = []
+        for i, question in enumerate(self.request.questions):
+            typed = self.query(f"#text-{i}")
+            text = typed.first(Input).value if typed else ""
+            picked = self._picked(i, question)
+            chosen = [question.options[n] for n in picked]
+            if text and (not question.options or any(o.allow_input for o in chosen)):
+                replies.append(("text", text))
+            elif picked:
+                replies.append(("option", ",".join(str(n + 1) for n in picked)))
+            else:
+                replies.append(("text", text))
+        return replies
+
+    def _picked(self, i: int, question: Question) -> list[int]:
+        if not question.options:
+            return []
+        widget = self.query_one(f"#pick-{i}")
+        if isinstance(widget, SelectionList):
+            return sorted(widget.selected)
+        index = widget.pressed_index if isinstance(widget, RadioSet) else -1
+        return [index] if index >= 0 else []
