@@ -30,7 +30,7 @@ from supervisor.demo_db import DemoExists, build_demo_db
 from supervisor.headless import run_threads
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
-from supervisor.leases import leases_dir, live_leases
+from supervisor.leases import holder_text, leases_dir, stop_elsewhere
 from supervisor.plan import MarkerIndex, may_be_live, plan_thread, refusal
 from supervisor.report import (
     entry_lines,
@@ -224,6 +224,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_answer)
 
     p = sub.add_parser(
+        "abort",
+        help="ask the supervisor running a thread to abort it",
+        description=(
+            "Ask the supervisor process that holds each thread's lease (the app, or a "
+            "headless resume/prompt/answer) to abort it gracefully, and wait until it has. "
+            "The thread stays resumable. Exit 0 when every thread is stopped or was not "
+            "running; 1 if one is still running after --wait."
+        ),
+    )
+    _add_db(p)
+    p.add_argument("threads", metavar="THREAD", nargs="+", help="thread ids")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the holder to let go (default %(default)s)",
+    )
+    p.set_defaults(run=cmd_abort)
+
+    p = sub.add_parser(
         "demo",
         help="create a demo database with threads in every state",
         description=(
@@ -293,13 +314,9 @@ def _print_notices(store: SQLiteStore) -> None:
 
 
 def _open(args: argparse.Namespace) -> SQLiteStore:
-    """The store, with threads leased by a live supervisor marked running."""
+    """The store (threads leased by a live supervisor are `running`), notices printed."""
     store = open_store(args.db, busy_timeout=args.busy_timeout)
     _print_notices(store)
-    for thread_id in live_leases(leases_dir(args.db)):
-        summary = store.get(thread_id)
-        if summary is not None:
-            summary.running = True
     return store
 
 
@@ -544,6 +561,32 @@ def cmd_answer(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_UNFINISHED
 
 
+def cmd_abort(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        unknown = [t for t in args.threads if store.get(t) is None]
+    finally:
+        store.close()
+    if unknown:
+        raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
+    directory = leases_dir(args.db)
+
+    async def stop_all() -> list[tuple[str, dict | None]]:
+        wanted = list(dict.fromkeys(args.threads))
+        return await asyncio.gather(*(stop_elsewhere(directory, t, args.wait) for t in wanted))
+
+    ok = True
+    for thread_id, (outcome, holder) in zip(
+        dict.fromkeys(args.threads), asyncio.run(stop_all()), strict=True
+    ):
+        who = f" ({holder_text(holder)})" if holder else ""
+        if outcome == "still running":
+            ok = False
+            outcome = f"still running after {args.wait:g}s"
+        print(f"{one_line(thread_id, 60)}: {outcome}{who}")
+    return EXIT_OK if ok else EXIT_UNFINISHED
+
+
 def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the runner would refuse this thread, known from the read-only listing."""
     reason = refusal(summary)
@@ -638,7 +681,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "demo")
+SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "abort", "demo")
 
 
 def build_app_parser() -> argparse.ArgumentParser:

@@ -7,10 +7,18 @@ supervisor. The file also records who holds it (pid, host, since) for the
 message another process shows when it is refused. flock is per machine: two
 supervisors on different hosts sharing a network filesystem do not see each
 other's leases.
+
+Another process stops a run it does not hold by asking its holder: it
+writes an abort request beside the lease (`request_abort`), naming the
+holder it means (pid and lease time, so a request never outlives the run it
+was for); the holder's runner watches for it and aborts that one thread
+gracefully (`abort_requested`). `stop_elsewhere` does the asking side's
+waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -33,14 +41,17 @@ def lease_path(directory: Path, thread_id: str) -> Path:
     return directory / f"{digest}.lock"
 
 
+def abort_path(lease: Path) -> Path:
+    return lease.with_suffix(".abort")
+
+
 class LeaseHeld(Exception):
     """Another process holds the thread's lease."""
 
     def __init__(self, thread_id: str, holder: dict[str, Any]) -> None:
         self.thread_id = thread_id
         self.holder = holder
-        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
-        super().__init__(f"{thread_id} is running in another supervisor ({who})")
+        super().__init__(f"{thread_id} is running in another supervisor ({holder_text(holder)})")
 
 
 @dataclass
@@ -50,10 +61,13 @@ class Lease:
     thread_id: str
     path: Path
     fd: int
+    since: float = 0.0
 
     def release(self) -> None:
         if self.fd < 0:
             return
+        with contextlib.suppress(OSError):
+            abort_path(self.path).unlink()
         with contextlib.suppress(OSError):
             os.ftruncate(self.fd, 0)
         with contextlib.suppress(OSError):
@@ -79,9 +93,11 @@ def acquire(directory: Path, thread_id: str) -> Lease:
         "host": socket.gethostname(),
         "since": time.time(),
     }
+    with contextlib.suppress(OSError):  # a request meant for an earlier holder
+        abort_path(path).unlink()
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
-    return Lease(thread_id, path, fd)
+    return Lease(thread_id, path, fd, record["since"])
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
@@ -123,3 +139,75 @@ def live_leases(directory: Path) -> dict[str, dict[str, Any]]:
         if isinstance(thread_id, str) and held_elsewhere(directory, thread_id):
             found[thread_id] = holder
     return found
+
+
+def request_abort(directory: Path, thread_id: str) -> dict[str, Any] | None:
+    """Ask the live holder of this thread's lease to abort it; the holder, or None.
+
+    Nothing is written when nobody holds the lease: a thread whose holder
+    is gone is simply not running.
+    """
+    holder = held_elsewhere(directory, thread_id)
+    if holder is None:
+        return None
+    request = {
+        "pid": holder.get("pid"),
+        "since": holder.get("since"),
+        "by": {"pid": os.getpid(), "host": socket.gethostname()},
+        "at": time.time(),
+    }
+    target = abort_path(lease_path(directory, thread_id))
+    temp = target.with_suffix(f".{os.getpid()}.tmp")
+    temp.write_text(json.dumps(request), encoding="utf-8")
+    os.replace(temp, target)
+    return holder
+
+
+def abort_requested(lease: Lease) -> dict[str, Any] | None:
+    """An abort request meant for this lease (and no earlier one), or None; clears it."""
+    path = abort_path(lease.path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        path.unlink()
+    if not isinstance(data, dict):
+        return None
+    if data.get("pid") != os.getpid() or data.get("since") != lease.since:
+        return None
+    by = data.get("by")
+    return by if isinstance(by, dict) else {}
+
+
+async def stop_elsewhere(
+    directory: Path, thread_id: str, timeout: float = 30.0, poll: float = 0.1
+) -> tuple[str, dict[str, Any] | None]:
+    """Ask the holder to abort and wait for its lease to be freed.
+
+    Returns ("not running", None), ("stopped", holder) or ("still running",
+    holder) when the holder did not let go within `timeout` seconds.
+    """
+    holder = request_abort(directory, thread_id)
+    if holder is None:
+        return "not running", None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(poll)
+        if held_elsewhere(directory, thread_id) is None:
+            return "stopped", holder
+    return "still running", holder
+
+
+def is_mine(holder: dict[str, Any] | None) -> bool:
+    """Whether a lease holder is this very process."""
+    return (
+        bool(holder)
+        and holder.get("pid") == os.getpid()
+        and holder.get("host") == socket.gethostname()
+    )
+
+
+def holder_text(holder: dict[str, Any]) -> str:
+    """Who holds a lease, for a person: "pid 4242 on build-3"."""
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"

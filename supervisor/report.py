@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisor.leases import holder_text
 from supervisor.plan import ThreadPlan
 from supervisor.states import State, ThreadSummary
 from supervisor.store import Transcript, TranscriptEntry
-from supervisor.text import clean, compact_json, one_line
+from supervisor.text import clean, compact_json, one_line, relative_time
 
 #: Enough for any real tool call: plans show arguments in full.
 FULL = 10_000
@@ -32,6 +33,7 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "last_run_id": s.last_run_id,
         "pending_request": s.request.to_json() if s.request is not None else None,
         "answer_stored": s.answer_stored,
+        "holder": s.holder,
     }
 
 
@@ -39,11 +41,14 @@ def call_text(name: str, arguments: Any, limit: int = 60) -> str:
     return one_line(f"{name}({compact_json(arguments)})", limit)
 
 
-def thread_hint(s: ThreadSummary, limit: int = 60) -> str:
+def thread_hint(s: ThreadSummary, limit: int = 60, now: float | None = None) -> str:
     """One line saying where the thread stopped, for a list row."""
     state = s.state
     if state is State.CORRUPT:
         return one_line(f"row {s.corrupt_row}: {s.corrupt_reason}", limit)
+    if state is State.RUNNING and s.holder:
+        since = relative_time(s.holder.get("since"), now)
+        return one_line(f"held by {holder_text(s.holder)}, since {since}", limit)
     pending = s.pending_tool_calls
     if state is State.MID_TOOL and pending:
         first = call_text(pending[0].name, pending[0].arguments, limit)

@@ -114,6 +114,8 @@ class RunnerConfig:
     stopwatch: Callable[[], float] = time.monotonic
     #: The agent module's marker hook, for plans (see `supervisor.plan`).
     marker_hook: MarkerHook | None = None
+    #: How often a run checks for another process's abort request.
+    abort_poll: float = 0.25
 
 
 @dataclass
@@ -424,9 +426,21 @@ class Runner:
 
     # -- the worker -----------------------------------------------------
 
+    async def _watch_abort_requests(self, run: Run) -> None:
+        """Honour another process's request to abort this run (see `leases`)."""
+        while run.lease is not None:
+            await asyncio.sleep(self.config.abort_poll)
+            who = leases.abort_requested(run.lease)
+            if who is not None:
+                by = leases.holder_text(who) if who else "another process"
+                self._emit(run.thread_id, "note", text=f"abort requested by {by}")
+                await self.abort(run.thread_id)
+                return
+
     async def _work(self, run: Run, state: State, text: str | None) -> None:
         thread_id = run.thread_id
         token = current_thread.set(thread_id)
+        watcher = asyncio.create_task(self._watch_abort_requests(run))
         try:
             async with self._slots:
                 run.phase = "running"
@@ -462,6 +476,7 @@ class Runner:
             self._flush_text(run)
             self._emit(thread_id, "error", message=f"{type(exc).__name__}: {exc}")
         finally:
+            watcher.cancel()
             current_thread.reset(token)
             self._flush_text(run)
             await self._finish(run)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from supervisor.hitl import PendingRequest
 
@@ -99,6 +100,8 @@ class ThreadSummary:
     run_open: bool = False
     #: Set by the runner, or by a live lease held elsewhere.
     running: bool = False
+    #: Who holds the thread's live lease (pid, host, since), when anyone does.
+    holder: dict[str, Any] | None = None
 
     def fold_row(
         self, row_id: int, role: str, activity: float | None, detail: str | None = None

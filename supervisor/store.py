@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from supervisor.hitl import PendingRequest, parse_request
+from supervisor.leases import leases_dir, live_leases
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 
 T = TypeVar("T")
@@ -385,6 +386,7 @@ class SQLiteStore:
             self._fill_tails(touched)
             touched |= self._read_pending_requests()
             self._read_open_runs()
+            touched |= self._read_leases()
         finally:
             self._conn.execute("COMMIT")
         return touched
@@ -618,6 +620,21 @@ class SQLiteStore:
             s.pending_request = True
             s.request, s.answer_stored = found[thread_id]
             changed.add(thread_id)
+        return changed
+
+    def _read_leases(self) -> set[str]:
+        """Threads a live supervisor holds are `running`, with who holds them.
+
+        Leases are files beside the database, read without creating
+        anything; returns the threads whose holder changed.
+        """
+        live = live_leases(leases_dir(self.path))
+        changed = set()
+        for s in self._threads.values():
+            holder = live.get(s.thread_id)
+            if holder != s.holder:
+                changed.add(s.thread_id)
+                s.holder, s.running = holder, holder is not None
         return changed
 
     def _read_open_runs(self) -> None:

@@ -36,8 +36,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent
 
 from supervisor.jobs import Marker, read_markers
-from supervisor.leases import leases_dir, live_leases
-from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread
+from supervisor.leases import holder_text, is_mine, leases_dir, live_leases, stop_elsewhere
+from supervisor.plan import MarkerIndex, ThreadPlan, may_be_live, plan_thread
 from supervisor.report import entry_lines
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
@@ -70,7 +70,7 @@ from supervisor.ui.render import (
 from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
-from supervisor.ui.screens.preview import ResumePreview
+from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
 from supervisor.ui.themes import DEFAULT_THEME, bundled_themes
 from supervisor.ui.widgets.detail import DetailPane
@@ -240,15 +240,8 @@ class SupervisorApp(App[None]):
             with self._store_lock:
                 if self._store_closed:
                     return
-                touched = self.store.refresh()
+                changed = self.store.refresh()
                 notices = self.store.take_notices()
-                live = set(live_leases(leases_dir(self.database)))
-                changed = set(touched)
-                for s in self.store.threads():
-                    running = s.thread_id in live
-                    if running != s.running:
-                        s.running = running
-                        changed.add(s.thread_id)
                 copies = {
                     s.thread_id: _copy(s) for s in self.store.threads() if s.thread_id in changed
                 }
@@ -398,6 +391,20 @@ class SupervisorApp(App[None]):
     def _tick_running(self) -> None:
         for thread_id in self.running_since:
             self._update_row(thread_id)
+        self._poll_leases()
+
+    @work(thread=True, exclusive=True, group="leases", exit_on_error=False)
+    def _poll_leases(self) -> None:
+        """Leases change without a database write (a holder that dies touches no file).
+
+        Once a second, compare the live leases with what the list shows and
+        refresh when they differ, so another supervisor's run shows (and
+        stops showing) within a second.
+        """
+        live = live_leases(leases_dir(self.database))
+        shown = {t: s.holder for t, s in self.summaries.items() if s.holder}
+        if live != shown and not self._quitting:
+            self.call_from_thread(self.request_refresh)
 
     @on(DataTable.RowHighlighted, "#threads")
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -450,18 +457,37 @@ class SupervisorApp(App[None]):
         self._show_request(s)
 
     def _show_request(self, s: ThreadSummary | None) -> None:
-        """What a waiting thread asks, above the tabs (hidden for every other thread)."""
+        """What needs saying above the tabs: a question, another holder, signs of life."""
         box = self.query_one("#detail-request", Static)
-        request = s.request if s is not None else None
-        box.set_class(request is not None, "visible")
-        if request is None:
-            return
-        if s is not None and s.answer_stored:
-            head = "Answered before the process stopped; r goes on with that answer:\n"
-        else:
-            head = "Waiting for a human — r or Enter answers:\n"
-        text = Text(head, style="bold")
-        box.update(text.append(safe("\n".join(request.lines()))))
+        text = self._notice(s) if s is not None else None
+        box.set_class(text is not None, "visible")
+        if text is not None:
+            box.update(text)
+
+    def _notice(self, s: ThreadSummary) -> Text | None:
+        if s.thread_id in self.running_since:
+            return None
+        if s.holder and not is_mine(s.holder):
+            since = relative_time(s.holder.get("since"), self.clock())
+            text = Text("Running in another supervisor — a asks it to abort:\n", style="bold")
+            return text.append(safe(f"{holder_text(s.holder)}, lease taken {since}"))
+        if s.request is not None:
+            if s.answer_stored:
+                head = "Answered before the process stopped; r goes on with that answer:\n"
+            else:
+                head = "Waiting for a human — r or Enter answers:\n"
+            return Text(head, style="bold").append(safe("\n".join(s.request.lines())))
+        config = self.runner.config
+        if s.state in RESUMABLE and may_be_live(s, self.clock(), config.live_window):
+            ago = relative_time(s.last_activity, self.clock())
+            text = Text("May still be running in a process that is not a supervisor:\n", "bold")
+            return text.append(
+                safe(
+                    f"its run {one_line(s.last_run_id or '?', 40)} is open and was last "
+                    f"written {ago}; r asks before resuming it."
+                )
+            )
+        return None
 
     # -- the detail pane ----------------------------------------------------
 
@@ -643,22 +669,36 @@ class SupervisorApp(App[None]):
             return
         self._resume_one(self.selected)
 
-    def _confirm_many(self, threads: list[str], skipped: int) -> None:
-        body = Text(f"Resume {len(threads)} thread(s)?")
-        if skipped:
-            body.append(f"\n{skipped} marked thread(s) are not resumable and are skipped.")
-        body.append("\n" + ", ".join(one_line(t, 30) for t in threads[:12]))
-        if len(threads) > 12:
-            body.append(f" … (+{len(threads) - 12})")
+    @work(group="actions", exit_on_error=False)
+    async def _confirm_many(
+        self, threads: list[str], skipped: int, title: str = "Resume marked threads"
+    ) -> None:
+        """One preview for many threads, with the plan a single resume would show."""
+        plans = await asyncio.to_thread(self._plans, threads)
+        preview = BulkResumePreview(
+            f"{title} ({len(threads)})",
+            plans,
+            self.palette,
+            self.runner.config.continue_text,
+            skipped,
+        )
+        if not await self.push_screen_wait(preview):
+            return
+        self.marked.difference_update(threads)
+        for t in threads:
+            self._start_resume(t, force=False)
+        self._rebuild_rows()
 
-        def go(ok: bool | None) -> None:
-            if ok:
-                self.marked.clear()
-                for t in threads:
-                    self._start_resume(t, force=False)
-                self._rebuild_rows()
-
-        self.push_screen(ConfirmScreen("Resume marked threads", body, "Resume"), go)
+    def _plans(self, threads: list[str]) -> list[ThreadPlan]:
+        """Plans for a preview; only mid-tool threads need their transcript (and markers)."""
+        markers = read_markers(self.jobs_dir)
+        plans = []
+        for t in threads:
+            transcript = None
+            if self.state_of(t) is State.MID_TOOL:
+                transcript = self._read_for_plan(t)[1]
+            plans.append(self._plan(t, markers, transcript))
+        return plans
 
     def _read_for_plan(self, thread_id: str) -> tuple[list[Marker], Transcript | None]:
         """Markers and transcript for a plan; runs in a thread (both touch the disk)."""
@@ -748,20 +788,20 @@ class SupervisorApp(App[None]):
         if not crashed:
             self.notify("no crashed thread to resume")
             return
-        body = Text(f"Resume all {len(crashed)} crashed thread(s)?\n")
-        body.append(", ".join(one_line(t, 30) for t in crashed[:12]))
-        if len(crashed) > 12:
-            body.append(f" … (+{len(crashed) - 12})")
-
-        def go(ok: bool | None) -> None:
-            if ok:
-                for t in crashed:
-                    self._start_resume(t, force=False)
-
-        self.push_screen(ConfirmScreen(f"Resume {len(crashed)} threads", body, "Resume all"), go)
+        self._confirm_many(crashed, 0, "Resume every crashed thread")
 
     def action_abort(self) -> None:
         targets = [t for t in self._targets() if t in self.running_since]
+        elsewhere = [
+            t
+            for t in self._targets()
+            if t not in self.running_since
+            and self.summaries[t].holder
+            and not is_mine(self.summaries[t].holder)
+        ]
+        if not targets and elsewhere:
+            self._abort_elsewhere(elsewhere)
+            return
         if not targets:
             self.notify(
                 "nothing to abort: the selected thread is not running",
@@ -781,6 +821,32 @@ class SupervisorApp(App[None]):
                 self.notify(f"aborting {names}", markup=False)
 
         self.push_screen(ConfirmScreen("Abort", body, "Abort"), go)
+
+    def _abort_elsewhere(self, threads: list[str]) -> None:
+        holders = {holder_text(self.summaries[t].holder or {}) for t in threads}
+        names = ", ".join(one_line(t, 30) for t in threads[:8])
+        body = Text(
+            f"{names}: running in another supervisor ({', '.join(sorted(holders))}). "
+            "Ask it to abort? It stops gracefully; the thread stays resumable."
+        )
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                for t in threads:
+                    self.run_worker(self._stop_elsewhere(t), group="aborts", exit_on_error=False)
+
+        self.push_screen(ConfirmScreen("Abort in another supervisor", body, "Ask to abort"), go)
+
+    async def _stop_elsewhere(self, thread_id: str) -> None:
+        directory = leases_dir(self.database)
+        self.notify(f"asked the holder of {one_line(thread_id, 40)} to abort", markup=False)
+        outcome, holder = await stop_elsewhere(directory, thread_id)
+        who = holder_text(holder) if holder else "nobody holds it"
+        severity = "warning" if outcome == "still running" else "information"
+        self.notify(
+            f"{one_line(thread_id, 40)}: {outcome} ({who})", severity=severity, markup=False
+        )
+        self.request_refresh()
 
     def action_prompt(self) -> None:
         if self.selected is None:
@@ -949,6 +1015,10 @@ class SupervisorApp(App[None]):
         self._quitting = True
         super().exit(*args, **kwargs)
 
+    async def action_quit(self) -> None:
+        """Textual's Quit (palette, ctrl+q) would cancel agents mid-tool: ask first."""
+        self.action_quit_app()
+
     def action_quit_app(self) -> None:
         running = list(self.running_since)
         if not running:
@@ -994,9 +1064,11 @@ class SupervisorApp(App[None]):
         if jobs.is_dir():
             paths.add(str(jobs))
 
+        leases = leases_dir(self.database.resolve())
+
         def relevant(_change: object, path: str) -> bool:
             p = Path(path)
-            return p.name in names or p.parent == jobs
+            return p.name in names or p.parent == jobs or p.parent == leases
 
         async for changes in awatch(
             *paths,

@@ -88,7 +88,9 @@ def thread_row(
         else relative_time(s.last_activity, now)
     )
     hint = (
-        thread_hint(s, HINT_CHARS) if running_since is None else one_line(s.last_text, HINT_CHARS)
+        thread_hint(s, HINT_CHARS, now)
+        if running_since is None
+        else one_line(s.last_text, HINT_CHARS)
     )
     return (
         Text("●" if marked else " ", style="bold"),

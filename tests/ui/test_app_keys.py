@@ -12,7 +12,7 @@ from textual.widgets import DataTable, RichLog, TabbedContent
 from supervisor.states import State
 from supervisor.store import open_store
 from supervisor.ui.screens.confirm import ConfirmScreen
-from supervisor.ui.screens.preview import ResumePreview
+from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
 from tests.conftest import transcript_problems
 from tests.ui.conftest import settle, table_rows
@@ -165,9 +165,15 @@ async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await pilot.press("R")
-        await pilot.pause()
-        assert isinstance(pilot.app.screen, ConfirmScreen)
-        assert "Resume 7 threads" in pilot.app.screen.title_text
+        await pilot.pause(0.3)
+        preview = pilot.app.screen
+        assert isinstance(preview, BulkResumePreview)
+        assert preview.title_text == "Resume every crashed thread (7)"
+        body = str(preview.query_one(".plan-call").render())
+        # The same plan a single resume shows, for every mid-tool thread …
+        assert 'process_item({"item": "card-202"})' in body and "runs again" in body
+        # … and the message that continues an aborted or failed one.
+        assert "job-06  aborted  → continue with 'Continue where you left off.'" in body
         await pilot.press("y")
         await settle(pilot)
     states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
@@ -185,8 +191,9 @@ async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
         assert pilot.app.marked == {"job-04", "job-05"}
         assert table_rows(pilot.app)["job-04"][0] == "●"
         await pilot.press("r")
-        await pilot.pause()
-        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.pause(0.3)
+        assert isinstance(pilot.app.screen, BulkResumePreview)
+        assert pilot.app.screen.title_text == "Resume marked threads (2)"
         await pilot.press("y")
         await settle(pilot)
         assert pilot.app.marked == set()
@@ -270,6 +277,36 @@ async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monk
                 break
             await pilot.pause(0.05)
     assert not app.is_running
+    assert state("job-05") is State.ABORTED
+    assert transcript_problems(Path("demo.db"), "job-05") == []
+
+
+async def test_ctrl_q_and_the_palette_quit_ask_like_q(app_factory, monkeypatch) -> None:
+    """Textual's own Quit would cancel the agent mid-tool ("cancelled by user")."""
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
+    app = app_factory(abort_grace=1.0)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if any(e.type == "tool_start" for e in app.events.get("job-05", ())):
+                break
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("n")
+        await pilot.press("ctrl+p", *"quit")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.is_running
+        await pilot.press("y")
+        for _ in range(100):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
     assert state("job-05") is State.ABORTED
     assert transcript_problems(Path("demo.db"), "job-05") == []
 

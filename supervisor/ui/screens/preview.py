@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
 from supervisor.plan import ThreadPlan, Verdict
+from supervisor.states import State
 from supervisor.text import one_line
 from supervisor.ui.render import Palette, plan_text
 from supervisor.ui.screens.dialog import YesNoScreen
@@ -51,3 +52,56 @@ class ResumePreview(YesNoScreen):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Resume (y)", variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
+
+
+class BulkResumePreview(YesNoScreen):
+    """Several threads at once: each one's plan, as the single preview shows it.
+
+    Mid-tool threads list their calls and verdicts; aborted and error
+    threads say which message continues them; the rest say what happens.
+    """
+
+    BINDINGS = [Binding("r", "answer(True)", "Resume")]
+
+    def __init__(
+        self,
+        title: str,
+        plans: list[ThreadPlan],
+        palette: Palette,
+        continue_text: str,
+        skipped: int = 0,
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.plans = plans
+        self.palette = palette
+        self.continue_text = continue_text
+        self.skipped = skipped
+
+    def compose(self) -> ComposeResult:
+        runs = sum(p.verdict is Verdict.RERUN for plan in self.plans for p in plan.calls)
+        intro = f"{len(self.plans)} thread(s); {runs} tool call(s) will really run again."
+        if self.skipped:
+            intro += f" {self.skipped} marked thread(s) cannot be resumed and are skipped."
+        with Vertical(classes="dialog wide"):
+            yield Static(Text(self.title_text), classes="dialog-title")
+            yield Static(Text(intro), classes="dialog-body")
+            with VerticalScroll(classes="plan bulk"):
+                yield Static(self._body(), classes="plan-call")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Resume all (y)", variant="primary", id="yes")
+                yield Button("Cancel (n)", id="no")
+
+    def _body(self) -> Text:
+        out = Text()
+        for i, plan in enumerate(self.plans):
+            out.append("\n" if i else "")
+            out.append(one_line(plan.thread_id, 40), style="bold")
+            out.append(f"  {plan.state}  → ")
+            if plan.state in (State.ABORTED, State.ERROR):
+                out.append(f"continue with {self.continue_text!r}")
+            else:
+                out.append(plan.action)
+            if plan.calls or plan.closed:
+                out.append("\n").append(plan_text(plan, self.palette))
+        return out

@@ -1,0 +1,91 @@
+"""A run held by another supervisor: shown with its holder, stopped with `a`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from supervisor.ui.screens.confirm import ConfirmScreen
+from tests.test_headless import start_slow_resume
+from tests.test_other_supervisors import wait_for_tool
+from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows
+from tests.ui.test_app_keys import select
+from tests.ui.test_live import watching_app
+from tests.ui.test_snapshots import WIDE, select_before
+
+#: Holds a thread's lease with a fixed record, as a supervisor elsewhere would.
+HOLDER = """
+import fcntl, json, os, sys, time
+from supervisor.leases import lease_path, leases_dir
+directory = leases_dir(sys.argv[1]); directory.mkdir(exist_ok=True)
+fd = os.open(lease_path(directory, sys.argv[2]), os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+record = {"thread_id": sys.argv[2], "pid": 4242, "host": "build-3", "since": float(sys.argv[3])}
+os.ftruncate(fd, 0); os.write(fd, json.dumps(record).encode())
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def hold(db: Path, thread: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(db), thread, str(FIXED_NOW - 120)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+async def wait_until(pilot, condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    assert condition()
+
+
+async def test_a_run_elsewhere_shows_its_holder_and_a_stops_it(workdir: Path) -> None:
+    app = watching_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        proc = start_slow_resume(workdir / "demo.db", "job-05")
+        try:
+            wait_for_tool(proc)
+            await wait_until(pilot, lambda: table_rows(app)["job-05"][1] == "▶ running")
+            assert f"held by pid {proc.pid}" in table_rows(app)["job-05"][5]
+            notice = str(app.query_one("#detail-request").render())
+            assert "Running in another supervisor" in notice and f"pid {proc.pid}" in notice
+            await pilot.press("a")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await wait_until(pilot, lambda: proc.poll() is not None)
+            await wait_until(pilot, lambda: table_rows(app)["job-05"][1] == "■ aborted")
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+async def test_a_holder_that_dies_stops_showing_running(workdir: Path) -> None:
+    app = watching_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        proc = hold(workdir / "demo.db", "job-04")
+        try:
+            await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "▶ running")
+        finally:
+            proc.kill()  # the kernel frees the lock; no file changes
+            proc.wait()
+        await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "◑ after_tools")
+
+
+def test_thread_held_elsewhere(workdir: Path, snap_compare) -> None:
+    proc = hold(workdir / "demo.db", "job-04")
+    try:
+        assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before("job-04"))
+    finally:
+        proc.kill()
+        proc.wait()
