@@ -4,14 +4,16 @@
 
 Builds the demo database in a temporary directory (real demo-agent runs,
 SIGKILLed), opens the app headless at 160x50 and saves SVGs of the main
-view, a mid-tool thread's job markers, the resume preview and the prompt
-modal.
+view, a mid-tool thread's job markers, the resume preview, the prompt
+modal, the answer dialog of a waiting thread, and a thread held by another
+supervisor process (a child that takes its lease).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +27,11 @@ from supervisor.store import SQLiteStore
 from supervisor.ui.app import make_app
 
 OUT = Path(__file__).resolve().parent.parent / "screenshots"
+#: A supervisor elsewhere, as far as the app can tell: it holds one thread's lease.
+HOLD = (
+    "import sys, time; from supervisor.leases import acquire, leases_dir; "
+    "acquire(leases_dir(sys.argv[1]), sys.argv[2]); print('held', flush=True); time.sleep(60)"
+)
 
 
 async def shoot(workdir: Path) -> None:
@@ -57,6 +64,25 @@ async def shoot(workdir: Path) -> None:
         await pilot.pause(0.3)
         app.save_screenshot("prompt-modal.svg", str(OUT))
         await pilot.press("escape")
+        await pilot.pause(0.3)
+        table.move_cursor(row=table.get_row_index("job-11"))
+        await pilot.pause(0.5)
+        await pilot.press("r")
+        await pilot.pause(0.5)
+        app.save_screenshot("answer-dialog.svg", str(OUT))
+        await pilot.press("escape")
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, "demo.db", "job-04"], stdout=subprocess.PIPE
+        )
+        try:
+            holder.stdout.readline()
+            app.request_refresh()
+            table.move_cursor(row=table.get_row_index("job-04"))
+            await pilot.pause(1.0)
+            app.save_screenshot("held-elsewhere.svg", str(OUT))
+        finally:
+            holder.kill()
+            holder.wait()
 
 
 def main() -> None:

@@ -93,6 +93,9 @@ async def test_possibly_live_thread_asks_before_forcing(app_factory) -> None:
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await select(pilot, "job-05")
+        notice = str(pilot.app.query_one("#detail-request").render())
+        assert "May still be running in a process that is not a supervisor" in notice
+        assert "its run run" in notice and "is open and was last written 3m ago" in notice
         await pilot.press("r")
         await pilot.pause()
         await pilot.pause()
