@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -883,25 +883,21 @@ class SupervisorApp(App[None]):
         self.push_screen(AnswerScreen(thread_id, request), send)
 
     async def _answer(self, thread_id: str, answer: Any) -> None:
-        try:
-            await self.runner.answer(thread_id, answer)
-        except Refused as exc:
-            self.notify(
-                f"answer refused: {one_line(str(exc), 200)}", severity="warning", markup=False
-            )
-            return
-        self.notify(f"answered {one_line(thread_id, 40)}", markup=False)
-        await self.runner.wait(thread_id)
+        await self._act("answer", thread_id, self.runner.answer(thread_id, answer))
 
     async def _prompt(self, thread_id: str, text: str) -> None:
+        await self._act("prompt", thread_id, self.runner.prompt(thread_id, text))
+
+    async def _act(self, verb: str, thread_id: str, start: Awaitable[Any]) -> None:
+        """Start a run, say so (or why not), and keep the worker until it ends."""
         try:
-            await self.runner.prompt(thread_id, text)
+            await start
         except Refused as exc:
             self.notify(
-                f"prompt refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+                f"{verb} refused: {one_line(str(exc), 200)}", severity="warning", markup=False
             )
             return
-        self.notify(f"prompted {one_line(thread_id, 40)}", markup=False)
+        self.notify(f"{verb}ed {one_line(thread_id, 40)}", markup=False)
         await self.runner.wait(thread_id)
 
     def action_mark(self) -> None:

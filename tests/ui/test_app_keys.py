@@ -260,17 +260,22 @@ async def test_number_keys_switch_tabs_and_enter_moves_focus(app_factory) -> Non
         assert pilot.app.selected == "job-02"
 
 
+async def resume_until_a_tool_runs(pilot, thread: str) -> None:
+    """Press r on a thread and wait until its first tool is running."""
+    await select(pilot, thread)
+    await pilot.press("r")
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if any(e.type == "tool_start" for e in pilot.app.events.get(thread, ())):
+            return
+
+
 async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monkeypatch) -> None:
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
     app = app_factory(abort_grace=1.0)
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        await select(pilot, "job-05")
-        await pilot.press("r")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if any(e.type == "tool_start" for e in app.events.get("job-05", ())):
-                break
+        await resume_until_a_tool_runs(pilot, "job-05")
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
@@ -290,12 +295,7 @@ async def test_ctrl_q_and_the_palette_quit_ask_like_q(app_factory, monkeypatch) 
     app = app_factory(abort_grace=1.0)
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        await select(pilot, "job-05")
-        await pilot.press("r")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if any(e.type == "tool_start" for e in app.events.get("job-05", ())):
-                break
+        await resume_until_a_tool_runs(pilot, "job-05")
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen) and app.is_running
