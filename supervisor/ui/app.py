@@ -81,6 +81,8 @@ from supervisor.ui.widgets.thread_table import ThreadTable
 EVENTS_PER_THREAD = 2000
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
+#: Seconds between looks at the leases (runs held by other supervisors).
+LEASE_POLL = 0.5
 #: A refresh touching more threads than this rebuilds the list in one go.
 REBUILD_ABOVE = 200
 #: Seconds after the last keystroke before a filter is applied.
@@ -194,6 +196,7 @@ class SupervisorApp(App[None]):
         self._layout_for(self.size.width)
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
+        self.set_interval(LEASE_POLL, self._poll_leases)
         self.set_interval(15.0, self._tick_ages)
         if self.watch_files:
             self._watch()
@@ -391,13 +394,12 @@ class SupervisorApp(App[None]):
     def _tick_running(self) -> None:
         for thread_id in self.running_since:
             self._update_row(thread_id)
-        self._poll_leases()
 
     @work(thread=True, exclusive=True, group="leases", exit_on_error=False)
     def _poll_leases(self) -> None:
         """Leases change without a database write (a holder that dies touches no file).
 
-        Once a second, compare the live leases with what the list shows and
+        Twice a second, compare the live leases with what the list shows and
         refresh when they differ, so another supervisor's run shows (and
         stops showing) within a second.
         """
