@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,10 @@ import pytest
 from supervisor.demo_db import run_child_process
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Times on screen are local wall-clock times: pin the zone so snapshots match anywhere.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 def run_demo_child(db: Path, thread: str, jobs: Path, **options: object) -> int:

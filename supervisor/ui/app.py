@@ -203,6 +203,8 @@ class SupervisorApp(App[None]):
 
     def on_resize(self, event) -> None:
         self._layout_for(event.size.width)
+        if self.selected is not None:
+            self._reload_detail_soon()  # the transcript wraps to the pane's new width
 
     def _layout_for(self, width: int) -> None:
         self.query_one("#main").set_class(width < NARROW, "narrow")

@@ -7,8 +7,11 @@ characters and wrapped in `Text` objects, so `[@click=app.quit]` or
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 from supervisor.jobs import Marker
@@ -131,6 +134,45 @@ def bounded(text: str, limit: int = TEXT_CHARS) -> Text:
     return out.append(f" … {more} more (o: open the transcript in a pager)", style="italic dim")
 
 
+#: JSON bigger than this is shown on one line, not pretty-printed.
+PRETTY_CHARS = 4_000
+_JSON = JSONHighlighter()
+
+
+def pretty_json(value: Any, indent: str = "    ") -> Text:
+    """Arguments or a result as indented, syntax-coloured JSON (one line when huge)."""
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return safe(one_line(str(value), 200))
+    if len(text) > PRETTY_CHARS:
+        return bounded(compact_json(value), PRETTY_CHARS)
+    out = safe(indent + text.replace("\n", "\n" + indent))
+    _JSON.highlight(out)
+    return out
+
+
+def clock_time(at: float | None) -> str:
+    """Local wall-clock time of a message or event, for reading a run's pace."""
+    if at is None:
+        return ""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(at))
+    except (OverflowError, ValueError, OSError):
+        return ""
+
+
+def _json_body(text: str) -> Any:
+    """A tool result's text, parsed when it is a JSON object or array; else None."""
+    stripped = text.strip()
+    if len(stripped) > PRETTY_CHARS or not stripped.startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+
+
 def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
     """One stored message, readable: role, run, text, tool calls, results. Never raises."""
     out = Text()
@@ -153,7 +195,8 @@ def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
         "assistant": "secondary",
         "tool_result": "success",
     }.get(role, "")
-    out.append(f"#{e.row_id} ", style="dim")
+    stamp = clock_time(e.created_at)
+    out.append(f"#{e.row_id} " + (f"{stamp} " if stamp else ""), style="dim")
     out.append(role, style=f"bold {palette.get(colour, '')}")
     if role == "assistant":
         out.append(f" [{one_line(str(m.get('stop_reason')), 20)}]", style="dim")
@@ -163,13 +206,17 @@ def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
     out.append(run, style="dim")
     content = m.get("content")
     body = message_text(content)
-    if body.strip():
+    parsed = _json_body(body) if role == "tool_result" else None
+    if parsed is not None:
+        out.append("\n").append(pretty_json(parsed, indent=""))
+    elif body.strip():
         out.append("\n").append(bounded(body))
     for b in content if isinstance(content, list) else ():
         if isinstance(b, dict) and b.get("type") == "tool_call":
             out.append("\n  → ", style="dim")
-            out.append(call_text(str(b.get("name")), b.get("arguments"), 100))
+            out.append(safe(one_line(str(b.get("name")), 60), "bold"))
             out.append(f"  ({one_line(str(b.get('id')), 30)})", style="dim")
+            out.append("\n").append(pretty_json(b.get("arguments")))
     if m.get("error_message"):
         out.append("\n  error: ", style=palette.get("error", ""))
         out.append(one_line(str(m["error_message"]), 200))
@@ -180,7 +227,15 @@ def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:
 
 
 def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
-    """A runner event as one log line, or None for events shown elsewhere."""
+    """A runner event as one log line with its time, or None for events shown elsewhere."""
+    line = _event_body(event, palette)
+    if line is None:
+        return None
+    stamp = clock_time(event.at)
+    return Text(f"{stamp} ", style="dim").append(line) if stamp else line
+
+
+def _event_body(event: RunnerEvent, palette: Palette) -> Text | None:
     d = event.data
     kind = event.type
     error = palette.get("error", "red")

@@ -19,7 +19,9 @@ class DetailPane(Vertical):
             with TabPane("Events", id="events"):
                 yield EventLog(id="event-log")
             with TabPane("Transcript", id="transcript"):
-                yield RichLog(id="transcript-log", wrap=True, markup=False, auto_scroll=False)
+                yield RichLog(
+                    id="transcript-log", wrap=True, markup=False, auto_scroll=False, min_width=1
+                )
             with TabPane("Job markers", id="markers"):
                 yield Static("", id="pending-calls")
                 yield DataTable(id="marker-table", cursor_type="row")

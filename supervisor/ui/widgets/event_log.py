@@ -12,7 +12,7 @@ class EventLog(Vertical):
     """Follows the tail unless the user has scrolled up to read."""
 
     def compose(self) -> ComposeResult:
-        yield RichLog(id="event-lines", wrap=True, markup=False, auto_scroll=False)
+        yield RichLog(id="event-lines", wrap=True, markup=False, auto_scroll=False, min_width=1)
         yield Static("", id="event-stream")
 
     @property
