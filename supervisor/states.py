@@ -207,3 +207,28 @@ def classify(s: ThreadSummary) -> State:
     if s.pending_tool_calls:
         return State.MID_TOOL
     return State.FINISHED
+
+
+# -- list order ---------------------------------------------------------------------
+
+#: Orders the thread list can take, in the order a key cycles through them.
+ORDERS = ("attention", "activity", "state", "thread", "messages")
+
+
+def order_key(order: str, s: ThreadSummary) -> tuple[Any, ...]:
+    """Sort key of a thread for `order`; "attention": what needs a person first, newest first.
+
+    Every order ends on the thread id, so equal keys never reshuffle.
+    """
+    recent = -(s.last_activity or 0.0)
+    if order == "attention":
+        state = s.state
+        group = 0 if state in NEEDS_ATTENTION else 1 if state is State.RUNNING else 2
+        return (group, recent, s.thread_id)
+    if order == "activity":
+        return (recent, s.thread_id)
+    if order == "state":
+        return (list(State).index(s.state), recent, s.thread_id)
+    if order == "messages":
+        return (-s.messages, s.thread_id)
+    return (s.thread_id,)

@@ -38,13 +38,15 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedCon
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine, leases_dir, live_leases, stop_elsewhere
 from supervisor.plan import MarkerIndex, ThreadPlan, may_be_live, plan_thread
-from supervisor.report import entry_lines
+from supervisor.report import entry_lines, thread_hint
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     NEEDS_ATTENTION,
+    ORDERS,
     RESUMABLE,
     State,
     ThreadSummary,
+    order_key,
 )
 from supervisor.store import SQLiteStore, StoreError, Transcript
 from supervisor.text import one_line, relative_time
@@ -77,6 +79,14 @@ from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.thread_table import ThreadTable
 
+#: The list order a click on each column header picks.
+HEADER_ORDERS = {
+    "STATE": "state",
+    "THREAD": "thread",
+    "MSGS": "messages",
+    "ACTIVITY": "activity",
+    "WHERE IT STOPPED": "attention",
+}
 #: Events kept per thread for its log.
 EVENTS_PER_THREAD = 2000
 #: Below this width the list and the detail stack vertically.
@@ -85,6 +95,8 @@ NARROW = 110
 LEASE_POLL = 0.5
 #: A refresh touching more threads than this rebuilds the list in one go.
 REBUILD_ABOVE = 200
+#: Seconds the list may stay out of order while threads write (see `_resort_soon`).
+RESORT_DELAY = 2.0
 #: Seconds after the last keystroke before a filter is applied.
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
@@ -124,6 +136,8 @@ class SupervisorApp(App[None]):
         Binding("R", "resume_all", "Resume all"),
         Binding("slash", "filter", "Filter"),
         Binding("c", "attention", "Crashed only"),
+        Binding("s", "sort", "Sort"),
+        Binding("y", "copy_id", "Copy id", show=False),
         Binding("1", "tab('events')", "Events", show=False),
         Binding("2", "tab('transcript')", "Transcript", show=False),
         Binding("3", "tab('markers')", "Markers", show=False),
@@ -162,6 +176,7 @@ class SupervisorApp(App[None]):
         self.markers: list[Marker] = []
         self.filter_text = ""
         self.attention_only = False
+        self.order = ORDERS[0]
         self.selected: str | None = None
         self._store_lock = threading.Lock()
         self._store_closed = False
@@ -170,6 +185,7 @@ class SupervisorApp(App[None]):
         self._detail_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
+        self._resort_timer: Timer | None = None
         self._row_cache: dict[str, tuple[object, bool, float | None, tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
@@ -180,11 +196,25 @@ class SupervisorApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="summary")
+        yield Static(self._context_line(), id="context")
         with Horizontal(id="main"):
             yield ThreadTable(id="threads")
             yield DetailPane(id="detail")
         yield Input(placeholder="filter by thread id or state…", id="filter")
         yield Footer()
+
+    def _context_line(self) -> Text:
+        """Which agent and which jobs directory this app runs with."""
+        config = self.runner.config
+        text = Text("agent ", style="dim").append(safe(config.agent_ref))
+        return text.append("  ·  jobs ", style="dim").append(safe(str(config.jobs_dir)))
+
+    def action_copy_id(self) -> None:
+        """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
+        if self.selected is None:
+            return
+        self.copy_to_clipboard(self.selected)
+        self.notify(f"copied {one_line(self.selected, 40)}", markup=False)
 
     def on_mount(self) -> None:
         for theme in bundled_themes():
@@ -289,8 +319,11 @@ class SupervisorApp(App[None]):
             for thread_id in message.summaries:
                 if thread_id not in new:
                     self._update_row(thread_id)
-            self._append_rows(new)
-            self._update_summary_line()
+            if any(self._visible(t) for t in new):
+                self._rebuild_rows()  # a new thread takes its place in the order
+            else:
+                self._update_summary_line()
+                self._resort_soon()
         if self.selected in message.summaries:
             self._show_detail_title()
             self._reload_detail_soon()
@@ -313,7 +346,13 @@ class SupervisorApp(App[None]):
         if self.attention_only and state not in NEEDS_ATTENTION:
             return False
         needle = self.filter_text.lower()
-        return not needle or needle in thread_id.lower() or needle in str(state)
+        if not needle or needle in thread_id.lower() or needle in str(state):
+            return True
+        return needle in thread_hint(self.summaries[thread_id], 200).lower()
+
+    def _ordered(self, threads: Iterable[str]) -> list[str]:
+        order = self.order
+        return sorted(threads, key=lambda t: order_key(order, self.summaries[t]))
 
     def _cells(
         self, thread_id: str, palette: Palette | None = None, now: float | None = None
@@ -342,23 +381,27 @@ class SupervisorApp(App[None]):
         return cells
 
     def _rebuild_rows(self) -> None:
-        self.shown = [t for t in self.summaries if self._visible(t)]
+        self.shown = self._ordered(t for t in self.summaries if self._visible(t))
         palette, now = self.palette, self.clock()
         rows = [(t, self._cells(t, palette, now)) for t in self.shown]
         self.query_one(ThreadTable).set_rows(rows)
         self._update_summary_line()
         self._select(self.query_one(ThreadTable).current_thread)
 
-    def _append_rows(self, new: list[str]) -> None:
-        """Threads that just appeared go last, as a rebuild would put them."""
-        shown = [t for t in new if self._visible(t)]
-        if shown:
-            self.shown.extend(shown)
-            palette, now = self.palette, self.clock()
-            table = self.query_one(ThreadTable)
-            table.append_rows([(t, self._cells(t, palette, now)) for t in shown])
-            if self.selected is None:
-                self._select(table.current_thread)
+    def _resort_soon(self) -> None:
+        """Rows change in place as threads write; their order catches up at most every 2 s.
+
+        Re-sorting on every refresh would rebuild the whole list many times a
+        second under write load.
+        """
+        if self._resort_timer is None:
+            self._resort_timer = self.set_timer(RESORT_DELAY, self._resort)
+
+    @_while_mounted
+    def _resort(self) -> None:
+        self._resort_timer = None
+        if self._ordered(self.shown) != self.shown:
+            self._rebuild_rows()
 
     def _update_row(self, thread_id: str) -> None:
         if thread_id not in self.summaries:
@@ -372,15 +415,21 @@ class SupervisorApp(App[None]):
     def _update_summary_line(self) -> None:
         counts = Counter(self.state_of(t) for t in self.summaries)
         ordered = {s: counts.get(s, 0) for s in State}
+        # What narrows the list comes first: a narrow terminal cuts the end, never this.
+        what = []
+        if self.attention_only:
+            what.append("needs attention")
+        if self.filter_text:
+            what.append(f"filter {one_line(self.filter_text, 30)!r}")
+        if self.order != ORDERS[0]:
+            what.append(f"by {self.order}")
+        lead = Text()
+        if what:
+            lead.append("[" + ", ".join(what) + "] ", style="bold italic")
+        if self.summaries and not self.shown:
+            lead.append("no thread matches  ", style=f"bold {self.palette.get('warning', '')}")
         line = counts_line(str(self.database), ordered, len(self.shown), len(self.summaries))
-        if self.filter_text or self.attention_only:
-            what = []
-            if self.attention_only:
-                what.append("needs attention")
-            if self.filter_text:
-                what.append(f"filter {one_line(self.filter_text, 30)!r}")
-            line.append("  ·  " + ", ".join(what), style="italic")
-        self.query_one("#summary", Static).update(line)
+        self.query_one("#summary", Static).update(lead.append(line))
 
     @_while_mounted
     def _tick_ages(self) -> None:
@@ -949,6 +998,19 @@ class SupervisorApp(App[None]):
             self.filter_text = ""
             self._rebuild_rows()
             self.query_one(ThreadTable).focus()
+
+    def action_sort(self, order: str | None = None) -> None:
+        """Cycle the list's order (or take one, from a header click); the cursor stays put."""
+        if order is None:
+            order = ORDERS[(ORDERS.index(self.order) + 1) % len(ORDERS)]
+        self.order = order
+        self._rebuild_rows()
+
+    @on(DataTable.HeaderSelected, "#threads")
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        order = HEADER_ORDERS.get(str(event.column_key.value))
+        if order is not None:
+            self.action_sort(order)
 
     def action_attention(self) -> None:
         self.attention_only = not self.attention_only

@@ -88,6 +88,7 @@ def build_app(db: str = "demo.db", **config: object) -> SupervisorApp:
     settings: dict[str, object] = dict(
         database=Path(db),
         factory=load_factory("supervisor.demo:demo_agent"),
+        agent_ref="supervisor.demo:demo_agent",
         jobs_dir=Path(db + ".jobs"),
         live_window=0,
         stopwatch=lambda: 0.0,  # no measured durations on screen

@@ -79,7 +79,7 @@ async def test_big_message_is_bounded_and_keys_still_answer(app_factory, workdir
         text = transcript_text(app)
         assert "message of 50.0 MB" in text and "MB more" in text
         assert len(text) < 20_000
-        await pilot.press("k")
+        await pilot.press("k" if app.shown.index("big") else "j")  # another row, at once
         await pilot.pause()
         assert "big" not in title(app).split()[0]
 

@@ -15,6 +15,8 @@ class ThreadTable(DataTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        Binding("g,home", "scroll_top", "First", show=False),
+        Binding("G,end", "scroll_bottom", "Last", show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -42,11 +44,6 @@ class ThreadTable(DataTable):
             self.add_row(*cells, key=key)
         if keep is not None and keep in self.rows:
             self.move_cursor(row=self.get_row_index(keep), animate=False)
-
-    def append_rows(self, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
-        """Add threads that appeared since the last rebuild at the end, as they sort."""
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
 
     def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
         """Update one row in place; widths stay as the last rebuild measured them.

@@ -1,0 +1,102 @@
+"""The thread list: its order, sorting, jumping, filtering on where threads stopped, copying."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from supervisor.states import NEEDS_ATTENTION, ORDERS
+from tests.ui.conftest import settle, table_rows
+from tests.ui.test_app_keys import select
+
+
+def summary(app) -> str:
+    return str(app.query_one("#summary").render())
+
+
+async def test_default_order_is_attention_first_then_newest(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        states = [app.state_of(t) for t in app.shown]
+        needing = [s in NEEDS_ATTENTION for s in states]
+        assert needing == sorted(needing, reverse=True)  # every one needing attention first
+        first = [t for t in app.shown if app.state_of(t) in NEEDS_ATTENTION]
+        times = [app.summaries[t].last_activity for t in first]
+        assert times == sorted(times, reverse=True)  # newest first within the group
+        assert list(table_rows(app)) == app.shown
+
+
+async def test_s_cycles_the_order_and_the_cursor_stays_on_its_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        await select(pilot, "job-07")
+        seen = []
+        for _ in ORDERS:
+            await pilot.press("s")
+            await pilot.pause()
+            seen.append(app.order)
+            assert app.query_one("#threads", DataTable).current_thread == "job-07"
+        assert seen == [*ORDERS[1:], ORDERS[0]]
+        await pilot.press("s", "s", "s")  # by thread id
+        await pilot.pause()
+        assert app.order == "thread"
+        assert list(table_rows(app)) == sorted(app.summaries)
+        assert "[by thread]" in summary(app)
+
+
+async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        table = app.query_one("#threads", DataTable)
+        table.post_message(DataTable.HeaderSelected(table, table.columns["MSGS"].key, 3, "MSGS"))
+        await pilot.pause()
+        assert app.order == "messages"
+        counts = [app.summaries[t].messages for t in table_rows(app)]
+        assert counts == sorted(counts, reverse=True)
+
+
+async def test_g_and_capital_g_jump_to_the_ends(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        await pilot.press("G")
+        await pilot.pause(0.2)
+        assert app.selected == app.shown[-1]
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert app.selected == app.shown[0]
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert app.selected == app.shown[-1]
+
+
+async def test_filter_matches_where_it_stopped_and_says_when_nothing_does(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        await pilot.press("slash", *"overloaded", "enter")
+        await pilot.pause()
+        assert list(table_rows(app)) == ["job-07"]  # "provider overloaded (HTTP 529)"
+        await pilot.press("escape", "slash", *"zzz-nothing", "enter")
+        await pilot.pause()
+        assert table_rows(app) == {}
+        assert "no thread matches" in summary(app)
+        assert summary(app).startswith("[filter 'zzz-nothing']")
+
+
+async def test_y_copies_the_selected_thread_id(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-03")
+        await pilot.press("y")
+        assert pilot.app.clipboard == "job-03"
+
+
+async def test_the_header_names_the_agent_and_the_jobs_directory(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        context = str(pilot.app.query_one("#context").render())
+        assert context == "agent supervisor.demo:demo_agent  ·  jobs demo.db.jobs"
