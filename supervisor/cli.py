@@ -696,7 +696,11 @@ def build_app_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=__version__)
     p.add_argument("db", metavar="DB", nargs="?", help="checkpoint database to open")
-    p.add_argument("--theme", metavar="NAME", help="colour theme (default: harbor)")
+    p.add_argument(
+        "--theme",
+        metavar="NAME",
+        help="colour theme (default: the one last picked in the app, else harbor)",
+    )
     p.add_argument(
         "--no-watch",
         action="store_true",
@@ -726,7 +730,7 @@ def cmd_app(args: argparse.Namespace) -> int:
             build_demo_db(Path(args.db))
     store = SQLiteStore(args.db, busy_timeout=args.busy_timeout)
     config = _runner_config(args)
-    app = make_app(store, config, watch=not args.no_watch, theme=args.theme or "harbor")
+    app = make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
     app.run()
     return EXIT_OK
 

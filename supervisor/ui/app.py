@@ -74,7 +74,7 @@ from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
-from supervisor.ui.themes import DEFAULT_THEME, bundled_themes
+from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.thread_table import ThreadTable
@@ -129,9 +129,13 @@ class SupervisorApp(App[None]):
     AUTO_FOCUS = "#threads"
 
     BINDINGS = [
+        # The footer shows these in order and cuts the end when narrow: help and
+        # quit come right after the main actions so they stay visible at 80 columns.
         Binding("r", "resume", "Resume/answer"),
         Binding("a", "abort", "Abort"),
         Binding("p", "prompt", "Prompt"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
         Binding("space", "mark", "Mark"),
         Binding("R", "resume_all", "Resume all"),
         Binding("slash", "filter", "Filter"),
@@ -143,8 +147,6 @@ class SupervisorApp(App[None]):
         Binding("3", "tab('markers')", "Markers", show=False),
         Binding("o", "open_pager", "Pager", show=False),
         Binding("enter", "toggle_focus", "Detail", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -155,7 +157,8 @@ class SupervisorApp(App[None]):
         *,
         clock: Callable[[], float] = time.time,
         watch: bool = True,
-        theme: str = DEFAULT_THEME,
+        theme: str | None = None,
+        remember_theme: bool = False,
         cursor_blink: bool = True,
     ) -> None:
         super().__init__()
@@ -189,7 +192,9 @@ class SupervisorApp(App[None]):
         self._row_cache: dict[str, tuple[object, bool, float | None, tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
-        self._initial_theme = theme
+        # An explicit theme wins; else the one picked last time (when remembering).
+        self._initial_theme = theme or (remember_theme and saved_theme()) or DEFAULT_THEME
+        self._remember_theme = remember_theme
         self._transcript: Transcript | None = None
 
     # -- layout -----------------------------------------------------------
@@ -217,8 +222,13 @@ class SupervisorApp(App[None]):
         self.notify(f"copied {one_line(self.selected, 40)}", markup=False)
 
     def on_mount(self) -> None:
-        for theme in bundled_themes():
+        themes, problems = all_themes()
+        for theme in themes:
             self.register_theme(theme)
+        for problem in problems:
+            self.notify(one_line(problem, 200), title="themes", severity="warning", markup=False)
+        if self._initial_theme not in self.available_themes:  # a user theme since removed
+            self._initial_theme = DEFAULT_THEME
         self.theme = self._initial_theme
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
@@ -254,8 +264,10 @@ class SupervisorApp(App[None]):
             )
         } | {"foreground": ""}
 
-    def watch_theme(self, _theme: str) -> None:
+    def watch_theme(self, theme: str) -> None:
         if self.is_mounted:
+            if self._remember_theme:
+                save_theme(theme)
             self._row_cache.clear()
             self._rebuild_rows()
 
@@ -1201,7 +1213,7 @@ def make_app(store: SQLiteStore, runner_config: RunnerConfig, **options: Any) ->
 def theme_names() -> list[str]:
     from textual.theme import BUILTIN_THEMES
 
-    return sorted({t.name for t in bundled_themes()} | set(BUILTIN_THEMES))
+    return sorted({t.name for t in all_themes()[0]} | set(BUILTIN_THEMES))
 
 
 __all__ = ["SupervisorApp", "make_app", "theme_names"]

@@ -100,3 +100,7 @@ def test_answer_dialog_for_an_ask(workdir, snap_compare) -> None:
 
 def test_waiting_thread_detail(workdir, snap_compare) -> None:
     assert snap_compare(build_app(), terminal_size=WIDE, run_before=select_before("job-09"))
+
+
+def test_help_at_80x24_scrolls(workdir, snap_compare) -> None:
+    assert snap_compare(build_app(), terminal_size=NARROW, run_before=select_before("job-01", "?"))

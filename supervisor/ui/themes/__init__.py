@@ -1,7 +1,14 @@
-"""Themes shipped with the app: one TOML file each, registered as Textual themes."""
+"""Themes: those shipped with the app, the user's own, and the one last picked.
+
+Each theme is a TOML file of Textual theme fields. The user's own go in
+`$XDG_CONFIG_HOME/agent-supervisor/themes/` (default `~/.config/…`); the
+theme picked in the palette is remembered in `config.json` beside it.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -42,3 +49,54 @@ def load_theme(path: Path) -> Theme:
 
 def bundled_themes() -> list[Theme]:
     return [load_theme(p) for p in sorted(HERE.glob("*.toml"))]
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "agent-supervisor"
+
+
+def user_themes() -> tuple[list[Theme], list[str]]:
+    """The user's theme files, and one line per file that could not be used."""
+    themes, problems = [], []
+    for path in sorted((config_dir() / "themes").glob("*.toml")):
+        try:
+            themes.append(load_theme(path))
+        except (ThemeError, TypeError, ValueError) as exc:
+            problems.append(f"theme {exc}")
+    return themes, problems
+
+
+def all_themes() -> tuple[list[Theme], list[str]]:
+    """Bundled themes, then the user's (a user theme of the same name wins)."""
+    mine, problems = user_themes()
+    return bundled_themes() + mine, problems
+
+
+def saved_theme() -> str | None:
+    """The theme picked last time, if any was saved."""
+    try:
+        data = json.loads((config_dir() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    theme = data.get("theme") if isinstance(data, dict) else None
+    return theme if isinstance(theme, str) else None
+
+
+def save_theme(name: str) -> None:
+    """Remember the theme for the next run; a config that cannot be written is no error."""
+    path = config_dir() / "config.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data["theme"] = name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        temp.replace(path)
+    except OSError:
+        pass
