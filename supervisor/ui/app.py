@@ -28,7 +28,6 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -50,6 +49,7 @@ from supervisor.states import (
 )
 from supervisor.store import SQLiteStore, StoreError, Transcript
 from supervisor.text import one_line, relative_time
+from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.messages import (
     AgentEvent,
     DetailFailed,
@@ -74,6 +74,7 @@ from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
+from supervisor.ui.screens.transcript import TranscriptScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.event_log import EventLog
@@ -128,27 +129,7 @@ class SupervisorApp(App[None]):
     TITLE = "agent-supervisor"
     AUTO_FOCUS = "#threads"
 
-    BINDINGS = [
-        # The footer shows these in order and cuts the end when narrow: help and
-        # quit come right after the main actions so they stay visible at 80 columns.
-        Binding("r", "resume", "Resume/answer"),
-        Binding("a", "abort", "Abort"),
-        Binding("p", "prompt", "Prompt"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_app", "Quit"),
-        Binding("space", "mark", "Mark"),
-        Binding("R", "resume_all", "Resume all"),
-        Binding("slash", "filter", "Filter"),
-        Binding("c", "attention", "Crashed only"),
-        Binding("s", "sort", "Sort"),
-        Binding("y", "copy_id", "Copy id", show=False),
-        Binding("1", "tab('events')", "Events", show=False),
-        Binding("2", "tab('transcript')", "Transcript", show=False),
-        Binding("3", "tab('markers')", "Markers", show=False),
-        Binding("o", "open_pager", "Pager", show=False),
-        Binding("enter", "toggle_focus", "Detail", show=False),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-    ]
+    BINDINGS = bindings()  # supervisor/ui/keys.py: bindings, help and palette in one table
 
     def __init__(
         self,
@@ -1044,6 +1025,20 @@ class SupervisorApp(App[None]):
         else:
             table.focus()
 
+    def action_full_transcript(self) -> None:
+        thread_id = self.selected
+        if thread_id is None:
+            return
+        self.push_screen(
+            TranscriptScreen(thread_id, lambda: self._read_transcript(thread_id), self.palette)
+        )
+
+    def _read_transcript(self, thread_id: str) -> Transcript:
+        with self._store_lock:
+            if self._store_closed:
+                raise StoreError("the database is closed")
+            return self.store.transcript(thread_id)
+
     @work(group="pager", exclusive=True, exit_on_error=False)
     async def action_open_pager(self) -> None:
         """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
@@ -1161,45 +1156,10 @@ class SupervisorApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        yield SystemCommand(
-            "Resume thread",
-            "Resume the selected (or marked) thread",
-            self.action_resume,
-        )
-        yield SystemCommand("Abort thread", "Abort the selected running thread", self.action_abort)
-        yield SystemCommand(
-            "Prompt thread", "Send a prompt to the selected thread", self.action_prompt
-        )
-        yield SystemCommand(
-            "Resume all crashed", "Resume every crashed thread", self.action_resume_all
-        )
-        yield SystemCommand("Filter threads", "Filter by thread id or state", self.action_filter)
-        yield SystemCommand(
-            "Toggle needs-attention filter",
-            "Show only threads needing attention",
-            self.action_attention,
-        )
-        yield SystemCommand(
-            "Show events",
-            "Detail tab: live event log",
-            lambda: self.action_tab("events"),
-        )
-        yield SystemCommand(
-            "Show transcript",
-            "Detail tab: stored messages",
-            lambda: self.action_tab("transcript"),
-        )
-        yield SystemCommand(
-            "Show job markers",
-            "Detail tab: idempotency records",
-            lambda: self.action_tab("markers"),
-        )
-        yield SystemCommand(
-            "Open transcript in pager",
-            "Every message of the selected thread, whole, in $PAGER",
-            self.action_open_pager,
-        )
-        yield SystemCommand("Help", "Every key", self.action_help)
+        for key in KEYS:
+            if key.command:
+                run = functools.partial(self.run_action, key.action)
+                yield SystemCommand(key.command, key.help, run)
 
 
 def make_app(store: SQLiteStore, runner_config: RunnerConfig, **options: Any) -> SupervisorApp:

@@ -364,26 +364,53 @@ async def test_threads_written_by_another_process_appear(app_factory) -> None:
         assert table_rows(pilot.app)["outside"][1] == "○ between_turns"
 
 
-async def test_every_action_is_in_the_command_palette(app_factory) -> None:
+async def test_one_key_table_feeds_bindings_help_and_palette(app_factory) -> None:
+    from supervisor.ui.keys import KEYS, help_rows
+
     app = app_factory()
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         titles = {c.title for c in app.get_system_commands(app.screen)}
-    for title in (
-        "Resume thread",
-        "Abort thread",
-        "Prompt thread",
-        "Resume all crashed",
-        "Filter threads",
-        "Toggle needs-attention filter",
-        "Show events",
-        "Show transcript",
-        "Show job markers",
-        "Help",
-        "Theme",
-        "Quit",
-    ):
+        bound = {(b.key, b.action) for b in app.BINDINGS}
+    helped = dict(help_rows())
+    for key in KEYS:
+        assert (key.keys, key.action) in bound
+        if key.keys != "escape":
+            assert helped[key.shown or key.keys] == key.help
+        assert not key.command or key.command in titles
+    for title in ("Resume thread", "Abort thread", "Full-screen transcript", "Theme", "Quit"):
         assert title in titles
+
+
+async def test_a_palette_command_runs_its_action(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p", *"Show job markers")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.query_one("#detail-tabs", TabbedContent).active == "markers"
+
+
+async def test_f_shows_the_transcript_full_screen(app_factory) -> None:
+    from supervisor.ui.screens.transcript import TranscriptScreen
+
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("f")
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert isinstance(screen, TranscriptScreen)
+        log = screen.query_one(RichLog)
+        text = "\n".join(strip.text for strip in log.lines)
+        assert "Process items card-201, card-202, card-203, card-204" in text
+        assert '"item": "card-202"' in text  # arguments pretty-printed
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, TranscriptScreen)
 
 
 async def test_event_log_follows_the_tail_unless_scrolled_up(app_factory) -> None:

@@ -1,0 +1,71 @@
+"""A thread's transcript, full screen: the same rendering as the tab, with room to read."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, Static
+
+from supervisor.store import Transcript
+from supervisor.text import one_line
+from supervisor.ui.render import Palette, transcript_entry
+
+
+class TranscriptScreen(Screen[None]):
+    """Given a loader (run in a thread worker), so the screen never touches the store."""
+
+    BINDINGS = [
+        Binding("escape,f,q", "close", "Close"),
+        Binding("o", "pager", "Open in pager"),
+    ]
+
+    def __init__(self, thread_id: str, load: Callable[[], Transcript], palette: Palette) -> None:
+        super().__init__()
+        self.thread_id = thread_id
+        self.load = load
+        self.palette = palette
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"Transcript of {one_line(self.thread_id, 80)}", "bold"), id="full-title")
+        yield RichLog(id="full-transcript", wrap=True, markup=False, auto_scroll=False, min_width=1)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        log = self.query_one(RichLog)
+        log.write(Text("loading…", "dim"))
+        log.focus()
+        self._load()
+
+    @work(thread=True, exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            transcript = self.load()
+        except Exception as exc:  # rows we did not write must not take the screen down
+            self.app.call_from_thread(self._show_error, f"{type(exc).__name__}: {exc}")
+            return
+        self.app.call_from_thread(self._show, transcript)
+
+    def _show(self, transcript: Transcript) -> None:
+        log = self.query_one(RichLog)
+        log.clear()
+        for entry in transcript.entries:
+            log.write(transcript_entry(entry, self.palette))
+        if not transcript.entries:
+            log.write(Text("No stored messages.", "dim"))
+
+    def _show_error(self, error: str) -> None:
+        log = self.query_one(RichLog)
+        log.clear()
+        log.write(Text(f"Could not load {one_line(self.thread_id, 40)}: {one_line(error, 300)}"))
+
+    def action_close(self) -> None:
+        self.dismiss()
+
+    def action_pager(self) -> None:
+        self.dismiss()
+        self.app.run_action("open_pager")
