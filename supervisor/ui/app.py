@@ -129,6 +129,8 @@ class SupervisorApp(App[None]):
     TITLE = "agent-supervisor"
     AUTO_FOCUS = "#threads"
 
+    # Textual sets the class on the screen; app.tcss stacks list and detail when narrow.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     BINDINGS = bindings()  # supervisor/ui/keys.py: bindings, help and palette in one table
 
     def __init__(
@@ -170,7 +172,7 @@ class SupervisorApp(App[None]):
         self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._resort_timer: Timer | None = None
-        self._row_cache: dict[str, tuple[object, bool, float | None, tuple[Text, ...]]] = {}
+        self._row_cache: dict[str, tuple[tuple[object, ...], tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
         # An explicit theme wins; else the one picked last time (when remembering).
@@ -214,7 +216,6 @@ class SupervisorApp(App[None]):
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
         self.query_one(ThreadTable).loading = True
-        self._layout_for(self.size.width)
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
@@ -222,13 +223,9 @@ class SupervisorApp(App[None]):
         if self.watch_files:
             self._watch()
 
-    def on_resize(self, event) -> None:
-        self._layout_for(event.size.width)
+    def on_resize(self, _event) -> None:
         if self.selected is not None:
             self._reload_detail_soon()  # the transcript wraps to the pane's new width
-
-    def _layout_for(self, width: int) -> None:
-        self.query_one("#main").set_class(width < NARROW, "narrow")
 
     @property
     def palette(self) -> Palette:
@@ -350,27 +347,29 @@ class SupervisorApp(App[None]):
     def _cells(
         self, thread_id: str, palette: Palette | None = None, now: float | None = None
     ) -> tuple[Text, ...]:
-        """A row's cells, reused while its summary, mark and run are unchanged."""
+        """A row's cells, reused while its summary, mark, run and shown age are unchanged.
+
+        The age is part of the key: a row cached minutes ago must not bring
+        back an older "2m ago" than the age tick already showed.
+        """
         summary = self.summaries[thread_id]
         marked = thread_id in self.marked
         running = self.running_since.get(thread_id)
+        now = now if now is not None else self.clock()
+        age = relative_time(summary.last_activity, now)
+        key = (summary, marked, running, age)
         cached = self._row_cache.get(thread_id)
         if (
             cached is not None
-            and cached[0] is summary
-            and cached[1] == marked
-            and cached[2] == running
             and running is None
+            and cached[0][0] is summary
+            and cached[0][1:] == key[1:]
         ):
-            return cached[3]
+            return cached[1]
         cells = thread_row(
-            summary,
-            palette if palette is not None else self.palette,
-            now if now is not None else self.clock(),
-            marked,
-            running,
+            summary, palette if palette is not None else self.palette, now, marked, running
         )
-        self._row_cache[thread_id] = (summary, marked, running, cells)
+        self._row_cache[thread_id] = (key, cells)
         return cells
 
     def _rebuild_rows(self) -> None:

@@ -100,3 +100,21 @@ async def test_the_header_names_the_agent_and_the_jobs_directory(app_factory) ->
         await settle(pilot)
         context = str(pilot.app.query_one("#context").render())
         assert context == "agent supervisor.demo:demo_agent  ·  jobs demo.db.jobs"
+
+
+async def test_ages_never_go_back_after_a_rebuild(workdir) -> None:
+    from tests.ui.conftest import FIXED_NOW, build_app
+
+    now = [FIXED_NOW]
+    app = build_app()
+    app.clock = lambda: now[0]
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        assert table_rows(app)["job-01"][4] == "4m ago"
+        now[0] += 600  # ten minutes on: the age tick shows it
+        app._tick_ages()
+        await pilot.pause()
+        assert table_rows(app)["job-01"][4] == "14m ago"
+        await pilot.press("s")  # a rebuild from cached rows
+        await pilot.pause()
+        assert table_rows(app)["job-01"][4] == "14m ago"
