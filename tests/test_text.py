@@ -1,0 +1,36 @@
+"""Cleaning untrusted text, ages and compact JSON: what every screen and line relies on."""
+
+from __future__ import annotations
+
+from supervisor.text import clean, compact_json, one_line, relative_time
+
+
+def test_clean_strips_terminal_controls_and_keeps_lines() -> None:
+    assert clean("a\x1b[31mred\x1b[0m\tb\nc\x9bJ\x07") == "a[31mred[0m\tb\ncJ"
+    assert clean("plain ascii") == "plain ascii"
+
+
+def test_one_line_folds_whitespace_and_cuts_with_an_ellipsis() -> None:
+    assert one_line("a\n  b\tc") == "a b c"
+    assert one_line("x" * 10, 5) == "xxxx…"
+    assert one_line("short", 5) == "short"
+
+
+def test_relative_time_in_the_units_people_scan() -> None:
+    now = 1_000_000.0
+    assert relative_time(None, now) == "never"
+    assert relative_time(now - 5, now) == "5s ago"
+    assert relative_time(now - 240, now) == "4m ago"
+    assert relative_time(now - 3 * 3600, now) == "3h ago"
+    assert relative_time(now - 3 * 86400, now) == "3d ago"
+
+
+def test_compact_json_survives_what_json_cannot_print() -> None:
+    deep: list = []
+    cur = deep
+    for _ in range(5000):
+        cur.append([])
+        cur = cur[0]
+    assert isinstance(compact_json(deep), str)  # RecursionError caught
+    assert compact_json({"b": 1, "a": [1, 2]}) == '{"a": [1, 2], "b": 1}'
+    assert compact_json({1, 2}) == "\"{1, 2}\""  # not JSON: shown as text, not raised
