@@ -33,4 +33,4 @@ def test_compact_json_survives_what_json_cannot_print() -> None:
         cur = cur[0]
     assert isinstance(compact_json(deep), str)  # RecursionError caught
     assert compact_json({"b": 1, "a": [1, 2]}) == '{"a": [1, 2], "b": 1}'
-    assert compact_json({1, 2}) == "\"{1, 2}\""  # not JSON: shown as text, not raised
+    assert compact_json({1, 2}) == '"{1, 2}"'  # not JSON: shown as text, not raised

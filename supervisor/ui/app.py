@@ -104,6 +104,9 @@ FILTER_DELAY = 0.15
 RELOAD_DELAY = 0.3
 #: Seconds the cursor rests on a row before its detail is loaded.
 DETAIL_DELAY = 0.08
+#: Cursor moves closer together than this are a held key; the detail then waits longer.
+HELD_KEY = 0.15
+HELD_DETAIL_DELAY = 0.3
 
 
 def _while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
@@ -172,6 +175,7 @@ class SupervisorApp(App[None]):
         self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._resort_timer: Timer | None = None
+        self._last_move = 0.0
         self._row_cache: dict[str, tuple[tuple[object, ...], tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
@@ -309,11 +313,9 @@ class SupervisorApp(App[None]):
             for thread_id in message.summaries:
                 if thread_id not in new:
                     self._update_row(thread_id)
-            if any(self._visible(t) for t in new):
-                self._rebuild_rows()  # a new thread takes its place in the order
-            else:
-                self._update_summary_line()
-                self._resort_soon()
+            self._append_rows(new)  # then the order puts them in their place
+            self._update_summary_line()
+            self._resort_soon(at_once=bool(new))
         if self.selected in message.summaries:
             self._show_detail_title()
             self._reload_detail_soon()
@@ -380,20 +382,36 @@ class SupervisorApp(App[None]):
         self._update_summary_line()
         self._select(self.query_one(ThreadTable).current_thread)
 
-    def _resort_soon(self) -> None:
-        """Rows change in place as threads write; their order catches up at most every 2 s.
+    def _append_rows(self, new: list[str]) -> None:
+        shown = [t for t in new if self._visible(t)]
+        if shown:
+            self.shown.extend(shown)
+            palette, now = self.palette, self.clock()
+            self.query_one(ThreadTable).append_rows(
+                [(t, self._cells(t, palette, now)) for t in shown]
+            )
 
-        Re-sorting on every refresh would rebuild the whole list many times a
-        second under write load.
+    def _resort_soon(self, at_once: bool = False) -> None:
+        """Rows change in place as threads write; their order catches up within 2 s.
+
+        New threads take their place at once. Reordering moves rows without
+        rebuilding them, but sorting thousands of threads on every refresh
+        under write load would still cost more than it shows.
         """
-        if self._resort_timer is None:
+        if at_once:
+            self._resort()
+        elif self._resort_timer is None:
             self._resort_timer = self.set_timer(RESORT_DELAY, self._resort)
 
     @_while_mounted
     def _resort(self) -> None:
+        if self._resort_timer is not None:
+            self._resort_timer.stop()
         self._resort_timer = None
-        if self._ordered(self.shown) != self.shown:
-            self._rebuild_rows()
+        order = self._ordered(self.shown)
+        if order != self.shown:
+            self.shown = order
+            self.query_one(ThreadTable).reorder(order)
 
     def _update_row(self, thread_id: str) -> None:
         if thread_id not in self.summaries:
@@ -468,9 +486,13 @@ class SupervisorApp(App[None]):
             return
         self.selected = thread_id
         self._show_detail_title()
+        # A key held down moves the cursor every ~33 ms: while it does, wait longer,
+        # so one slow frame does not start a transcript load in the middle of the run.
+        moved, self._last_move = self._last_move, time.monotonic()
+        delay = DETAIL_DELAY if self._last_move - moved > HELD_KEY else HELD_DETAIL_DELAY
         if self._detail_timer is not None:
             self._detail_timer.stop()
-        self._detail_timer = self.set_timer(DETAIL_DELAY, self._show_selected_detail)
+        self._detail_timer = self.set_timer(delay, self._show_selected_detail)
 
     def _reload_detail_soon(self) -> None:
         """Coalesce reloads while a thread writes message after message."""

@@ -76,6 +76,14 @@ def elapsed(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+class ThreadCell(Text):
+    """The thread id cell, which knows its full thread id (so the table can sort by it)."""
+
+    def __init__(self, text: str, thread_id: str) -> None:
+        super().__init__(text)
+        self.thread_id = thread_id
+
+
 def thread_row(
     s: ThreadSummary,
     palette: Palette,
@@ -98,7 +106,7 @@ def thread_row(
     return (
         Text("●" if marked else " ", style="bold"),
         badge(state, palette),
-        safe(one_line(s.thread_id, 40)),
+        ThreadCell(clean(one_line(s.thread_id, 40)), s.thread_id),
         Text(str(s.messages), justify="right"),
         Text(activity),
         safe(hint, "dim" if state is State.FINISHED else ""),

@@ -120,5 +120,8 @@ async def settle(pilot) -> None:
 
 
 def table_rows(app: SupervisorApp) -> dict[str, list[str]]:
+    """The list as drawn: thread id to cell texts, in display order."""
     table = app.query_one("#threads", DataTable)
-    return {str(key.value): [str(c) for c in table.get_row(key)] for key in list(table.rows)}
+    return {
+        str(row.key.value): [str(c) for c in table.get_row(row.key)] for row in table.ordered_rows
+    }

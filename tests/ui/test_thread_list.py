@@ -118,3 +118,34 @@ async def test_ages_never_go_back_after_a_rebuild(workdir) -> None:
         await pilot.press("s")  # a rebuild from cached rows
         await pilot.pause()
         assert table_rows(app)["job-01"][4] == "14m ago"
+
+
+async def test_a_thread_that_writes_moves_to_its_place_without_a_rebuild(workdir) -> None:
+    import sqlite3
+
+    from tests.ui.conftest import build_app
+
+    app = build_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("s")  # by activity: newest first
+        await pilot.pause()
+        await select(pilot, "job-03")
+        assert app.shown[0] != "job-01"
+        conn = sqlite3.connect("demo.db")
+        with conn:
+            conn.execute(
+                "INSERT INTO messages (thread_id, message_json) VALUES ('job-01', ?)",
+                ('{"role": "user", "content": [{"type": "text", "text": "again"}]}',),
+            )
+        conn.close()
+        rebuilds = []
+        original = app.query_one("#threads").set_rows
+        app.query_one("#threads").set_rows = lambda rows: (rebuilds.append(1), original(rows))
+        app.request_refresh()
+        await pilot.pause(0.3)
+        app._resort()  # what the 2 s timer does
+        await pilot.pause()
+        assert list(table_rows(app))[0] == "job-01" == app.shown[0]
+        assert app.query_one("#threads").current_thread == "job-03"  # the cursor stayed
+        assert rebuilds == []
