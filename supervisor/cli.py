@@ -44,6 +44,7 @@ from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
     DEFAULT_BUSY_TIMEOUT,
     SQLiteStore,
+    Store,
     StoreError,
     check_database_path,
     connect_readonly,
@@ -308,19 +309,19 @@ def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _print_notices(store: SQLiteStore) -> None:
+def _print_notices(store: Store) -> None:
     for notice in store.take_notices():
         print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
 
 
-def _open(args: argparse.Namespace) -> SQLiteStore:
+def _open(args: argparse.Namespace) -> Store:
     """The store (threads leased by a live supervisor are `running`), notices printed."""
     store = open_store(args.db, busy_timeout=args.busy_timeout)
     _print_notices(store)
     return store
 
 
-def _warn_corrupt(store: SQLiteStore) -> None:
+def _warn_corrupt(store: Store) -> None:
     rows = [s.corrupt_row for s in store.threads() if s.corrupt_row is not None]
     if rows:
         shown = ", ".join(str(r) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
@@ -600,7 +601,7 @@ def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> st
     return None
 
 
-def _dry_run(args: argparse.Namespace, store: SQLiteStore, wanted: list[str]) -> int:
+def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     """The plan for each thread, from the read-only store: nothing runs, nothing is written."""
     agent, jobs_dir = _load_agent(args)
     index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)

@@ -107,7 +107,10 @@ class Transcript:
 
 
 class Store(Protocol):
-    """What a checkpoint backend offers the rest of the app."""
+    """What a checkpoint backend offers the rest of the app.
+
+    The CLI and the app take a `Store`; `SQLiteStore` is the one backend so far.
+    """
 
     location: str
 
@@ -124,6 +127,10 @@ class Store(Protocol):
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
 
     def close(self) -> None: ...
+
+    def take_notices(self) -> list[str]:
+        """Things worth one line to the user (a rolled-back hot journal), once each."""
+        ...
 
 
 def unix_time_sql(column: str) -> str:

@@ -47,7 +47,7 @@ from supervisor.states import (
     ThreadSummary,
     order_key,
 )
-from supervisor.store import SQLiteStore, StoreError, Transcript
+from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line, relative_time
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.messages import (
@@ -138,7 +138,7 @@ class SupervisorApp(App[None]):
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         runner_config: RunnerConfig,
         *,
         clock: Callable[[], float] = time.time,
@@ -1183,7 +1183,7 @@ class SupervisorApp(App[None]):
                 yield SystemCommand(key.command, key.help, run)
 
 
-def make_app(store: SQLiteStore, runner_config: RunnerConfig, **options: Any) -> SupervisorApp:
+def make_app(store: Store, runner_config: RunnerConfig, **options: Any) -> SupervisorApp:
     """Build the app from its dependencies (clock, watch, theme, cursor_blink).
 
     The CLI and the tests both build it here, so tests swap what varies between runs.
