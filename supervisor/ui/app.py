@@ -102,6 +102,8 @@ RESORT_DELAY = 2.0
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
 RELOAD_DELAY = 0.3
+#: Transcript messages drawn per turn of the event loop (see `_write_entries`).
+ENTRIES_PER_TURN = 8
 #: Seconds the cursor rests on a row before its detail is loaded.
 DETAIL_DELAY = 0.08
 #: Cursor moves closer together than this are a held key; the detail then waits longer.
@@ -611,11 +613,26 @@ class SupervisorApp(App[None]):
             return
         log = self.query_one("#transcript-log", RichLog)
         log.clear()
-        for entry in transcript.entries:
-            log.write(transcript_entry(entry, self.palette))
         if not transcript.entries:
             log.write(Text("No stored messages.", "dim"))
         self._transcript = transcript
+        self._write_entries(transcript, 0)
+
+    @_while_mounted
+    def _write_entries(self, transcript: Transcript, start: int) -> None:
+        """Draw a transcript a few messages per turn of the event loop.
+
+        Wrapping text into lines happens on the main thread; in small chunks,
+        a key pressed meanwhile (j held down) is answered between them.
+        """
+        if self._transcript is not transcript:
+            return  # another thread was selected, or the transcript reloaded
+        log = self.query_one("#transcript-log", RichLog)
+        palette = self.palette
+        for entry in transcript.entries[start : start + ENTRIES_PER_TURN]:
+            log.write(transcript_entry(entry, palette))
+        if start + ENTRIES_PER_TURN < len(transcript.entries):
+            self.call_later(self._write_entries, transcript, start + ENTRIES_PER_TURN)
 
     @on(MarkersLoaded)
     @_while_mounted
