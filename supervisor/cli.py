@@ -31,7 +31,7 @@ from supervisor.headless import run_threads
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import holder_text, leases_dir, stop_elsewhere
-from supervisor.plan import MarkerIndex, may_be_live, plan_thread, refusal
+from supervisor.plan import MarkerIndex, live_reason, plan_thread, refusal
 from supervisor.report import (
     entry_lines,
     plan_lines,
@@ -593,11 +593,9 @@ def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> st
     reason = refusal(summary)
     if reason is not None:
         return reason
-    if not args.force and may_be_live(summary, now, LIVE_WINDOW):
-        return (
-            f"may still be running in another process (its run is open and was written "
-            f"to less than {LIVE_WINDOW:g}s ago); --force resumes it anyway"
-        )
+    live = live_reason(summary, now, LIVE_WINDOW)
+    if live is not None and not args.force:
+        return f"{live}; --force resumes it anyway"
     return None
 
 

@@ -225,6 +225,16 @@ def may_be_live(summary: ThreadSummary, now: float, window: float) -> bool:
     return recent and state in RESUMABLE and state is not State.ABORTED
 
 
+def live_reason(summary: ThreadSummary, now: float, window: float) -> str | None:
+    """Why a thread may be live elsewhere, in the words every surface uses; None if not."""
+    if not may_be_live(summary, now, window):
+        return None
+    return (
+        "may still be running in another process (its run is open and was written to "
+        f"less than {window:g}s ago)"
+    )
+
+
 def _marker_time(m: Marker) -> tuple[float, str]:
     return (m.started_at or m.done_at or 0.0, m.key)
 

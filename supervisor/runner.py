@@ -47,7 +47,7 @@ from supervisor import leases
 from supervisor.agents import AgentLoadError, Factory, build_agent
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
-from supervisor.plan import REFUSALS, MarkerHook, may_be_live
+from supervisor.plan import MarkerHook, live_reason, refusal
 from supervisor.states import State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
@@ -328,21 +328,15 @@ class Runner:
             known = await self._known(thread_id)
             if not known:
                 raise Refused(f"no thread {thread_id!r}")
-        if state in (State.FINISHED, State.EMPTY):
-            raise Refused(f"{thread_id} is {state}: nothing to resume; send a prompt")
-        if state is State.AWAITING_INPUT:
-            raise Refused(f"{thread_id} {REFUSALS[State.AWAITING_INPUT]}")
-        if state is State.ANSWERED:  # the answer is stored: go on with it, ask nobody
-            return self._start(thread_id, "answer", state, None)
-        if state is State.CORRUPT:
-            raise Refused(f"{thread_id} has a corrupt row ({summary.corrupt_reason})")
-        if not force and may_be_live(summary, self.config.clock(), self.config.live_window):
-            raise PossiblyLive(
-                f"{thread_id} may still be running in another process (its run is "
-                f"open and was written to less than {self.config.live_window:g}s ago); "
-                "force to resume anyway"
-            )
-        return self._start(thread_id, "resume", state, None)
+        reason = refusal(summary)
+        if reason is not None:
+            raise Refused(f"{thread_id} {reason}")
+        live = live_reason(summary, self.config.clock(), self.config.live_window)
+        if live is not None and not force:
+            raise PossiblyLive(f"{thread_id} {live}")
+        # An answered thread goes on with its stored answer: nobody is asked again.
+        mode = "answer" if state is State.ANSWERED else "resume"
+        return self._start(thread_id, mode, state, None)
 
     async def prompt(self, thread_id: str, text: str) -> Run:
         """Send a user message to an idle thread and run it."""

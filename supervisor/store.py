@@ -284,6 +284,9 @@ class SQLiteStore:
         self._cursor = 0
         self._extra_cursor = 0
         self._parsed_assistant: dict[str, int] = {}
+        #: Threads with a pending request / a live lease at the last refresh.
+        self._pending: set[str] = set()
+        self._held: set[str] = set()
         try:
             self._columns = self._recovering(self._read_schema)
         except sqlite3.Error as exc:
@@ -312,14 +315,22 @@ class SQLiteStore:
         self._reconnect()
         return read()
 
-    def _roll_back_hot_journal(self) -> None:
+    def _open_read_write_briefly(self, timeout: float) -> None:
+        """Open read-write, read one row, close: what SQLite's own writers do on opening.
+
+        That rolls back a hot journal, and as the last connection to close a
+        WAL database it removes `-wal`/`-shm`. Nothing is written.
+        """
         uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=rw"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout, isolation_level=None)
-            try:
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            finally:
-                conn.close()
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+
+    def _roll_back_hot_journal(self) -> None:
+        try:
+            self._open_read_write_briefly(self.busy_timeout)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"{self.path}: a writer died mid-commit and its journal must be rolled back, "
@@ -337,13 +348,16 @@ class SQLiteStore:
         if self._tolerant:
             self._conn.text_factory = tolerant_text
 
-    def _become_tolerant(self) -> None:
-        """Some text is not valid UTF-8: read everything again, never raising on it."""
+    def _become_tolerant(self, restart: bool) -> None:
+        """Some text is not valid UTF-8: never raise on it again (and read the listing anew)."""
         self._tolerant = True
         self._conn.text_factory = tolerant_text
-        self._threads.clear()
-        self._parsed_assistant.clear()
-        self._cursor = self._extra_cursor = 0
+        if restart:
+            self._threads.clear()
+            self._parsed_assistant.clear()
+            self._cursor = self._extra_cursor = 0
+            self._pending.clear()
+            self._held.clear()
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []
@@ -376,14 +390,23 @@ class SQLiteStore:
 
     # -- Store protocol -------------------------------------------------
 
-    def refresh(self) -> set[str]:
+    def _reading(self, read: Callable[[], T], restart: bool) -> T:
+        """Every read: hot journals rolled back, bad UTF-8 tolerated, errors in one line.
+
+        The first text that is not UTF-8 switches the connection to the
+        tolerant decoder for good; `restart` re-reads the listing from the
+        start, as rows read before the switch may have been skipped.
+        """
         try:
-            return self._recovering(self._refresh)
+            return self._recovering(read)
         except sqlite3.Error as exc:
             if self._tolerant or not _is_decode_error(exc):
                 raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
-        self._become_tolerant()
-        return self.refresh()
+        self._become_tolerant(restart)
+        return self._reading(read, restart)
+
+    def refresh(self) -> set[str]:
+        return self._reading(self._refresh, restart=True)
 
     def _refresh(self) -> set[str]:
         self._conn.execute("BEGIN")
@@ -411,14 +434,7 @@ class SQLiteStore:
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows; rows over `BIG_ROW` characters come as a preview unless `full`."""
-        try:
-            return self._recovering(lambda: self._transcript(thread_id, full))
-        except sqlite3.Error as exc:
-            if self._tolerant or not _is_decode_error(exc):
-                raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
-        self._tolerant = True
-        self._conn.text_factory = tolerant_text
-        return self.transcript(thread_id, full=full)
+        return self._reading(lambda: self._transcript(thread_id, full), restart=False)
 
     def _transcript(self, thread_id: str, full: bool) -> Transcript:
         cols = self._columns["messages"]
@@ -459,13 +475,8 @@ class SQLiteStore:
         read-write open does exactly that when we are the last. If a writer
         is still connected, the files are its and stay.
         """
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=rw"
         with contextlib.suppress(sqlite3.Error, OSError):
-            conn = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)
-            try:
-                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            finally:
-                conn.close()
+            self._open_read_write_briefly(0.2)
 
     # -- the listing pass -------------------------------------------------
 
@@ -617,16 +628,13 @@ class SQLiteStore:
         ):
             found[_plain_id(thread_id)] = (parse_request(text, run_id), bool(stored))
         changed = set()
-        for s in self._threads.values():
-            request, stored = found.get(s.thread_id, (None, False))
-            if (request, stored) != (s.request, s.answer_stored):
-                changed.add(s.thread_id)
-            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
-        for thread_id in found.keys() - self._threads.keys():
+        for thread_id in self._pending | found.keys():  # not every thread: few ever wait
             s = self._summary(thread_id)
-            s.pending_request = True
-            s.request, s.answer_stored = found[thread_id]
-            changed.add(thread_id)
+            request, stored = found.get(thread_id, (None, False))
+            if (request, stored) != (s.request, s.answer_stored):
+                changed.add(thread_id)
+            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+        self._pending = set(found)
         return changed
 
     def _read_leases(self) -> set[str]:
@@ -635,13 +643,15 @@ class SQLiteStore:
         Leases are files beside the database, read without creating
         anything; returns the threads whose holder changed.
         """
-        live = live_leases(leases_dir(self.path))
+        live = {t: h for t, h in live_leases(leases_dir(self.path)).items() if t in self._threads}
         changed = set()
-        for s in self._threads.values():
-            holder = live.get(s.thread_id)
+        for thread_id in self._held | live.keys():  # not every thread: few are held
+            s = self._threads[thread_id]
+            holder = live.get(thread_id)
             if holder != s.holder:
-                changed.add(s.thread_id)
+                changed.add(thread_id)
                 s.holder, s.running = holder, holder is not None
+        self._held = set(live)
         return changed
 
     def _read_open_runs(self) -> None:

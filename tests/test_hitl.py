@@ -221,3 +221,18 @@ def test_odd_request_rows_are_shown_raw_and_never_answered(text: str) -> None:
     assert request.lines()[0] == "unknown request:"
     with pytest.raises(AnswerError):
         answer_for(request, approve=True)
+
+
+async def test_the_runner_asks_before_going_on_with_a_recent_answer(db: Path, jobs: Path) -> None:
+    """The process that stored the answer may still be running it: same rule as any resume."""
+    from supervisor.agents import load_factory
+    from supervisor.runner import PossiblyLive, Runner, RunnerConfig
+
+    answered(db, jobs, "refund", REFUND, {"decision": "approve"})
+    config = RunnerConfig(
+        database=db, factory=load_factory("supervisor.demo:demo_agent"), jobs_dir=jobs
+    )
+    async with Runner(config) as runner:
+        with pytest.raises(PossiblyLive, match="may still be running in another process"):
+            await runner.resume("refund")
+    assert refunds(jobs) == []

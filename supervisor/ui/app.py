@@ -125,6 +125,10 @@ def _while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+class StoreClosed(StoreError):
+    """The app is shutting down: a read that comes too late is simply not done."""
+
+
 def _copy(summary: ThreadSummary) -> ThreadSummary:
     return dataclasses.replace(summary, answered=set(summary.answered))
 
@@ -178,6 +182,7 @@ class SupervisorApp(App[None]):
         self._reload_timer: Timer | None = None
         self._resort_timer: Timer | None = None
         self._last_move = 0.0
+        self._leases_seen: dict[str, dict[str, Any]] | None = None
         self._row_cache: dict[str, tuple[tuple[object, ...], tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
@@ -462,13 +467,14 @@ class SupervisorApp(App[None]):
     def _poll_leases(self) -> None:
         """Leases change without a database write (a holder that dies touches no file).
 
-        Twice a second, compare the live leases with what the list shows and
-        refresh when they differ, so another supervisor's run shows (and
-        stops showing) within a second.
+        Twice a second, look at the live leases and refresh when they differ
+        from the last look, so another supervisor's run shows (and stops
+        showing) within a second. It compares with its own last look, not with
+        the list: it runs in a thread and must not read the app's state.
         """
         live = live_leases(leases_dir(self.database))
-        shown = {t: s.holder for t, s in self.summaries.items() if s.holder}
-        if live != shown and not self._quitting:
+        if live != self._leases_seen and not self._quitting:
+            self._leases_seen = live
             self.call_from_thread(self.request_refresh)
 
     @on(DataTable.RowHighlighted, "#threads")
@@ -573,15 +579,21 @@ class SupervisorApp(App[None]):
         if not self.events.get(self.selected):
             log.write(Text("No events yet: this thread has not run in this session.", "dim"))
 
+    def _read_transcript(self, thread_id: str, full: bool = False) -> Transcript:
+        """Every transcript read, from a thread: waits for a query in flight, never after close."""
+        with self._store_lock:
+            if self._store_closed:
+                raise StoreClosed("the database is closed")
+            return self.store.transcript(thread_id, full=full)
+
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def _load_detail(self, thread_id: str | None) -> None:
         if thread_id is None:
             return
         try:
-            with self._store_lock:
-                if self._store_closed:
-                    return
-                transcript = self.store.transcript(thread_id)
+            transcript = self._read_transcript(thread_id)
+        except StoreClosed:
+            return
         except StoreError as exc:
             self.post_message(DetailFailed(thread_id, str(exc)))
             return
@@ -788,10 +800,7 @@ class SupervisorApp(App[None]):
         """Markers and transcript for a plan; runs in a thread (both touch the disk)."""
         markers = read_markers(self.jobs_dir)
         try:
-            with self._store_lock:
-                if self._store_closed:
-                    return markers, None
-                return markers, self.store.transcript(thread_id)
+            return markers, self._read_transcript(thread_id)
         except StoreError:
             return markers, None
 
@@ -839,7 +848,7 @@ class SupervisorApp(App[None]):
         try:
             await self.runner.resume(thread_id, force=force)
         except PossiblyLive as exc:
-            body = safe(str(exc).replace("; force to resume anyway", ""))
+            body = safe(str(exc))
             body.append("\n\nResuming while another process runs it would run its tools twice.")
             if await self._ask(
                 ConfirmScreen("Thread may be live elsewhere", body, "Resume anyway")
@@ -1071,12 +1080,6 @@ class SupervisorApp(App[None]):
             TranscriptScreen(thread_id, lambda: self._read_transcript(thread_id), self.palette)
         )
 
-    def _read_transcript(self, thread_id: str) -> Transcript:
-        with self._store_lock:
-            if self._store_closed:
-                raise StoreError("the database is closed")
-            return self.store.transcript(thread_id)
-
     @work(group="pager", exclusive=True, exit_on_error=False)
     async def action_open_pager(self) -> None:
         """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
@@ -1103,10 +1106,7 @@ class SupervisorApp(App[None]):
         path.unlink(missing_ok=True)
 
     def _write_full_transcript(self, thread_id: str) -> Path:
-        with self._store_lock:
-            if self._store_closed:
-                raise StoreError("the database is closed")
-            transcript = self.store.transcript(thread_id, full=True)
+        transcript = self._read_transcript(thread_id, full=True)
         fd, name = tempfile.mkstemp(prefix="agent-supervisor-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(f"thread {one_line(thread_id, 200)}\n")
