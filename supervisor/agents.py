@@ -27,9 +27,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cubeloop import Agent
+if TYPE_CHECKING:
+    from cubeloop import Agent
 
 from supervisor.plan import MarkerHook
 
@@ -169,6 +170,8 @@ async def build_agent(
         raise AgentLoadError(
             f"agent {reference!r}: factory raised {type(exc).__name__}: {exc}"
         ) from None
+    from cubeloop import Agent  # here: importing the agent stack costs a third of a second
+
     if not isinstance(agent, Agent):
         raise AgentLoadError(
             f"agent {reference!r}: factory returned {type(agent).__name__}, not a cubeloop.Agent"

@@ -7,7 +7,6 @@ input (one line on stderr, never a traceback, never a file created).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sqlite3
@@ -16,30 +15,21 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from supervisor import __version__
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
-    LoadedAgent,
     agent_reference,
     export_environment,
     load_agent,
 )
-from supervisor.demo_db import DemoExists, build_demo_db
-from supervisor.headless import run_threads
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import holder_text, leases_dir, stop_elsewhere
 from supervisor.plan import MarkerIndex, live_reason, plan_thread, refusal
-from supervisor.report import (
-    entry_lines,
-    plan_lines,
-    thread_hint,
-    thread_json,
-    transcript_json,
-)
-from supervisor.runner import DEFAULT_CONTINUE_TEXT, RunnerConfig
+from supervisor.report import entry_lines, plan_lines, thread_hint, thread_json, transcript_json
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
     DEFAULT_BUSY_TIMEOUT,
@@ -51,6 +41,15 @@ from supervisor.store import (
     open_store,
 )
 from supervisor.text import clean, one_line, relative_time
+
+# The agent stack (cubeloop, asyncio, the runner) is imported by the commands
+# that run agents, not here: `list` and `--help` start in a fraction of the time.
+if TYPE_CHECKING:
+    from supervisor.agents import LoadedAgent
+    from supervisor.runner import RunnerConfig
+
+#: The runner's default; kept here so `--help` does not import the runner.
+DEFAULT_CONTINUE_TEXT = "Continue where you left off."
 
 EXIT_OK = 0
 EXIT_UNFINISHED = 1
@@ -124,7 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STATE[,STATE]",
         help="only threads in these states",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also validate the JSON of every row, not only the rows each state depends on "
+        "(reads the whole database)",
+    )
     p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser(
+        "index",
+        help="add an index on messages(thread_id, id): fast resume and detail on big databases",
+    )
+    _add_db(p)
+    p.add_argument("--yes", action="store_true", help="do not ask; add it")
+    p.add_argument("--drop", action="store_true", help="remove the index this command added")
+    p.set_defaults(run=cmd_index)
 
     p = sub.add_parser("show", help="print one thread's transcript")
     _add_db(p)
@@ -314,11 +328,34 @@ def _print_notices(store: Store) -> None:
         print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
 
 
-def _open(args: argparse.Namespace) -> Store:
-    """The store (threads leased by a live supervisor are `running`), notices printed."""
-    store = open_store(args.db, busy_timeout=args.busy_timeout)
+def _open(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
+    """The store (threads leased by a live supervisor are `running`), notices printed.
+
+    `only`: the command is about these threads; the rest are not listed
+    (on a 100,000-thread database that is the difference between seconds
+    and milliseconds, given an index: `agent-supervisor index`).
+    """
+    store = open_store(args.db, busy_timeout=args.busy_timeout, only=only)
     _print_notices(store)
     return store
+
+
+#: A database with more rows than this and no thread index gets a hint.
+BIG_DATABASE_ROWS = 200_000
+
+
+def _suggest_index(store: Store) -> None:
+    if (
+        isinstance(store, SQLiteStore)
+        and store.cursor > BIG_DATABASE_ROWS
+        and not store.has_thread_index()
+    ):
+        print(
+            f"agent-supervisor: note: {store.cursor:,} rows and no index on thread_id: "
+            f"reading one thread scans them all; 'agent-supervisor index {store.location}' "
+            "adds one",
+            file=sys.stderr,
+        )
 
 
 def _warn_corrupt(store: Store) -> None:
@@ -335,6 +372,8 @@ def _warn_corrupt(store: Store) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
+        if args.check and isinstance(store, SQLiteStore):
+            store.check_rows()
         threads = sorted(store.threads(), key=lambda s: s.thread_id)
         if args.state:
             threads = [s for s in threads if s.state in args.state]
@@ -344,36 +383,40 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             _print_table(threads)
         _warn_corrupt(store)
+        _suggest_index(store)
     finally:
         store.close()
     return EXIT_OK
 
 
-def _print_table(threads: list) -> None:
+def _print_table(threads: list[ThreadSummary]) -> None:
+    now = time.time()
+    states = [s.state for s in threads]  # classified once: 100,000 rows are common
     rows = [
         (
             one_line(s.thread_id, 36),
-            str(s.state),
+            str(state),
             str(s.messages),
-            relative_time(s.last_activity),
-            thread_hint(s, 70),
+            relative_time(s.last_activity, now),
+            thread_hint(s, 70, now, state),
         )
-        for s in threads
+        for s, state in zip(threads, states, strict=True)
     ]
     header = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    for r in [header, *rows]:
-        print(
-            f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
-            f"{r[3]:<{widths[3]}}  {r[4]}".rstrip()
-        )
-    counts = Counter(str(s.state) for s in threads)
+    sys.stdout.writelines(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
+        f"{r[3]:<{widths[3]}}  {r[4]}".rstrip()
+        + "\n"
+        for r in [header, *rows]
+    )
+    counts = Counter(str(state) for state in states)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     print(f"\n{len(threads)} thread(s)" + (f": {summary}" if summary else ""))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = _open(args, only=[args.thread])
     try:
         summary = store.get(args.thread)
         if summary is None:
@@ -458,8 +501,54 @@ def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path]:
     return load_agent(agent_reference(args.agent)), jobs_dir
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    """Add (or drop) our index, after asking: it writes to the user's database."""
+    from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
+
+    path = check_database_path(args.db)
+    with SQLiteStore(path, busy_timeout=args.busy_timeout, only=()) as store:
+        present = store.has_thread_index()
+    if args.drop:
+        if not drop_thread_index(path, args.busy_timeout):
+            print(f"{path}: no index {INDEX_NAME} to drop")
+            return EXIT_OK
+        print(f"{path}: dropped index {INDEX_NAME}")
+        return EXIT_OK
+    if present:
+        print(f"{path}: already indexed on thread_id; nothing to do")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"adding an index writes to {path}; pass --yes to agree", "agent-supervisor index"
+            )
+        size = path.stat().st_size / 1e6
+        answer = input(
+            f"Add index {INDEX_NAME} on messages(thread_id, id) to {path} "
+            f"({size:,.0f} MB; the index adds a few percent)? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not changed")
+            return EXIT_UNFINISHED
+    started = time.monotonic()
+    add_thread_index(path, args.busy_timeout)
+    print(f"{path}: added index {INDEX_NAME} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _run_agents(config: RunnerConfig, starts: list, probe: str, prefix: bool = False) -> bool:
+    """Run agents headless until they stop; True if every thread finished."""
+    import asyncio
+
+    from supervisor.headless import run_threads
+
+    return asyncio.run(run_threads(config, starts, probe=probe, prefix=prefix))
+
+
 def _runner_config(args: argparse.Namespace) -> RunnerConfig:
     """Check everything a run needs before any work starts."""
+    from supervisor.runner import RunnerConfig
+
     agent, jobs_dir = _load_agent(args)
     return RunnerConfig(
         database=Path(args.db),
@@ -480,7 +569,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError("name at least one THREAD, or pass --all", "agent-supervisor resume")
     if args.json and not args.dry_run:
         raise UsageError("--json goes with --dry-run", "agent-supervisor resume")
-    store = _open(args)
+    store = _open(args, only=None if args.all else args.threads)
     try:
         known = {s.thread_id: s for s in store.threads()}
         wanted = list(dict.fromkeys(args.threads))
@@ -513,7 +602,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             print("no thread needs resuming")
         return EXIT_UNFINISHED if refused else EXIT_OK
     starts = [_resumer(thread_id, args.force) for thread_id in todo]
-    ok = asyncio.run(run_threads(config, starts, probe=todo[0], prefix=len(wanted) > 1))
+    ok = _run_agents(config, starts, probe=todo[0], prefix=len(wanted) > 1)
     return EXIT_OK if ok and not refused else EXIT_UNFINISHED
 
 
@@ -524,7 +613,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
         raise UsageError("--json prints the request; give it without an answer", prog)
     if args.approve and args.deny is not None:
         raise UsageError("--approve and --deny exclude each other", prog)
-    store = _open(args)
+    store = _open(args, only=[args.thread])
     try:
         summary = store.get(args.thread)
     finally:
@@ -558,12 +647,14 @@ def cmd_answer(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), prog) from None
     config = _runner_config(args)
     start = [lambda runner: runner.answer(args.thread, answer)]
-    ok = asyncio.run(run_threads(config, start, probe=args.thread))
+    ok = _run_agents(config, start, probe=args.thread)
     return EXIT_OK if ok else EXIT_UNFINISHED
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    store = _open(args)
+    import asyncio
+
+    store = _open(args, only=args.threads)
     try:
         unknown = [t for t in args.threads if store.get(t) is None]
     finally:
@@ -631,7 +722,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     if creating:
         print(f"agent-supervisor: creating checkpoint database {args.db}", file=sys.stderr)
     start = [lambda runner: runner.prompt(args.thread, args.text)]
-    ok = asyncio.run(run_threads(config, start, probe=args.thread))
+    ok = _run_agents(config, start, probe=args.thread)
     return EXIT_OK if ok else EXIT_UNFINISHED
 
 
@@ -662,6 +753,8 @@ def _prompt_target(path: Path, busy_timeout: float) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from supervisor.demo_db import DemoExists, build_demo_db
+
     path = Path(args.db)
     jobs = resolve_jobs_dir(path, args.jobs_dir)
     if path.exists() and not path.is_file():
@@ -680,7 +773,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "abort", "demo")
+SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "abort", "index", "demo")
 
 
 def build_app_parser() -> argparse.ArgumentParser:
@@ -718,6 +811,7 @@ def demo_database_path() -> Path:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    from supervisor.demo_db import build_demo_db
     from supervisor.ui.app import make_app, theme_names
 
     if args.theme and args.theme not in theme_names():

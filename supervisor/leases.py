@@ -18,7 +18,6 @@ waiting.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -188,6 +187,8 @@ async def stop_elsewhere(
     Returns ("not running", None), ("stopped", holder) or ("still running",
     holder) when the holder did not let go within `timeout` seconds.
     """
+    import asyncio  # here: `list` and the other read-only commands never need it
+
     holder = request_abort(directory, thread_id)
     if holder is None:
         return "not running", None

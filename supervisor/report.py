@@ -41,9 +41,11 @@ def call_text(name: str, arguments: Any, limit: int = 60) -> str:
     return one_line(f"{name}({compact_json(arguments)})", limit)
 
 
-def thread_hint(s: ThreadSummary, limit: int = 60, now: float | None = None) -> str:
-    """One line saying where the thread stopped, for a list row."""
-    state = s.state
+def thread_hint(
+    s: ThreadSummary, limit: int = 60, now: float | None = None, state: State | None = None
+) -> str:
+    """One line saying where the thread stopped, for a list row (`state` if known already)."""
+    state = s.state if state is None else state
     if state is State.CORRUPT:
         return one_line(f"row {s.corrupt_row}: {s.corrupt_reason}", limit)
     if state is State.RUNNING and s.holder:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import sqlite3
 import stat
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,9 +35,6 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 
 #: A tool_call_id longer than this is read by the slow path.
 _ID_CHARS = 200
-
-#: How many row ids go into one `IN (...)` lookup.
-_IN_CHUNK = 500
 
 
 _JULIAN_UNIX_EPOCH = 2440587.5
@@ -245,6 +244,8 @@ def connect_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
             isolation_level=None,
             check_same_thread=False,
         )
+        # Let SQLite's sorter use a second core: the listing's GROUP BY sorts every row.
+        conn.execute("PRAGMA threads = 2")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open ({exc})") from None
     return conn
@@ -270,8 +271,12 @@ class SQLiteStore:
         path: str | os.PathLike[str],
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        only: Iterable[str] | None = None,
     ) -> None:
         self.path = check_database_path(path)
+        #: Read only these threads (a command about one thread need not list
+        #: 100,000): each is folded row by row, every row checked.
+        self._only = None if only is None else set(only)
         self.location = str(self.path)
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
@@ -287,6 +292,13 @@ class SQLiteStore:
         #: Threads with a pending request / a live lease at the last refresh.
         self._pending: set[str] = set()
         self._held: set[str] = set()
+        #: Threads whose newest run is open, and the last `runs` rowid read.
+        self._open_runs: set[str] = set()
+        self._runs_cursor = 0
+        #: Rows up to this id were listed from their start only (`check_rows`).
+        self._unchecked_through = 0
+        #: Held while summaries change: `check_rows` runs on another thread.
+        self._lock = threading.RLock()
         try:
             self._columns = self._recovering(self._read_schema)
         except sqlite3.Error as exc:
@@ -355,9 +367,10 @@ class SQLiteStore:
         if restart:
             self._threads.clear()
             self._parsed_assistant.clear()
-            self._cursor = self._extra_cursor = 0
+            self._cursor = self._extra_cursor = self._runs_cursor = 0
             self._pending.clear()
             self._held.clear()
+            self._open_runs.clear()
 
     def take_notices(self) -> list[str]:
         notices, self.notices = self.notices, []
@@ -409,17 +422,82 @@ class SQLiteStore:
         return self._reading(self._refresh, restart=True)
 
     def _refresh(self) -> set[str]:
-        self._conn.execute("BEGIN")
-        try:
-            touched = self._read_new_messages()
-            touched |= self._read_new_extra()
-            self._fill_tails(touched)
-            touched |= self._read_pending_requests()
-            self._read_open_runs()
-            touched |= self._read_leases()
-        finally:
-            self._conn.execute("COMMIT")
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                first = self._cursor == 0
+                if first and self._only is not None:
+                    touched = self._read_only(self._only)
+                elif first:
+                    touched = self._read_all()  # tails included
+                else:
+                    touched = self._read_new_messages()
+                    broken = self._fill_tails(touched)
+                    if broken:
+                        self._refold(broken)
+                touched |= self._read_new_extra()
+                touched |= self._read_pending_requests()
+                touched |= self._read_open_runs(touched, everything=first)
+                touched |= self._read_leases()
+            finally:
+                self._conn.execute("COMMIT")
         return touched
+
+    def check_rows(self) -> set[str]:
+        """Validate the JSON of every row the first listing took on trust; returns corrupt threads.
+
+        The first listing reads each row's start only (its role) and parses
+        the rows a state depends on; a row in the middle of a thread whose
+        JSON is broken is found here (rows read by later refreshes are
+        validated as they arrive). This reads the whole table, so the CLI
+        does it on request (`list --check`) and the app in the background.
+        The scan runs on its own connection: SQLite releases the GIL while
+        it scans, so a UI stays live.
+        """
+        through = self._unchecked_through
+        if through <= 0:
+            return set()
+        conn = connect_readonly(self.path, self.busy_timeout)
+        conn.text_factory = tolerant_text
+        try:
+            bad = {
+                _plain_id(thread_id)
+                for (thread_id,) in conn.execute(
+                    "SELECT DISTINCT thread_id FROM messages "
+                    "WHERE id <= ? AND NOT json_valid(message_json)",
+                    (through,),
+                )
+            }
+        except sqlite3.Error as exc:
+            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+        finally:
+            conn.close()
+        with self._lock:
+            self._unchecked_through = 0
+            bad = {t for t in bad if t in self._threads}
+            if bad:
+                self._reading(lambda: self._refold(bad), restart=False)
+        return bad
+
+    def has_thread_index(self) -> bool:
+        """Some index on `messages` starts with thread_id (ours, or the host's own)."""
+        with self._lock:
+            for _, name, *_ in self._conn.execute("PRAGMA index_list(messages)").fetchall():
+                first = self._conn.execute(f"PRAGMA index_info({_quote(name)})").fetchone()
+                if first is not None and first[2] == "thread_id":
+                    return True
+        return False
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def rows_checked(self) -> bool:
+        """Every row's JSON has been validated (see `check_rows`)."""
+        return self._unchecked_through == 0
 
     def threads(self) -> list[ThreadSummary]:
         return list(self._threads.values())
@@ -486,6 +564,160 @@ class SQLiteStore:
             summary = self._threads[thread_id] = ThreadSummary(thread_id)
         return summary
 
+    def _read_all(self) -> set[str]:
+        """The first listing: one aggregate pass in SQL, then each thread's tail.
+
+        Folding 2M rows in Python took seconds; SQLite groups them itself
+        (`PRAGMA threads` lets its sorter use a second core). Each row
+        contributes its role, read from the start of its text; per thread
+        come back the count, the newest row and its role, the newest
+        assistant and tool-result rows. The rows a state depends on (the
+        last assistant message and the tool results after it) are then read
+        for the threads that need them. A thread with a row whose start is
+        not one we know is folded row by row (`_refold`), as are threads
+        `check_rows` later finds a broken row in.
+        """
+        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        if top is None:
+            return set()
+        rows = self._conn.execute(self._aggregate_sql, (top,)).fetchall()
+        if any(type(row[0]) is not str for row in rows):
+            # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are
+            # named row by row (`_odd_thread_id`): take the exact path.
+            touched = self._read_new_messages()
+            self._refold(self._fill_tails(touched))
+            return touched
+        rows.sort(key=lambda row: row[2])  # threads come in order of first appearance
+        threads = self._threads
+        odd: set[str] = set()
+        results: list[tuple[ThreadSummary, int]] = []
+        for thread_id, count, first, last, activity, assistant, result, strange in rows:
+            s = threads.get(thread_id)
+            if s is None:
+                s = threads[thread_id] = ThreadSummary(thread_id)
+            s.messages = count
+            s.last_row = last >> 3
+            s.last_role = _KINDS[last & 7]
+            s.last_activity = activity
+            s.last_assistant_row = assistant
+            if strange is not None:
+                odd.add(thread_id)
+            elif result is not None and (assistant is None or result > assistant):
+                results.append((s, first))
+        self._cursor = top
+        self._unchecked_through = top
+        answered = self._read_answered(results)  # may scan on another thread meanwhile
+        odd |= self._fill_tails(threads)
+        odd |= answered()
+        if odd:
+            self._refold(odd)
+        return set(threads)
+
+    def _read_answered(self, threads: list[tuple[ThreadSummary, int]]) -> Callable[[], set[str]]:
+        """The tool results after each thread's last assistant message.
+
+        Few threads, or short spans: read by row-id range, each costing the
+        rows written since that message. Many long, interleaved spans: one
+        scan joined with the threads, on a second connection and thread
+        while the caller reads the tails (SQLite lets go of the GIL while it
+        scans). Returns a call giving the threads where one of those rows
+        is not valid JSON (they are refolded).
+        """
+        if not threads:
+            return set
+        spans = [(s, s.last_assistant_row or first - 1) for s, first in threads]
+        for s, _ in spans:
+            s.answered = set()
+        if sum(s.last_row - after for s, after in spans) <= self._cursor:
+            rows = itertools.chain.from_iterable(
+                self._conn.execute(self._range_sql, (after, s.last_row, s.thread_id))
+                for s, after in spans
+            )
+            broken = self._fold_answered(rows)
+            return lambda: broken
+        result: list[list[Row] | BaseException] = []
+        scan = threading.Thread(target=self._scan_tails, args=(spans, result), daemon=True)
+        scan.start()
+
+        def fold() -> set[str]:
+            scan.join()
+            if isinstance(result[0], BaseException):
+                raise result[0]
+            return self._fold_answered(iter(result[0]))
+
+        return fold
+
+    def _fold_answered(self, rows: Iterable[Row]) -> set[str]:
+        broken = set()
+        for _, thread_id, _, role, detail in self._checked(rows):
+            if role is None:
+                broken.add(thread_id)
+            elif role == "tool_result" and detail is not None:
+                self._threads[thread_id].answered.add(detail)
+        return broken
+
+    def _scan_tails(
+        self, spans: list[tuple[ThreadSummary, int]], result: list[list[Row] | BaseException]
+    ) -> None:
+        """Rows after each thread's `after` id, in one scan joined with a temp table of them."""
+        try:
+            conn = connect_readonly(self.path, self.busy_timeout)
+            if self._tolerant:
+                conn.text_factory = tolerant_text
+            try:
+                conn.execute("CREATE TEMP TABLE tails (thread_id TEXT PRIMARY KEY, after INTEGER)")
+                conn.executemany(
+                    "INSERT INTO temp.tails VALUES (?, ?)",
+                    [(s.thread_id, after) for s, after in spans],
+                )
+                result.append(
+                    conn.execute(
+                        f"SELECT {self._row_columns('m.')} FROM messages m JOIN temp.tails t "
+                        "ON t.thread_id = m.thread_id AND m.id > t.after WHERE m.id <= ?",
+                        (self._cursor,),
+                    ).fetchall()
+                )
+            finally:
+                conn.close()
+        except BaseException as exc:  # handed to the caller, raised there
+            result.append(exc)
+
+    def _read_only(self, thread_ids: set[str]) -> set[str]:
+        """The scoped first read: these threads, folded exactly; unknown ones left out."""
+        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        self._cursor = top or 0
+        self._refold(thread_ids)
+        known = set()
+        if "thread_extra" in self._columns:
+            known = {
+                str(t)
+                for (t,) in self._conn.execute(
+                    "SELECT thread_id FROM thread_extra WHERE thread_id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(thread_ids)),),
+                )
+            }
+        for thread_id in thread_ids:
+            if self._threads[thread_id].messages == 0 and thread_id not in known:
+                del self._threads[thread_id]
+        (self._extra_cursor,) = self._conn.execute(
+            "SELECT coalesce(max(rowid), 0) FROM thread_extra"
+            if "thread_extra" in self._columns
+            else "SELECT 0"
+        ).fetchone()
+        return set(self._threads)
+
+    def _refold(self, thread_ids: set[str]) -> None:
+        """Fold these threads again row by row, every row checked: the exact, slower path."""
+        for thread_id in thread_ids:
+            self._threads[thread_id] = ThreadSummary(thread_id)
+            self._parsed_assistant.pop(thread_id, None)
+        rows = self._conn.execute(
+            self._threads_sql, (0, self._cursor, json.dumps(sorted(thread_ids)))
+        )
+        fold_rows(self._threads, self._checked(rows))
+        self._fill_tails(thread_ids)
+
     def _read_new_messages(self) -> set[str]:
         """The one pass over rows above the cursor, mostly inside SQLite.
 
@@ -498,29 +730,82 @@ class SQLiteStore:
         if top is None or top <= self._cursor:
             return set()
         before = self._cursor
-        rows = self._conn.execute(self._listing_sql, (before, top))
+        if self._only is None:
+            rows = self._conn.execute(self._listing_sql, (before, top))
+        else:
+            rows = self._conn.execute(
+                self._threads_sql, (before, top, json.dumps(sorted(self._only)))
+            )
         fold_rows(self._threads, self._checked(rows))
         self._cursor = top
         return {t for t, s in self._threads.items() if s.last_row > before}
 
-    @functools.cached_property
-    def _listing_sql(self) -> str:
+    def _row_columns(self, m: str = "") -> str:
+        """The listing's row form (id, thread, time, role, detail) over table alias `m`."""
         cols = self._columns["messages"]
-        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
+        created = unix_time_sql(f"{m}created_at") if "created_at" in cols else "NULL"
+        text = f"{m}message_json"
         head = len(_TOOL_RESULT)  # a tool result's tool_call_id starts after this
-        call_end = f"instr(substr(message_json, {head + 1}, {_ID_CHARS}), '\"')"
+        call_end = f"instr(substr({text}, {head + 1}, {_ID_CHARS}), '\"')"
         return (
-            f"SELECT id, thread_id, {created}, "
-            "CASE WHEN NOT json_valid(message_json) THEN NULL "
-            f"WHEN substr(message_json, 1, {len(_USER)}) = '{_USER}' THEN 'user' "
-            f"WHEN substr(message_json, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' "
+            f"{m}id, {m}thread_id, {created}, "
+            f"CASE WHEN NOT json_valid({text}) THEN NULL "
+            f"WHEN substr({text}, 1, {len(_USER)}) = '{_USER}' THEN 'user' "
+            f"WHEN substr({text}, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' "
             "THEN 'assistant' "
-            f"WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' "
+            f"WHEN substr({text}, 1, {head}) = '{_TOOL_RESULT}' "
             "THEN 'tool_result' "
             "ELSE '?' END, "
-            f"CASE WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' "
-            f"THEN substr(message_json, {head + 1}, {call_end} - 1) END "
-            "FROM messages WHERE id > ? AND id <= ? ORDER BY id"
+            f"CASE WHEN substr({text}, 1, {head}) = '{_TOOL_RESULT}' "
+            f"THEN substr({text}, {head + 1}, {call_end} - 1) END"
+        )
+
+    @functools.cached_property
+    def _listing_sql(self) -> str:
+        return f"SELECT {self._row_columns()} FROM messages WHERE id > ? AND id <= ? ORDER BY id"
+
+    @functools.cached_property
+    def _aggregate_sql(self) -> str:
+        """Per thread: count, first row, (newest row << 3 | its kind), activity, role rows.
+
+        The kind is computed in a subquery SQLite does not flatten (`LIMIT
+        -1`), so its sorter carries small numbers instead of whole messages.
+        Kind 4 is a start we do not recognise: that thread is refolded.
+        """
+        cols = self._columns["messages"]
+        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
+        head = len(_TOOL_RESULT)
+        kind = (
+            f"CASE WHEN substr(message_json, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' THEN 2 "
+            f"WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' THEN 3 "
+            f"WHEN substr(message_json, 1, {len(_USER)}) = '{_USER}' THEN 1 "
+            "ELSE 4 END"
+        )
+        return (
+            "SELECT thread_id, count(*), min(id), max(id * 8 + k), max(t), "
+            "max(CASE k WHEN 2 THEN id END), max(CASE k WHEN 3 THEN id END), "
+            "min(CASE k WHEN 4 THEN id END) "
+            f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
+            "FROM messages WHERE id <= ? LIMIT -1) GROUP BY thread_id"
+        )
+
+    @functools.cached_property
+    def _threads_sql(self) -> str:
+        """The listing's row form for some threads (a JSON array of ids) in an id range.
+
+        With an index on `messages(thread_id, ...)` (`agent-supervisor
+        index`) this reads those threads' rows only; without, one scan.
+        """
+        return self._listing_sql.replace(
+            "WHERE id > ? AND id <= ?",
+            "WHERE id > ? AND id <= ? AND thread_id IN (SELECT value FROM json_each(?))",
+        )
+
+    @functools.cached_property
+    def _range_sql(self) -> str:
+        """The listing's row form for one thread's rows in an id range."""
+        return self._listing_sql.replace(
+            "WHERE id > ? AND id <= ?", "WHERE id > ? AND id <= ? AND thread_id = ?"
         )
 
     def _checked(self, rows: Iterable[Row]) -> Iterator[Row]:
@@ -561,17 +846,22 @@ class SQLiteStore:
         ):
             self._extra_cursor = rowid
             thread_id = str(thread_id)
+            if self._only is not None and thread_id not in self._only:
+                continue
             if thread_id not in self._threads:
                 self._summary(thread_id)
                 touched.add(thread_id)
         return touched
 
-    def _fill_tails(self, touched: Iterable[str]) -> None:
+    def _fill_tails(self, touched: Iterable[str]) -> set[str]:
         """Read what the one pass skipped, for touched threads only.
 
         The last assistant message is parsed in full (stop reason, tool
         calls, text), once per new assistant row; the run id comes from
-        the thread's newest row.
+        the thread's newest row. Returns the threads whose newest row is
+        not valid JSON but was not yet found corrupt (the first listing
+        reads rows by their start only): `_refold` settles those. One
+        statement reads every row wanted, joined with a temp table of ids.
         """
         assistants: dict[int, ThreadSummary] = {}
         last_rows: dict[int, ThreadSummary] = {}
@@ -582,26 +872,44 @@ class SQLiteStore:
             row = s.last_assistant_row
             if row is not None and self._parsed_assistant.get(thread_id) != row:
                 assistants[row] = s
-        for row_id, text in self._rows_by_id("message_json", list(assistants)):
-            s = assistants[row_id]
-            message, error = parse_message(text)
-            if message is not None:
-                s.set_last_assistant(*summarise_assistant(message))
-                s.bad_tail = None
-            else:  # valid to SQLite, not to Python (nesting, UTF-8)
-                s.set_last_assistant(None, (), "", None)
-                s.bad_tail = (row_id, error)
-            self._parsed_assistant[s.thread_id] = row_id
-        if "run_id" in self._columns["messages"]:
-            for row_id, run_id in self._rows_by_id("run_id", list(last_rows)):
-                last_rows[row_id].last_run_id = run_id
+        if not last_rows and not assistants:
+            return set()
+        run = "m.run_id" if "run_id" in self._columns["messages"] else "NULL"
+        self._conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wanted (id INTEGER PRIMARY KEY, parse INTEGER)"
+        )
+        self._conn.execute("DELETE FROM temp.wanted")
+        self._conn.executemany(
+            "INSERT INTO temp.wanted VALUES (?, ?)",
+            ((i, i in assistants) for i in last_rows.keys() | assistants),
+        )
+        broken = set()
+        for row_id, run_id, valid, text in self._conn.execute(
+            # A parsed row is validated by the parse; only the others need json_valid.
+            f"SELECT m.id, {run}, w.parse OR json_valid(m.message_json), "
+            "CASE w.parse WHEN 1 THEN m.message_json END "
+            "FROM temp.wanted w JOIN messages m ON m.id = w.id"
+        ):
+            s = last_rows.get(row_id)
+            if s is not None:
+                s.last_run_id = run_id
+                if not valid and s.bad_row is None:
+                    broken.add(s.thread_id)
+            s = assistants.get(row_id)
+            if s is not None:
+                self._parse_last_assistant(s, row_id, text)
+        self._conn.execute("DELETE FROM temp.wanted")
+        return broken
 
-    def _rows_by_id(self, column: str, ids: list[int]) -> Iterator[tuple[int, Any]]:
-        for chunk in _chunks(ids, _IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            yield from self._conn.execute(
-                f"SELECT id, {column} FROM messages WHERE id IN ({marks})", chunk
-            )
+    def _parse_last_assistant(self, s: ThreadSummary, row_id: int, text: Any) -> None:
+        message, error = parse_message(text)
+        if message is not None:
+            s.set_last_assistant(*summarise_assistant(message))
+            s.bad_tail = None
+        else:  # valid to SQLite, not to Python (nesting, UTF-8)
+            s.set_last_assistant(None, (), "", None)
+            s.bad_tail = (row_id, error)
+        self._parsed_assistant[s.thread_id] = row_id
 
     def _read_pending_requests(self) -> set[str]:
         """Who waits for a human, with what request, and whether it was answered.
@@ -626,7 +934,9 @@ class SQLiteStore:
         for thread_id, text, run_id, stored in self._conn.execute(
             f"SELECT p.thread_id, p.request_json, {run}, {answered} FROM thread_pending_request p"
         ):
-            found[_plain_id(thread_id)] = (parse_request(text, run_id), bool(stored))
+            thread_id = _plain_id(thread_id)
+            if self._only is None or thread_id in self._threads:
+                found[thread_id] = (parse_request(text, run_id), bool(stored))
         changed = set()
         for thread_id in self._pending | found.keys():  # not every thread: few ever wait
             s = self._summary(thread_id)
@@ -654,19 +964,50 @@ class SQLiteStore:
         self._held = set(live)
         return changed
 
-    def _read_open_runs(self) -> None:
+    def _read_open_runs(self, touched: set[str], everything: bool) -> set[str]:
+        """Whether each thread's newest run is still open; returns threads where that changed.
+
+        The whole table is read once; after that only threads with a new
+        run row, an open run, or new messages, so a refresh costs what
+        changed, not what exists.
+        """
         cols = self._columns.get("runs")
         if not cols or not {"thread_id", "completed_at"} <= cols:
-            return
-        latest = {
-            str(thread_id): bool(is_open)
-            for thread_id, is_open in self._conn.execute(
-                "SELECT thread_id, completed_at IS NULL FROM runs WHERE rowid IN "
-                "(SELECT max(rowid) FROM runs GROUP BY thread_id)"
+            return set()
+        latest = "SELECT thread_id, completed_at IS NULL FROM runs WHERE rowid IN "
+        since = self._runs_cursor
+        (self._runs_cursor,) = self._conn.execute(
+            "SELECT coalesce(max(rowid), 0) FROM runs"
+        ).fetchone()
+        if everything and self._only is None:
+            rows = self._conn.execute(latest + "(SELECT max(rowid) FROM runs GROUP BY thread_id)")
+        else:
+            wanted = touched | self._open_runs
+            wanted.update(
+                t
+                for (t,) in self._conn.execute(
+                    "SELECT thread_id FROM runs WHERE rowid > ?", (since,)
+                )
+                if self._only is None or t in self._only
             )
-        }
-        for s in self._threads.values():
-            s.run_open = latest.get(s.thread_id, False)
+            rows = self._conn.execute(
+                latest + "(SELECT max(rowid) FROM runs WHERE thread_id IN "
+                "(SELECT value FROM json_each(?)) GROUP BY thread_id)",
+                (json.dumps(sorted(wanted)),),
+            )
+        changed = set()
+        for thread_id, is_open in rows:
+            s = self._threads.get(_plain_id(thread_id))
+            if s is None:
+                continue
+            if s.run_open != bool(is_open):
+                s.run_open = bool(is_open)
+                changed.add(s.thread_id)
+            if is_open:
+                self._open_runs.add(s.thread_id)
+            else:
+                self._open_runs.discard(s.thread_id)
+        return changed
 
 
 def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -691,6 +1032,14 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     if role not in ROLES:
         return None, f"unknown role {role!r}"
     return message, None
+
+
+#: Roles by the kind number `_aggregate_sql` gives each row.
+_KINDS = (None, "user", "assistant", "tool_result", None, None, None, None)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _plain_id(thread_id: Any) -> str:
@@ -725,9 +1074,35 @@ def _odd_id(call_id: str | None) -> bool:
     return not call_id or "\\" in call_id
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+#: The index `agent-supervisor index` adds; cubeloop's `load()` uses it too.
+INDEX_NAME = "agent_supervisor_messages_thread"
+
+
+def add_thread_index(path: Path, busy_timeout: float) -> None:
+    """Index `messages(thread_id, id)`: one thread's rows without a full-table scan."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {INDEX_NAME} ON messages (thread_id, id)")
+    except sqlite3.Error as exc:
+        raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from None
+    finally:
+        conn.close()
+
+
+def drop_thread_index(path: Path, busy_timeout: float) -> bool:
+    """Drop our index (never one we did not add); False if it was not there."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        (found,) = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?", (INDEX_NAME,)
+        ).fetchone()
+        if found:
+            conn.execute(f"DROP INDEX {INDEX_NAME}")
+        return bool(found)
+    except sqlite3.Error as exc:
+        raise StoreError(describe_sqlite_error(path, exc, busy_timeout)) from None
+    finally:
+        conn.close()
 
 
 def open_store(path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:

@@ -223,6 +223,7 @@ def test_generated_rows_never_break_a_reader(template: Path, before, after) -> N
         insert(db, healthy[:1] + before + healthy[1:2])
         with python_recursion_limit():
             incremental = open_store(db)
+            incremental.check_rows()  # every row validated, as a row-by-row reading does
             read_everything(incremental, Path(tmp) / "jobs")
         insert(db, after + healthy[2:])
         with python_recursion_limit():
@@ -230,6 +231,7 @@ def test_generated_rows_never_break_a_reader(template: Path, before, after) -> N
             stepwise = read_everything(incremental, Path(tmp) / "jobs")
             incremental.close()
             whole = open_store(db)
+            whole.check_rows()
             listed = read_everything(whole, Path(tmp) / "jobs")
             whole.close()
         assert listed[HEALTHY]["state"] == "after_tools"

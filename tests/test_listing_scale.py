@@ -1,0 +1,225 @@
+"""The first listing at fleet size: an aggregate in SQL that must agree with a row-by-row reading.
+
+The store lists a database by one GROUP BY pass plus each thread's tail
+(see `SQLiteStore._read_all`). These tests hold it to an independent
+oracle, `summary_from_dicts` (the runner's view, fed each thread's parsed
+messages), on interleaved databases shaped like many concurrent agents
+leave them; and check the pieces that make big databases usable: the row
+check, commands scoped to one thread, and the index.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from supervisor.report import thread_json
+from supervisor.states import State
+from supervisor.store import INDEX_NAME, SQLiteStore, open_store, summary_from_dicts
+from tests.conftest import ROOT, cli, insert_rows, run_demo_child
+
+
+def user(text: str) -> dict:
+    return {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": 1.0}
+
+
+def assistant(calls: list[str], stop: str) -> dict:
+    content = [{"type": "text", "text": "thinking"}]
+    content += [
+        {"type": "tool_call", "id": c, "name": "work", "arguments": {"c": c}} for c in calls
+    ]
+    return {"role": "assistant", "content": content, "stop_reason": stop, "timestamp": 2.0}
+
+
+def result(call: str) -> dict:
+    return {
+        "role": "tool_result",
+        "tool_call_id": call,
+        "tool_name": "work",
+        "content": [{"type": "text", "text": "ok"}],
+        "timestamp": 3.0,
+    }
+
+
+def script(rng: random.Random, n: int) -> list[dict]:
+    """A conversation cut at a random point: every resume state a crash can leave."""
+    out = [user("go")]
+    turn = 0
+    while len(out) < rng.randrange(1, 14):
+        turn += 1
+        calls = [f"t{n}-{turn}-{i}" for i in range(rng.choice([0, 1, 2, 3]))]
+        out.append(assistant(calls, "tool_use" if calls else rng.choice(["stop", "error"])))
+        out += [result(c) for c in calls if rng.random() < 0.8]
+        if not calls:
+            out.append(user("more"))
+    return out[: rng.randrange(1, len(out) + 1)]
+
+
+def interleaved_db(path: Path, threads: int, seed: int) -> dict[str, list[dict]]:
+    """Write threads' messages interleaved at random, as concurrent writers do."""
+    run_demo_child(path, "seed", path.parent / "seed-jobs")  # cubeloop's own schema
+    rng = random.Random(seed)
+    scripts = {f"w{n:04d}": script(rng, n) for n in range(threads)}
+    queue = [t for t, msgs in scripts.items() for _ in msgs]
+    rng.shuffle(queue)
+    position = dict.fromkeys(scripts, 0)
+    rows = []
+    for thread_id in queue:
+        rows.append((thread_id, json.dumps(scripts[thread_id][position[thread_id]])))
+        position[thread_id] += 1
+    insert_rows(path, rows)
+    return scripts
+
+
+def assert_agrees_with_oracle(store: SQLiteStore, scripts: dict[str, list[dict]]) -> None:
+    for thread_id, messages in scripts.items():
+        got = store.get(thread_id)
+        want = summary_from_dicts(thread_id, messages)
+        assert got is not None, thread_id
+        assert (got.state, got.messages, got.pending_tool_calls) == (
+            want.state,
+            want.messages,
+            want.pending_tool_calls,
+        ), thread_id
+
+
+@pytest.mark.parametrize("threads", [40, 400])
+def test_aggregate_listing_agrees_with_reading_every_message(tmp_path: Path, threads: int) -> None:
+    # 40 threads: each thread's tail is read by row-id range; 400: the spans are
+    # long and interleaved, so one joined scan on a second connection reads them.
+    db = tmp_path / "fleet.db"
+    scripts = interleaved_db(db, threads, seed=threads)
+    store = open_store(db)
+    states = {s.state for s in store.threads() if s.thread_id in scripts}
+    assert {State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS, State.FINISHED} <= states
+    assert_agrees_with_oracle(store, scripts)
+    # The order of first appearance, as the row-by-row pass gave it.
+    first_rows = [s.thread_id for s in store.threads() if s.messages]
+    assert first_rows == sorted(first_rows, key=lambda t: store.transcript(t).entries[0].row_id)
+
+
+def test_both_ways_of_reading_tails_are_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "fleet.db"
+    interleaved_db(db, 400, seed=1)
+    scans: list[int] = []
+    real_scan = SQLiteStore._scan_tails
+
+    def counting(self, spans, result):  # type: ignore[no-untyped-def]
+        scans.append(len(spans))
+        return real_scan(self, spans, result)
+
+    monkeypatch.setattr(SQLiteStore, "_scan_tails", counting)
+    open_store(db)
+    assert scans and scans[0] > 50
+    small = tmp_path / "small.db"
+    interleaved_db(small, 5, seed=2)
+    scans.clear()
+    open_store(small)
+    assert scans == []
+
+
+def test_a_broken_row_mid_thread_is_found_by_the_row_check(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    run_demo_child(db, "t", tmp_path / "jobs")
+    insert_rows(db, [("t", '{"role": "user", "content": [ broken'), ("t", json.dumps(user("hi")))])
+    store = open_store(db)
+    # The listing reads each row's start; this one starts as a user message.
+    assert store.get("t").state is State.BETWEEN_TURNS and not store.rows_checked
+    assert store.check_rows() == {"t"}
+    assert store.rows_checked and store.get("t").state is State.CORRUPT
+    broken = store.get("t").corrupt_row
+    listed = cli("list", str(db), "--check", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [t for t in json.loads(listed.stdout) if t["thread_id"] == "t"]
+    assert (row["state"], row["corrupt_row"]) == ("corrupt", broken)
+    # Rows a refresh reads are checked as they arrive.
+    insert_rows(db, [("u", '{"role": "user", "content": [ broken too')])
+    assert "u" in store.refresh()
+    assert store.get("u").state is State.CORRUPT
+
+
+def test_a_command_about_one_thread_reads_only_that_thread(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    scripts = interleaved_db(db, 60, seed=5)
+    whole = open_store(db)
+    one = open_store(db, only=["w0007", "no-such-thread"])
+    assert [s.thread_id for s in one.threads()] == ["w0007"]
+    assert thread_json(one.get("w0007")) == thread_json(whole.get("w0007"))
+    insert_rows(db, [("w0007", json.dumps(user("again"))), ("w0008", json.dumps(user("x")))])
+    assert one.refresh() == {"w0007"}
+    assert one.get("w0007").messages == len(scripts["w0007"]) + 1
+    assert one.get("w0008") is None
+
+
+def test_index_is_added_only_with_consent_and_used(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.db"
+    interleaved_db(db, 20, seed=9)
+    before = db.read_bytes()
+    refused = subprocess.run(
+        [sys.executable, "-m", "supervisor", "index", str(db)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert db.read_bytes() == before
+    assert cli("index", str(db), "--yes").returncode == 0
+    store = open_store(db)
+    assert store.has_thread_index()
+    plan = " ".join(
+        str(row)
+        for row in store._conn.execute(
+            "EXPLAIN QUERY PLAN " + store._threads_sql, (0, 10, '["w0001"]')
+        )
+    )
+    assert INDEX_NAME in plan
+    store.close()
+    assert "already indexed" in cli("index", str(db), "--yes").stdout
+    assert cli("index", str(db), "--drop").returncode == 0
+    names = [r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")]
+    assert INDEX_NAME not in names
+
+
+def test_a_big_database_without_an_index_gets_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "fleet.db"
+    interleaved_db(db, 30, seed=3)
+    monkeypatch.setattr("supervisor.cli.BIG_DATABASE_ROWS", 10)
+    from supervisor.cli import run
+
+    assert run(["list", str(db)]) == 0
+    assert f"'agent-supervisor index {db}' adds one" in capsys.readouterr().err
+    cli("index", str(db), "--yes")
+    assert run(["list", str(db)]) == 0
+    assert "index" not in capsys.readouterr().err
+
+
+def test_list_does_not_import_the_agent_stack(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    run_demo_child(db, "t", tmp_path / "jobs")
+    code = (
+        "import sys; from supervisor.cli import run; code = run(['list', sys.argv[1]]); "
+        "heavy = sorted(m for m in ('cubeloop', 'asyncio', 'textual') if m in sys.modules); "
+        "print(heavy, file=sys.stderr); sys.exit(code)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0 and out.stderr.strip() == "[]", out.stderr
+
+
+def test_the_help_text_default_is_the_runners() -> None:
+    from supervisor import cli, runner
+
+    assert cli.DEFAULT_CONTINUE_TEXT == runner.DEFAULT_CONTINUE_TEXT
