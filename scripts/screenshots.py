@@ -18,13 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from textual.widgets import DataTable
-
 from supervisor.agents import load_factory
 from supervisor.demo_db import build_demo_db
 from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore
 from supervisor.ui.app import make_app
+from supervisor.ui.widgets.thread_table import ThreadTable
 
 OUT = Path(__file__).resolve().parent.parent / "screenshots"
 #: A supervisor elsewhere, as far as the app can tell: it holds one thread's lease.
@@ -47,8 +46,8 @@ async def shoot(workdir: Path) -> None:
     app = make_app(SQLiteStore("demo.db"), config, watch=False, cursor_blink=False)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.pause(1.0)
-        table = app.query_one("#threads", DataTable)
-        table.move_cursor(row=table.get_row_index("job-02"))
+        table = app.query_one("#threads", ThreadTable)
+        table.move_to("job-02")
         await pilot.pause(0.5)
         app.save_screenshot("main-view.svg", str(OUT))
         await pilot.press("3")
@@ -58,14 +57,14 @@ async def shoot(workdir: Path) -> None:
         await pilot.pause(0.5)
         app.save_screenshot("resume-preview.svg", str(OUT))
         await pilot.press("n")
-        table.move_cursor(row=table.get_row_index("job-01"))
+        table.move_to("job-01")
         await pilot.pause(0.3)
         await pilot.press("p", *"Process items inv-104, inv-105")
         await pilot.pause(0.3)
         app.save_screenshot("prompt-modal.svg", str(OUT))
         await pilot.press("escape")
         await pilot.pause(0.3)
-        table.move_cursor(row=table.get_row_index("job-11"))
+        table.move_to("job-11")
         await pilot.pause(0.5)
         await pilot.press("r")
         await pilot.pause(0.5)
@@ -77,7 +76,7 @@ async def shoot(workdir: Path) -> None:
         try:
             holder.stdout.readline()
             app.request_refresh()
-            table.move_cursor(row=table.get_row_index("job-04"))
+            table.move_to("job-04")
             await pilot.pause(1.0)
             app.save_screenshot("held-elsewhere.svg", str(OUT))
         finally:

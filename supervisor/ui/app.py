@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -37,15 +37,13 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedCon
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine, leases_dir, live_leases, stop_elsewhere
 from supervisor.plan import MarkerIndex, ThreadPlan, may_be_live, plan_thread
-from supervisor.report import entry_lines, thread_hint
+from supervisor.report import entry_lines
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
-    NEEDS_ATTENTION,
     ORDERS,
     RESUMABLE,
     State,
     ThreadSummary,
-    order_key,
 )
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line, relative_time
@@ -66,7 +64,6 @@ from supervisor.ui.render import (
     marker_cells,
     plan_text,
     safe,
-    thread_row,
     transcript_entry,
 )
 from supervisor.ui.screens.answer import AnswerScreen
@@ -80,24 +77,12 @@ from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.thread_table import ThreadTable
 
-#: The list order a click on each column header picks.
-HEADER_ORDERS = {
-    "STATE": "state",
-    "THREAD": "thread",
-    "MSGS": "messages",
-    "ACTIVITY": "activity",
-    "WHERE IT STOPPED": "attention",
-}
 #: Events kept per thread for its log.
 EVENTS_PER_THREAD = 2000
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
 #: Seconds between looks at the leases (runs held by other supervisors).
 LEASE_POLL = 0.5
-#: A refresh touching more threads than this rebuilds the list in one go.
-REBUILD_ABOVE = 200
-#: Seconds the list may stay out of order while threads write (see `_resort_soon`).
-RESORT_DELAY = 2.0
 #: Seconds after the last keystroke before a filter is applied.
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
@@ -162,16 +147,9 @@ class SupervisorApp(App[None]):
         self.cursor_blink = cursor_blink
         runner_config.clock = clock
         self.runner = Runner(runner_config)
-        self.summaries: dict[str, ThreadSummary] = {}
-        self.shown: list[str] = []
-        self.marked: set[str] = set()
-        self.running_since: dict[str, float] = {}
         self.events: dict[str, deque[RunnerEvent]] = {}
         self.streaming: dict[str, str] = {}
         self.markers: list[Marker] = []
-        self.filter_text = ""
-        self.attention_only = False
-        self.order = ORDERS[0]
         self.selected: str | None = None
         self._store_lock = threading.Lock()
         self._store_closed = False
@@ -180,10 +158,8 @@ class SupervisorApp(App[None]):
         self._detail_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
-        self._resort_timer: Timer | None = None
         self._last_move = 0.0
         self._leases_seen: dict[str, dict[str, Any]] | None = None
-        self._row_cache: dict[str, tuple[tuple[object, ...], tuple[Text, ...]]] = {}
         self._refresh_running = False
         self._refresh_again = False
         # An explicit theme wins; else the one picked last time (when remembering).
@@ -197,7 +173,7 @@ class SupervisorApp(App[None]):
         yield Static("", id="summary")
         yield Static(self._context_line(), id="context")
         with Horizontal(id="main"):
-            yield ThreadTable(id="threads")
+            yield ThreadTable(lambda: self.clock(), self.palette, id="threads")
             yield DetailPane(id="detail")
         yield Input(placeholder="filter by thread id or state…", id="filter")
         yield Footer()
@@ -224,6 +200,7 @@ class SupervisorApp(App[None]):
         if self._initial_theme not in self.available_themes:  # a user theme since removed
             self._initial_theme = DEFAULT_THEME
         self.theme = self._initial_theme
+        self.table.set_palette(self.palette)  # the theme is set: badges take its colours
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
         self.query_one(ThreadTable).loading = True
@@ -257,8 +234,7 @@ class SupervisorApp(App[None]):
         if self.is_mounted:
             if self._remember_theme:
                 save_theme(theme)
-            self._row_cache.clear()
-            self._rebuild_rows()
+            self.table.set_palette(self.palette)
 
     # -- reading the database ---------------------------------------------
 
@@ -304,26 +280,20 @@ class SupervisorApp(App[None]):
     @on(ThreadsRefreshed)
     @_while_mounted
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
-        # Keep unchanged summaries as they are: their cached rows stay valid.
-        changed = {t: s for t, s in message.summaries.items() if self.summaries.get(t) != s}
-        message.summaries = changed
-        new = [t for t in changed if t not in self.summaries]
-        self.summaries.update(changed)
-        table = self.query_one(ThreadTable)
+        table = self.table
+        # Unchanged summaries stay as they are: their cached rows stay valid.
+        changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}
         if table.loading:
             table.loading = False
             if self.focused is None or isinstance(self.focused, Input):
                 table.focus()
-        if message.full or len(message.summaries) > REBUILD_ABOVE:
-            self._rebuild_rows()
+        if message.full:
+            table.summaries.update(changed)
+            table.rebuild()
         else:
-            for thread_id in message.summaries:
-                if thread_id not in new:
-                    self._update_row(thread_id)
-            self._append_rows(new)  # then the order puts them in their place
-            self._update_summary_line()
-            self._resort_soon(at_once=bool(new))
-        if self.selected in message.summaries:
+            table.update(changed)
+        self._update_summary_line()  # the counts change in the same frame as the rows
+        if self.selected in changed:
             self._show_detail_title()
             self._reload_detail_soon()
         elif self.selected is None:
@@ -334,134 +304,67 @@ class SupervisorApp(App[None]):
             self.request_refresh()
 
     # -- the list ---------------------------------------------------------
+    # The table owns the list's state; these read it for the actions.
+
+    @property
+    def table(self) -> ThreadTable:
+        return self.query_one(ThreadTable)
+
+    @property
+    def summaries(self) -> dict[str, ThreadSummary]:
+        return self.table.summaries
+
+    @property
+    def shown(self) -> list[str]:
+        return self.table.shown
+
+    @property
+    def marked(self) -> set[str]:
+        return self.table.marked
+
+    @property
+    def running_since(self) -> dict[str, float]:
+        return self.table.running
+
+    @property
+    def order(self) -> str:
+        return self.table.order
+
+    @property
+    def filter_text(self) -> str:
+        return self.table.filter_text
 
     def state_of(self, thread_id: str) -> State:
-        if thread_id in self.running_since:
-            return State.RUNNING
-        return self.summaries[thread_id].state
-
-    def _visible(self, thread_id: str) -> bool:
-        state = self.state_of(thread_id)
-        if self.attention_only and state not in NEEDS_ATTENTION:
-            return False
-        needle = self.filter_text.lower()
-        if not needle or needle in thread_id.lower() or needle in str(state):
-            return True
-        return needle in thread_hint(self.summaries[thread_id], 200).lower()
-
-    def _ordered(self, threads: Iterable[str]) -> list[str]:
-        order = self.order
-        return sorted(threads, key=lambda t: order_key(order, self.summaries[t]))
-
-    def _cells(
-        self, thread_id: str, palette: Palette | None = None, now: float | None = None
-    ) -> tuple[Text, ...]:
-        """A row's cells, reused while its summary, mark, run and shown age are unchanged.
-
-        The age is part of the key: a row cached minutes ago must not bring
-        back an older "2m ago" than the age tick already showed.
-        """
-        summary = self.summaries[thread_id]
-        marked = thread_id in self.marked
-        running = self.running_since.get(thread_id)
-        now = now if now is not None else self.clock()
-        age = relative_time(summary.last_activity, now)
-        key = (summary, marked, running, age)
-        cached = self._row_cache.get(thread_id)
-        if (
-            cached is not None
-            and running is None
-            and cached[0][0] is summary
-            and cached[0][1:] == key[1:]
-        ):
-            return cached[1]
-        cells = thread_row(
-            summary, palette if palette is not None else self.palette, now, marked, running
-        )
-        self._row_cache[thread_id] = (key, cells)
-        return cells
-
-    def _rebuild_rows(self) -> None:
-        self.shown = self._ordered(t for t in self.summaries if self._visible(t))
-        palette, now = self.palette, self.clock()
-        rows = [(t, self._cells(t, palette, now)) for t in self.shown]
-        self.query_one(ThreadTable).set_rows(rows)
-        self._update_summary_line()
-        self._select(self.query_one(ThreadTable).current_thread)
-
-    def _append_rows(self, new: list[str]) -> None:
-        shown = [t for t in new if self._visible(t)]
-        if shown:
-            self.shown.extend(shown)
-            palette, now = self.palette, self.clock()
-            self.query_one(ThreadTable).append_rows(
-                [(t, self._cells(t, palette, now)) for t in shown]
-            )
-
-    def _resort_soon(self, at_once: bool = False) -> None:
-        """Rows change in place as threads write; their order catches up within 2 s.
-
-        New threads take their place at once. Reordering moves rows without
-        rebuilding them, but sorting thousands of threads on every refresh
-        under write load would still cost more than it shows.
-        """
-        if at_once:
-            self._resort()
-        elif self._resort_timer is None:
-            self._resort_timer = self.set_timer(RESORT_DELAY, self._resort)
-
-    @_while_mounted
-    def _resort(self) -> None:
-        if self._resort_timer is not None:
-            self._resort_timer.stop()
-        self._resort_timer = None
-        order = self._ordered(self.shown)
-        if order != self.shown:
-            self.shown = order
-            self.query_one(ThreadTable).reorder(order)
-
-    def _update_row(self, thread_id: str) -> None:
-        if thread_id not in self.summaries:
-            return
-        visible = self._visible(thread_id)
-        if visible != (thread_id in self.shown):
-            self._rebuild_rows()
-        elif visible:
-            self.query_one(ThreadTable).update_row(thread_id, self._cells(thread_id))
+        return self.table.state_of(thread_id)
 
     def _update_summary_line(self) -> None:
-        counts = Counter(self.state_of(t) for t in self.summaries)
-        ordered = {s: counts.get(s, 0) for s in State}
+        table = self.table
+        ordered = {s: table.counts.get(s, 0) for s in State}
         # What narrows the list comes first: a narrow terminal cuts the end, never this.
         what = []
-        if self.attention_only:
+        if table.attention_only:
             what.append("needs attention")
-        if self.filter_text:
-            what.append(f"filter {one_line(self.filter_text, 30)!r}")
-        if self.order != ORDERS[0]:
-            what.append(f"by {self.order}")
+        if table.filter_text:
+            what.append(f"filter {one_line(table.filter_text, 30)!r}")
+        if table.order != ORDERS[0]:
+            what.append(f"by {table.order}")
         lead = Text()
         if what:
             lead.append("[" + ", ".join(what) + "] ", style="bold italic")
-        if self.summaries and not self.shown:
+        if table.summaries and not len(table):
             lead.append("no thread matches  ", style=f"bold {self.palette.get('warning', '')}")
-        line = counts_line(str(self.database), ordered, len(self.shown), len(self.summaries))
+        line = counts_line(str(self.database), ordered, len(table), len(table.summaries))
         self.query_one("#summary", Static).update(lead.append(line))
 
     @_while_mounted
     def _tick_ages(self) -> None:
-        """Keep "3m ago" honest; cheap enough every 15 s even for thousands of rows."""
-        table = self.query_one(ThreadTable)
-        now = self.clock()
-        for thread_id in self.shown:
-            if thread_id not in self.running_since:
-                ago = relative_time(self.summaries[thread_id].last_activity, now)
-                table.update_cell(thread_id, "ACTIVITY", ago)
+        """Keep "3m ago" honest: rows draw their age from the clock, so a repaint does."""
+        self.table.refresh()
 
     @_while_mounted
     def _tick_running(self) -> None:
-        for thread_id in self.running_since:
-            self._update_row(thread_id)
+        if self.running_since:
+            self.table.refresh()  # "running 1m02s" counts up
 
     @work(thread=True, exclusive=True, group="leases", exit_on_error=False)
     def _poll_leases(self) -> None:
@@ -477,12 +380,12 @@ class SupervisorApp(App[None]):
             self._leases_seen = live
             self.call_from_thread(self.request_refresh)
 
-    @on(DataTable.RowHighlighted, "#threads")
-    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._select(event.row_key.value if event.row_key else None)
+    @on(ThreadTable.Highlighted)
+    def _row_highlighted(self, event: ThreadTable.Highlighted) -> None:
+        self._select(event.thread_id)
 
-    @on(DataTable.RowSelected, "#threads")
-    def _row_selected(self, _event: DataTable.RowSelected) -> None:
+    @on(ThreadTable.Chosen)
+    def _row_selected(self, _event: ThreadTable.Chosen) -> None:
         if self.selected is not None and self.state_of(self.selected) is State.AWAITING_INPUT:
             self._answer_one(self.selected)
             return
@@ -701,8 +604,8 @@ class SupervisorApp(App[None]):
         event = message.event
         thread_id = event.thread_id
         if event.type == "queued":
-            self.running_since[thread_id] = event.at
-            self._update_row(thread_id)
+            self.table.set_running(thread_id, event.at)
+            self._update_summary_line()
         buffer = self.events.setdefault(thread_id, deque(maxlen=EVENTS_PER_THREAD))
         if event.type == "text":
             self.streaming[thread_id] = self.streaming.get(thread_id, "") + event.data["text"]
@@ -723,8 +626,7 @@ class SupervisorApp(App[None]):
         if event.type in ("message_end", "run_end"):
             self.request_refresh()
         if event.type == "run_end":
-            self.running_since.pop(thread_id, None)
-            self._update_row(thread_id)
+            self.table.set_running(thread_id, None)
             self._update_summary_line()
             state = event.data.get("state") or "unknown"
             done = state == "finished"
@@ -780,10 +682,9 @@ class SupervisorApp(App[None]):
         )
         if not await self.push_screen_wait(preview):
             return
-        self.marked.difference_update(threads)
+        self.table.clear_marks()
         for t in threads:
             self._start_resume(t, force=False)
-        self._rebuild_rows()
 
     def _plans(self, threads: list[str]) -> list[ThreadPlan]:
         """Plans for a preview; only mid-tool threads need their transcript (and markers)."""
@@ -994,12 +895,12 @@ class SupervisorApp(App[None]):
         await self.runner.wait(thread_id)
 
     def action_mark(self) -> None:
-        thread_id = self.query_one(ThreadTable).current_thread
+        table = self.table
+        thread_id = table.current_thread
         if thread_id is None:
             return
-        self.marked.symmetric_difference_update({thread_id})
-        self._update_row(thread_id)
-        self.query_one(ThreadTable).action_cursor_down()
+        table.toggle_mark(thread_id)
+        table.action_cursor_down()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -1017,44 +918,42 @@ class SupervisorApp(App[None]):
     @_while_mounted
     def _apply_filter(self, value: str) -> None:
         self._filter_timer = None
-        if value != self.filter_text:
-            self.filter_text = value
-            self._rebuild_rows()
+        if value != self.table.filter_text:
+            self._set_view(filter_text=value)
+
+    def _set_view(self, **view: Any) -> None:
+        self.table.set_view(**view)
+        self._update_summary_line()
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if self._filter_timer is not None:
             self._filter_timer.stop()
         self._apply_filter(event.value.strip())
-        self.query_one(ThreadTable).focus()
+        self.table.focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
-        if box.has_class("visible") or self.filter_text:
+        if box.has_class("visible") or self.table.filter_text:
             if self._filter_timer is not None:
                 self._filter_timer.stop()
             box.value = ""
             box.remove_class("visible")
-            self.filter_text = ""
-            self._rebuild_rows()
-            self.query_one(ThreadTable).focus()
+            self._set_view(filter_text="")
+            self.table.focus()
 
     def action_sort(self, order: str | None = None) -> None:
         """Cycle the list's order (or take one, from a header click); the cursor stays put."""
         if order is None:
-            order = ORDERS[(ORDERS.index(self.order) + 1) % len(ORDERS)]
-        self.order = order
-        self._rebuild_rows()
+            order = ORDERS[(ORDERS.index(self.table.order) + 1) % len(ORDERS)]
+        self._set_view(order=order)
 
-    @on(DataTable.HeaderSelected, "#threads")
-    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        order = HEADER_ORDERS.get(str(event.column_key.value))
-        if order is not None:
-            self.action_sort(order)
+    @on(ThreadTable.HeaderClicked)
+    def _header_clicked(self, event: ThreadTable.HeaderClicked) -> None:
+        self.action_sort(event.order)
 
     def action_attention(self) -> None:
-        self.attention_only = not self.attention_only
-        self._rebuild_rows()
+        self._set_view(attention_only=not self.table.attention_only)
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#detail-tabs", TabbedContent).active = tab

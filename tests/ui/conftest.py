@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
 from textual.worker import WorkerCancelled
 
 from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore
 from supervisor.ui.app import SupervisorApp, make_app
+from supervisor.ui.widgets.thread_table import ThreadTable
 
 #: 2026-11-27 12:00:00 UTC, the clock every app test sees.
 FIXED_NOW = 1795780800.0
@@ -121,7 +121,5 @@ async def settle(pilot) -> None:
 
 def table_rows(app: SupervisorApp) -> dict[str, list[str]]:
     """The list as drawn: thread id to cell texts, in display order."""
-    table = app.query_one("#threads", DataTable)
-    return {
-        str(row.key.value): [str(c) for c in table.get_row(row.key)] for row in table.ordered_rows
-    }
+    table = app.query_one("#threads", ThreadTable)
+    return {t: [str(c) for c in table.row_cells(t)] for t in table.shown}

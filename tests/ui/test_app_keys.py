@@ -14,6 +14,7 @@ from supervisor.store import open_store
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
+from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.conftest import transcript_problems
 from tests.ui.conftest import settle, table_rows
 
@@ -23,9 +24,9 @@ def state(thread: str) -> State:
 
 
 async def select(pilot, thread: str) -> None:
-    table = pilot.app.query_one("#threads", DataTable)
+    table = pilot.app.query_one("#threads", ThreadTable)
     table.focus()
-    table.move_cursor(row=table.get_row_index(thread))
+    table.move_to(thread)
     await pilot.pause(0.2)  # the detail loads once the cursor rests
     await settle(pilot)
 

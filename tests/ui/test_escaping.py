@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from textual.widgets import DataTable, RichLog
+from textual.widgets import RichLog
 
+from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.ui.conftest import build_app, settle, table_rows
 
 EVIL_ID = "[@click=app.quit]quit[/]"
@@ -31,8 +32,8 @@ async def test_markup_and_control_characters_are_shown_as_text(workdir) -> None:
         await settle(pilot)
         row = table_rows(app)[EVIL_ID]
         assert row[2] == EVIL_ID  # the id, literally, as a cell
-        table = app.query_one("#threads", DataTable)
-        table.move_cursor(row=table.get_row_index(EVIL_ID))
+        table = app.query_one("#threads", ThreadTable)
+        table.move_to(EVIL_ID)
         await pilot.press("2")
         await settle(pilot)
         lines = [str(line.text) for line in app.query_one("#transcript-log", RichLog).lines]
@@ -40,7 +41,7 @@ async def test_markup_and_control_characters_are_shown_as_text(workdir) -> None:
         assert "[bold red]x[2J and [link=https://e.x]y[/link]" in text
         assert "\x1b" not in text and "\x07" not in text
         # Clicking the row where the fake [@click] sits must not quit the app.
-        await pilot.click("#threads", offset=(25, table.get_row_index(EVIL_ID) + 1))
+        await pilot.click("#threads", offset=(25, table.index_of(EVIL_ID) + 1))
         await pilot.pause()
         assert app.is_running
         summary = str(app.query_one("#detail-title").render())

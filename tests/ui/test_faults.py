@@ -15,7 +15,7 @@ from tests.ui.conftest import settle
 async def select(pilot, thread: str) -> None:
     table = pilot.app.query_one("#threads")
     table.focus()
-    table.move_cursor(row=table.get_row_index(thread))
+    table.move_to(thread)
     await pilot.pause(0.2)
     await settle(pilot)
 

@@ -59,7 +59,7 @@ async def test_marker_written_elsewhere_updates_the_markers_tab(workdir) -> None
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         table = app.query_one("#threads")
-        table.move_cursor(row=table.get_row_index("job-02"))
+        table.move_to("job-02")
         await pilot.press("3")
         await settle(pilot)
         assert "runs again" in str(app.query_one("#pending-calls").render())

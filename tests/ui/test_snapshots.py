@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from textual.widgets import DataTable
-
+from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.ui.conftest import build_app, settle
 
 WIDE = (160, 50)
@@ -24,8 +23,8 @@ async def ready(pilot) -> None:
 def select_before(thread: str, *keys: str):
     async def run(pilot) -> None:
         await settle(pilot)
-        table = pilot.app.query_one("#threads", DataTable)
-        table.move_cursor(row=table.get_row_index(thread))
+        table = pilot.app.query_one("#threads", ThreadTable)
+        table.move_to(thread)
         await pilot.pause(0.2)  # the detail loads once the cursor rests
         await settle(pilot)
         await pilot.press(*keys)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable
-
 from supervisor.states import NEEDS_ATTENTION, ORDERS
+from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.ui.conftest import settle, table_rows
 from tests.ui.test_app_keys import select
 
@@ -36,7 +35,7 @@ async def test_s_cycles_the_order_and_the_cursor_stays_on_its_thread(app_factory
             await pilot.press("s")
             await pilot.pause()
             seen.append(app.order)
-            assert app.query_one("#threads", DataTable).current_thread == "job-07"
+            assert app.query_one("#threads", ThreadTable).current_thread == "job-07"
         assert seen == [*ORDERS[1:], ORDERS[0]]
         await pilot.press("s", "s", "s")  # by thread id
         await pilot.pause()
@@ -49,12 +48,16 @@ async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         app = pilot.app
-        table = app.query_one("#threads", DataTable)
-        table.post_message(DataTable.HeaderSelected(table, table.columns["MSGS"].key, 3, "MSGS"))
+        table = app.query_one("#threads", ThreadTable)
+        x = table._widths()[:3]  # the MSGS header starts after mark, state and thread
+        await pilot.click("#threads", offset=(sum(x) + 1, 0))
         await pilot.pause()
         assert app.order == "messages"
         counts = [app.summaries[t].messages for t in table_rows(app)]
         assert counts == sorted(counts, reverse=True)
+        await pilot.click("#threads", offset=(1 + table._widths()[0], 0))  # STATE
+        await pilot.pause()
+        assert app.order == "state"
 
 
 async def test_g_and_capital_g_jump_to_the_ends(app_factory) -> None:
@@ -139,13 +142,11 @@ async def test_a_thread_that_writes_moves_to_its_place_without_a_rebuild(workdir
                 ('{"role": "user", "content": [{"type": "text", "text": "again"}]}',),
             )
         conn.close()
-        rebuilds = []
-        original = app.query_one("#threads").set_rows
-        app.query_one("#threads").set_rows = lambda rows: (rebuilds.append(1), original(rows))
+        table = app.query_one("#threads", ThreadTable)
+        table.rows_touched = 0
         app.request_refresh()
-        await pilot.pause(0.3)
-        app._resort()  # what the 2 s timer does
-        await pilot.pause()
+        await settle(pilot)
         assert list(table_rows(app))[0] == "job-01" == app.shown[0]
-        assert app.query_one("#threads").current_thread == "job-03"  # the cursor stayed
-        assert rebuilds == []
+        assert table.current_thread == "job-03"  # the cursor stayed
+        assert table.rows_touched == 1  # one thread changed: one row placed again
+        assert "between_turns" in str(app.query_one("#summary").render())

@@ -1,71 +1,403 @@
-"""The thread list: one row per thread, keyed by thread id."""
+"""The thread list: a virtual table that owns the list's state and draws only what shows.
+
+Why not Textual's DataTable: it builds and measures every row up front and
+re-sorts all of them to move one, so 100,000 threads took 38 s to show and
+a refresh froze the app for 40 s. Here the table keeps one sorted list of
+sort keys (each ends with the thread id, so keys are unique): a changed
+thread leaves its old place and takes its new one by bisection, work in
+proportion to the threads that changed, and `render_line` builds just the
+rows on screen. Ages are drawn from the clock when a row is drawn, so the
+age tick is a repaint.
+
+The table owns summaries, marks, what runs here, the filter, the order and
+the row cache; it tells the app which thread the cursor is on
+(`Highlighted`), which one was chosen (`Chosen`) and which header was
+clicked (`HeaderClicked`).
+"""
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.widgets import DataTable
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
-COLUMNS = ("", "STATE", "THREAD", "MSGS", "ACTIVITY", "WHERE IT STOPPED")
+from supervisor.report import thread_hint
+from supervisor.states import NEEDS_ATTENTION, ORDERS, State, ThreadSummary, order_key
+from supervisor.text import relative_time
+from supervisor.ui.render import Palette, thread_row
+
+#: Column labels, the order each sorts by when its header is clicked, and a width
+#: (None: the thread column fits the ids; 0: the last column takes what is left).
+COLUMNS: tuple[tuple[str, str | None, int | None], ...] = (
+    ("", None, 2),
+    ("STATE", "state", 17),
+    ("THREAD", "thread", None),
+    ("MSGS", "messages", 6),
+    ("ACTIVITY", "activity", 13),
+    ("WHERE IT STOPPED", "attention", 0),
+)
+
+#: The thread column is as wide as the longest id seen, within these bounds.
+ID_WIDTH = (8, 40)
 
 
-class ThreadTable(DataTable):
-    """Rows are updated in place as threads change; a filter rebuilds them."""
+class ThreadTable(ScrollView, can_focus=True):
+    """Every thread, one row each, in the chosen order; a filter narrows what shows."""
+
+    COMPONENT_CLASSES = {"thread-table--header", "thread-table--cursor"}
+
+    DEFAULT_CSS = """
+    ThreadTable {
+        overflow-x: hidden;
+        background: $surface;
+        color: $foreground;
+        & > .thread-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        & > .thread-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+        &:focus > .thread-table--cursor {
+            background: $block-cursor-background;
+            color: $block-cursor-foreground;
+            text-style: $block-cursor-text-style;
+        }
+    }
+    """
 
     BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
+        Binding("j,down", "cursor_down", "Down", show=False),
+        Binding("k,up", "cursor_up", "Up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
         Binding("g,home", "scroll_top", "First", show=False),
         Binding("G,end", "scroll_bottom", "Last", show=False),
+        Binding("enter", "choose", "Choose", show=False),
     ]
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+    class Highlighted(Message):
+        """The cursor is on another thread (or on none: the list is empty)."""
 
-    def on_mount(self) -> None:
-        for label in COLUMNS:
-            self.add_column(label, key=label or "mark")
+        def __init__(self, thread_id: str | None) -> None:
+            super().__init__()
+            self.thread_id = thread_id
+
+    class Chosen(Message):
+        """Enter, or a click on a row."""
+
+        def __init__(self, thread_id: str) -> None:
+            super().__init__()
+            self.thread_id = thread_id
+
+    class HeaderClicked(Message):
+        """A column header was clicked; `order` is the order that column sorts by."""
+
+        def __init__(self, order: str) -> None:
+            super().__init__()
+            self.order = order
+
+    cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
+
+    def __init__(self, clock: Callable[[], float], palette: Palette, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.palette = palette
+        self.summaries: dict[str, ThreadSummary] = {}
+        #: Threads this app runs, with when each run started (the runner says first).
+        self.running: dict[str, float] = {}
+        self.marked: set[str] = set()
+        self.filter_text = ""
+        self.attention_only = False
+        self.order = ORDERS[0]
+        self.counts: Counter[State] = Counter()
+        #: Rows whose place or cells were worked out again since the last look:
+        #: a refresh must cost what changed, not what exists (tests count these).
+        self.rows_touched = 0
+        self._sorted: list[tuple[Any, ...]] = []
+        self._keys: dict[str, tuple[Any, ...]] = {}
+        self._states: dict[str, State] = {}
+        self._cells: dict[str, tuple[tuple[Any, ...], tuple[Text, ...]]] = {}
+        self._id_width = ID_WIDTH[0]
+        self._highlighted: str | None = None
+
+    # -- what the rows are -------------------------------------------------
+
+    def state_of(self, thread_id: str) -> State:
+        """The one place a thread's shown state is decided: a run here wins."""
+        if thread_id in self.running:
+            return State.RUNNING
+        return self.summaries[thread_id].state
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    @property
+    def shown(self) -> list[str]:
+        """Thread ids as listed (a new list: O(rows); the app's hot paths use `thread_at`)."""
+        return [key[-1] for key in self._sorted]
+
+    def thread_at(self, index: int) -> str | None:
+        return self._sorted[index][-1] if 0 <= index < len(self._sorted) else None
+
+    def index_of(self, thread_id: str) -> int | None:
+        key = self._keys.get(thread_id)
+        return None if key is None else bisect.bisect_left(self._sorted, key)
 
     @property
     def current_thread(self) -> str | None:
-        if self.row_count == 0:
-            return None
-        try:
-            key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:
-            return None
-        return key.value
+        return self.thread_at(self.cursor)
 
-    def set_rows(self, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
-        """Replace every row, keeping the cursor on the same thread if it is still shown."""
+    def _visible(self, thread_id: str, state: State) -> bool:
+        if self.attention_only and state not in NEEDS_ATTENTION:
+            return False
+        needle = self.filter_text.lower()
+        if not needle or needle in thread_id.lower() or needle in state:
+            return True
+        return needle in thread_hint(self.summaries[thread_id], 200, state=state).lower()
+
+    def _key(self, thread_id: str, state: State) -> tuple[Any, ...]:
+        s = self.summaries[thread_id]
+        if state is State.RUNNING and not s.running:  # run here: the store does not know yet
+            s = ThreadSummary(thread_id, last_activity=s.last_activity, running=True)
+        return order_key(self.order, s)
+
+    # -- changing them -------------------------------------------------------
+
+    def update(self, changed: dict[str, ThreadSummary]) -> None:
+        """Take new summaries; each changed thread moves to its place, nothing else is touched."""
+        self.summaries.update(changed)
+        self._relist(changed)
+
+    def set_running(self, thread_id: str, since: float | None) -> None:
+        if since is None:
+            self.running.pop(thread_id, None)
+        else:
+            self.running[thread_id] = since
+        if thread_id in self.summaries:
+            self._relist([thread_id])
+
+    def toggle_mark(self, thread_id: str) -> None:
+        self.marked.symmetric_difference_update({thread_id})
+        self._relist([thread_id])
+
+    def clear_marks(self) -> None:
+        marked, self.marked = self.marked, set()
+        self._relist(marked & self.summaries.keys())
+
+    def set_view(
+        self,
+        *,
+        filter_text: str | None = None,
+        attention_only: bool | None = None,
+        order: str | None = None,
+    ) -> None:
+        """Change what shows or its order: every row is placed again (O(rows log rows))."""
+        if filter_text is not None:
+            self.filter_text = filter_text
+        if attention_only is not None:
+            self.attention_only = attention_only
+        if order is not None:
+            self.order = order
+        self.rebuild()
+
+    def set_palette(self, palette: Palette) -> None:
+        self.palette = palette
+        self._cells.clear()
+        self.refresh()
+
+    def rebuild(self) -> None:
         keep = self.current_thread
-        self.clear()
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
-        if keep is not None and keep in self.rows:
-            self.move_cursor(row=self.get_row_index(keep), animate=False)
+        self._keys.clear()
+        self.counts.clear()
+        for thread_id in self.summaries:
+            state = self._states[thread_id] = self.state_of(thread_id)
+            self.counts[state] += 1
+            if self._visible(thread_id, state):
+                self._keys[thread_id] = self._key(thread_id, state)
+        self._sorted = sorted(self._keys.values())
+        self._widen(self.summaries)
+        self.rows_touched += len(self.summaries)
+        self._placed(keep)
 
-    def append_rows(self, rows: list[tuple[str, tuple[Text, ...]]]) -> None:
-        for key, cells in rows:
-            self.add_row(*cells, key=key)
-
-    def reorder(self, order: list[str]) -> None:
-        """Put the rows in this order without rebuilding them; the cursor keeps its thread.
-
-        Cheap at thousands of rows, unlike `set_rows`, which measures every cell.
-        """
+    def _relist(self, thread_ids: Iterable[str]) -> None:
         keep = self.current_thread
-        rank = {thread_id: i for i, thread_id in enumerate(order)}
-        last = len(rank)
-        self.sort("THREAD", key=lambda cell: rank.get(getattr(cell, "thread_id", None), last))
-        if keep is not None and keep in self.rows:
-            self.move_cursor(row=self.get_row_index(keep), animate=False)
+        touched = 0
+        for thread_id in thread_ids:
+            touched += 1
+            self._cells.pop(thread_id, None)
+            old = self._states.get(thread_id)
+            state = self._states[thread_id] = self.state_of(thread_id)
+            if old is not None:
+                self.counts[old] -= 1
+            self.counts[state] += 1
+            key = self._keys.pop(thread_id, None)
+            if key is not None:
+                del self._sorted[bisect.bisect_left(self._sorted, key)]
+            if self._visible(thread_id, state):
+                key = self._keys[thread_id] = self._key(thread_id, state)
+                bisect.insort(self._sorted, key)
+        self._widen(thread_ids)
+        self.rows_touched += touched
+        self._placed(keep)
 
-    def update_row(self, key: str, cells: tuple[Text, ...]) -> None:
-        """Update one row in place; widths stay as the last rebuild measured them.
+    def _widen(self, thread_ids: Iterable[str]) -> None:
+        widest = max((len(t) for t in thread_ids), default=0)
+        self._id_width = max(self._id_width, min(widest, ID_WIDTH[1]))
 
-        `update_width=True` would re-measure the whole column for every
-        cell: seconds of frozen UI per refresh on thousands of rows.
+    def _placed(self, keep: str | None) -> None:
+        """After rows moved: the cursor stays on its thread, the view on the cursor."""
+        self.virtual_size = Size(0, len(self._sorted) + 1)
+        index = self.index_of(keep) if keep is not None else None
+        if index is None:
+            index = min(self.cursor, max(0, len(self._sorted) - 1))
+        self.cursor = index
+        self.refresh()
+
+    # -- the cursor ----------------------------------------------------------
+
+    def watch_cursor(self, index: int) -> None:
+        self._keep_in_view(index)
+        self.refresh()
+        thread_id = self.thread_at(index)
+        if thread_id != self._highlighted:
+            self._highlighted = thread_id
+            self.post_message(self.Highlighted(thread_id))
+
+    def move_cursor(self, row: int) -> None:
+        if self._sorted:
+            self.cursor = max(0, min(row, len(self._sorted) - 1))
+
+    def move_to(self, thread_id: str) -> bool:
+        index = self.index_of(thread_id)
+        if index is not None:
+            self.cursor = index
+        return index is not None
+
+    def _rows_high(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _keep_in_view(self, index: int) -> None:
+        top = round(self.scroll_y)
+        if index < top:
+            self.scroll_to(y=index, animate=False, immediate=True)
+        elif index >= top + self._rows_high():
+            self.scroll_to(y=index - self._rows_high() + 1, animate=False, immediate=True)
+
+    def action_cursor_down(self) -> None:
+        self.move_cursor(self.cursor + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_cursor(self.cursor - 1)
+
+    def action_page_down(self) -> None:
+        self.move_cursor(self.cursor + self._rows_high())
+
+    def action_page_up(self) -> None:
+        self.move_cursor(self.cursor - self._rows_high())
+
+    def action_scroll_top(self) -> None:
+        self.move_cursor(0)
+
+    def action_scroll_bottom(self) -> None:
+        self.move_cursor(len(self._sorted) - 1)
+
+    def action_choose(self) -> None:
+        if self.current_thread is not None:
+            self.post_message(self.Chosen(self.current_thread))
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            order = self._column_at(offset.x + round(self.scroll_x))
+            if order is not None:
+                self.post_message(self.HeaderClicked(order))
+            return
+        index = round(self.scroll_y) + offset.y - 1
+        if index < len(self._sorted):
+            self.cursor = index
+            self.action_choose()
+
+    def on_resize(self, _event: events.Resize) -> None:
+        self.virtual_size = Size(0, len(self._sorted) + 1)
+
+    # -- drawing -------------------------------------------------------------
+
+    def _widths(self) -> list[int]:
+        widths = [self._id_width if w is None else w for _, _, w in COLUMNS]
+        widths[-1] = max(10, self.scrollable_content_region.width - sum(widths[:-1]))
+        return widths
+
+    def _column_at(self, x: int) -> str | None:
+        for (_, order, _), width in zip(COLUMNS, self._widths(), strict=True):
+            if x < width:
+                return order
+            x -= width
+        return None
+
+    def row_cells(self, thread_id: str) -> tuple[Text, ...]:
+        """A row's cells, reused while its summary, mark, run and shown age are unchanged.
+
+        The age is part of the key: a row cached minutes ago must not bring
+        back an older "2m ago" than the clock now says.
         """
-        for column, value in zip(COLUMNS, cells, strict=True):
-            self.update_cell(key, column or "mark", value)
+        summary = self.summaries[thread_id]
+        running = self.running.get(thread_id)
+        now = self.clock()
+        key = (thread_id in self.marked, running, relative_time(summary.last_activity, now))
+        cached = self._cells.get(thread_id)
+        if cached is not None and running is None and cached[0] == key:
+            return cached[1]
+        cells = thread_row(summary, self.palette, now, key[0], running)
+        self._cells[thread_id] = (key, cells)
+        return cells
+
+    def render_line(self, y: int) -> Strip:
+        widths = self._widths()
+        width = self.scrollable_content_region.width
+        if y == 0:
+            style = self.get_component_rich_style("thread-table--header")
+            cells = [Text(label) for label, _, _ in COLUMNS]
+            return self._strip(cells, widths, style, width)
+        index = round(self.scroll_y) + y - 1
+        thread_id = self.thread_at(index)
+        if thread_id is None:
+            return Strip.blank(width, self.rich_style)
+        strip = self._strip(list(self.row_cells(thread_id)), widths, self.rich_style, width)
+        if index == self.cursor:  # the cursor's colours win over the cells' own
+            cursor = self.get_component_rich_style("thread-table--cursor")
+            strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+        return strip
+
+    def _strip(self, cells: list[Text], widths: list[int], base: Style, width: int) -> Strip:
+        """Cells cut or padded to their columns, over the `base` style."""
+        segments: list[Segment] = []
+        console = self.app.console
+        for cell, cell_width in zip(cells, widths, strict=True):
+            text = cell.copy()
+            text.no_wrap = True
+            if cell.justify == "right":
+                text.pad_left(max(0, cell_width - 1 - text.cell_len))
+            text.truncate(max(0, cell_width - 1), overflow="ellipsis", pad=True)
+            text.append(" ")
+            # `Text.render` draws spans only; the text's own style goes under them.
+            segments += Segment.apply_style(text.render(console), console.get_style(text.style))
+        strip = Strip(Segment.apply_style(segments, style=base))
+        return strip.crop_extend(0, width, base)
