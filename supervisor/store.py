@@ -33,6 +33,11 @@ T = TypeVar("T")
 #: Seconds to wait for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT = 5.0
 
+#: A database file bigger than this gets a preview of its newest rows first.
+PREVIEW_ABOVE_BYTES = 100_000_000
+#: How many of the newest rows a preview reads.
+PREVIEW_ROWS = 5_000
+
 #: A tool_call_id longer than this is read by the slow path.
 _ID_CHARS = 200
 
@@ -272,11 +277,14 @@ class SQLiteStore:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         only: Iterable[str] | None = None,
+        newest: int | None = None,
     ) -> None:
         self.path = check_database_path(path)
         #: Read only these threads (a command about one thread need not list
         #: 100,000): each is folded row by row, every row checked.
         self._only = None if only is None else set(only)
+        #: Read only the newest this many rows (a preview; see `preview`).
+        self._newest = newest
         self.location = str(self.path)
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
@@ -476,8 +484,29 @@ class SQLiteStore:
             self._unchecked_through = 0
             bad = {t for t in bad if t in self._threads}
             if bad:
-                self._reading(lambda: self._refold(bad), restart=False)
+                try:
+                    self._reading(lambda: self._refold(bad), restart=False)
+                except sqlite3.ProgrammingError:  # closed meanwhile (the app quit)
+                    return set()
         return bad
+
+    def preview(self, rows: int = PREVIEW_ROWS) -> list[ThreadSummary] | None:
+        """The threads written to in the newest `rows` rows, read in a fraction of a second.
+
+        For a first screen while the whole pass runs on a big database
+        (None for a small one: it is read whole as fast). Their states come
+        from the rows that decide them, which are the newest; message
+        counts cover the window only. Read by a scratch store: this one's
+        state is untouched.
+        """
+        if self.path.stat().st_size < PREVIEW_ABOVE_BYTES:
+            return None
+        scratch = SQLiteStore(self.path, busy_timeout=self.busy_timeout, newest=rows)
+        try:
+            scratch.refresh()
+            return scratch.threads()
+        finally:
+            scratch.close()
 
     def has_thread_index(self) -> bool:
         """Some index on `messages` starts with thread_id (ours, or the host's own)."""
@@ -580,7 +609,8 @@ class SQLiteStore:
         (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
         if top is None:
             return set()
-        rows = self._conn.execute(self._aggregate_sql, (top,)).fetchall()
+        bottom = 0 if self._newest is None else max(0, top - self._newest)
+        rows = self._conn.execute(self._aggregate_sql, (bottom, top)).fetchall()
         if any(type(row[0]) is not str for row in rows):
             # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are
             # named row by row (`_odd_thread_id`): take the exact path.
@@ -736,9 +766,10 @@ class SQLiteStore:
             rows = self._conn.execute(
                 self._threads_sql, (before, top, json.dumps(sorted(self._only)))
             )
-        fold_rows(self._threads, self._checked(rows))
+        touched: set[str] = set()
+        fold_rows(self._threads, _noting_threads(self._checked(rows), touched))
         self._cursor = top
-        return {t for t, s in self._threads.items() if s.last_row > before}
+        return touched  # the threads these rows belong to: no walk over every thread
 
     def _row_columns(self, m: str = "") -> str:
         """The listing's row form (id, thread, time, role, detail) over table alias `m`."""
@@ -786,7 +817,7 @@ class SQLiteStore:
             "max(CASE k WHEN 2 THEN id END), max(CASE k WHEN 3 THEN id END), "
             "min(CASE k WHEN 4 THEN id END) "
             f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
-            "FROM messages WHERE id <= ? LIMIT -1) GROUP BY thread_id"
+            "FROM messages WHERE id > ? AND id <= ? LIMIT -1) GROUP BY thread_id"
         )
 
     @functools.cached_property
@@ -837,7 +868,7 @@ class SQLiteStore:
 
     def _read_new_extra(self) -> set[str]:
         """Threads known only from `thread_extra` are listed as empty."""
-        if "thread_extra" not in self._columns:
+        if "thread_extra" not in self._columns or self._newest is not None:
             return set()
         touched: set[str] = set()
         for rowid, thread_id in self._conn.execute(
@@ -979,17 +1010,19 @@ class SQLiteStore:
         (self._runs_cursor,) = self._conn.execute(
             "SELECT coalesce(max(rowid), 0) FROM runs"
         ).fetchone()
-        if everything and self._only is None:
+        partial = self._only is not None or self._newest is not None
+        if everything and not partial:
             rows = self._conn.execute(latest + "(SELECT max(rowid) FROM runs GROUP BY thread_id)")
         else:
             wanted = touched | self._open_runs
-            wanted.update(
-                t
-                for (t,) in self._conn.execute(
-                    "SELECT thread_id FROM runs WHERE rowid > ?", (since,)
+            if not partial or since:  # a partial first read asks about its threads only
+                wanted.update(
+                    t
+                    for (t,) in self._conn.execute(
+                        "SELECT thread_id FROM runs WHERE rowid > ?", (since,)
+                    )
+                    if self._only is None or t in self._only
                 )
-                if self._only is None or t in self._only
-            )
             rows = self._conn.execute(
                 latest + "(SELECT max(rowid) FROM runs WHERE thread_id IN "
                 "(SELECT value FROM json_each(?)) GROUP BY thread_id)",
@@ -1036,6 +1069,12 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 #: Roles by the kind number `_aggregate_sql` gives each row.
 _KINDS = (None, "user", "assistant", "tool_result", None, None, None, None)
+
+
+def _noting_threads(rows: Iterable[Row], seen: set[str]) -> Iterator[Row]:
+    for row in rows:
+        seen.add(row[1])
+        yield row
 
 
 def _quote(name: str) -> str:

@@ -18,6 +18,9 @@ class ThreadsRefreshed(Message):
 
     summaries: dict[str, ThreadSummary]
     full: bool
+    #: A first look at the newest rows only, while the whole pass runs: the
+    #: threads found so far, their counts partial (see `SQLiteStore.preview`).
+    provisional: bool = False
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.states import NEEDS_ATTENTION, ORDERS
+from supervisor.states import NEEDS_ATTENTION, ORDERS, State
 from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.ui.conftest import settle, table_rows
 from tests.ui.test_app_keys import select
@@ -150,3 +150,48 @@ async def test_a_thread_that_writes_moves_to_its_place_without_a_rebuild(workdir
         assert table.current_thread == "job-03"  # the cursor stayed
         assert table.rows_touched == 1  # one thread changed: one row placed again
         assert "between_turns" in str(app.query_one("#summary").render())
+
+
+async def test_a_broken_row_mid_thread_shows_once_the_background_check_ends(workdir) -> None:
+    import sqlite3
+
+    from tests.ui.conftest import build_app
+
+    conn = sqlite3.connect("demo.db")
+    with conn:  # starts like a user message: the listing reads starts only
+        (first,) = conn.execute(
+            "SELECT min(id) FROM messages WHERE thread_id = 'job-01'"
+        ).fetchone()
+        conn.execute(
+            "UPDATE messages SET message_json = ? WHERE id = ?",
+            ('{"role": "user", "content": [ cut short', first),
+        )
+    conn.close()
+    app = build_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        assert app.state_of("job-01") is State.CORRUPT
+        assert app.table.counts[State.CORRUPT] == 1  # the header counts it too
+
+
+async def test_a_big_database_shows_its_newest_threads_first(workdir, monkeypatch) -> None:
+    from supervisor import store as store_module
+    from tests.ui.conftest import build_app
+
+    monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"
+    monkeypatch.setattr(store_module.SQLiteStore.preview, "__defaults__", (5,))
+    app = build_app()
+    seen: list[tuple[bool, int]] = []
+    real = ThreadTable.replace_all
+
+    def spy(table: ThreadTable, summaries) -> None:  # type: ignore[no-untyped-def]
+        seen.append((app._reading, len(summaries)))
+        real(table, summaries)
+
+    monkeypatch.setattr(ThreadTable, "replace_all", spy)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        assert seen[0][0] is True and 0 < seen[0][1] < 12  # the newest 5 rows' threads
+        assert seen[1] == (False, 12)  # then the whole pass
+        assert "reading the whole database" not in summary(app)
+        assert len(app.shown) == 12

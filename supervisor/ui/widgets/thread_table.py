@@ -184,6 +184,13 @@ class ThreadTable(ScrollView, can_focus=True):
         self.summaries.update(changed)
         self._relist(changed)
 
+    def replace_all(self, summaries: dict[str, ThreadSummary]) -> None:
+        """A whole new listing (the first pass, or the pass after a preview)."""
+        self.summaries = dict(summaries)
+        self._states.clear()
+        self._cells.clear()
+        self.rebuild()
+
     def set_running(self, thread_id: str, since: float | None) -> None:
         if since is None:
             self.running.pop(thread_id, None)
@@ -258,7 +265,7 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def _widen(self, thread_ids: Iterable[str]) -> None:
         widest = max((len(t) for t in thread_ids), default=0)
-        self._id_width = max(self._id_width, min(widest, ID_WIDTH[1]))
+        self._id_width = max(self._id_width, min(widest + 1, ID_WIDTH[1]))
 
     def _placed(self, keep: str | None) -> None:
         """After rows moved: the cursor stays on its thread, the view on the cursor."""
