@@ -7,7 +7,8 @@
    (same agent, same database) until its first model call.
    With `--big DB` the same thread is also appended to a copy of a large
    database (e.g. bench/bench-5000x200000.db from bench/listing.py), since
-   loading a thread scans the whole messages table.
+   loading a thread scans the whole messages table; and to a copy of that with
+   the index `agent-supervisor index` adds.
 
 2. Concurrency: N threads of the demo agent ('Process items 1..6', tools of
    0.5 s, text at 200 tokens/s) run at once while a 20 ms ticker measures how
@@ -35,6 +36,7 @@ from pathlib import Path
 from supervisor.agents import load_factory
 from supervisor.demo_db import child_command
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
+from supervisor.store import add_thread_index
 
 PROMPT = "Process items 1..32"
 
@@ -118,6 +120,10 @@ def resume_latency(work: Path, big: Path | None) -> None:
         shutil.copy(big, big_copy)
         copy_thread(db, big_copy, "long")
         targets.append((f"large database ({big.name})", big_copy))
+        indexed = work / "big-indexed.db"
+        shutil.copy(big_copy, indexed)
+        add_thread_index(indexed, 30.0)  # what `agent-supervisor index` adds
+        targets.append(("large database, indexed", indexed))
     print(f"resume latency: a {n}-message thread in after_tools, to its first model call")
     for label, path in targets:
         snapshot = work / "snap.db"
