@@ -40,6 +40,7 @@ async def shoot(workdir: Path) -> None:
     config = RunnerConfig(
         database=Path("demo.db"),
         factory=load_factory("supervisor.demo:demo_agent"),
+        agent_ref="supervisor.demo:demo_agent",
         jobs_dir=Path("demo.db.jobs"),
         live_window=0,
     )
