@@ -176,6 +176,7 @@ class SupervisorApp(App[None]):
         self._transcript: Transcript | None = None
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
+        self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
 
     # -- layout -----------------------------------------------------------
 
@@ -183,7 +184,7 @@ class SupervisorApp(App[None]):
         yield Static("", id="summary")
         yield Static(self._context_line(), id="context")
         with Horizontal(id="main"):
-            yield ThreadTable(lambda: self.clock(), self.palette, id="threads")
+            yield self._table
             yield DetailPane(id="detail")
         yield Input(placeholder="filter by thread id or state…", id="filter")
         yield Footer()
@@ -213,7 +214,7 @@ class SupervisorApp(App[None]):
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
-        self.query_one(ThreadTable).loading = True
+        self.table.loading = True
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
@@ -360,7 +361,8 @@ class SupervisorApp(App[None]):
 
     @property
     def table(self) -> ThreadTable:
-        return self.query_one(ThreadTable)
+        """The list, held directly: timers ask for it during shutdown, when queries fail."""
+        return self._table
 
     @property
     def summaries(self) -> dict[str, ThreadSummary]:
@@ -1016,7 +1018,7 @@ class SupervisorApp(App[None]):
         self.query_one("#detail-tabs", TabbedContent).active = tab
 
     def action_toggle_focus(self) -> None:
-        table = self.query_one(ThreadTable)
+        table = self.table
         if table.has_focus:
             tabs = self.query_one("#detail-tabs", TabbedContent)
             target = {
