@@ -162,6 +162,11 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--holds", type=int, default=200, help="j presses per held-key phase")
     p.add_argument("--skip-app", action="store_true")
+    p.add_argument(
+        "--list-seconds",
+        type=float,
+        help="skip the list and import figures; take this as the list time (app figures only)",
+    )
     p.add_argument("--floor", metavar="DB", help=argparse.SUPPRESS)
     p.add_argument("--trickle", nargs=2, metavar=("DB", "THREADS"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -178,6 +183,12 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}"
     )
     py = sys.executable
+    if args.list_seconds:
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            work = Path(tmp) / db.name
+            shutil.copy(db, work)
+            app_figures(work, args.threads, args.list_seconds, args.holds)
+        return
     paired(
         "import supervisor.cli",
         [py, "-c", "import supervisor.cli"],

@@ -62,6 +62,7 @@ class Terminal:
         self.screen = pyte.Screen(COLUMNS, LINES)
         self._stream = pyte.ByteStream(self.screen)
         self._lock = threading.Lock()
+        self._title_row: int | None = None
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
         env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES=str(LINES))
@@ -89,12 +90,23 @@ class Terminal:
                 self._stream.feed(data)
 
     def title(self) -> str | None:
-        """The thread named in the detail title, as drawn now."""
+        """The thread named in the detail title, as drawn now.
+
+        Polled every millisecond: it reads the row the title was last seen on
+        (rebuilding all 40 rows each time cost the measuring process more
+        than the app took to draw), and the whole screen only when it moved.
+        """
         with self._lock:
+            if self._title_row is not None:
+                row = self.screen.buffer[self._title_row]
+                found = TITLE.search("".join(row[x].data for x in range(COLUMNS)))
+                if found:
+                    return found.group(1)
             lines = list(self.screen.display)
-        for line in lines:
+        for y, line in enumerate(lines):
             found = TITLE.search(line)
             if found:
+                self._title_row = y
                 return found.group(1)
         return None
 

@@ -18,6 +18,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ T = TypeVar("T")
 
 #: Seconds to wait for another process's write lock before giving up.
 DEFAULT_BUSY_TIMEOUT = 5.0
+
+#: Open runs of threads written to within this many seconds are looked at again (to
+#: see them close) every `RUN_SWEEP_SECONDS`; older ones only when their thread
+#: changes. An open run matters while it may be live: `plan.live_reason`'s window.
+RUN_RECHECK_SECONDS = 120.0
+RUN_SWEEP_SECONDS = 5.0
 
 #: A database file bigger than this gets a preview of its newest rows first.
 PREVIEW_ABOVE_BYTES = 100_000_000
@@ -303,8 +310,12 @@ class SQLiteStore:
         #: Threads whose newest run is open, and the last `runs` rowid read.
         self._open_runs: set[str] = set()
         self._runs_cursor = 0
+        self._runs_swept_at = time.monotonic()
         #: Rows up to this id were listed from their start only (`check_rows`).
         self._unchecked_through = 0
+        #: What the last refresh read: message rows folded, threads whose runs
+        #: were looked at. A refresh must cost what changed (tests check these).
+        self.work = {"rows": 0, "run_threads": 0}
         #: Held while summaries change: `check_rows` runs on another thread.
         self._lock = threading.RLock()
         try:
@@ -431,6 +442,7 @@ class SQLiteStore:
 
     def _refresh(self) -> set[str]:
         with self._lock:
+            self.work = {"rows": 0, "run_threads": 0}
             self._conn.execute("BEGIN")
             try:
                 first = self._cursor == 0
@@ -767,7 +779,7 @@ class SQLiteStore:
                 self._threads_sql, (before, top, json.dumps(sorted(self._only)))
             )
         touched: set[str] = set()
-        fold_rows(self._threads, _noting_threads(self._checked(rows), touched))
+        fold_rows(self._threads, _noting_threads(self._checked(rows), touched, self.work))
         self._cursor = top
         return touched  # the threads these rows belong to: no walk over every thread
 
@@ -999,12 +1011,16 @@ class SQLiteStore:
         """Whether each thread's newest run is still open; returns threads where that changed.
 
         The whole table is read once; after that only threads with a new
-        run row, an open run, or new messages, so a refresh costs what
-        changed, not what exists.
+        run row or new messages; and every `RUN_SWEEP_SECONDS`, those with
+        an open run and a write in the last `RUN_RECHECK_SECONDS` (a run
+        closes just after its last write; an open run matters only while it
+        may be live, see `plan.live_reason`). A refresh costs what changed,
+        not what exists.
         """
         cols = self._columns.get("runs")
         if not cols or not {"thread_id", "completed_at"} <= cols:
             return set()
+        recent = time.time() - RUN_RECHECK_SECONDS
         latest = "SELECT thread_id, completed_at IS NULL FROM runs WHERE rowid IN "
         since = self._runs_cursor
         (self._runs_cursor,) = self._conn.execute(
@@ -1014,7 +1030,10 @@ class SQLiteStore:
         if everything and not partial:
             rows = self._conn.execute(latest + "(SELECT max(rowid) FROM runs GROUP BY thread_id)")
         else:
-            wanted = touched | self._open_runs
+            wanted = set(touched)
+            if time.monotonic() - self._runs_swept_at >= RUN_SWEEP_SECONDS:
+                self._runs_swept_at = time.monotonic()
+                wanted |= self._open_runs
             if not partial or since:  # a partial first read asks about its threads only
                 wanted.update(
                     t
@@ -1023,6 +1042,7 @@ class SQLiteStore:
                     )
                     if self._only is None or t in self._only
                 )
+            self.work["run_threads"] = len(wanted)
             rows = self._conn.execute(
                 latest + "(SELECT max(rowid) FROM runs WHERE thread_id IN "
                 "(SELECT value FROM json_each(?)) GROUP BY thread_id)",
@@ -1036,10 +1056,15 @@ class SQLiteStore:
             if s.run_open != bool(is_open):
                 s.run_open = bool(is_open)
                 changed.add(s.thread_id)
-            if is_open:
+            if is_open and (s.last_activity or 0) >= recent:
                 self._open_runs.add(s.thread_id)
             else:
                 self._open_runs.discard(s.thread_id)
+        # A crashed run stays open for ever: looking again only at the open runs
+        # of threads written to lately keeps a refresh at the size of what changed.
+        self._open_runs = {
+            t for t in self._open_runs if (self._threads[t].last_activity or 0) >= recent
+        }
         return changed
 
 
@@ -1071,9 +1096,10 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
 _KINDS = (None, "user", "assistant", "tool_result", None, None, None, None)
 
 
-def _noting_threads(rows: Iterable[Row], seen: set[str]) -> Iterator[Row]:
+def _noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -> Iterator[Row]:
     for row in rows:
         seen.add(row[1])
+        work["rows"] += 1
         yield row
 
 

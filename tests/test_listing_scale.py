@@ -223,3 +223,33 @@ def test_the_help_text_default_is_the_runners() -> None:
     from supervisor import cli, runner
 
     assert cli.DEFAULT_CONTINUE_TEXT == runner.DEFAULT_CONTINUE_TEXT
+
+
+def test_a_refresh_costs_what_changed_not_what_exists(tmp_path: Path) -> None:
+    """20,000 crashed threads (every run left open); ten new messages are ten rows of work."""
+    db = tmp_path / "fleet.db"
+    run_demo_child(db, "seed", tmp_path / "seed-jobs")
+    conn = sqlite3.connect(db)
+    threads = [f"t{n:05d}" for n in range(20_000)]
+    with conn:
+        conn.executemany(
+            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
+            [
+                (t, json.dumps(m))
+                for t in threads
+                for m in (user("go"), assistant(["c"], "tool_use"))
+            ],
+        )
+        conn.executemany(  # crashed runs: never completed
+            "INSERT INTO runs (thread_id, run_id) VALUES (?, 'r1')", [(t,) for t in threads]
+        )
+    store = open_store(db)
+    assert store.get("t00042").state is State.MID_TOOL and store.get("t00042").run_open
+    insert_rows(db, [(threads[i * 997], json.dumps(result("c"))) for i in range(10)])
+    touched = store.refresh()
+    assert touched == {threads[i * 997] for i in range(10)}
+    assert store.work["rows"] == 10
+    # Runs are looked at again for the threads that changed; the open runs of
+    # recently written threads only every few seconds, not on every refresh.
+    assert store.work["run_threads"] == 10
+    assert store.get(threads[0]).state is State.AFTER_TOOLS

@@ -195,3 +195,41 @@ async def test_a_big_database_shows_its_newest_threads_first(workdir, monkeypatc
         assert seen[1] == (False, 12)  # then the whole pass
         assert "reading the whole database" not in summary(app)
         assert len(app.shown) == 12
+
+
+async def test_at_20000_threads_a_refresh_touches_only_the_changed_rows(workdir) -> None:
+    import json
+    import sqlite3
+
+    from tests.conftest import insert_rows
+    from tests.test_listing_scale import assistant, result, user
+    from tests.ui.conftest import build_app
+
+    threads = [f"t{n:05d}" for n in range(20_000)]
+    conn = sqlite3.connect("demo.db")
+    with conn:
+        conn.executemany(
+            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
+            [
+                (t, json.dumps(m))
+                for t in threads
+                for m in (user("go"), assistant(["c"], "tool_use"))
+            ],
+        )
+    conn.close()
+    app = build_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#threads", ThreadTable)
+        assert len(table) == 20_012
+        cursor = table.current_thread
+        table.rows_touched = 0
+        changed = {threads[i * 1999] for i in range(10)}
+        insert_rows("demo.db", [(t, json.dumps(result("c"))) for t in changed])
+        app.request_refresh()
+        await settle(pilot)
+        assert table.rows_touched == 10  # ten rows placed again, not 20,012
+        assert app.store.work["rows"] == 10
+        assert {app.state_of(t) for t in changed} == {State.AFTER_TOOLS}
+        assert table.current_thread == cursor
+        assert table.counts[State.AFTER_TOOLS] == 10 + 1  # job-04 and the ten

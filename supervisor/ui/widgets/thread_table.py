@@ -49,6 +49,9 @@ COLUMNS: tuple[tuple[str, str | None, int | None], ...] = (
     ("WHERE IT STOPPED", "attention", 0),
 )
 
+#: Drawn rows kept at most (a few screens' worth; the cache starts over beyond).
+STRIPS_KEPT = 4_000
+
 #: The thread column is as wide as the longest id seen, within these bounds.
 ID_WIDTH = (8, 40)
 
@@ -135,6 +138,10 @@ class ThreadTable(ScrollView, can_focus=True):
         self._cells: dict[str, tuple[tuple[Any, ...], tuple[Text, ...]]] = {}
         self._id_width = ID_WIDTH[0]
         self._highlighted: str | None = None
+        #: Drawn rows by (thread, is cursor, width): a held key redraws two rows,
+        #: each a dictionary lookup. Dropped with the row's cells, the styles, the theme.
+        self._strips: dict[tuple[str, bool, int], Strip] = {}
+        self._styles_memo: tuple[Style, Style, Style] | None = None
 
     # -- what the rows are -------------------------------------------------
 
@@ -226,7 +233,24 @@ class ThreadTable(ScrollView, can_focus=True):
     def set_palette(self, palette: Palette) -> None:
         self.palette = palette
         self._cells.clear()
+        self._strips.clear()
         self.refresh()
+
+    def notify_style_update(self) -> None:
+        """Focus, theme or CSS changed: the row styles are worked out again."""
+        super().notify_style_update()
+        self._styles_memo = None
+        self._strips.clear()
+
+    def _row_styles(self) -> tuple[Style, Style, Style]:
+        """(base, header, cursor) styles; computing `rich_style` per line cost 0.2 ms."""
+        if self._styles_memo is None:
+            self._styles_memo = (
+                self.rich_style,
+                self.get_component_rich_style("thread-table--header"),
+                self.get_component_rich_style("thread-table--cursor"),
+            )
+        return self._styles_memo
 
     def rebuild(self) -> None:
         keep = self.current_thread
@@ -248,6 +272,8 @@ class ThreadTable(ScrollView, can_focus=True):
         for thread_id in thread_ids:
             touched += 1
             self._cells.pop(thread_id, None)
+            self._strips.pop((thread_id, False, self._strip_width), None)
+            self._strips.pop((thread_id, True, self._strip_width), None)
             old = self._states.get(thread_id)
             state = self._states[thread_id] = self.state_of(thread_id)
             if old is not None:
@@ -265,7 +291,10 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def _widen(self, thread_ids: Iterable[str]) -> None:
         widest = max((len(t) for t in thread_ids), default=0)
-        self._id_width = max(self._id_width, min(widest + 1, ID_WIDTH[1]))
+        width = max(self._id_width, min(widest + 1, ID_WIDTH[1]))
+        if width != self._id_width:
+            self._id_width = width
+            self._strips.clear()  # every row's columns moved
 
     def _placed(self, keep: str | None) -> None:
         """After rows moved: the cursor stays on its thread, the view on the cursor."""
@@ -278,9 +307,12 @@ class ThreadTable(ScrollView, can_focus=True):
 
     # -- the cursor ----------------------------------------------------------
 
-    def watch_cursor(self, index: int) -> None:
-        self._keep_in_view(index)
-        self.refresh()
+    def watch_cursor(self, old: int, index: int) -> None:
+        if self._keep_in_view(index):
+            self.refresh()
+        else:  # only the two rows whose cursor look changed are drawn again
+            self.refresh_line(old + 1)
+            self.refresh_line(index + 1)
         thread_id = self.thread_at(index)
         if thread_id != self._highlighted:
             self._highlighted = thread_id
@@ -299,12 +331,16 @@ class ThreadTable(ScrollView, can_focus=True):
     def _rows_high(self) -> int:
         return max(1, self.scrollable_content_region.height - 1)
 
-    def _keep_in_view(self, index: int) -> None:
+    def _keep_in_view(self, index: int) -> bool:
+        """Scroll so the cursor's row shows; True if the view moved."""
         top = round(self.scroll_y)
         if index < top:
             self.scroll_to(y=index, animate=False, immediate=True)
         elif index >= top + self._rows_high():
             self.scroll_to(y=index - self._rows_high() + 1, animate=False, immediate=True)
+        else:
+            return False
+        return True
 
     def action_cursor_down(self) -> None:
         self.move_cursor(self.cursor + 1)
@@ -374,23 +410,36 @@ class ThreadTable(ScrollView, can_focus=True):
             return cached[1]
         cells = thread_row(summary, self.palette, now, key[0], running)
         self._cells[thread_id] = (key, cells)
+        width = self._strip_width
+        self._strips.pop((thread_id, False, width), None)
+        self._strips.pop((thread_id, True, width), None)
         return cells
 
+    @property
+    def _strip_width(self) -> int:
+        return self.scrollable_content_region.width
+
     def render_line(self, y: int) -> Strip:
-        widths = self._widths()
-        width = self.scrollable_content_region.width
+        width = self._strip_width
+        base, header, cursor = self._row_styles()
         if y == 0:
-            style = self.get_component_rich_style("thread-table--header")
             cells = [Text(label) for label, _, _ in COLUMNS]
-            return self._strip(cells, widths, style, width)
+            return self._strip(cells, self._widths(), header, width)
         index = round(self.scroll_y) + y - 1
         thread_id = self.thread_at(index)
         if thread_id is None:
-            return Strip.blank(width, self.rich_style)
-        strip = self._strip(list(self.row_cells(thread_id)), widths, self.rich_style, width)
-        if index == self.cursor:  # the cursor's colours win over the cells' own
-            cursor = self.get_component_rich_style("thread-table--cursor")
-            strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+            return Strip.blank(width, base)
+        on_cursor = index == self.cursor
+        key = (thread_id, on_cursor, width)
+        cells = self.row_cells(thread_id)  # may drop a stale strip (a new age, say)
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._strip(list(cells), self._widths(), base, width)
+            if on_cursor:  # the cursor's colours win over the cells' own
+                strip = Strip(Segment.apply_style(strip, post_style=cursor), strip.cell_length)
+            if len(self._strips) > STRIPS_KEPT:
+                self._strips.clear()
+            self._strips[key] = strip
         return strip
 
     def _strip(self, cells: list[Text], widths: list[int], base: Style, width: int) -> Strip:
