@@ -390,26 +390,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _print_table(threads: list[ThreadSummary]) -> None:
+    """Print row by row: 100,000 rows are common, and holding them all doubled memory."""
     now = time.time()
-    states = [s.state for s in threads]  # classified once: 100,000 rows are common
-    rows = [
-        (
-            one_line(s.thread_id, 36),
-            str(state),
-            str(s.messages),
-            relative_time(s.last_activity, now),
-            thread_hint(s, 70, now, state),
-        )
-        for s, state in zip(threads, states, strict=True)
-    ]
+    states = [s.state for s in threads]  # classified once
+    ids = [one_line(s.thread_id, 36) for s in threads]
+    ages = [relative_time(s.last_activity, now) for s in threads]
     header = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    sys.stdout.writelines(
-        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
-        f"{r[3]:<{widths[3]}}  {r[4]}".rstrip()
-        + "\n"
-        for r in [header, *rows]
-    )
+    widths = [
+        max(map(len, [header[0], *ids])),
+        max(map(len, [header[1], *states])),
+        max([len(header[2])] + [len(str(s.messages)) for s in threads]),
+        max(map(len, [header[3], *ages])),
+    ]
+
+    def line(thread: str, state: str, messages: str, age: str, hint: str) -> str:
+        return (
+            f"{thread:<{widths[0]}}  {state:<{widths[1]}}  {messages:>{widths[2]}}  "
+            f"{age:<{widths[3]}}  {hint}".rstrip()
+            + "\n"
+        )
+
+    write = sys.stdout.write
+    write(line(*header))
+    for s, thread, state, age in zip(threads, ids, states, ages, strict=True):
+        write(line(thread, state, str(s.messages), age, thread_hint(s, 70, now, state)))
     counts = Counter(str(state) for state in states)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     print(f"\n{len(threads)} thread(s)" + (f": {summary}" if summary else ""))

@@ -8,8 +8,9 @@ and shared by every storage backend.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -61,7 +62,15 @@ class ToolCallInfo:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
 
 
-@dataclass
+#: How much of a thread's last assistant text a summary keeps (lists show less;
+#: the transcript has it all).
+LAST_TEXT_CHARS = 240
+
+#: The `answered` of a thread with none: shared, replaced by a set on the first.
+NONE_ANSWERED: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class ThreadSummary:
     """What the rules need to know about one thread, folded row by row.
 
@@ -82,8 +91,9 @@ class ThreadSummary:
     last_error: str | None = None
     last_text: str = ""
     tool_calls: tuple[ToolCallInfo, ...] = ()
-    #: tool_call_ids answered since the last assistant message.
-    answered: set[str] = field(default_factory=set)
+    #: tool_call_ids answered since the last assistant message. Slots and a shared
+    #: empty default: a listing holds 100,000 of these.
+    answered: set[str] | frozenset[str] = NONE_ANSWERED
     #: First row SQLite itself could not read (invalid JSON, unknown role).
     bad_row: int | None = None
     bad_reason: str | None = None
@@ -120,11 +130,23 @@ class ThreadSummary:
         text: str,
         error: str | None,
     ) -> None:
-        """Fill in the details of the last assistant message once parsed."""
+        """Fill in the details of the last assistant message once parsed.
+
+        The text is kept only as far as a list shows it (`LAST_TEXT_CHARS`):
+        100,000 threads' whole last answers were half a listing's memory.
+        """
         self.last_stop_reason = stop_reason
         self.tool_calls = tool_calls
-        self.last_text = text
+        self.last_text = text[:LAST_TEXT_CHARS]
         self.last_error = error
+
+    def copy(self) -> ThreadSummary:
+        """A copy that shares nothing mutable (a UI keeps it while the store folds on)."""
+        copy = object.__new__(ThreadSummary)
+        for name, value in zip(_FIELDS, _get_fields(self), strict=True):
+            object.__setattr__(copy, name, value)
+        copy.answered = set(self.answered) if self.answered else NONE_ANSWERED
+        return copy
 
     @property
     def corrupt_row(self) -> int | None:
@@ -149,6 +171,9 @@ class ThreadSummary:
     def state(self) -> State:
         return classify(self)
 
+
+_FIELDS = tuple(f.name for f in fields(ThreadSummary))
+_get_fields = operator.attrgetter(*_FIELDS)
 
 #: One message row as a backend reads it: (row id, thread id, unix time or
 #: None, role, detail). `role` is "user", "assistant" or "tool_result"
@@ -180,9 +205,12 @@ def fold_rows(threads: dict[str, ThreadSummary], rows: Iterable[Row]) -> None:
         s.last_role = role
         if role == "assistant":
             s.last_assistant_row = row_id
-            s.answered = set()
+            s.answered = NONE_ANSWERED
         elif role == "tool_result" and detail is not None:
-            s.answered.add(detail)
+            if type(s.answered) is frozenset:
+                s.answered = {detail}
+            else:
+                s.answered.add(detail)  # type: ignore[union-attr]
 
 
 def classify(s: ThreadSummary) -> State:
