@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from importlib import resources
 from pathlib import Path
 
 from textual.theme import Theme
 
-HERE = Path(__file__).parent
+#: The shipped themes: the repository's top-level themes/, installed as a package.
+SHIPPED = resources.files("supervisor.ui.themes.shipped")
 DEFAULT_THEME = "harbor"
 _FIELDS = {
     "name",
@@ -48,7 +50,8 @@ def load_theme(path: Path) -> Theme:
 
 
 def bundled_themes() -> list[Theme]:
-    return [load_theme(p) for p in sorted(HERE.glob("*.toml"))]
+    shipped = [p for p in SHIPPED.iterdir() if p.name.endswith(".toml")]
+    return [load_theme(Path(str(p))) for p in sorted(shipped, key=lambda p: p.name)]
 
 
 def config_dir() -> Path:
