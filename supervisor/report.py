@@ -5,6 +5,7 @@ Shared by the CLI and the UI so both describe a thread the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.leases import holder_text
@@ -183,51 +184,85 @@ def entry_lines(e: TranscriptEntry, width: int | None = 100) -> list[str]:
     return lines
 
 
-def event_line(event: Any) -> str | None:
-    """One plain-text line for a runner event, or None for events not worth a line.
+@dataclass
+class EventView:
+    """What a runner event says, decided once: the CLI prints it as a line, the UI styles it.
 
-    Used by the headless commands; the UI renders the same events richer.
+    `tone` names how it is coloured (the UI maps tones to theme colours);
+    `lead` is the styled opening; `text` the untrusted body; `calls` the
+    tool calls listed under it; `problem` a stop reason's complaint; `took`
+    a duration.
     """
+
+    tone: str
+    lead: str
+    text: str = ""
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    problem: str = ""
+    took: float | None = None
+    #: At most this much of `text` on the CLI's one line.
+    limit: int = 200
+    #: The UI lists the calls under the line (else they follow the lead).
+    listed: bool = True
+    #: The UI shows `text` whole (a message), not cut to one line.
+    whole: bool = False
+
+
+def describe_event(event: Any) -> EventView | None:
+    """The one switch over runner event types; None for events not worth a line."""
     d = event.data
     kind = event.type
+    calls = [(c["name"], c["arguments"]) for c in d.get("calls", []) or d.get("tool_calls", [])]
     if kind == "queued":
-        return f"queued ({d.get('mode')} from {d.get('state')})"
+        return EventView("muted", f"queued ({d.get('mode')} from {d.get('state')})")
     if kind == "run_start":
-        return f"▶ {d.get('mode')} from {d.get('state')}"
+        return EventView("strong", f"▶ {d.get('mode')} from {d.get('state')}")
     if kind == "recovery":
-        calls = ", ".join(call_text(c["name"], c["arguments"], 50) for c in d.get("calls", []))
         verb = "re-running" if d.get("strategy") == "rerun" else "marking interrupted"
-        return f"↻ {verb} unanswered call(s): {calls}"
-    if kind == "tool_start":
-        return f"⚙ {call_text(d['name'], d.get('arguments'), 70)}"
-    if kind == "tool_end":
-        mark = "✗" if d.get("is_error") else "✓"
-        took = f" ({d['seconds']:.1f}s)" if d.get("seconds") is not None else ""
-        return f"{mark} {d['name']} → {one_line(d.get('result') or '', 60)}{took}"
-    if kind == "message_end" and d.get("role") == "assistant":
-        calls = [call_text(c["name"], c["arguments"], 40) for c in d.get("tool_calls", [])]
-        text = one_line(d.get("text") or "", 80)
-        stop = d.get("stop_reason")
-        tail = f" → {', '.join(calls)}" if calls else ""
-        if stop in ("aborted", "error"):
-            tail += f" [{stop}: {one_line(d.get('error') or '', 60)}]"
-        return f"assistant: {text}{tail}".replace(":  ", ": ").rstrip()
-    if kind == "message_end" and d.get("role") == "user":
-        return f"user: {one_line(d.get('text') or '', 80)}"
+        return EventView("plain", f"↻ {verb} unanswered call(s): ", calls=calls)
     if kind == "repair":
-        calls = ", ".join(call_text(c["name"], c["arguments"], 50) for c in d.get("calls", []))
-        return f"↻ earlier unanswered call(s) shown to the model as interrupted: {calls}"
+        lead = "↻ earlier unanswered call(s) shown to the model as interrupted: "
+        return EventView("plain", lead, calls=calls)
+    if kind == "tool_start":
+        return EventView("plain", "⚙ ", calls=[(d["name"], d.get("arguments"))], listed=False)
+    if kind == "tool_end":
+        tone, mark = ("error", "✗ ") if d.get("is_error") else ("success", "✓ ")
+        text = f"{d['name']} → {d.get('result') or ''}"
+        return EventView(tone, mark, text, took=d.get("seconds"))
+    if kind == "message_end" and d.get("role") in ("assistant", "user"):
+        role = d["role"]
+        stop = d.get("stop_reason")
+        problem = f"{stop}: {d.get('error') or ''}" if stop in ("aborted", "error") else ""
+        tone = "secondary" if role == "assistant" else "primary"
+        text = d.get("text") or ""
+        return EventView(tone, f"{role}: ", text, calls, problem, limit=80, whole=True)
     if kind == "hitl_request":
-        return f"? waiting for a human: {one_line(d.get('summary') or '', 200)}"
+        return EventView("accent", "? waiting for a human: ", d.get("summary") or "")
     if kind == "hitl_answer":
-        return f"✓ answered: {one_line(compact_json(d.get('answer')), 120)}"
+        return EventView("success", "✓ answered: ", compact_json(d.get("answer")))
     if kind == "error":
-        return f"error: {one_line(d.get('message') or '', 1000)}"
+        return EventView("error", "error: ", d.get("message") or "", limit=1000)
     if kind == "aborting":
-        return f"aborting (cancel after {d.get('grace', 0):g}s)"
+        return EventView("accent", f"aborting (cancel after {d.get('grace', 0):g}s)")
     if kind == "note":
-        return one_line(d.get("text") or "", 100)
+        return EventView("note", "", d.get("text") or "")
     if kind == "run_end":
         state, took = d.get("state") or "unknown", d.get("seconds", 0)
-        return f"■ {state} ({d.get('outcome')}, {took:.1f}s)"
+        return EventView("strong", f"■ {state} ({d.get('outcome')}, {took:.1f}s)")
     return None
+
+
+def event_line(event: Any) -> str | None:
+    """One plain-text line for a runner event (the headless commands' log)."""
+    view = describe_event(event)
+    if view is None:
+        return None
+    line = view.lead + one_line(view.text, view.limit)
+    if view.calls:
+        shown = ", ".join(call_text(name, arguments, 60) for name, arguments in view.calls)
+        line += f" → {shown}" if view.text else shown
+    if view.problem:
+        line += f" [{one_line(view.problem, 80)}]"
+    if view.took is not None:
+        line += f" ({view.took:.1f}s)"
+    return line.rstrip()

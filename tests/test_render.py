@@ -58,3 +58,50 @@ def test_events_carry_their_time() -> None:
     event = RunnerEvent("t", "note", {"text": "hello"}, 3661.0)
     assert event_text(event, PALETTE).plain == "01:01:01 hello"
     assert event_text(RunnerEvent("t", "agent_start", {}, 0.0), PALETTE) is None
+
+
+EVENTS = [
+    ("queued", {"mode": "resume", "state": "mid_tool"}),
+    ("run_start", {"mode": "resume", "state": "mid_tool"}),
+    ("recovery", {"strategy": "rerun", "calls": [{"name": "send", "arguments": {"to": "a@b"}}]}),
+    ("repair", {"calls": [{"name": "send", "arguments": {"to": "c@d"}}]}),
+    ("tool_start", {"name": "charge", "arguments": {"card": "4242"}}),
+    ("tool_end", {"name": "charge", "result": "ok [b]x[/b]", "is_error": False, "seconds": 1.25}),
+    ("tool_end", {"name": "charge", "result": "declined", "is_error": True, "seconds": None}),
+    (
+        "message_end",
+        {
+            "role": "assistant",
+            "text": "Charging now.",
+            "tool_calls": [{"name": "charge", "arguments": {"card": "4242"}}],
+            "stop_reason": "error",
+            "error": "overloaded",
+        },
+    ),
+    ("message_end", {"role": "user", "text": "Go on."}),
+    ("hitl_request", {"summary": "approve refund(order 9)"}),
+    ("hitl_answer", {"answer": {"decision": "approve"}}),
+    ("error", {"message": "boom"}),
+    ("aborting", {"grace": 5}),
+    ("note", {"text": "abort requested"}),
+    ("run_end", {"state": "finished", "outcome": "completed", "seconds": 2.0}),
+    ("text", {"text": "partial"}),
+    ("tool_execution_update", {}),
+]
+
+
+def test_the_cli_and_the_app_say_the_same_about_every_event() -> None:
+    """One switch over event types: each event has a line in both or in neither."""
+    from supervisor.report import event_line
+
+    for kind, data in EVENTS:
+        event = RunnerEvent("t", kind, data, 0.0)
+        line = event_line(event)
+        shown = event_text(event, {"error": "red", "success": "green"})
+        assert (line is None) == (shown is None), kind
+        if line is None:
+            continue
+        plain = " ".join(shown.plain.split())
+        for word in line.replace("→", " ").replace("(", " ").split():
+            if len(word) > 3 and "…" not in word:
+                assert word.strip("[],:()") in plain, (kind, word, plain)

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from supervisor.jobs import Marker
 from supervisor.plan import MatchedBy, PlannedCall, ThreadPlan, Verdict
-from supervisor.report import FULL, call_text, message_text, size_text, thread_hint
+from supervisor.report import FULL, call_text, describe_event, message_text, size_text, thread_hint
 from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
@@ -243,70 +243,31 @@ def event_text(event: RunnerEvent, palette: Palette) -> Text | None:
     return Text(f"{stamp} ", style="dim").append(line) if stamp else line
 
 
+#: Styles of the tones `report.describe_event` gives that are not a theme colour.
+_TONE_STYLES = {"muted": "dim", "strong": "bold", "plain": "", "note": "italic"}
+
+
 def _event_body(event: RunnerEvent, palette: Palette) -> Text | None:
-    d = event.data
-    kind = event.type
+    """The event as `report.describe_event` says it, in the theme's colours, calls below."""
+    view = describe_event(event)
+    if view is None:
+        return None
+    colour = palette.get(view.tone, "")
+    lead = _TONE_STYLES.get(view.tone, f"bold {colour}")
+    out = Text().append(view.lead.rstrip() if view.listed and view.calls else view.lead, lead)
+    if view.text:
+        body = view.text.strip() if view.whole else one_line(view.text, view.limit)
+        out.append(safe(body, "italic" if view.tone == "note" else ""))
+    for name, arguments in view.calls:
+        if view.listed:
+            out.append("\n  → " if view.text or view.whole else "\n    ", style="dim")
+        out.append(call_text(name, arguments, 80))
     error = palette.get("error", "red")
-    if kind == "run_start":
-        return Text(f"▶ {d.get('mode')} from {d.get('state')}", style="bold")
-    if kind == "queued":
-        return Text(f"queued ({d.get('mode')})", style="dim")
-    if kind == "recovery":
-        out = Text("↻ re-running" if d.get("strategy") == "rerun" else "↻ marking interrupted")
-        out.append(" the unanswered call(s):")
-        for c in d.get("calls", []):
-            out.append("\n    ")
-            out.append(call_text(c["name"], c["arguments"], 80))
-        return out
-    if kind == "repair":
-        out = Text("↻ earlier unanswered call(s) shown to the model as interrupted:")
-        for c in d.get("calls", []):
-            out.append("\n    ")
-            out.append(call_text(c["name"], c["arguments"], 80))
-        return out
-    if kind == "tool_start":
-        return Text("⚙ ").append(call_text(d["name"], d.get("arguments"), 80))
-    if kind == "tool_end":
-        took = f"  {d['seconds']:.1f}s" if d.get("seconds") is not None else ""
-        if d.get("is_error"):
-            out = Text().append("✗ ", style=error).append(safe(d["name"], error))
-        else:
-            out = Text().append("✓ ", style=palette.get("success", "")).append(safe(d["name"]))
-        out.append(" → ").append(safe(one_line(d.get("result") or "", 80)))
-        return out.append(took, style="dim")
-    if kind == "message_end" and d.get("role") == "assistant":
-        out = Text().append("assistant: ", style=f"bold {palette.get('secondary', '')}")
-        out.append(clean(d.get("text") or "").strip())
-        for c in d.get("tool_calls", []):
-            out.append("\n  → ", style="dim").append(call_text(c["name"], c["arguments"], 80))
-        if d.get("stop_reason") in ("aborted", "error"):
-            out.append(f"\n  [{d['stop_reason']}] ", style=error)
-            out.append(one_line(d.get("error") or "", 120), style=error)
-        return out
-    if kind == "message_end" and d.get("role") == "user":
-        out = Text().append("user: ", style=f"bold {palette.get('primary', '')}")
-        return out.append(clean(d.get("text") or "").strip())
-    if kind == "hitl_request":
-        out = Text().append("? waiting for a human: ", style=f"bold {palette.get('accent', '')}")
-        return out.append(safe(one_line(d.get("summary") or "", 200)))
-    if kind == "hitl_answer":
-        out = Text().append("✓ answered: ", style=f"bold {palette.get('success', '')}")
-        return out.append(safe(one_line(compact_json(d.get("answer")), 120)))
-    if kind == "error":
-        return Text().append("error: ", style=f"bold {error}").append(safe(d.get("message"), error))
-    if kind == "aborting":
-        return Text(
-            f"aborting (cancel after {d.get('grace', 0):g}s)",
-            style=palette.get("accent", ""),
-        )
-    if kind == "note":
-        return safe(d.get("text"), "italic")
-    if kind == "run_end":
-        return Text(
-            f"■ {d.get('state') or 'unknown'} ({d.get('outcome')}, {d.get('seconds', 0):.1f}s)",
-            style="bold",
-        )
-    return None
+    if view.problem:
+        out.append(f"\n  [{one_line(view.problem, 120)}]", style=error)
+    if view.took is not None:
+        out.append(f"  {view.took:.1f}s", style="dim")
+    return out
 
 
 # -- job markers --------------------------------------------------------------
