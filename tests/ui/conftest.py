@@ -20,7 +20,8 @@ from textual.worker import WorkerCancelled
 
 from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
-from supervisor.store import SQLiteStore
+from supervisor.states import State
+from supervisor.store import SQLiteStore, open_store
 from supervisor.ui.app import SupervisorApp, make_app
 from supervisor.ui.widgets.thread_table import ThreadTable
 
@@ -123,3 +124,15 @@ def table_rows(app: SupervisorApp) -> dict[str, list[str]]:
     """The list as drawn: thread id to cell texts, in display order."""
     table = app.query_one("#threads", ThreadTable)
     return {t: [str(c) for c in table.row_cells(t)] for t in table.shown}
+
+
+def state(thread: str) -> State:
+    return open_store("demo.db").get(thread).state
+
+
+async def select(pilot, thread: str) -> None:
+    table = pilot.app.query_one("#threads", ThreadTable)
+    table.focus()
+    table.move_to(thread)
+    await pilot.pause(0.2)  # the detail loads once the cursor rests
+    await settle(pilot)

@@ -7,8 +7,7 @@ from textual.widgets import Input, RadioSet, RichLog, Static
 from supervisor.states import State
 from supervisor.ui.screens.answer import AnswerScreen
 from tests.test_hitl import refunds
-from tests.ui.conftest import settle, table_rows
-from tests.ui.test_app_keys import select, state
+from tests.ui.conftest import select, settle, state, table_rows
 
 
 async def test_the_detail_shows_what_a_waiting_thread_asks(app_factory) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 from supervisor.ui.screens.confirm import ConfirmScreen
 from tests.test_headless import start_slow_resume
 from tests.test_other_supervisors import wait_for_tool
-from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows
-from tests.ui.test_app_keys import select
+from tests.ui.conftest import FIXED_NOW, build_app, select, settle, table_rows
 from tests.ui.test_live import watching_app
 from tests.ui.test_snapshots import WIDE, select_before
 

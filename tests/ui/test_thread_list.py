@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 from supervisor.states import NEEDS_ATTENTION, ORDERS, State
 from supervisor.ui.widgets.thread_table import ThreadTable
-from tests.ui.conftest import settle, table_rows
-from tests.ui.test_app_keys import select
+from tests.ui.conftest import select, settle, table_rows
 
 
 def summary(app) -> str:
@@ -233,3 +235,75 @@ async def test_at_20000_threads_a_refresh_touches_only_the_changed_rows(workdir)
         assert {app.state_of(t) for t in changed} == {State.AFTER_TOOLS}
         assert table.current_thread == cursor
         assert table.counts[State.AFTER_TOOLS] == 10 + 1  # job-04 and the ten
+
+
+async def test_list_shows_every_thread_with_badges(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        rows = table_rows(pilot.app)
+        assert len(rows) == 12
+        assert rows["job-02"][1] == "◐ mid_tool"
+        assert 'process_item({"item": "card-202"})' in rows["job-02"][5]
+        assert rows["job-09"][1] == "? awaiting_input"
+        assert rows["job-09"][5].startswith("approve refund(")
+        assert rows["job-11"][5].startswith("ask: Which size")
+        assert rows["job-12"][1] == "✎ answered"
+        assert rows["job-08"][1] == "· empty"
+        summary = str(pilot.app.query_one("#summary").render())
+        assert "demo.db" in summary and "12 threads" in summary
+
+
+async def test_slash_filters_and_escape_clears(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"mid")
+        await pilot.pause()
+        assert len(table_rows(pilot.app)) == 12  # applied once typing pauses
+        await pilot.pause(0.3)
+        assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
+        await pilot.press("enter")  # back to the list, filter kept
+        assert sorted(table_rows(pilot.app)) == ["job-02", "job-03"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(table_rows(pilot.app)) == 12
+        await pilot.press("slash", *"job-1", "enter")  # enter applies at once
+        assert sorted(table_rows(pilot.app)) == ["job-10", "job-11", "job-12"]
+
+
+async def test_c_shows_only_threads_needing_attention(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert sorted(table_rows(pilot.app)) == [
+            "job-02",
+            "job-03",
+            "job-04",
+            "job-05",
+            "job-06",
+            "job-07",
+            "job-09",
+            "job-11",
+            "job-12",
+        ]
+        await pilot.press("c")
+        await pilot.pause()
+        assert len(table_rows(pilot.app)) == 12
+
+
+async def test_threads_written_by_another_process_appear(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        conn = sqlite3.connect("demo.db")
+        with conn:
+            conn.execute(
+                "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
+                (
+                    "outside",
+                    json.dumps({"role": "user", "content": [{"type": "text", "text": "hi"}]}),
+                ),
+            )
+        conn.close()
+        pilot.app.request_refresh()
+        await settle(pilot)
+        assert table_rows(pilot.app)["outside"][1] == "○ between_turns"

@@ -1,0 +1,176 @@
+"""Actions on threads from the keyboard: resume, abort, prompt, marks, previews."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supervisor.states import State
+from supervisor.store import open_store
+from supervisor.ui.screens.confirm import ConfirmScreen
+from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
+from supervisor.ui.screens.prompt import PromptScreen
+from tests.conftest import transcript_problems
+from tests.ui.conftest import select, settle, state, table_rows
+
+
+@pytest.mark.parametrize(
+    "thread,answer",
+    [
+        ("job-02", "y"),  # mid_tool: preview, then resume
+        ("job-03", "y"),
+        ("job-04", None),  # after_tools: no question
+        ("job-05", None),  # between_turns
+        ("job-06", "y"),  # aborted: confirm the continue message
+        ("job-07", "y"),  # error
+    ],
+)
+async def test_r_resumes_each_state_to_finished(app_factory, thread: str, answer) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, thread)
+        await pilot.press("r")
+        await pilot.pause()
+        if answer:
+            assert isinstance(pilot.app.screen, (ConfirmScreen, ResumePreview))
+            await pilot.press(answer)
+        await settle(pilot)
+        assert table_rows(pilot.app)[thread][1] == "✓ finished"
+    assert state(thread) is State.FINISHED
+    assert transcript_problems(Path("demo.db"), thread) == []
+
+
+async def test_preview_names_calls_that_run_again_and_cancel_does_nothing(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("r")
+        await pilot.pause()
+        preview = pilot.app.screen
+        assert isinstance(preview, ResumePreview)
+        [planned] = preview.plan.calls
+        assert planned.call.arguments == {"item": "card-202"}
+        assert planned.will_run and "started, never done" in planned.reason
+        await pilot.press("n")
+        await settle(pilot)
+    assert state("job-02") is State.MID_TOOL
+
+
+async def test_possibly_live_thread_asks_before_forcing(app_factory) -> None:
+    app = app_factory(live_window=10**9)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        notice = str(pilot.app.query_one("#detail-request").render())
+        assert "May still be running in a process that is not a supervisor" in notice
+        assert "its run run" in notice and "is open and was last written 3m ago" in notice
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        assert "live elsewhere" in pilot.app.screen.title_text
+        await pilot.press("y")
+        await settle(pilot)
+    assert state("job-05") is State.FINISHED
+
+
+async def test_r_on_finished_thread_explains(app_factory) -> None:
+    app = app_factory()
+    async with app.run_test(size=(160, 45), notifications=True) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("r")
+        await settle(pilot)
+        messages = [n.message for n in pilot.app._notifications]
+    assert any("nothing to resume" in m and "press p" in m for m in messages)
+
+
+async def test_a_aborts_a_running_thread_and_leaves_it_resumable(app_factory, monkeypatch) -> None:
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
+    async with app_factory(abort_grace=1.0).run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-04")
+        await pilot.press("r")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if any(e.type == "tool_start" for e in pilot.app.events.get("job-04", ())):
+                break
+        assert table_rows(pilot.app)["job-04"][1] == "▶ running"
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "job-04" not in pilot.app.running_since
+    assert state("job-04") in {State.ABORTED, State.AFTER_TOOLS}
+    assert transcript_problems(Path("demo.db"), "job-04") == []
+
+
+async def test_p_prompts_a_finished_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, PromptScreen)
+        await pilot.press(*"Process items q-1")
+        await pilot.press("enter")
+        await settle(pilot)
+    entries = open_store("demo.db").transcript("job-01").entries
+    users = [e.message["content"][0]["text"] for e in entries if e.message["role"] == "user"]
+    assert users[-1] == "Process items q-1"
+    assert state("job-01") is State.FINISHED
+
+
+async def test_prompt_escape_cancels(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-01")
+        await pilot.press("p", "x", "escape")
+        await settle(pilot)
+        assert not isinstance(pilot.app.screen, PromptScreen)
+    assert open_store("demo.db").get("job-01").messages == 7
+
+
+async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause(0.3)
+        preview = pilot.app.screen
+        assert isinstance(preview, BulkResumePreview)
+        assert preview.title_text == "Resume every crashed thread (7)"
+        body = str(preview.query_one(".plan-call").render())
+        # The same plan a single resume shows, for every mid-tool thread …
+        assert 'process_item({"item": "card-202"})' in body and "runs again" in body
+        # … and the message that continues an aborted or failed one.
+        assert "job-06  aborted  → continue with 'Continue where you left off.'" in body
+        await pilot.press("y")
+        await settle(pilot)
+    states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
+    crashed = ["job-02", "job-03", "job-04", "job-05", "job-06", "job-07", "job-12"]
+    assert {t: str(states[t]) for t in crashed} == dict.fromkeys(crashed, "finished")
+    assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
+
+
+async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-04")
+        below = pilot.app.shown[pilot.app.shown.index("job-04") + 1]
+        await pilot.press("space")  # marks job-04, moves down a row
+        assert pilot.app.selected == below
+        await select(pilot, "job-05")
+        await pilot.press("space")  # marks job-05
+        assert pilot.app.marked == {"job-04", "job-05"}
+        assert table_rows(pilot.app)["job-04"][0] == "●"
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert isinstance(pilot.app.screen, BulkResumePreview)
+        assert pilot.app.screen.title_text == "Resume marked threads (2)"
+        await pilot.press("y")
+        await settle(pilot)
+        assert pilot.app.marked == set()
+    assert state("job-04") is State.FINISHED and state("job-05") is State.FINISHED
+    assert state("job-03") is State.MID_TOOL

@@ -1,0 +1,89 @@
+"""The detail pane: tabs, transcript and markers, the full-screen transcript, the event log."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, RichLog, TabbedContent
+
+from tests.ui.conftest import select, settle
+
+
+async def test_number_keys_switch_tabs_and_enter_moves_focus(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        tabs = pilot.app.query_one("#detail-tabs", TabbedContent)
+        for key, tab in [("2", "transcript"), ("3", "markers"), ("1", "events")]:
+            await pilot.press(key)
+            assert tabs.active == tab
+        await pilot.press("2", "enter")
+        assert pilot.app.focused is pilot.app.query_one("#transcript-log", RichLog)
+        await pilot.press("enter")
+        assert pilot.app.focused is pilot.app.query_one("#threads")
+        below = pilot.app.shown[pilot.app.shown.index("job-02") + 1]
+        await pilot.press("j")
+        assert pilot.app.selected == below
+        await pilot.press("k")
+        assert pilot.app.selected == "job-02"
+
+
+async def test_transcript_and_markers_tabs_show_the_thread(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("2")  # a RichLog renders once it is shown
+        await settle(pilot)
+        transcript = "\n".join(
+            str(line.text) for line in pilot.app.query_one("#transcript-log", RichLog).lines
+        )
+        assert "Process items card-201" in transcript
+        assert "call-1-card-202" in transcript
+        pending = str(pilot.app.query_one("#pending-calls").render())
+        assert 'process_item({"item": "card-202"})' in pending and "runs again" in pending
+        markers = pilot.app.query_one("#marker-table", DataTable)
+        statuses = sorted(str(markers.get_row_at(i)[0]) for i in range(markers.row_count))
+        assert statuses == ["! started", "✓ done"]
+
+
+async def test_f_shows_the_transcript_full_screen(app_factory) -> None:
+    from supervisor.ui.screens.transcript import TranscriptScreen
+
+    app = app_factory()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")
+        await pilot.press("f")
+        await pilot.pause(0.5)
+        screen = app.screen
+        assert isinstance(screen, TranscriptScreen)
+        log = screen.query_one(RichLog)
+        text = "\n".join(strip.text for strip in log.lines)
+        assert "Process items card-201, card-202, card-203, card-204" in text
+        assert '"item": "card-202"' in text  # arguments pretty-printed
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, TranscriptScreen)
+
+
+async def test_event_log_follows_the_tail_unless_scrolled_up(app_factory) -> None:
+    from rich.text import Text
+
+    from supervisor.ui.widgets.event_log import EventLog
+
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        log = pilot.app.query_one(EventLog)
+        for i in range(120):
+            log.write(Text(f"line {i}"))
+        await pilot.pause()
+        lines = log.lines
+        assert lines.max_scroll_y > 0 and lines.scroll_offset.y == lines.max_scroll_y
+        lines.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        log.write(Text("a new line while reading"))
+        await pilot.pause()
+        assert lines.scroll_offset.y == 0  # the reader keeps their place
+        lines.scroll_end(animate=False)
+        await pilot.pause()
+        log.write(Text("and another at the tail"))
+        await pilot.pause()
+        assert lines.scroll_offset.y == lines.max_scroll_y
