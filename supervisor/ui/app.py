@@ -32,11 +32,11 @@ from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, RichLog, Static, TabbedContent
+from textual.widgets import Footer, Input, Static, TabbedContent
 
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine, leases_dir, live_leases, stop_elsewhere
-from supervisor.plan import MarkerIndex, ThreadPlan, may_be_live, plan_thread
+from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, may_be_live, plan_thread
 from supervisor.report import entry_lines
 from supervisor.runner import PossiblyLive, Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
@@ -50,21 +50,14 @@ from supervisor.text import one_line, relative_time
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.messages import (
     AgentEvent,
-    DetailFailed,
-    MarkersLoaded,
     RefreshFailed,
     StoreNotices,
     ThreadsRefreshed,
-    TranscriptLoaded,
 )
 from supervisor.ui.render import (
     Palette,
     counts_line,
-    event_text,
-    marker_cells,
-    plan_text,
     safe,
-    transcript_entry,
 )
 from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
@@ -74,11 +67,8 @@ from supervisor.ui.screens.prompt import PromptScreen
 from supervisor.ui.screens.transcript import TranscriptScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
-from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.thread_table import ThreadTable
 
-#: Events kept per thread for its log.
-EVENTS_PER_THREAD = 2000
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
 #: Seconds between looks at the leases (runs held by other supervisors).
@@ -87,8 +77,6 @@ LEASE_POLL = 0.5
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
 RELOAD_DELAY = 0.3
-#: Transcript messages drawn per turn of the event loop (see `_write_entries`).
-ENTRIES_PER_TURN = 8
 #: Seconds the cursor rests on a row before its detail is loaded.
 DETAIL_DELAY = 0.08
 #: Cursor moves closer together than this are a held key; the detail then waits longer.
@@ -148,9 +136,6 @@ class SupervisorApp(App[None]):
         self.cursor_blink = cursor_blink
         runner_config.clock = clock
         self.runner = Runner(runner_config)
-        self.events: dict[str, deque[RunnerEvent]] = {}
-        self.streaming: dict[str, str] = {}
-        self.markers: list[Marker] = []
         self.selected: str | None = None
         self._store_lock = threading.Lock()
         self._store_closed = False
@@ -166,10 +151,17 @@ class SupervisorApp(App[None]):
         # An explicit theme wins; else the one picked last time (when remembering).
         self._initial_theme = theme or (remember_theme and saved_theme()) or DEFAULT_THEME
         self._remember_theme = remember_theme
-        self._transcript: Transcript | None = None
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
+        self._detail = DetailPane(
+            loader=self._load_thread,
+            planner=self._markers_and_plan,
+            palette=lambda: self.palette,
+            clock=lambda: self.clock(),
+            jobs_dir=self.jobs_dir,
+            id="detail",
+        )
 
     # -- layout -----------------------------------------------------------
 
@@ -178,7 +170,7 @@ class SupervisorApp(App[None]):
         yield Static(self._context_line(), id="context")
         with Horizontal(id="main"):
             yield self._table
-            yield DetailPane(id="detail")
+            yield self._detail
         yield Input(placeholder="filter by thread id or state…", id="filter")
         yield Footer()
 
@@ -465,36 +457,30 @@ class SupervisorApp(App[None]):
     @_while_mounted
     def _reload_detail(self) -> None:
         self._reload_timer = None
-        self._load_detail(self.selected)
+        self._detail.load()
 
     @_while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
-        self._replay_events()
-        self._load_detail(self.selected)
+        self._detail.show(self.selected)
 
     def _show_detail_title(self) -> None:
-        title = self.query_one("#detail-title", Static)
         if self.selected is None or self.selected not in self.summaries:
-            title.update("no thread selected", layout=False)
-            self._show_request(None)
+            self._detail.show_title("no thread selected", None)
             return
         s = self.summaries[self.selected]
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
         text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
-        title.update(text, layout=False)
-        self._show_request(s)
+        self._detail.show_title(text, self._notice(s))
 
-    def _show_request(self, s: ThreadSummary | None) -> None:
-        """What needs saying above the tabs: a question, another holder, signs of life."""
-        box = self.query_one("#detail-request", Static)
-        text = self._notice(s) if s is not None else None
-        box.set_class(text is not None, "visible")
-        if text is not None:
-            box.update(text)
+    @property
+    def events(self) -> dict[str, deque[RunnerEvent]]:
+        """Each thread's events in this session (the detail pane keeps them)."""
+        return self._detail.events
 
     def _notice(self, s: ThreadSummary) -> Text | None:
+        """What needs saying above the tabs: a question, another holder, signs of life."""
         if s.thread_id in self.running_since:
             return None
         if s.holder and not is_mine(s.holder):
@@ -519,20 +505,7 @@ class SupervisorApp(App[None]):
             )
         return None
 
-    # -- the detail pane ----------------------------------------------------
-
-    def _replay_events(self) -> None:
-        log = self.query_one(EventLog)
-        log.clear()
-        if self.selected is None:
-            return
-        for event in self.events.get(self.selected, ()):
-            line = event_text(event, self.palette)
-            if line is not None:
-                log.write(line)
-        log.set_stream(self.streaming.get(self.selected, ""))
-        if not self.events.get(self.selected):
-            log.write(Text("No events yet: this thread has not run in this session.", "dim"))
+    # -- what the detail pane is given ------------------------------------------
 
     def _read_transcript(self, thread_id: str, full: bool = False) -> Transcript:
         """Every transcript read, from a thread: waits for a query in flight, never after close."""
@@ -541,73 +514,23 @@ class SupervisorApp(App[None]):
                 raise StoreClosed("the database is closed")
             return self.store.transcript(thread_id, full=full)
 
-    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
-    def _load_detail(self, thread_id: str | None) -> None:
-        if thread_id is None:
-            return
+    def _load_thread(self, thread_id: str) -> tuple[Transcript, list[Marker]]:
+        """The detail pane's loader (in its worker): the transcript, then the markers."""
         try:
             transcript = self._read_transcript(thread_id)
         except StoreClosed:
-            return
-        except StoreError as exc:
-            self.post_message(DetailFailed(thread_id, str(exc)))
-            return
-        except Exception as exc:  # rows we did not write must never take the app down
-            self.post_message(DetailFailed(thread_id, f"{type(exc).__name__}: {exc}"))
-            return
-        markers = read_markers(self.jobs_dir)
-        self.post_message(TranscriptLoaded(transcript))
-        self.post_message(MarkersLoaded(thread_id, markers))
+            raise LookupError(thread_id) from None
+        return transcript, read_markers(self.jobs_dir)
 
-    @on(DetailFailed)
-    @_while_mounted
-    def _detail_failed(self, message: DetailFailed) -> None:
-        if message.thread_id != self.selected:
-            return
-        self._transcript = None
-        log = self.query_one("#transcript-log", RichLog)
-        log.clear()
-        text = Text(f"Could not load {one_line(message.thread_id, 40)}: ", style="bold")
-        log.write(text.append(one_line(message.error, 300), style=""))
-        self.markers = []
-        self._show_markers()
-
-    @on(TranscriptLoaded)
-    @_while_mounted
-    def _transcript_loaded(self, message: TranscriptLoaded) -> None:
-        transcript: Transcript = message.transcript
-        if transcript.thread_id != self.selected:
-            return
-        log = self.query_one("#transcript-log", RichLog)
-        log.clear()
-        if not transcript.entries:
-            log.write(Text("No stored messages.", "dim"))
-        self._transcript = transcript
-        self._write_entries(transcript, 0)
-
-    @_while_mounted
-    def _write_entries(self, transcript: Transcript, start: int) -> None:
-        """Draw a transcript a few messages per turn of the event loop.
-
-        Wrapping text into lines happens on the main thread; in small chunks,
-        a key pressed meanwhile (j held down) is answered between them.
-        """
-        if self._transcript is not transcript:
-            return  # another thread was selected, or the transcript reloaded
-        log = self.query_one("#transcript-log", RichLog)
-        palette = self.palette
-        for entry in transcript.entries[start : start + ENTRIES_PER_TURN]:
-            log.write(transcript_entry(entry, palette))
-        if start + ENTRIES_PER_TURN < len(transcript.entries):
-            self.call_later(self._write_entries, transcript, start + ENTRIES_PER_TURN)
-
-    @on(MarkersLoaded)
-    @_while_mounted
-    def _markers_loaded(self, message: MarkersLoaded) -> None:
-        if message.thread_id != self.selected:
-            return  # a slow load for a thread no longer shown
-        self.markers = message.markers
-        self._show_markers()
+    def _markers_and_plan(
+        self, thread_id: str, markers: list[Marker], transcript: Transcript | None
+    ) -> tuple[list[tuple[Marker, MatchedBy | None]], ThreadPlan]:
+        """The detail pane's planner: this thread's markers and what a resume does."""
+        if thread_id not in self.summaries:
+            raise LookupError(thread_id)
+        calls = transcript.tool_calls() if transcript is not None else []
+        index = MarkerIndex(self.jobs_dir, markers, self.runner.config.marker_hook)
+        return index.markers_of(thread_id, calls), self._plan(thread_id, markers, transcript)
 
     def _plan(
         self, thread_id: str, markers: list[Marker], transcript: Transcript | None
@@ -623,31 +546,6 @@ class SupervisorApp(App[None]):
             strategy=config.mid_tool_strategy,
         )
 
-    def _show_markers(self) -> None:
-        table = self.query_one("#marker-table", DataTable)
-        pending = self.query_one("#pending-calls", Static)
-        table.clear()
-        if self.selected is None or self.selected not in self.summaries:
-            pending.update("")
-            return
-        transcript = self._transcript
-        if transcript is not None and transcript.thread_id != self.selected:
-            transcript = None
-        calls = transcript.tool_calls() if transcript is not None else []
-        index = MarkerIndex(self.jobs_dir, self.markers, self.runner.config.marker_hook)
-        mine = index.markers_of(self.selected, calls)
-        now = self.clock()
-        for marker, matched_by in mine:
-            table.add_row(*marker_cells(marker, matched_by, self.palette, now))
-        plan = self._plan(self.selected, self.markers, transcript)
-        text = Text()
-        text.append(f"{len(mine)} marker(s) in ", style="dim")
-        text.append(str(self.jobs_dir), style="dim")
-        if plan.calls or plan.closed:
-            text.append("\nUnanswered tool calls, and what a resume does with each:\n", "bold")
-            text.append(plan_text(plan, self.palette))
-        pending.update(text)
-
     # -- agent events -----------------------------------------------------
 
     @on(AgentEvent)
@@ -658,23 +556,9 @@ class SupervisorApp(App[None]):
         if event.type == "queued":
             self.table.set_running(thread_id, event.at)
             self._update_summary_line()
-        buffer = self.events.setdefault(thread_id, deque(maxlen=EVENTS_PER_THREAD))
+        self._detail.record(event)
         if event.type == "text":
-            self.streaming[thread_id] = self.streaming.get(thread_id, "") + event.data["text"]
-            if thread_id == self.selected:
-                self.query_one(EventLog).set_stream(self.streaming[thread_id])
             return
-        if event.type in ("message_end", "run_end", "error"):
-            self.streaming.pop(thread_id, None)
-            if thread_id == self.selected:
-                self.query_one(EventLog).set_stream("")
-        buffer.append(event)
-        if thread_id == self.selected:
-            line = event_text(event, self.palette)
-            if line is not None:
-                if len(buffer) == 1:
-                    self.query_one(EventLog).clear()
-                self.query_one(EventLog).write(line)
         if event.type in ("message_end", "run_end"):
             self.request_refresh()
         if event.type == "run_end":
