@@ -71,8 +71,7 @@ async def measure(db: Path) -> None:
     app = make_app(SQLiteStore(db), config, watch=False, cursor_blink=False)
     start = time.perf_counter()
     async with app.run_test(size=(160, 50)) as pilot:
-        table = app.query_one("#threads")
-        while len(app.shown) < 5000 or table.row_count < 5000:
+        while len(app.table) < 5000 or app._reading:
             await asyncio.sleep(0.01)
         print(
             f"list shows {len(app.shown)} threads {(time.perf_counter() - start) * 1000:.0f} ms after start"
