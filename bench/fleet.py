@@ -35,7 +35,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from listing import _user, build  # noqa: E402
-from write_load import Terminal, holding  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agent-supervisor-bench"
 
@@ -93,12 +92,14 @@ def database(threads: int) -> Path:
     return path
 
 
-def summary_line(term: Terminal) -> str:
+def summary_line(term) -> str:  # a write_load.Terminal
     with term._lock:
         return term.screen.display[0]
 
 
 def app_figures(db: Path, threads: int, list_seconds: float, holds: int) -> None:
+    from write_load import Terminal, holding  # needs pyte (the bench extra); the list does not
+
     term = Terminal(db)
     try:
         first = term.wait_for(lambda: "thread-" in "".join(term.screen.display[3:6]), 300)
