@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from listing import _user, build  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agent-supervisor-bench"
 
@@ -83,6 +82,8 @@ def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | Non
 
 
 def database(threads: int) -> Path:
+    from listing import build  # cubeloop and all: never imported by the floor's process
+
     path = CACHE / f"bench-{threads}x{threads * 20}.db"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,8 @@ def report(label: str, times: list[float]) -> None:
 
 def trickle(db: str, threads: int) -> None:
     """Ten new messages a second, into random threads, each its own transaction."""
+    from listing import _user
+
     rng = random.Random(5)
     conn = sqlite3.connect(db, isolation_level=None, timeout=10)
     while True:
