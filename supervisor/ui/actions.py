@@ -1,0 +1,284 @@
+"""What the keys do to threads: resume (with its previews), abort, prompt, answer.
+
+A mixin of `SupervisorApp`: these flows read the app's list, runner and
+store, and push its dialogs; apart from the app they would be a bag of
+arguments. The app keeps lifecycle, reading the database and routing
+events; the list and the detail keep their own state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.screen import Screen
+
+from supervisor.jobs import Marker, read_markers
+from supervisor.leases import holder_text, is_mine, leases_dir, stop_elsewhere
+from supervisor.plan import ThreadPlan
+from supervisor.runner import PossiblyLive, Refused
+from supervisor.states import RESUMABLE, State
+from supervisor.store import StoreError, Transcript
+from supervisor.text import one_line
+from supervisor.ui.render import safe
+from supervisor.ui.screens.answer import AnswerScreen
+from supervisor.ui.screens.confirm import ConfirmScreen
+from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
+from supervisor.ui.screens.prompt import PromptScreen
+
+
+class ThreadActions:
+    """Resume, abort, prompt and answer, for the selected or marked threads."""
+
+    def _targets(self, states: Iterable[State] | None = None) -> list[str]:
+        chosen = [t for t in self.shown if t in self.marked] or (
+            [self.selected] if self.selected else []
+        )
+        if states is not None:
+            wanted = set(states)
+            chosen = [t for t in chosen if self.state_of(t) in wanted]
+        return chosen
+
+    def action_resume(self) -> None:
+        marked = [t for t in self.shown if t in self.marked]
+        if marked:
+            resumable = [t for t in marked if self.state_of(t) in RESUMABLE]
+            skipped = len(marked) - len(resumable)
+            if not resumable:
+                self.notify("none of the marked threads can be resumed", severity="warning")
+                return
+            self._confirm_many(resumable, skipped)
+            return
+        if self.selected is None:
+            return
+        self._resume_one(self.selected)
+
+    @work(group="actions", exit_on_error=False)
+    async def _confirm_many(
+        self, threads: list[str], skipped: int, title: str = "Resume marked threads"
+    ) -> None:
+        """One preview for many threads, with the plan a single resume would show."""
+        plans = await asyncio.to_thread(self._plans, threads)
+        preview = BulkResumePreview(
+            f"{title} ({len(threads)})",
+            plans,
+            self.palette,
+            self.runner.config.continue_text,
+            skipped,
+        )
+        if not await self.push_screen_wait(preview):
+            return
+        self.table.clear_marks()
+        for t in threads:
+            self._start_resume(t, force=False)
+
+    def _plans(self, threads: list[str]) -> list[ThreadPlan]:
+        """Plans for a preview; only mid-tool threads need their transcript (and markers)."""
+        markers = read_markers(self.jobs_dir)
+        plans = []
+        for t in threads:
+            transcript = None
+            if self.state_of(t) is State.MID_TOOL:
+                transcript = self._read_for_plan(t)[1]
+            plans.append(self._plan(t, markers, transcript))
+        return plans
+
+    def _read_for_plan(self, thread_id: str) -> tuple[list[Marker], Transcript | None]:
+        """Markers and transcript for a plan; runs in a thread (both touch the disk)."""
+        markers = read_markers(self.jobs_dir)
+        try:
+            return markers, self._read_transcript(thread_id)
+        except StoreError:
+            return markers, None
+
+    @work(group="actions", exit_on_error=False)
+    async def _resume_one(self, thread_id: str) -> None:
+        state = self.state_of(thread_id)
+        if state is State.RUNNING:
+            self.notify(
+                f"resume refused: {one_line(thread_id, 40)} is already running",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if state is State.AWAITING_INPUT:
+            self._answer_one(thread_id)
+            return
+        if state not in RESUMABLE:
+            hint = "; press p to prompt" if state in (State.FINISHED, State.EMPTY) else ""
+            self.notify(
+                f"nothing to resume: {one_line(thread_id, 40)} is {state}{hint}",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if state is State.MID_TOOL:
+            markers, transcript = await asyncio.to_thread(self._read_for_plan, thread_id)
+            plan = self._plan(thread_id, markers, transcript)
+            if not await self.push_screen_wait(ResumePreview(plan, self.palette)):
+                return
+        elif state in (State.ABORTED, State.ERROR):
+            body = Text(
+                f"{one_line(thread_id, 40)} stopped with '{state}'. Continue it with the message:\n"
+            )
+            body.append(repr(self.runner.config.continue_text), style="italic")
+            if not await self.push_screen_wait(
+                ConfirmScreen(f"Continue {state} thread", body, "Continue")
+            ):
+                return
+        await self._resume(thread_id, force=False)
+
+    def _start_resume(self, thread_id: str, force: bool) -> None:
+        self.run_worker(self._resume(thread_id, force), group="agents", exit_on_error=False)
+
+    async def _resume(self, thread_id: str, force: bool) -> None:
+        try:
+            await self.runner.resume(thread_id, force=force)
+        except PossiblyLive as exc:
+            body = safe(str(exc))
+            body.append("\n\nResuming while another process runs it would run its tools twice.")
+            if await self._ask(
+                ConfirmScreen("Thread may be live elsewhere", body, "Resume anyway")
+            ):
+                await self._resume(thread_id, force=True)
+            return
+        except Refused as exc:
+            self.notify(
+                f"resume refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+            )
+            return
+        except Exception as exc:  # the runner must never fail silently in a worker
+            self.notify(
+                f"resume of {one_line(thread_id, 40)} failed: {type(exc).__name__}: "
+                f"{one_line(str(exc), 200)}",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
+        await self.runner.wait(thread_id)
+
+    async def _ask(self, screen: Screen[bool]) -> bool:
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.push_screen(screen, lambda ok: answer.set_result(bool(ok)))
+        return await answer
+
+    def action_resume_all(self) -> None:
+        crashed = [t for t in self.summaries if self.state_of(t) in RESUMABLE]
+        if not crashed:
+            self.notify("no crashed thread to resume")
+            return
+        self._confirm_many(crashed, 0, "Resume every crashed thread")
+
+    def action_abort(self) -> None:
+        targets = [t for t in self._targets() if t in self.running_since]
+        elsewhere = [
+            t
+            for t in self._targets()
+            if t not in self.running_since
+            and self.summaries[t].holder
+            and not is_mine(self.summaries[t].holder)
+        ]
+        if not targets and elsewhere:
+            self._abort_elsewhere(elsewhere)
+            return
+        if not targets:
+            self.notify(
+                "nothing to abort: the selected thread is not running",
+                severity="warning",
+            )
+            return
+        names = ", ".join(one_line(t, 30) for t in targets[:8])
+        body = Text(
+            f"Abort {names}? The agent is asked to stop; after "
+            f"{self.runner.config.abort_grace:g}s it is cancelled. The thread stays resumable."
+        )
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                for t in targets:
+                    self.run_worker(self.runner.abort(t), group="aborts", exit_on_error=False)
+                self.notify(f"aborting {names}", markup=False)
+
+        self.push_screen(ConfirmScreen("Abort", body, "Abort"), go)
+
+    def _abort_elsewhere(self, threads: list[str]) -> None:
+        holders = {holder_text(self.summaries[t].holder or {}) for t in threads}
+        names = ", ".join(one_line(t, 30) for t in threads[:8])
+        body = Text(
+            f"{names}: running in another supervisor ({', '.join(sorted(holders))}). "
+            "Ask it to abort? It stops gracefully; the thread stays resumable."
+        )
+
+        def go(ok: bool | None) -> None:
+            if ok:
+                for t in threads:
+                    self.run_worker(self._stop_elsewhere(t), group="aborts", exit_on_error=False)
+
+        self.push_screen(ConfirmScreen("Abort in another supervisor", body, "Ask to abort"), go)
+
+    async def _stop_elsewhere(self, thread_id: str) -> None:
+        directory = leases_dir(self.database)
+        self.notify(f"asked the holder of {one_line(thread_id, 40)} to abort", markup=False)
+        outcome, holder = await stop_elsewhere(directory, thread_id)
+        who = holder_text(holder) if holder else "nobody holds it"
+        severity = "warning" if outcome == "still running" else "information"
+        self.notify(
+            f"{one_line(thread_id, 40)}: {outcome} ({who})", severity=severity, markup=False
+        )
+        self.request_refresh()
+
+    def action_prompt(self) -> None:
+        if self.selected is None:
+            return
+        thread_id = self.selected
+        state = self.state_of(thread_id)
+        if state is State.AWAITING_INPUT:  # the thread waits on a question: answer it
+            self._answer_one(thread_id)
+            return
+
+        def send(text: str | None) -> None:
+            if text:
+                self.run_worker(self._prompt(thread_id, text), group="agents", exit_on_error=False)
+
+        self.push_screen(PromptScreen(thread_id, str(state)), send)
+
+    def _answer_one(self, thread_id: str) -> None:
+        """Open the answer dialog for a waiting thread; the answer runs it on."""
+        request = self.summaries[thread_id].request
+        if request is None or not request.answerable:
+            self.notify(
+                f"{one_line(thread_id, 40)} waits on a request the supervisor cannot answer",
+                severity="warning",
+                markup=False,
+            )
+            return
+
+        def send(answer: Any) -> None:
+            if answer is not None:
+                self.run_worker(
+                    self._answer(thread_id, answer), group="agents", exit_on_error=False
+                )
+
+        self.push_screen(AnswerScreen(thread_id, request), send)
+
+    async def _answer(self, thread_id: str, answer: Any) -> None:
+        await self._act("answer", thread_id, self.runner.answer(thread_id, answer))
+
+    async def _prompt(self, thread_id: str, text: str) -> None:
+        await self._act("prompt", thread_id, self.runner.prompt(thread_id, text))
+
+    async def _act(self, verb: str, thread_id: str, start: Awaitable[Any]) -> None:
+        """Start a run, say so (or why not), and keep the worker until it ends."""
+        try:
+            await start
+        except Refused as exc:
+            self.notify(
+                f"{verb} refused: {one_line(str(exc), 200)}", severity="warning", markup=False
+            )
+            return
+        self.notify(f"{verb}ed {one_line(thread_id, 40)}", markup=False)
+        await self.runner.wait(thread_id)
