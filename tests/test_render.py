@@ -105,3 +105,13 @@ def test_the_cli_and_the_app_say_the_same_about_every_event() -> None:
         for word in line.replace("→", " ").replace("(", " ").split():
             if len(word) > 3 and "…" not in word:
                 assert word.strip("[],:()") in plain, (kind, word, plain)
+
+
+def test_a_message_with_tool_calls_keeps_the_space_after_its_role() -> None:
+    event = RunnerEvent(
+        "t",
+        "message_end",
+        {"role": "assistant", "text": "On it.", "tool_calls": [{"name": "f", "arguments": {}}]},
+        0.0,
+    )
+    assert event_text(event, PALETTE).plain.splitlines()[0].endswith("assistant: On it.")

@@ -254,7 +254,8 @@ def _event_body(event: RunnerEvent, palette: Palette) -> Text | None:
         return None
     colour = palette.get(view.tone, "")
     lead = _TONE_STYLES.get(view.tone, f"bold {colour}")
-    out = Text().append(view.lead.rstrip() if view.listed and view.calls else view.lead, lead)
+    bare = view.listed and view.calls and not view.text  # the calls follow on their own lines
+    out = Text().append(view.lead.rstrip() if bare else view.lead, lead)
     if view.text:
         body = view.text.strip() if view.whole else one_line(view.text, view.limit)
         out.append(safe(body, "italic" if view.tone == "note" else ""))
