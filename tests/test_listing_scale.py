@@ -77,6 +77,14 @@ def interleaved_db(path: Path, threads: int, seed: int) -> dict[str, list[dict]]
     return scripts
 
 
+def add_mid_tool_threads(db: Path, count: int) -> list[str]:
+    """`count` threads stopped mid-tool (a prompt, a tool call, no result), as one commit."""
+    threads = [f"t{n:05d}" for n in range(count)]
+    rows = [(t, json.dumps(m)) for t in threads for m in (user("go"), assistant(["c"], "tool_use"))]
+    insert_rows(db, rows)
+    return threads
+
+
 def assert_agrees_with_oracle(store: SQLiteStore, scripts: dict[str, list[dict]]) -> None:
     for thread_id, messages in scripts.items():
         got = store.get(thread_id)
@@ -229,20 +237,13 @@ def test_a_refresh_costs_what_changed_not_what_exists(tmp_path: Path) -> None:
     """20,000 crashed threads (every run left open); ten new messages are ten rows of work."""
     db = tmp_path / "fleet.db"
     run_demo_child(db, "seed", tmp_path / "seed-jobs")
+    threads = add_mid_tool_threads(db, 20_000)
     conn = sqlite3.connect(db)
-    threads = [f"t{n:05d}" for n in range(20_000)]
     with conn:
-        conn.executemany(
-            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
-            [
-                (t, json.dumps(m))
-                for t in threads
-                for m in (user("go"), assistant(["c"], "tool_use"))
-            ],
-        )
         conn.executemany(  # crashed runs: never completed
             "INSERT INTO runs (thread_id, run_id) VALUES (?, 'r1')", [(t,) for t in threads]
         )
+    conn.close()
     store = open_store(db)
     assert store.get("t00042").state is State.MID_TOOL and store.get("t00042").run_open
     insert_rows(db, [(threads[i * 997], json.dumps(result("c"))) for i in range(10)])

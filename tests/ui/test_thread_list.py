@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 from supervisor.states import NEEDS_ATTENTION, ORDERS, State
 from supervisor.ui.widgets.thread_table import ThreadTable
@@ -201,24 +202,12 @@ async def test_a_big_database_shows_its_newest_threads_first(workdir, monkeypatc
 
 async def test_at_20000_threads_a_refresh_touches_only_the_changed_rows(workdir) -> None:
     import json
-    import sqlite3
 
     from tests.conftest import insert_rows
-    from tests.test_listing_scale import assistant, result, user
+    from tests.test_listing_scale import add_mid_tool_threads, result
     from tests.ui.conftest import build_app
 
-    threads = [f"t{n:05d}" for n in range(20_000)]
-    conn = sqlite3.connect("demo.db")
-    with conn:
-        conn.executemany(
-            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)",
-            [
-                (t, json.dumps(m))
-                for t in threads
-                for m in (user("go"), assistant(["c"], "tool_use"))
-            ],
-        )
-    conn.close()
+    threads = add_mid_tool_threads(Path("demo.db"), 20_000)
     app = build_app()
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
