@@ -166,6 +166,16 @@ _ASSISTANT = '{"role": "assistant",'
 _TOOL_RESULT = '{"role": "tool_result", "tool_call_id": "'
 
 
+def _starts_as(text: str) -> dict[str, str]:
+    """SQL tests that `text` starts as each role's message does, by role.
+
+    The one place a row's role is read from its start: the first listing's
+    aggregate and the row-by-row form both build on it.
+    """
+    starts = {"assistant": _ASSISTANT, "tool_result": _TOOL_RESULT, "user": _USER}
+    return {role: f"substr({text}, 1, {len(start)}) = '{start}'" for role, start in starts.items()}
+
+
 def summarise_assistant(
     message: dict[str, Any],
 ) -> tuple[str | None, tuple[ToolCallInfo, ...], str, str | None]:
@@ -790,16 +800,12 @@ class SQLiteStore:
         text = f"{m}message_json"
         head = len(_TOOL_RESULT)  # a tool result's tool_call_id starts after this
         call_end = f"instr(substr({text}, {head + 1}, {_ID_CHARS}), '\"')"
+        tests = _starts_as(text)
+        roles = " ".join(f"WHEN {test} THEN '{role}'" for role, test in tests.items())
         return (
             f"{m}id, {m}thread_id, {created}, "
-            f"CASE WHEN NOT json_valid({text}) THEN NULL "
-            f"WHEN substr({text}, 1, {len(_USER)}) = '{_USER}' THEN 'user' "
-            f"WHEN substr({text}, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' "
-            "THEN 'assistant' "
-            f"WHEN substr({text}, 1, {head}) = '{_TOOL_RESULT}' "
-            "THEN 'tool_result' "
-            "ELSE '?' END, "
-            f"CASE WHEN substr({text}, 1, {head}) = '{_TOOL_RESULT}' "
+            f"CASE WHEN NOT json_valid({text}) THEN NULL {roles} ELSE '?' END, "
+            f"CASE WHEN {tests['tool_result']} "
             f"THEN substr({text}, {head + 1}, {call_end} - 1) END"
         )
 
@@ -817,13 +823,9 @@ class SQLiteStore:
         """
         cols = self._columns["messages"]
         created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
-        head = len(_TOOL_RESULT)
-        kind = (
-            f"CASE WHEN substr(message_json, 1, {len(_ASSISTANT)}) = '{_ASSISTANT}' THEN 2 "
-            f"WHEN substr(message_json, 1, {head}) = '{_TOOL_RESULT}' THEN 3 "
-            f"WHEN substr(message_json, 1, {len(_USER)}) = '{_USER}' THEN 1 "
-            "ELSE 4 END"
-        )
+        tests = _starts_as("message_json").items()
+        kinds = " ".join(f"WHEN {test} THEN {_KINDS.index(role)}" for role, test in tests)
+        kind = f"CASE {kinds} ELSE 4 END"
         return (
             "SELECT thread_id, count(*), min(id), max(id * 8 + k), max(t), "
             "max(CASE k WHEN 2 THEN id END), max(CASE k WHEN 3 THEN id END), "

@@ -34,16 +34,14 @@ class ThreadActions:
     """Resume, abort, prompt and answer, for the selected or marked threads."""
 
     def _targets(self, states: Iterable[State] | None = None) -> list[str]:
-        chosen = [t for t in self.shown if t in self.marked] or (
-            [self.selected] if self.selected else []
-        )
+        chosen = self.table.marked_shown() or ([self.selected] if self.selected else [])
         if states is not None:
             wanted = set(states)
             chosen = [t for t in chosen if self.state_of(t) in wanted]
         return chosen
 
     def action_resume(self) -> None:
-        marked = [t for t in self.shown if t in self.marked]
+        marked = self.table.marked_shown()
         if marked:
             resumable = [t for t in marked if self.state_of(t) in RESUMABLE]
             skipped = len(marked) - len(resumable)

@@ -100,11 +100,6 @@ class StoreClosed(StoreError):
     """The app is shutting down: a read that comes too late is simply not done."""
 
 
-def _copy(summary: ThreadSummary) -> ThreadSummary:
-    """A copy the UI can keep while the store folds new rows into the original."""
-    return summary.copy()
-
-
 class SupervisorApp(ThreadActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "agent-supervisor"
@@ -251,7 +246,7 @@ class SupervisorApp(ThreadActions, App[None]):
                 changed = self.store.refresh()
                 notices = self.store.take_notices()
                 found = (self.store.get(t) for t in changed)
-                copies = {s.thread_id: _copy(s) for s in found if s is not None}
+                copies = {s.thread_id: s.copy() for s in found if s is not None}
         except StoreError as exc:
             self.post_message(RefreshFailed(str(exc)))
             return
@@ -278,7 +273,7 @@ class SupervisorApp(ThreadActions, App[None]):
             return
         with self._store_lock:
             found = (self.store.get(t) for t in bad)
-            copies = {s.thread_id: _copy(s) for s in found if s is not None}
+            copies = {s.thread_id: s.copy() for s in found if s is not None}
         self.post_message(ThreadsRefreshed(copies, full=False))
 
     def _post_preview(self) -> None:

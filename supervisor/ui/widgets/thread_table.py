@@ -159,6 +159,11 @@ class ThreadTable(ScrollView, can_focus=True):
         """Thread ids as listed (a new list: O(rows); the app's hot paths use `thread_at`)."""
         return [key[-1] for key in self._sorted]
 
+    def marked_shown(self) -> list[str]:
+        """Marked threads the filter shows, in list order (without walking every row)."""
+        indexed = ((self.index_of(t), t) for t in self.marked)
+        return [t for i, t in sorted((i, t) for i, t in indexed if i is not None)]
+
     def thread_at(self, index: int) -> str | None:
         return self._sorted[index][-1] if 0 <= index < len(self._sorted) else None
 
