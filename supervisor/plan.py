@@ -29,6 +29,7 @@ from typing import Any
 
 from supervisor.jobs import Marker, job_key, read_marker
 from supervisor.states import RESUMABLE, State, ThreadSummary, ToolCallInfo
+from supervisor.store import summarise_assistant
 
 #: `agent_supervisor_marker(tool_name, arguments, jobs_dir)`: the path of the
 #: marker that guards this call (which may not exist yet), or None when the
@@ -293,13 +294,8 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
         if not isinstance(m, dict):
             continue
         role = m.get("role")
-        if role == "assistant":
-            calls = [
-                ToolCallInfo(str(b.get("id")), str(b.get("name")), b.get("arguments"))
-                for b in m.get("content") or []
-                if isinstance(b, dict) and b.get("type") == "tool_call"
-            ]
-            turns.append((calls, set()))
+        if role == "assistant":  # the store's reading: content that is not a list has no calls
+            turns.append((list(summarise_assistant(m)[1]), set()))
         elif role == "tool_result" and turns:
             turns[-1][1].add(str(m.get("tool_call_id")))
     out: list[ToolCallInfo] = []

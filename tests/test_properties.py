@@ -215,6 +215,14 @@ FINE = '{"role": "assistant", "content": [], "stop_reason": "stop"}'
 @example(before=[("t1", DEEP)], after=[("t1", FINE)])
 @example(before=[("t1", FINE)], after=[("t1", DEEP)])
 @example(before=[("t0", DEEP)], after=[("t0", '{"content": []}')])
+# An assistant message whose content is not a list, before the plan's turn.
+@example(
+    before=[],
+    after=[
+        ("t0", '{"role": "user", "content": []}'),
+        ("t0", '{"role": "assistant", "content": true, "stop_reason": "aborted"}'),
+    ],
+)
 def test_generated_rows_never_break_a_reader(template: Path, before, after) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "p.db"
