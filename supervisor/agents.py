@@ -51,9 +51,21 @@ class LoadedAgent:
     marker_hook: MarkerHook | None = None
 
 
-def export_environment(jobs_dir: Path) -> None:
-    """Set what agent modules may read at import time; call before `load_agent`."""
-    os.environ["JOB_DIR"] = str(jobs_dir)
+def export_environment(jobs_dir: Path | str) -> None:
+    """Set what agent modules may read at import time; call before `load_agent`.
+
+    A directory is `JOB_DIR` (the recipe's name). A Postgres URL goes in
+    `AGENT_SUPERVISOR_MARKERS`, read by `jobs.open_markers()`; `JOB_DIR`, a
+    directory by every tool's reading, is then left as the user set it.
+    """
+    from supervisor.jobs import MARKERS_VARIABLE
+    from supervisor.location import is_dsn
+
+    if is_dsn(jobs_dir):
+        os.environ[MARKERS_VARIABLE] = str(jobs_dir)
+    else:
+        os.environ.pop(MARKERS_VARIABLE, None)
+        os.environ["JOB_DIR"] = str(jobs_dir)
 
 
 def load_agent(reference: str) -> LoadedAgent:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import __version__
+from supervisor import __version__, backends
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
@@ -25,9 +25,11 @@ from supervisor.agents import (
     export_environment,
     load_agent,
 )
+from supervisor.backends import lease_board, open_store
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
-from supervisor.leases import holder_text, leases_dir, stop_elsewhere
+from supervisor.leases import holder_text
+from supervisor.location import DSN_VARIABLE, is_dsn, redact, shown
 from supervisor.plan import MarkerIndex, live_reason, plan_thread, refusal
 from supervisor.report import entry_lines, plan_lines, thread_hint, thread_json, transcript_json
 from supervisor.states import RESUMABLE, State, ThreadSummary
@@ -38,7 +40,6 @@ from supervisor.store import (
     StoreError,
     check_database_path,
     connect_readonly,
-    open_store,
 )
 from supervisor.text import clean, one_line, relative_time
 
@@ -87,8 +88,11 @@ def _states(value: str) -> set[State]:
     return wanted
 
 
+DB_HELP = "a CubeLoop checkpoint database: a SQLite file or a postgresql:// URL"
+
+
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument("db", metavar="DB", help="a CubeLoop SQLite checkpoint database")
+    p.add_argument("db", metavar="DB", help=DB_HELP)
     _add_busy_timeout(p)
 
 
@@ -152,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_show)
 
     p = sub.add_parser("jobs", help="list the job markers (idempotency records)")
-    p.add_argument("db", metavar="DB", help="the checkpoint database the jobs belong to")
+    p.add_argument(
+        "db", metavar="DB", help="the checkpoint database the jobs belong to (file or URL)"
+    )
     _add_jobs_dir(p)
     p.add_argument(
         "--thread",
@@ -260,6 +266,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_abort)
 
     p = sub.add_parser(
+        "init-markers",
+        help="create the job markers table in a Postgres database (once)",
+        description=(
+            "Create the schema agent_supervisor and its job_markers table, where tools "
+            "on every host keep their job markers (jobs.open_markers). Nothing else is "
+            "changed; running it again does nothing."
+        ),
+    )
+    p.add_argument("db", metavar="URL", help="a postgresql:// URL")
+    p.set_defaults(run=cmd_init_markers)
+
+    p = sub.add_parser(
         "demo",
         help="create a demo database with threads in every state",
         description=(
@@ -267,8 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
             "child processes and killing them (SIGKILL) at chosen moments."
         ),
     )
-    p.add_argument("db", metavar="DB", help="the database file to create")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.add_argument(
+        "db", metavar="DB", help="the database file to create, or a postgresql:// URL to fill"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing file (empty a URL's threads)"
+    )
     _add_jobs_dir(p)
     p.set_defaults(run=cmd_demo)
     return parser
@@ -318,8 +340,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs-dir",
-        metavar="DIR",
-        help="job marker directory (default: $JOB_DIR, else DB.jobs beside DB)",
+        metavar="DIR|URL",
+        help="job markers: a directory, or a postgresql:// URL (default: $JOB_DIR, else "
+        "DB.jobs beside a file DB, else the URL DB's own markers table)",
     )
 
 
@@ -372,7 +395,7 @@ def _warn_corrupt(store: Store) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
-        if args.check and isinstance(store, SQLiteStore):
+        if args.check:
             store.check_rows()
         threads = sorted(store.threads(), key=lambda s: s.thread_id)
         if args.state:
@@ -455,7 +478,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     directory = resolve_jobs_dir(args.db, args.jobs_dir)
-    if directory.exists() and not directory.is_dir():
+    if isinstance(directory, Path) and directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory")
     store = open_store(args.db)  # the jobs belong to a real checkpoint database
     _print_notices(store)
@@ -476,7 +499,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{len(found)} marker(s) in {directory}")
+    print(f"{len(found)} marker(s) in {shown(directory)}")
     for m, how in found:
         when = relative_time(m.done_at or m.started_at)
         who = f" thread {one_line(m.thread_id, 30)}" if m.thread_id else ""
@@ -498,7 +521,7 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path]:
+def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path | str]:
     """The checked agent and the jobs directory, the environment set before the import."""
     jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
     export_environment(jobs_dir)  # agents written like the recipe read it at import
@@ -509,6 +532,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Add (or drop) our index, after asking: it writes to the user's database."""
     from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
 
+    if is_dsn(args.db):
+        raise UsageError(
+            "index is for SQLite files: cubeloop's Postgres schema already has its "
+            "(thread_id, seq) key",
+            "agent-supervisor index",
+        )
     path = check_database_path(args.db)
     with SQLiteStore(path, busy_timeout=args.busy_timeout, only=()) as store:
         present = store.has_thread_index()
@@ -555,7 +584,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
 
     agent, jobs_dir = _load_agent(args)
     return RunnerConfig(
-        database=Path(args.db),
+        database=args.db if is_dsn(args.db) else Path(args.db),
         factory=agent.factory,
         jobs_dir=jobs_dir,
         agent_ref=agent.reference,
@@ -665,11 +694,14 @@ def cmd_abort(args: argparse.Namespace) -> int:
         store.close()
     if unknown:
         raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
-    directory = leases_dir(args.db)
+    board = lease_board(args.db)
 
     async def stop_all() -> list[tuple[str, dict | None]]:
         wanted = list(dict.fromkeys(args.threads))
-        return await asyncio.gather(*(stop_elsewhere(directory, t, args.wait) for t in wanted))
+        try:
+            return await asyncio.gather(*(board.stop_elsewhere(t, args.wait) for t in wanted))
+        finally:
+            board.close()
 
     ok = True
     for thread_id, (outcome, holder) in zip(
@@ -721,7 +753,11 @@ def _resumer(thread_id: str, force: bool):
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    creating = _prompt_target(Path(args.db), args.busy_timeout)
+    if is_dsn(args.db):  # the host owns a Postgres schema: it must be there already
+        backends.store(args.db).close()
+        creating = False
+    else:
+        creating = _prompt_target(Path(args.db), args.busy_timeout)
     config = _runner_config(args)
     if creating:
         print(f"agent-supervisor: creating checkpoint database {args.db}", file=sys.stderr)
@@ -756,12 +792,45 @@ def _prompt_target(path: Path, busy_timeout: float) -> bool:
     return False
 
 
+def cmd_init_markers(args: argparse.Namespace) -> int:
+    """Our markers table, created on request only: we never run DDL unasked."""
+    import asyncio
+
+    from supervisor.pg.client import PgError, connect, describe
+    from supervisor.pg.schema import MARKERS_TABLE, create_markers_table, has_markers_table
+
+    if not is_dsn(args.db):
+        raise UsageError(
+            f"{args.db}: not a postgresql:// URL (file databases keep markers in a directory)",
+            "agent-supervisor init-markers",
+        )
+
+    async def create() -> bool:
+        conn = await connect(args.db, "init-markers")
+        try:
+            existed = await has_markers_table(conn)
+            await create_markers_table(conn)
+            return existed
+        finally:
+            await conn.close()
+
+    try:
+        existed = asyncio.run(create())
+    except PgError as exc:
+        raise StoreError(str(exc)) from None
+    except Exception as exc:
+        raise StoreError(describe(args.db, exc)) from None
+    done = "already there" if existed else "created"
+    print(f"{redact(args.db)}: {MARKERS_TABLE} {done}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from supervisor.demo_db import DemoExists, build_demo_db
 
-    path = Path(args.db)
+    path: Path | str = args.db if is_dsn(args.db) else Path(args.db)
     jobs = resolve_jobs_dir(path, args.jobs_dir)
-    if path.exists() and not path.is_file():
+    if isinstance(path, Path) and path.exists() and not path.is_file():
         raise UsageError(f"{path}: not a regular file")
     try:
         build_demo_db(path, force=args.force, jobs_dir=jobs)
@@ -773,11 +842,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         store.close()
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    print(f"created {path} ({summary}); job markers in {jobs}")
+    print(f"created {shown(path)} ({summary}); job markers in {shown(jobs)}")
     return EXIT_OK
 
 
-SUBCOMMANDS = ("list", "show", "jobs", "resume", "prompt", "answer", "abort", "index", "demo")
+SUBCOMMANDS = (
+    "list",
+    "show",
+    "jobs",
+    "resume",
+    "prompt",
+    "answer",
+    "abort",
+    "index",
+    "init-markers",
+    "demo",
+)
 
 
 def build_app_parser() -> argparse.ArgumentParser:
@@ -820,12 +900,16 @@ def cmd_app(args: argparse.Namespace) -> int:
 
     if args.theme and args.theme not in theme_names():
         raise UsageError(f"unknown theme {args.theme!r} (one of: {', '.join(theme_names())})")
+    if args.db is None and os.environ.get(DSN_VARIABLE):
+        args.db = os.environ[DSN_VARIABLE]
     if args.db is None:
         args.db = str(demo_database_path())
         if not Path(args.db).exists():
             print(f"creating the demo database at {args.db} …", file=sys.stderr)
             build_demo_db(Path(args.db))
-    store = SQLiteStore(args.db, busy_timeout=args.busy_timeout)
+    store = backends.store(
+        args.db, **({} if is_dsn(args.db) else {"busy_timeout": args.busy_timeout})
+    )
     config = _runner_config(args)
     app = make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
     app.run()

@@ -10,7 +10,9 @@ ledger (standing in for a payment or mail service). `demo_agent` is the
 default `--agent`; `anthropic_agent` runs the same tools on a real model.
 
 Settings come from the environment because the factory signature is fixed:
-`JOB_DIR` (markers and ledger), `AGENT_SUPERVISOR_DEMO_TOOL_SECONDS` and
+`JOB_DIR` (markers and ledger), `AGENT_SUPERVISOR_MARKERS` (markers in
+Postgres instead, see `supervisor.jobs.open_markers`),
+`AGENT_SUPERVISOR_DEMO_TOOL_SECONDS` and
 `AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND` (the tests make both fast).
 """
 
@@ -30,7 +32,7 @@ from cubeloop.providers.base import AssistantMessage, Message, ToolCall
 from cubeloop.providers.faux import FauxProvider, faux_assistant_message
 from pydantic import BaseModel, Field
 
-from supervisor.jobs import JobMarkers, current_thread, job_key
+from supervisor.jobs import MARKERS_VARIABLE, JobMarkers, current_thread, job_key, open_markers
 
 TOOL_NAME = "process_item"
 REFUND_TOOL = "refund"
@@ -105,7 +107,26 @@ class ItemParams(BaseModel):
 
 
 def jobs_dir_from_env() -> Path:
-    return Path(os.environ.get("JOB_DIR") or "agent-supervisor.jobs")
+    """The ledger's directory (and the markers', unless they are in Postgres)."""
+    if os.environ.get("JOB_DIR"):
+        return Path(os.environ["JOB_DIR"])
+    if os.environ.get(MARKERS_VARIABLE):
+        return ledger_dir_for(os.environ[MARKERS_VARIABLE])
+    return Path("agent-supervisor.jobs")
+
+
+def ledger_dir_for(dsn: str) -> Path:
+    """Where the demo keeps its ledger when its markers are in a Postgres database."""
+    import hashlib
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    digest = hashlib.sha256(dsn.encode("utf-8")).hexdigest()[:16]
+    return Path(base) / "agent-supervisor" / f"ledger-{digest}"
+
+
+def demo_markers(directory: Path) -> Any:
+    """Markers in Postgres when the supervisor says so, else in the directory."""
+    return open_markers(os.environ.get(MARKERS_VARIABLE) or directory)
 
 
 def tool_seconds() -> float:
@@ -302,7 +323,7 @@ def demo_tools(
 ) -> list[AgentTool]:
     directory = jobs_dir or jobs_dir_from_env()
     return [
-        make_process_tool(markers or JobMarkers(directory), ledger or Ledger(directory), seconds)
+        make_process_tool(markers or demo_markers(directory), ledger or Ledger(directory), seconds)
     ]
 
 
@@ -328,7 +349,7 @@ def build_demo_agent(
         directory = jobs_dir_from_env()
         channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
         tools += [
-            make_refund_tool(JobMarkers(directory), Ledger(directory)),
+            make_refund_tool(demo_markers(directory), Ledger(directory)),
             ask_user_tool(channel),
         ]
         human = {

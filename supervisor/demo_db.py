@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cubeloop.checkpointer import SQLiteCheckpointer
 from cubeloop.providers.faux import faux_assistant_message
 
-from supervisor import demo
-from supervisor.jobs import JobMarkers, current_thread, default_jobs_dir
+from supervisor import backends, demo
+from supervisor.jobs import MARKERS_VARIABLE, current_thread, default_jobs_dir, open_markers
+from supervisor.location import is_dsn
 
 
 def _die() -> None:
@@ -44,25 +44,27 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class KillingMarkers(JobMarkers):
-    """Job markers that SIGKILL this process at one point around one item."""
+class KillingMarkers:
+    """Job markers (of either backend) that SIGKILL this process at one point around one item."""
 
-    def __init__(self, directory: Path, point: str, item: str) -> None:
-        super().__init__(directory)
-        self.point, self.item = point, item
+    def __init__(self, markers: Any, point: str, item: str) -> None:
+        self.markers, self.point, self.item = markers, point, item
 
     def _hit(self, point: str, key: str) -> None:
         if self.point == point and f'"item":"{self.item}"' in key:
             _die()
 
+    def get(self, key: str) -> Any:
+        return self.markers.get(key)
+
     def start(self, key: str, **kwargs: Any) -> None:
         self._hit("before_start", key)
-        super().start(key, **kwargs)
+        self.markers.start(key, **kwargs)
         self._hit("after_start", key)
 
     def finish(self, key: str, result: Any) -> None:
         self._hit("before_finish", key)
-        super().finish(key, result)
+        self.markers.finish(key, result)
         self._hit("after_finish", key)
 
 
@@ -80,17 +82,18 @@ def failing_planner(turn: int) -> Any:
 
 
 async def run_child(args: argparse.Namespace) -> None:
-    jobs = Path(args.jobs_dir)
-    os.environ["JOB_DIR"] = str(jobs)  # the refund tool reads it, as the demo agent does
-    markers: JobMarkers = (
-        KillingMarkers(jobs, *args.kill_at_marker.split(":", 1))
-        if args.kill_at_marker
-        else JobMarkers(jobs)
-    )
-    tools = demo.demo_tools(jobs, markers=markers, seconds=args.tool_seconds)
+    # Markers in a directory or in Postgres; the ledger (the side effects) in a directory.
+    ledger = Path(args.ledger_dir or args.jobs_dir)
+    os.environ["JOB_DIR"] = str(ledger)  # the refund tool reads it, as the demo agent does
+    if is_dsn(args.jobs_dir):
+        os.environ[MARKERS_VARIABLE] = args.jobs_dir
+    markers: Any = open_markers(args.jobs_dir)
+    if args.kill_at_marker:
+        markers = KillingMarkers(markers, *args.kill_at_marker.split(":", 1))
+    tools = demo.demo_tools(ledger, markers=markers, seconds=args.tool_seconds)
     planner = failing_planner(args.fail_turn) if args.fail_turn else demo.plan_next
     current_thread.set(args.thread)
-    async with SQLiteCheckpointer(args.db) as cp:
+    async with backends.checkpointer(args.db) as cp:
         if args.empty:
             await cp.save_extra(args.thread, {"note": "created, never prompted"})
             return
@@ -116,7 +119,7 @@ async def run_child(args: argparse.Namespace) -> None:
         await agent.prompt(args.prompt)
 
 
-async def _ask_a_human(cp: SQLiteCheckpointer, args: argparse.Namespace, tools: list) -> None:
+async def _ask_a_human(cp: Any, args: argparse.Namespace, tools: list) -> None:
     """A thread whose agent asks a human, then dies waiting or right after the answer.
 
     Dying while waiting is what happens to a host that keeps the question
@@ -150,7 +153,8 @@ def child_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m supervisor.demo_db child")
     p.add_argument("--db", required=True)
     p.add_argument("--thread", required=True)
-    p.add_argument("--jobs-dir", required=True)
+    p.add_argument("--jobs-dir", required=True, help="markers: a directory or a Postgres URL")
+    p.add_argument("--ledger-dir", default="", help="the side-effect ledger (default: --jobs-dir)")
     p.add_argument("--prompt", default="Process items A..C")
     p.add_argument("--tool-seconds", type=float, default=0.0)
     p.add_argument("--kill-at-event", type=int, default=0)
@@ -164,7 +168,7 @@ def child_parser() -> argparse.ArgumentParser:
     return p
 
 
-def child_command(db: Path, thread: str, jobs: Path, **options: Any) -> list[str]:
+def child_command(db: Path | str, thread: str, jobs: Path | str, **options: Any) -> list[str]:
     cmd = [sys.executable, "-m", "supervisor.demo_db", "child"]
     cmd += ["--db", str(db), "--thread", thread, "--jobs-dir", str(jobs)]
     for name, value in options.items():
@@ -173,7 +177,7 @@ def child_command(db: Path, thread: str, jobs: Path, **options: Any) -> list[str
     return cmd
 
 
-def run_child_process(db: Path, thread: str, jobs: Path, **options: Any) -> int:
+def run_child_process(db: Path | str, thread: str, jobs: Path | str, **options: Any) -> int:
     """Run one child; its exit code (negative SIGKILL when killed on purpose)."""
     env = {**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"}
     done = subprocess.run(
@@ -247,9 +251,14 @@ class DemoExists(Exception):
     pass
 
 
-def build_demo_db(path: Path, *, force: bool = False, jobs_dir: Path | None = None) -> Path:
+def build_demo_db(
+    path: Path | str, *, force: bool = False, jobs_dir: Path | str | None = None
+) -> Path | str:
     """Create the demo database and its jobs directory; refuse to overwrite."""
-    jobs = jobs_dir or default_jobs_dir(path)
+    if is_dsn(path):
+        return _build_demo_postgres(str(path), force=force, jobs=jobs_dir or str(path))
+    path = Path(path)
+    jobs = Path(jobs_dir or default_jobs_dir(path))
     if path.exists() and not force:
         raise DemoExists(f"{path}: already exists (use --force to replace it)")
     if path.exists():
@@ -266,6 +275,37 @@ def build_demo_db(path: Path, *, force: bool = False, jobs_dir: Path | None = No
             options["prompt"] = t.prompt
         run_child_process(path, t.thread_id, jobs, **options)
     return path
+
+
+def _build_demo_postgres(dsn: str, *, force: bool, jobs: Path | str) -> str:
+    """The demo threads in a Postgres database: cubeloop's schema made if missing.
+
+    Refuses a database that already holds threads unless `force`, which
+    empties cubeloop's tables (and our markers table when the markers live
+    there). The ledger, the demo's record of side effects, is a directory.
+    """
+    from supervisor.pg.schema import prepare_demo_database
+
+    try:
+        held = asyncio.run(prepare_demo_database(dsn, force=force, markers=is_dsn(jobs)))
+    except Exception as exc:
+        from supervisor.pg.client import describe
+
+        raise DemoExists(describe(dsn, exc)) from None
+    if held:
+        raise DemoExists(f"{held}: already holds threads (use --force to replace them)")
+    ledger = demo.ledger_dir_for(dsn) if is_dsn(jobs) else Path(jobs)
+    ledger.mkdir(parents=True, exist_ok=True)
+    if force:
+        for entry in ledger.iterdir():
+            if entry.is_file():
+                entry.unlink()
+    for t in DEMO_THREADS:
+        options: dict[str, Any] = dict(t.options)
+        if t.prompt:
+            options["prompt"] = t.prompt
+        run_child_process(dsn, t.thread_id, jobs, ledger_dir=str(ledger), **options)
+    return dsn
 
 
 def main() -> None:

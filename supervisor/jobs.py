@@ -264,9 +264,47 @@ def read_marker(path: Path) -> Marker:
     )
 
 
-def read_markers(directory: str | os.PathLike[str]) -> list[Marker]:
-    """Every marker in a directory, oldest first; a missing directory has none."""
-    root = Path(directory)
+#: Where tools keep markers when that is a Postgres database (a URL): set by the
+#: supervisor for the agents it runs, read by `open_markers(None)`.
+MARKERS_VARIABLE = "AGENT_SUPERVISOR_MARKERS"
+
+#: A jobs location: a directory, or a `postgresql://` URL (markers in our table).
+JobsLocation = Path | str
+
+_pg_markers: dict[str, Any] = {}
+
+
+def open_markers(location: JobsLocation | None = None) -> Any:
+    """The markers at a location: `JobMarkers` for a directory, the Postgres table for a URL.
+
+    With no location: `$AGENT_SUPERVISOR_MARKERS`, else `$JOB_DIR`.
+    """
+    from supervisor.location import is_dsn
+
+    if location is None:
+        location = os.environ.get(MARKERS_VARIABLE) or os.environ.get("JOB_DIR") or "."
+    if is_dsn(location):
+        return _postgres_markers(str(location))
+    return JobMarkers(location)
+
+
+def _postgres_markers(dsn: str) -> Any:
+    """One client per URL and process: the detail pane reads markers on every selection."""
+    markers = _pg_markers.get(dsn)
+    if markers is None:
+        from supervisor.pg.markers import PostgresJobMarkers
+
+        markers = _pg_markers[dsn] = PostgresJobMarkers(dsn)
+    return markers
+
+
+def read_markers(location: JobsLocation) -> list[Marker]:
+    """Every marker at a location, oldest first; a missing directory or table has none."""
+    from supervisor.location import is_dsn
+
+    if is_dsn(location):
+        return _postgres_markers(str(location)).read_all()
+    root = Path(location)
     try:
         paths = sorted(
             p for p in root.iterdir() if p.suffix == ".json" and not p.name.startswith(".tmp-")
@@ -288,11 +326,20 @@ def resolve_jobs_dir(
     database: str | os.PathLike[str],
     explicit: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> Path:
-    """`--jobs-dir`, else `JOB_DIR`, else a directory beside the database."""
+) -> JobsLocation:
+    """`--jobs-dir`, else `JOB_DIR`, else beside the database.
+
+    "Beside" a Postgres database is the database itself: markers in our
+    table there (`agent-supervisor init-markers`). A URL given as
+    `--jobs-dir` is used as it is.
+    """
+    from supervisor.location import is_dsn
+
     if explicit:
-        return Path(explicit)
+        return str(explicit) if is_dsn(str(explicit)) else Path(explicit)
     env = os.environ if environ is None else environ
     if env.get("JOB_DIR"):
         return Path(env["JOB_DIR"])
+    if is_dsn(database):
+        return str(database)
     return default_jobs_dir(database)

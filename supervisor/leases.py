@@ -23,11 +23,12 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from supervisor.location import host_name
 
 
 def leases_dir(database: str | os.PathLike[str]) -> Path:
@@ -89,7 +90,7 @@ def acquire(directory: Path, thread_id: str) -> Lease:
     record = {
         "thread_id": thread_id,
         "pid": os.getpid(),
-        "host": socket.gethostname(),
+        "host": host_name(),
         "since": time.time(),
     }
     with contextlib.suppress(OSError):  # a request meant for an earlier holder
@@ -152,7 +153,7 @@ def request_abort(directory: Path, thread_id: str) -> dict[str, Any] | None:
     request = {
         "pid": holder.get("pid"),
         "since": holder.get("since"),
-        "by": {"pid": os.getpid(), "host": socket.gethostname()},
+        "by": {"pid": os.getpid(), "host": host_name()},
         "at": time.time(),
     }
     target = abort_path(lease_path(directory, thread_id))
@@ -202,13 +203,43 @@ async def stop_elsewhere(
 
 def is_mine(holder: dict[str, Any] | None) -> bool:
     """Whether a lease holder is this very process."""
-    return (
-        bool(holder)
-        and holder.get("pid") == os.getpid()
-        and holder.get("host") == socket.gethostname()
-    )
+    return bool(holder) and holder.get("pid") == os.getpid() and holder.get("host") == host_name()
 
 
 def holder_text(holder: dict[str, Any]) -> str:
     """Who holds a lease, for a person: "pid 4242 on build-3"."""
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+
+
+class FileLeaseBoard:
+    """Leases as files beside a SQLite database: what the runner, the store and the UI use.
+
+    The Postgres backend has the same methods (`supervisor.pg.leases`), so
+    nothing above this layer knows which kind of lease it holds.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def acquire(self, thread_id: str) -> Lease:
+        return acquire(self.directory, thread_id)
+
+    async def release(self, lease: Lease) -> None:
+        lease.release()
+
+    def abort_requested(self, lease: Lease) -> dict[str, Any] | None:
+        return abort_requested(lease)
+
+    def held_elsewhere(self, thread_id: str) -> dict[str, Any] | None:
+        return held_elsewhere(self.directory, thread_id)
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        return live_leases(self.directory)
+
+    async def stop_elsewhere(
+        self, thread_id: str, timeout: float = 30.0
+    ) -> tuple[str, dict[str, Any] | None]:
+        return await stop_elsewhere(self.directory, thread_id, timeout)
+
+    def close(self) -> None:
+        """Nothing to close: file leases hold no connection."""

@@ -127,7 +127,8 @@ REFUSALS: dict[State, str] = {
 class MarkerIndex:
     """The markers of a jobs directory, ready to be matched to tool calls."""
 
-    jobs_dir: Path
+    #: A directory, or a Postgres URL (markers in our table; hooks need a directory).
+    jobs_dir: Path | str
     markers: list[Marker]
     hook: MarkerHook | None = None
     _by_key: dict[str, Marker] = field(init=False, repr=False)
@@ -187,6 +188,13 @@ class MarkerIndex:
             )
         path = Path(where)
         if not path.is_absolute():
+            if not isinstance(self.jobs_dir, Path):
+                return PlannedCall(
+                    call,
+                    Verdict.UNKNOWN,
+                    reason="the marker hook gave a relative path and "
+                    "the job markers are in Postgres, not a directory",
+                )
             path = self.jobs_dir / path
         try:
             exists = path.is_file()

@@ -40,10 +40,9 @@ from typing import Any
 from cubeloop import Agent, TextContent, ToolCall, ToolResultMessage
 from cubeloop.agent import execute_tool_calls
 from cubeloop.agent.types import AgentContext
-from cubeloop.checkpointer import SQLiteCheckpointer
 from cubeloop.providers.base import AssistantMessage, Message
 
-from supervisor import leases
+from supervisor import backends, leases
 from supervisor.agents import AgentLoadError, Factory, build_agent
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
@@ -97,9 +96,11 @@ class RunnerEvent:
 
 @dataclass
 class RunnerConfig:
-    database: Path
+    #: A SQLite file, or a `postgresql://` URL (`supervisor.location`).
+    database: Path | str
     factory: Factory
-    jobs_dir: Path
+    #: A directory, or a Postgres URL (`jobs.open_markers`).
+    jobs_dir: Path | str
     agent_ref: str = "agent"
     max_concurrent: int = 4
     continue_text: str = DEFAULT_CONTINUE_TEXT
@@ -127,7 +128,8 @@ class Run:
     started_at: float
     task: asyncio.Task[None] | None = None
     agent: Agent | None = None
-    lease: leases.Lease | None = None
+    #: A file lease or a Postgres advisory lease (see `backends.lease_board`).
+    lease: Any = None
     signal: asyncio.Event = field(default_factory=asyncio.Event)
     phase: str = "queued"
     outcome: str | None = None
@@ -222,10 +224,10 @@ class Runner:
         self.config = config
         self._runs: dict[str, Run] = {}
         self._subscribers: list[Callable[[RunnerEvent], None]] = []
-        self._checkpointer: SQLiteCheckpointer | None = None
+        self._checkpointer: Any = None
         self._open_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(config.max_concurrent)
-        self._leases_dir = leases.leases_dir(config.database)
+        self.leases = backends.lease_board(config.database)
 
     # -- subscribers ----------------------------------------------------
 
@@ -252,13 +254,11 @@ class Runner:
 
     # -- lifecycle ------------------------------------------------------
 
-    async def _cp(self) -> SQLiteCheckpointer:
+    async def _cp(self) -> Any:
         """Open the checkpointer on first use: looking never writes, acting may."""
         async with self._open_lock:
             if self._checkpointer is None:
-                # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
-                # never be read as a URI (reads and writes open the same file).
-                cp = SQLiteCheckpointer(str(Path(self.config.database).resolve()))
+                cp = backends.checkpointer(self.config.database)
                 await cp.__aenter__()
                 self._checkpointer = cp
             return self._checkpointer
@@ -269,6 +269,7 @@ class Runner:
         if self._checkpointer is not None:
             await self._checkpointer.__aexit__(None, None, None)
             self._checkpointer = None
+        self.leases.close()
 
     async def __aenter__(self) -> Runner:
         return self
@@ -299,7 +300,7 @@ class Runner:
         summary.running = self.is_running(thread_id)
         return summary, messages
 
-    async def _read_pending(self, cp: SQLiteCheckpointer, summary: ThreadSummary) -> None:
+    async def _read_pending(self, cp: Any, summary: ThreadSummary) -> None:
         """The pending request, and whether its answer is already stored."""
         try:
             loaded = await cp.load_pending(summary.thread_id)
@@ -336,7 +337,7 @@ class Runner:
             raise PossiblyLive(f"{thread_id} {live}")
         # An answered thread goes on with its stored answer: nobody is asked again.
         mode = "answer" if state is State.ANSWERED else "resume"
-        return self._start(thread_id, mode, state, None)
+        return await self._start(thread_id, mode, state, None)
 
     async def prompt(self, thread_id: str, text: str) -> Run:
         """Send a user message to an idle thread and run it."""
@@ -349,7 +350,7 @@ class Runner:
         if state not in PROMPTABLE:
             hint = "; resume it first" if state is State.MID_TOOL else ""
             raise Refused(f"{thread_id} is {state}: cannot take a prompt now{hint}")
-        return self._start(thread_id, "prompt", state, text)
+        return await self._start(thread_id, "prompt", state, text)
 
     async def answer(self, thread_id: str, answer: Any) -> Run:
         """Answer a thread's pending request and run it on (`Agent.respond`)."""
@@ -358,7 +359,7 @@ class Runner:
         summary, _ = await self.inspect(thread_id)
         if summary.state not in (State.AWAITING_INPUT, State.ANSWERED):
             raise Refused(f"{thread_id} is {summary.state}: it is not waiting for an answer")
-        run = self._start(thread_id, "answer", summary.state, None)
+        run = await self._start(thread_id, "answer", summary.state, None)
         run.answer = answer
         return run
 
@@ -374,11 +375,14 @@ class Runner:
         cp = await self._cp()
         return await cp.load(thread_id) is not None
 
-    def _start(self, thread_id: str, mode: str, state: State, text: str | None) -> Run:
+    async def _start(self, thread_id: str, mode: str, state: State, text: str | None) -> Run:
         try:
-            lease = leases.acquire(self._leases_dir, thread_id)
+            lease = await self.leases.acquire(thread_id)
         except leases.LeaseHeld as exc:
             raise Refused(str(exc)) from None
+        if self.is_running(thread_id):  # started by another call while the lease was taken
+            await self.leases.release(lease)
+            raise Refused(f"{thread_id} is already running")
         run = Run(thread_id, mode, self.config.clock(), lease=lease)
         self._runs[thread_id] = run
         run.task = asyncio.create_task(self._work(run, state, text), name=f"run:{thread_id}")
@@ -424,7 +428,7 @@ class Runner:
         """Honour another process's request to abort this run (see `leases`)."""
         while run.lease is not None:
             await asyncio.sleep(self.config.abort_poll)
-            who = leases.abort_requested(run.lease)
+            who = self.leases.abort_requested(run.lease)
             if who is not None:
                 by = leases.holder_text(who) if who else "another process"
                 self._emit(run.thread_id, "note", text=f"abort requested by {by}")
@@ -506,7 +510,7 @@ class Runner:
             run.final_state = None
         finally:
             if run.lease is not None:
-                run.lease.release()
+                await self.leases.release(run.lease)
             self._runs.pop(run.thread_id, None)
         self._emit(
             run.thread_id,
@@ -516,7 +520,7 @@ class Runner:
             seconds=self.config.clock() - run.started_at,
         )
 
-    async def _resume(self, run: Run, agent: Agent, cp: SQLiteCheckpointer) -> None:
+    async def _resume(self, run: Run, agent: Agent, cp: Any) -> None:
         data = await cp.load(run.thread_id)
         if data is None:
             raise Refused(f"no thread {run.thread_id!r}")
@@ -540,7 +544,7 @@ class Runner:
         agent.state.extra.update(data.extra)
         await agent.resume(run_id=run.run_id)
 
-    async def _pending_for_answer(self, cp: SQLiteCheckpointer, thread_id: str) -> tuple[Any, str]:
+    async def _pending_for_answer(self, cp: Any, thread_id: str) -> tuple[Any, str]:
         """The pending request and its run: the agent must be built for that run."""
         loaded = await cp.load_pending(thread_id)
         if loaded is None:
@@ -548,7 +552,7 @@ class Runner:
         request, run_id = loaded
         return request, run_id or uuid.uuid4().hex
 
-    async def _respond(self, run: Run, agent: Agent, cp: SQLiteCheckpointer, request: Any) -> None:
+    async def _respond(self, run: Run, agent: Agent, cp: Any, request: Any) -> None:
         """Give the answer through cubeloop's own API; the run then goes on."""
         answer = run.answer
         if answer is None:  # answered before a crash: use what was stored
@@ -566,7 +570,7 @@ class Runner:
         await agent.respond(question_id=request.question_id, answer=answer)
 
     async def _finish_pending_calls(
-        self, run: Run, agent: Agent, cp: SQLiteCheckpointer, messages: list[Message]
+        self, run: Run, agent: Agent, cp: Any, messages: list[Message]
     ) -> bool:
         """Answer the last assistant's unanswered tool calls; False to stop there."""
         assistant, pending = unanswered_calls(messages)
@@ -642,7 +646,7 @@ class Runner:
             return False
         return True
 
-    async def _close_dangling_calls(self, run: Run, cp: SQLiteCheckpointer) -> None:
+    async def _close_dangling_calls(self, run: Run, cp: Any) -> None:
         """An aborted/error message may carry tool calls that never ran: close them."""
         data = await cp.load(run.thread_id)
         if data is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from supervisor.hitl import PendingRequest, parse_request
-from supervisor.leases import leases_dir, live_leases
+from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 
 T = TypeVar("T")
@@ -120,10 +120,14 @@ class Transcript:
 class Store(Protocol):
     """What a checkpoint backend offers the rest of the app.
 
-    The CLI and the app take a `Store`; `SQLiteStore` is the one backend so far.
+    The CLI, the runner and the app take a `Store`: `SQLiteStore` here, and
+    `supervisor.pg.store.PostgresStore`. `supervisor.backends` picks one.
     """
 
+    #: What to show the user (a path, or a URL without its password).
     location: str
+    #: The database's lease board (`leases.FileLeaseBoard` or the Postgres one).
+    leases: Any
 
     def refresh(self) -> set[str]:
         """Read what changed since the last call; return the touched thread ids."""
@@ -142,6 +146,13 @@ class Store(Protocol):
     def take_notices(self) -> list[str]:
         """Things worth one line to the user (a rolled-back hot journal), once each."""
         ...
+
+    def check_rows(self) -> set[str]:
+        """Validate every row (the listing validates only those states depend on)."""
+        ...
+
+    @property
+    def rows_checked(self) -> bool: ...
 
 
 def unix_time_sql(column: str) -> str:
@@ -303,6 +314,8 @@ class SQLiteStore:
         #: Read only the newest this many rows (a preview; see `preview`).
         self._newest = newest
         self.location = str(self.path)
+        #: Who runs which thread: `flock` files beside the database.
+        self.leases = FileLeaseBoard(leases_dir(self.path))
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
         #: (a hot journal rolled back); the CLI prints them, the app notifies.
@@ -998,7 +1011,7 @@ class SQLiteStore:
         Leases are files beside the database, read without creating
         anything; returns the threads whose holder changed.
         """
-        live = {t: h for t, h in live_leases(leases_dir(self.path)).items() if t in self._threads}
+        live = {t: h for t, h in self.leases.live().items() if t in self._threads}
         changed = set()
         for thread_id in self._held | live.keys():  # not every thread: few are held
             s = self._threads[thread_id]
@@ -1173,7 +1186,7 @@ def drop_thread_index(path: Path, busy_timeout: float) -> bool:
 
 
 def open_store(path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:
-    """Open and fully read a database; the one place the backend is chosen."""
+    """Open and fully read a SQLite database (`backends.open_store` chooses the backend)."""
     store = SQLiteStore(path, **kwargs)
     try:
         store.refresh()

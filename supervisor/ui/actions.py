@@ -17,7 +17,7 @@ from textual import work
 from textual.screen import Screen
 
 from supervisor.jobs import Marker, read_markers
-from supervisor.leases import holder_text, is_mine, leases_dir, stop_elsewhere
+from supervisor.leases import holder_text, is_mine
 from supervisor.plan import ThreadPlan
 from supervisor.runner import PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
@@ -219,9 +219,8 @@ class ThreadActions:
         self.push_screen(ConfirmScreen("Abort in another supervisor", body, "Ask to abort"), go)
 
     async def _stop_elsewhere(self, thread_id: str) -> None:
-        directory = leases_dir(self.database)
         self.notify(f"asked the holder of {one_line(thread_id, 40)} to abort", markup=False)
-        outcome, holder = await stop_elsewhere(directory, thread_id)
+        outcome, holder = await self.store.leases.stop_elsewhere(thread_id)
         who = holder_text(holder) if holder else "nobody holds it"
         severity = "warning" if outcome == "still running" else "information"
         self.notify(

@@ -35,7 +35,8 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, TabbedContent
 
 from supervisor.jobs import Marker, read_markers
-from supervisor.leases import holder_text, is_mine, leases_dir, live_leases
+from supervisor.leases import holder_text, is_mine, leases_dir
+from supervisor.location import shown
 from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, may_be_live, plan_thread
 from supervisor.report import entry_lines
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
@@ -71,6 +72,8 @@ from supervisor.ui.widgets.thread_table import ThreadTable
 NARROW = 110
 #: Seconds between looks at the leases (runs held by other supervisors).
 LEASE_POLL = 0.5
+#: Seconds between looks at a Postgres database (a refresh reads only what changed).
+SERVER_POLL = 1.0
 #: Seconds after the last keystroke before a filter is applied.
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
@@ -122,7 +125,10 @@ class SupervisorApp(ThreadActions, App[None]):
     ) -> None:
         super().__init__()
         self.store = store
-        self.database = Path(store.location)
+        #: What the header shows: a path, or a URL without its password.
+        self.database = store.location
+        #: The file to watch; None for a server, which is polled instead.
+        self.database_path: Path | None = getattr(store, "path", None)
         self.jobs_dir = runner_config.jobs_dir
         self.clock = clock
         self.watch_files = watch
@@ -171,7 +177,7 @@ class SupervisorApp(ThreadActions, App[None]):
         """Which agent and which jobs directory this app runs with."""
         config = self.runner.config
         text = Text("agent ", style="dim").append(safe(config.agent_ref))
-        return text.append("  ·  jobs ", style="dim").append(safe(str(config.jobs_dir)))
+        return text.append("  ·  jobs ", style="dim").append(safe(shown(config.jobs_dir)))
 
     def action_copy_id(self) -> None:
         """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
@@ -197,8 +203,10 @@ class SupervisorApp(ThreadActions, App[None]):
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
         self.set_interval(15.0, self._tick_ages)
-        if self.watch_files:
+        if self.watch_files and self.database_path is not None:
             self._watch()
+        elif self.watch_files:  # a server: no file to watch, so look every second
+            self.set_interval(SERVER_POLL, self.request_refresh)
 
     def on_resize(self, _event) -> None:
         if self.selected is not None:
@@ -390,7 +398,7 @@ class SupervisorApp(ThreadActions, App[None]):
             lead.append("[" + ", ".join(what) + "] ", style="bold italic")
         if table.summaries and not len(table):
             lead.append("no thread matches  ", style=f"bold {self.palette.get('warning', '')}")
-        line = counts_line(str(self.database), ordered, len(table), len(table.summaries))
+        line = counts_line(self.database, ordered, len(table), len(table.summaries))
         self.query_one("#summary", Static).update(lead.append(line))
 
     @_while_mounted
@@ -412,7 +420,7 @@ class SupervisorApp(ThreadActions, App[None]):
         showing) within a second. It compares with its own last look, not with
         the list: it runs in a thread and must not read the app's state.
         """
-        live = live_leases(leases_dir(self.database))
+        live = self.store.leases.live()
         if live != self._leases_seen and not self._quitting:
             self._leases_seen = live
             self.call_from_thread(self.request_refresh)
@@ -741,13 +749,15 @@ class SupervisorApp(ThreadActions, App[None]):
     async def _watch(self) -> None:
         from watchfiles import awatch
 
-        names = {self.database.name + s for s in ("", "-wal", "-journal")}
-        jobs = self.jobs_dir.resolve()
-        paths = {str(self.database.resolve().parent)}
-        if jobs.is_dir():
+        database = self.database_path
+        assert database is not None  # only files are watched
+        names = {database.name + s for s in ("", "-wal", "-journal")}
+        jobs = Path(self.jobs_dir).resolve() if isinstance(self.jobs_dir, Path) else None
+        paths = {str(database.resolve().parent)}
+        if jobs is not None and jobs.is_dir():
             paths.add(str(jobs))
 
-        leases = leases_dir(self.database.resolve())
+        leases = leases_dir(database.resolve())
 
         def relevant(_change: object, path: str) -> bool:
             p = Path(path)
@@ -763,7 +773,7 @@ class SupervisorApp(ThreadActions, App[None]):
         ):
             if any(Path(p).name in names for _, p in changes):
                 self.request_refresh()
-            if any(Path(p).parent == jobs for _, p in changes):
+            if jobs is not None and any(Path(p).parent == jobs for _, p in changes):
                 self._reload_detail_soon()
 
     # -- command palette ---------------------------------------------------

@@ -24,6 +24,7 @@ from textual.css.query import NoMatches
 from textual.widgets import DataTable, RichLog, Static, TabbedContent, TabPane
 
 from supervisor.jobs import Marker
+from supervisor.location import shown
 from supervisor.plan import MatchedBy, ThreadPlan
 from supervisor.runner import RunnerEvent
 from supervisor.store import StoreError, Transcript
@@ -56,7 +57,7 @@ class DetailPane(Vertical):
         planner: Planner,
         palette: Callable[[], Palette],
         clock: Callable[[], float],
-        jobs_dir: Path,
+        jobs_dir: Path | str,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -240,7 +241,7 @@ class DetailPane(Vertical):
             table.add_row(*marker_cells(marker, matched_by, palette, now))
         text = Text()
         text.append(f"{len(mine)} marker(s) in ", style="dim")
-        text.append(str(self._jobs_dir), style="dim")
+        text.append(shown(self._jobs_dir), style="dim")
         if plan.calls or plan.closed:
             text.append("\nUnanswered tool calls, and what a resume does with each:\n", "bold")
             text.append(plan_text(plan, palette))

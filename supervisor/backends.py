@@ -1,0 +1,61 @@
+"""The one place a backend is chosen: SQLite file or PostgreSQL server.
+
+Everything above this layer takes what these functions return (a `Store`,
+a lease board, a checkpointer) and never asks which kind it has. The
+Postgres modules are imported only for a Postgres URL: `list` on a file
+never loads asyncpg.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from supervisor.leases import FileLeaseBoard, leases_dir
+from supervisor.location import is_dsn
+
+
+def store(location: str | os.PathLike[str], **options: Any) -> Any:
+    """A `Store` on the database, connected and checked but not yet read (the app reads it
+    in a worker); raises `StoreError` for one we cannot use."""
+    if is_dsn(location):
+        from supervisor.pg.store import PostgresStore
+
+        return PostgresStore(str(location), only=options.get("only"))
+    from supervisor.store import SQLiteStore
+
+    return SQLiteStore(location, **options)
+
+
+def open_store(location: str | os.PathLike[str], **options: Any) -> Any:
+    """Open and fully read a database (a `Store`); raises `StoreError` for one we cannot read."""
+    opened = store(location, **options)
+    try:
+        opened.refresh()
+    except BaseException:
+        opened.close()
+        raise
+    return opened
+
+
+def lease_board(location: str | os.PathLike[str]) -> Any:
+    """Where this database's leases live: advisory locks on its server, or files beside it."""
+    if is_dsn(location):
+        from supervisor.pg.leases import PgLeaseBoard
+
+        return PgLeaseBoard(str(location))
+    return FileLeaseBoard(leases_dir(location))
+
+
+def checkpointer(location: str | os.PathLike[str]) -> Any:
+    """cubeloop's checkpointer for the database (not yet entered)."""
+    if is_dsn(location):
+        from cubeloop.checkpointer.postgres import PostgresCheckpointer
+
+        return PostgresCheckpointer(str(location), min_pool_size=1, max_pool_size=4)
+    from cubeloop.checkpointer import SQLiteCheckpointer
+
+    # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
+    # never be read as a URI (reads and writes open the same file).
+    return SQLiteCheckpointer(str(Path(location).resolve()))

@@ -1,0 +1,52 @@
+"""Where the threads live: a SQLite file or a PostgreSQL server.
+
+Every command takes a DB argument; a `postgresql://` or `postgres://` URL
+selects the Postgres backend, anything else is a file path. This module is
+the one place that tells them apart, so the CLI, the runner and the UI never
+parse the argument themselves. It imports nothing heavy: `list` and `--help`
+stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.parse
+
+#: Used when the app is started without a DB argument.
+DSN_VARIABLE = "AGENT_SUPERVISOR_DSN"
+
+#: Lets a test play a second machine: the host name leases and markers record.
+HOST_VARIABLE = "AGENT_SUPERVISOR_HOST"
+
+_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(location: str | os.PathLike[str]) -> bool:
+    """True for a PostgreSQL connection URL (the scheme decides, case-insensitively)."""
+    return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+
+
+def redact(dsn: str) -> str:
+    """The URL without its password, for headers, logs and error messages."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return dsn.split("@")[-1]
+    if parts.password is None:
+        return dsn
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:***@{host}{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def shown(location: str | os.PathLike[str]) -> str:
+    """A location for people: a path as it is, a URL without its password."""
+    return redact(location) if is_dsn(location) else str(location)
+
+
+def host_name() -> str:
+    """This machine's name as leases and markers record it."""
+    return os.environ.get(HOST_VARIABLE) or socket.gethostname()

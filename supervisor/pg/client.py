@@ -1,0 +1,124 @@
+"""asyncpg for synchronous callers, and one-line errors for people.
+
+The store is called from the CLI and from the UI's thread workers, never
+from an event loop of its own, so it talks to asyncpg through a private
+loop on a daemon thread. Every connection says who it is in
+`application_name` (pid and host), which is how another supervisor names
+the holder of a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from supervisor.location import host_name, redact
+
+T = TypeVar("T")
+
+#: Seconds to wait for the server before giving up with a clear error.
+CONNECT_TIMEOUT = 10.0
+
+#: Postgres keeps 63 bytes of an application_name.
+_NAME_BYTES = 63
+
+APPLICATION = "agent-supervisor"
+
+
+def application_name(role: str = "") -> str:
+    """`agent-supervisor 4242@build-3` (with a role: `agent-supervisor lease 4242@build-3`)."""
+    head = f"{APPLICATION} {role} " if role else f"{APPLICATION} "
+    name = f"{head}{os.getpid()}@{host_name()}"
+    return name.encode("utf-8")[:_NAME_BYTES].decode("utf-8", "ignore")
+
+
+def parse_application_name(name: str | None) -> dict[str, Any] | None:
+    """The pid and host an `application_name` of ours names, or None if not ours."""
+    if not name or not name.startswith(APPLICATION + " "):
+        return None
+    who = name.rsplit(" ", 1)[-1]
+    pid, _, host = who.partition("@")
+    return {"pid": int(pid) if pid.isdigit() else pid, "host": host or "?"}
+
+
+class PgError(Exception):
+    """A server we cannot use; the message is one line for the user."""
+
+
+def describe(dsn: str, exc: BaseException) -> str:
+    """One line: where, and what went wrong, without the password."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OSError | asyncio.TimeoutError) and not str(exc).strip():
+        text = "cannot connect"
+    return f"{redact(dsn)}: {text}"
+
+
+async def connect(dsn: str, role: str = "", **settings: str) -> Any:
+    """An asyncpg connection named after this process; `PgError` when it cannot be had."""
+    import asyncpg
+
+    server_settings = {"application_name": application_name(role), **settings}
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, server_settings=server_settings)
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
+        raise PgError(describe(dsn, exc)) from None
+    except asyncpg.InterfaceError as exc:
+        raise PgError(describe(dsn, exc)) from None
+
+
+class SyncClient:
+    """One asyncpg connection driven from any thread, one call at a time.
+
+    The connection lives on a private event loop in a daemon thread; `run`
+    hands it a coroutine and waits. Closing stops the thread.
+    """
+
+    def __init__(self, dsn: str, role: str = "", **settings: str) -> None:
+        self.dsn = dsn
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="agent-supervisor-pg", daemon=True
+        )
+        self._thread.start()
+        self._lock = threading.Lock()
+        try:
+            self.conn = self._submit(connect(dsn, role, **settings))
+        except BaseException:
+            self._stop()
+            raise
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one coroutine on the connection's loop; its result, or its exception."""
+        with self._lock:
+            return self._submit(coro)
+
+    def fetch(self, sql: str, *args: Any) -> list[Any]:
+        return self.run(self.conn.fetch(sql, *args))
+
+    def fetchval(self, sql: str, *args: Any) -> Any:
+        return self.run(self.conn.fetchval(sql, *args))
+
+    def execute(self, sql: str, *args: Any) -> str:
+        return self.run(self.conn.execute(sql, *args))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                self._submit(asyncio.wait_for(conn.close(), 2.0))
+            except Exception:
+                conn.terminate()
+        self._stop()
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

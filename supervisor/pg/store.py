@@ -1,0 +1,403 @@
+"""Listing threads from cubeloop's Postgres tables.
+
+The listing is set-based: one aggregate over `cubepi_messages` gives every
+thread's count, last row and its role (from the `role` column: no payload
+decoded), its last assistant row and its first row with a role we do not
+know. Then only the rows each state depends on are fetched with their
+payloads by the `(thread_id, seq)` key: the last assistant message and what
+came after it. A refresh asks which threads have rows newer than the last
+look (by `created_at`, with a margin for transactions that committed late)
+and runs the same two queries for those threads only.
+
+Why polling `created_at` and not LISTEN/NOTIFY: a notification needs a
+trigger on cubeloop's table, and the host owns that schema (Alembic). We
+never run DDL on it; the store's connection is read-only
+(`default_transaction_read_only`).
+
+A row's number is its `seq` within the thread (Postgres has no global row
+id), so "row 7" in a Postgres thread is its seventh message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from supervisor.hitl import parse_request
+from supervisor.location import redact
+from supervisor.pg.client import PgError, SyncClient
+from supervisor.pg.leases import PgLeaseBoard
+from supervisor.states import NONE_ANSWERED, ThreadSummary
+from supervisor.store import (
+    BIG_PREVIEW,
+    BIG_ROW,
+    StoreError,
+    Transcript,
+    TranscriptEntry,
+    summarise_assistant,
+)
+
+#: Rows whose transaction started up to this long before the last look, but
+#: committed after it, are still found (cubeloop's appends are short).
+COMMIT_MARGIN_SECONDS = 30.0
+
+#: The `role` column's values, and the role our rules call each.
+ROLE_NAMES = {"user": "user", "assistant": "assistant", "tool": "tool_result"}
+
+_KIND_SQL = "CASE role WHEN 'user' THEN 1 WHEN 'assistant' THEN 2 WHEN 'tool' THEN 3 ELSE 0 END"
+_KINDS = (None, "user", "assistant", "tool_result")
+
+
+def decode_payload(
+    payload: bytes | None, role: str | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A stored message as a dict, or (None, why it is corrupt). Never raises."""
+    import msgpack
+
+    expected = ROLE_NAMES.get(role or "")
+    if expected is None:
+        return None, f"unknown role {role!r}"
+    try:
+        message = msgpack.unpackb(bytes(payload or b""), raw=False)
+    except Exception as exc:  # msgpack raises several types for bad bytes
+        return None, f"payload is not valid msgpack ({type(exc).__name__})"
+    if not isinstance(message, dict):
+        return None, "payload is not a map"
+    if message.get("role") != expected:
+        return None, f"payload role {message.get('role')!r} under role column {role!r}"
+    return message, None
+
+
+class PostgresStore:
+    """A read-only, incrementally refreshed view of cubeloop's Postgres tables."""
+
+    def __init__(self, dsn: str, *, only: Iterable[str] | None = None) -> None:
+        self.dsn = dsn
+        self.location = redact(dsn)
+        self._only = None if only is None else sorted(set(only))
+        self._threads: dict[str, ThreadSummary] = {}
+        self._pending: set[str] = set()
+        self._held: set[str] = set()
+        self._since: Any = None
+        self._checked = False
+        self.work = {"rows": 0, "run_threads": 0}
+        self._lock = threading.RLock()
+        try:
+            self._client = SyncClient(dsn, "store", default_transaction_read_only="on")
+        except PgError as exc:
+            raise StoreError(str(exc)) from None
+        self.leases = PgLeaseBoard(dsn, client=self._client)
+        try:
+            missing = self._client.fetchval("SELECT to_regclass('cubepi_messages') IS NULL")
+        except Exception as exc:
+            self.close()
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+        if missing:
+            self.close()
+            raise StoreError(
+                f"{self.location}: not a CubeLoop checkpoint database (no cubepi_messages table)"
+            )
+
+    # -- the Store interface ----------------------------------------------
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def threads(self) -> list[ThreadSummary]:
+        return list(self._threads.values())
+
+    def get(self, thread_id: str) -> ThreadSummary | None:
+        return self._threads.get(thread_id)
+
+    def take_notices(self) -> list[str]:
+        return []
+
+    @property
+    def rows_checked(self) -> bool:
+        return self._checked
+
+    def close(self) -> None:
+        self._client.close()
+
+    def refresh(self) -> set[str]:
+        """Read what changed since the last call; return the touched thread ids."""
+        try:
+            with self._lock:
+                return self._refresh()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+
+    def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
+        """One thread's rows in `seq` order; payloads over `BIG_ROW` bytes come as a preview."""
+        limit = 2**62 if full else BIG_ROW
+        try:
+            rows = self._client.fetch(
+                "SELECT seq, role, run_id, extract(epoch FROM created_at)::float8 AS at, "
+                "length(payload) AS size, CASE WHEN length(payload) > $2 "
+                "THEN substring(payload FROM 1 FOR $3) ELSE payload END AS payload "
+                "FROM cubepi_messages WHERE thread_id = $1 ORDER BY seq",
+                thread_id,
+                limit,
+                BIG_PREVIEW,
+            )
+        except Exception as exc:
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+        out = Transcript(thread_id)
+        for r in rows:
+            entry = TranscriptEntry(r["seq"], r["at"], r["run_id"], None)
+            if r["size"] > limit:
+                entry.size = r["size"]
+                entry.raw = bytes(r["payload"]).decode("utf-8", "replace")
+            else:
+                entry.message, entry.error = decode_payload(r["payload"], r["role"])
+                if entry.error is not None:
+                    entry.raw = repr(bytes(r["payload"])[:BIG_PREVIEW])
+            out.entries.append(entry)
+        return out
+
+    def check_rows(self) -> set[str]:
+        """Decode every payload (the listing decodes only the rows states depend on)."""
+        changed: set[str] = set()
+        with self._lock:
+            for r in self._client.fetch(
+                "SELECT thread_id, seq, role, payload FROM cubepi_messages"
+                + self._where("thread_id")
+                + " ORDER BY thread_id, seq",
+                *self._only_args(),
+            ):
+                _, error = decode_payload(r["payload"], r["role"])
+                s = self._threads.get(r["thread_id"])
+                if (
+                    error is not None
+                    and s is not None
+                    and (s.bad_row is None or r["seq"] < s.bad_row)
+                ):
+                    s.bad_row, s.bad_reason = r["seq"], error
+                    changed.add(s.thread_id)
+            self._checked = True
+        return changed
+
+    # -- reading ------------------------------------------------------------
+
+    def _where(self, column: str, extra: str = "") -> str:
+        clauses = [f"{column} = ANY($1::text[])"] if self._only is not None else []
+        if extra:
+            clauses.append(extra)
+        return " WHERE " + " AND ".join(clauses) if clauses else ""
+
+    def _only_args(self) -> list[Any]:
+        return [self._only] if self._only is not None else []
+
+    def _refresh(self) -> set[str]:
+        now = self._client.fetchval("SELECT statement_timestamp()")
+        first = self._since is None
+        if first:
+            touched = self._read_threads(None)
+            touched |= self._read_messages(None)
+            touched |= self._read_runs(None)
+        else:
+            since = self._since
+            touched = self._read_threads(since)
+            changed = self._changed_since(since)
+            touched |= self._read_messages(changed) if changed else set()
+            touched |= self._read_runs(changed | self._runs_changed_since(since))
+        self._since = now - _margin()
+        touched |= self._read_pending_requests()
+        touched |= self._read_leases()
+        return touched
+
+    def _read_threads(self, since: Any) -> set[str]:
+        """Threads (with or without messages) in order of creation; new ones when `since`."""
+        args = self._only_args()
+        extra = ""
+        if since is not None:
+            args.append(since)
+            extra = f"created_at > ${len(args)}"
+        rows = self._client.fetch(
+            "SELECT thread_id FROM cubepi_threads"
+            + self._where("thread_id", extra)
+            + " ORDER BY created_at, thread_id",
+            *args,
+        )
+        new = set()
+        for r in rows:
+            if r["thread_id"] not in self._threads:
+                self._threads[r["thread_id"]] = ThreadSummary(r["thread_id"])
+                new.add(r["thread_id"])
+        return new
+
+    def _changed_since(self, since: Any) -> set[str]:
+        """Threads with a row newer than what the last look saw."""
+        args = [*self._only_args(), since]
+        rows = self._client.fetch(
+            "SELECT thread_id, max(seq) AS last FROM cubepi_messages"
+            + self._where("thread_id", f"created_at > ${len(args)}")
+            + " GROUP BY thread_id",
+            *args,
+        )
+        changed = set()
+        for r in rows:
+            s = self._threads.get(r["thread_id"])
+            if s is None or r["last"] > s.last_row:
+                changed.add(r["thread_id"])
+        return changed
+
+    def _read_messages(self, thread_ids: set[str] | None) -> set[str]:
+        """Aggregate the threads' rows, then decode the tails their states depend on."""
+        if thread_ids is None:
+            where, args = self._where("thread_id"), self._only_args()
+        else:
+            where, args = " WHERE thread_id = ANY($1::text[])", [sorted(thread_ids)]
+        rows = self._client.fetch(
+            "SELECT thread_id, count(*) AS n, max(seq) AS last, "
+            f"max(seq * 4 + {_KIND_SQL}) AS last_kind, "
+            "max(seq) FILTER (WHERE role = 'assistant') AS assistant, "
+            f"min(seq) FILTER (WHERE {_KIND_SQL} = 0) AS bad, "
+            "max(extract(epoch FROM created_at))::float8 AS at "
+            "FROM cubepi_messages" + where + " GROUP BY thread_id",
+            *args,
+        )
+        self.work["rows"] = sum(r["n"] for r in rows) if thread_ids is not None else 0
+        tails: dict[str, int] = {}
+        touched = set()
+        for r in rows:
+            thread_id = r["thread_id"]
+            s = self._threads.get(thread_id)
+            if s is None:
+                s = self._threads[thread_id] = ThreadSummary(thread_id)
+            fresh = ThreadSummary(thread_id, running=s.running, holder=s.holder)
+            fresh.pending_request, fresh.request = s.pending_request, s.request
+            fresh.answer_stored, fresh.run_open = s.answer_stored, s.run_open
+            fresh.messages, fresh.last_row, fresh.last_activity = r["n"], r["last"], r["at"]
+            fresh.last_role = _KINDS[r["last_kind"] % 4] if r["last_kind"] % 4 else None
+            fresh.last_assistant_row = r["assistant"]
+            if r["bad"] is not None:
+                fresh.bad_row, fresh.bad_reason = r["bad"], "unknown role in the role column"
+            self._threads[thread_id] = fresh
+            tails[thread_id] = r["assistant"] if r["assistant"] is not None else 1
+            touched.add(thread_id)
+        if tails:
+            self._read_tails(tails)
+        return touched
+
+    def _read_tails(self, tails: dict[str, int]) -> None:
+        ids = list(tails)
+        rows = self._client.fetch(
+            "SELECT m.thread_id, m.seq, m.role, m.run_id, m.payload "
+            "FROM cubepi_messages m JOIN unnest($1::text[], $2::bigint[]) AS w(thread_id, seq) "
+            "ON m.thread_id = w.thread_id AND m.seq >= w.seq",
+            ids,
+            [tails[t] for t in ids],
+        )
+        for r in rows:
+            s = self._threads[r["thread_id"]]
+            seq, role = r["seq"], r["role"]
+            if seq == s.last_row:
+                s.last_run_id = r["run_id"]
+            if role not in ROLE_NAMES:
+                continue  # counted by the aggregate's `bad`
+            message, error = decode_payload(r["payload"], role)
+            if seq == s.last_assistant_row:
+                if message is not None:
+                    s.set_last_assistant(*summarise_assistant(message))
+                else:
+                    s.set_last_assistant(None, (), "", None)
+                    s.bad_tail = (seq, error or "")
+                continue
+            if error is not None:
+                if s.bad_row is None or seq < s.bad_row:
+                    s.bad_row, s.bad_reason = seq, error
+                continue
+            if role == "tool" and (s.last_assistant_row is None or seq > s.last_assistant_row):
+                call_id = message.get("tool_call_id") if message else None
+                if isinstance(call_id, str):
+                    if s.answered is NONE_ANSWERED:
+                        s.answered = set()
+                    s.answered.add(call_id)  # type: ignore[union-attr]
+
+    def _runs_changed_since(self, since: Any) -> set[str]:
+        args = [*self._only_args(), since]
+        n = len(args)
+        return {
+            r["thread_id"]
+            for r in self._client.fetch(
+                "SELECT DISTINCT thread_id FROM cubepi_runs"
+                + self._where("thread_id", f"(claimed_at > ${n} OR completed_at > ${n})"),
+                *args,
+            )
+        }
+
+    def _read_runs(self, thread_ids: set[str] | None) -> set[str]:
+        """Whether each thread's newest run is still open; the threads where that changed."""
+        if thread_ids is None:
+            where, args = self._where("thread_id"), self._only_args()
+        elif not thread_ids:
+            return set()
+        else:
+            where, args = " WHERE thread_id = ANY($1::text[])", [sorted(thread_ids)]
+            self.work["run_threads"] = len(thread_ids)
+        changed = set()
+        for r in self._client.fetch(
+            "SELECT DISTINCT ON (thread_id) thread_id, completed_at IS NULL AS open "
+            "FROM cubepi_runs" + where + " ORDER BY thread_id, claimed_at DESC, run_id DESC",
+            *args,
+        ):
+            s = self._threads.get(r["thread_id"])
+            if s is not None and s.run_open != r["open"]:
+                s.run_open = r["open"]
+                changed.add(s.thread_id)
+        return changed
+
+    def _read_pending_requests(self) -> set[str]:
+        """Who waits for a human, with what request, and whether it was answered."""
+        found = {}
+        for r in self._client.fetch(
+            "SELECT t.thread_id, t.pending_request::text AS request, t.run_id, EXISTS ("
+            "  SELECT 1 FROM cubepi_hitl_answers a WHERE a.thread_id = t.thread_id"
+            "  AND a.run_id = coalesce(t.run_id, '')"
+            "  AND a.question_id = t.pending_request->>'question_id') AS stored "
+            "FROM cubepi_threads t" + self._where("t.thread_id", "t.pending_request IS NOT NULL"),
+            *self._only_args(),
+        ):
+            found[r["thread_id"]] = (parse_request(r["request"], r["run_id"]), r["stored"])
+        changed = set()
+        for thread_id in self._pending | found.keys():
+            s = self._threads.get(thread_id)
+            if s is None:
+                continue
+            request, stored = found.get(thread_id, (None, False))
+            if (request, stored) != (s.request, s.answer_stored):
+                changed.add(thread_id)
+            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+        self._pending = set(found)
+        return changed
+
+    def _read_leases(self) -> set[str]:
+        """Threads whose advisory lease a live supervisor holds are `running`."""
+        live = {t: h for t, h in self.leases.live().items() if t in self._threads}
+        changed = set()
+        for thread_id in self._held | live.keys():
+            s = self._threads[thread_id]
+            holder = live.get(thread_id)
+            if holder != s.holder:
+                changed.add(thread_id)
+                s.holder, s.running = holder, holder is not None
+        self._held = set(live)
+        return changed
+
+
+def _margin() -> Any:
+    import datetime
+
+    return datetime.timedelta(seconds=COMMIT_MARGIN_SECONDS)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
