@@ -252,11 +252,22 @@ class DemoExists(Exception):
 
 
 def build_demo_db(
-    path: Path | str, *, force: bool = False, jobs_dir: Path | str | None = None
+    path: Path | str,
+    *,
+    force: bool = False,
+    jobs_dir: Path | str | None = None,
+    ledger_dir: Path | None = None,
 ) -> Path | str:
-    """Create the demo database and its jobs directory; refuse to overwrite."""
+    """Create the demo database and its jobs directory; refuse to overwrite.
+
+    `ledger_dir`: where the demo records its side effects when the markers
+    are in Postgres (default: `demo.ledger_dir_for`, which the demo agent
+    also finds on its own).
+    """
     if is_dsn(path):
-        return _build_demo_postgres(str(path), force=force, jobs=jobs_dir or str(path))
+        return _build_demo_postgres(
+            str(path), force=force, jobs=jobs_dir or str(path), ledger_dir=ledger_dir
+        )
     path = Path(path)
     jobs = Path(jobs_dir or default_jobs_dir(path))
     if path.exists() and not force:
@@ -277,7 +288,9 @@ def build_demo_db(
     return path
 
 
-def _build_demo_postgres(dsn: str, *, force: bool, jobs: Path | str) -> str:
+def _build_demo_postgres(
+    dsn: str, *, force: bool, jobs: Path | str, ledger_dir: Path | None
+) -> str:
     """The demo threads in a Postgres database: cubeloop's schema made if missing.
 
     Refuses a database that already holds threads unless `force`, which
@@ -294,7 +307,7 @@ def _build_demo_postgres(dsn: str, *, force: bool, jobs: Path | str) -> str:
         raise DemoExists(describe(dsn, exc)) from None
     if held:
         raise DemoExists(f"{held}: already holds threads (use --force to replace them)")
-    ledger = demo.ledger_dir_for(dsn) if is_dsn(jobs) else Path(jobs)
+    ledger = ledger_dir or (demo.ledger_dir_for(dsn) if is_dsn(jobs) else Path(jobs))
     ledger.mkdir(parents=True, exist_ok=True)
     if force:
         for entry in ledger.iterdir():

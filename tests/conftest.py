@@ -70,15 +70,30 @@ def crash_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     base = tmp_path_factory.mktemp("crashdb")
     db, jobs = base / "jobs.db", base / "jobs"
-    run_demo_child(db, "finished", jobs / "f")
-    crash(db, "first-model-call", jobs / "1", kill_at_event=5)
-    crash(db, "during-tool", jobs / "2", kill_at_marker="after_start:A")
-    crash(db, "batch-partial", jobs / "3", kill_at_event=11)
-    crash(db, "model-after-tools", jobs / "4", kill_at_event=17)
-    crash(db, "turn2-calls", jobs / "5", kill_at_event=18)
-    run_demo_child(db, "aborted", jobs / "6", abort_at_event=7, tool_seconds=0.5)
-    run_demo_child(db, "error", jobs / "7", fail_turn=2)
+    make_crashes(db, lambda name: jobs / name)
     return db
+
+
+#: (thread, child options, killed?) for every state a real crash can leave.
+CRASHES: list[tuple[str, dict[str, object], bool]] = [
+    ("finished", {}, False),
+    ("first-model-call", {"kill_at_event": 5}, True),
+    ("during-tool", {"kill_at_marker": "after_start:A"}, True),
+    ("batch-partial", {"kill_at_event": 11}, True),
+    ("model-after-tools", {"kill_at_event": 17}, True),
+    ("turn2-calls", {"kill_at_event": 18}, True),
+    ("aborted", {"abort_at_event": 7, "tool_seconds": 0.5}, False),
+    ("error", {"fail_turn": 2}, False),
+]
+
+
+def make_crashes(db: Path | str, jobs_of, **extra: object) -> None:
+    """Run every `CRASHES` case into one database (a file or a Postgres URL)."""
+    for thread, options, killed in CRASHES:
+        if killed:
+            crash(db, thread, jobs_of(thread), **options, **extra)
+        else:
+            run_demo_child(db, thread, jobs_of(thread), **options, **extra)
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +123,9 @@ def fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
 
 
-def transcript_problems(db: Path, thread: str) -> list[str]:
+def transcript_problems(db: Path | str, thread: str) -> list[str]:
     """Every tool call must have exactly one result, before the next assistant turn."""
-    from supervisor.store import open_store
+    from supervisor.backends import open_store
 
     entries = open_store(db).transcript(thread).entries
     problems: list[str] = []
@@ -144,3 +159,54 @@ def effects(jobs: Path) -> list[str]:
     from supervisor.demo import Ledger
 
     return Ledger(jobs).effects()
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (initdb + pg_ctl), stopped at the end.
+
+    When none can be started the Postgres tests skip, saying why.
+    """
+    from tests.pg_server import NoServer, Server
+
+    server = Server()
+    try:
+        server.start()
+    except NoServer as exc:
+        server.stop()
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server) -> str:
+    """A fresh database on the session's server, with cubeloop's schema."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def pg_demo_template(pg_server, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A Postgres database holding the demo threads (markers in its table), built once,
+    and the directory of its ledger."""
+    from supervisor.demo_db import build_demo_db
+
+    dsn = pg_server.new_database(schema=False)
+    ledger = tmp_path_factory.mktemp("pg-demo-ledger")
+    build_demo_db(dsn, ledger_dir=ledger)
+    return dsn, ledger
+
+
+@pytest.fixture
+def pg_demo(pg_server, pg_demo_template: tuple[str, Path], tmp_path: Path) -> tuple[str, Path]:
+    """A private copy of the Postgres demo database, and a private copy of its ledger."""
+    import shutil
+
+    template, template_ledger = pg_demo_template
+    dsn = pg_server.copy_database(template)
+    ledger = tmp_path / "ledger"
+    shutil.copytree(template_ledger, ledger)
+    return dsn, ledger

@@ -122,8 +122,14 @@ class Server:
 
     def new_database(self, *, schema: bool = True) -> str:
         """A fresh database (with cubeloop's schema unless told not to); its DSN."""
+        return self._create(TEMPLATE if schema else "template0")
+
+    def copy_database(self, dsn: str) -> str:
+        """A copy of one of this server's databases (nobody may be connected to it)."""
+        return self._create(dsn.rsplit("/", 1)[-1])
+
+    def _create(self, template: str) -> str:
         name = "t_" + uuid.uuid4().hex[:12]
-        template = TEMPLATE if schema else "template0"
 
         async def create() -> None:
             import asyncpg
