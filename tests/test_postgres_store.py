@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from supervisor.backends import open_store
 from supervisor.demo_db import DEMO_THREADS
 from supervisor.states import State
-from supervisor.store import StoreError
 from tests.conftest import cli, make_crashes
 
 pytestmark = pytest.mark.postgres
