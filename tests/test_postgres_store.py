@@ -157,6 +157,7 @@ def test_looking_never_writes(pg_dsn: str) -> None:
 
 # -- rows we did not write ------------------------------------------------------
 
+SMALL_INTS = st.integers(-(2**63), 2**63 - 1)  # what msgpack can carry
 ROLES = st.sampled_from(["user", "assistant", "tool", "system", "", "tool_result"])
 PAYLOADS = st.one_of(
     st.binary(max_size=40),
@@ -165,7 +166,7 @@ PAYLOADS = st.one_of(
         st.sampled_from(["user", "assistant", "tool_result", "other"]),
         st.dictionaries(
             st.sampled_from(["content", "stop_reason", "tool_call_id", "error_message"]),
-            st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers())),
+            st.one_of(st.none(), SMALL_INTS, st.text(max_size=5), st.lists(SMALL_INTS)),
         ),
     ),
 )

@@ -102,3 +102,25 @@ async def prepare_demo_database(dsn: str, *, force: bool, markers: bool) -> str 
         return None
     finally:
         await conn.close()
+
+
+#: The one index we add to cubeloop's tables, with the user's consent (`index URL`):
+#: refreshes find new rows by `created_at` instead of scanning the table.
+CREATED_INDEX = "agent_supervisor_messages_created"
+
+
+async def has_created_index(conn: Any) -> bool:
+    return bool(await conn.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"))
+
+
+async def add_created_index(conn: Any) -> None:
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {CREATED_INDEX} ON cubepi_messages (created_at)"
+    )
+
+
+async def drop_created_index(conn: Any) -> bool:
+    """Drop our index (never one we did not add); whether there was one."""
+    existed = await has_created_index(conn)
+    await conn.execute(f"DROP INDEX IF EXISTS {CREATED_INDEX}")
+    return existed

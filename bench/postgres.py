@@ -1,0 +1,260 @@
+"""Postgres benchmark: the same 100,000 threads as bench/fleet.py, in cubeloop's Postgres tables.
+
+Starts a throwaway PostgreSQL server (tests/pg_server.py), creates cubeloop's
+schema, and copies fleet.py's SQLite database into it row for row (payloads
+msgpack-encoded, as `PostgresCheckpointer` writes them; `seq` numbered per
+thread; the same times and run ids). Then prints, each against a baseline
+measured in the same run, A and B in turn:
+
+- `list URL`, the whole process, against the floor: one aggregate query over
+  `cubepi_messages` (`GROUP BY thread_id`, count and max(seq)) in a plain
+  asyncpg process (goal: within 2x); and against `list` of the SQLite file
+  holding the same data;
+- a refresh after 10 new messages (cubeloop's own appends to 10 threads):
+  median of rounds, in process, with and without the `created_at` index
+  `agent-supervisor index URL` adds (goal: under 50 ms);
+- resume latency to the first model call (what `r` does) for a 49-message
+  thread, in a small database and in the big one.
+
+Usage: python bench/postgres.py [--threads 100000] [--pairs 3] [--rounds 5]
+       python bench/postgres.py --floor URL    (the floor, as its own process)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+_JULIAN_UNIX_EPOCH = 2440587.5
+_ROLES = {"user": "user", "assistant": "assistant", "tool_result": "tool"}
+
+
+def floor(dsn: str) -> None:
+    """The least a listing must do: one aggregate over every message."""
+    import asyncpg
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn)
+        rows = await conn.fetch(
+            "SELECT thread_id, count(*), max(seq) FROM cubepi_messages GROUP BY thread_id"
+        )
+        await conn.close()
+        return len(rows)
+
+    print(asyncio.run(run()))
+
+
+async def load(sqlite_path: Path, dsn: str) -> int:
+    """Copy the SQLite bench database into cubeloop's Postgres tables; the rows copied."""
+    import datetime
+    import json
+    import sqlite3
+
+    import asyncpg
+    import msgpack
+
+    def when(julian: float) -> datetime.datetime:
+        seconds = (julian - _JULIAN_UNIX_EPOCH) * 86400.0
+        return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+
+    src = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    conn = await asyncpg.connect(dsn)
+    threads = [t for (t,) in src.execute("SELECT thread_id FROM thread_extra ORDER BY rowid")]
+    await conn.copy_records_to_table(
+        "cubepi_threads", records=[(t,) for t in threads], columns=["thread_id"]
+    )
+    await conn.copy_records_to_table(
+        "cubepi_runs",
+        records=[
+            (t, r, when(c))
+            for t, r, c in src.execute("SELECT thread_id, run_id, claimed_at FROM runs")
+        ],
+        columns=["thread_id", "run_id", "claimed_at"],
+    )
+    seqs: dict[str, int] = {}
+    batch: list[tuple] = []
+    copied = 0
+    columns = ["thread_id", "seq", "role", "payload", "run_id", "created_at"]
+    for thread_id, text, created, run_id in src.execute(
+        "SELECT thread_id, message_json, created_at, run_id FROM messages ORDER BY id"
+    ):
+        message = json.loads(text)
+        seq = seqs[thread_id] = seqs.get(thread_id, 0) + 1
+        payload = msgpack.packb(message, use_bin_type=True)
+        batch.append((thread_id, seq, _ROLES[message["role"]], payload, run_id, when(created)))
+        if len(batch) == 50_000:
+            await conn.copy_records_to_table("cubepi_messages", records=batch, columns=columns)
+            copied += len(batch)
+            batch.clear()
+    if batch:
+        await conn.copy_records_to_table("cubepi_messages", records=batch, columns=columns)
+        copied += len(batch)
+    await conn.execute("ANALYZE")
+    await conn.close()
+    src.close()
+    return copied
+
+
+async def append_messages(dsn: str, thread_ids: list[str]) -> None:
+    """One user message to each thread, through cubeloop's own `append`."""
+    from cubeloop import TextContent
+    from cubeloop.providers.base import UserMessage
+
+    from supervisor import backends
+
+    async with backends.checkpointer(dsn) as cp:
+        for t in thread_ids:
+            await cp.append(t, [UserMessage(content=[TextContent(text="more")], timestamp=0)])
+
+
+def refresh_figures(dsn: str, threads: int, rounds: int, label: str) -> None:
+    from supervisor.backends import open_store
+
+    store = open_store(dsn)
+    times = []
+    for r in range(rounds):
+        chosen = [f"thread-{(r * 997 + i * 7919) % threads:05d}" for i in range(10)]
+        asyncio.run(append_messages(dsn, chosen))
+        start = time.perf_counter()
+        touched = store.refresh()
+        times.append((time.perf_counter() - start) * 1000)
+        assert set(chosen) <= touched, (chosen, touched)
+    store.close()
+    median = statistics.median(times)
+    verdict = "met" if median < 50 else "MISSED"
+    print(
+        f"refresh after 10 new messages, {label:<20} median {median:6.1f} ms  "
+        f"max {max(times):6.1f} ms  goal < 50 ms: {verdict}"
+    )
+
+
+async def add_created_index(dsn: str) -> None:
+    from supervisor.pg.client import connect
+    from supervisor.pg.schema import add_created_index
+
+    conn = await connect(dsn)
+    await add_created_index(conn)
+    await conn.close()
+
+
+def resume_figures(server, big: str, work: Path) -> None:
+    """`r` on a 49-message after_tools thread: small database against the big one."""
+    import os
+
+    from runner import PROMPT, time_to_first_model_call
+
+    from supervisor.demo_db import run_child_process
+
+    os.environ["AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND"] = "0"
+    probe = subprocess_events(work)
+    small = server.new_database()
+    results = []
+    for label, dsn in (("small database", small), ("100,000-thread database", big)):
+        run_child_process(dsn, "long", work / "jobs", prompt=PROMPT, kill_at_event=probe)
+        os.environ["JOB_DIR"] = str(work / "jobs")
+        times = []
+        for _ in range(5):
+            times.append(
+                asyncio.run(time_to_first_model_call(dsn, work / "jobs", "long", None)) * 1000
+            )
+        results.append((label, statistics.median(times)))
+    base = results[0][1]
+    for label, ms in results:
+        print(f"resume to first model call, {label:<24} median {ms:7.1f} ms  {ms / base:4.1f}x")
+
+
+def subprocess_events(work: Path) -> int:
+    """The event number of the last model call of a full 'Process items 1..32' run."""
+    import os
+    import subprocess
+
+    from runner import PROMPT
+
+    from supervisor.demo_db import child_command
+
+    out = subprocess.run(
+        child_command(work / "probe.db", "p", work / "probe", prompt=PROMPT, list_events=True),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"},
+        check=True,
+    ).stdout.split("\n")
+    events = [line.split() for line in out if line.strip()]
+    return max(int(n) for n, kind in events if kind == "message_start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=100_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--floor", metavar="URL")
+    parser.add_argument("--load", nargs=2, metavar=("SQLITE", "URL"))
+    args = parser.parse_args()
+    if args.floor:
+        floor(args.floor)
+        return
+    if args.load:
+        print(asyncio.run(load(Path(args.load[0]), args.load[1])))
+        return
+
+    from fleet import database, paired
+
+    from tests.pg_server import Server
+
+    sqlite_path = database(args.threads)
+    server = Server()
+    server.start()
+    try:
+        dsn = server.new_database()
+        start = time.perf_counter()
+        # In a process of its own: a child inherits its parent's peak memory
+        # (ru_maxrss survives fork and exec), so this process stays small.
+        rows = int(
+            subprocess.run(
+                [sys.executable, __file__, "--load", str(sqlite_path), dsn],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        print(
+            f"copied {rows:,} messages of {args.threads:,} threads in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
+        cli = [sys.executable, "-m", "supervisor", "list"]
+        paired(
+            "list (Postgres) vs aggregate floor",
+            cli + [dsn],
+            [sys.executable, __file__, "--floor", dsn],
+            args.pairs,
+            2.0,
+        )
+        paired(
+            "list: Postgres vs SQLite, same data",
+            cli + [dsn],
+            cli + [str(sqlite_path)],
+            args.pairs,
+            None,
+        )
+        refresh_figures(dsn, args.threads, args.rounds, "no index")
+        asyncio.run(add_created_index(dsn))
+        refresh_figures(dsn, args.threads, args.rounds, "created_at index")
+        with tempfile.TemporaryDirectory() as work:
+            resume_figures(server, dsn, Path(work))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
