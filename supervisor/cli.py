@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "index",
-        help="add an index on messages(thread_id, id): fast resume and detail on big databases",
+        help="add our index: messages(thread_id, id) for a SQLite file (fast resume and "
+        "detail), cubepi_messages(created_at) for Postgres (fast refreshes)",
     )
     _add_db(p)
     p.add_argument("--yes", action="store_true", help="do not ask; add it")
@@ -368,17 +369,10 @@ BIG_DATABASE_ROWS = 200_000
 
 
 def _suggest_index(store: Store) -> None:
-    if (
-        isinstance(store, SQLiteStore)
-        and store.cursor > BIG_DATABASE_ROWS
-        and not store.has_thread_index()
-    ):
-        print(
-            f"agent-supervisor: note: {store.cursor:,} rows and no index on thread_id: "
-            f"reading one thread scans them all; 'agent-supervisor index {store.location}' "
-            "adds one",
-            file=sys.stderr,
-        )
+    """A note when a big database lacks the index its backend would use."""
+    hint = store.index_hint(BIG_DATABASE_ROWS)
+    if hint:
+        print(f"agent-supervisor: note: {hint}", file=sys.stderr)
 
 
 def _warn_corrupt(store: Store) -> None:
@@ -533,11 +527,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
 
     if is_dsn(args.db):
-        raise UsageError(
-            "index is for SQLite files: cubeloop's Postgres schema already has its "
-            "(thread_id, seq) key",
-            "agent-supervisor index",
-        )
+        return _index_postgres(args)
     path = check_database_path(args.db)
     with SQLiteStore(path, busy_timeout=args.busy_timeout, only=()) as store:
         present = store.has_thread_index()
@@ -566,6 +556,67 @@ def cmd_index(args: argparse.Namespace) -> int:
     started = time.monotonic()
     add_thread_index(path, args.busy_timeout)
     print(f"{path}: added index {INDEX_NAME} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _index_postgres(args: argparse.Namespace) -> int:
+    """cubepi_messages(created_at), so a refresh finds new rows without a table scan.
+
+    cubeloop's `(thread_id, seq)` key already serves resumes and the detail.
+    The schema is the host's (Alembic): an autogenerate would offer to drop
+    an index it does not know, so we ask first and say its name.
+    """
+    import asyncio
+
+    from supervisor.pg.client import PgError, connect, describe
+    from supervisor.pg.schema import (
+        CREATED_INDEX,
+        add_created_index,
+        drop_created_index,
+        has_created_index,
+    )
+
+    where = redact(args.db)
+
+    async def run(action) -> object:
+        conn = await connect(args.db, "index")
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    def on_server(action) -> object:
+        try:
+            return asyncio.run(run(action))
+        except PgError as exc:
+            raise StoreError(str(exc)) from None
+        except Exception as exc:
+            raise StoreError(describe(args.db, exc)) from None
+
+    if args.drop:
+        if not on_server(drop_created_index):
+            print(f"{where}: no index {CREATED_INDEX} to drop")
+        else:
+            print(f"{where}: dropped index {CREATED_INDEX}")
+        return EXIT_OK
+    if on_server(has_created_index):
+        print(f"{where}: already indexed on created_at; nothing to do")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"adding an index writes to {where}; pass --yes to agree", "agent-supervisor index"
+            )
+        answer = input(
+            f"Add index {CREATED_INDEX} on cubepi_messages(created_at) to {where}? "
+            "(Tell Alembic to ignore it, or an autogenerate will offer to drop it.) [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not changed")
+            return EXIT_UNFINISHED
+    started = time.monotonic()
+    on_server(add_created_index)
+    print(f"{where}: added index {CREATED_INDEX} in {time.monotonic() - started:.1f}s")
     return EXIT_OK
 
 

@@ -154,6 +154,10 @@ class Store(Protocol):
     @property
     def rows_checked(self) -> bool: ...
 
+    def index_hint(self, above_rows: int) -> str | None:
+        """A note for a database over `above_rows` rows that lacks the index we would add."""
+        ...
+
 
 def unix_time_sql(column: str) -> str:
     """SQL turning `created_at` into unix seconds, computed inside SQLite.
@@ -542,6 +546,15 @@ class SQLiteStore:
             return scratch.threads()
         finally:
             scratch.close()
+
+    def index_hint(self, above_rows: int) -> str | None:
+        """Why `agent-supervisor index` would help, for a big database without our index."""
+        if self.cursor <= above_rows or self.has_thread_index():
+            return None
+        return (
+            f"{self.cursor:,} rows and no index on thread_id: reading one thread scans them "
+            f"all; 'agent-supervisor index {self.location}' adds one"
+        )
 
     def has_thread_index(self) -> bool:
         """Some index on `messages` starts with thread_id (ours, or the host's own)."""

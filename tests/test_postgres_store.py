@@ -288,3 +288,37 @@ def test_demo_fills_an_empty_database(pg_server, tmp_path: Path, monkeypatch) ->
     ledgers = list((tmp_path / "agent-supervisor").glob("ledger-*"))
     assert len(ledgers) == 1
     shutil.rmtree(ledgers[0])
+
+
+def test_index_adds_and_drops_only_ours_with_consent(pg_dsn: str) -> None:
+    refused = cli("index", pg_dsn)  # no terminal to ask on
+    assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    added = cli("index", pg_dsn, "--yes")
+    assert added.returncode == 0 and "added index agent_supervisor_messages_created" in added.stdout
+    assert "already indexed" in cli("index", pg_dsn, "--yes").stdout
+    assert "dropped index" in cli("index", pg_dsn, "--drop").stdout
+    assert "no index" in cli("index", pg_dsn, "--drop").stdout
+
+
+def test_big_databases_get_an_index_hint_and_a_preview(
+    pg_demo: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import supervisor.pg.store as pg_store
+
+    dsn, _ = pg_demo
+    store = open_store(dsn)
+    try:
+        assert store.index_hint(10**9) is None
+        assert "no index on created_at" in store.index_hint(10)
+        assert store.preview() is None  # small: listed whole at once
+        monkeypatch.setattr(pg_store, "PREVIEW_ABOVE_ROWS", -1)
+        for with_index in (False, True):
+            if with_index:
+                assert cli("index", dsn, "--yes").returncode == 0
+                assert store.index_hint(10) is None
+            early = {s.thread_id: s for s in store.preview(threads=3)}
+            assert len(early) == 3
+            for thread_id, summary in early.items():  # the same states the whole listing has
+                assert summary.state is store.get(thread_id).state
+    finally:
+        store.close()

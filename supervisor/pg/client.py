@@ -60,7 +60,9 @@ async def connect(dsn: str, role: str = "", **settings: str) -> Any:
     """An asyncpg connection named after this process; `PgError` when it cannot be had."""
     import asyncpg
 
-    server_settings = {"application_name": application_name(role), **settings}
+    # JIT compiles a big plan for up to a second before running it: our queries are
+    # short, and a listing over 64 partitions looks big to the planner.
+    server_settings = {"application_name": application_name(role), "jit": "off", **settings}
     try:
         return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, server_settings=server_settings)
     except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:

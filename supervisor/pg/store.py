@@ -29,6 +29,7 @@ from supervisor.hitl import parse_request
 from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
+from supervisor.pg.schema import CREATED_INDEX
 from supervisor.states import NONE_ANSWERED, ThreadSummary
 from supervisor.store import (
     BIG_PREVIEW,
@@ -46,8 +47,13 @@ COMMIT_MARGIN_SECONDS = 30.0
 #: The `role` column's values, and the role our rules call each.
 ROLE_NAMES = {"user": "user", "assistant": "assistant", "tool": "tool_result"}
 
-#: Up to this many threads' tails are read by the key; more by one join.
-FEW_THREADS = 2_000
+#: Up to this many threads are read with `= ANY(...)`; more, one probe each.
+FEW_THREADS = 50
+
+#: A database with more message rows than this gets a preview of its newest threads.
+PREVIEW_ABOVE_ROWS = 200_000
+#: How many threads a preview reads.
+PREVIEW_THREADS = 500
 
 #: Connections the first listing reads partitions on.
 PARTITION_READERS = 2
@@ -66,10 +72,26 @@ _AGGREGATE_SQL = (
     "FROM {relation}{where} GROUP BY thread_id"
 )
 
+#: The aggregate of each of many threads, one probe by the key each.
+_AGGREGATE_EACH_SQL = (
+    "SELECT w.thread_id, a.* FROM unnest($1::text[]) AS w(thread_id) CROSS JOIN LATERAL ("
+    + _AGGREGATE_SQL.format(relation="cubepi_messages", where=" WHERE thread_id = w.thread_id")
+    .replace("SELECT thread_id, ", "SELECT ")
+    .replace(" GROUP BY thread_id", "")
+    + ") AS a WHERE a.n > 0"
+)
+
+#: The rows of many threads from a seq on, one probe each.
+_TAILS_EACH_SQL = (
+    "SELECT m.* FROM unnest($1::text[], $2::bigint[]) AS w(thread_id, seq) CROSS JOIN LATERAL ("
+    "SELECT thread_id, seq, role, run_id, payload FROM cubepi_messages "
+    "WHERE thread_id = w.thread_id AND seq >= w.seq OFFSET 0) AS m"  # OFFSET 0: no pull-up
+)
+
 #: The aggregate, and each thread's rows from its last assistant message on.
 _PARTITION_SQL = (
     "WITH a AS (" + _AGGREGATE_SQL.replace("{where}", "") + ") "
-    "SELECT a.*, m.seq, m.role, m.run_id, m.payload FROM a JOIN {relation} m "
+    "SELECT a.*, m.thread_id, m.seq, m.role, m.run_id, m.payload FROM a JOIN {relation} m "
     "ON m.thread_id = a.thread_id AND m.seq >= coalesce(a.assistant, 1)"
 )
 
@@ -98,6 +120,32 @@ def decode_payload(
     if message.get("role") != expected:
         return None, f"payload role {message.get('role')!r} under role column {role!r}"
     return message, None
+
+
+def tool_call_id_of(payload: bytes | None) -> tuple[str | None, str | None]:
+    """A tool result's `tool_call_id`, read without decoding its content (the listing
+    needs only the id); (None, why) when the payload is not a tool result."""
+    import msgpack
+
+    try:
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(bytes(payload or b""))
+        found: dict[str, Any] = {}
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key in ("role", "tool_call_id"):
+                found[key] = unpacker.unpack()
+                if len(found) == 2:
+                    break
+            else:
+                unpacker.skip()
+    except Exception:  # msgpack raises several types for bad bytes
+        _, error = decode_payload(payload, "tool")
+        return None, error or "payload is not a map"
+    if found.get("role") != "tool_result":
+        return None, f"payload role {found.get('role')!r} under role column 'tool'"
+    call_id = found.get("tool_call_id")
+    return (call_id if isinstance(call_id, str) else None), None
 
 
 class PostgresStore:
@@ -193,26 +241,76 @@ class PostgresStore:
         return out
 
     def check_rows(self) -> set[str]:
-        """Decode every payload (the listing decodes only the rows states depend on)."""
+        """Decode every payload (the listing decodes only the rows states depend on).
+
+        Reads partition by partition on a connection of its own and takes the
+        store's lock only to record what it found: the app runs this in the
+        background while refreshes go on.
+        """
+        client = SyncClient(self.dsn, "check", default_transaction_read_only="on")
+        found: dict[str, tuple[int, str]] = {}
+        try:
+            for relation in self._relations(client):
+                for thread_id, seq, role, payload in client.fetch(
+                    f"SELECT thread_id, seq, role, payload FROM {relation}"
+                    + self._where("thread_id"),
+                    *self._only_args(),
+                ):
+                    _, error = decode_payload(payload, role)
+                    if error is not None and (thread_id not in found or seq < found[thread_id][0]):
+                        found[thread_id] = (seq, error)
+        finally:
+            client.close()
         changed: set[str] = set()
         with self._lock:
-            for r in self._client.fetch(
-                "SELECT thread_id, seq, role, payload FROM cubepi_messages"
-                + self._where("thread_id")
-                + " ORDER BY thread_id, seq",
-                *self._only_args(),
-            ):
-                _, error = decode_payload(r["payload"], r["role"])
-                s = self._threads.get(r["thread_id"])
-                if (
-                    error is not None
-                    and s is not None
-                    and (s.bad_row is None or r["seq"] < s.bad_row)
-                ):
-                    s.bad_row, s.bad_reason = r["seq"], error
-                    changed.add(s.thread_id)
+            for thread_id, (seq, error) in found.items():
+                s = self._threads.get(thread_id)
+                if s is not None and (s.bad_row is None or seq < s.bad_row):
+                    s.bad_row, s.bad_reason = seq, error
+                    changed.add(thread_id)
             self._checked = True
         return changed
+
+    def index_hint(self, above_rows: int) -> str | None:
+        rows = sum(s.messages for s in self._threads.values())
+        if rows <= above_rows:
+            return None
+        if self._client.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"):
+            return None
+        return (
+            f"{rows:,} rows and no index on created_at: each refresh (the app's, every "
+            f"second) scans them all; 'agent-supervisor index {self.location}' adds one"
+        )
+
+    def preview(self, threads: int = PREVIEW_THREADS) -> list[ThreadSummary] | None:
+        """The newest threads, read in a fraction of a second, for a first screen.
+
+        None for a database small enough to list whole at once. The newest are
+        those of the newest rows when our `created_at` index is there, else
+        the newest-created threads. Read by a scratch store on its own
+        connection: this one's state is untouched.
+        """
+        estimate = self._client.fetchval(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cubepi_messages'::regclass"
+        )
+        if estimate < PREVIEW_ABOVE_ROWS:
+            return None
+        if self._client.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"):
+            sql = (
+                "SELECT thread_id FROM (SELECT thread_id, created_at FROM cubepi_messages "
+                f"ORDER BY created_at DESC LIMIT {threads * 20}) AS m "
+                f"GROUP BY thread_id ORDER BY max(created_at) DESC LIMIT {threads}"
+            )
+        else:
+            sql = f"SELECT thread_id FROM cubepi_threads ORDER BY created_at DESC LIMIT {threads}"
+        newest = [r[0] for r in self._client.fetch(sql)]
+        scratch = PostgresStore(self.dsn, only=newest)
+        try:
+            scratch.refresh()
+            return scratch.threads()
+        finally:
+            scratch.close()
 
     # -- reading ------------------------------------------------------------
 
@@ -282,11 +380,20 @@ class PostgresStore:
         return changed
 
     def _read_messages(self, thread_ids: set[str]) -> set[str]:
-        """Aggregate the threads' rows, then decode the tails their states depend on."""
-        rows = self._client.fetch(
-            _AGGREGATE_SQL.format(relation="cubepi_messages", where=" WHERE thread_id = ANY($1)"),
-            sorted(thread_ids),
-        )
+        """Aggregate the threads' rows, then decode the tails their states depend on.
+
+        A few threads are read with `thread_id = ANY(...)`; more, one LATERAL
+        probe each (past about fifty the planner turns ANY into a scan of
+        every partition).
+        """
+        ids = sorted(thread_ids)
+        if len(ids) <= FEW_THREADS:
+            sql = _AGGREGATE_SQL.format(
+                relation="cubepi_messages", where=" WHERE thread_id = ANY($1)"
+            )
+        else:
+            sql = _AGGREGATE_EACH_SQL
+        rows = self._client.fetch(sql, ids)
         self.work["rows"] = sum(r["n"] for r in rows)
         tails = {r["thread_id"]: self._fold_aggregate(r) for r in rows}
         if tails:
@@ -295,30 +402,32 @@ class PostgresStore:
 
     def _fold_aggregate(self, r: Any) -> int:
         """A thread's summary from its aggregate row; returns the seq its tail starts at."""
-        thread_id = r["thread_id"]
-        s = self._threads.get(thread_id) or ThreadSummary(thread_id)
-        fresh = ThreadSummary(thread_id, running=s.running, holder=s.holder)
-        fresh.pending_request, fresh.request = s.pending_request, s.request
-        fresh.answer_stored, fresh.run_open = s.answer_stored, s.run_open
-        fresh.messages, fresh.last_row, fresh.last_activity = r["n"], r["last"], r["at"]
-        fresh.last_role = _KINDS[r["last_kind"] % 4] if r["last_kind"] % 4 else None
-        fresh.last_assistant_row = r["assistant"]
-        if r["bad"] is not None:
-            fresh.bad_row, fresh.bad_reason = r["bad"], "unknown role in the role column"
+        thread_id, n, last, last_kind, assistant, bad, at = r[:7]
+        fresh = ThreadSummary(thread_id, n, last, at, _KINDS[last_kind % 4])
+        fresh.last_assistant_row = assistant
+        s = self._threads.get(thread_id)
+        if s is not None:  # what other tables said stays
+            fresh.running, fresh.holder = s.running, s.holder
+            fresh.pending_request, fresh.request = s.pending_request, s.request
+            fresh.answer_stored, fresh.run_open = s.answer_stored, s.run_open
+        if bad is not None:
+            fresh.bad_row, fresh.bad_reason = bad, "unknown role in the role column"
         self._threads[thread_id] = fresh
-        return r["assistant"] if r["assistant"] is not None else 1
+        return assistant if assistant is not None else 1
 
     def _read_tails(self, tails: dict[str, int]) -> None:
         """The rows from each thread's last assistant message on, by the key."""
         ids = list(tails)
-        # One key lookup each. (A LATERAL join would be planned against all 64
-        # partitions each time: 30 ms of planning for a refresh of 10 threads.)
-        for r in self._client.fetch(
-            "SELECT thread_id, seq, role, run_id, payload FROM cubepi_messages "
-            "WHERE thread_id = ANY($1::text[]) AND seq >= $2",
-            ids,
-            min(tails.values()),
-        ):
+        if len(ids) <= FEW_THREADS:
+            rows = self._client.fetch(
+                "SELECT thread_id, seq, role, run_id, payload FROM cubepi_messages "
+                "WHERE thread_id = ANY($1::text[]) AND seq >= $2",
+                ids,
+                min(tails.values()),
+            )
+        else:
+            rows = self._client.fetch(_TAILS_EACH_SQL, ids, [tails[t] for t in ids])
+        for r in rows:
             if r["seq"] >= tails[r["thread_id"]]:
                 self._fold_tail(r)
 
@@ -330,14 +439,7 @@ class PostgresStore:
         table twice), and a few connections use the server's cores. The
         thread and run tables are read alongside.
         """
-        relations = [
-            r["name"]
-            for r in self._client.fetch(
-                "SELECT c.oid::regclass::text AS name FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'cubepi_messages'::regclass ORDER BY 1"
-            )
-        ] or ["cubepi_messages"]
+        relations = self._relations(self._client)
         threads, runs = self._client.run(self._read_partitions(relations))
         order = [r["thread_id"] for r in threads]
         for thread_id in order:
@@ -348,6 +450,15 @@ class PostgresStore:
         self._threads = {t: self._threads[t] for t in (*order, *rest)}
         self._fold_runs(runs)
         return set(self._threads)
+
+    @staticmethod
+    def _relations(client: SyncClient) -> list[str]:
+        """The partitions of `cubepi_messages` (the table itself if it has none)."""
+        found = client.fetch(
+            "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'cubepi_messages'::regclass ORDER BY 1"
+        )
+        return [r[0] for r in found] or ["cubepi_messages"]
 
     async def _read_partitions(self, relations: list[str]) -> tuple[list[Any], list[Any]]:
         from supervisor.pg.client import connect
@@ -363,8 +474,8 @@ class PostgresStore:
                 rows = await conn.fetch(_PARTITION_SQL.format(relation=queue.pop()))
                 started: set[str] = set()
                 for r in rows:
-                    if r["thread_id"] not in started:
-                        started.add(r["thread_id"])
+                    if r[0] not in started:
+                        started.add(r[0])
                         self._fold_aggregate(r)
                     self._fold_tail(r)
 
@@ -387,30 +498,29 @@ class PostgresStore:
 
     def _fold_tail(self, r: Any) -> None:
         """One row at or after a thread's last assistant message."""
-        s = self._threads[r["thread_id"]]
-        seq, role = r["seq"], r["role"]
+        thread_id, seq, role, run_id, payload = r[-5:]
+        s = self._threads[thread_id]
         if seq == s.last_row:
-            s.last_run_id = r["run_id"]
-        if role not in ROLE_NAMES:
-            return  # counted by the aggregate's `bad`
-        message, error = decode_payload(r["payload"], role)
-        if seq == s.last_assistant_row:
-            if message is not None:
-                s.set_last_assistant(*summarise_assistant(message))
-            else:
-                s.set_last_assistant(None, (), "", None)
-                s.bad_tail = (seq, error or "")
-            return
-        if error is not None:
-            if s.bad_row is None or seq < s.bad_row:
-                s.bad_row, s.bad_reason = seq, error
-            return
-        if role == "tool" and (s.last_assistant_row is None or seq > s.last_assistant_row):
-            call_id = message.get("tool_call_id") if message else None
-            if isinstance(call_id, str):
+            s.last_run_id = run_id
+        if role == "tool":
+            call_id, error = tool_call_id_of(payload)
+            if error is None and call_id is not None:
                 if s.answered is NONE_ANSWERED:
                     s.answered = set()
                 s.answered.add(call_id)  # type: ignore[union-attr]
+        elif role in ROLE_NAMES:
+            message, error = decode_payload(payload, role)
+            if seq == s.last_assistant_row:
+                if message is not None:
+                    s.set_last_assistant(*summarise_assistant(message))
+                else:
+                    s.set_last_assistant(None, (), "", None)
+                    s.bad_tail = (seq, error or "")
+                return
+        else:
+            return  # counted by the aggregate's `bad`
+        if error is not None and (s.bad_row is None or seq < s.bad_row):
+            s.bad_row, s.bad_reason = seq, error
 
     def _runs_changed_since(self, since: Any) -> set[str]:
         args = [*self._only_args(), since]
@@ -437,11 +547,12 @@ class PostgresStore:
 
     def _fold_runs(self, rows: Iterable[Any]) -> set[str]:
         changed = set()
-        for r in rows:
-            s = self._threads.get(r["thread_id"])
-            if s is not None and s.run_open != r["open"]:
-                s.run_open = r["open"]
-                changed.add(s.thread_id)
+        threads = self._threads
+        for thread_id, is_open in rows:
+            s = threads.get(thread_id)
+            if s is not None and s.run_open != is_open:
+                s.run_open = is_open
+                changed.add(thread_id)
         return changed
 
     def _read_pending_requests(self) -> set[str]:
