@@ -128,6 +128,8 @@ class Store(Protocol):
     location: str
     #: The database's lease board (`leases.FileLeaseBoard` or the Postgres one).
     leases: Any
+    #: Whether `check_rows` is cheap enough for the app to run in the background.
+    checks_in_background: bool
 
     def refresh(self) -> set[str]:
         """Read what changed since the last call; return the touched thread ids."""
@@ -320,6 +322,8 @@ class SQLiteStore:
         self.location = str(self.path)
         #: Who runs which thread: `flock` files beside the database.
         self.leases = FileLeaseBoard(leases_dir(self.path))
+        #: `check_rows` runs inside SQLite (it releases the GIL): the app may run it.
+        self.checks_in_background = True
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
         #: (a hot journal rolled back); the CLI prints them, the app notifies.

@@ -232,3 +232,35 @@ async def test_crash_then_resume_is_exactly_once_on_postgres(
     assert Counter(effects(ledger)) == Counter(
         f'process_item:{{"item":"{item}"}}' for item in ITEMS
     )
+
+
+def test_answer_prompt_and_show_take_a_url(pg_demo: tuple[str, Path]) -> None:
+    dsn, ledger = pg_demo
+    env = machine("host-a", ledger, 0)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "supervisor", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    asked = run("answer", dsn, "job-09", "--json")
+    assert asked.returncode == 0 and json.loads(asked.stdout)["kind"] == "approve"
+    answered = run("answer", dsn, "job-09", "--approve", "--force")
+    assert answered.returncode == 0, answered.stdout + answered.stderr
+    prompted = run("prompt", dsn, "job-01", "Process items X", "--force")
+    assert prompted.returncode == 0, prompted.stdout + prompted.stderr
+    shown = run("show", dsn, "job-01", "--json")
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["state"] == "finished"
+    store = open_store(dsn)
+    try:
+        assert store.get("job-09").state is State.FINISHED
+        assert store.get("job-01").messages > 7
+    finally:
+        store.close()
+    assert effects(ledger).count('refund:{"amount_eur":420,"order":"9001"}') == 1

@@ -159,6 +159,9 @@ class PostgresStore:
         self._pending: set[str] = set()
         self._held: set[str] = set()
         self._since: Any = None
+        #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
+        #: size, which a UI would feel. `list --check` runs it; the app does not.
+        self.checks_in_background = False
         self._checked = False
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()

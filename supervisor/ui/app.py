@@ -331,7 +331,8 @@ class SupervisorApp(ThreadActions, App[None]):
             # The listing's objects live as long as the app: keep the collector's
             # full passes off them, or each walks 100,000 summaries mid-keypress.
             gc.freeze()
-            self._check_rows_worker()
+            if getattr(self.store, "checks_in_background", False):
+                self._check_rows_worker()
         if self.selected in changed:
             self._show_detail_title()
             self._reload_detail_soon()
