@@ -322,3 +322,15 @@ def test_big_databases_get_an_index_hint_and_a_preview(
                 assert summary.state is store.get(thread_id).state
     finally:
         store.close()
+
+
+def test_demo_force_replaces_the_threads(
+    pg_demo: tuple[str, Path], tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    dsn, _ = pg_demo
+    assert cli("prompt", dsn, "extra", "Process items Q", "--force").returncode == 0
+    out = cli("demo", dsn, "--force")
+    assert out.returncode == 0, out.stderr
+    listed = {t["thread_id"]: t["state"] for t in json.loads(cli("list", dsn, "--json").stdout)}
+    assert listed == {t.thread_id: t.expect for t in DEMO_THREADS}  # "extra" is gone
