@@ -59,3 +59,14 @@ def checkpointer(location: str | os.PathLike[str]) -> Any:
     # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
     # never be read as a URI (reads and writes open the same file).
     return SQLiteCheckpointer(str(Path(location).resolve()))
+
+
+def attempt_ledger(location: str | os.PathLike[str]) -> Any:
+    """Where the watcher counts its attempts: a file beside the database, or our table."""
+    if is_dsn(location):
+        from supervisor.pg.attempts import PgAttempts
+
+        return PgAttempts(str(location))
+    from supervisor.attempts import FileAttempts
+
+    return FileAttempts(location)

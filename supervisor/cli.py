@@ -267,6 +267,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_abort)
 
     p = sub.add_parser(
+        "watch",
+        help="resume crashed threads by policy, with backoff, until stopped",
+        description=(
+            "Watch the database and resume every thread that enters one of --states and "
+            "stays quiet (no lease, no write) for --quiet seconds. A thread whose resume "
+            "fails is retried after a backoff that doubles each time; after --max-attempts "
+            "failures it is held until 'agent-supervisor release'. One line per decision; "
+            "SIGTERM or SIGINT aborts its runs gracefully (threads stay resumable) and exits 0."
+        ),
+    )
+    _add_db(p)
+    _add_run_options(p, force=False)
+    p.add_argument(
+        "--states",
+        type=_watch_states,
+        default=None,
+        metavar="STATE[,STATE]",
+        help="states to resume (default: mid_tool,after_tools,between_turns,error,answered; "
+        "aborted may be added; awaiting_input never)",
+    )
+    p.add_argument("--max-attempts", type=_positive_int, default=5, metavar="N")
+    p.add_argument(
+        "--backoff",
+        type=_backoff,
+        default=(10.0, 600.0),
+        metavar="INITIAL,MAX",
+        help="seconds before retrying a failed thread: INITIAL, doubling, at most MAX "
+        "(default 10,600)",
+    )
+    p.add_argument(
+        "--quiet",
+        type=_non_negative,
+        default=30.0,
+        metavar="SECONDS",
+        help="a thread must be this long without a write or a lease (default %(default)s)",
+    )
+    p.add_argument("--poll", type=_non_negative, default=1.0, metavar="SECONDS")
+    p.set_defaults(run=cmd_watch)
+
+    p = sub.add_parser("release", help="clear held threads so the watcher may try them again")
+    _add_db(p)
+    p.add_argument("threads", nargs="+", metavar="THREAD")
+    p.set_defaults(run=cmd_release)
+
+    p = sub.add_parser(
         "init-markers",
         help="create the job markers table in a Postgres database (once)",
         description=(
@@ -297,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+def _add_run_options(p: argparse.ArgumentParser, force: bool = True) -> None:
     p.add_argument(
         "--agent",
         metavar="MODULE:ATTR",
@@ -317,11 +362,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="TEXT",
         help="user message that continues aborted/error threads (default: %(default)r)",
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="resume threads that may still be live in another process",
-    )
+    if force:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="resume threads that may still be live in another process",
+        )
     p.add_argument(
         "--max-concurrent",
         type=_positive_int,
@@ -644,7 +690,7 @@ def _runner_config(args: argparse.Namespace) -> RunnerConfig:
         continue_text=args.continue_text,
         mid_tool_strategy=args.strategy,
         abort_grace=args.abort_grace,
-        live_window=0 if args.force else LIVE_WINDOW,
+        live_window=0 if getattr(args, "force", False) else LIVE_WINDOW,
     )
 
 
@@ -843,6 +889,99 @@ def _prompt_target(path: Path, busy_timeout: float) -> bool:
     return False
 
 
+def _watch_states(value: str) -> frozenset[State]:
+    from supervisor.watch import WATCHABLE
+
+    wanted = _states(value)
+    refused = sorted(str(s) for s in wanted - WATCHABLE)
+    if refused:
+        raise argparse.ArgumentTypeError(
+            f"the watcher never resumes {', '.join(refused)} "
+            f"(one of: {', '.join(sorted(str(s) for s in WATCHABLE))})"
+        )
+    return frozenset(wanted)
+
+
+def _backoff(value: str) -> tuple[float, float]:
+    try:
+        initial, longest = (float(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("give INITIAL,MAX in seconds, e.g. 10,600") from None
+    if not 0 <= initial <= longest:
+        raise argparse.ArgumentTypeError("need 0 <= INITIAL <= MAX")
+    return initial, longest
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Run the watcher until SIGTERM/SIGINT; exit 0 once its runs are aborted gracefully."""
+    import asyncio
+    import signal
+
+    from supervisor.runner import Runner
+    from supervisor.watch import DEFAULT_STATES, Policy, Watcher
+
+    policy = Policy(
+        states=args.states or DEFAULT_STATES,
+        max_attempts=args.max_attempts,
+        backoff=args.backoff,
+        quiet=args.quiet,
+        max_concurrent=args.max_concurrent,
+        poll=args.poll,
+    )
+    config = _runner_config(args)
+    config.live_window = policy.quiet
+    store = backends.store(
+        args.db, **({} if is_dsn(args.db) else {"busy_timeout": args.busy_timeout})
+    )
+    ledger = backends.attempt_ledger(args.db)
+    if hasattr(ledger, "require"):
+        ledger.require()
+
+    def log(line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp} {line}", flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with Runner(config) as runner:
+            await runner.check_agent("agent-supervisor-probe")
+            await Watcher(store, runner, ledger, policy, log=log).run(stop)
+
+    try:
+        asyncio.run(main())
+    finally:
+        ledger.close()
+        store.close()
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    ledger = backends.attempt_ledger(args.db)
+    store = _open(args, only=args.threads)
+    try:
+        unknown = [t for t in args.threads if store.get(t) is None]
+        if unknown:
+            raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
+        released = set(ledger.release(list(dict.fromkeys(args.threads))))
+    finally:
+        store.close()
+        ledger.close()
+    for thread_id in dict.fromkeys(args.threads):
+        what = "released" if thread_id in released else "had no attempts recorded"
+        print(f"{one_line(thread_id, 60)}: {what}")
+    return EXIT_OK
+
+
 def cmd_init_markers(args: argparse.Namespace) -> int:
     """Our markers table, created on request only: we never run DDL unasked."""
     import asyncio
@@ -907,6 +1046,8 @@ SUBCOMMANDS = (
     "abort",
     "index",
     "init-markers",
+    "watch",
+    "release",
     "demo",
 )
 

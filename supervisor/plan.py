@@ -120,6 +120,7 @@ REFUSALS: dict[State, str] = {
     State.AWAITING_INPUT: "is awaiting a human answer: answer it",
     State.CORRUPT: "has a corrupt row",
     State.RUNNING: "is already running",
+    State.HELD: "is held by the watcher after repeated failures: release it",
 }
 
 
@@ -314,7 +315,7 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
 
 def refusal(summary: ThreadSummary) -> str | None:
     """Why a thread in this state cannot be resumed, in the words every surface uses."""
-    state = summary.state
+    state = summary.resume_state
     if state in ACTIONS:
         return None
     if state is State.CORRUPT and summary.corrupt_reason:
@@ -330,7 +331,7 @@ def plan_thread(
     strategy: str = "rerun",
 ) -> ThreadPlan:
     """The whole plan for one thread, from its summary, markers and transcript."""
-    state = summary.state
+    state = summary.resume_state
     reason = refusal(summary)
     if reason is not None:
         return ThreadPlan(summary.thread_id, state, "nothing", refused=reason)

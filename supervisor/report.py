@@ -35,6 +35,7 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "pending_request": s.request.to_json() if s.request is not None else None,
         "answer_stored": s.answer_stored,
         "holder": s.holder,
+        "attempts": s.attempt.to_json() if s.attempt is not None else None,
     }
 
 
@@ -49,6 +50,9 @@ def thread_hint(
     state = s.state if state is None else state
     if state is State.CORRUPT:
         return one_line(f"row {s.corrupt_row}: {s.corrupt_reason}", limit)
+    if state is State.HELD and s.attempt is not None:
+        why = f": {s.attempt.last_error}" if s.attempt.last_error else ""
+        return one_line(f"held after {s.attempt.attempts} attempt(s){why}", limit)
     if state is State.RUNNING and s.holder:
         since = relative_time(s.holder.get("since"), now)
         return one_line(f"held by {holder_text(s.holder)}, since {since}", limit)

@@ -30,6 +30,8 @@ class State(StrEnum):
     FINISHED = "finished"
     EMPTY = "empty"
     CORRUPT = "corrupt"
+    #: The watcher gave up on it after `--max-attempts` failures; `release` clears it.
+    HELD = "held"
 
 
 #: States a crashed or stopped thread can be resumed from without a new prompt.
@@ -45,7 +47,7 @@ RESUMABLE = frozenset(
 )
 
 #: States a user should look at ("c" in the UI).
-NEEDS_ATTENTION = RESUMABLE | {State.AWAITING_INPUT, State.CORRUPT}
+NEEDS_ATTENTION = RESUMABLE | {State.AWAITING_INPUT, State.CORRUPT, State.HELD}
 
 ROLES = ("user", "assistant", "tool_result")
 
@@ -112,6 +114,8 @@ class ThreadSummary:
     running: bool = False
     #: Who holds the thread's live lease (pid, host, since), when anyone does.
     holder: dict[str, Any] | None = None
+    #: The watcher's record (`supervisor.attempts.Attempt`), when it tried this thread.
+    attempt: Any = None
 
     def fold_row(
         self, row_id: int, role: str, activity: float | None, detail: str | None = None
@@ -171,6 +175,12 @@ class ThreadSummary:
     def state(self) -> State:
         return classify(self)
 
+    @property
+    def resume_state(self) -> State:
+        """The state a resume starts from: a held thread's own (a person may still resume it)."""
+        state = classify(self)
+        return classify(self, held=False) if state is State.HELD else state
+
 
 _FIELDS = tuple(f.name for f in fields(ThreadSummary))
 _get_fields = operator.attrgetter(*_FIELDS)
@@ -213,12 +223,20 @@ def fold_rows(threads: dict[str, ThreadSummary], rows: Iterable[Row]) -> None:
                 s.answered.add(detail)  # type: ignore[union-attr]
 
 
-def classify(s: ThreadSummary) -> State:
-    """Apply DESIGN.md's table. Order matters: the first rule that holds wins."""
+def classify(s: ThreadSummary, held: bool = True) -> State:
+    """Apply the resume-state table. Order matters: the first rule that holds wins.
+
+    A thread the watcher holds is `held` while it is still in a state it
+    would resume from; one that finished since (a person resumed it) is
+    what it is.
+    """
     if s.corrupt_row is not None:
         return State.CORRUPT
     if s.running:
         return State.RUNNING
+    if held and s.attempt is not None and s.attempt.held:
+        state = classify(s, held=False)
+        return State.HELD if state in RESUMABLE else state
     if s.pending_request:
         return State.ANSWERED if s.answer_stored else State.AWAITING_INPUT
     if s.messages == 0 or s.last_role is None:

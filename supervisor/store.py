@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from supervisor.attempts import Attempt, FileAttempts
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
@@ -324,6 +325,8 @@ class SQLiteStore:
         self.leases = FileLeaseBoard(leases_dir(self.path))
         #: `check_rows` runs inside SQLite (it releases the GIL): the app may run it.
         self.checks_in_background = True
+        #: The watcher's records, in a file of ours beside the database (read only).
+        self._attempts = FileAttempts(self.path)
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
         #: (a hot journal rolled back); the CLI prints them, the app notifies.
@@ -492,6 +495,7 @@ class SQLiteStore:
                 touched |= self._read_leases()
             finally:
                 self._conn.execute("COMMIT")
+            touched |= fold_attempts(self._threads, self._attempts.all())
         return touched
 
     def check_rows(self) -> set[str]:
@@ -1098,6 +1102,17 @@ class SQLiteStore:
             t for t in self._open_runs if (self._threads[t].last_activity or 0) >= recent
         }
         return changed
+
+
+def fold_attempts(threads: dict[str, ThreadSummary], found: dict[str, Attempt]) -> set[str]:
+    """Give each thread its watcher record (or none); the threads whose record changed."""
+    changed = set()
+    for thread_id in {t for t, s in threads.items() if s.attempt is not None} | found.keys():
+        s = threads.get(thread_id)
+        if s is not None and s.attempt != found.get(thread_id):
+            s.attempt = found.get(thread_id)
+            changed.add(thread_id)
+    return changed
 
 
 def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:

@@ -31,7 +31,18 @@ CREATE TABLE IF NOT EXISTS {MARKERS_TABLE} (
     result JSONB
 );
 CREATE INDEX IF NOT EXISTS job_markers_thread ON {MARKERS_TABLE} (thread_id);
+CREATE TABLE IF NOT EXISTS {MARKERS_SCHEMA}.attempts (
+    thread_id TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    next_at DOUBLE PRECISION,
+    held BOOLEAN NOT NULL DEFAULT false,
+    updated_at DOUBLE PRECISION NOT NULL
+);
 """
+
+#: The watcher's attempt records (`supervisor.attempts`), made with the markers table.
+ATTEMPTS_TABLE = f"{MARKERS_SCHEMA}.attempts"
 
 CUBELOOP_TABLES = ("cubepi_threads", "cubepi_messages", "cubepi_runs", "cubepi_schema_version")
 

@@ -25,11 +25,12 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from supervisor.attempts import Attempt
 from supervisor.hitl import parse_request
 from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
-from supervisor.pg.schema import CREATED_INDEX
+from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX
 from supervisor.states import NONE_ANSWERED, ThreadSummary
 from supervisor.store import (
     BIG_PREVIEW,
@@ -37,6 +38,7 @@ from supervisor.store import (
     StoreError,
     Transcript,
     TranscriptEntry,
+    fold_attempts,
     summarise_assistant,
 )
 
@@ -344,7 +346,19 @@ class PostgresStore:
         self._since = now - _margin()
         touched |= self._read_pending_requests()
         touched |= self._read_leases()
+        touched |= fold_attempts(self._threads, self._read_attempts())
         return touched
+
+    def _read_attempts(self) -> dict[str, Attempt]:
+        """The watcher's records, when our table exists."""
+        if not self._client.fetchval(f"SELECT to_regclass('{ATTEMPTS_TABLE}') IS NOT NULL"):
+            return {}
+        rows = self._client.fetch(
+            "SELECT thread_id, attempts, last_error, next_at, held, updated_at "
+            f"FROM {ATTEMPTS_TABLE}" + self._where("thread_id"),
+            *self._only_args(),
+        )
+        return {r[0]: Attempt(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
 
     def _read_threads(self, since: Any) -> set[str]:
         """Threads (with or without messages) in order of creation; new ones when `since`."""

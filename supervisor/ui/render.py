@@ -35,6 +35,7 @@ BADGES: dict[State, str] = {
     State.FINISHED: "✓ finished",
     State.EMPTY: "· empty",
     State.CORRUPT: "‼ corrupt",
+    State.HELD: "⏸ held",
 }
 
 #: Which theme colour each state takes (names of Textual theme fields).
@@ -50,6 +51,7 @@ STATE_COLOUR: dict[State, str] = {
     State.FINISHED: "success",
     State.EMPTY: "foreground",
     State.CORRUPT: "error",
+    State.HELD: "error",
 }
 
 Palette = dict[str, str]

@@ -1,0 +1,161 @@
+"""How often the watcher has tried to bring each thread back, kept across its restarts.
+
+A record per thread: attempts so far, the last failure, when the next
+attempt may start (exponential backoff), and whether the thread is `held`
+(it failed `--max-attempts` times; a person must `release` it). Records are
+ours, never cubeloop's: for a SQLite database a small SQLite file beside it
+(`DB.watch`), for Postgres a table in our schema (`agent_supervisor.attempts`,
+made by `init-markers`). A thread's record is cleared when it finishes.
+
+Looking never creates the file; only `watch` and `release` write it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One thread's record."""
+
+    thread_id: str
+    attempts: int
+    last_error: str | None = None
+    #: Unix time before which the watcher does not try again (backing off).
+    next_at: float | None = None
+    held: bool = False
+    updated_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "next_at": self.next_at,
+            "held": self.held,
+        }
+
+
+class AttemptLedger(Protocol):
+    """Where attempt records live; one per database."""
+
+    def all(self) -> dict[str, Attempt]:
+        """Every record (few: only threads the watcher tried and did not finish)."""
+        ...
+
+    def failed(
+        self, thread_id: str, error: str, next_at: float | None, max_attempts: int
+    ) -> Attempt:
+        """Count a failed attempt; held once it is the `max_attempts`-th. Returns the record."""
+        ...
+
+    def succeeded(self, thread_id: str) -> None:
+        """The thread finished (or waits for a human): its record goes."""
+        ...
+
+    def release(self, thread_ids: list[str]) -> list[str]:
+        """Clear held threads' records (they become eligible again); the ones there were."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def backoff_delay(attempts: int, initial: float, longest: float) -> float:
+    """Seconds to wait after the `attempts`-th failure: initial, doubling, at most `longest`."""
+    return min(longest, initial * 2 ** max(0, attempts - 1))
+
+
+def attempts_path(database: str | os.PathLike[str]) -> Path:
+    db = Path(database)
+    return db.with_name(db.name + ".watch")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    thread_id TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    next_at REAL,
+    held INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+)
+"""
+
+
+class FileAttempts:
+    """Records in a SQLite file beside a SQLite database; safe for two watchers at once."""
+
+    def __init__(self, database: str | os.PathLike[str]) -> None:
+        self.path = attempts_path(database)
+        self._conn: sqlite3.Connection | None = None
+
+    def _write(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self._conn.execute(_SCHEMA)
+        return self._conn
+
+    def all(self) -> dict[str, Attempt]:
+        if not self.path.exists():
+            return {}
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2)
+        except sqlite3.Error:
+            return {}
+        try:
+            rows = conn.execute(
+                "SELECT thread_id, attempts, last_error, next_at, held, updated_at FROM attempts"
+            ).fetchall()
+        except sqlite3.Error:
+            return {}
+        finally:
+            conn.close()
+        return {r[0]: Attempt(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
+
+    def failed(
+        self, thread_id: str, error: str, next_at: float | None, max_attempts: int
+    ) -> Attempt:
+        conn = self._write()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT attempts FROM attempts WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            held = attempts >= max_attempts
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
+                (thread_id, attempts, error, None if held else next_at, int(held), time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Attempt(thread_id, attempts, error, None if held else next_at, held)
+
+    def succeeded(self, thread_id: str) -> None:
+        if self.path.exists():
+            self._write().execute("DELETE FROM attempts WHERE thread_id = ?", (thread_id,))
+
+    def release(self, thread_ids: list[str]) -> list[str]:
+        if not self.path.exists():
+            return []
+        conn = self._write()
+        found = [
+            t
+            for t in thread_ids
+            if conn.execute("DELETE FROM attempts WHERE thread_id = ?", (t,)).rowcount
+        ]
+        return found
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None

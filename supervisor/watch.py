@@ -1,0 +1,205 @@
+"""The watcher: resume crashed threads by policy, with backoff and a held state.
+
+`agent-supervisor watch DB` runs this headless for as long as it is let.
+Every `poll` seconds it refreshes the store (incrementally, as the app does)
+and resumes each thread that is in one of the policy's states and has been
+quiet — no lease held, no row written — for `quiet` seconds, so it never
+races a writer that is still alive. Each resume takes the thread's lease as
+every run does: two watchers never run one thread twice.
+
+A run that does not end `finished` (or stopped at a human's question)
+counts as a failed attempt (`supervisor.attempts`): the thread is left
+alone for a backoff that doubles each time, and after `max_attempts`
+failures it is `held` until a person releases it. Threads waiting for a
+human are never resumed; `aborted` ones only when the policy names them.
+
+One line is logged per decision. Stopping (SIGTERM, SIGINT) aborts the
+watcher's runs gracefully, so every thread stays resumable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from supervisor.attempts import backoff_delay
+from supervisor.runner import Refused, Runner, RunnerEvent
+from supervisor.states import State, ThreadSummary
+from supervisor.text import one_line
+
+#: What the watcher resumes unless told otherwise: every crash a resume can finish
+#: without a person. Not `awaiting_input` (a human must answer), not `aborted` (a
+#: person stopped it; `--states` may ask for it).
+DEFAULT_STATES = frozenset(
+    {State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS, State.ERROR, State.ANSWERED}
+)
+
+#: States the watcher may be asked to resume (`--states`).
+WATCHABLE = DEFAULT_STATES | {State.ABORTED}
+
+#: A run that ends in one of these did all it could: no failure.
+SUCCESS = frozenset({State.FINISHED, State.AWAITING_INPUT})
+
+
+@dataclass(frozen=True)
+class Policy:
+    states: frozenset[State] = DEFAULT_STATES
+    max_attempts: int = 5
+    #: First backoff and the longest, in seconds.
+    backoff: tuple[float, float] = (10.0, 600.0)
+    quiet: float = 30.0
+    max_concurrent: int = 4
+    poll: float = 1.0
+
+
+@dataclass
+class _Ended:
+    outcome: str | None
+    state: str | None
+    error: str | None
+
+
+class Watcher:
+    """Decides and starts; the runner runs, the ledger remembers."""
+
+    def __init__(
+        self,
+        store: Any,
+        runner: Runner,
+        ledger: Any,
+        policy: Policy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.store, self.runner, self.ledger = store, runner, ledger
+        self.policy = policy or Policy()
+        self.clock, self.log = clock, log
+        #: Runs this watcher started that ended since the last look.
+        self._ended: dict[str, _Ended] = {}
+        self._errors: dict[str, str] = {}
+        self._started: set[str] = set()
+        #: The backoff each waiting thread was last logged with (one line per wait).
+        self._waiting: dict[str, float] = {}
+        runner.subscribe(self._on_event)
+
+    def _on_event(self, event: RunnerEvent) -> None:
+        if event.thread_id not in self._started:
+            return
+        if event.type == "error":
+            self._errors[event.thread_id] = str(event.data.get("message", ""))
+        elif event.type == "run_end":
+            error = self._errors.pop(event.thread_id, None)
+            data = event.data
+            self._ended[event.thread_id] = _Ended(data.get("outcome"), data.get("state"), error)
+
+    async def step(self) -> list[str]:
+        """One look: refresh, account for runs that ended, start what is due; the started."""
+        await asyncio.to_thread(self.store.refresh)
+        if self._account():  # the records changed: read them (and the runs' rows) again
+            await asyncio.to_thread(self.store.refresh)
+        now = self.clock()
+        started: list[str] = []
+        for s in sorted(self.store.threads(), key=lambda s: s.last_activity or 0.0):
+            if len(self.runner.running()) >= self.policy.max_concurrent:
+                break
+            if self._due(s, now) and await self._start(s):
+                started.append(s.thread_id)
+        return started
+
+    def _due(self, s: ThreadSummary, now: float) -> bool:
+        """In a policy state, quiet long enough, not held, not backing off."""
+        if self.runner.is_running(s.thread_id) or s.state not in self.policy.states:
+            return False
+        if now - (s.last_activity or 0.0) < self.policy.quiet:
+            return False
+        attempt = s.attempt
+        if attempt is not None and attempt.next_at is not None and now < attempt.next_at:
+            if self._waiting.get(s.thread_id) != attempt.next_at:
+                self._waiting[s.thread_id] = attempt.next_at
+                self.log(f"{_name(s.thread_id)}: backing off until {_clock(attempt.next_at)}")
+            return False
+        return True
+
+    async def _start(self, s: ThreadSummary) -> bool:
+        attempt = (s.attempt.attempts if s.attempt else 0) + 1
+        try:
+            await self.runner.resume(s.thread_id, force=True)  # quiet is our liveness test
+        except Refused as exc:  # e.g. another watcher took its lease since the refresh
+            self.log(f"{_name(s.thread_id)}: skipped ({one_line(str(exc), 120)})")
+            return False
+        except Exception as exc:  # the agent would not build: a failed attempt
+            self._failed(s.thread_id, f"{type(exc).__name__}: {exc}")
+            return False
+        self._started.add(s.thread_id)
+        self._waiting.pop(s.thread_id, None)
+        self.log(f"{_name(s.thread_id)}: resumed from {s.state} (attempt {attempt})")
+        return True
+
+    def _account(self) -> bool:
+        """Record how each run that ended since the last look went; whether any had."""
+        ended_any = bool(self._ended)
+        for thread_id, ended in list(self._ended.items()):
+            del self._ended[thread_id]
+            self._started.discard(thread_id)
+            if ended.state in SUCCESS:
+                self.ledger.succeeded(thread_id)
+                self.log(f"{_name(thread_id)}: {ended.state}")
+            elif ended.outcome in ("aborted", "cancelled"):
+                # Stopped on request (ours at shutdown, or a person's): not a failure.
+                self.log(f"{_name(thread_id)}: {ended.outcome}, left {ended.state}")
+            else:
+                s = self.store.get(thread_id)
+                why = ended.error or (s.last_error if s is not None else None)
+                self._failed(thread_id, why or f"ended {ended.state} ({ended.outcome})")
+        return ended_any
+
+    def _failed(self, thread_id: str, why: str) -> None:
+        known = self.ledger.all().get(thread_id)
+        attempts = (known.attempts if known else 0) + 1
+        initial, longest = self.policy.backoff
+        next_at = self.clock() + backoff_delay(attempts, initial, longest)
+        record = self.ledger.failed(
+            thread_id, one_line(why, 300), next_at, self.policy.max_attempts
+        )
+        if record.held:
+            self.log(
+                f"{_name(thread_id)}: held after {record.attempts} attempt(s): {one_line(why, 200)}"
+            )
+        else:
+            self.log(
+                f"{_name(thread_id)}: failed ({one_line(why, 200)}); attempt {record.attempts} "
+                f"of {self.policy.max_attempts}, backing off until {_clock(next_at)}"
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Look every `poll` seconds until `stop`; then abort this watcher's runs gracefully."""
+        self.log(
+            f"watching {self.store.location}: resuming {', '.join(sorted(self.policy.states))} "
+            f"after {self.policy.quiet:g}s quiet, at most {self.policy.max_attempts} attempt(s)"
+        )
+        try:
+            while not stop.is_set():
+                await self.step()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.policy.poll)
+        finally:
+            running = list(self.runner.running())
+            if running:
+                self.log(f"stopping: aborting {len(running)} run(s) gracefully")
+            await self.runner.abort_all()
+            await asyncio.sleep(0)
+            self._account()
+            self.log("stopped")
+
+
+def _name(thread_id: str) -> str:
+    return one_line(thread_id, 60)
+
+
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when))
