@@ -30,6 +30,9 @@ from typing import Any
 
 from supervisor.location import host_name
 
+#: Leases under this name say a watcher runs (`agent-supervisor watch`); no thread has it.
+WATCHER_PREFIX = "\x00agent-supervisor watch "
+
 
 def leases_dir(database: str | os.PathLike[str]) -> Path:
     db = Path(database)
@@ -225,6 +228,9 @@ class FileLeaseBoard:
         return acquire(self.directory, thread_id)
 
     async def release(self, lease: Lease) -> None:
+        if lease.thread_id.startswith(WATCHER_PREFIX):  # one file per watcher process: tidy up
+            with contextlib.suppress(OSError):
+                lease.path.unlink()
         lease.release()
 
     def abort_requested(self, lease: Lease) -> dict[str, Any] | None:
@@ -240,6 +246,14 @@ class FileLeaseBoard:
         self, thread_id: str, timeout: float = 30.0
     ) -> tuple[str, dict[str, Any] | None]:
         return await stop_elsewhere(self.directory, thread_id, timeout)
+
+    async def announce_watcher(self) -> Lease:
+        """A lease that says a watcher runs here, for as long as this process lives."""
+        return acquire(self.directory, f"{WATCHER_PREFIX}{host_name()}:{os.getpid()}")
+
+    def watchers(self) -> list[dict[str, Any]]:
+        """The live watchers of this database (pid, host, since)."""
+        return [h for t, h in self.live().items() if t.startswith(WATCHER_PREFIX)]
 
     def close(self) -> None:
         """Nothing to close: file leases hold no connection."""

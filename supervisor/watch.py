@@ -182,6 +182,7 @@ class Watcher:
             f"watching {self.store.location}: resuming {', '.join(sorted(self.policy.states))} "
             f"after {self.policy.quiet:g}s quiet, at most {self.policy.max_attempts} attempt(s)"
         )
+        announced = await self.runner.leases.announce_watcher()
         try:
             while not stop.is_set():
                 await self.step()
@@ -194,6 +195,8 @@ class Watcher:
             await self.runner.abort_all()
             await asyncio.sleep(0)
             self._account()
+            if announced is not None:
+                await self.runner.leases.release(announced)
             self.log("stopped")
 
 

@@ -264,3 +264,41 @@ def test_answer_prompt_and_show_take_a_url(pg_demo: tuple[str, Path]) -> None:
     finally:
         store.close()
     assert effects(ledger).count('refund:{"amount_eur":420,"order":"9001"}') == 1
+
+
+def test_a_watcher_on_postgres_finishes_crashed_threads_and_holds_in_our_table(
+    pg_demo: tuple[str, Path],
+) -> None:
+    from supervisor.backends import attempt_ledger, lease_board
+
+    dsn, ledger = pg_demo
+    watcher = supervisor(
+        ["watch", dsn, "--quiet", "0", "--poll", "0.2"], machine("host-w", ledger, 0)
+    )
+    board = lease_board(dsn)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            store = open_store(dsn)
+            states = {s.thread_id: s.state for s in store.threads()}
+            store.close()
+            if all(states[t] is State.FINISHED for t in ("job-02", "job-04", "job-07")):
+                break
+            assert time.monotonic() < deadline, states
+            time.sleep(0.2)
+        assert [w["host"] for w in board.watchers()] == ["host-w"]
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+        board.close()
+    assert watcher.returncode == 0, err
+    assert states["job-09"] is State.AWAITING_INPUT  # a human's question is never answered for them
+    assert "job-06:" not in out  # aborted by a person: not resumed unless --states says so
+    assert all(n == 1 for n in Counter(effects(ledger)).values())
+    attempts = attempt_ledger(dsn)
+    attempts.failed("job-06", "boom", None, max_attempts=1)
+    store = open_store(dsn)
+    assert store.get("job-06").state is State.HELD
+    store.close()
+    assert attempts.release(["job-06", "job-01"]) == ["job-06"]
+    attempts.close()

@@ -224,3 +224,36 @@ def test_sigterm_aborts_runs_gracefully_and_threads_stay_resumable(demo_db: Path
         assert all(s.attempt is None for s in store.threads())  # stopping is no failure
     finally:
         store.close()
+
+
+def test_a_running_watcher_is_seen_by_other_processes(demo_db: Path) -> None:
+    from supervisor.backends import lease_board
+
+    jobs = demo_db.with_name("demo.db.jobs")
+    board = lease_board(demo_db)
+    assert board.watchers() == []
+    watcher = watch_process(demo_db, jobs, "--quiet", "3600", host="watch-box")
+    try:
+        for line in watcher.stdout:
+            if line.split(" ", 2)[-1].startswith("watching"):
+                break
+        wait_for(lambda: board.watchers() != [], timeout=10)
+        [seen] = board.watchers()
+        assert seen["pid"] == watcher.pid and seen["host"] == "watch-box"
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.communicate(timeout=30)
+    assert board.watchers() == []
+    assert not [p for p in board.directory.glob("*.lock") if "watch" in p.read_text()]
+
+
+def test_bad_watch_options_are_one_line() -> None:
+    for args, says in [
+        (["--states", "awaiting_input"], "never resumes awaiting_input"),
+        (["--backoff", "10"], "INITIAL,MAX"),
+        (["--backoff", "20,10"], "INITIAL <= MAX"),
+        (["--quiet", "-1"], "must not be negative"),
+    ]:
+        out = cli("watch", "x.db", *args)
+        assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
+        assert out.stderr.count("\n") <= 2 and "Traceback" not in out.stderr

@@ -178,6 +178,25 @@ class PgLeaseBoard:
                 return "stopped", holder
         return "still running", holder
 
+    async def announce_watcher(self) -> None:
+        """Nothing to take: a watcher's connections name it (`agent-supervisor watch ...`)."""
+
+    def watchers(self) -> list[dict[str, Any]]:
+        """The live watchers of this database, on any host, by their connections' names."""
+        rows = self._sync().fetch(
+            "SELECT DISTINCT ON (application_name) application_name, "
+            "extract(epoch FROM backend_start)::float8 AS since FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name LIKE $1 "
+            "ORDER BY application_name, backend_start",
+            "agent-supervisor watch %",
+        )
+        found = []
+        for r in rows:
+            who = parse_application_name(r[0])
+            if who is not None:
+                found.append({**who, "since": r[1]})
+        return found
+
     def close(self) -> None:
         if self._own_client and self._client is not None:
             self._client.close()

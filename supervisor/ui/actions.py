@@ -95,6 +95,8 @@ class ThreadActions:
     @work(group="actions", exit_on_error=False)
     async def _resume_one(self, thread_id: str) -> None:
         state = self.state_of(thread_id)
+        if state is State.HELD:  # a person may resume what the watcher gave up on
+            state = self.summaries[thread_id].resume_state
         if state is State.RUNNING:
             self.notify(
                 f"resume refused: {one_line(thread_id, 40)} is already running",

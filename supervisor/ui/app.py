@@ -145,6 +145,8 @@ class SupervisorApp(ThreadActions, App[None]):
         self._reload_timer: Timer | None = None
         self._last_move = 0.0
         self._leases_seen: dict[str, dict[str, Any]] | None = None
+        #: Live `agent-supervisor watch` processes on this database (the header says so).
+        self._watchers_seen: list[dict[str, Any]] = []
         self._refresh_running = False
         self._refresh_again = False
         # An explicit theme wins; else the one picked last time (when remembering).
@@ -395,6 +397,9 @@ class SupervisorApp(ThreadActions, App[None]):
                 "reading the whole database: the newest threads so far, counts partial  ",
                 style=f"bold {self.palette.get('accent', '')}",
             )
+        if self._watchers_seen:
+            who = ", ".join(holder_text(w) for w in self._watchers_seen[:2])
+            lead.append(f"watched by {who}  ", style=f"bold {self.palette.get('primary', '')}")
         if what:
             lead.append("[" + ", ".join(what) + "] ", style="bold italic")
         if table.summaries and not len(table):
@@ -422,6 +427,10 @@ class SupervisorApp(ThreadActions, App[None]):
         the list: it runs in a thread and must not read the app's state.
         """
         live = self.store.leases.live()
+        watchers = self.store.leases.watchers()
+        if watchers != self._watchers_seen and not self._quitting:
+            self._watchers_seen = watchers
+            self.call_from_thread(self._update_summary_line)
         if live != self._leases_seen and not self._quitting:
             self._leases_seen = live
             self.call_from_thread(self.request_refresh)
@@ -489,6 +498,8 @@ class SupervisorApp(ThreadActions, App[None]):
             since = relative_time(s.holder.get("since"), self.clock())
             text = Text("Running in another supervisor — a asks it to abort:\n", style="bold")
             return text.append(safe(f"{holder_text(s.holder)}, lease taken {since}"))
+        if s.attempt is not None:
+            return self._attempt_notice(s)
         if s.request is not None:
             if s.answer_stored:
                 head = "Answered before the process stopped; r goes on with that answer:\n"
@@ -506,6 +517,21 @@ class SupervisorApp(ThreadActions, App[None]):
                 )
             )
         return None
+
+    def _attempt_notice(self, s: ThreadSummary) -> Text:
+        """What the watcher made of this thread: attempts, the last failure, what comes next."""
+        a = s.attempt
+        if a.held:
+            head = (
+                f"Held by the watcher after {a.attempts} failed attempt(s) — r resumes it by hand, "
+            )
+            head += "'agent-supervisor release' lets the watcher try again:\n"
+        elif a.next_at is not None:
+            when = time.strftime("%H:%M:%S", time.localtime(a.next_at))
+            head = f"The watcher tried {a.attempts} time(s); it tries again at {when}:\n"
+        else:
+            head = f"The watcher tried {a.attempts} time(s):\n"
+        return Text(head, style="bold").append(safe(f"last failure: {a.last_error or '?'}"))
 
     # -- what the detail pane is given ------------------------------------------
 
