@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.attempts import backoff_delay
+from supervisor.attempts import Attempt, backoff_delay
 from supervisor.runner import Refused, Runner, RunnerEvent
 from supervisor.states import State, ThreadSummary
 from supervisor.text import one_line
@@ -85,6 +85,8 @@ class Watcher:
         self._started: set[str] = set()
         #: The backoff each waiting thread was last logged with (one line per wait).
         self._waiting: dict[str, float] = {}
+        #: This watcher's own records, until the summaries it is given show them.
+        self._decided: dict[str, Attempt] = {}
         runner.subscribe(self._on_event)
 
     def _on_event(self, event: RunnerEvent) -> None:
@@ -102,9 +104,18 @@ class Watcher:
         await asyncio.to_thread(self.store.refresh)
         if self._account():  # the records changed: read them (and the runs' rows) again
             await asyncio.to_thread(self.store.refresh)
+        return await self.act(self.store.threads())
+
+    async def act(self, threads: Iterable[ThreadSummary]) -> list[str]:
+        """Account for ended runs, then start every due thread; the started.
+
+        The app calls this with the summaries of its own refreshes (it must not
+        take the store's refresh results from the list).
+        """
+        self._account()
         now = self.clock()
         started: list[str] = []
-        for s in sorted(self.store.threads(), key=lambda s: s.last_activity or 0.0):
+        for s in sorted(threads, key=lambda s: s.last_activity or 0.0):
             if len(self.runner.running()) >= self.policy.max_concurrent:
                 break
             if self._due(s, now) and await self._start(s):
@@ -112,16 +123,30 @@ class Watcher:
         return started
 
     def _due(self, s: ThreadSummary, now: float) -> bool:
-        """In a policy state, quiet long enough, not held, not backing off."""
+        """In a policy state, quiet long enough, not held, not backing off.
+
+        What this watcher decided itself counts before the summary shows it
+        (a summary is as old as its refresh).
+        """
         if self.runner.is_running(s.thread_id) or s.state not in self.policy.states:
+            return False
+        attempt = s.attempt
+        mine = self._decided.get(s.thread_id)
+        if mine is not None and attempt is not None and attempt.attempts >= mine.attempts:
+            del self._decided[s.thread_id]  # the summary has caught up (a release may follow)
+            mine = None
+        if mine is not None and mine.held:
             return False
         if now - (s.last_activity or 0.0) < self.policy.quiet:
             return False
-        attempt = s.attempt
-        if attempt is not None and attempt.next_at is not None and now < attempt.next_at:
-            if self._waiting.get(s.thread_id) != attempt.next_at:
-                self._waiting[s.thread_id] = attempt.next_at
-                self.log(f"{_name(s.thread_id)}: backing off until {_clock(attempt.next_at)}")
+        next_at = max(
+            attempt.next_at if attempt is not None and attempt.next_at is not None else 0.0,
+            mine.next_at if mine is not None and mine.next_at is not None else 0.0,
+        )
+        if now < next_at:
+            if self._waiting.get(s.thread_id) != next_at:
+                self._waiting[s.thread_id] = next_at
+                self.log(f"{_name(s.thread_id)}: backing off until {_clock(next_at)}")
             return False
         return True
 
@@ -148,6 +173,7 @@ class Watcher:
             self._started.discard(thread_id)
             if ended.state in SUCCESS:
                 self.ledger.succeeded(thread_id)
+                self._decided.pop(thread_id, None)
                 self.log(f"{_name(thread_id)}: {ended.state}")
             elif ended.outcome in ("aborted", "cancelled"):
                 # Stopped on request (ours at shutdown, or a person's): not a failure.
@@ -166,6 +192,7 @@ class Watcher:
         record = self.ledger.failed(
             thread_id, one_line(why, 300), next_at, self.policy.max_attempts
         )
+        self._decided[thread_id] = record
         if record.held:
             self.log(
                 f"{_name(thread_id)}: held after {record.attempts} attempt(s): {one_line(why, 200)}"

@@ -49,6 +49,7 @@ from supervisor.states import (
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line, relative_time
 from supervisor.ui.actions import ThreadActions
+from supervisor.ui.auto_resume import AutoResume
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.messages import (
     AgentEvent,
@@ -103,7 +104,7 @@ class StoreClosed(StoreError):
     """The app is shutting down: a read that comes too late is simply not done."""
 
 
-class SupervisorApp(ThreadActions, App[None]):
+class SupervisorApp(ThreadActions, AutoResume, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "agent-supervisor"
     AUTO_FOCUS = "#threads"
@@ -397,8 +398,11 @@ class SupervisorApp(ThreadActions, App[None]):
                 "reading the whole database: the newest threads so far, counts partial  ",
                 style=f"bold {self.palette.get('accent', '')}",
             )
-        if self._watchers_seen:
-            who = ", ".join(holder_text(w) for w in self._watchers_seen[:2])
+        if self.auto_resume:
+            lead.append("auto-resume on  ", style=f"bold {self.palette.get('primary', '')}")
+        others = [w for w in self._watchers_seen if not is_mine(w)]
+        if others:
+            who = ", ".join(holder_text(w) for w in others[:2])
             lead.append(f"watched by {who}  ", style=f"bold {self.palette.get('primary', '')}")
         if what:
             lead.append("[" + ", ".join(what) + "] ", style="bold italic")

@@ -77,6 +77,14 @@ KEYS: tuple[Key, ...] = (
         "Sort the list (next order)",
     ),
     Key(
+        "w",
+        "auto_resume",
+        "Auto-resume",
+        "auto-resume on/off: this app resumes crashed threads that stay quiet (as 'watch')",
+        "Toggle auto-resume",
+        footer=False,
+    ),
+    Key(
         "y",
         "copy_id",
         "Copy id",

@@ -174,3 +174,27 @@ async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
         assert pilot.app.marked == set()
     assert state("job-04") is State.FINISHED and state("job-05") is State.FINISHED
     assert state("job-03") is State.MID_TOOL
+
+
+async def test_w_turns_on_auto_resume_which_finishes_crashed_threads(app_factory) -> None:
+    from tests.ui.conftest import table_rows as rows
+
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+        assert "auto-resume on" in str(pilot.app.query_one("#summary").render())
+        for _ in range(40):  # one look a second; runs take a moment each
+            await pilot.pause(0.25)
+            shown = rows(pilot.app)
+            crashed = ("job-02", "job-03", "job-04", "job-05", "job-07", "job-12")
+            if all(shown[t][1] == "✓ finished" for t in crashed):
+                break
+        await settle(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+        assert "auto-resume on" not in str(pilot.app.query_one("#summary").render())
+    for thread in ("job-02", "job-03", "job-04", "job-05", "job-07", "job-12"):
+        assert state(thread) is State.FINISHED, thread
+    assert state("job-06") is State.ABORTED  # a person stopped it: left alone
+    assert state("job-09") is State.AWAITING_INPUT  # a human must answer
