@@ -193,6 +193,7 @@ class Watcher:
             thread_id, one_line(why, 300), next_at, self.policy.max_attempts
         )
         self._decided[thread_id] = record
+        self._waiting[thread_id] = next_at  # said here: no second "backing off" line
         if record.held:
             self.log(
                 f"{_name(thread_id)}: held after {record.attempts} attempt(s): {one_line(why, 200)}"

@@ -782,7 +782,8 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
 
         database = self.database_path
         assert database is not None  # only files are watched
-        names = {database.name + s for s in ("", "-wal", "-journal")}
+        # The database, and the watcher's attempt records beside it (`supervisor.attempts`).
+        names = {database.name + s + j for s in ("", ".watch") for j in ("", "-wal", "-journal")}
         jobs = Path(self.jobs_dir).resolve() if isinstance(self.jobs_dir, Path) else None
         paths = {str(database.resolve().parent)}
         if jobs is not None and jobs.is_dir():

@@ -18,6 +18,7 @@ from textual import work
 from textual.timer import Timer
 
 from supervisor import backends
+from supervisor.states import State
 from supervisor.store import StoreError
 from supervisor.text import one_line
 from supervisor.watch import Policy, Watcher
@@ -91,6 +92,30 @@ class AutoResume:
             await watcher.act(list(self.summaries.values()))
         finally:
             self._auto_busy = False
+
+    def action_release(self) -> None:
+        held = self._targets([State.HELD])
+        if not held:
+            self.notify("no held thread selected (or marked)", severity="warning")
+            return
+        self._release(held)
+
+    @work(thread=True, group="release", exit_on_error=False)
+    def _release(self, threads: list[str]) -> None:
+        """Clear the watcher's records of these threads, as `agent-supervisor release` does."""
+        ledger = backends.attempt_ledger(self.runner.config.database)
+        try:
+            released = ledger.release(threads)
+        except (StoreError, OSError) as exc:
+            self.call_from_thread(self.notify, one_line(str(exc), 200), severity="error")
+            return
+        finally:
+            ledger.close()
+        names = ", ".join(one_line(t, 30) for t in released[:3]) + (
+            " …" if len(released) > 3 else ""
+        )
+        self.call_from_thread(self.notify, f"released {names}", markup=False)
+        self.call_from_thread(self.request_refresh)
 
     def _auto_log(self, line: str) -> None:
         """Decisions that change a thread are worth a notification; waits are not."""

@@ -85,6 +85,14 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key(
+        "x",
+        "release",
+        "Release",
+        "release the selected held thread (or every marked one): the watcher may try again",
+        "Release held thread",
+        footer=False,
+    ),
+    Key(
         "y",
         "copy_id",
         "Copy id",

@@ -198,3 +198,24 @@ async def test_w_turns_on_auto_resume_which_finishes_crashed_threads(app_factory
         assert state(thread) is State.FINISHED, thread
     assert state("job-06") is State.ABORTED  # a person stopped it: left alone
     assert state("job-09") is State.AWAITING_INPUT  # a human must answer
+
+
+async def test_x_releases_a_held_thread(app_factory) -> None:
+    from supervisor.attempts import FileAttempts
+
+    ledger = FileAttempts("demo.db")
+    ledger.failed("job-07", "provider down", None, max_attempts=1)
+    ledger.close()
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        assert table_rows(pilot.app)["job-07"][1] == "⏸ held"
+        await select(pilot, "job-07")
+        assert "Held by the watcher after 1 failed attempt(s)" in str(
+            pilot.app.query_one("#detail-request").render()
+        )
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.pause(0.3)
+        await settle(pilot)
+        assert table_rows(pilot.app)["job-07"][1] == "✗ error"
+    assert FileAttempts("demo.db").all() == {}
