@@ -1016,13 +1016,9 @@ class SQLiteStore:
             thread_id = _plain_id(thread_id)
             if self._only is None or thread_id in self._threads:
                 found[thread_id] = (parse_request(text, run_id), bool(stored))
-        changed = set()
-        for thread_id in self._pending | found.keys():  # not every thread: few ever wait
-            s = self._summary(thread_id)
-            request, stored = found.get(thread_id, (None, False))
-            if (request, stored) != (s.request, s.answer_stored):
-                changed.add(thread_id)
-            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+        for thread_id in found:
+            self._summary(thread_id)
+        changed = fold_requests(self._threads, self._pending, found)
         self._pending = set(found)
         return changed
 
@@ -1033,13 +1029,7 @@ class SQLiteStore:
         anything; returns the threads whose holder changed.
         """
         live = {t: h for t, h in self.leases.live().items() if t in self._threads}
-        changed = set()
-        for thread_id in self._held | live.keys():  # not every thread: few are held
-            s = self._threads[thread_id]
-            holder = live.get(thread_id)
-            if holder != s.holder:
-                changed.add(thread_id)
-                s.holder, s.running = holder, holder is not None
+        changed = fold_holders(self._threads, self._held, live)
         self._held = set(live)
         return changed
 
@@ -1102,6 +1092,41 @@ class SQLiteStore:
             t for t in self._open_runs if (self._threads[t].last_activity or 0) >= recent
         }
         return changed
+
+
+def fold_requests(
+    threads: dict[str, ThreadSummary],
+    before: set[str],
+    found: dict[str, tuple[PendingRequest, bool]],
+) -> set[str]:
+    """Give threads their pending request and whether it was answered; the threads that changed.
+
+    Looks only at threads that waited before or wait now: few ever do.
+    """
+    changed = set()
+    for thread_id in before | found.keys():
+        s = threads.get(thread_id)
+        if s is None:
+            continue
+        request, stored = found.get(thread_id, (None, False))
+        if (request, stored) != (s.request, s.answer_stored):
+            changed.add(thread_id)
+        s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+    return changed
+
+
+def fold_holders(
+    threads: dict[str, ThreadSummary], before: set[str], live: dict[str, dict[str, Any]]
+) -> set[str]:
+    """Threads a live supervisor holds are `running`, with their holder; those that changed."""
+    changed = set()
+    for thread_id in before | live.keys():  # not every thread: few are held
+        s = threads[thread_id]
+        holder = live.get(thread_id)
+        if holder != s.holder:
+            changed.add(thread_id)
+            s.holder, s.running = holder, holder is not None
+    return changed
 
 
 def fold_attempts(threads: dict[str, ThreadSummary], found: dict[str, Attempt]) -> set[str]:

@@ -39,6 +39,8 @@ from supervisor.store import (
     Transcript,
     TranscriptEntry,
     fold_attempts,
+    fold_holders,
+    fold_requests,
     summarise_assistant,
 )
 
@@ -584,28 +586,14 @@ class PostgresStore:
             *self._only_args(),
         ):
             found[r["thread_id"]] = (parse_request(r["request"], r["run_id"]), r["stored"])
-        changed = set()
-        for thread_id in self._pending | found.keys():
-            s = self._threads.get(thread_id)
-            if s is None:
-                continue
-            request, stored = found.get(thread_id, (None, False))
-            if (request, stored) != (s.request, s.answer_stored):
-                changed.add(thread_id)
-            s.pending_request, s.request, s.answer_stored = request is not None, request, stored
+        changed = fold_requests(self._threads, self._pending, found)
         self._pending = set(found)
         return changed
 
     def _read_leases(self) -> set[str]:
         """Threads whose advisory lease a live supervisor holds are `running`."""
         live = {t: h for t, h in self.leases.live().items() if t in self._threads}
-        changed = set()
-        for thread_id in self._held | live.keys():
-            s = self._threads[thread_id]
-            holder = live.get(thread_id)
-            if holder != s.holder:
-                changed.add(thread_id)
-                s.holder, s.running = holder, holder is not None
+        changed = fold_holders(self._threads, self._held, live)
         self._held = set(live)
         return changed
 
