@@ -14,10 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import os
-import shlex
-import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
@@ -27,54 +23,49 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SuspendNotSupported, SystemCommand
+from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
-from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static, TabbedContent
+from textual.widgets import Footer, Input, Static
 
-from supervisor.jobs import Marker, read_markers
-from supervisor.leases import holder_text, is_mine, leases_dir
+from supervisor.jobs import Marker
+from supervisor.leases import holder_text, is_mine
 from supervisor.location import shown
-from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, may_be_live, plan_thread
-from supervisor.report import entry_lines
+from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, plan_thread
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     ORDERS,
-    RESUMABLE,
     State,
     ThreadSummary,
 )
-from supervisor.store import Store, StoreError, Transcript
-from supervisor.text import one_line, relative_time
+from supervisor.store import Store, Transcript
+from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
 from supervisor.ui.keys import KEYS, bindings
+from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
     AgentEvent,
     RefreshFailed,
     StoreNotices,
     ThreadsRefreshed,
 )
+from supervisor.ui.navigation import ListNavigation
+from supervisor.ui.notices import thread_notice
+from supervisor.ui.reading import LEASE_POLL, SERVER_POLL, DatabaseReading
 from supervisor.ui.render import (
     Palette,
     counts_line,
     safe,
 )
 from supervisor.ui.screens.confirm import ConfirmScreen
-from supervisor.ui.screens.help import HelpScreen
-from supervisor.ui.screens.transcript import TranscriptScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.thread_table import ThreadTable
 
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
-#: Seconds between looks at the leases (runs held by other supervisors).
-LEASE_POLL = 0.5
-#: Seconds between looks at a Postgres database (a refresh reads only what changed).
-SERVER_POLL = 1.0
 #: Seconds after the last keystroke before a filter is applied.
 FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
@@ -86,25 +77,7 @@ HELD_KEY = 0.15
 HELD_DETAIL_DELAY = 0.3
 
 
-def _while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
-    """Workers and timers may fire after shutdown removed the widgets: drop those calls."""
-
-    @functools.wraps(handler)
-    def guarded(self: SupervisorApp, *args: object) -> None:
-        try:
-            handler(self, *args)
-        except NoMatches:
-            if not (self._quitting or self._closing or self._closed or self._store_closed):
-                raise
-
-    return guarded
-
-
-class StoreClosed(StoreError):
-    """The app is shutting down: a read that comes too late is simply not done."""
-
-
-class SupervisorApp(ThreadActions, AutoResume, App[None]):
+class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "agent-supervisor"
     AUTO_FOCUS = "#threads"
@@ -238,73 +211,13 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
 
     # -- reading the database ---------------------------------------------
 
-    def request_refresh(self) -> None:
-        """Refresh now, or right after the refresh under way."""
-        if self._refresh_running:
-            self._refresh_again = True
-            return
-        self._refresh_running = True
-        self._refresh_worker(full=not self.summaries)
-
-    @work(thread=True, group="refresh", exit_on_error=False)
-    def _refresh_worker(self, full: bool) -> None:
-        try:
-            if full:
-                self._post_preview()
-            with self._store_lock:
-                if self._store_closed:
-                    return
-                changed = self.store.refresh()
-                notices = self.store.take_notices()
-                found = (self.store.get(t) for t in changed)
-                copies = {s.thread_id: s.copy() for s in found if s is not None}
-        except StoreError as exc:
-            self.post_message(RefreshFailed(str(exc)))
-            return
-        if notices:
-            self.post_message(StoreNotices(notices))
-        self.post_message(ThreadsRefreshed(copies, full))
-
-    @work(thread=True, group="check", exit_on_error=False)
-    def _check_rows_worker(self) -> None:
-        """Validate every row the first listing took on trust, in the background.
-
-        The scan runs on its own connection without the app's lock (a
-        refresh can go on meanwhile); threads found corrupt are shown so.
-        """
-        check = getattr(self.store, "check_rows", None)
-        if check is None or self._store_closed:
-            return
-        try:
-            bad = check()
-        except StoreError as exc:
-            self.post_message(RefreshFailed(str(exc)))
-            return
-        if not bad:
-            return
-        with self._store_lock:
-            found = (self.store.get(t) for t in bad)
-            copies = {s.thread_id: s.copy() for s in found if s is not None}
-        self.post_message(ThreadsRefreshed(copies, full=False))
-
-    def _post_preview(self) -> None:
-        """On a big database, the threads of its newest rows first, while the whole pass runs."""
-        preview = getattr(self.store, "preview", None)
-        if preview is None:
-            return
-        with self._store_lock:
-            early = None if self._store_closed else preview()
-        if early:
-            summaries = {s.thread_id: s for s in early}
-            self.post_message(ThreadsRefreshed(summaries, full=True, provisional=True))
-
     @on(StoreNotices)
     def _store_notices(self, message: StoreNotices) -> None:
         for notice in message.notices:
             self.notify(one_line(notice, 300), title="database", markup=False, timeout=10)
 
     @on(RefreshFailed)
-    @_while_mounted
+    @while_mounted
     def _refresh_failed(self, message: RefreshFailed) -> None:
         self._refresh_running = False
         self.notify(
@@ -312,7 +225,7 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         )
 
     @on(ThreadsRefreshed)
-    @_while_mounted
+    @while_mounted
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
         table = self.table
         if table.loading:
@@ -411,33 +324,15 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         line = counts_line(self.database, ordered, len(table), len(table.summaries))
         self.query_one("#summary", Static).update(lead.append(line))
 
-    @_while_mounted
+    @while_mounted
     def _tick_ages(self) -> None:
         """Keep "3m ago" honest: rows draw their age from the clock, so a repaint does."""
         self.table.refresh()
 
-    @_while_mounted
+    @while_mounted
     def _tick_running(self) -> None:
         if self.running_since:
             self.table.refresh()  # "running 1m02s" counts up
-
-    @work(thread=True, exclusive=True, group="leases", exit_on_error=False)
-    def _poll_leases(self) -> None:
-        """Leases change without a database write (a holder that dies touches no file).
-
-        Twice a second, look at the live leases and refresh when they differ
-        from the last look, so another supervisor's run shows (and stops
-        showing) within a second. It compares with its own last look, not with
-        the list: it runs in a thread and must not read the app's state.
-        """
-        live = self.store.leases.live()
-        watchers = self.store.leases.watchers()
-        if watchers != self._watchers_seen and not self._quitting:
-            self._watchers_seen = watchers
-            self.call_from_thread(self._update_summary_line)
-        if live != self._leases_seen and not self._quitting:
-            self._leases_seen = live
-            self.call_from_thread(self.request_refresh)
 
     @on(ThreadTable.Highlighted)
     def _row_highlighted(self, event: ThreadTable.Highlighted) -> None:
@@ -469,12 +364,12 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         if self._reload_timer is None:
             self._reload_timer = self.set_timer(RELOAD_DELAY, self._reload_detail)
 
-    @_while_mounted
+    @while_mounted
     def _reload_detail(self) -> None:
         self._reload_timer = None
         self._detail.load()
 
-    @_while_mounted
+    @while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
         self._detail.show(self.selected)
@@ -495,64 +390,12 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         return self._detail.events
 
     def _notice(self, s: ThreadSummary) -> Text | None:
-        """What needs saying above the tabs: a question, another holder, signs of life."""
+        """What needs saying above the tabs (see `notices.thread_notice`)."""
         if s.thread_id in self.running_since:
             return None
-        if s.holder and not is_mine(s.holder):
-            since = relative_time(s.holder.get("since"), self.clock())
-            text = Text("Running in another supervisor — a asks it to abort:\n", style="bold")
-            return text.append(safe(f"{holder_text(s.holder)}, lease taken {since}"))
-        if s.attempt is not None:
-            return self._attempt_notice(s)
-        if s.request is not None:
-            if s.answer_stored:
-                head = "Answered before the process stopped; r goes on with that answer:\n"
-            else:
-                head = "Waiting for a human — r or Enter answers:\n"
-            return Text(head, style="bold").append(safe("\n".join(s.request.lines())))
-        config = self.runner.config
-        if s.state in RESUMABLE and may_be_live(s, self.clock(), config.live_window):
-            ago = relative_time(s.last_activity, self.clock())
-            text = Text("May still be running in a process that is not a supervisor:\n", "bold")
-            return text.append(
-                safe(
-                    f"its run {one_line(s.last_run_id or '?', 40)} is open and was last "
-                    f"written {ago}; r asks before resuming it."
-                )
-            )
-        return None
-
-    def _attempt_notice(self, s: ThreadSummary) -> Text:
-        """What the watcher made of this thread: attempts, the last failure, what comes next."""
-        a = s.attempt
-        if a.held:
-            head = (
-                f"Held by the watcher after {a.attempts} failed attempt(s) — r resumes it by hand, "
-            )
-            head += "'agent-supervisor release' lets the watcher try again:\n"
-        elif a.next_at is not None:
-            when = time.strftime("%H:%M:%S", time.localtime(a.next_at))
-            head = f"The watcher tried {a.attempts} time(s); it tries again at {when}:\n"
-        else:
-            head = f"The watcher tried {a.attempts} time(s):\n"
-        return Text(head, style="bold").append(safe(f"last failure: {a.last_error or '?'}"))
+        return thread_notice(s, self.clock(), self.runner.config.live_window)
 
     # -- what the detail pane is given ------------------------------------------
-
-    def _read_transcript(self, thread_id: str, full: bool = False) -> Transcript:
-        """Every transcript read, from a thread: waits for a query in flight, never after close."""
-        with self._store_lock:
-            if self._store_closed:
-                raise StoreClosed("the database is closed")
-            return self.store.transcript(thread_id, full=full)
-
-    def _load_thread(self, thread_id: str) -> tuple[Transcript, list[Marker]]:
-        """The detail pane's loader (in its worker): the transcript, then the markers."""
-        try:
-            transcript = self._read_transcript(thread_id)
-        except StoreClosed:
-            raise LookupError(thread_id) from None
-        return transcript, read_markers(self.jobs_dir)
 
     def _markers_and_plan(
         self, thread_id: str, markers: list[Marker], transcript: Transcript | None
@@ -581,7 +424,7 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
     # -- agent events -----------------------------------------------------
 
     @on(AgentEvent)
-    @_while_mounted
+    @while_mounted
     def _agent_event(self, message: AgentEvent) -> None:
         event = message.event
         thread_id = event.thread_id
@@ -610,19 +453,6 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
                 markup=False,
             )
 
-    def action_mark(self) -> None:
-        table = self.table
-        thread_id = table.current_thread
-        if thread_id is None:
-            return
-        table.toggle_mark(thread_id)
-        table.action_cursor_down()
-
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("visible")
-        box.focus()
-
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         """Apply the filter once typing pauses: each keystroke stays instant."""
@@ -631,16 +461,6 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         value = event.value.strip()
         self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._apply_filter(value))
 
-    @_while_mounted
-    def _apply_filter(self, value: str) -> None:
-        self._filter_timer = None
-        if value != self.table.filter_text:
-            self._set_view(filter_text=value)
-
-    def _set_view(self, **view: Any) -> None:
-        self.table.set_view(**view)
-        self._update_summary_line()
-
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         if self._filter_timer is not None:
@@ -648,89 +468,9 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         self._apply_filter(event.value.strip())
         self.table.focus()
 
-    def action_clear_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.has_class("visible") or self.table.filter_text:
-            if self._filter_timer is not None:
-                self._filter_timer.stop()
-            box.value = ""
-            box.remove_class("visible")
-            self._set_view(filter_text="")
-            self.table.focus()
-
-    def action_sort(self, order: str | None = None) -> None:
-        """Cycle the list's order (or take one, from a header click); the cursor stays put."""
-        if order is None:
-            order = ORDERS[(ORDERS.index(self.table.order) + 1) % len(ORDERS)]
-        self._set_view(order=order)
-
     @on(ThreadTable.HeaderClicked)
     def _header_clicked(self, event: ThreadTable.HeaderClicked) -> None:
         self.action_sort(event.order)
-
-    def action_attention(self) -> None:
-        self._set_view(attention_only=not self.table.attention_only)
-
-    def action_tab(self, tab: str) -> None:
-        self.query_one("#detail-tabs", TabbedContent).active = tab
-
-    def action_toggle_focus(self) -> None:
-        table = self.table
-        if table.has_focus:
-            tabs = self.query_one("#detail-tabs", TabbedContent)
-            target = {
-                "events": "#event-lines",
-                "transcript": "#transcript-log",
-                "markers": "#marker-table",
-            }[tabs.active or "events"]
-            self.query_one(target).focus()
-        else:
-            table.focus()
-
-    def action_full_transcript(self) -> None:
-        thread_id = self.selected
-        if thread_id is None:
-            return
-        self.push_screen(
-            TranscriptScreen(thread_id, lambda: self._read_transcript(thread_id), self.palette)
-        )
-
-    @work(group="pager", exclusive=True, exit_on_error=False)
-    async def action_open_pager(self) -> None:
-        """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
-        thread_id = self.selected
-        if thread_id is None:
-            return
-        try:
-            path = await asyncio.to_thread(self._write_full_transcript, thread_id)
-        except StoreError as exc:
-            self.notify(one_line(str(exc), 200), severity="error", markup=False)
-            return
-        pager = shlex.split(os.environ.get("PAGER") or "less -R") + [str(path)]
-        try:
-            with self.suspend():
-                subprocess.run(pager, check=False)
-        except SuspendNotSupported:
-            self.notify(
-                f"this terminal cannot suspend the app; the transcript is in {path}",
-                markup=False,
-            )
-            return
-        except OSError as exc:
-            self.notify(f"cannot run {pager[0]}: {exc}", severity="error", markup=False)
-        path.unlink(missing_ok=True)
-
-    def _write_full_transcript(self, thread_id: str) -> Path:
-        transcript = self._read_transcript(thread_id, full=True)
-        fd, name = tempfile.mkstemp(prefix="agent-supervisor-", suffix=".txt")
-        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
-            f.write(f"thread {one_line(thread_id, 200)}\n")
-            for entry in transcript.entries:
-                f.write("\n".join(entry_lines(entry, None)) + "\n")
-        return Path(name)
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Every way out (q, the palette, a worker): timers firing now must not crash."""
@@ -768,45 +508,7 @@ class SupervisorApp(ThreadActions, AutoResume, App[None]):
         await self.runner.close()
         await asyncio.to_thread(self._close_store)
 
-    def _close_store(self) -> None:
-        """Wait for a worker's query in flight; a connection closed under it crashes."""
-        with self._store_lock:
-            self._store_closed = True
-            self.store.close()
-
     # -- files --------------------------------------------------------------
-
-    @work(exclusive=True, group="watch", exit_on_error=False)
-    async def _watch(self) -> None:
-        from watchfiles import awatch
-
-        database = self.database_path
-        assert database is not None  # only files are watched
-        # The database, and the watcher's attempt records beside it (`supervisor.attempts`).
-        names = {database.name + s + j for s in ("", ".watch") for j in ("", "-wal", "-journal")}
-        jobs = Path(self.jobs_dir).resolve() if isinstance(self.jobs_dir, Path) else None
-        paths = {str(database.resolve().parent)}
-        if jobs is not None and jobs.is_dir():
-            paths.add(str(jobs))
-
-        leases = leases_dir(database.resolve())
-
-        def relevant(_change: object, path: str) -> bool:
-            p = Path(path)
-            return p.name in names or p.parent == jobs or p.parent == leases
-
-        async for changes in awatch(
-            *paths,
-            watch_filter=relevant,
-            debounce=200,
-            step=50,
-            stop_event=self._stop_watching,
-            rust_timeout=500,
-        ):
-            if any(Path(p).name in names for _, p in changes):
-                self.request_refresh()
-            if jobs is not None and any(Path(p).parent == jobs for _, p in changes):
-                self._reload_detail_soon()
 
     # -- command palette ---------------------------------------------------
 

@@ -1,0 +1,29 @@
+"""What every part of the app needs to survive its own shutdown."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from textual.css.query import NoMatches
+
+from supervisor.store import StoreError
+
+
+class StoreClosed(StoreError):
+    """The app is shutting down: a read that comes too late is simply not done."""
+
+
+def while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
+    """Workers and timers may fire after shutdown removed the widgets: drop those calls."""
+
+    @functools.wraps(handler)
+    def guarded(self: Any, *args: object) -> None:
+        try:
+            handler(self, *args)
+        except NoMatches:
+            if not (self._quitting or self._closing or self._closed or self._store_closed):
+                raise
+
+    return guarded

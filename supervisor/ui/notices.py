@@ -1,0 +1,59 @@
+"""What the detail pane says above its tabs about a thread that is not running here.
+
+One notice at most, the most pressing first: another supervisor holds it;
+the watcher tried it (or holds it); a human's question waits; or it may
+still be live in a process that is no supervisor.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+from supervisor.leases import holder_text, is_mine
+from supervisor.plan import may_be_live
+from supervisor.states import RESUMABLE, ThreadSummary
+from supervisor.text import one_line, relative_time
+from supervisor.ui.render import safe
+
+
+def thread_notice(s: ThreadSummary, now: float, live_window: float) -> Text | None:
+    if s.holder and not is_mine(s.holder):
+        since = relative_time(s.holder.get("since"), now)
+        text = Text("Running in another supervisor — a asks it to abort:\n", style="bold")
+        return text.append(safe(f"{holder_text(s.holder)}, lease taken {since}"))
+    if s.attempt is not None:
+        return attempt_notice(s)
+    if s.request is not None:
+        if s.answer_stored:
+            head = "Answered before the process stopped; r goes on with that answer:\n"
+        else:
+            head = "Waiting for a human — r or Enter answers:\n"
+        return Text(head, style="bold").append(safe("\n".join(s.request.lines())))
+    if s.state in RESUMABLE and may_be_live(s, now, live_window):
+        ago = relative_time(s.last_activity, now)
+        text = Text("May still be running in a process that is not a supervisor:\n", "bold")
+        return text.append(
+            safe(
+                f"its run {one_line(s.last_run_id or '?', 40)} is open and was last "
+                f"written {ago}; r asks before resuming it."
+            )
+        )
+    return None
+
+
+def attempt_notice(s: ThreadSummary) -> Text:
+    """What the watcher made of this thread: attempts, the last failure, what comes next."""
+    a = s.attempt
+    if a.held:
+        head = (
+            f"Held by the watcher after {a.attempts} failed attempt(s) — r resumes it by hand, "
+            "x (or 'agent-supervisor release') lets the watcher try again:\n"
+        )
+    elif a.next_at is not None:
+        when = time.strftime("%H:%M:%S", time.localtime(a.next_at))
+        head = f"The watcher tried {a.attempts} time(s); it tries again at {when}:\n"
+    else:
+        head = f"The watcher tried {a.attempts} time(s):\n"
+    return Text(head, style="bold").append(safe(f"last failure: {a.last_error or '?'}"))
