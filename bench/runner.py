@@ -143,6 +143,7 @@ def resume_latency(work: Path, big: Path | None) -> None:
 
 
 async def concurrency_step(db: Path, jobs: Path, n: int) -> tuple[float, float, float, int]:
+    os.environ["JOB_DIR"] = str(jobs)  # the demo agent's markers and ledger: fresh each run
     os.environ["AGENT_SUPERVISOR_DEMO_TOOL_SECONDS"] = "0.5"
     os.environ["AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND"] = "200"
     config = RunnerConfig(
@@ -210,10 +211,12 @@ def main() -> None:
     p.add_argument("--big", type=Path, help="a large checkpoint database to also test against")
     p.add_argument("--max-threads", type=int, default=640)
     p.add_argument("--skip-concurrency", action="store_true")
+    p.add_argument("--skip-resume", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        resume_latency(work, args.big)
+        if not args.skip_resume:
+            resume_latency(work, args.big)
         if not args.skip_concurrency:
             concurrency(work, args.max_threads)
 

@@ -508,8 +508,6 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         await self.runner.close()
         await asyncio.to_thread(self._close_store)
 
-    # -- files --------------------------------------------------------------
-
     # -- command palette ---------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
