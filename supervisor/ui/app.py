@@ -35,7 +35,6 @@ from supervisor.location import shown
 from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, plan_thread
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
-    ORDERS,
     State,
     ThreadSummary,
 )
@@ -52,13 +51,9 @@ from supervisor.ui.messages import (
     ThreadsRefreshed,
 )
 from supervisor.ui.navigation import ListNavigation
-from supervisor.ui.notices import thread_notice
+from supervisor.ui.notices import header_line, thread_notice
 from supervisor.ui.reading import LEASE_POLL, SERVER_POLL, DatabaseReading
-from supervisor.ui.render import (
-    Palette,
-    counts_line,
-    safe,
-)
+from supervisor.ui.render import Palette, safe
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
@@ -296,33 +291,16 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
 
     def _update_summary_line(self) -> None:
         table = self.table
-        ordered = {s: table.counts.get(s, 0) for s in State}
-        # What narrows the list comes first: a narrow terminal cuts the end, never this.
-        what = []
-        if table.attention_only:
-            what.append("needs attention")
-        if table.filter_text:
-            what.append(f"filter {one_line(table.filter_text, 30)!r}")
-        if table.order != ORDERS[0]:
-            what.append(f"by {table.order}")
-        lead = Text()
-        if self._reading:
-            lead.append(
-                "reading the whole database: the newest threads so far, counts partial  ",
-                style=f"bold {self.palette.get('accent', '')}",
-            )
-        if self.auto_resume:
-            lead.append("auto-resume on  ", style=f"bold {self.palette.get('primary', '')}")
         others = [w for w in self._watchers_seen if not is_mine(w)]
-        if others:
-            who = ", ".join(holder_text(w) for w in others[:2])
-            lead.append(f"watched by {who}  ", style=f"bold {self.palette.get('primary', '')}")
-        if what:
-            lead.append("[" + ", ".join(what) + "] ", style="bold italic")
-        if table.summaries and not len(table):
-            lead.append("no thread matches  ", style=f"bold {self.palette.get('warning', '')}")
-        line = counts_line(self.database, ordered, len(table), len(table.summaries))
-        self.query_one("#summary", Static).update(lead.append(line))
+        header = header_line(
+            self.database,
+            table,
+            self.palette,
+            reading=self._reading,
+            auto_resume=self.auto_resume,
+            watchers=[holder_text(w) for w in others],
+        )
+        self.query_one("#summary", Static).update(header)
 
     @while_mounted
     def _tick_ages(self) -> None:

@@ -1,21 +1,62 @@
-"""What the detail pane says above its tabs about a thread that is not running here.
+"""What the app says about its state in words: the header line, the detail's notice.
 
-One notice at most, the most pressing first: another supervisor holds it;
-the watcher tried it (or holds it); a human's question waits; or it may
-still be live in a process that is no supervisor.
+The header leads with what changes what the list shows (still reading, a
+watcher, a filter, no match), then the database and its counts per state.
+The detail says one thing at most about a thread not running here, the most
+pressing first: another supervisor holds it; the watcher tried it (or holds
+it); a human's question waits; or it may still be live in a process that is
+no supervisor.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.text import Text
 
 from supervisor.leases import holder_text, is_mine
 from supervisor.plan import may_be_live
-from supervisor.states import RESUMABLE, ThreadSummary
+from supervisor.states import ORDERS, RESUMABLE, State, ThreadSummary
 from supervisor.text import one_line, relative_time
-from supervisor.ui.render import safe
+from supervisor.ui.render import Palette, counts_line, safe
+
+
+def header_line(
+    database: str,
+    table: Any,
+    palette: Palette,
+    *,
+    reading: bool,
+    auto_resume: bool,
+    watchers: list[str],
+) -> Text:
+    """The header: what narrows or drives the list first (a narrow terminal cuts the end)."""
+    what = []
+    if table.attention_only:
+        what.append("needs attention")
+    if table.filter_text:
+        what.append(f"filter {one_line(table.filter_text, 30)!r}")
+    if table.order != ORDERS[0]:
+        what.append(f"by {table.order}")
+    lead = Text()
+    if reading:
+        lead.append(
+            "reading the whole database: the newest threads so far, counts partial  ",
+            style=f"bold {palette.get('accent', '')}",
+        )
+    if auto_resume:
+        lead.append("auto-resume on  ", style=f"bold {palette.get('primary', '')}")
+    if watchers:
+        lead.append(
+            f"watched by {', '.join(watchers[:2])}  ", style=f"bold {palette.get('primary', '')}"
+        )
+    if what:
+        lead.append("[" + ", ".join(what) + "] ", style="bold italic")
+    if table.summaries and not len(table):
+        lead.append("no thread matches  ", style=f"bold {palette.get('warning', '')}")
+    counts = {s: table.counts.get(s, 0) for s in State}
+    return lead.append(counts_line(database, counts, len(table), len(table.summaries)))
 
 
 def thread_notice(s: ThreadSummary, now: float, live_window: float) -> Text | None:
