@@ -287,7 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="states to resume (default: mid_tool,after_tools,between_turns,error,answered; "
         "aborted may be added; awaiting_input never)",
     )
-    p.add_argument("--max-attempts", type=_positive_int, default=5, metavar="N")
+    p.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="failed resumes before a thread is held (default %(default)s)",
+    )
     p.add_argument(
         "--backoff",
         type=_backoff,
@@ -303,7 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a thread must be this long without a write or a lease (default %(default)s)",
     )
-    p.add_argument("--poll", type=_non_negative, default=1.0, metavar="SECONDS")
+    p.add_argument(
+        "--poll",
+        type=_non_negative,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to look at the database (default %(default)s)",
+    )
     p.set_defaults(run=cmd_watch)
 
     p = sub.add_parser("release", help="clear held threads so the watcher may try them again")
@@ -1063,7 +1075,13 @@ def build_app_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--version", action="version", version=__version__)
-    p.add_argument("db", metavar="DB", nargs="?", help="checkpoint database to open")
+    p.add_argument(
+        "db",
+        metavar="DB",
+        nargs="?",
+        help="checkpoint database to open: a SQLite file or a postgresql:// URL "
+        "(default: $AGENT_SUPERVISOR_DSN, else the demo database)",
+    )
     p.add_argument(
         "--theme",
         metavar="NAME",
