@@ -97,7 +97,10 @@ class FileAttempts:
 
     def _write(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            # Written from worker threads (one at a time): not tied to the first one.
+            self._conn = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
             self._conn.execute(_SCHEMA)
         return self._conn
 

@@ -19,7 +19,7 @@ from supervisor.location import is_dsn
 def store(location: str | os.PathLike[str], **options: Any) -> Any:
     """A `Store` on the database, connected and checked but not yet read (the app reads it
     in a worker); raises `StoreError` for one we cannot use."""
-    if is_dsn(location):
+    if is_dsn(location):  # a server has no busy timeout: the rest is the file's
         from supervisor.pg.store import PostgresStore
 
         return PostgresStore(str(location), only=options.get("only"))

@@ -949,9 +949,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     config = _runner_config(args)
     config.live_window = policy.quiet
-    store = backends.store(
-        args.db, **({} if is_dsn(args.db) else {"busy_timeout": args.busy_timeout})
-    )
+    store = backends.store(args.db, busy_timeout=args.busy_timeout)
     ledger = backends.attempt_ledger(args.db)
     if hasattr(ledger, "require"):
         ledger.require()
@@ -1117,9 +1115,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         if not Path(args.db).exists():
             print(f"creating the demo database at {args.db} …", file=sys.stderr)
             build_demo_db(Path(args.db))
-    store = backends.store(
-        args.db, **({} if is_dsn(args.db) else {"busy_timeout": args.busy_timeout})
-    )
+    store = backends.store(args.db, busy_timeout=args.busy_timeout)
     config = _runner_config(args)
     app = make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
     app.run()

@@ -251,9 +251,10 @@ class FileLeaseBoard:
         """A lease that says a watcher runs here, for as long as this process lives."""
         return acquire(self.directory, f"{WATCHER_PREFIX}{host_name()}:{os.getpid()}")
 
-    def watchers(self) -> list[dict[str, Any]]:
-        """The live watchers of this database (pid, host, since)."""
-        return [h for t, h in self.live().items() if t.startswith(WATCHER_PREFIX)]
+    def watchers(self, live: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The live watchers of this database (pid, host, since); `live`: a `live()` just read."""
+        live = self.live() if live is None else live
+        return [h for t, h in live.items() if t.startswith(WATCHER_PREFIX)]
 
     def close(self) -> None:
         """Nothing to close: file leases hold no connection."""

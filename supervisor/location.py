@@ -31,13 +31,14 @@ def redact(dsn: str) -> str:
     """The URL without its password, for headers, logs and error messages."""
     try:
         parts = urllib.parse.urlsplit(dsn)
+        password, port = parts.password, parts.port  # .port raises on "h:notaport"
     except ValueError:
-        return dsn.split("@")[-1]
-    if parts.password is None:
+        return dsn.split("://", 1)[0] + "://" + dsn.rsplit("@", 1)[-1]
+    if password is None:
         return dsn
     user = parts.username or ""
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    port = f":{port}" if port else ""
     netloc = f"{user}:***@{host}{port}"
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 

@@ -327,6 +327,7 @@ class SQLiteStore:
         self.checks_in_background = True
         #: The watcher's records, in a file of ours beside the database (read only).
         self._attempts = FileAttempts(self.path)
+        self._attempted: set[str] = set()
         self.busy_timeout = busy_timeout
         #: One-line messages for the user about what opening had to do
         #: (a hot journal rolled back); the CLI prints them, the app notifies.
@@ -495,7 +496,9 @@ class SQLiteStore:
                 touched |= self._read_leases()
             finally:
                 self._conn.execute("COMMIT")
-            touched |= fold_attempts(self._threads, self._attempts.all())
+            found = self._attempts.all()
+            touched |= fold_attempts(self._threads, self._attempted, found)
+            self._attempted = set(found)
         return touched
 
     def check_rows(self) -> set[str]:
@@ -1129,10 +1132,16 @@ def fold_holders(
     return changed
 
 
-def fold_attempts(threads: dict[str, ThreadSummary], found: dict[str, Attempt]) -> set[str]:
-    """Give each thread its watcher record (or none); the threads whose record changed."""
+def fold_attempts(
+    threads: dict[str, ThreadSummary], before: set[str], found: dict[str, Attempt]
+) -> set[str]:
+    """Give threads their watcher record (or none); the threads whose record changed.
+
+    Looks only at threads that had a record before or have one now: a refresh
+    must not walk 100,000 summaries to find the few the watcher tried.
+    """
     changed = set()
-    for thread_id in {t for t, s in threads.items() if s.attempt is not None} | found.keys():
+    for thread_id in before | found.keys():
         s = threads.get(thread_id)
         if s is not None and s.attempt != found.get(thread_id):
             s.attempt = found.get(thread_id)

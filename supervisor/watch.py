@@ -87,7 +87,25 @@ class Watcher:
         self._waiting: dict[str, float] = {}
         #: This watcher's own records, until the summaries it is given show them.
         self._decided: dict[str, Attempt] = {}
+        #: Threads last seen in a policy state: the only ones a look goes through.
+        self._candidates: dict[str, ThreadSummary] = {}
+        self._looked = False
         runner.subscribe(self._on_event)
+
+    def observe(self, summaries: Iterable[ThreadSummary], *, everything: bool = False) -> None:
+        """Take in what a refresh changed (`everything`: the whole list, replacing the last).
+
+        Each thread is classified here, once per change, so a look costs the
+        threads in a policy state, never the whole list (the app looks every
+        second on its UI loop).
+        """
+        if everything:
+            self._candidates = {}
+        for s in summaries:
+            if s.state in self.policy.states:
+                self._candidates[s.thread_id] = s
+            else:
+                self._candidates.pop(s.thread_id, None)
 
     def _on_event(self, event: RunnerEvent) -> None:
         if event.thread_id not in self._started:
@@ -101,21 +119,29 @@ class Watcher:
 
     async def step(self) -> list[str]:
         """One look: refresh, account for runs that ended, start what is due; the started."""
-        await asyncio.to_thread(self.store.refresh)
-        if self._account():  # the records changed: read them (and the runs' rows) again
-            await asyncio.to_thread(self.store.refresh)
-        return await self.act(self.store.threads())
+        await self._refresh()
+        if await self._account():  # the records changed: read them (and the runs' rows) again
+            await self._refresh()
+        return await self.act()
 
-    async def act(self, threads: Iterable[ThreadSummary]) -> list[str]:
-        """Account for ended runs, then start every due thread; the started.
+    async def _refresh(self) -> None:
+        touched = await asyncio.to_thread(self.store.refresh)
+        if not self._looked:  # the store may have been read before: take all of it once
+            self._looked = True
+            self.observe(self.store.threads(), everything=True)
+        else:
+            self.observe(s for t in touched if (s := self.store.get(t)) is not None)
 
-        The app calls this with the summaries of its own refreshes (it must not
-        take the store's refresh results from the list).
+    async def act(self) -> list[str]:
+        """Account for ended runs, then start every due candidate; the started.
+
+        The app feeds `observe` from its own refreshes and calls this (it must
+        not take the store's refresh results from the list).
         """
-        self._account()
+        await self._account()
         now = self.clock()
         started: list[str] = []
-        for s in sorted(threads, key=lambda s: s.last_activity or 0.0):
+        for s in list(self._candidates.values()):
             if len(self.runner.running()) >= self.policy.max_concurrent:
                 break
             if self._due(s, now) and await self._start(s):
@@ -123,12 +149,13 @@ class Watcher:
         return started
 
     def _due(self, s: ThreadSummary, now: float) -> bool:
-        """In a policy state, quiet long enough, not held, not backing off.
+        """Quiet long enough, not running, not held, not backing off (a candidate's state
+        is in the policy: `observe` saw to that).
 
         What this watcher decided itself counts before the summary shows it
         (a summary is as old as its refresh).
         """
-        if self.runner.is_running(s.thread_id) or s.state not in self.policy.states:
+        if self.runner.is_running(s.thread_id):
             return False
         attempt = s.attempt
         mine = self._decided.get(s.thread_id)
@@ -158,21 +185,21 @@ class Watcher:
             self.log(f"{_name(s.thread_id)}: skipped ({one_line(str(exc), 120)})")
             return False
         except Exception as exc:  # the agent would not build: a failed attempt
-            self._failed(s.thread_id, f"{type(exc).__name__}: {exc}")
+            await self._failed(s.thread_id, f"{type(exc).__name__}: {exc}")
             return False
         self._started.add(s.thread_id)
         self._waiting.pop(s.thread_id, None)
         self.log(f"{_name(s.thread_id)}: resumed from {s.state} (attempt {attempt})")
         return True
 
-    def _account(self) -> bool:
+    async def _account(self) -> bool:
         """Record how each run that ended since the last look went; whether any had."""
         ended_any = bool(self._ended)
         for thread_id, ended in list(self._ended.items()):
             del self._ended[thread_id]
             self._started.discard(thread_id)
             if ended.state in SUCCESS:
-                self.ledger.succeeded(thread_id)
+                await asyncio.to_thread(self.ledger.succeeded, thread_id)
                 self._decided.pop(thread_id, None)
                 self.log(f"{_name(thread_id)}: {ended.state}")
             elif ended.outcome in ("aborted", "cancelled"):
@@ -181,16 +208,19 @@ class Watcher:
             else:
                 s = self.store.get(thread_id)
                 why = ended.error or (s.last_error if s is not None else None)
-                self._failed(thread_id, why or f"ended {ended.state} ({ended.outcome})")
+                await self._failed(thread_id, why or f"ended {ended.state} ({ended.outcome})")
         return ended_any
 
-    def _failed(self, thread_id: str, why: str) -> None:
-        known = self.ledger.all().get(thread_id)
+    async def _failed(self, thread_id: str, why: str) -> None:
+        """Count the failure; the ledger's reads and writes run off the loop (the app's UI
+        loop drives the in-app watcher, and a ledger file shared with another watcher
+        may be locked for a moment)."""
+        known = (await asyncio.to_thread(self.ledger.all)).get(thread_id)
         attempts = (known.attempts if known else 0) + 1
         initial, longest = self.policy.backoff
         next_at = self.clock() + backoff_delay(attempts, initial, longest)
-        record = self.ledger.failed(
-            thread_id, one_line(why, 300), next_at, self.policy.max_attempts
+        record = await asyncio.to_thread(
+            self.ledger.failed, thread_id, one_line(why, 300), next_at, self.policy.max_attempts
         )
         self._decided[thread_id] = record
         self._waiting[thread_id] = next_at  # said here: no second "backing off" line
@@ -222,7 +252,7 @@ class Watcher:
                 self.log(f"stopping: aborting {len(running)} run(s) gracefully")
             await self.runner.abort_all()
             await asyncio.sleep(0)
-            self._account()
+            await self._account()
             if announced is not None:
                 await self.runner.leases.release(announced)
             self.log("stopped")

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.agents import load_factory
+from supervisor.backends import open_store
 from supervisor.runner import Runner, RunnerConfig
 from supervisor.states import RESUMABLE, State
-from supervisor.store import open_store
 from tests.conftest import effects, run_demo_child, transcript_problems
 
 #: Agent events (message_update not counted) of one full run; see
@@ -63,14 +63,31 @@ async def test_crash_then_resume_is_exactly_once(
     monkeypatch.setenv("JOB_DIR", str(jobs))
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "0")
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
-    summary = open_store(db).get("t") if db.exists() else None
+    await resume_and_check(db, jobs, jobs)
+
+
+def summary_of(database: Path | str, thread: str):
+    """The thread as a fresh listing sees it; None when the database was never created."""
+    if isinstance(database, Path) and not database.exists():
+        return None
+    store = open_store(database)
+    try:
+        return store.get(thread)
+    finally:
+        store.close()
+
+
+async def resume_and_check(database: Path | str, jobs: Path | str, ledger: Path) -> None:
+    """Resume thread 't' if its crash left it resumable; then it is finished, every tool
+    call has one result, and each item's side effect happened once (on any backend)."""
+    summary = summary_of(database, "t")
     if summary is None or summary.messages == 0:
         # Killed before the prompt was checkpointed: nothing ran, nothing to resume.
-        assert effects(jobs) == []
+        assert effects(ledger) == []
         return
     if summary.state in RESUMABLE:
         cfg = RunnerConfig(
-            database=db,
+            database=database,
             factory=load_factory("supervisor.demo:demo_agent"),
             jobs_dir=jobs,
             live_window=0,
@@ -79,6 +96,8 @@ async def test_crash_then_resume_is_exactly_once(
             await runner.resume("t")
             run = await runner.wait("t")
         assert run.outcome == "completed"
-    assert open_store(db).get("t").state is State.FINISHED
-    assert transcript_problems(db, "t") == []
-    assert Counter(effects(jobs)) == Counter(f'process_item:{{"item":"{item}"}}' for item in ITEMS)
+    assert summary_of(database, "t").state is State.FINISHED
+    assert transcript_problems(database, "t") == []
+    assert Counter(effects(ledger)) == Counter(
+        f'process_item:{{"item":"{item}"}}' for item in ITEMS
+    )

@@ -19,15 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.agents import load_factory
 from supervisor.backends import open_store
 from supervisor.jobs import MARKERS_VARIABLE
 from supervisor.leases import LeaseHeld
 from supervisor.pg.leases import PgLeaseBoard
-from supervisor.runner import Runner, RunnerConfig
 from supervisor.states import RESUMABLE, State
 from tests.conftest import ROOT, effects, run_demo_child, transcript_problems
-from tests.test_exactly_once import CASES, ITEMS
+from tests.test_exactly_once import CASES, resume_and_check
 
 pytestmark = pytest.mark.postgres
 
@@ -208,30 +206,7 @@ async def test_crash_then_resume_is_exactly_once_on_postgres(
     monkeypatch.setenv(MARKERS_VARIABLE, dsn)
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "0")
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
-    store = open_store(dsn)
-    summary = store.get("t")
-    store.close()
-    if summary is None or summary.messages == 0:
-        assert effects(ledger) == []  # killed before the prompt was stored: nothing ran
-        return
-    if summary.state in RESUMABLE:
-        cfg = RunnerConfig(
-            database=dsn,
-            factory=load_factory("supervisor.demo:demo_agent"),
-            jobs_dir=dsn,
-            live_window=0,
-        )
-        async with Runner(cfg) as runner:
-            await runner.resume("t")
-            run = await runner.wait("t")
-        assert run.outcome == "completed"
-    store = open_store(dsn)
-    assert store.get("t").state is State.FINISHED
-    store.close()
-    assert transcript_problems(dsn, "t") == []
-    assert Counter(effects(ledger)) == Counter(
-        f'process_item:{{"item":"{item}"}}' for item in ITEMS
-    )
+    await resume_and_check(dsn, dsn, ledger)
 
 
 def test_answer_prompt_and_show_take_a_url(pg_demo: tuple[str, Path]) -> None:

@@ -181,8 +181,11 @@ class PgLeaseBoard:
     async def announce_watcher(self) -> None:
         """Nothing to take: a watcher's connections name it (`agent-supervisor watch ...`)."""
 
-    def watchers(self) -> list[dict[str, Any]]:
-        """The live watchers of this database, on any host, by their connections' names."""
+    def watchers(self, live: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The live watchers of this database, on any host, by their connections' names.
+
+        (`live` is the file board's shortcut; a watcher here holds no lease.)
+        """
         rows = self._sync().fetch(
             "SELECT DISTINCT ON (application_name) application_name, "
             "extract(epoch FROM backend_start)::float8 AS since FROM pg_stat_activity "

@@ -162,6 +162,7 @@ class PostgresStore:
         self._threads: dict[str, ThreadSummary] = {}
         self._pending: set[str] = set()
         self._held: set[str] = set()
+        self._attempted: set[str] = set()
         self._since: Any = None
         #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
         #: size, which a UI would feel. `list --check` runs it; the app does not.
@@ -348,7 +349,9 @@ class PostgresStore:
         self._since = now - _margin()
         touched |= self._read_pending_requests()
         touched |= self._read_leases()
-        touched |= fold_attempts(self._threads, self._read_attempts())
+        found = self._read_attempts()
+        touched |= fold_attempts(self._threads, self._attempted, found)
+        self._attempted = set(found)
         return touched
 
     def _read_attempts(self) -> dict[str, Attempt]:
@@ -429,6 +432,7 @@ class PostgresStore:
             fresh.running, fresh.holder = s.running, s.holder
             fresh.pending_request, fresh.request = s.pending_request, s.request
             fresh.answer_stored, fresh.run_open = s.answer_stored, s.run_open
+            fresh.attempt = s.attempt
         if bad is not None:
             fresh.bad_row, fresh.bad_reason = bad, "unknown role in the role column"
         self._threads[thread_id] = fresh

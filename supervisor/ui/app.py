@@ -236,6 +236,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}
             table.update(changed)
         self._update_summary_line()  # the counts change in the same frame as the rows
+        if self._auto is not None:  # the in-app watcher looks only at what changed
+            self._auto.observe(changed.values(), everything=message.full)
         if message.provisional:
             return  # the whole pass is still under way
         if message.full:

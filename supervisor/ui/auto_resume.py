@@ -60,6 +60,8 @@ class AutoResume:
         self._auto = Watcher(
             self.store, self.runner, ledger, policy, clock=self.clock, log=self._auto_log
         )
+        # Classifies every thread once; after this only what refreshes change.
+        self._auto.observe(self.summaries.values(), everything=True)
         self._auto_announced = await self.runner.leases.announce_watcher()
         self._auto_timer = self.set_interval(AUTO_RESUME_EVERY, self._auto_tick)
         states = ", ".join(sorted(policy.states))
@@ -89,7 +91,7 @@ class AutoResume:
             return
         self._auto_busy = True
         try:
-            await watcher.act(list(self.summaries.values()))
+            await watcher.act()
         finally:
             self._auto_busy = False
 

@@ -98,7 +98,7 @@ class DatabaseReading:
         the list: it runs in a thread and must not read the app's state.
         """
         live = self.store.leases.live()
-        watchers = self.store.leases.watchers()
+        watchers = self.store.leases.watchers(live)
         if watchers != self._watchers_seen and not self._quitting:
             self._watchers_seen = watchers
             self.call_from_thread(self._update_summary_line)
