@@ -102,6 +102,7 @@ class Watcher:
         if everything:
             self._candidates = {}
         for s in summaries:
+            self._caught_up(s)
             if s.state in self.policy.states:
                 self._candidates[s.thread_id] = s
             else:
@@ -148,6 +149,18 @@ class Watcher:
                 started.append(s.thread_id)
         return started
 
+    def _caught_up(self, s: ThreadSummary) -> Attempt | None:
+        """This watcher's own record of the thread, until the summary shows it.
+
+        Once a summary has shown it, the record goes, so a later release (the
+        summary then shows none) makes the thread eligible again.
+        """
+        mine = self._decided.get(s.thread_id)
+        if mine is not None and s.attempt is not None and s.attempt.attempts >= mine.attempts:
+            del self._decided[s.thread_id]
+            return None
+        return mine
+
     def _due(self, s: ThreadSummary, now: float) -> bool:
         """Quiet long enough, not running, not held, not backing off (a candidate's state
         is in the policy: `observe` saw to that).
@@ -158,10 +171,7 @@ class Watcher:
         if self.runner.is_running(s.thread_id):
             return False
         attempt = s.attempt
-        mine = self._decided.get(s.thread_id)
-        if mine is not None and attempt is not None and attempt.attempts >= mine.attempts:
-            del self._decided[s.thread_id]  # the summary has caught up (a release may follow)
-            mine = None
+        mine = self._caught_up(s)
         if mine is not None and mine.held:
             return False
         if now - (s.last_activity or 0.0) < self.policy.quiet:

@@ -257,3 +257,32 @@ def test_bad_watch_options_are_one_line() -> None:
         out = cli("watch", "x.db", *args)
         assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
         assert out.stderr.count("\n") <= 2 and "Traceback" not in out.stderr
+
+
+async def test_a_running_watcher_tries_a_released_thread_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, jobs = tmp_path / "r.db", tmp_path / "jobs"
+    run_demo_child(db, "t", jobs, fail_turn=1)
+    monkeypatch.setenv("JOB_DIR", str(jobs))
+    monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND", "0")
+    clock = Clock(time.time() + 3600)
+    config = RunnerConfig(
+        database=db, factory=load_factory("tests.agents.crashloop:agent"), jobs_dir=jobs
+    )
+    store, ledger = open_store(db), FileAttempts(db)
+    policy = Policy(max_attempts=1, backoff=(1.0, 1.0), quiet=0.0)
+    async with Runner(config) as runner:
+        watcher = Watcher(store, runner, ledger, policy, clock=clock, log=lambda _line: None)
+        assert await watcher.step() == ["t"]
+        await runner.wait_all()
+        clock.now += 10
+        assert await watcher.step() == []  # failed once: held
+        assert await watcher.step() == []
+        assert store.get("t").state is State.HELD
+        assert cli("release", str(db), "t").returncode == 0  # another process releases it
+        clock.now += 10
+        assert await watcher.step() == ["t"]  # the same watcher takes it up again
+        await runner.wait_all()
+    store.close()
+    ledger.close()
