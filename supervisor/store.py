@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
+import gc
 import json
 import os
 import sqlite3
@@ -656,31 +656,66 @@ class SQLiteStore:
         """The first listing: one aggregate pass in SQL, then each thread's tail.
 
         Folding 2M rows in Python took seconds; SQLite groups them itself
-        (`PRAGMA threads` lets its sorter use a second core). Each row
-        contributes its role, read from the start of its text; per thread
-        come back the count, the newest row and its role, the newest
-        assistant and tool-result rows. The rows a state depends on (the
-        last assistant message and the tool results after it) are then read
-        for the threads that need them. A thread with a row whose start is
-        not one we know is folded row by row (`_refold`), as are threads
-        `check_rows` later finds a broken row in.
+        (`PRAGMA threads` lets its sorter use a second core) into a temp
+        table. Each row contributes its role, read from the start of its
+        text; per thread come back the count, the newest row and its role,
+        the newest assistant and tool-result rows. The rows a state depends
+        on (the last assistant message and the tool results after it) are
+        then joined to that table inside SQLite: Python sees one row per
+        thread. A thread with a row whose start is not one we know is
+        folded row by row (`_refold`), as are threads `check_rows` later
+        finds a broken row in.
         """
-        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        conn = self._conn
+        (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
         if top is None:
             return set()
         bottom = 0 if self._newest is None else max(0, top - self._newest)
-        rows = self._conn.execute(self._aggregate_sql, (bottom, top)).fetchall()
-        if any(type(row[0]) is not str for row in rows):
+        conn.execute("DROP TABLE IF EXISTS temp.listing")
+        conn.execute(self._aggregate_sql, (bottom, top))
+        try:
+            plain = not conn.execute(
+                "SELECT 1 FROM temp.listing WHERE typeof(thread_id) != 'text' LIMIT 1"
+            ).fetchone()
+            with _collector_paused():
+                if plain and self._fold_listing(top):
+                    return set(self._threads)
             # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are
             # named row by row (`_odd_thread_id`): take the exact path.
+            self._threads.clear()
+            self._cursor = 0
             touched = self._read_new_messages()
             self._refold(self._fill_tails(touched))
             return touched
-        rows.sort(key=lambda row: row[2])  # threads come in order of first appearance
+        finally:
+            conn.execute("DROP TABLE IF EXISTS temp.listing")
+
+    def _fold_listing(self, top: int) -> bool:
+        """Summaries from `temp.listing`, in order of each thread's first row; then their tails.
+
+        The scan for tool results after each thread's last assistant row
+        starts first, so it runs while Python builds the summaries. False,
+        having kept nothing, on a thread id that is not plain text (bad
+        UTF-8 read by the tolerant decoder).
+        """
+        conn = self._conn
+        spans = conn.execute(
+            "SELECT thread_id, coalesce(assistant, first - 1), last >> 3 FROM temp.listing "
+            "WHERE strange IS NULL AND result > coalesce(assistant, 0)"
+        ).fetchall()
+        if any(type(span[0]) is not str for span in spans):
+            return False
+        self._cursor = top
+        answered = self._read_answered(spans)  # may scan on another thread meanwhile
         threads = self._threads
         odd: set[str] = set()
-        results: list[tuple[ThreadSummary, int]] = []
-        for thread_id, count, first, last, activity, assistant, result, strange in rows:
+        for thread_id, count, last, activity, assistant, strange in conn.execute(
+            "SELECT thread_id, count, last, activity, assistant, strange "
+            "FROM temp.listing ORDER BY first"
+        ):
+            if type(thread_id) is not str:
+                answered()
+                return False
             s = threads.get(thread_id)
             if s is None:
                 s = threads[thread_id] = ThreadSummary(thread_id)
@@ -691,39 +726,56 @@ class SQLiteStore:
             s.last_assistant_row = assistant
             if strange is not None:
                 odd.add(thread_id)
-            elif result is not None and (assistant is None or result > assistant):
-                results.append((s, first))
-        self._cursor = top
         self._unchecked_through = top
-        answered = self._read_answered(results)  # may scan on another thread meanwhile
-        odd |= self._fill_tails(threads)
+        odd |= self._read_listed_tails()
         odd |= answered()
         if odd:
             self._refold(odd)
-        return set(threads)
+        return True
 
-    def _read_answered(self, threads: list[tuple[ThreadSummary, int]]) -> Callable[[], set[str]]:
-        """The tool results after each thread's last assistant message.
+    def _read_listed_tails(self) -> set[str]:
+        """`_fill_tails` for every thread of `temp.listing`, joined inside SQLite.
+
+        Returns the threads whose newest row is not valid JSON (see `_fill_tails`).
+        """
+        run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
+        threads = self._threads
+        parsed = self._parsed_assistant
+        broken = set()
+        for thread_id, run_id, valid, assistant, text in self._conn.execute(
+            # A parsed row is validated by the parse; only the others need json_valid.
+            f"SELECT t.thread_id, {run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), "
+            "t.assistant, a.message_json FROM temp.listing t "
+            "JOIN messages l ON l.id = t.last >> 3 LEFT JOIN messages a ON a.id = t.assistant"
+        ):
+            s = threads[thread_id]
+            s.last_run_id = run_id
+            if not valid and s.bad_row is None:
+                broken.add(thread_id)
+            if assistant is not None and parsed.get(thread_id) != assistant:
+                self._parse_last_assistant(s, assistant, text)
+        return broken
+
+    def _read_answered(self, spans: list[tuple[str, int, int]]) -> Callable[[], set[str]]:
+        """The tool results of these (thread, after row, last row) spans, folded when called.
 
         Few threads, or short spans: read by row-id range, each costing the
         rows written since that message. Many long, interleaved spans: one
         scan joined with the threads, on a second connection and thread
-        while the caller reads the tails (SQLite lets go of the GIL while it
-        scans). Returns a call giving the threads where one of those rows
-        is not valid JSON (they are refolded).
+        while the caller goes on (SQLite lets go of the GIL while it scans).
+        The call folds them into `answered` (the summaries must exist by
+        then) and gives the threads where one of those rows is not valid
+        JSON (they are refolded).
         """
-        if not threads:
+        if not spans:
             return set
-        spans = [(s, s.last_assistant_row or first - 1) for s, first in threads]
-        for s, _ in spans:
-            s.answered = set()
-        if sum(s.last_row - after for s, after in spans) <= self._cursor:
-            rows = itertools.chain.from_iterable(
-                self._conn.execute(self._range_sql, (after, s.last_row, s.thread_id))
-                for s, after in spans
-            )
-            broken = self._fold_answered(rows)
-            return lambda: broken
+        if sum(last - after for _, after, last in spans) <= self._cursor:
+            found = [
+                row
+                for thread_id, after, last in spans
+                for row in self._conn.execute(self._range_sql, (after, last, thread_id))
+            ]
+            return lambda: self._fold_answered(spans, found)
         result: list[list[Row] | BaseException] = []
         scan = threading.Thread(target=self._scan_tails, args=(spans, result), daemon=True)
         scan.start()
@@ -732,21 +784,25 @@ class SQLiteStore:
             scan.join()
             if isinstance(result[0], BaseException):
                 raise result[0]
-            return self._fold_answered(iter(result[0]))
+            return self._fold_answered(spans, result[0])
 
         return fold
 
-    def _fold_answered(self, rows: Iterable[Row]) -> set[str]:
+    def _fold_answered(self, spans: list[tuple[str, int, int]], rows: list[Row]) -> set[str]:
+        threads = self._threads
+        for thread_id, _, _ in spans:
+            if thread_id in threads:  # not when the listing gave up (`_fold_listing`)
+                threads[thread_id].answered = set()
         broken = set()
         for _, thread_id, _, role, detail in self._checked(rows):
             if role is None:
                 broken.add(thread_id)
-            elif role == "tool_result" and detail is not None:
-                self._threads[thread_id].answered.add(detail)
+            elif role == "tool_result" and detail is not None and thread_id in threads:
+                threads[thread_id].answered.add(detail)
         return broken
 
     def _scan_tails(
-        self, spans: list[tuple[ThreadSummary, int]], result: list[list[Row] | BaseException]
+        self, spans: list[tuple[str, int, int]], result: list[list[Row] | BaseException]
     ) -> None:
         """Rows after each thread's `after` id, in one scan joined with a temp table of them."""
         try:
@@ -757,7 +813,7 @@ class SQLiteStore:
                 conn.execute("CREATE TEMP TABLE tails (thread_id TEXT PRIMARY KEY, after INTEGER)")
                 conn.executemany(
                     "INSERT INTO temp.tails VALUES (?, ?)",
-                    [(s.thread_id, after) for s, after in spans],
+                    [(thread_id, after) for thread_id, after, _ in spans],
                 )
                 result.append(
                     conn.execute(
@@ -852,7 +908,8 @@ class SQLiteStore:
 
     @functools.cached_property
     def _aggregate_sql(self) -> str:
-        """Per thread: count, first row, (newest row << 3 | its kind), activity, role rows.
+        """Into `temp.listing`, per thread: count, first row, (newest row << 3 | its kind),
+        activity, newest assistant and tool-result rows, first row of an unknown kind.
 
         The kind is computed in a subquery SQLite does not flatten (`LIMIT
         -1`), so its sorter carries small numbers instead of whole messages.
@@ -864,9 +921,11 @@ class SQLiteStore:
         kinds = " ".join(f"WHEN {test} THEN {_KINDS.index(role)}" for role, test in tests)
         kind = f"CASE {kinds} ELSE 4 END"
         return (
-            "SELECT thread_id, count(*), min(id), max(id * 8 + k), max(t), "
-            "max(CASE k WHEN 2 THEN id END), max(CASE k WHEN 3 THEN id END), "
-            "min(CASE k WHEN 4 THEN id END) "
+            "CREATE TEMP TABLE listing AS SELECT thread_id, count(*) AS count, min(id) AS first, "
+            "max(id * 8 + k) AS last, max(t) AS activity, "
+            "max(CASE k WHEN 2 THEN id END) AS assistant, "
+            "max(CASE k WHEN 3 THEN id END) AS result, "
+            "min(CASE k WHEN 4 THEN id END) AS strange "
             f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
             "FROM messages WHERE id > ? AND id <= ? LIMIT -1) GROUP BY thread_id"
         )
@@ -1182,6 +1241,22 @@ def _noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -
         seen.add(row[1])
         work["rows"] += 1
         yield row
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic collector while a listing builds 100,000 summaries.
+
+    They form no cycles, yet each full collection walks every one of them:
+    a quarter of a second of a 100,000-thread listing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _quote(name: str) -> str:
