@@ -26,9 +26,9 @@ def clean(text: str) -> str:
 
 def one_line(text: str, limit: int = 80) -> str:
     """Clean text folded onto one line and cut to `limit` characters."""
-    if len(text) <= limit and text.isascii() and text.isprintable():  # checked in C
-        if "  " not in text and text[:1] != " " and text[-1:] != " ":
-            return text  # already one line, no runs of spaces: a list's 100,000 ids
+    plain = len(text) <= limit and text.isascii() and text.isprintable()  # checked in C
+    if plain and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text  # already one line, no runs of spaces: a list's 100,000 ids
     flat = " ".join(clean(text).split())
     return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
 
