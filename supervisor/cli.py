@@ -192,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON array")
     _add_run_options(p)
+    p.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="spread the threads over N worker processes, sharing --max-concurrent "
+        "(one process runs every agent on one core; default %(default)s)",
+    )
     p.set_defaults(run=cmd_resume)
 
     p = sub.add_parser(
@@ -743,9 +751,34 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if args.all and not wanted:
             print("no thread needs resuming")
         return EXIT_UNFINISHED if refused else EXIT_OK
+    if args.processes > 1 and len(todo) > 1:
+        status = _run_sharded(args, config, todo)
+        return max(status, EXIT_UNFINISHED if refused else EXIT_OK)
     starts = [_resumer(thread_id, args.force) for thread_id in todo]
     ok = _run_agents(config, starts, probe=todo[0], prefix=len(wanted) > 1)
     return EXIT_OK if ok and not refused else EXIT_UNFINISHED
+
+
+def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]) -> int:
+    """`resume --processes N`: the threads dealt to worker processes (`supervisor.shards`)."""
+    from supervisor.shards import Shard, run_sharded, split
+
+    shards = [
+        Shard(
+            database=str(args.db),
+            threads=threads,
+            agent=config.agent_ref,
+            jobs_dir=str(config.jobs_dir),
+            max_concurrent=share,
+            continue_text=config.continue_text,
+            strategy=config.mid_tool_strategy,
+            abort_grace=config.abort_grace,
+            force=args.force,
+            live_window=config.live_window,
+        )
+        for threads, share in split(todo, args.processes, args.max_concurrent)
+    ]
+    return run_sharded(shards)
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

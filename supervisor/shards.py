@@ -1,0 +1,146 @@
+"""Resuming many threads across worker processes (`resume --processes N`).
+
+One process runs every agent on one event loop; past a few dozen threads at
+once that loop is the limit (every step of every agent is Python on one
+core). `run_sharded` splits the threads among N worker processes, each running
+its share exactly as a single `resume` does (`headless.run_threads`), and
+waits for them. Each worker takes its threads' leases like every run, so no
+thread runs twice, even when another supervisor races us.
+
+Workers inherit stdout and stderr and write whole lines, each prefixed by
+its thread, so their output interleaves line by line. They run in a session
+of their own: a Ctrl-C reaches this process only, which passes one SIGINT per
+press to each worker (the first aborts gracefully, a second cancels), as a
+single process behaves. A SIGTERM is passed on as a SIGINT, a graceful abort.
+A SIGKILLed parent leaves its workers to finish their threads.
+
+The worker's orders travel as JSON on its stdin, so a database URL's
+password never shows in a process listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+
+from supervisor.location import is_dsn
+
+#: A worker that could not start its threads (bad agent, unreadable database).
+EXIT_BAD_INPUT = 2
+#: Some thread did not end finished (or waiting on a human).
+EXIT_UNFINISHED = 1
+
+
+@dataclass(frozen=True)
+class Shard:
+    """What one worker process resumes, and how (the `resume` options)."""
+
+    database: str
+    threads: list[str]
+    agent: str
+    jobs_dir: str
+    max_concurrent: int
+    continue_text: str
+    strategy: str
+    abort_grace: float
+    force: bool
+    #: An open run written to this recently may be live elsewhere (0 with --force).
+    live_window: float
+
+
+def split(threads: list[str], processes: int, max_concurrent: int) -> list[tuple[list[str], int]]:
+    """Threads dealt round-robin to at most `processes` workers, with each one's share of
+    `max_concurrent` (never more workers than threads or than runs allowed at once)."""
+    n = max(1, min(processes, len(threads), max_concurrent))
+    return [
+        (threads[i::n], max_concurrent // n + (1 if i < max_concurrent % n else 0))
+        for i in range(n)
+    ]
+
+
+def run_sharded(shards: list[Shard]) -> int:
+    """Run each shard in a worker process; the worst exit status of them (0, 1 or 2)."""
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def forward(_signum: int, _frame: FrameType | None) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.send_signal(signal.SIGINT)
+
+    before = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for shard in shards:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "supervisor.shards"],
+                stdin=subprocess.PIPE,
+                start_new_session=True,
+            )
+            workers.append(worker)
+            assert worker.stdin is not None
+            worker.stdin.write(json.dumps(asdict(shard)).encode())
+            worker.stdin.close()
+        codes = [_wait(worker) for worker in workers]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    return max((code if code in (0, 1, 2) else EXIT_UNFINISHED for code in codes), default=0)
+
+
+def _wait(worker: subprocess.Popen[bytes]) -> int:
+    while True:
+        with contextlib.suppress(InterruptedError):
+            return worker.wait()
+
+
+def _work(shard: Shard) -> int:
+    """One worker: resume this shard's threads as a single `resume` would."""
+    from supervisor.agents import agent_reference, export_environment, load_agent
+    from supervisor.headless import run_threads
+    from supervisor.runner import RunnerConfig
+
+    jobs_dir: Path | str = shard.jobs_dir if is_dsn(shard.jobs_dir) else Path(shard.jobs_dir)
+    export_environment(jobs_dir)  # agents written like the recipe read it at import
+    agent = load_agent(agent_reference(shard.agent))
+    config = RunnerConfig(
+        database=shard.database if is_dsn(shard.database) else Path(shard.database),
+        factory=agent.factory,
+        jobs_dir=jobs_dir,
+        agent_ref=agent.reference,
+        marker_hook=agent.marker_hook,
+        max_concurrent=shard.max_concurrent,
+        continue_text=shard.continue_text,
+        mid_tool_strategy=shard.strategy,
+        abort_grace=shard.abort_grace,
+        live_window=shard.live_window,
+    )
+    starts = [
+        (lambda runner, t=thread_id: runner.resume(t, force=shard.force))
+        for thread_id in shard.threads
+    ]
+    ok = asyncio.run(run_threads(config, starts, prefix=True))
+    return 0 if ok else EXIT_UNFINISHED
+
+
+def main() -> int:
+    from supervisor.agents import AgentLoadError
+    from supervisor.store import StoreError
+
+    try:
+        return _work(Shard(**json.load(sys.stdin)))
+    except (StoreError, AgentLoadError) as exc:
+        print(f"agent-supervisor: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # before its runs began: nothing to abort
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
