@@ -763,6 +763,13 @@ def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]
     """`resume --processes N`: the threads dealt to worker processes (`supervisor.shards`)."""
     from supervisor.shards import Shard, run_sharded, split
 
+    if not is_dsn(args.db) and _journal_mode(Path(args.db), args.busy_timeout) != "wal":
+        print(
+            f"note: {args.db} uses a rollback journal, so worker processes wait on each other's "
+            "writes; in WAL mode they do not (once, with no agent running: "
+            f"sqlite3 {args.db} 'PRAGMA journal_mode=WAL')",
+            file=sys.stderr,
+        )
     shards = [
         Shard(
             database=str(args.db),
@@ -888,6 +895,17 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
         for line in plan_lines(plan):
             print(line)
     return EXIT_OK
+
+
+def _journal_mode(path: Path, busy_timeout: float) -> str:
+    """The SQLite file's journal mode, read without writing."""
+    conn = connect_readonly(path, busy_timeout)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    except sqlite3.Error:
+        return "unknown"
+    finally:
+        conn.close()
 
 
 def _resumer(thread_id: str, force: bool):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ def test_resume_spreads_threads_over_worker_processes_each_once(
     holders = holders_until_all_run(db, proc)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "uses a rollback journal" in err  # the advice to switch to WAL
     assert sorted(holders) == THREADS
     pids = set(holders.values())
     assert len(pids) == 2 and proc.pid not in pids  # two workers, neither the parent
@@ -91,13 +93,16 @@ def test_ctrl_c_aborts_every_worker_gracefully(
 ) -> None:
     db, jobs = waiting
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "60")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    conn.close()
     proc = start_resume(db, jobs, "--processes", "2", "--max-concurrent", "4")
     assert sorted(holders_until_all_run(db, proc)) == THREADS
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 1  # the threads did not finish
     assert err.count("interrupt: aborting gracefully") == 2, err  # one per worker
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "rollback journal" not in err
     assert live_leases(leases_dir(db)) == {}
     assert len(effects(jobs)) == 1  # the seed's item: none of an aborted thread's
     assert not {s for t, s in states(db).items() if t in THREADS} & {"running", "finished"}
