@@ -677,7 +677,7 @@ class SQLiteStore:
             plain = not conn.execute(
                 "SELECT 1 FROM temp.listing WHERE typeof(thread_id) != 'text' LIMIT 1"
             ).fetchone()
-            with _collector_paused():
+            with collector_paused():
                 if plain and self._fold_listing(top):
                     return set(self._threads)
             # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are
@@ -1244,7 +1244,7 @@ def _noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic collector while a listing builds 100,000 summaries.
 
     They form no cycles, yet each full collection walks every one of them:

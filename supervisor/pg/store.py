@@ -38,6 +38,7 @@ from supervisor.store import (
     StoreError,
     Transcript,
     TranscriptEntry,
+    collector_paused,
     fold_attempts,
     fold_holders,
     fold_requests,
@@ -463,7 +464,8 @@ class PostgresStore:
         thread and run tables are read alongside.
         """
         relations = self._relations(self._client)
-        threads, runs = self._client.run(self._read_partitions(relations))
+        with collector_paused():
+            threads, runs = self._client.run(self._read_partitions(relations))
         order = [r["thread_id"] for r in threads]
         for thread_id in order:
             if thread_id not in self._threads:
