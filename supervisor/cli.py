@@ -495,8 +495,13 @@ def _print_table(threads: list[ThreadSummary]) -> None:
 
     write = sys.stdout.write
     write(line(*header))
+    batch: list[str] = []
     for s, thread, state, age in zip(threads, ids, states, ages, strict=True):
-        write(line(thread, state, str(s.messages), age, thread_hint(s, 70, now, state)))
+        batch.append(line(thread, state, str(s.messages), age, thread_hint(s, 70, now, state)))
+        if len(batch) == 1000:  # one write per thousand rows, not per row
+            write("".join(batch))
+            batch.clear()
+    write("".join(batch))
     counts = Counter(str(state) for state in states)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     print(f"\n{len(threads)} thread(s)" + (f": {summary}" if summary else ""))

@@ -56,8 +56,8 @@ def thread_hint(
     if state is State.RUNNING and s.holder:
         since = relative_time(s.holder.get("since"), now)
         return one_line(f"held by {holder_text(s.holder)}, since {since}", limit)
-    pending = s.pending_tool_calls
-    if state is State.MID_TOOL and pending:
+    pending = s.pending_tool_calls if state is State.MID_TOOL else ()
+    if pending:
         first = call_text(pending[0].name, pending[0].arguments, limit)
         more = f" +{len(pending) - 1} more" if len(pending) > 1 else ""
         return one_line(first + more, limit)

@@ -29,6 +29,13 @@ def one_line(text: str, limit: int = 80) -> str:
     plain = len(text) <= limit and text.isascii() and text.isprintable()  # checked in C
     if plain and "  " not in text and text[:1] != " " and text[-1:] != " ":
         return text  # already one line, no runs of spaces: a list's 100,000 ids
+    head = 4 * limit + 16
+    if len(text) > head:
+        # Only the start can show: fold a prefix (its fold is a prefix of the whole's),
+        # not a 50 MB message, when that is long enough to be cut.
+        flat = " ".join(clean(text[:head]).split())
+        if len(flat) > limit:
+            return flat[: max(0, limit - 1)] + "…"
     flat = " ".join(clean(text).split())
     return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
 

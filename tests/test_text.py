@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from supervisor.text import clean, compact_json, one_line, relative_time
 
 
@@ -34,3 +37,18 @@ def test_compact_json_survives_what_json_cannot_print() -> None:
     assert isinstance(compact_json(deep), str)  # RecursionError caught
     assert compact_json({"b": 1, "a": [1, 2]}) == '{"a": [1, 2], "b": 1}'
     assert compact_json({1, 2}) == '"{1, 2}"'  # not JSON: shown as text, not raised
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(["a", "b", " ", "\n", "\t", "\x1b", "é", "\x9b", "\u2028", "\xa0"]))
+    | st.text(),
+    limit=st.integers(min_value=1, max_value=20),
+)
+def test_one_line_shortcuts_agree_with_folding_the_whole_text(text: str, limit: int) -> None:
+    flat = " ".join(clean(text).split())
+    whole = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    assert one_line(text, limit) == whole
+    long = text * 50  # long enough for the prefix shortcut
+    flat = " ".join(clean(long).split())
+    assert one_line(long, limit) == (flat if len(flat) <= limit else flat[: limit - 1] + "…")
