@@ -54,14 +54,28 @@ def floor(db: str) -> None:
     print(len(last), rows)
 
 
+#: Runs a command and reports its wall time and peak memory. A process forked from
+#: this one starts with this one's peak memory as its own (Linux keeps the high-water
+#: mark across exec), so the command is started from a small process instead.
+_MEASURE = (
+    "import resource, subprocess, sys, time\n"
+    "start = time.perf_counter()\n"
+    "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
+    " stderr=subprocess.DEVNULL).returncode\n"
+    "wall = time.perf_counter() - start\n"
+    "print(code, wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+)
+
+
 def timed(command: list[str]) -> tuple[float, float]:
     """Wall seconds and peak memory (MiB) of one whole process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{' '.join(command)} failed with status {status}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True
+    ).stdout.split()
+    code, wall, peak = int(out[0]), float(out[1]), int(out[2])
+    if code != 0:
+        raise SystemExit(f"{' '.join(command)} failed with status {code}")
+    return wall, peak / 1024
 
 
 def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | None) -> float:
