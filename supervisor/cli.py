@@ -7,15 +7,16 @@ input (one line on stderr, never a traceback, never a file created).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor import __version__, backends
 from supervisor.agents import (
@@ -58,6 +59,8 @@ EXIT_BAD_INPUT = 2
 
 #: An open run written to this recently may be live in another process.
 LIVE_WINDOW = 120.0
+#: A thread id in `list` is cut to this many characters.
+ID_WIDTH = 36
 
 
 class UsageError(Exception):
@@ -441,8 +444,7 @@ def _suggest_index(store: Store) -> None:
         print(f"agent-supervisor: note: {hint}", file=sys.stderr)
 
 
-def _warn_corrupt(store: Store) -> None:
-    rows = [s.corrupt_row for s in store.threads() if s.corrupt_row is not None]
+def _warn_corrupt(rows: list[int]) -> None:
     if rows:
         shown = ", ".join(str(r) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
         print(
@@ -453,37 +455,78 @@ def _warn_corrupt(store: Store) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = backends.store(args.db, busy_timeout=args.busy_timeout)
     try:
-        if args.check:
-            store.check_rows()
-        threads = sorted(store.threads(), key=lambda s: s.thread_id)
+        threads, shape = _listing(store, args.check)
         if args.state:
-            threads = [s for s in threads if s.state in args.state]
+            threads = (s for s in threads if s.state in args.state)
+        corrupt: list[int] = []
+        threads = _noting_corrupt(threads, corrupt)
         if args.json:
-            json.dump([thread_json(s) for s in threads], sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            _write_json_array(thread_json(s) for s in threads)
         else:
-            _print_table(threads)
-        _warn_corrupt(store)
+            _print_table(threads, shape)
+        _print_notices(store)
+        _warn_corrupt(corrupt)
         _suggest_index(store)
     finally:
         store.close()
     return EXIT_OK
 
 
-def _print_table(threads: list[ThreadSummary]) -> None:
-    """Print row by row: 100,000 rows are common, and holding them all doubled memory."""
+def _listing(store: Store, check: bool) -> tuple[Iterator[ThreadSummary], tuple[int, int]]:
+    """Every thread in thread-id order, and (longest thread id, most messages).
+
+    A SQLite file is streamed (`SQLiteStore.stream`): 100,000 summaries held
+    at once were most of a listing's memory. `--check` validates every row
+    first, which needs them all held; so does a Postgres store.
+    """
+    stream = getattr(store, "stream", None)
+    if stream is not None and not check:
+        threads = stream()
+        first = next(threads, None)  # the pass has run: the shape is known
+        shape = store.shape  # type: ignore[attr-defined]
+        return itertools.chain([] if first is None else [first], threads), shape
+    store.refresh()
+    if check:
+        store.check_rows()
+    held = sorted(store.threads(), key=lambda s: s.thread_id)
+    longest = max((len(s.thread_id) for s in held), default=0)
+    return iter(held), (longest, max((s.messages for s in held), default=0))
+
+
+def _noting_corrupt(threads: Iterable[ThreadSummary], rows: list[int]) -> Iterator[ThreadSummary]:
+    for s in threads:
+        if s.corrupt_row is not None:
+            rows.append(s.corrupt_row)
+        yield s
+
+
+def _write_json_array(items: Iterable[Any]) -> None:
+    """`json.dump(list(items), indent=2)`, written item by item."""
+    write = sys.stdout.write
+    first = True
+    for item in items:
+        write("[\n" if first else ",\n")
+        write("\n".join("  " + line for line in json.dumps(item, indent=2).split("\n")))
+        first = False
+    write("[]\n" if first else "\n]\n")
+
+
+def _print_table(threads: Iterable[ThreadSummary], shape: tuple[int, int]) -> None:
+    """Print as the threads arrive: 100,000 rows are common, and holding them took memory.
+
+    Column widths come from `shape` (longest id, most messages), known
+    before the first row; the state column fits the longest state name.
+    """
     now = time.time()
-    states = [s.state for s in threads]  # classified once
-    ids = [one_line(s.thread_id, 36) for s in threads]
-    ages = [relative_time(s.last_activity, now) for s in threads]
     header = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
+    longest, most = shape
     widths = [
-        max(map(len, [header[0], *ids])),
-        max(map(len, [header[1], *states])),
-        max([len(header[2])] + [len(str(s.messages)) for s in threads]),
-        max(map(len, [header[3], *ages])),
+        max(len(header[0]), min(longest, ID_WIDTH)),
+        max(len(state.value) for state in State),
+        max(len(header[2]), len(str(most))),
+        len(header[3]),  # "LAST ACTIVITY" is longer than any age
     ]
 
     def line(thread: str, state: str, messages: str, age: str, hint: str) -> str:
@@ -496,15 +539,25 @@ def _print_table(threads: list[ThreadSummary]) -> None:
     write = sys.stdout.write
     write(line(*header))
     batch: list[str] = []
-    for s, thread, state, age in zip(threads, ids, states, ages, strict=True):
-        batch.append(line(thread, state, str(s.messages), age, thread_hint(s, 70, now, state)))
+    counts: Counter[str] = Counter()
+    for s in threads:
+        state = s.state  # classified once
+        counts[state.value] += 1
+        batch.append(
+            line(
+                one_line(s.thread_id, ID_WIDTH),
+                state.value,
+                str(s.messages),
+                relative_time(s.last_activity, now),
+                thread_hint(s, 70, now, state),
+            )
+        )
         if len(batch) == 1000:  # one write per thousand rows, not per row
             write("".join(batch))
             batch.clear()
     write("".join(batch))
-    counts = Counter(str(state) for state in states)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    print(f"\n{len(threads)} thread(s)" + (f": {summary}" if summary else ""))
+    print(f"\n{counts.total()} thread(s)" + (f": {summary}" if summary else ""))
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import heapq
 import json
 import os
 import sqlite3
@@ -45,6 +46,8 @@ RUN_SWEEP_SECONDS = 5.0
 PREVIEW_ABOVE_BYTES = 100_000_000
 #: How many of the newest rows a preview reads.
 PREVIEW_ROWS = 5_000
+#: Threads per chunk of a streamed listing (`SQLiteStore.stream`).
+STREAM_CHUNK = 2_000
 
 #: A tool_call_id longer than this is read by the slow path.
 _ID_CHARS = 200
@@ -351,6 +354,8 @@ class SQLiteStore:
         #: What the last refresh read: message rows folded, threads whose runs
         #: were looked at. A refresh must cost what changed (tests check these).
         self.work = {"rows": 0, "run_threads": 0}
+        #: (Longest thread id, most messages) of what `stream` hands out, once it has begun.
+        self.shape = (0, 0)
         #: Held while summaries change: `check_rows` runs on another thread.
         self._lock = threading.RLock()
         try:
@@ -558,6 +563,126 @@ class SQLiteStore:
         finally:
             scratch.close()
 
+    def stream(self, chunk: int = STREAM_CHUNK) -> Iterator[ThreadSummary]:
+        """Every thread once, complete, in thread-id order, none kept: `list` at fleet size.
+
+        The first listing's pass, with its summaries handed out a chunk at a
+        time instead of kept (100,000 summaries were most of a listing's
+        memory), the small tables (pending requests, open runs, leases, the
+        watcher's records) read first and folded into each chunk. For a store
+        that has not read yet; a restricted one, or thread ids the fast pass
+        cannot name, take the kept listing instead, sorted. Text is decoded
+        tolerantly from the start: a chunk once handed out cannot be read anew.
+        """
+        if self._cursor or self._only is not None or self._newest is not None:
+            yield from self._kept_sorted()
+            return
+        with self._lock:
+            self._tolerant = True
+            self._conn.text_factory = tolerant_text
+            try:
+                self._conn.execute("BEGIN")
+                try:
+                    top = self._recovering(lambda: self._aggregate("thread_id"))
+                    self.shape = (0, 0) if top is None else self._listing_shape()
+                    listed = [] if top is None else self._listed(top, chunk)
+                    small = self._small_tables()
+                    empty = self._threads_without_messages(small[0])
+                    with collector_paused():
+                        yield from heapq.merge(
+                            (s for part in listed for s in self._fold_small(part, *small).values()),
+                            self._fold_small(empty, *small).values(),
+                            key=_thread_id,
+                        )
+                except _NotPlain:
+                    pass
+                else:
+                    return
+                finally:
+                    self._conn.execute("DROP TABLE IF EXISTS temp.listing")
+                    self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+        yield from self._kept_sorted()
+
+    def _kept_sorted(self) -> Iterator[ThreadSummary]:
+        self.refresh()
+        kept = sorted(self.threads(), key=_thread_id)
+        self.shape = (
+            max((len(s.thread_id) for s in kept), default=0),
+            max((s.messages for s in kept), default=0),
+        )
+        yield from kept
+
+    def _listing_shape(self) -> tuple[int, int]:
+        """(longest thread id, most messages) of `temp.listing`: a streamed table's widths."""
+        longest, most = self._conn.execute(
+            "SELECT max(length(thread_id)), max(count) FROM temp.listing"
+        ).fetchone()
+        if "thread_extra" in self._columns:
+            (extra,) = self._conn.execute(
+                "SELECT max(length(thread_id)) FROM thread_extra"
+            ).fetchone()
+            longest = max(longest or 0, extra or 0)
+        return longest or 0, most or 0
+
+    def _small_tables(
+        self,
+    ) -> tuple[dict[str, tuple[PendingRequest, bool]], set[str], dict[str, Any], dict[str, Any]]:
+        """What `stream` folds into every chunk: requests, open runs, leases, watcher records."""
+        open_runs: set[str] = set()
+        cols = self._columns.get("runs")
+        if cols and {"thread_id", "completed_at"} <= cols:
+            open_runs = {
+                _plain_id(t)
+                for (t,) in self._conn.execute(
+                    "SELECT thread_id FROM runs WHERE completed_at IS NULL AND rowid IN "
+                    "(SELECT max(rowid) FROM runs GROUP BY thread_id)"
+                )
+            }
+        return self._pending_found(), open_runs, self.leases.live(), self._attempts.all()
+
+    def _threads_without_messages(
+        self, pending: dict[str, tuple[PendingRequest, bool]]
+    ) -> dict[str, ThreadSummary]:
+        """Threads known from `thread_extra` or a pending request only, listed as empty."""
+        ids = set(pending)
+        if "thread_extra" in self._columns:
+            ids.update(
+                _plain_id(t)
+                for (t,) in self._conn.execute(
+                    "SELECT thread_id FROM thread_extra WHERE thread_id NOT IN "
+                    "(SELECT thread_id FROM temp.listing)"
+                )
+            )
+        if ids and pending:
+            listed = {
+                t
+                for (t,) in self._conn.execute(
+                    "SELECT thread_id FROM temp.listing WHERE thread_id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(pending)),),
+                )
+            }
+            ids -= listed
+        return {t: ThreadSummary(t) for t in sorted(ids)}
+
+    @staticmethod
+    def _fold_small(
+        threads: dict[str, ThreadSummary],
+        pending: dict[str, tuple[PendingRequest, bool]],
+        open_runs: set[str],
+        live: dict[str, Any],
+        attempts: dict[str, Any],
+    ) -> dict[str, ThreadSummary]:
+        fold_requests(threads, set(), {t: v for t, v in pending.items() if t in threads})
+        for thread_id, s in threads.items():
+            if thread_id in open_runs:
+                s.run_open = True
+        fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
+        fold_attempts(threads, set(), {t: a for t, a in attempts.items() if t in threads})
+        return threads
+
     def index_hint(self, above_rows: int) -> str | None:
         """Why `agent-supervisor index` would help, for a big database without our index."""
         if self.cursor <= above_rows or self.has_thread_index():
@@ -666,145 +791,207 @@ class SQLiteStore:
         folded row by row (`_refold`), as are threads `check_rows` later
         finds a broken row in.
         """
-        conn = self._conn
-        (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+        top = self._aggregate("first")
         if top is None:
             return set()
-        bottom = 0 if self._newest is None else max(0, top - self._newest)
-        conn.execute("DROP TABLE IF EXISTS temp.listing")
-        conn.execute(self._aggregate_sql, (bottom, top))
         try:
-            plain = not conn.execute(
-                "SELECT 1 FROM temp.listing WHERE typeof(thread_id) != 'text' LIMIT 1"
-            ).fetchone()
             with collector_paused():
-                if plain and self._fold_listing(top):
-                    return set(self._threads)
+                for _ in self._listed(top, chunk=None):
+                    pass
+            return set(self._threads)
+        except _NotPlain:
             # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are
             # named row by row (`_odd_thread_id`): take the exact path.
             self._threads.clear()
-            self._cursor = 0
+            self._parsed_assistant.clear()
+            self._cursor = self._unchecked_through = 0  # the exact path checks every row
             touched = self._read_new_messages()
             self._refold(self._fill_tails(touched))
             return touched
         finally:
-            conn.execute("DROP TABLE IF EXISTS temp.listing")
+            self._conn.execute("DROP TABLE IF EXISTS temp.listing")
 
-    def _fold_listing(self, top: int) -> bool:
-        """Summaries from `temp.listing`, in order of each thread's first row; then their tails.
+    def _aggregate(self, order: str) -> int | None:
+        """`temp.listing`, its rows in `order` ("first" row or "thread_id"); the top row id.
 
-        The scan for tool results after each thread's last assistant row
-        starts first, so it runs while Python builds the summaries. False,
-        having kept nothing, on a thread id that is not plain text (bad
-        UTF-8 read by the tolerant decoder).
+        None for a database without messages.
         """
         conn = self._conn
+        (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+        if top is None:
+            return None
+        bottom = 0 if self._newest is None else max(0, top - self._newest)
+        conn.execute("DROP TABLE IF EXISTS temp.listing")
+        conn.execute(self._aggregate_sql + f" ORDER BY {order}", (bottom, top))
+        return top
+
+    def _listed(self, top: int, chunk: int | None) -> Iterator[dict[str, ThreadSummary]]:
+        """Summaries of `temp.listing`'s threads in its row order, with tails, a chunk at a time.
+
+        `chunk` None: one chunk, built in `self._threads` (the kept listing).
+        Otherwise new dicts of that many threads, each complete once handed
+        out and not kept (`stream`). The scan for the tool results after
+        each thread's last assistant row starts first, so it runs while
+        Python builds the summaries. Raises `_NotPlain`, having handed out
+        nothing, on a thread id that is not plain text (bad UTF-8 read by
+        the tolerant decoder).
+        """
+        conn = self._conn
+        if conn.execute(
+            "SELECT 1 FROM temp.listing WHERE typeof(thread_id) != 'text' LIMIT 1"
+        ).fetchone():
+            raise _NotPlain
         spans = conn.execute(
             "SELECT thread_id, coalesce(assistant, first - 1), last >> 3 FROM temp.listing "
             "WHERE strange IS NULL AND result > coalesce(assistant, 0)"
         ).fetchall()
         if any(type(span[0]) is not str for span in spans):
-            return False
+            raise _NotPlain
+        keep = chunk is None
+        if not keep and any(
+            type(t) is not str for (t,) in conn.execute("SELECT thread_id FROM temp.listing")
+        ):  # found now, before any chunk is handed out
+            raise _NotPlain
         self._cursor = top
-        answered = self._read_answered(spans)  # may scan on another thread meanwhile
-        threads = self._threads
-        odd: set[str] = set()
-        for thread_id, count, last, activity, assistant, strange in conn.execute(
-            "SELECT thread_id, count, last, activity, assistant, strange "
-            "FROM temp.listing ORDER BY first"
-        ):
-            if type(thread_id) is not str:
-                answered()
-                return False
-            s = threads.get(thread_id)
-            if s is None:
-                s = threads[thread_id] = ThreadSummary(thread_id)
-            s.messages = count
-            s.last_row = last >> 3
-            s.last_role = _KINDS[last & 7]
-            s.last_activity = activity
-            s.last_assistant_row = assistant
-            if strange is not None:
-                odd.add(thread_id)
         self._unchecked_through = top
-        odd |= self._read_listed_tails()
-        odd |= answered()
-        if odd:
-            self._refold(odd)
-        return True
-
-    def _read_listed_tails(self) -> set[str]:
-        """`_fill_tails` for every thread of `temp.listing`, joined inside SQLite.
-
-        Returns the threads whose newest row is not valid JSON (see `_fill_tails`).
-        """
+        # The scan runs while Python builds the kept summaries; a stream, which
+        # must wait for it before handing out its first chunk, splits it over both cores.
+        answered = self._read_answered(spans, parts=1 if keep else 2)
+        if not keep:
+            answered()
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
-        threads = self._threads
-        parsed = self._parsed_assistant
-        broken = set()
-        for thread_id, run_id, valid, assistant, text in self._conn.execute(
+        rows = conn.execute(
+            "SELECT t.thread_id, t.count, t.last, t.activity, t.assistant, t.strange, "
             # A parsed row is validated by the parse; only the others need json_valid.
-            f"SELECT t.thread_id, {run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), "
-            "t.assistant, a.message_json FROM temp.listing t "
-            "JOIN messages l ON l.id = t.last >> 3 LEFT JOIN messages a ON a.id = t.assistant"
-        ):
-            s = threads[thread_id]
-            s.last_run_id = run_id
-            if not valid and s.bad_row is None:
-                broken.add(thread_id)
-            if assistant is not None and parsed.get(thread_id) != assistant:
-                self._parse_last_assistant(s, assistant, text)
-        return broken
+            f"{run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), a.message_json "
+            "FROM temp.listing t JOIN messages l ON l.id = t.last >> 3 "
+            "LEFT JOIN messages a ON a.id = t.assistant ORDER BY t.rowid"
+        )
+        threads = self._threads if keep else {}
+        odd: set[str] = set()
+        try:  # the cursor closed on every way out: an open one keeps the database read-locked
+            for thread_id, count, last, activity, assistant, strange, run_id, valid, text in rows:
+                if type(thread_id) is not str:
+                    answered()
+                    raise _NotPlain
+                s = threads.get(thread_id)
+                if s is None:
+                    s = threads[thread_id] = ThreadSummary(thread_id)
+                s.messages = count
+                s.last_row = last >> 3
+                s.last_role = _KINDS[last & 7]
+                s.last_activity = activity
+                s.last_assistant_row = assistant
+                s.last_run_id = run_id
+                if strange is not None or (not valid and s.bad_row is None):
+                    odd.add(thread_id)
+                if assistant is not None and self._parsed_assistant.get(thread_id) != assistant:
+                    self._parse_last_assistant(s, assistant, text, remember=keep)
+                if not keep and len(threads) >= chunk:  # type: ignore[operator]
+                    yield self._settle(threads, odd, answered())
+                    threads, odd = {}, set()
+            yield self._settle(threads, odd, answered())
+        finally:
+            rows.close()
 
-    def _read_answered(self, spans: list[tuple[str, int, int]]) -> Callable[[], set[str]]:
-        """The tool results of these (thread, after row, last row) spans, folded when called.
+    def _settle(
+        self,
+        threads: dict[str, ThreadSummary],
+        odd: set[str],
+        answered: tuple[dict[str, set[str]], set[str]],
+    ) -> dict[str, ThreadSummary]:
+        """Give these threads their answered calls; fold again those the fast pass cannot take."""
+        found, broken = answered
+        few, many = (found, threads) if len(found) < len(threads) else (threads, found)
+        for thread_id in few:
+            if thread_id in many:
+                threads[thread_id].answered = found[thread_id]
+        odd |= {t for t in broken if t in threads}
+        if odd and threads is self._threads:
+            self._refold(odd)
+        elif odd:  # a streamed chunk: fold them where `_refold` looks, then take them back
+            for thread_id in odd:
+                self._threads[thread_id] = threads[thread_id]
+            self._refold(odd)
+            for thread_id in odd:
+                threads[thread_id] = self._threads.pop(thread_id)
+                self._parsed_assistant.pop(thread_id, None)
+        return threads
+
+    def _read_answered(
+        self, spans: list[tuple[str, int, int]], parts: int = 1
+    ) -> Callable[[], tuple[dict[str, set[str]], set[str]]]:
+        """The tool results of these (thread, after row, last row) spans, when called.
 
         Few threads, or short spans: read by row-id range, each costing the
         rows written since that message. Many long, interleaved spans: one
         scan joined with the threads, on a second connection and thread
-        while the caller goes on (SQLite lets go of the GIL while it scans).
-        The call folds them into `answered` (the summaries must exist by
-        then) and gives the threads where one of those rows is not valid
-        JSON (they are refolded).
+        while the caller goes on (SQLite lets go of the GIL while it scans),
+        or split into `parts` scans of id ranges at once, for a caller that
+        must wait for them.
+        The call gives the tool_call_ids answered in each span, and the
+        threads where one of those rows is not valid JSON (they are refolded).
         """
         if not spans:
-            return set
+            return lambda: ({}, set())
         if sum(last - after for _, after, last in spans) <= self._cursor:
-            found = [
-                row
-                for thread_id, after, last in spans
-                for row in self._conn.execute(self._range_sql, (after, last, thread_id))
-            ]
-            return lambda: self._fold_answered(spans, found)
-        result: list[list[Row] | BaseException] = []
-        scan = threading.Thread(target=self._scan_tails, args=(spans, result), daemon=True)
-        scan.start()
+            found = self._fold_answered(
+                spans,
+                [
+                    row
+                    for thread_id, after, last in spans
+                    for row in self._conn.execute(self._range_sql, (after, last, thread_id))
+                ],
+            )
+            return lambda: found
+        bounds = [self._cursor * i // parts for i in range(parts + 1)]
+        results: list[list[list[Row] | BaseException]] = [[] for _ in range(parts)]
+        scans = [
+            threading.Thread(
+                target=self._scan_tails,
+                args=(spans, results[i], bounds[i], bounds[i + 1]),
+                daemon=True,
+            )
+            for i in range(parts)
+        ]
+        for scan in scans:
+            scan.start()
+        folded: list[tuple[dict[str, set[str]], set[str]]] = []
 
-        def fold() -> set[str]:
-            scan.join()
-            if isinstance(result[0], BaseException):
-                raise result[0]
-            return self._fold_answered(spans, result[0])
+        def fold() -> tuple[dict[str, set[str]], set[str]]:
+            if not folded:
+                rows: list[Row] = []
+                for scan, result in zip(scans, results, strict=True):
+                    scan.join()
+                    if isinstance(result[0], BaseException):
+                        raise result[0]
+                    rows += result[0]
+                folded.append(self._fold_answered(spans, rows))
+            return folded[0]
 
         return fold
 
-    def _fold_answered(self, spans: list[tuple[str, int, int]], rows: list[Row]) -> set[str]:
-        threads = self._threads
-        for thread_id, _, _ in spans:
-            if thread_id in threads:  # not when the listing gave up (`_fold_listing`)
-                threads[thread_id].answered = set()
+    def _fold_answered(
+        self, spans: list[tuple[str, int, int]], rows: list[Row]
+    ) -> tuple[dict[str, set[str]], set[str]]:
+        found: dict[str, set[str]] = {thread_id: set() for thread_id, _, _ in spans}
         broken = set()
         for _, thread_id, _, role, detail in self._checked(rows):
             if role is None:
                 broken.add(thread_id)
-            elif role == "tool_result" and detail is not None and thread_id in threads:
-                threads[thread_id].answered.add(detail)
-        return broken
+            elif role == "tool_result" and detail is not None:
+                found[thread_id].add(detail)
+        return found, broken
 
     def _scan_tails(
-        self, spans: list[tuple[str, int, int]], result: list[list[Row] | BaseException]
+        self,
+        spans: list[tuple[str, int, int]],
+        result: list[list[Row] | BaseException],
+        low: int,
+        high: int,
     ) -> None:
-        """Rows after each thread's `after` id, in one scan joined with a temp table of them."""
+        """Rows after each thread's `after` id, in one scan of ids in (low, high] joined
+        with a temp table of them."""
         try:
             conn = connect_readonly(self.path, self.busy_timeout)
             if self._tolerant:
@@ -818,8 +1005,9 @@ class SQLiteStore:
                 result.append(
                     conn.execute(
                         f"SELECT {self._row_columns('m.')} FROM messages m JOIN temp.tails t "
-                        "ON t.thread_id = m.thread_id AND m.id > t.after WHERE m.id <= ?",
-                        (self._cursor,),
+                        "ON t.thread_id = m.thread_id AND m.id > t.after "
+                        "WHERE m.id > ? AND m.id <= ?",
+                        (low, high),
                     ).fetchall()
                 )
             finally:
@@ -1042,7 +1230,9 @@ class SQLiteStore:
         self._conn.execute("DELETE FROM temp.wanted")
         return broken
 
-    def _parse_last_assistant(self, s: ThreadSummary, row_id: int, text: Any) -> None:
+    def _parse_last_assistant(
+        self, s: ThreadSummary, row_id: int, text: Any, remember: bool = True
+    ) -> None:
         message, error = parse_message(text)
         if message is not None:
             s.set_last_assistant(*summarise_assistant(message))
@@ -1050,7 +1240,8 @@ class SQLiteStore:
         else:  # valid to SQLite, not to Python (nesting, UTF-8)
             s.set_last_assistant(None, (), "", None)
             s.bad_tail = (row_id, error)
-        self._parsed_assistant[s.thread_id] = row_id
+        if remember:  # a streamed summary is not kept, nor is what was parsed for it
+            self._parsed_assistant[s.thread_id] = row_id
 
     def _read_pending_requests(self) -> set[str]:
         """Who waits for a human, with what request, and whether it was answered.
@@ -1058,9 +1249,18 @@ class SQLiteStore:
         The table holds one row per waiting thread, so it is read whole on
         every refresh; returns the threads whose request changed.
         """
+        found = self._pending_found()
+        for thread_id in found:
+            self._summary(thread_id)
+        changed = fold_requests(self._threads, self._pending, found)
+        self._pending = set(found)
+        return changed
+
+    def _pending_found(self) -> dict[str, tuple[PendingRequest, bool]]:
+        """Each waiting thread's request, and whether its answer is stored."""
         cols = self._columns.get("thread_pending_request")
         if not cols or not {"thread_id", "request_json"} <= cols:
-            return set()
+            return {}
         run = "p.run_id" if "run_id" in cols else "NULL"
         answered = "0"
         answers = self._columns.get("thread_hitl_answers", set())
@@ -1078,11 +1278,7 @@ class SQLiteStore:
             thread_id = _plain_id(thread_id)
             if self._only is None or thread_id in self._threads:
                 found[thread_id] = (parse_request(text, run_id), bool(stored))
-        for thread_id in found:
-            self._summary(thread_id)
-        changed = fold_requests(self._threads, self._pending, found)
-        self._pending = set(found)
-        return changed
+        return found
 
     def _read_leases(self) -> set[str]:
         """Threads a live supervisor holds are `running`, with who holds them.
@@ -1241,6 +1437,14 @@ def _noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -
         seen.add(row[1])
         work["rows"] += 1
         yield row
+
+
+def _thread_id(s: ThreadSummary) -> str:
+    return s.thread_id
+
+
+class _NotPlain(Exception):
+    """A thread id the fast listing cannot name (not text, or not UTF-8): take the exact path."""
 
 
 @contextlib.contextmanager

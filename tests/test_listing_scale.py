@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.leases import acquire, leases_dir
 from supervisor.report import thread_json
 from supervisor.states import State
 from supervisor.store import INDEX_NAME, SQLiteStore, open_store, summary_from_dicts
@@ -120,9 +121,9 @@ def test_both_ways_of_reading_tails_are_taken(
     scans: list[int] = []
     real_scan = SQLiteStore._scan_tails
 
-    def counting(self, spans, result):  # type: ignore[no-untyped-def]
+    def counting(self, spans, result, low, high):  # type: ignore[no-untyped-def]
         scans.append(len(spans))
-        return real_scan(self, spans, result)
+        return real_scan(self, spans, result, low, high)
 
     monkeypatch.setattr(SQLiteStore, "_scan_tails", counting)
     open_store(db)
@@ -254,3 +255,42 @@ def test_a_refresh_costs_what_changed_not_what_exists(tmp_path: Path) -> None:
     # recently written threads only every few seconds, not on every refresh.
     assert store.work["run_threads"] == 10
     assert store.get(threads[0]).state is State.AFTER_TOOLS
+
+
+def test_the_streamed_listing_is_the_kept_one_in_id_order(demo_db: Path) -> None:
+    """`list` streams (SQLiteStore.stream): it must say what the kept listing says of every thread.
+
+    The demo's real crashes (HITL requests, answers, open runs) plus interleaved
+    threads in every state, a thread known only from `thread_extra`, a row of an
+    unknown kind (refolded row by row inside a chunk) and a live lease; chunks of
+    three, so folds and refolds meet chunk boundaries.
+    """
+    rng = random.Random(9)
+    rows = [(f"w{n:03d}", json.dumps(m)) for n in range(40) for m in script(rng, n)]
+    rows.append(("w007", json.dumps({"role": "system", "content": "from another writer"})))
+    insert_rows(demo_db, rows)
+    conn = sqlite3.connect(demo_db)
+    with conn:
+        conn.execute("INSERT INTO thread_extra (thread_id) VALUES ('only-extra')")
+    conn.close()
+    lease = acquire(leases_dir(demo_db), "w011")
+    try:
+        kept = open_store(demo_db)
+        expected = [thread_json(s) for s in sorted(kept.threads(), key=lambda s: s.thread_id)]
+        kept.close()
+        store = SQLiteStore(demo_db)
+        streamed = [thread_json(s) for s in store.stream(chunk=3)]
+        assert store.threads() == []  # nothing kept
+        store.close()
+        listed = cli("list", str(demo_db), "--json")
+    finally:
+        lease.release()
+    assert streamed == expected
+    by_id = {t["thread_id"]: t for t in streamed}
+    assert by_id["only-extra"]["state"] == "empty"
+    assert by_id["w011"]["state"] == "running" and by_id["w007"]["state"] == "corrupt"
+    assert {"awaiting_input", "answered", "mid_tool", "after_tools"} <= {
+        t["state"] for t in streamed
+    }
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == json.dumps(expected, indent=2) + "\n"  # what json.dump wrote

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from supervisor.plan import MarkerIndex, plan_thread
 from supervisor.report import entry_json, entry_lines, thread_hint, thread_json
+from supervisor.states import ThreadSummary
 from supervisor.store import SQLiteStore, open_store
 from supervisor.ui.render import transcript_entry
 
@@ -177,6 +178,10 @@ def python_recursion_limit(limit: int = 1000):
         sys.setrecursionlimit(before)
 
 
+def by_id(summary: ThreadSummary) -> str:
+    return summary.thread_id
+
+
 def read_everything(store: SQLiteStore, jobs: Path) -> dict[str, dict[str, Any]]:
     """Everything a user can ask of each thread; returns what `list --json` says."""
     index = MarkerIndex(jobs, [])
@@ -239,9 +244,14 @@ def test_generated_rows_never_break_a_reader(template: Path, before, after) -> N
             stepwise = read_everything(incremental, Path(tmp) / "jobs")
             incremental.close()
             whole = open_store(db)
+            unchecked = [thread_json(s) for s in sorted(whole.threads(), key=by_id)]
             whole.check_rows()
             listed = read_everything(whole, Path(tmp) / "jobs")
             whole.close()
+            streaming = SQLiteStore(db)  # `list`: handed out two threads at a time, none kept
+            streamed = [thread_json(s) for s in streaming.stream(chunk=2)]
+            streaming.close()
+        assert streamed == unchecked  # the same threads, states and details, in id order
         assert listed[HEALTHY]["state"] == "after_tools"
         assert listed[HEALTHY]["messages"] == 3 and listed[HEALTHY]["corrupt_row"] is None
         assert stepwise == listed

@@ -41,7 +41,9 @@ def test_compact_json_survives_what_json_cannot_print() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    text=st.text(alphabet=st.sampled_from(["a", "b", " ", "\n", "\t", "\x1b", "é", "\x9b", "\u2028", "\xa0"]))
+    text=st.text(
+        alphabet=st.sampled_from(["a", "b", " ", "\n", "\t", "\x1b", "é", "\x9b", "\u2028", "\xa0"])
+    )
     | st.text(),
     limit=st.integers(min_value=1, max_value=20),
 )
