@@ -21,7 +21,7 @@ import stat
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -356,6 +356,7 @@ class SQLiteStore:
         self.work = {"rows": 0, "run_threads": 0}
         #: (Longest thread id, most messages) of what `stream` hands out, once it has begun.
         self.shape = (0, 0)
+        self._streams: list[Generator[ThreadSummary, None, None]] = []
         #: Held while summaries change: `check_rows` runs on another thread.
         self._lock = threading.RLock()
         try:
@@ -573,13 +574,20 @@ class SQLiteStore:
         that has not read yet; a restricted one, or thread ids the fast pass
         cannot name, take the kept listing instead, sorted. Text is decoded
         tolerantly from the start: a chunk once handed out cannot be read anew.
+        A stream left unfinished ends when the store closes.
         """
+        stream = self._stream(chunk)
+        self._streams.append(stream)
+        return stream
+
+    def _stream(self, chunk: int) -> Generator[ThreadSummary, None, None]:
         if self._cursor or self._only is not None or self._newest is not None:
             yield from self._kept_sorted()
             return
         with self._lock:
             self._tolerant = True
             self._conn.text_factory = tolerant_text
+            listed: Iterable[dict[str, ThreadSummary]] = []
             try:
                 self._conn.execute("BEGIN")
                 try:
@@ -599,6 +607,8 @@ class SQLiteStore:
                 else:
                     return
                 finally:
+                    if isinstance(listed, Generator):
+                        listed.close()  # its cursor reads the table dropped next
                     self._conn.execute("DROP TABLE IF EXISTS temp.listing")
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -753,6 +763,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close, leaving nothing behind: `-wal`/`-shm` that opening created are removed."""
+        for stream in self._streams:
+            stream.close()  # an unfinished `stream` lets go of its read transaction first
+        self._streams.clear()
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
         created = [s for s, existed in self._wal_existed.items() if not existed]
@@ -930,22 +943,26 @@ class SQLiteStore:
         or split into `parts` scans of id ranges at once, for a caller that
         must wait for them.
         The call gives the tool_call_ids answered in each span, and the
-        threads where one of those rows is not valid JSON (they are refolded).
+        threads where one of those rows is not valid JSON or needs a full
+        parse (they are refolded, row by row).
         """
         if not spans:
             return lambda: ({}, set())
         if sum(last - after for _, after, last in spans) <= self._cursor:
+            rows = self._answered_sql(
+                "FROM messages m WHERE m.id > ? AND m.id <= ? AND m.thread_id = ?"
+            )
             found = self._fold_answered(
                 spans,
                 [
                     row
                     for thread_id, after, last in spans
-                    for row in self._conn.execute(self._range_sql, (after, last, thread_id))
+                    for row in self._conn.execute(rows, (after, last, thread_id))
                 ],
             )
             return lambda: found
         bounds = [self._cursor * i // parts for i in range(parts + 1)]
-        results: list[list[list[Row] | BaseException]] = [[] for _ in range(parts)]
+        results: list[list[list[Any] | BaseException]] = [[] for _ in range(parts)]
         scans = [
             threading.Thread(
                 target=self._scan_tails,
@@ -960,7 +977,7 @@ class SQLiteStore:
 
         def fold() -> tuple[dict[str, set[str]], set[str]]:
             if not folded:
-                rows: list[Row] = []
+                rows: list[Any] = []
                 for scan, result in zip(scans, results, strict=True):
                     scan.join()
                     if isinstance(result[0], BaseException):
@@ -971,22 +988,39 @@ class SQLiteStore:
 
         return fold
 
+    def _answered_sql(self, source: str) -> str:
+        """Per thread, over the rows of `source` (FROM and WHERE over alias `m`): the
+        tool_call_ids answered (a JSON array), whether a row is not valid JSON, and
+        whether one needs the exact path (a start we do not know, an id cut or escaped).
+
+        Grouped inside SQLite: Python sees a row per thread, not per message.
+        """
+        return (
+            "SELECT thread_id, json_group_array(detail) FILTER "
+            "(WHERE role = 'tool_result' AND detail IS NOT NULL), max(role IS NULL), "
+            "max(role = '?' OR (role = 'tool_result' AND (coalesce(detail, '') = '' "
+            "OR instr(detail, char(92)) > 0))) "
+            f"FROM (SELECT {self._row_columns('m.', named=True)} {source}) GROUP BY thread_id"
+        )
+
+    @staticmethod
     def _fold_answered(
-        self, spans: list[tuple[str, int, int]], rows: list[Row]
+        spans: list[tuple[str, int, int]], rows: Iterable[tuple[Any, ...]]
     ) -> tuple[dict[str, set[str]], set[str]]:
+        """The `_answered_sql` rows folded: answered ids by thread, and threads to refold."""
         found: dict[str, set[str]] = {thread_id: set() for thread_id, _, _ in spans}
-        broken = set()
-        for _, thread_id, _, role, detail in self._checked(rows):
-            if role is None:
-                broken.add(thread_id)
-            elif role == "tool_result" and detail is not None:
-                found[thread_id].add(detail)
-        return found, broken
+        refold = set()
+        for thread_id, calls, broken, unsure in rows:
+            if broken or unsure:
+                refold.add(thread_id)
+            if calls is not None:
+                found[thread_id].update(json.loads(calls))
+        return found, refold
 
     def _scan_tails(
         self,
         spans: list[tuple[str, int, int]],
-        result: list[list[Row] | BaseException],
+        result: list[list[Any] | BaseException],
         low: int,
         high: int,
     ) -> None:
@@ -1004,9 +1038,11 @@ class SQLiteStore:
                 )
                 result.append(
                     conn.execute(
-                        f"SELECT {self._row_columns('m.')} FROM messages m JOIN temp.tails t "
-                        "ON t.thread_id = m.thread_id AND m.id > t.after "
-                        "WHERE m.id > ? AND m.id <= ?",
+                        self._answered_sql(
+                            "FROM messages m JOIN temp.tails t "
+                            "ON t.thread_id = m.thread_id AND m.id > t.after "
+                            "WHERE m.id > ? AND m.id <= ?"
+                        ),
                         (low, high),
                     ).fetchall()
                 )
@@ -1074,8 +1110,9 @@ class SQLiteStore:
         self._cursor = top
         return touched  # the threads these rows belong to: no walk over every thread
 
-    def _row_columns(self, m: str = "") -> str:
-        """The listing's row form (id, thread, time, role, detail) over table alias `m`."""
+    def _row_columns(self, m: str = "", named: bool = False) -> str:
+        """The listing's row form (id, thread, time, role, detail) over table alias `m`
+        (`named`: as row_id, thread_id, activity, role, detail)."""
         cols = self._columns["messages"]
         created = unix_time_sql(f"{m}created_at") if "created_at" in cols else "NULL"
         text = f"{m}message_json"
@@ -1083,11 +1120,16 @@ class SQLiteStore:
         call_end = f"instr(substr({text}, {head + 1}, {_ID_CHARS}), '\"')"
         tests = _starts_as(text)
         roles = " ".join(f"WHEN {test} THEN '{role}'" for role, test in tests.items())
+        names = iter(
+            (" AS row_id", " AS thread_id", " AS activity", " AS role", " AS detail")
+            if named
+            else [""] * 5
+        )
         return (
-            f"{m}id, {m}thread_id, {created}, "
-            f"CASE WHEN NOT json_valid({text}) THEN NULL {roles} ELSE '?' END, "
+            f"{m}id{next(names)}, {m}thread_id{next(names)}, {created}{next(names)}, "
+            f"CASE WHEN NOT json_valid({text}) THEN NULL {roles} ELSE '?' END{next(names)}, "
             f"CASE WHEN {tests['tool_result']} "
-            f"THEN substr({text}, {head + 1}, {call_end} - 1) END"
+            f"THEN substr({text}, {head + 1}, {call_end} - 1) END{next(names)}"
         )
 
     @functools.cached_property
@@ -1128,13 +1170,6 @@ class SQLiteStore:
         return self._listing_sql.replace(
             "WHERE id > ? AND id <= ?",
             "WHERE id > ? AND id <= ? AND thread_id IN (SELECT value FROM json_each(?))",
-        )
-
-    @functools.cached_property
-    def _range_sql(self) -> str:
-        """The listing's row form for one thread's rows in an id range."""
-        return self._listing_sql.replace(
-            "WHERE id > ? AND id <= ?", "WHERE id > ? AND id <= ? AND thread_id = ?"
         )
 
     def _checked(self, rows: Iterable[Row]) -> Iterator[Row]:

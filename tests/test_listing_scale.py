@@ -294,3 +294,25 @@ def test_the_streamed_listing_is_the_kept_one_in_id_order(demo_db: Path) -> None
     }
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == json.dumps(expected, indent=2) + "\n"  # what json.dump wrote
+
+
+def test_a_listing_stopped_early_lets_go_of_the_database(demo_db: Path) -> None:
+    insert_rows(demo_db, [(f"m{n:04d}", json.dumps(user("go"))) for n in range(2000)])
+    store = SQLiteStore(demo_db)
+    streamed = store.stream(chunk=2)
+    next(streamed)
+    store.close()  # mid-stream
+    conn = sqlite3.connect(demo_db, timeout=0.2)
+    with conn:  # a writer commits at once: no read transaction was left open
+        conn.execute("INSERT INTO thread_extra (thread_id) VALUES ('after')")
+    conn.close()
+    # A reader of the output that stops early (`| head`) gets no error either.
+    piped = subprocess.run(
+        f"'{sys.executable}' -m supervisor list '{demo_db}' | head -1",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert piped.stdout.startswith("THREAD") and piped.stderr == ""
