@@ -120,6 +120,19 @@ async def settle(pilot) -> None:
         await pilot.pause()
 
 
+async def until(pilot, condition: Callable[[], object], seconds: float = 30.0) -> bool:
+    """Poll `condition` between pauses until it holds; whether it did within `seconds`.
+
+    Generous on purpose: a loaded CI machine can take many times longer than a
+    laptop, and a condition that holds returns at once.
+    """
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return bool(condition())
+
+
 def table_rows(app: SupervisorApp) -> dict[str, list[str]]:
     """The list as drawn: thread id to cell texts, in display order."""
     table = app.query_one("#threads", ThreadTable)

@@ -12,7 +12,7 @@ from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
 from tests.conftest import transcript_problems
-from tests.ui.conftest import select, settle, state, table_rows
+from tests.ui.conftest import select, settle, state, table_rows, until
 
 
 @pytest.mark.parametrize(
@@ -92,10 +92,9 @@ async def test_a_aborts_a_running_thread_and_leaves_it_resumable(app_factory, mo
         await settle(pilot)
         await select(pilot, "job-04")
         await pilot.press("r")
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if any(e.type == "tool_start" for e in pilot.app.events.get("job-04", ())):
-                break
+        await until(
+            pilot, lambda: any(e.type == "tool_start" for e in pilot.app.events.get("job-04", ()))
+        )
         assert table_rows(pilot.app)["job-04"][1] == "▶ running"
         await pilot.press("a")
         await pilot.pause()

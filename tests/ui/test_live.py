@@ -13,7 +13,7 @@ from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore
 from supervisor.ui.app import make_app
 from tests.conftest import ROOT, cli
-from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows
+from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows, until
 
 WRITER = """
 import asyncio, sys
@@ -137,10 +137,7 @@ async def test_new_threads_take_their_place_and_respect_the_filter(workdir) -> N
             )
         conn.close()
         app.request_refresh()
-        for _ in range(100):
-            if "job-new" in table_rows(app):
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: "job-new" in table_rows(app))
         assert list(table_rows(app)) == ["job-new", *before]
         assert "other-new" not in app.shown
         assert table.current_thread == cursor

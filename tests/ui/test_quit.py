@@ -7,17 +7,16 @@ from pathlib import Path
 from supervisor.states import State
 from supervisor.ui.screens.confirm import ConfirmScreen
 from tests.conftest import transcript_problems
-from tests.ui.conftest import select, settle, state
+from tests.ui.conftest import select, settle, state, until
 
 
 async def resume_until_a_tool_runs(pilot, thread: str) -> None:
     """Press r on a thread and wait until its first tool is running."""
     await select(pilot, thread)
     await pilot.press("r")
-    for _ in range(100):
-        await pilot.pause(0.05)
-        if any(e.type == "tool_start" for e in pilot.app.events.get(thread, ())):
-            return
+    assert await until(
+        pilot, lambda: any(e.type == "tool_start" for e in pilot.app.events.get(thread, ()))
+    )
 
 
 async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monkeypatch) -> None:
@@ -30,11 +29,7 @@ async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monk
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        for _ in range(100):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
-    assert not app.is_running
+        assert await until(pilot, lambda: not app.is_running)  # it quit by itself
     assert state("job-05") is State.ABORTED
     assert transcript_problems(Path("demo.db"), "job-05") == []
 
@@ -56,10 +51,7 @@ async def test_ctrl_q_and_the_palette_quit_ask_like_q(app_factory, monkeypatch) 
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen) and app.is_running
         await pilot.press("y")
-        for _ in range(100):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        assert await until(pilot, lambda: not app.is_running)  # it quit by itself
     assert state("job-05") is State.ABORTED
     assert transcript_problems(Path("demo.db"), "job-05") == []
 
