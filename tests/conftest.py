@@ -40,7 +40,7 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # a hang guard: `demo` on Postgres took 51 s on a loaded 2-core machine
     )
 
 
