@@ -819,7 +819,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]) -> int:
     """`resume --processes N`: the threads dealt to worker processes (`supervisor.shards`)."""
-    from supervisor.shards import Shard, run_sharded, split
+    from supervisor.shards import run_sharded, shards_for
 
     if not is_dsn(args.db) and _journal_mode(Path(args.db), args.busy_timeout) != "wal":
         print(
@@ -828,22 +828,7 @@ def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]
             f"sqlite3 {args.db} 'PRAGMA journal_mode=WAL')",
             file=sys.stderr,
         )
-    shards = [
-        Shard(
-            database=str(args.db),
-            threads=threads,
-            agent=config.agent_ref,
-            jobs_dir=str(config.jobs_dir),
-            max_concurrent=share,
-            continue_text=config.continue_text,
-            strategy=config.mid_tool_strategy,
-            abort_grace=config.abort_grace,
-            force=args.force,
-            live_window=config.live_window,
-        )
-        for threads, share in split(todo, args.processes, args.max_concurrent)
-    ]
-    return run_sharded(shards)
+    return run_sharded(shards_for(config, todo, args.processes, args.force))
 
 
 def cmd_answer(args: argparse.Namespace) -> int:

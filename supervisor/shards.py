@@ -29,13 +29,30 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from supervisor.location import is_dsn
+
+if TYPE_CHECKING:
+    from supervisor.runner import RunnerConfig
 
 #: A worker that could not start its threads (bad agent, unreadable database).
 EXIT_BAD_INPUT = 2
 #: Some thread did not end finished (or waiting on a human).
 EXIT_UNFINISHED = 1
+
+
+#: The `RunnerConfig` settings a worker takes as they are (plain values; the
+#: agent and the locations are rebuilt in the worker from their references).
+SETTINGS = (
+    "max_concurrent",
+    "continue_text",
+    "mid_tool_strategy",
+    "abort_grace",
+    "live_window",
+    "coalesce_seconds",
+    "abort_poll",
+)
 
 
 @dataclass(frozen=True)
@@ -46,13 +63,27 @@ class Shard:
     threads: list[str]
     agent: str
     jobs_dir: str
-    max_concurrent: int
-    continue_text: str
-    strategy: str
-    abort_grace: float
     force: bool
-    #: An open run written to this recently may be live elsewhere (0 with --force).
-    live_window: float
+    #: `RunnerConfig` fields named in `SETTINGS`, this worker's share of max_concurrent.
+    settings: dict[str, Any]
+
+
+def shards_for(
+    config: RunnerConfig, threads: list[str], processes: int, force: bool
+) -> list[Shard]:
+    """`config`'s run of these threads, dealt to at most `processes` workers."""
+    settings = {name: getattr(config, name) for name in SETTINGS}
+    return [
+        Shard(
+            database=str(config.database),
+            threads=part,
+            agent=config.agent_ref,
+            jobs_dir=str(config.jobs_dir),
+            force=force,
+            settings={**settings, "max_concurrent": share},
+        )
+        for part, share in split(threads, processes, config.max_concurrent)
+    ]
 
 
 def split(threads: list[str], processes: int, max_concurrent: int) -> list[tuple[list[str], int]]:
@@ -115,11 +146,7 @@ def _work(shard: Shard) -> int:
         jobs_dir=jobs_dir,
         agent_ref=agent.reference,
         marker_hook=agent.marker_hook,
-        max_concurrent=shard.max_concurrent,
-        continue_text=shard.continue_text,
-        mid_tool_strategy=shard.strategy,
-        abort_grace=shard.abort_grace,
-        live_window=shard.live_window,
+        **shard.settings,
     )
     starts = [
         (lambda runner, t=thread_id: runner.resume(t, force=shard.force))
