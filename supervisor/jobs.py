@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -60,6 +58,8 @@ def marker_filename(key: str) -> str:
     `../` never escapes, and a 10 kB key still gives a short name. The key
     itself is stored inside the file.
     """
+    import hashlib  # here, not at the top: a listing never names a marker
+
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:_HASH_CHARS]
     slug = _SLUG_UNSAFE.sub("_", key)[:_SLUG_CHARS].strip("._-") or "job"
     return f"{slug}.{digest}.json"
@@ -109,6 +109,8 @@ def atomic_write_json(path: Path, record: Mapping[str, Any]) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(record, indent=2, sort_keys=True, default=str).encode("utf-8")
+    import tempfile  # here, not at the top: a listing never writes
+
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import time
@@ -40,6 +39,8 @@ def leases_dir(database: str | os.PathLike[str]) -> Path:
 
 
 def lease_path(directory: Path, thread_id: str) -> Path:
+    import hashlib  # here, not at the top: a listing reads leases, it does not name them
+
     digest = hashlib.sha256(thread_id.encode("utf-8")).hexdigest()[:32]
     return directory / f"{digest}.lock"
 

@@ -10,7 +10,6 @@ stay fast.
 from __future__ import annotations
 
 import os
-import socket
 import urllib.parse
 
 #: Used when the app is started without a DB argument.
@@ -50,4 +49,4 @@ def shown(location: str | os.PathLike[str]) -> str:
 
 def host_name() -> str:
     """This machine's name as leases and markers record it."""
-    return os.environ.get(HOST_VARIABLE) or socket.gethostname()
+    return os.environ.get(HOST_VARIABLE) or os.uname().nodename

@@ -843,9 +843,7 @@ class SQLiteStore:
 
         `chunk` None: one chunk, built in `self._threads` (the kept listing).
         Otherwise new dicts of that many threads, each complete once handed
-        out and not kept (`stream`). The scan for the tool results after
-        each thread's last assistant row starts first, so it runs while
-        Python builds the summaries. Raises `_NotPlain`, having handed out
+        out and not kept (`stream`). Raises `_NotPlain`, having handed out
         nothing, on a thread id that is not plain text (bad UTF-8 read by
         the tolerant decoder).
         """
@@ -854,12 +852,6 @@ class SQLiteStore:
             "SELECT 1 FROM temp.listing WHERE typeof(thread_id) != 'text' LIMIT 1"
         ).fetchone():
             raise _NotPlain
-        spans = conn.execute(
-            "SELECT thread_id, coalesce(assistant, first - 1), last >> 3 FROM temp.listing "
-            "WHERE strange IS NULL AND result > coalesce(assistant, 0)"
-        ).fetchall()
-        if any(type(span[0]) is not str for span in spans):
-            raise _NotPlain
         keep = chunk is None
         if not keep and any(
             type(t) is not str for (t,) in conn.execute("SELECT thread_id FROM temp.listing")
@@ -867,25 +859,36 @@ class SQLiteStore:
             raise _NotPlain
         self._cursor = top
         self._unchecked_through = top
-        # The scan runs while Python builds the kept summaries; a stream, which
-        # must wait for it before handing out its first chunk, splits it over both cores.
-        answered = self._read_answered(spans, parts=1 if keep else 2)
-        if not keep:
-            answered()
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
         rows = conn.execute(
             "SELECT t.thread_id, t.count, t.last, t.activity, t.assistant, t.strange, "
             # A parsed row is validated by the parse; only the others need json_valid.
-            f"{run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), a.message_json "
+            f"{run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), a.message_json, "
+            # A thread whose newest tool result follows its last assistant row: the
+            # rows after that one, the tail whose results answer its calls.
+            "CASE WHEN t.strange IS NULL AND t.result > coalesce(t.assistant, 0) "
+            "THEN t.others END, coalesce(t.assistant, 0) "
             "FROM temp.listing t JOIN messages l ON l.id = t.last >> 3 "
             "LEFT JOIN messages a ON a.id = t.assistant ORDER BY t.rowid"
         )
         threads = self._threads if keep else {}
         odd: set[str] = set()
+        tail: list[int] = []
         try:  # the cursor closed on every way out: an open one keeps the database read-locked
-            for thread_id, count, last, activity, assistant, strange, run_id, valid, text in rows:
+            for (
+                thread_id,
+                count,
+                last,
+                activity,
+                assistant,
+                strange,
+                run_id,
+                valid,
+                text,
+                others,
+                after,
+            ) in rows:
                 if type(thread_id) is not str:
-                    answered()
                     raise _NotPlain
                 s = threads.get(thread_id)
                 if s is None:
@@ -900,10 +903,12 @@ class SQLiteStore:
                     odd.add(thread_id)
                 if assistant is not None and self._parsed_assistant.get(thread_id) != assistant:
                     self._parse_last_assistant(s, assistant, text, remember=keep)
+                if others is not None:
+                    tail += [row for row in map(int, others.split(",")) if row > after]
                 if not keep and len(threads) >= chunk:  # type: ignore[operator]
-                    yield self._settle(threads, odd, answered())
-                    threads, odd = {}, set()
-            yield self._settle(threads, odd, answered())
+                    yield self._settle(threads, odd, self._read_tails(tail))
+                    threads, odd, tail = {}, set(), []
+            yield self._settle(threads, odd, self._read_tails(tail))
         finally:
             rows.close()
 
@@ -931,62 +936,23 @@ class SQLiteStore:
                 self._parsed_assistant.pop(thread_id, None)
         return threads
 
-    def _read_answered(
-        self, spans: list[tuple[str, int, int]], parts: int = 1
-    ) -> Callable[[], tuple[dict[str, set[str]], set[str]]]:
-        """The tool results of these (thread, after row, last row) spans, when called.
-
-        Few threads, or short spans: read by row-id range, each costing the
-        rows written since that message. Many long, interleaved spans: one
-        scan joined with the threads, on a second connection and thread
-        while the caller goes on (SQLite lets go of the GIL while it scans),
-        or split into `parts` scans of id ranges at once, for a caller that
-        must wait for them.
-        The call gives the tool_call_ids answered in each span, and the
-        threads where one of those rows is not valid JSON or needs a full
-        parse (they are refolded, row by row).
+    def _read_tails(self, rows: list[int]) -> tuple[dict[str, set[str]], set[str]]:
+        """These rows (the tails after threads' last assistant rows), read by id and
+        grouped by thread: the tool_call_ids they answer, and the threads where one
+        of them is not valid JSON or needs a full parse (they are refolded, row by row).
         """
-        if not spans:
-            return lambda: ({}, set())
-        if sum(last - after for _, after, last in spans) <= self._cursor:
-            rows = self._answered_sql(
-                "FROM messages m WHERE m.id > ? AND m.id <= ? AND m.thread_id = ?"
-            )
-            found = self._fold_answered(
-                spans,
-                [
-                    row
-                    for thread_id, after, last in spans
-                    for row in self._conn.execute(rows, (after, last, thread_id))
-                ],
-            )
-            return lambda: found
-        bounds = [self._cursor * i // parts for i in range(parts + 1)]
-        results: list[list[list[Any] | BaseException]] = [[] for _ in range(parts)]
-        scans = [
-            threading.Thread(
-                target=self._scan_tails,
-                args=(spans, results[i], bounds[i], bounds[i + 1]),
-                daemon=True,
-            )
-            for i in range(parts)
-        ]
-        for scan in scans:
-            scan.start()
-        folded: list[tuple[dict[str, set[str]], set[str]]] = []
-
-        def fold() -> tuple[dict[str, set[str]], set[str]]:
-            if not folded:
-                rows: list[Any] = []
-                for scan, result in zip(scans, results, strict=True):
-                    scan.join()
-                    if isinstance(result[0], BaseException):
-                        raise result[0]
-                    rows += result[0]
-                folded.append(self._fold_answered(spans, rows))
-            return folded[0]
-
-        return fold
+        found: dict[str, set[str]] = {}
+        refold: set[str] = set()
+        if not rows:
+            return found, refold
+        self.work["tail_rows"] = self.work.get("tail_rows", 0) + len(rows)
+        sql = self._answered_sql("FROM messages m WHERE m.id IN (SELECT value FROM json_each(?))")
+        for thread_id, calls, broken, unsure in self._conn.execute(sql, (json.dumps(rows),)):
+            if broken or unsure:
+                refold.add(thread_id)
+            if calls is not None:
+                found[thread_id] = set(json.loads(calls))
+        return found, refold
 
     def _answered_sql(self, source: str) -> str:
         """Per thread, over the rows of `source` (FROM and WHERE over alias `m`): the
@@ -1002,54 +968,6 @@ class SQLiteStore:
             "OR instr(detail, char(92)) > 0))) "
             f"FROM (SELECT {self._row_columns('m.', named=True)} {source}) GROUP BY thread_id"
         )
-
-    @staticmethod
-    def _fold_answered(
-        spans: list[tuple[str, int, int]], rows: Iterable[tuple[Any, ...]]
-    ) -> tuple[dict[str, set[str]], set[str]]:
-        """The `_answered_sql` rows folded: answered ids by thread, and threads to refold."""
-        found: dict[str, set[str]] = {thread_id: set() for thread_id, _, _ in spans}
-        refold = set()
-        for thread_id, calls, broken, unsure in rows:
-            if broken or unsure:
-                refold.add(thread_id)
-            if calls is not None:
-                found[thread_id].update(json.loads(calls))
-        return found, refold
-
-    def _scan_tails(
-        self,
-        spans: list[tuple[str, int, int]],
-        result: list[list[Any] | BaseException],
-        low: int,
-        high: int,
-    ) -> None:
-        """Rows after each thread's `after` id, in one scan of ids in (low, high] joined
-        with a temp table of them."""
-        try:
-            conn = connect_readonly(self.path, self.busy_timeout)
-            if self._tolerant:
-                conn.text_factory = tolerant_text
-            try:
-                conn.execute("CREATE TEMP TABLE tails (thread_id TEXT PRIMARY KEY, after INTEGER)")
-                conn.executemany(
-                    "INSERT INTO temp.tails VALUES (?, ?)",
-                    [(thread_id, after) for thread_id, after, _ in spans],
-                )
-                result.append(
-                    conn.execute(
-                        self._answered_sql(
-                            "FROM messages m JOIN temp.tails t "
-                            "ON t.thread_id = m.thread_id AND m.id > t.after "
-                            "WHERE m.id > ? AND m.id <= ?"
-                        ),
-                        (low, high),
-                    ).fetchall()
-                )
-            finally:
-                conn.close()
-        except BaseException as exc:  # handed to the caller, raised there
-            result.append(exc)
 
     def _read_only(self, thread_ids: set[str]) -> set[str]:
         """The scoped first read: these threads, folded exactly; unknown ones left out."""
@@ -1139,7 +1057,10 @@ class SQLiteStore:
     @functools.cached_property
     def _aggregate_sql(self) -> str:
         """Into `temp.listing`, per thread: count, first row, (newest row << 3 | its kind),
-        activity, newest assistant and tool-result rows, first row of an unknown kind.
+        activity, newest assistant and tool-result rows, first row of an unknown kind,
+        and the ids of the rows that are not assistant messages: those after the
+        newest assistant row are the tail read for its answered calls, by id, with
+        no second pass over the table.
 
         The kind is computed in a subquery SQLite does not flatten (`LIMIT
         -1`), so its sorter carries small numbers instead of whole messages.
@@ -1155,7 +1076,8 @@ class SQLiteStore:
             "max(id * 8 + k) AS last, max(t) AS activity, "
             "max(CASE k WHEN 2 THEN id END) AS assistant, "
             "max(CASE k WHEN 3 THEN id END) AS result, "
-            "min(CASE k WHEN 4 THEN id END) AS strange "
+            "min(CASE k WHEN 4 THEN id END) AS strange, "
+            "group_concat(CASE WHEN k != 2 THEN id END) AS others "
             f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
             "FROM messages WHERE id > ? AND id <= ? LIMIT -1) GROUP BY thread_id"
         )

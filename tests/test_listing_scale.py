@@ -113,26 +113,47 @@ def test_aggregate_listing_agrees_with_reading_every_message(tmp_path: Path, thr
     assert first_rows == sorted(first_rows, key=lambda t: store.transcript(t).entries[0].row_id)
 
 
-def test_both_ways_of_reading_tails_are_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def tail_rows(scripts: dict[str, list[dict]]) -> int:
+    """Rows after each thread's last assistant message, in threads whose newest tool
+    result comes after it: what a listing must read to know which calls are answered."""
+    total = 0
+    for messages in scripts.values():
+        roles = [m["role"] for m in messages]
+        assistant = max((i for i, r in enumerate(roles) if r == "assistant"), default=-1)
+        result = max((i for i, r in enumerate(roles) if r == "tool_result"), default=-1)
+        if result > assistant:
+            total += len(roles) - assistant - 1
+    return total
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_a_listing_reads_the_tails_and_no_other_row_twice(
+    tmp_path: Path, chunk: int | None
 ) -> None:
+    # 400 threads interleaved at random: each tail is spread over the whole table,
+    # yet only its rows are read again (by id, grouped by thread), kept or streamed
+    # seven threads at a time in thread-id order.
     db = tmp_path / "fleet.db"
-    interleaved_db(db, 400, seed=1)
-    scans: list[int] = []
-    real_scan = SQLiteStore._scan_tails
-
-    def counting(self, spans, result, low, high):  # type: ignore[no-untyped-def]
-        scans.append(len(spans))
-        return real_scan(self, spans, result, low, high)
-
-    monkeypatch.setattr(SQLiteStore, "_scan_tails", counting)
-    open_store(db)
-    assert scans and scans[0] > 50
-    small = tmp_path / "small.db"
-    interleaved_db(small, 5, seed=2)
-    scans.clear()
-    open_store(small)
-    assert scans == []
+    scripts = interleaved_db(db, 400, seed=5)
+    store = SQLiteStore(db)
+    if chunk is None:
+        store.refresh()
+        listed = store.threads()
+    else:
+        listed = list(store.stream(chunk=chunk))
+        assert [s.thread_id for s in listed] == sorted(s.thread_id for s in listed)
+    store.close()
+    assert store.work["tail_rows"] == tail_rows(scripts) > 100
+    by_id = {s.thread_id: s for s in listed}
+    for thread_id, messages in scripts.items():
+        want = summary_from_dicts(thread_id, messages)
+        got = by_id[thread_id]
+        assert (got.state, got.messages, got.pending_tool_calls) == (
+            want.state,
+            want.messages,
+            want.pending_tool_calls,
+        ), thread_id
+    assert {State.MID_TOOL, State.AFTER_TOOLS} <= {s.state for s in listed}
 
 
 def test_a_broken_row_mid_thread_is_found_by_the_row_check(tmp_path: Path) -> None:
