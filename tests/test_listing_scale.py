@@ -293,6 +293,8 @@ def test_the_streamed_listing_is_the_kept_one_in_id_order(demo_db: Path) -> None
     conn = sqlite3.connect(demo_db)
     with conn:
         conn.execute("INSERT INTO thread_extra (thread_id) VALUES ('only-extra')")
+        conn.execute("INSERT INTO runs (thread_id, run_id) VALUES ('only-extra', 'r0')")
+        conn.execute("INSERT INTO runs (thread_id, run_id) VALUES ('w003', 'r1')")
     conn.close()
     lease = acquire(leases_dir(demo_db), "w011")
     try:
@@ -308,7 +310,8 @@ def test_the_streamed_listing_is_the_kept_one_in_id_order(demo_db: Path) -> None
         lease.release()
     assert streamed == expected
     by_id = {t["thread_id"]: t for t in streamed}
-    assert by_id["only-extra"]["state"] == "empty"
+    assert by_id["only-extra"]["state"] == "empty" and by_id["only-extra"]["run_open"]
+    assert by_id["w003"]["run_open"] and not by_id["w004"]["run_open"]
     assert by_id["w011"]["state"] == "running" and by_id["w007"]["state"] == "corrupt"
     assert {"awaiting_input", "answered", "mid_tool", "after_tools"} <= {
         t["state"] for t in streamed
