@@ -100,8 +100,8 @@ def assert_agrees_with_oracle(store: SQLiteStore, scripts: dict[str, list[dict]]
 
 @pytest.mark.parametrize("threads", [40, 400])
 def test_aggregate_listing_agrees_with_reading_every_message(tmp_path: Path, threads: int) -> None:
-    # 40 threads: each thread's tail is read by row-id range; 400: the spans are
-    # long and interleaved, so one joined scan on a second connection reads them.
+    # 40 threads, and 400 whose tails are long and interleaved: either way each
+    # tail is read by its rows' ids.
     db = tmp_path / "fleet.db"
     scripts = interleaved_db(db, threads, seed=threads)
     store = open_store(db)
