@@ -16,14 +16,21 @@ class StoreClosed(StoreError):
 
 
 def while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
-    """Workers and timers may fire after shutdown removed the widgets: drop those calls."""
+    """Workers and timers may fire after shutdown removed the widgets: drop those calls.
+
+    Shutdown starts before the app's own closing flags are set: Textual first
+    clears `is_running`, then unmounts the screens widget by widget while the
+    app still reads its queue (its test harness does so from another task).
+    """
 
     @functools.wraps(handler)
     def guarded(self: Any, *args: object) -> None:
         try:
             handler(self, *args)
         except NoMatches:
-            if not (self._quitting or self._closing or self._closed or self._store_closed):
+            if self.is_running and not (
+                self._quitting or self._closing or self._closed or self._store_closed
+            ):
                 raise
 
     return guarded

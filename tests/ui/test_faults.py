@@ -110,3 +110,20 @@ async def test_quitting_right_after_a_cursor_move_is_clean(app_factory) -> None:
         await settle(pilot)
         await pilot.press("j", "q")  # the detail timer is still pending
     assert app.return_code == 0
+
+
+async def test_a_refresh_that_lands_while_the_widgets_unmount_is_dropped(app_factory) -> None:
+    """Shutdown removes widgets one by one while the app still reads its queue."""
+    from textual import events
+
+    from supervisor.ui.messages import ThreadsRefreshed
+
+    app = app_factory()
+
+    def refresh_on_unmount(message) -> None:  # a watcher's refresh landing at the worst time
+        if isinstance(message, events.Unmount):
+            app.post_message(ThreadsRefreshed({}, full=False))
+
+    async with app.run_test(size=(160, 45), message_hook=refresh_on_unmount) as pilot:
+        await settle(pilot)
+    assert app.return_code in (None, 0)
