@@ -14,7 +14,6 @@ from pathlib import Path
 from textual import work
 
 from supervisor.jobs import Marker, read_markers
-from supervisor.leases import leases_dir
 from supervisor.store import StoreError, Transcript
 from supervisor.ui.lifecycle import StoreClosed
 from supervisor.ui.messages import RefreshFailed, StoreNotices, ThreadsRefreshed
@@ -130,19 +129,21 @@ class DatabaseReading:
         # The database, and the watcher's attempt records beside it (`supervisor.attempts`).
         names = {database.name + s + j for s in ("", ".watch") for j in ("", "-wal", "-journal")}
         jobs = Path(self.jobs_dir).resolve() if isinstance(self.jobs_dir, Path) else None
+        # Not recursive: a database in a home directory would have every file
+        # under it watched (seconds of walking, on the UI thread, and the
+        # kernel's watch limit). Leases are polled (`_poll_leases`), not watched.
         paths = {str(database.resolve().parent)}
         if jobs is not None and jobs.is_dir():
             paths.add(str(jobs))
 
-        leases = leases_dir(database.resolve())
-
         def relevant(_change: object, path: str) -> bool:
             p = Path(path)
-            return p.name in names or p.parent == jobs or p.parent == leases
+            return p.name in names or p.parent == jobs
 
         async for changes in awatch(
             *paths,
             watch_filter=relevant,
+            recursive=False,
             debounce=200,
             step=50,
             stop_event=self._stop_watching,

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore
@@ -144,3 +146,29 @@ async def test_new_threads_take_their_place_and_respect_the_filter(workdir) -> N
         await pilot.press("escape")
         await pilot.pause(0.5)
         assert set(list(table_rows(app))[:2]) == {"other-new", "job-new"}
+
+
+def inotify_watches() -> int:
+    """Directories this process has the kernel watch (Linux: each fd's `inotify wd:` lines)."""
+    count = 0
+    for info in Path("/proc/self/fdinfo").iterdir():
+        try:
+            count += info.read_text().count("inotify wd:")
+        except OSError:  # an fd closed meanwhile
+            continue
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="Linux /proc only")
+async def test_the_watcher_does_not_descend_into_the_databases_directory(workdir) -> None:
+    """A database in a home directory: watching it recursively walked every file below."""
+    for n in range(40):
+        (workdir / f"project-{n}" / "src").mkdir(parents=True)
+    before = inotify_watches()
+    app = watching_app()
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        assert await until(pilot, lambda: inotify_watches() > before, seconds=10)
+        await pilot.pause(0.3)
+        # The database's directory and the jobs directory: not the 80 below them.
+        assert inotify_watches() - before <= 2
