@@ -16,6 +16,9 @@ import gc
 import heapq
 import json
 import os
+import pickle
+import select
+import signal
 import sqlite3
 import stat
 import threading
@@ -365,6 +368,8 @@ class SQLiteStore:
         #: (Longest thread id, most messages) of what `stream` hands out, once it has begun.
         self.shape = (0, 0)
         self._streams: list[Generator[ThreadSummary, None, None]] = []
+        #: (child pid, pipe, rows) of a preview `preview_soon` started.
+        self._early_preview: tuple[int, int, int] | None = None
         #: Held while summaries change: `check_rows` runs on another thread.
         self._lock = threading.RLock()
         try:
@@ -563,14 +568,69 @@ class SQLiteStore:
         counts cover the window only. Read by a scratch store: this one's
         state is untouched.
         """
+        if self._early_preview is not None:
+            return self._early_result()
         if self.path.stat().st_size < PREVIEW_ABOVE_BYTES:
             return None
+        return self._preview_now(rows)
+
+    def _preview_now(self, rows: int) -> list[ThreadSummary]:
         scratch = SQLiteStore(self.path, busy_timeout=self.busy_timeout, newest=rows)
         try:
             scratch.refresh()
             return scratch.threads()
         finally:
             scratch.close()
+
+    def preview_soon(self, rows: int = PREVIEW_ROWS) -> None:
+        """Start `preview` now in a child process; the next `preview()` returns its result.
+
+        The app calls this before it imports Textual and the agent stack
+        (half a second of Python). A thread would share the interpreter's
+        lock with those imports, and each SQLite step hands the lock back
+        and waits for it again: in a thread the 0.06 s read took 0.5 s.
+        A forked child reads on its own connection and core, and hands the
+        summaries over a pipe. Called before the process starts threads.
+        """
+        if self._early_preview is not None or self.path.stat().st_size < PREVIEW_ABOVE_BYTES:
+            return
+        reading, writing = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: read, hand over, and leave without running any cleanup
+            try:
+                os.close(reading)
+                try:
+                    found: tuple[str, Any] = ("ok", self._preview_now(rows))
+                except StoreError as exc:
+                    found = ("error", str(exc))
+                with os.fdopen(writing, "wb") as out:
+                    pickle.dump(found, out, protocol=pickle.HIGHEST_PROTOCOL)
+            finally:
+                os._exit(0)
+        os.close(writing)
+        self._early_preview = (pid, reading, rows)
+
+    def preview_ready(self) -> bool:
+        """Whether `preview_soon`'s child has its result: `preview()` returns it at once."""
+        if self._early_preview is None:
+            return False
+        readable, _, _ = select.select([self._early_preview[1]], [], [], 0)
+        return bool(readable)
+
+    def _early_result(self) -> list[ThreadSummary] | None:
+        """The child's preview; read here if the child died without one."""
+        pid, reading, rows = self._early_preview  # type: ignore[misc]
+        self._early_preview = None
+        with os.fdopen(reading, "rb") as pipe:
+            data = pipe.read()
+        os.waitpid(pid, 0)
+        try:
+            status, found = pickle.loads(data)
+        except (pickle.UnpicklingError, EOFError, ValueError):
+            return self._preview_now(rows)
+        if status == "error":
+            raise StoreError(found)
+        return found
 
     def stream(self, chunk: int = STREAM_CHUNK) -> Iterator[ThreadSummary]:
         """Every thread once, complete, in thread-id order, none kept: `list` at fleet size.
@@ -786,6 +846,13 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close, leaving nothing behind: `-wal`/`-shm` that opening created are removed."""
+        if self._early_preview is not None:  # never asked for: stop the child
+            pid, reading, _ = self._early_preview
+            self._early_preview = None
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(reading)
         for stream in self._streams:
             stream.close()  # an unfinished `stream` lets go of its read transaction first
         self._streams.clear()

@@ -340,3 +340,54 @@ def test_a_listing_stopped_early_lets_go_of_the_database(demo_db: Path) -> None:
         timeout=60,
     )
     assert piped.stdout.startswith("THREAD") and piped.stderr == ""
+
+
+def test_a_preview_started_early_is_read_in_a_child_and_handed_over(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`preview_soon` (the app, before its imports): a forked child reads, `preview` takes it."""
+    import os
+    import signal
+    import time
+
+    from supervisor import store as store_module
+
+    monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"
+    expected = [thread_json(s) for s in SQLiteStore(demo_db).preview(rows=20)]
+    assert 0 < len(expected) < 12  # the newest rows' threads, not all of them
+
+    store = SQLiteStore(demo_db)
+    store.preview_soon(rows=20)
+    child = store._early_preview[0]
+    assert child != os.getpid()
+    assert [thread_json(s) for s in store.preview()] == expected
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)  # reaped, no zombie left
+    assert store.preview(rows=20) is not None  # and the next preview reads anew
+
+    parent, real = os.getpid(), store._preview_now
+
+    def stuck_in_the_child(rows: int):  # the child hangs until killed; here it reads
+        while os.getpid() != parent:
+            time.sleep(1)
+        return real(rows)
+
+    monkeypatch.setattr(store, "_preview_now", stuck_in_the_child)
+    store.preview_soon(rows=20)  # a child killed before it could answer: read here instead
+    assert not store.preview_ready()
+    os.kill(store._early_preview[0], signal.SIGKILL)
+    assert [thread_json(s) for s in store.preview()] == expected
+
+    store.preview_soon(rows=20)  # never asked for: closing stops and reaps the child
+    child = store._early_preview[0]
+    store.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)
+
+
+def test_a_small_database_starts_no_preview(demo_db: Path) -> None:
+    store = SQLiteStore(demo_db)
+    store.preview_soon()
+    assert store._early_preview is None and not store.preview_ready()
+    assert store.preview() is None
+    store.close()

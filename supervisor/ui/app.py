@@ -38,7 +38,7 @@ from supervisor.states import (
     State,
     ThreadSummary,
 )
-from supervisor.store import Store, Transcript
+from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
@@ -169,7 +169,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
-        self.table.loading = True
+        self._show_early_preview()
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
@@ -178,6 +178,20 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             self._watch()
         elif self.watch_files:  # a server: no file to watch, so look every second
             self.set_interval(SERVER_POLL, self.request_refresh)
+
+    def _show_early_preview(self) -> None:
+        """Rows in the first frame when the store's preview is already read (`preview_soon`);
+        else the loading indicator, and the worker shows the preview when it has it."""
+        ready = getattr(self.store, "preview_ready", None)
+        try:
+            early = self.store.preview() if ready is not None and ready() else None
+        except StoreError:  # the worker reads again, and says so if it fails too
+            early = None
+        if early:
+            summaries = {s.thread_id: s for s in early}
+            self._threads_refreshed(ThreadsRefreshed(summaries, full=True, provisional=True))
+        else:
+            self.table.loading = True
 
     def on_resize(self, _event) -> None:
         if self.selected is not None:

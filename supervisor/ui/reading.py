@@ -33,12 +33,13 @@ class DatabaseReading:
             self._refresh_again = True
             return
         self._refresh_running = True
-        self._refresh_worker(full=not self.summaries)
+        # A preview is not a listing: the pass after it replaces it whole.
+        self._refresh_worker(full=not self.summaries or self._reading)
 
     @work(thread=True, group="refresh", exit_on_error=False)
     def _refresh_worker(self, full: bool) -> None:
         try:
-            if full:
+            if full and not self._reading:  # not shown already by on_mount
                 self._post_preview()
             with self._store_lock:
                 if self._store_closed:

@@ -200,6 +200,40 @@ async def test_a_big_database_shows_its_newest_threads_first(workdir, monkeypatc
         assert len(app.shown) == 12
 
 
+async def test_a_preview_read_before_the_app_opened_is_in_its_first_frame(
+    workdir, monkeypatch
+) -> None:
+    """The CLI starts the preview before its imports (`preview_soon`): no loading screen."""
+    import time
+
+    from supervisor import store as store_module
+    from tests.ui.conftest import build_app
+
+    monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"
+    app = build_app()
+    app.store.preview_soon(rows=5)
+    deadline = time.monotonic() + 10
+    while not app.store.preview_ready() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen: list[object] = []
+    real = ThreadTable.replace_all
+
+    def spy(table: ThreadTable, summaries) -> None:  # type: ignore[no-untyped-def]
+        seen.append((app._reading, len(summaries)))
+        real(table, summaries)
+
+    monkeypatch.setattr(ThreadTable, "replace_all", spy)
+    refresh = app.request_refresh
+    monkeypatch.setattr(app, "request_refresh", lambda: seen.append("refresh") or refresh())
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        provisional, first_refresh, whole = seen[:3]
+        assert provisional[0] is True and 0 < provisional[1] < 12  # the newest 5 rows' threads
+        assert first_refresh == "refresh"  # shown before the first refresh was even asked for
+        assert whole == (False, 12)
+        assert len(app.shown) == 12
+
+
 async def test_at_20000_threads_a_refresh_touches_only_the_changed_rows(workdir) -> None:
     import json
 
