@@ -14,11 +14,11 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from supervisor import __version__, backends
+from supervisor import __version__, backends, listing
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
@@ -32,7 +32,7 @@ from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import holder_text
 from supervisor.location import DSN_VARIABLE, is_dsn, redact, shown
 from supervisor.plan import MarkerIndex, live_reason, plan_thread, refusal
-from supervisor.report import entry_lines, plan_lines, thread_hint, thread_json, transcript_json
+from supervisor.report import entry_lines, plan_lines, transcript_json
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
     DEFAULT_BUSY_TIMEOUT,
@@ -59,8 +59,6 @@ EXIT_BAD_INPUT = 2
 
 #: An open run written to this recently may be live in another process.
 LIVE_WINDOW = 120.0
-#: A thread id in `list` is cut to this many characters.
-ID_WIDTH = 36
 
 
 class UsageError(Exception):
@@ -455,19 +453,26 @@ def _warn_corrupt(rows: list[int]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    options = listing.Options(
+        as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
+    )
+    if not args.check and not is_dsn(args.db):
+        split = listing.list_split(
+            args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS
+        )
+        if split is not None:
+            for notice in split.notices:
+                print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
+            _warn_corrupt(split.corrupt)
+            if split.index_hint:
+                print(f"agent-supervisor: note: {split.index_hint}", file=sys.stderr)
+            return EXIT_OK
     store = backends.store(args.db, busy_timeout=args.busy_timeout)
     try:
         threads, shape = _listing(store, args.check)
-        if args.state:
-            threads = (s for s in threads if s.state in args.state)
-        corrupt: list[int] = []
-        threads = _noting_corrupt(threads, corrupt)
-        if args.json:
-            _write_json_array(thread_json(s) for s in threads)
-        else:
-            _print_table(threads, shape)
+        tally = listing.write_listing(threads, shape, options)
         _print_notices(store)
-        _warn_corrupt(corrupt)
+        _warn_corrupt(tally.corrupt)
         _suggest_index(store)
     finally:
         store.close()
@@ -493,71 +498,6 @@ def _listing(store: Store, check: bool) -> tuple[Iterator[ThreadSummary], tuple[
     held = sorted(store.threads(), key=lambda s: s.thread_id)
     longest = max((len(s.thread_id) for s in held), default=0)
     return iter(held), (longest, max((s.messages for s in held), default=0))
-
-
-def _noting_corrupt(threads: Iterable[ThreadSummary], rows: list[int]) -> Iterator[ThreadSummary]:
-    for s in threads:
-        if s.corrupt_row is not None:
-            rows.append(s.corrupt_row)
-        yield s
-
-
-def _write_json_array(items: Iterable[Any]) -> None:
-    """`json.dump(list(items), indent=2)`, written item by item."""
-    write = sys.stdout.write
-    first = True
-    for item in items:
-        write("[\n" if first else ",\n")
-        write("\n".join("  " + line for line in json.dumps(item, indent=2).split("\n")))
-        first = False
-    write("[]\n" if first else "\n]\n")
-
-
-def _print_table(threads: Iterable[ThreadSummary], shape: tuple[int, int]) -> None:
-    """Print as the threads arrive: 100,000 rows are common, and holding them took memory.
-
-    Column widths come from `shape` (longest id, most messages), known
-    before the first row; the state column fits the longest state name.
-    """
-    now = time.time()
-    header = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
-    longest, most = shape
-    widths = [
-        max(len(header[0]), min(longest, ID_WIDTH)),
-        max(len(state.value) for state in State),
-        max(len(header[2]), len(str(most))),
-        len(header[3]),  # "LAST ACTIVITY" is longer than any age
-    ]
-
-    def line(thread: str, state: str, messages: str, age: str, hint: str) -> str:
-        return (
-            f"{thread:<{widths[0]}}  {state:<{widths[1]}}  {messages:>{widths[2]}}  "
-            f"{age:<{widths[3]}}  {hint}".rstrip()
-            + "\n"
-        )
-
-    write = sys.stdout.write
-    write(line(*header))
-    batch: list[str] = []
-    counts: Counter[str] = Counter()
-    for s in threads:
-        state = s.state  # classified once
-        counts[state.value] += 1
-        batch.append(
-            line(
-                one_line(s.thread_id, ID_WIDTH),
-                state.value,
-                str(s.messages),
-                relative_time(s.last_activity, now),
-                thread_hint(s, 70, now, state),
-            )
-        )
-        if len(batch) == 1000:  # one write per thousand rows, not per row
-            write("".join(batch))
-            batch.clear()
-    write("".join(batch))
-    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    print(f"\n{counts.total()} thread(s)" + (f": {summary}" if summary else ""))
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -327,6 +327,8 @@ class SQLiteStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         only: Iterable[str] | None = None,
         newest: int | None = None,
+        thread_range: tuple[str | None, str | None] | None = None,
+        wal_existed: dict[str, bool] | None = None,
     ) -> None:
         self.path = check_database_path(path)
         #: Read only these threads (a command about one thread need not list
@@ -334,6 +336,9 @@ class SQLiteStore:
         self._only = None if only is None else set(only)
         #: Read only the newest this many rows (a preview; see `preview`).
         self._newest = newest
+        #: (from, before): `stream` lists only thread ids in [from, before), None
+        #: an open end. A split listing's two processes each take one range.
+        self._range = thread_range
         self.location = str(self.path)
         #: Who runs which thread: `flock` files beside the database.
         self.leases = FileLeaseBoard(leases_dir(self.path))
@@ -346,9 +351,17 @@ class SQLiteStore:
         #: One-line messages for the user about what opening had to do
         #: (a hot journal rolled back); the CLI prints them, the app notifies.
         self.notices: list[str] = []
-        self._wal_existed = {s: Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm")}
+        #: Whether `-wal`/`-shm` were there before we opened (`close` removes what we
+        #: made); a split listing passes what it saw before its first store opened.
+        self._wal_existed = wal_existed or {
+            s: Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm")
+        }
         self._tolerant = False
         self._conn = connect_readonly(self.path, busy_timeout)
+        if thread_range is not None:
+            # Each of a split listing's processes has a core: a sorter thread of its own
+            # would take the other's.
+            self._conn.execute("PRAGMA threads = 0")
         self._threads: dict[str, ThreadSummary] = {}
         self._cursor = 0
         self._extra_cursor = 0
@@ -643,6 +656,10 @@ class SQLiteStore:
         cannot name, take the kept listing instead, sorted. Text is decoded
         tolerantly from the start: a chunk once handed out cannot be read anew.
         A stream left unfinished ends when the store closes.
+
+        A store opened with a `thread_range` streams that range only, and
+        raises `CannotSplit` (before handing anything out) where it would
+        take the kept listing: that one reads every thread.
         """
         stream = self._stream(chunk)
         self._streams.append(stream)
@@ -650,6 +667,8 @@ class SQLiteStore:
 
     def _stream(self, chunk: int) -> Generator[ThreadSummary, None, None]:
         if self._cursor or self._only is not None or self._newest is not None:
+            if self._range is not None:
+                raise CannotSplit
             yield from self._kept_sorted()
             return
         with self._lock:
@@ -674,7 +693,8 @@ class SQLiteStore:
                             key=_thread_id,
                         )
                 except _NotPlain:
-                    pass
+                    if self._range is not None:
+                        raise CannotSplit from None
                 else:
                     return
                 finally:
@@ -686,6 +706,33 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
         yield from self._kept_sorted()
+
+    def split_point(self, sample: int = 2049) -> str | None:
+        """A thread id that about half the rows sort before: where a listing split between
+        two processes divides (`supervisor.listing`). Read from a sample of rows by id,
+        not a pass over the table; None where there is nothing to divide.
+        """
+        try:
+            with self._lock:
+                (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+                if not isinstance(top, int) or top < sample:
+                    return None
+                ids = [1 + i * (top - 1) // (sample - 1) for i in range(sample)]
+                found = sorted(
+                    t
+                    for (t,) in self._conn.execute(
+                        "SELECT thread_id FROM messages WHERE id IN "
+                        "(SELECT value FROM json_each(?))",
+                        (json.dumps(ids),),
+                    )
+                    if type(t) is str
+                )
+        except sqlite3.Error as exc:
+            if _is_decode_error(exc):  # an id that is not UTF-8: the whole listing reads it
+                return None
+            raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
+        middle = found[len(found) // 2] if found else None
+        return middle if middle is not None and middle > found[0] else None
 
     def _kept_sorted(self) -> Iterator[ThreadSummary]:
         self.refresh()
@@ -762,7 +809,7 @@ class SQLiteStore:
                 )
             }
             ids -= listed
-        return {t: ThreadSummary(t) for t in sorted(ids)}
+        return {t: ThreadSummary(t) for t in sorted(ids) if self._in_range(t)}
 
     @staticmethod
     def _fold_small(
@@ -925,7 +972,7 @@ class SQLiteStore:
             return None
         bottom = 0 if self._newest is None else max(0, top - self._newest)
         conn.execute("DROP TABLE IF EXISTS temp.listing")
-        conn.execute(self._aggregate_sql + f" ORDER BY {order}", (bottom, top))
+        conn.execute(self._aggregate_sql + f" ORDER BY {order}", (bottom, top, *self._range_args))
         return top
 
     def _listed(
@@ -1176,8 +1223,26 @@ class SQLiteStore:
             "min(CASE k WHEN 4 THEN id END) AS strange, "
             "group_concat(CASE WHEN k != 2 THEN id END) AS others "
             f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
-            "FROM messages WHERE id > ? AND id <= ? LIMIT -1) GROUP BY thread_id"
+            f"FROM messages WHERE id > ? AND id <= ?{self._range_sql} LIMIT -1) "
+            "GROUP BY thread_id"
         )
+
+    @functools.cached_property
+    def _range_sql(self) -> str:
+        """The `thread_range` test (parameters `_range_args`), compared as bytes: the
+        order `stream` hands threads out in."""
+        low, high = self._range or (None, None)
+        return (" AND thread_id COLLATE BINARY >= ?" if low is not None else "") + (
+            " AND thread_id COLLATE BINARY < ?" if high is not None else ""
+        )
+
+    @property
+    def _range_args(self) -> tuple[str, ...]:
+        return tuple(end for end in self._range or () if end is not None)
+
+    def _in_range(self, thread_id: str) -> bool:
+        low, high = self._range or (None, None)
+        return (low is None or thread_id >= low) and (high is None or thread_id < high)
 
     @functools.cached_property
     def _threads_sql(self) -> str:
@@ -1495,6 +1560,10 @@ def _noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -
 
 def _thread_id(s: ThreadSummary) -> str:
     return s.thread_id
+
+
+class CannotSplit(Exception):
+    """A ranged `stream` found what only the whole kept listing reads (odd thread ids)."""
 
 
 class _NotPlain(Exception):

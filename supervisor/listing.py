@@ -1,0 +1,367 @@
+"""`list`'s output, and a big SQLite listing split between two processes.
+
+`ListingWriter` prints threads as they arrive (a table or a JSON array):
+100,000 rows are common, and holding them took memory.
+
+`list_split` lists a big SQLite file in two processes. Past the SQL
+aggregate, a listing is Python (each thread's state, its line) on one core;
+at 100,000 threads that was half the time. The file's threads are divided
+at a thread id about half the rows sort before (`SQLiteStore.split_point`):
+this process lists the ids below it to the output, a forked child the rest
+to an unnamed temporary file, which is copied after. Each reads on its own
+connection: the child is forked after the sampling store is closed, so it
+carries no SQLite state of ours (SQLite forbids using a connection across a
+fork). The two agree on the column widths before either writes a line.
+Where the child cannot take its half, this process lists it itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import os
+import pickle
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from supervisor.report import thread_hint, thread_json
+from supervisor.states import State, ThreadSummary
+from supervisor.store import CannotSplit, SQLiteStore, StoreError, check_database_path
+from supervisor.text import one_line, relative_time
+
+#: The thread column is cut to this width.
+ID_WIDTH = 36
+#: A file smaller than this is listed by one process: forking would cost what it saves.
+SPLIT_ABOVE_BYTES = 32 << 20
+#: How the child's lines travel through its file: any `str` Python holds round-trips.
+_FILE_TEXT = {"encoding": "utf-8", "errors": "surrogatepass"}
+
+
+@dataclass
+class Tally:
+    """What a writer wrote: items, threads per state, rows of corrupt threads."""
+
+    written: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    corrupt: list[int] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.written += other.written
+        self.counts.update(other.counts)
+        self.corrupt += other.corrupt
+
+
+class ListingWriter:
+    """Threads written as they arrive: table lines (widths from `shape`, known before
+    the first row) or JSON array items; `--state` filters them here.
+
+    `opened`: a writer whose items continue another's (the split's child)
+    writes no header and puts no separator before its first item.
+    """
+
+    HEADER = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
+
+    def __init__(
+        self,
+        out: TextIO,
+        shape: tuple[int, int],
+        *,
+        as_json: bool,
+        states: Collection[str] | None = None,
+        now: float | None = None,
+        opened: bool = False,
+    ) -> None:
+        self.out = out
+        self.as_json = as_json
+        self.states = set(states) if states else None
+        self.now = time.time() if now is None else now
+        self.tally = Tally()
+        self._opened = opened
+        longest, most = shape
+        self._widths = [
+            max(len(self.HEADER[0]), min(longest, ID_WIDTH)),
+            max(len(state.value) for state in State),
+            max(len(self.HEADER[2]), len(str(most))),
+            len(self.HEADER[3]),  # "LAST ACTIVITY" is longer than any age
+        ]
+
+    def begin(self) -> None:
+        if not self.as_json:
+            self.out.write(self._line(*self.HEADER))
+
+    def rows(self, threads: Iterable[ThreadSummary]) -> None:
+        batch: list[str] = []
+        item = self._item if self.as_json else self._row
+        for s in threads:
+            state = s.state  # classified once
+            if self.states is not None and state.value not in self.states:
+                continue
+            if s.corrupt_row is not None:
+                self.tally.corrupt.append(s.corrupt_row)
+            self.tally.counts[state.value] += 1
+            batch.append(item(s, state))
+            self.tally.written += 1
+            if len(batch) == 1000:  # one write per thousand rows, not per row
+                self.out.write("".join(batch))
+                batch.clear()
+        self.out.write("".join(batch))
+
+    def append(self, tally: Tally, text: IO[str]) -> None:
+        """Another writer's output (`opened`, over the same shape), after ours."""
+        if tally.written and self.as_json:
+            self.out.write(",\n" if self.tally.written else "[\n")
+        while chunk := text.read(1 << 16):
+            self.out.write(chunk)
+        self.tally.add(tally)
+
+    def end(self) -> None:
+        if self.as_json:
+            self.out.write("\n]\n" if self.tally.written else "[]\n")
+            return
+        counts = self.tally.counts
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        self.out.write(f"\n{counts.total()} thread(s)" + (f": {summary}" if summary else "") + "\n")
+
+    def _row(self, s: ThreadSummary, state: State) -> str:
+        return self._line(
+            one_line(s.thread_id, ID_WIDTH),
+            state.value,
+            str(s.messages),
+            relative_time(s.last_activity, self.now),
+            thread_hint(s, 70, self.now, state),
+        )
+
+    def _line(self, thread: str, state: str, messages: str, age: str, hint: str) -> str:
+        w = self._widths
+        line = f"{thread:<{w[0]}}  {state:<{w[1]}}  {messages:>{w[2]}}  {age:<{w[3]}}  {hint}"
+        return line.rstrip() + "\n"
+
+    def _item(self, s: ThreadSummary, _state: State) -> str:
+        first = not self.tally.written
+        head = ("" if self._opened else "[\n") if first else ",\n"
+        lines = json.dumps(thread_json(s), indent=2).split("\n")
+        return head + "\n".join("  " + line for line in lines)
+
+
+@dataclass
+class Options:
+    """How `list` writes its threads (the writer's settings, sent to the child)."""
+
+    as_json: bool
+    states: frozenset[str] | None
+    now: float
+
+    def writer(self, out: TextIO, shape: tuple[int, int], opened: bool = False) -> ListingWriter:
+        return ListingWriter(
+            out, shape, as_json=self.as_json, states=self.states, now=self.now, opened=opened
+        )
+
+
+@dataclass
+class Outcome:
+    """What a split listing leaves the command to say on stderr."""
+
+    notices: list[str]
+    corrupt: list[int]
+    index_hint: str | None
+
+
+def list_split(
+    path: str, busy_timeout: float, options: Options, out: TextIO, index_above: int
+) -> Outcome | None:
+    """List a big SQLite file in two processes; None, having written nothing, where one
+    process does it as fast (a small file, one core, no fork) or must (odd thread ids).
+
+    `index_above`: the row count past which a missing thread index is worth a hint.
+    """
+    if not hasattr(os, "fork") or _cores() < 2:
+        return None
+    database = check_database_path(path)
+    if database.stat().st_size < SPLIT_ABOVE_BYTES:
+        return None
+    wal = {s: Path(f"{database}{s}").exists() for s in ("-wal", "-shm")}
+    with SQLiteStore(database, busy_timeout=busy_timeout, wal_existed=wal) as probe:
+        pivot = probe.split_point()
+    if pivot is None:
+        return None
+    child = _Child.fork(database, busy_timeout, options, pivot)
+    store: SQLiteStore | None = None
+    try:
+        store = SQLiteStore(
+            database, busy_timeout=busy_timeout, thread_range=(None, pivot), wal_existed=wal
+        )
+        return _list_halves(store, child, options, out, index_above)
+    finally:
+        child.reap()  # first: our store's close removes -wal/-shm only once it is the last reader
+        if store is not None:
+            store.close()
+
+
+def _list_halves(
+    store: SQLiteStore, child: _Child, options: Options, out: TextIO, index_above: int
+) -> Outcome | None:
+    threads = store.stream()
+    try:
+        first = list(itertools.islice(threads, 1))  # the aggregate runs: the widths are known
+    except CannotSplit:
+        return None
+    theirs = child.receive()
+    if theirs is None or theirs[0] != "shape":
+        return None  # the child refused or failed before writing: list whole, in one process
+    shape = (max(store.shape[0], theirs[1][0]), max(store.shape[1], theirs[1][1]))
+    child.send(("go", shape))
+    writer = options.writer(out, shape)
+    writer.begin()
+    writer.rows(itertools.chain(first, threads))
+    notices = store.take_notices()
+    done = child.receive()
+    if done is not None and done[0] == "error":
+        raise StoreError(done[1])
+    if done is not None and done[0] == "done":
+        out.flush()
+        writer.append(done[1], child.output())
+        notices += [n for n in done[2] if n not in notices]
+    else:  # the child died in its half: list that half here
+        rest = SQLiteStore(
+            store.path, busy_timeout=store.busy_timeout, thread_range=(child.pivot, None)
+        )
+        with rest:
+            try:
+                writer.rows(rest.stream())
+            except CannotSplit:
+                raise StoreError(f"{store.path}: the listing's second process died") from None
+    writer.end()
+    return Outcome(notices, writer.tally.corrupt, store.index_hint(index_above))
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+class _Child:
+    """The forked process listing thread ids from `pivot` up, and the pipes to it.
+
+    Messages are pickled tuples: the child sends ("shape", widths) or
+    ("refused",) once its aggregate has run, then ("done", tally, notices) or
+    ("error", text); this process answers the first with ("go", widths).
+    """
+
+    def __init__(
+        self, pid: int, pivot: str, to_child: IO[bytes], from_child: IO[bytes], output: IO[bytes]
+    ) -> None:
+        self.pid: int | None = pid
+        self.pivot = pivot
+        self._to = to_child
+        self._from = from_child
+        self._output = output
+
+    @classmethod
+    def fork(cls, database: Path, busy_timeout: float, options: Options, pivot: str) -> _Child:
+        output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `reap`
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: list, report, and leave without running any cleanup
+            code = 1
+            try:
+                os.close(down_w)
+                os.close(up_r)
+                with os.fdopen(down_r, "rb") as orders, os.fdopen(up_w, "wb") as report:
+                    _child_half(database, busy_timeout, options, pivot, orders, report, output)
+                code = 0
+            except BaseException:  # noqa: BLE001 - a child never returns into the parent's code
+                pass
+            finally:
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        return cls(pid, pivot, os.fdopen(down_w, "wb"), os.fdopen(up_r, "rb"), output)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):  # a child that is gone is found by `receive`
+            pickle.dump(message, self._to)
+            self._to.flush()
+
+    def receive(self) -> tuple[Any, ...] | None:
+        try:
+            return pickle.load(self._from)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return None
+
+    def output(self) -> IO[str]:
+        self._output.seek(0)
+        return io.TextIOWrapper(self._output, **_FILE_TEXT)
+
+    def reap(self) -> None:
+        """Stop the child if it still runs (we were interrupted), and wait for it."""
+        if self.pid is None:
+            return
+        for pipe in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self.pid = None
+        self._output.close()
+
+
+def _child_half(
+    database: Path,
+    busy_timeout: float,
+    options: Options,
+    pivot: str,
+    orders: IO[bytes],
+    report: IO[bytes],
+    output: IO[bytes],
+) -> None:
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, report, protocol=pickle.HIGHEST_PROTOCOL)
+        report.flush()
+
+    # -wal/-shm are the parent's to remove, once this process has let go of them.
+    keep = {"-wal": True, "-shm": True}
+    try:
+        store = SQLiteStore(
+            database, busy_timeout=busy_timeout, thread_range=(pivot, None), wal_existed=keep
+        )
+        with store:
+            threads: Iterator[ThreadSummary] = store.stream()
+            try:
+                first = list(itertools.islice(threads, 1))
+            except CannotSplit:
+                send(("refused",))
+                return
+            send(("shape", store.shape))
+            go = pickle.load(orders)
+            if go[0] != "go":
+                return
+            text = io.TextIOWrapper(output, **_FILE_TEXT)
+            writer = options.writer(text, go[1], opened=True)
+            writer.rows(itertools.chain(first, threads))
+            text.flush()
+            text.detach()
+            send(("done", writer.tally, store.take_notices()))
+    except StoreError as exc:
+        send(("error", str(exc)))
+
+
+def write_listing(
+    threads: Iterable[ThreadSummary], shape: tuple[int, int], options: Options
+) -> Tally:
+    """One process's listing, whole, to stdout."""
+    writer = options.writer(sys.stdout, shape)
+    writer.begin()
+    writer.rows(threads)
+    writer.end()
+    return writer.tally
