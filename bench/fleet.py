@@ -94,10 +94,20 @@ _MEASURE = (
 )
 
 
+#: The processes run as installed: Python caches compiled modules (pip compiles them on
+#: install), whatever this shell says (PYTHONDONTWRITEBYTECODE made every start-up
+#: compile our modules again, tens of milliseconds the floor's stdlib never paid).
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(command: list[str]) -> tuple[float, float]:
     """Wall seconds and peak memory (MiB) of one whole process (and any it forks)."""
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True
+        [sys.executable, "-c", _MEASURE, *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_ENV,
     ).stdout.split()
     code, wall, peak = int(out[0]), float(out[1]), int(out[2])
     if code != 0:
@@ -117,7 +127,7 @@ def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | Non
     verdict = "" if goal is None else f"  goal < {goal:g}x: {'met' if ratio < goal else 'MISSED'}"
     print(
         f"{label:<34} {wall_a:6.2f} s {mem_a:5.0f} MiB   floor {wall_b:6.2f} s {mem_b:5.0f} MiB"
-        f"   time {ratio:4.1f}x  memory {mem_a / mem_b:4.1f}x{verdict}"
+        f"   time {ratio:4.2f}x  memory {mem_a / mem_b:4.2f}x{verdict}"
     )
     return wall_a
 

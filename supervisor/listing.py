@@ -101,13 +101,15 @@ class ListingWriter:
     def rows(self, threads: Iterable[ThreadSummary]) -> None:
         batch: list[str] = []
         item = self._item if self.as_json else self._row
+        states, counts, corrupt = self.states, self.tally.counts, self.tally.corrupt
         for s in threads:
             state = s.state  # classified once
-            if self.states is not None and state.value not in self.states:
+            name = state.value
+            if states is not None and name not in states:
                 continue
-            if s.corrupt_row is not None:
-                self.tally.corrupt.append(s.corrupt_row)
-            self.tally.counts[state.value] += 1
+            if state is State.CORRUPT:
+                corrupt.append(s.corrupt_row)  # type: ignore[arg-type]
+            counts[name] += 1
             batch.append(item(s, state))
             self.tally.written += 1
             if len(batch) == 1000:  # one write per thousand rows, not per row

@@ -686,12 +686,15 @@ class SQLiteStore:
                     empty = self._threads_without_messages(small[0])
                     if runs:
                         self._mark_open_runs(empty)
+                    folded = (
+                        s for part in listed for s in self._fold_small(part, *small).values()
+                    )
                     with collector_paused():
-                        yield from heapq.merge(
-                            (s for part in listed for s in self._fold_small(part, *small).values()),
-                            self._fold_small(empty, *small).values(),
-                            key=_thread_id,
-                        )
+                        if empty:  # threads with no rows are merged in by id
+                            folded = heapq.merge(
+                                folded, self._fold_small(empty, *small).values(), key=_thread_id
+                            )
+                        yield from folded
                 except _NotPlain:
                     if self._range is not None:
                         raise CannotSplit from None
