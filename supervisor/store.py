@@ -686,9 +686,7 @@ class SQLiteStore:
                     empty = self._threads_without_messages(small[0])
                     if runs:
                         self._mark_open_runs(empty)
-                    folded = (
-                        s for part in listed for s in self._fold_small(part, *small).values()
-                    )
+                    folded = (s for part in listed for s in self._fold_small(part, *small).values())
                     with collector_paused():
                         if empty:  # threads with no rows are merged in by id
                             folded = heapq.merge(
