@@ -796,8 +796,12 @@ class SQLiteStore:
             ids.update(
                 _plain_id(t)
                 for (t,) in self._conn.execute(
+                    # The range in SQL for text ids (most of them are the other half's);
+                    # an odd id is named by `_plain_id` and ranged by that name below.
                     "SELECT thread_id FROM thread_extra WHERE thread_id NOT IN "
-                    "(SELECT thread_id FROM temp.listing)"
+                    "(SELECT thread_id FROM temp.listing) AND "
+                    f"(typeof(thread_id) != 'text' OR (1{self._range_sql}))",
+                    self._range_args,
                 )
             )
         if ids and pending:

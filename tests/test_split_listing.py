@@ -63,7 +63,7 @@ def run_list(
 @pytest.fixture
 def fleet_db(demo_db: Path) -> Path:
     """The demo's real crashes plus 800 interleaved threads in every state (enough rows
-    for a split point), a thread known only from `thread_extra`, an open run, a row of a
+    for a split point), a thread known only from `thread_extra` in each half, an open run, a row of a
     kind no one knows, a corrupt row and a pending request in the upper half."""
     rng = random.Random(3)
     rows = [(f"w{n:03d}", json.dumps(m)) for n in range(800) for m in script(rng, n)]
@@ -74,6 +74,7 @@ def fleet_db(demo_db: Path) -> Path:
     conn = sqlite3.connect(demo_db)
     with conn:
         conn.execute("INSERT INTO thread_extra (thread_id) VALUES ('w2-only-extra')")
+        conn.execute("INSERT INTO thread_extra (thread_id) VALUES ('w9-only-extra')")
         conn.execute("INSERT INTO runs (thread_id, run_id) VALUES ('w2-only-extra', 'r0')")
         conn.execute("INSERT INTO runs (thread_id, run_id) VALUES ('w003', 'r1')")
         conn.execute(
@@ -98,7 +99,8 @@ def test_a_split_listing_is_the_one_process_listing(fleet_db: Path, flags: list[
     # Both halves are in it, and what each folds in from the small tables.
     if flags == ["--json"]:
         by_id = {t["thread_id"]: t for t in json.loads(split.stdout)}
-        assert {"w000", "w799", "w2-only-extra"} <= set(by_id)
+        assert {"w000", "w799", "w2-only-extra", "w9-only-extra"} <= set(by_id)
+        assert by_id["w9-only-extra"]["state"] == "empty"
         assert by_id["w611"]["state"] == "running"
         assert by_id["w2-only-extra"]["run_open"] and by_id["w003"]["run_open"]
         assert by_id["w650"]["state"] == "corrupt" and by_id["w107"]["state"] == "corrupt"
