@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.leases import acquire, leases_dir
+from supervisor.store import SQLiteStore
 from tests.conftest import ROOT, insert_rows
 from tests.test_listing_scale import script, user
 
@@ -165,3 +166,37 @@ def test_a_reader_that_stops_early_stops_both_processes(fleet_db: Path) -> None:
     assert "Traceback" not in piped.stderr and "Error" not in piped.stderr
     left = subprocess.run(["pgrep", "-f", str(fleet_db)], capture_output=True, text=True)
     assert left.stdout == ""  # the second process was stopped and reaped, not left running
+
+
+def test_the_split_point_divides_the_rows_about_in_half(fleet_db: Path) -> None:
+    store = SQLiteStore(fleet_db)
+    try:
+        pivot = store.split_point()
+    finally:
+        store.close()
+    assert pivot is not None
+    conn = sqlite3.connect(fleet_db)
+    below, total = conn.execute(
+        "SELECT sum(thread_id < ?), count(*) FROM messages", (pivot,)
+    ).fetchone()
+    # A thread id not UTF-8 in the sample: no split point (the whole listing reads it).
+    conn.execute(
+        "UPDATE messages SET thread_id = CAST(X'77ff' AS TEXT) WHERE id = "
+        "(SELECT max(id) FROM messages)"
+    )
+    conn.commit()
+    conn.close()
+    assert 0.4 < below / total < 0.6
+    store = SQLiteStore(fleet_db)
+    try:
+        assert store.split_point() is None
+    finally:
+        store.close()
+
+
+def test_a_small_database_has_no_split_point(demo_db: Path) -> None:
+    store = SQLiteStore(demo_db)  # a few hundred rows: fewer than the sample
+    try:
+        assert store.split_point() is None
+    finally:
+        store.close()
