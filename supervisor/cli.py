@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -415,8 +415,12 @@ def _add_jobs_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _print_notices(store: Store) -> None:
-    for notice in store.take_notices():
-        print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
+    _say_notes(store.take_notices())
+
+
+def _say_notes(notes: Iterable[str]) -> None:
+    for note in notes:
+        print(f"agent-supervisor: note: {one_line(note, 300)}", file=sys.stderr)
 
 
 def _open(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
@@ -435,13 +439,6 @@ def _open(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
 BIG_DATABASE_ROWS = 200_000
 
 
-def _suggest_index(store: Store) -> None:
-    """A note when a big database lacks the index its backend would use."""
-    hint = store.index_hint(BIG_DATABASE_ROWS)
-    if hint:
-        print(f"agent-supervisor: note: {hint}", file=sys.stderr)
-
-
 def _warn_corrupt(rows: list[int]) -> None:
     if rows:
         shown = ", ".join(str(r) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
@@ -456,27 +453,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     options = listing.Options(
         as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
     )
+    outcome = None
     if not args.check and not is_dsn(args.db):
-        split = listing.list_split(
+        outcome = listing.list_split(
             args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS
         )
-        if split is not None:
-            for notice in split.notices:
-                print(f"agent-supervisor: note: {one_line(notice, 300)}", file=sys.stderr)
-            _warn_corrupt(split.corrupt)
-            if split.index_hint:
-                print(f"agent-supervisor: note: {split.index_hint}", file=sys.stderr)
-            return EXIT_OK
+    if outcome is None:
+        outcome = _list_in_one_process(args, options)
+    _say_notes(outcome.notices)
+    _warn_corrupt(outcome.corrupt)
+    if outcome.index_hint:  # a big database without the index its backend would use
+        print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
     store = backends.store(args.db, busy_timeout=args.busy_timeout)
     try:
         threads, shape = _listing(store, args.check)
         tally = listing.write_listing(threads, shape, options)
-        _print_notices(store)
-        _warn_corrupt(tally.corrupt)
-        _suggest_index(store)
+        return listing.Outcome(
+            store.take_notices(), tally.corrupt, store.index_hint(BIG_DATABASE_ROWS)
+        )
     finally:
         store.close()
-    return EXIT_OK
 
 
 def _listing(store: Store, check: bool) -> tuple[Iterator[ThreadSummary], tuple[int, int]]:
