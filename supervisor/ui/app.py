@@ -38,7 +38,7 @@ from supervisor.states import (
     State,
     ThreadSummary,
 )
-from supervisor.store import Store, StoreError, Transcript
+from supervisor.store import Store, StoreError, Transcript, collector_paused
 from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
@@ -244,7 +244,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._reading = message.provisional
         if message.full:
             changed = message.summaries
-            table.replace_all(changed)
+            with collector_paused():  # 100,000 new sort keys: its passes would walk them all
+                table.replace_all(changed)
         else:
             # Unchanged summaries stay as they are: their cached rows stay valid.
             changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}

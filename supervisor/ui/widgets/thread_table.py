@@ -184,10 +184,8 @@ class ThreadTable(ScrollView, can_focus=True):
         return needle in thread_hint(self.summaries[thread_id], 200, state=state).lower()
 
     def _key(self, thread_id: str, state: State) -> tuple[Any, ...]:
-        s = self.summaries[thread_id]
-        if state is State.RUNNING and not s.running:  # run here: the store does not know yet
-            s = ThreadSummary(thread_id, last_activity=s.last_activity, running=True)
-        return order_key(self.order, s)
+        # The shown state: a run here counts before the store knows of it.
+        return order_key(self.order, self.summaries[thread_id], state)
 
     # -- changing them -------------------------------------------------------
 
