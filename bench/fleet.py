@@ -145,8 +145,7 @@ def database(threads: int) -> Path:
 
 
 def summary_line(term) -> str:  # a write_load.Terminal
-    with term._lock:
-        return term.screen.display[0]
+    return term.row(0)
 
 
 def app_figures(db: Path, threads: int, list_seconds: float, holds: int) -> None:
@@ -154,7 +153,7 @@ def app_figures(db: Path, threads: int, list_seconds: float, holds: int) -> None
 
     term = Terminal(db)
     try:
-        first = term.wait_for(lambda: "thread-" in "".join(term.screen.display[3:6]), 300)
+        first = term.wait_for(lambda: any("thread-" in term.row(y) for y in (3, 4, 5)), 300)
         whole = term.wait_for(
             lambda: (
                 f"{threads} threads  ·  " in summary_line(term)

@@ -89,6 +89,14 @@ class Terminal:
             with self._lock:
                 self._stream.feed(data)
 
+    def row(self, y: int) -> str:
+        """One row as drawn now. Polled every millisecond: `screen.display` renders
+        all 40 rows, and polling it took the measuring process half a core, which
+        it took from the app it measures (two cores)."""
+        with self._lock:
+            line = self.screen.buffer[y]
+            return "".join(line[x].data for x in range(COLUMNS))
+
     def title(self) -> str | None:
         """The thread named in the detail title, as drawn now.
 
@@ -98,8 +106,8 @@ class Terminal:
         """
         with self._lock:
             if self._title_row is not None:
-                row = self.screen.buffer[self._title_row]
-                found = TITLE.search("".join(row[x].data for x in range(COLUMNS)))
+                line = self.screen.buffer[self._title_row]
+                found = TITLE.search("".join(line[x].data for x in range(COLUMNS)))
                 if found:
                     return found.group(1)
             lines = list(self.screen.display)
