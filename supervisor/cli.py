@@ -27,6 +27,7 @@ from supervisor.agents import (
     load_agent,
 )
 from supervisor.backends import lease_board, open_store
+from supervisor.first_read import FirstRead
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import holder_text
@@ -1153,7 +1154,17 @@ def cmd_app(args: argparse.Namespace) -> int:
 
             print(f"creating the demo database at {args.db} …", file=sys.stderr)
             build_demo_db(Path(args.db))
-    store = backends.store(args.db, busy_timeout=args.busy_timeout)
+    # A big file's first listing is read by two forked processes, started before
+    # the store opens and before anything starts a thread (`supervisor.first_read`).
+    first_read = None if is_dsn(args.db) else FirstRead.start(args.db, args.busy_timeout)
+    try:
+        store = backends.store(args.db, busy_timeout=args.busy_timeout)
+    except BaseException:
+        if first_read is not None:
+            first_read.cancel()
+        raise
+    if first_read is not None:
+        store.read_first_from(first_read)
     if hasattr(store, "preview_soon"):
         store.preview_soon()
     try:

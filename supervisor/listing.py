@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from supervisor.report import thread_hint, thread_json
+from supervisor.split import worth_splitting
 from supervisor.states import State, ThreadSummary
 from supervisor.store import CannotSplit, SQLiteStore, StoreError, check_database_path
 from supervisor.text import one_line, relative_time
 
 #: The thread column is cut to this width.
 ID_WIDTH = 36
-#: A file smaller than this is listed by one process: forking would cost what it saves.
-SPLIT_ABOVE_BYTES = 32 << 20
 #: How the child's lines travel through its file: any `str` Python holds round-trips.
 _FILE_TEXT = {"encoding": "utf-8", "errors": "surrogatepass"}
 
@@ -185,10 +184,8 @@ def list_split(
 
     `index_above`: the row count past which a missing thread index is worth a hint.
     """
-    if not hasattr(os, "fork") or _cores() < 2:
-        return None
     database = check_database_path(path)
-    if database.stat().st_size < SPLIT_ABOVE_BYTES:
+    if not worth_splitting(database):
         return None
     wal = {s: Path(f"{database}{s}").exists() for s in ("-wal", "-shm")}
     with SQLiteStore(database, busy_timeout=busy_timeout, wal_existed=wal) as probe:
@@ -243,11 +240,6 @@ def _list_halves(
                 raise StoreError(f"{store.path}: the listing's second process died") from None
     writer.end()
     return Outcome(notices, writer.tally.corrupt, store.index_hint(index_above))
-
-
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 class _Child:

@@ -381,6 +381,8 @@ class SQLiteStore:
         #: (Longest thread id, most messages) of what `stream` hands out, once it has begun.
         self.shape = (0, 0)
         self._streams: list[Generator[ThreadSummary, None, None]] = []
+        #: The forked readers of a split first read (`read_first_from`), until it is taken.
+        self._first_read: Any = None
         #: (child pid, pipe, rows) of a preview `preview_soon` started.
         self._early_preview: tuple[int, int, int] | None = None
         #: Held while summaries change: `check_rows` runs on another thread.
@@ -513,18 +515,22 @@ class SQLiteStore:
             self._conn.execute("BEGIN")
             try:
                 first = self._cursor == 0
+                runs_read = False  # each thread's newest run is known already
                 if first and self._only is not None:
                     touched = self._read_only(self._only)
+                elif first and (halves := self._take_halves()) is not None:
+                    touched = self._read_since()  # the rows after theirs
+                    runs_read = True
                 elif first:
                     touched = self._read_all()  # tails included
                 else:
-                    touched = self._read_new_messages()
-                    broken = self._fill_tails(touched)
-                    if broken:
-                        self._refold(broken)
+                    touched = self._read_since()
                 touched |= self._read_new_extra()
                 touched |= self._read_pending_requests()
-                touched |= self._read_open_runs(touched, everything=first)
+                if runs_read:  # only what changed since the readers looked, as a refresh
+                    touched |= self._read_open_runs(touched, everything=False) | halves
+                else:
+                    touched |= self._read_open_runs(touched, everything=first)
                 touched |= self._read_leases()
             finally:
                 self._conn.execute("COMMIT")
@@ -532,6 +538,33 @@ class SQLiteStore:
             touched |= fold_attempts(self._threads, self._attempted, found)
             self._attempted = set(found)
         return touched
+
+    def _read_since(self) -> set[str]:
+        """The rows after the cursor folded on, tails and all; returns their threads."""
+        touched = self._read_new_messages()
+        broken = self._fill_tails(touched)
+        if broken:
+            self._refold(broken)
+        return touched
+
+    def _take_halves(self) -> set[str] | None:
+        """The split first read's listing (`read_first_from`), its halves merged in the
+        order the one-process listing has (by each thread's first row); None if the
+        readers failed or were not started."""
+        first_read, self._first_read = self._first_read, None
+        halves = None if first_read is None else first_read.collect()
+        if halves is None:
+            return None
+        with collector_paused():
+            merged = heapq.merge(*(zip(h.firsts, h.threads.values(), strict=True) for h in halves))
+            self._threads = {s.thread_id: s for _, s in merged}
+        for half in halves:
+            self._parsed_assistant.update(half.parsed)
+            self._open_runs |= half.open_runs
+        self._cursor = self._unchecked_through = first_read.top
+        # Runs rows after the earlier of the two readers' looks are read again.
+        self._runs_cursor = min(half.runs_cursor for half in halves)
+        return set(self._threads)
 
     def check_rows(self) -> set[str]:
         """Validate the JSON of every row the first listing took on trust; returns corrupt threads.
@@ -707,6 +740,44 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
         yield from self._kept_sorted()
+
+    def newest_row(self) -> int | None:
+        """The highest message id in the file now (None: no messages)."""
+        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        return top if isinstance(top, int) else None
+
+    def first_read_half(self, top: int) -> KeptHalf:
+        """This store's range of the first listing, up to row `top`: what one forked reader
+        of a split first read hands back (`supervisor.first_read`). Raises `CannotSplit`
+        on thread ids only the whole listing can name."""
+        if self._range is None or self._cursor:
+            raise CannotSplit
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                if self._aggregate("first", top) is None:
+                    return KeptHalf({}, [], {})
+                rows = self._conn.execute("SELECT first FROM temp.listing ORDER BY rowid")
+                firsts = [f for (f,) in rows]
+                with collector_paused():
+                    for _ in self._listed(top, chunk=None):
+                        pass
+                self._read_open_runs(set(), everything=True)
+            except _NotPlain:
+                raise CannotSplit from None
+            finally:
+                self._conn.execute("DROP TABLE IF EXISTS temp.listing")
+                self._conn.execute("COMMIT")
+        return KeptHalf(
+            self._threads, firsts, self._parsed_assistant, self._open_runs, self._runs_cursor
+        )
+
+    def read_first_from(self, halves: Any) -> None:
+        """Take the first refresh's listing from forked readers started before this store
+        opened (`supervisor.first_read.FirstRead`); if they fail, read it here as usual.
+        `-wal`/`-shm` are ours to remove if they were not there before the readers."""
+        self._first_read = halves
+        self._wal_existed = halves.wal_existed
 
     def split_point(self, sample: int = 2049) -> str | None:
         """A thread id that about half the rows sort before: where a listing split between
@@ -905,6 +976,9 @@ class SQLiteStore:
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(reading)
+        if self._first_read is not None:  # never taken: stop its readers
+            self._first_read.cancel()
+            self._first_read = None
         for stream in self._streams:
             stream.close()  # an unfinished `stream` lets go of its read transaction first
         self._streams.clear()
@@ -966,13 +1040,15 @@ class SQLiteStore:
         finally:
             self._conn.execute("DROP TABLE IF EXISTS temp.listing")
 
-    def _aggregate(self, order: str) -> int | None:
+    def _aggregate(self, order: str, top: int | None = None) -> int | None:
         """`temp.listing`, its rows in `order` ("first" row or "thread_id"); the top row id.
 
-        None for a database without messages.
+        None for a database without messages. `top`: read the rows up to it
+        (a split first read's halves read the same rows), else up to the newest.
         """
         conn = self._conn
-        (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+        if top is None:
+            top = self.newest_row()
         if top is None:
             return None
         bottom = 0 if self._newest is None else max(0, top - self._newest)
@@ -1162,7 +1238,7 @@ class SQLiteStore:
         parses a whole message here. (Splitting the range across threads
         was measured slower: the GIL serialises building the rows.)
         """
-        (top,) = self._conn.execute("SELECT max(id) FROM messages").fetchone()
+        top = self.newest_row()
         if top is None or top <= self._cursor:
             return set()
         before = self._cursor
@@ -1436,7 +1512,11 @@ class SQLiteStore:
         ).fetchone()
         partial = self._only is not None or self._newest is not None
         if everything and not partial:
-            rows = self._conn.execute(latest + "(SELECT max(rowid) FROM runs GROUP BY thread_id)")
+            ranged = f"WHERE 1{self._range_sql}"  # a split first read's half: its threads
+            rows = self._conn.execute(
+                latest + f"(SELECT max(rowid) FROM runs {ranged} GROUP BY thread_id)",
+                self._range_args,
+            )
         else:
             wanted = set(touched)
             if time.monotonic() - self._runs_swept_at >= RUN_SWEEP_SECONDS:
@@ -1567,6 +1647,19 @@ def _thread_id(s: ThreadSummary) -> str:
     return s.thread_id
 
 
+@dataclass
+class KeptHalf:
+    """One range of a split first listing: its summaries in the order of their first
+    rows (`firsts`, one per summary), which assistant row each has parsed, the
+    recently written ones with an open run, and the last `runs` row read."""
+
+    threads: dict[str, ThreadSummary]
+    firsts: list[int]
+    parsed: dict[str, int]
+    open_runs: set[str] = field(default_factory=set)
+    runs_cursor: int = 0
+
+
 class CannotSplit(Exception):
     """A ranged `stream` found what only the whole kept listing reads (odd thread ids)."""
 
@@ -1597,6 +1690,8 @@ def _quote(name: str) -> str:
 
 def _plain_id(thread_id: Any) -> str:
     """A thread id from a side table, named as the listing names odd ones."""
+    if type(thread_id) is str:  # nearly all: a side table read whole has 100,000
+        return thread_id
     return _odd_thread_id((0, thread_id, None, None, None))[1]
 
 

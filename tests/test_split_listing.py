@@ -27,9 +27,9 @@ from tests.test_listing_scale import script, user
 DRIVER = """
 import os, signal, sys, time
 time.time = lambda: 1_900_000_000.0
-from supervisor import cli, listing
+from supervisor import cli, listing, split as splitting
 mode, args = sys.argv[1], sys.argv[2:]
-listing.SPLIT_ABOVE_BYTES = 1 << 62 if mode == "whole" else 0
+splitting.SPLIT_ABOVE_BYTES = 1 << 62 if mode == "whole" else 0
 parent = os.getpid()
 if mode == "child-dies":
     rows = listing.ListingWriter.rows
