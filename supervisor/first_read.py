@@ -59,6 +59,7 @@ class FirstRead:
         #: Whether `-wal`/`-shm` were there before anything of ours opened the file.
         self.wal_existed = wal_existed
         self._readers: list[tuple[int, IO[bytes]]] = readers
+        self._stopped = False
 
     @classmethod
     def start(cls, path: str | os.PathLike[str], busy_timeout: float) -> FirstRead | None:
@@ -80,13 +81,24 @@ class FirstRead:
         return cls(top, wal, [_fork(database, busy_timeout, r, top) for r in ranges])
 
     def collect(self) -> list[KeptHalf] | None:
-        """Both halves, in thread-id order of their ranges; None if a reader failed."""
+        """Both halves, in thread-id order of their ranges; None if a reader failed.
+        Raises `StoreError` if `stop` was called meanwhile (the app is closing)."""
         try:
             with collector_paused():
                 halves = [_receive(pipe) for _, pipe in self._readers]
         finally:
             self.cancel()
+        if self._stopped:
+            raise StoreError("the database was closed while it was being read")
         return None if any(h is None for h in halves) else halves  # type: ignore[misc]
+
+    def stop(self) -> None:
+        """Kill the readers from another thread, so a `collect` under way ends at once
+        (the app quitting mid-read need not wait for the read)."""
+        self._stopped = True
+        for pid, _ in list(self._readers):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def cancel(self) -> None:
         """Stop the readers if they still run (the app quit first), and wait for them."""

@@ -551,8 +551,13 @@ class SQLiteStore:
         """The split first read's listing (`read_first_from`), its halves merged in the
         order the one-process listing has (by each thread's first row); None if the
         readers failed or were not started."""
-        first_read, self._first_read = self._first_read, None
-        halves = None if first_read is None else first_read.collect()
+        first_read = self._first_read
+        if first_read is None:
+            return None
+        try:
+            halves = first_read.collect()  # `stop_first_read` may end it from another thread
+        finally:
+            self._first_read = None
         if halves is None:
             return None
         with collector_paused():
@@ -771,6 +776,14 @@ class SQLiteStore:
         return KeptHalf(
             self._threads, firsts, self._parsed_assistant, self._open_runs, self._runs_cursor
         )
+
+    def stop_first_read(self) -> None:
+        """Stop a split first read's readers without waiting for the store's lock: the
+        refresh collecting them holds it, and ends at once (`StoreError`) instead of
+        after the read. For an app closing mid-read."""
+        first_read = self._first_read
+        if first_read is not None:
+            first_read.stop()
 
     def read_first_from(self, halves: Any) -> None:
         """Take the first refresh's listing from forked readers started before this store

@@ -81,6 +81,21 @@ if mode == "closed-unread":
         except ProcessLookupError:
             pass
     sys.exit(0)
+if mode == "stopped":  # the app quitting mid-read, from another thread than the refresh's
+    store.stop_first_read()
+    try:
+        store.refresh()
+    except Exception as exc:
+        print(type(exc).__name__, exc, file=sys.stderr)
+    print("read", len(store.threads()), file=sys.stderr)
+    store.close()
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            print("reader left running", file=sys.stderr)
+        except ProcessLookupError:
+            pass
+    sys.exit(0)
 store.refresh()
 before = state(store)
 written(json.loads(sys.argv[4] if len(sys.argv) > 4 else "[]"))
@@ -214,3 +229,13 @@ def test_a_small_file_or_a_bad_path_starts_no_reader(tmp_path: Path, demo_db: Pa
     assert FirstRead.start(demo_db, 5.0) is None  # under the size threshold
     assert FirstRead.start(tmp_path / "missing.db", 5.0) is None  # the store says why
     assert sorted(os.listdir(tmp_path)) == there  # nothing created
+
+
+def test_stopping_the_readers_ends_the_first_refresh_without_reading_it_here(
+    fleet_db: Path,  # noqa: F811
+) -> None:
+    done = read_as_app("stopped", fleet_db)
+    assert done.stderr.splitlines() == [
+        "StoreError the database was closed while it was being read",
+        "read 0",  # no fallback to a whole read in this process: the app is closing
+    ]

@@ -158,6 +158,9 @@ class DatabaseReading:
 
     def _close_store(self) -> None:
         """Wait for a worker's query in flight; a connection closed under it crashes."""
+        stop = getattr(self.store, "stop_first_read", None)
+        if stop is not None:  # a first read by forked readers ends now, not when they finish
+            stop()
         with self._store_lock:
             self._store_closed = True
             self.store.close()
