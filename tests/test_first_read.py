@@ -55,6 +55,14 @@ def state(store):
         "open_runs": sorted(store._open_runs),
     }
 
+def say_if_left_running(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            print("reader left running", file=sys.stderr)
+        except ProcessLookupError:
+            pass
+
 took = []
 take = SQLiteStore._take_halves
 def taking(self):
@@ -74,12 +82,7 @@ if first is not None:
     store.read_first_from(first)
 if mode == "closed-unread":
     store.close()
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            print("reader left running", file=sys.stderr)
-        except ProcessLookupError:
-            pass
+    say_if_left_running(pids)
     sys.exit(0)
 if mode == "stopped":  # the app quitting mid-read, from another thread than the refresh's
     store.stop_first_read()
@@ -89,12 +92,7 @@ if mode == "stopped":  # the app quitting mid-read, from another thread than the
         print(type(exc).__name__, exc, file=sys.stderr)
     print("read", len(store.threads()), file=sys.stderr)
     store.close()
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            print("reader left running", file=sys.stderr)
-        except ProcessLookupError:
-            pass
+    say_if_left_running(pids)
     sys.exit(0)
 store.refresh()
 before = state(store)
