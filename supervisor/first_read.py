@@ -43,7 +43,7 @@ from supervisor.store import (
 )
 
 #: How much lower the readers' priority is than the app's (see `os.nice`).
-NICENESS = 5
+NICENESS = 10
 #: Summaries per pickled chunk: each loads in a few milliseconds.
 CHUNK = 2_000
 
