@@ -32,7 +32,7 @@ import signal
 from pathlib import Path
 from typing import IO
 
-from supervisor.split import worth_splitting
+from supervisor.split import fork_child, worth_splitting
 from supervisor.states import ThreadSummary, summary_fields
 from supervisor.store import (
     KeptHalf,
@@ -115,20 +115,15 @@ def _fork(
     database: Path, busy_timeout: float, thread_range: tuple[str | None, str | None], top: int
 ) -> tuple[int, IO[bytes]]:
     reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the reader: read, hand over, and leave without running any cleanup
-        code = 1
-        try:
-            os.close(reading)
-            os.nice(NICENESS)
-            gc.disable()  # a short life: its summaries form no cycles
-            with os.fdopen(writing, "wb") as out:
-                _read_half(database, busy_timeout, thread_range, top, out)
-            code = 0
-        except BaseException:  # noqa: BLE001 - a reader never returns into the app's code
-            pass
-        finally:
-            os._exit(code)
+
+    def reader() -> None:  # read, hand over
+        os.close(reading)
+        os.nice(NICENESS)
+        gc.disable()  # a short life: its summaries form no cycles
+        with os.fdopen(writing, "wb") as out:
+            _read_half(database, busy_timeout, thread_range, top, out)
+
+    pid = fork_child(reader)
     os.close(writing)
     return pid, os.fdopen(reading, "rb")
 

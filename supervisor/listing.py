@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from supervisor.report import thread_hint, thread_json
-from supervisor.split import worth_splitting
+from supervisor.split import fork_child, worth_splitting
 from supervisor.states import State, ThreadSummary
 from supervisor.store import CannotSplit, SQLiteStore, StoreError, check_database_path
 from supervisor.text import one_line, relative_time
@@ -264,19 +264,14 @@ class _Child:
         output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `reap`
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: list, report, and leave without running any cleanup
-            code = 1
-            try:
-                os.close(down_w)
-                os.close(up_r)
-                with os.fdopen(down_r, "rb") as orders, os.fdopen(up_w, "wb") as report:
-                    _child_half(database, busy_timeout, options, pivot, orders, report, output)
-                code = 0
-            except BaseException:  # noqa: BLE001 - a child never returns into the parent's code
-                pass
-            finally:
-                os._exit(code)
+
+        def child() -> None:  # list, report
+            os.close(down_w)
+            os.close(up_r)
+            with os.fdopen(down_r, "rb") as orders, os.fdopen(up_w, "wb") as report:
+                _child_half(database, busy_timeout, options, pivot, orders, report, output)
+
+        pid = fork_child(child)
         os.close(down_r)
         os.close(up_w)
         return cls(pid, pivot, os.fdopen(down_w, "wb"), os.fdopen(up_r, "rb"), output)

@@ -10,6 +10,7 @@ divide a big file's threads at a thread id about half the rows sort before
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 #: A file smaller than this is read by one process: forking would cost what it saves.
@@ -19,6 +20,23 @@ SPLIT_ABOVE_BYTES = 32 << 20
 def worth_splitting(database: Path) -> bool:
     """A big file, on a machine with a second core to give it, where processes fork."""
     return hasattr(os, "fork") and cores() >= 2 and database.stat().st_size >= SPLIT_ABOVE_BYTES
+
+
+def fork_child(child: Callable[[], None]) -> int:
+    """Run `child()` in a forked process and return its pid. The child leaves by
+    `os._exit` (0 if `child` returned, 1 if it raised): it never returns into the
+    parent's code or runs the parent's cleanup (its stores, its temporary files)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child()
+            code = 0
+        except BaseException:  # noqa: BLE001, S110 - the exit code is the child's whole report
+            pass
+        finally:
+            os._exit(code)
+    return pid
 
 
 def cores() -> int:
