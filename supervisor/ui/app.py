@@ -169,6 +169,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
+        self.watch(self.table, "highlighted", self._select, init=False)
         self._show_early_preview()
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
@@ -317,7 +318,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             auto_resume=self.auto_resume,
             watchers=[holder_text(w) for w in others],
         )
-        self.query_one("#summary", Static).update(header)
+        self.query_one("#summary", Static).update(header, layout=False)  # one line, always
 
     @while_mounted
     def _tick_ages(self) -> None:
@@ -328,10 +329,6 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     def _tick_running(self) -> None:
         if self.running_since:
             self.table.refresh()  # "running 1m02s" counts up
-
-    @on(ThreadTable.Highlighted)
-    def _row_highlighted(self, event: ThreadTable.Highlighted) -> None:
-        self._select(event.thread_id)
 
     @on(ThreadTable.Chosen)
     def _row_selected(self, _event: ThreadTable.Chosen) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, RichLog, TabbedContent
+from rich.text import Text
+from textual.widgets import DataTable, RichLog, Static, TabbedContent
 
 from tests.ui.conftest import select, settle
 
@@ -24,6 +25,50 @@ async def test_number_keys_switch_tabs_and_enter_moves_focus(app_factory) -> Non
         assert pilot.app.selected == below
         await pilot.press("k")
         assert pilot.app.selected == "job-02"
+
+
+async def test_the_title_names_the_cursors_thread_in_the_turn_that_moved_it(app_factory) -> None:
+    """No message in between: the row and the title are drawn in one frame (held `j`
+    would otherwise wait two frames a key)."""
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        app = pilot.app
+        table = app.table
+        for _ in range(3):
+            table.move_cursor(table.cursor + 1)  # no await: nothing may be left to a message
+            assert app.selected == table.current_thread
+            title = str(app.query_one("#detail-title", Static).render())
+            assert title.startswith(table.current_thread)
+
+
+async def test_a_notice_of_the_same_height_is_drawn_without_a_new_layout(app_factory) -> None:
+    """A layout redraws the whole screen: held `j` over threads with notices must not
+    ask for one a key, only when the notice box changes height."""
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        detail = pilot.app._detail
+        box = detail.query_one("#detail-request", Static)
+        layouts: list[bool] = []
+        refresh = box.refresh
+
+        def spy(*regions, **options):
+            layouts.append(bool(options.get("layout")))
+            return refresh(*regions, **options)
+
+        box.refresh = spy
+        detail.show_title("a", Text("crashed mid-tool: one line"))
+        await pilot.pause()
+        layouts.clear()
+        detail.show_title("b", Text("crashed mid-tool: another line"))
+        assert layouts == [False]  # same height: a repaint of the box alone
+        detail.show_title("c", Text("crashed mid-tool: another line"))
+        assert layouts == [False]  # the same notice: nothing at all
+        detail.show_title("d", Text("a much longer notice " * 40))
+        assert True in layouts[1:]  # taller: the screen is laid out again
+        await pilot.pause()
+        assert str(box.render()).startswith("a much longer notice")
+        detail.show_title("e", None)
+        assert not box.has_class("visible")
 
 
 async def test_transcript_and_markers_tabs_show_the_thread(app_factory) -> None:

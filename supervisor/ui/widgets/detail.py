@@ -72,6 +72,9 @@ class DetailPane(Vertical):
         self.streaming: dict[str, str] = {}
         self.transcript: Transcript | None = None
         self.markers: list[Marker] = []
+        #: The notice shown above the tabs, and its height when drawn.
+        self._notice: Text | None = None
+        self._notice_lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-title")
@@ -97,10 +100,23 @@ class DetailPane(Vertical):
     def show_title(self, title: Text | str, notice: Text | None) -> None:
         """The title line, and what needs saying above the tabs (or nothing)."""
         self.query_one("#detail-title", Static).update(title, layout=False)
+        self._show_notice(notice)
+
+    def _show_notice(self, notice: Text | None) -> None:
+        """A new layout only when the box changes height: held `j` passes a notice on
+        every thread, and a layout redraws the whole screen (tens of ms a key)."""
+        if notice == self._notice:
+            return
         box = self.query_one("#detail-request", Static)
         box.set_class(notice is not None, "visible")
-        if notice is not None:
-            box.update(notice)
+        self._notice = notice
+        if notice is None:
+            self._notice_lines = 0
+            return
+        width = box.content_size.width
+        lines = len(notice.wrap(self.app.console, width)) if width > 0 else -1
+        box.update(notice, layout=lines != self._notice_lines or lines < 0)
+        self._notice_lines = lines
 
     # -- events ------------------------------------------------------------------
 

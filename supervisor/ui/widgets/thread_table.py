@@ -11,8 +11,8 @@ age tick is a repaint.
 
 The table owns summaries, marks, what runs here, the filter, the order and
 the row cache; it tells the app which thread the cursor is on
-(`Highlighted`), which one was chosen (`Chosen`) and which header was
-clicked (`HeaderClicked`).
+(`highlighted`, a variable the app watches), which one was chosen (`Chosen`)
+and which header was clicked (`HeaderClicked`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
-from textual.reactive import reactive
+from textual.reactive import reactive, var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -94,13 +94,6 @@ class ThreadTable(ScrollView, can_focus=True):
         Binding("enter", "choose", "Choose", show=False),
     ]
 
-    class Highlighted(Message):
-        """The cursor is on another thread (or on none: the list is empty)."""
-
-        def __init__(self, thread_id: str | None) -> None:
-            super().__init__()
-            self.thread_id = thread_id
-
     class Chosen(Message):
         """Enter, or a click on a row."""
 
@@ -116,6 +109,11 @@ class ThreadTable(ScrollView, can_focus=True):
             self.order = order
 
     cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
+    #: The thread the cursor is on (None: the list is empty). A variable the app
+    #: watches rather than a message: its watcher runs in the same turn as the key,
+    #: so the row and the detail title that names it are drawn in one frame (a
+    #: message arrives a frame later: two frames a key, twice the wait on `j`).
+    highlighted: var[str | None] = var(None, init=False)
 
     def __init__(self, clock: Callable[[], float], palette: Palette, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -137,7 +135,6 @@ class ThreadTable(ScrollView, can_focus=True):
         self._states: dict[str, State] = {}
         self._cells: dict[str, tuple[tuple[Any, ...], tuple[Text, ...]]] = {}
         self._id_width = ID_WIDTH[0]
-        self._highlighted: str | None = None
         #: Drawn rows by (thread, is cursor, width): a held key redraws two rows,
         #: each a dictionary lookup. Dropped with the row's cells, the styles, the theme.
         self._strips: dict[tuple[str, bool, int], Strip] = {}
@@ -316,10 +313,7 @@ class ThreadTable(ScrollView, can_focus=True):
         else:  # only the two rows whose cursor look changed are drawn again
             self.refresh_line(old + 1)
             self.refresh_line(index + 1)
-        thread_id = self.thread_at(index)
-        if thread_id != self._highlighted:
-            self._highlighted = thread_id
-            self.post_message(self.Highlighted(thread_id))
+        self.highlighted = self.thread_at(index)
 
     def move_cursor(self, row: int) -> None:
         if self._sorted:
