@@ -32,6 +32,7 @@ import signal
 from pathlib import Path
 from typing import IO
 
+from supervisor import collector
 from supervisor.split import fork_child, worth_splitting
 from supervisor.states import ThreadSummary, summary_fields
 from supervisor.store import (
@@ -39,7 +40,6 @@ from supervisor.store import (
     SQLiteStore,
     StoreError,
     check_database_path,
-    collector_paused,
 )
 
 #: How much lower the readers' priority is than the app's (see `os.nice`).
@@ -84,7 +84,7 @@ class FirstRead:
         """Both halves, in thread-id order of their ranges; None if a reader failed.
         Raises `StoreError` if `stop` was called meanwhile (the app is closing)."""
         try:
-            with collector_paused():
+            with collector.paused():
                 halves = [_receive(pipe) for _, pipe in self._readers]
         finally:
             self.cancel()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import heapq
 import json
 import os
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from supervisor import collector
 from supervisor.attempts import Attempt, FileAttempts
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
@@ -560,7 +560,7 @@ class SQLiteStore:
             self._first_read = None
         if halves is None:
             return None
-        with collector_paused():
+        with collector.paused():
             merged = heapq.merge(*(zip(h.firsts, h.threads.values(), strict=True) for h in halves))
             self._threads = {s.thread_id: s for _, s in merged}
         for half in halves:
@@ -725,7 +725,7 @@ class SQLiteStore:
                     if runs:
                         self._mark_open_runs(empty)
                     folded = (s for part in listed for s in self._fold_small(part, *small).values())
-                    with collector_paused():
+                    with collector.paused():
                         if empty:  # threads with no rows are merged in by id
                             folded = heapq.merge(
                                 folded, self._fold_small(empty, *small).values(), key=_thread_id
@@ -764,7 +764,7 @@ class SQLiteStore:
                     return KeptHalf({}, [], {})
                 rows = self._conn.execute("SELECT first FROM temp.listing ORDER BY rowid")
                 firsts = [f for (f,) in rows]
-                with collector_paused():
+                with collector.paused():
                     for _ in self._listed(top, chunk=None):
                         pass
                 self._read_open_runs(set(), everything=True)
@@ -1037,7 +1037,7 @@ class SQLiteStore:
         if top is None:
             return set()
         try:
-            with collector_paused():
+            with collector.paused():
                 for _ in self._listed(top, chunk=None):
                     pass
             return set(self._threads)
@@ -1679,22 +1679,6 @@ class CannotSplit(Exception):
 
 class _NotPlain(Exception):
     """A thread id the fast listing cannot name (not text, or not UTF-8): take the exact path."""
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic collector while a listing builds 100,000 summaries.
-
-    They form no cycles, yet each full collection walks every one of them:
-    a quarter of a second of a 100,000-thread listing.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _quote(name: str) -> str:

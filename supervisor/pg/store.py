@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from supervisor import collector
 from supervisor.attempts import Attempt
 from supervisor.hitl import parse_request
 from supervisor.location import redact
@@ -38,7 +39,6 @@ from supervisor.store import (
     StoreError,
     Transcript,
     TranscriptEntry,
-    collector_paused,
     fold_attempts,
     fold_holders,
     fold_requests,
@@ -464,7 +464,7 @@ class PostgresStore:
         thread and run tables are read alongside.
         """
         relations = self._relations(self._client)
-        with collector_paused():
+        with collector.paused():
             threads, runs = self._client.run(self._read_partitions(relations))
         order = [r["thread_id"] for r in threads]
         for thread_id in order:

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
+from supervisor import collector
 from supervisor.jobs import Marker
 from supervisor.leases import holder_text, is_mine
 from supervisor.location import shown
@@ -38,7 +39,7 @@ from supervisor.states import (
     State,
     ThreadSummary,
 )
-from supervisor.store import Store, StoreError, Transcript, collector_paused
+from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
@@ -70,6 +71,10 @@ DETAIL_DELAY = 0.08
 #: Cursor moves closer together than this are a held key; the detail then waits longer.
 HELD_KEY = 0.15
 HELD_DETAIL_DELAY = 0.3
+#: While a key is held the cyclic collector waits (`supervisor.collector`): a full
+#: collection at fleet size takes 20-45 ms, a missed frame. At most this long, then
+#: one collection runs, held or not.
+HELD_COLLECTOR_PAUSE = 10.0
 
 
 class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, App[None]):
@@ -113,6 +118,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._last_move = 0.0
+        #: When the key held now began to keep the collector paused (None: no key held).
+        self._held_since: float | None = None
         self._leases_seen: dict[str, dict[str, Any]] | None = None
         #: Live `agent-supervisor watch` processes on this database (the header says so).
         self._watchers_seen: list[dict[str, Any]] = []
@@ -245,7 +252,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._reading = message.provisional
         if message.full:
             changed = message.summaries
-            with collector_paused():  # 100,000 new sort keys: its passes would walk them all
+            with collector.paused():  # 100,000 new sort keys: its passes would walk them all
                 table.replace_all(changed)
         else:
             # Unchanged summaries stay as they are: their cached rows stay valid.
@@ -346,7 +353,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         # A key held down moves the cursor every ~33 ms: while it does, wait longer,
         # so one slow frame does not start a transcript load in the middle of the run.
         moved, self._last_move = self._last_move, time.monotonic()
-        delay = DETAIL_DELAY if self._last_move - moved > HELD_KEY else HELD_DETAIL_DELAY
+        held = self._last_move - moved <= HELD_KEY
+        if held:
+            self._pause_collector_while_held()
+        delay = HELD_DETAIL_DELAY if held else DETAIL_DELAY
         if self._detail_timer is not None:
             self._detail_timer.stop()
         self._detail_timer = self.set_timer(delay, self._show_selected_detail)
@@ -364,7 +374,21 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     @while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
+        self._resume_collector()  # the cursor rests: the key is no longer held
         self._detail.show(self.selected)
+
+    def _pause_collector_while_held(self) -> None:
+        if self._held_since is None:
+            self._held_since = self._last_move
+            collector.pause()
+        elif self._last_move - self._held_since > HELD_COLLECTOR_PAUSE:
+            self._held_since = self._last_move
+            gc.collect()  # one missed frame in ten seconds of holding, not one a second
+
+    def _resume_collector(self) -> None:
+        if self._held_since is not None:
+            self._held_since = None
+            collector.resume()
 
     def _show_detail_title(self) -> None:
         if self.selected is None or self.selected not in self.summaries:
@@ -496,6 +520,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.exit()
 
     async def on_unmount(self) -> None:
+        self._resume_collector()
         self._stop_watching.set()
         await self.runner.close()
         await asyncio.to_thread(self._close_store)

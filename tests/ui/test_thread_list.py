@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from pathlib import Path
@@ -45,6 +46,23 @@ async def test_s_cycles_the_order_and_the_cursor_stays_on_its_thread(app_factory
         assert app.order == "thread"
         assert list(table_rows(app)) == sorted(app.summaries)
         assert "[by thread]" in summary(app)
+
+
+async def test_a_held_key_pauses_the_collector_until_the_cursor_rests(app_factory) -> None:
+    """A full collection mid-hold is a missed frame; the pause must end when the key does."""
+    assert gc.isenabled()
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        for _ in range(3):  # closer together than a held key's repeat
+            table.action_cursor_down()
+        assert not gc.isenabled()
+        assert await until(pilot, gc.isenabled, 5)  # the cursor rests: collections again
+        table.action_cursor_down()
+        assert gc.isenabled()  # one move after a rest is not a held key
+        table.action_cursor_down()
+        assert not gc.isenabled()
+    assert gc.isenabled()  # quitting mid-hold leaves the collector on
 
 
 async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
