@@ -32,6 +32,7 @@ from supervisor import collector
 from supervisor.attempts import Attempt, FileAttempts
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
+from supervisor.priority import at_low_priority
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 
 T = TypeVar("T")
@@ -579,27 +580,16 @@ class SQLiteStore:
         JSON is broken is found here (rows read by later refreshes are
         validated as they arrive). This reads the whole table, so the CLI
         does it on request (`list --check`) and the app in the background.
-        The scan runs on its own connection: SQLite releases the GIL while
-        it scans, so a UI stays live.
+        SQLite releases the GIL while it scans, and the scan's thread runs at
+        a lower priority (`supervisor.priority`): a UI stays live.
         """
         through = self._unchecked_through
         if through <= 0:
             return set()
-        conn = connect_readonly(self.path, self.busy_timeout)
-        conn.text_factory = tolerant_text
         try:
-            bad = {
-                _plain_id(thread_id)
-                for (thread_id,) in conn.execute(
-                    "SELECT DISTINCT thread_id FROM messages "
-                    "WHERE id <= ? AND NOT json_valid(message_json)",
-                    (through,),
-                )
-            }
+            bad = at_low_priority(lambda: self._invalid_threads(through))
         except sqlite3.Error as exc:
             raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
-        finally:
-            conn.close()
         with self._lock:
             self._unchecked_through = 0
             bad = {t for t in bad if t in self._threads}
@@ -609,6 +599,23 @@ class SQLiteStore:
                 except sqlite3.ProgrammingError:  # closed meanwhile (the app quit)
                     return set()
         return bad
+
+    def _invalid_threads(self, through: int) -> set[str]:
+        """Threads with a row up to `through` that is not JSON: the whole table, on its own
+        connection (a refresh can go on meanwhile)."""
+        conn = connect_readonly(self.path, self.busy_timeout)
+        conn.text_factory = tolerant_text
+        try:
+            return {
+                _plain_id(thread_id)
+                for (thread_id,) in conn.execute(
+                    "SELECT DISTINCT thread_id FROM messages "
+                    "WHERE id <= ? AND NOT json_valid(message_json)",
+                    (through,),
+                )
+            }
+        finally:
+            conn.close()
 
     def preview(self, rows: int = PREVIEW_ROWS) -> list[ThreadSummary] | None:
         """The threads written to in the newest `rows` rows, read in a fraction of a second.
@@ -962,13 +969,15 @@ class SQLiteStore:
         run = "run_id" if "run_id" in cols else "NULL"
         limit = 2**62 if full else BIG_ROW
         out = Transcript(thread_id)
-        rows = self._conn.execute(
+        sql = (
             f"SELECT id, length(message_json), "
             f"CASE WHEN length(message_json) > {limit} "
             f"THEN substr(message_json, 1, {BIG_PREVIEW}) ELSE message_json END, "
-            f"{created}, {run} FROM messages WHERE thread_id = ? ORDER BY id",
-            (thread_id,),
-        ).fetchall()
+            f"{created}, {run} FROM messages WHERE thread_id = ? ORDER BY id"
+        )
+        # Without the thread index this scans the whole table: seconds of a core
+        # that the screen must be able to take back (`supervisor.priority`).
+        rows = at_low_priority(lambda: self._conn.execute(sql, (thread_id,)).fetchall())
         for row_id, size, text, created_at, run_id in rows:
             entry = TranscriptEntry(row_id, _number(created_at), _text_or_none(run_id), None)
             if isinstance(size, int) and size > limit:
