@@ -65,6 +65,18 @@ async def test_a_held_key_pauses_the_collector_until_the_cursor_rests(app_factor
     assert gc.isenabled()  # quitting mid-hold leaves the collector on
 
 
+async def test_the_header_says_where_the_cursor_is_in_place_of_a_scrollbar(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        assert not table.show_vertical_scrollbar
+        total = len(table)
+        table.move_cursor(0)
+        assert table.render_line(0).text.rstrip().endswith(f" 1/{total}")
+        await pilot.press("G")
+        assert table.render_line(0).text.rstrip().endswith(f" {total}/{total}")
+
+
 async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)

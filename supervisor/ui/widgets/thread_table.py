@@ -64,6 +64,10 @@ class ThreadTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     ThreadTable {
         overflow-x: hidden;
+        /* No scrollbar: at 100,000 rows its thumb is one cell, and drawing it again
+           for every row scrolled was a third of a held key's frame. The header
+           says where the cursor is instead (`_header_end`). */
+        overflow-y: hidden;
         background: $surface;
         color: $foreground;
         & > .thread-table--header {
@@ -310,7 +314,8 @@ class ThreadTable(ScrollView, can_focus=True):
     def watch_cursor(self, old: int, index: int) -> None:
         if self._keep_in_view(index):
             self.refresh()
-        else:  # only the two rows whose cursor look changed are drawn again
+        else:  # only the two rows whose cursor look changed are drawn again, and the header
+            self.refresh_line(0)
             self.refresh_line(old + 1)
             self.refresh_line(index + 1)
         self.highlighted = self.thread_at(index)
@@ -420,8 +425,10 @@ class ThreadTable(ScrollView, can_focus=True):
         width = self._strip_width
         base, header, cursor = self._row_styles()
         if y == 0:
+            widths = self._widths()
             cells = [Text(label) for label, _, _ in COLUMNS]
-            return self._strip(cells, self._widths(), header, width)
+            cells[-1] = self._header_end(COLUMNS[-1][0], widths[-1] - 1)
+            return self._strip(cells, widths, header, width)
         index = round(self.scroll_y) + y - 1
         thread_id = self.thread_at(index)
         if thread_id is None:
@@ -438,6 +445,15 @@ class ThreadTable(ScrollView, can_focus=True):
                 self._strips.clear()
             self._strips[key] = strip
         return strip
+
+    def _header_end(self, label: str, width: int) -> Text:
+        """The last column's header, and where the cursor is ("1,234/100,000") at its
+        right end where both fit."""
+        if not self._sorted:
+            return Text(label)
+        where = f"{self.cursor + 1:,}/{len(self._sorted):,}"
+        gap = width - len(label) - len(where)
+        return Text(label + " " * gap + where) if gap >= 2 else Text(label)
 
     def _strip(self, cells: list[Text], widths: list[int], base: Style, width: int) -> Strip:
         """Cells cut or padded to their columns, over the `base` style."""
