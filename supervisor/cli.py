@@ -7,6 +7,7 @@ input (one line on stderr, never a traceback, never a file created).
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -16,9 +17,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from supervisor import __version__, backends, listing
+from supervisor import __version__, backends, collector, listing
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
@@ -1154,6 +1155,18 @@ def cmd_app(args: argparse.Namespace) -> int:
 
             print(f"creating the demo database at {args.db} …", file=sys.stderr)
             build_demo_db(Path(args.db))
+    # Half a second of imports (Textual, the agent stack) lies between here and the
+    # first screen: no collection walks their objects meanwhile (a full one cost
+    # 40 ms of it), and they live as long as the process, so they are frozen after.
+    with collector.paused():
+        app = _build_app(args)
+        gc.freeze()
+    app.run()
+    return EXIT_OK
+
+
+def _build_app(args: argparse.Namespace) -> Any:
+    """The store (its first read started), the agent, the app: everything before its first frame."""
     # A big file's first listing is read by two forked processes, started before
     # the store opens and before anything starts a thread (`supervisor.first_read`).
     first_read = None if is_dsn(args.db) else FirstRead.start(args.db, args.busy_timeout)
@@ -1174,9 +1187,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     except BaseException:
         store.close()  # and the preview's child with it
         raise
-    app = make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
-    app.run()
-    return EXIT_OK
+    return make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
 
 
 def run(argv: Sequence[str]) -> int:
