@@ -77,6 +77,15 @@ async def test_the_header_says_where_the_cursor_is_in_place_of_a_scrollbar(app_f
         assert table.render_line(0).text.rstrip().endswith(f" {total}/{total}")
 
 
+async def test_a_narrow_header_keeps_the_position_over_its_last_label(app_factory) -> None:
+    async with app_factory().run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        table.move_cursor(2)
+        header = table.render_line(0).text.rstrip()
+        assert header.endswith(f" 3/{len(table)}") and "WHERE IT" not in header
+
+
 async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)

@@ -447,13 +447,20 @@ class ThreadTable(ScrollView, can_focus=True):
         return strip
 
     def _header_end(self, label: str, width: int) -> Text:
-        """The last column's header, and where the cursor is ("1,234/100,000") at its
-        right end where both fit."""
+        """The last column's header and, at its right end, where the cursor is
+        ("1,234/100,000"); where both do not fit, the position wins (at 120 columns
+        the label was cut to "WHERE IT STO…" anyway)."""
         if not self._sorted:
             return Text(label)
-        where = f"{self.cursor + 1:,}/{len(self._sorted):,}"
-        gap = width - len(label) - len(where)
-        return Text(label + " " * gap + where) if gap >= 2 else Text(label)
+        row, rows = self.cursor + 1, len(self._sorted)
+        wheres = (f"{row:,}/{rows:,}", f"{row}/{rows}")  # the second where space is short
+        for where in wheres:
+            if len(label) + 2 + len(where) <= width:
+                return Text(label + where.rjust(width - len(label)))
+        for where in wheres:
+            if len(where) <= width:
+                return Text(where.rjust(width))
+        return Text(label)
 
     def _strip(self, cells: list[Text], widths: list[int], base: Style, width: int) -> Strip:
         """Cells cut or padded to their columns, over the `base` style."""
