@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from supervisor import __version__, backends, collector, listing
 from supervisor.agents import (
@@ -51,6 +51,7 @@ from supervisor.text import clean, one_line, relative_time
 if TYPE_CHECKING:
     from supervisor.agents import LoadedAgent
     from supervisor.runner import RunnerConfig
+    from supervisor.ui.app import SupervisorApp
 
 #: The runner's default; kept here so `--help` does not import the runner.
 DEFAULT_CONTINUE_TEXT = "Continue where you left off."
@@ -1165,7 +1166,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _build_app(args: argparse.Namespace) -> Any:
+def _build_app(args: argparse.Namespace) -> SupervisorApp:
     """The store (its first read started), the agent, the app: everything before its first frame."""
     # A big file's first listing is read by two forked processes, started before
     # the store opens and before anything starts a thread (`supervisor.first_read`).

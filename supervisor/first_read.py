@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from supervisor import collector
+from supervisor.priority import NICENESS
 from supervisor.split import fork_child, worth_splitting
 from supervisor.states import ThreadSummary, summary_fields
 from supervisor.store import (
@@ -42,8 +43,6 @@ from supervisor.store import (
     check_database_path,
 )
 
-#: How much lower the readers' priority is than the app's (see `os.nice`).
-NICENESS = 10
 #: Summaries per pickled chunk: each loads in a few milliseconds.
 CHUNK = 2_000
 
@@ -118,7 +117,7 @@ def _fork(
 
     def reader() -> None:  # read, hand over
         os.close(reading)
-        os.nice(NICENESS)
+        os.nice(NICENESS)  # the app's imports and first screen go first
         gc.disable()  # a short life: its summaries form no cycles
         with os.fdopen(writing, "wb") as out:
             _read_half(database, busy_timeout, thread_range, top, out)

@@ -19,7 +19,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: How much lower than the app's own: as the forked first-read processes (`first_read`).
+#: How much lower than the app's own, for these threads and the forked first-read
+#: processes (`first_read`) alike.
 NICENESS = 10
 
 
