@@ -63,17 +63,16 @@ PREVIEW_THREADS = 500
 #: Connections the first listing reads partitions on.
 PARTITION_READERS = 2
 
-_KIND_SQL = "CASE role WHEN 'user' THEN 1 WHEN 'assistant' THEN 2 WHEN 'tool' THEN 3 ELSE 0 END"
-_KINDS = (None, "user", "assistant", "tool_result")
+_ROLES_SQL = "('user', 'assistant', 'tool')"
 
-#: Per thread: its count, last row and that row's role (as a kind number), its last
-#: assistant row, its first row with a role we do not know, its last write.
+#: Per thread: its count, last row, last assistant row, first row with a role we do
+#: not know, last write. The last row's role comes with the tail (it is its last row):
+#: a per-row CASE for it cost a third of the aggregate.
 _AGGREGATE_SQL = (
     "SELECT thread_id, count(*) AS n, max(seq) AS last, "
-    f"max(seq * 4 + {_KIND_SQL}) AS last_kind, "
     "max(seq) FILTER (WHERE role = 'assistant') AS assistant, "
-    f"min(seq) FILTER (WHERE {_KIND_SQL} = 0) AS bad, "
-    "max(extract(epoch FROM created_at))::float8 AS at "
+    f"min(seq) FILTER (WHERE role NOT IN {_ROLES_SQL}) AS bad, "
+    "extract(epoch FROM max(created_at))::float8 AS at "
     "FROM {relation}{where} GROUP BY thread_id"
 )
 
@@ -93,11 +92,12 @@ _TAILS_EACH_SQL = (
     "WHERE thread_id = w.thread_id AND seq >= w.seq OFFSET 0) AS m"  # OFFSET 0: no pull-up
 )
 
-#: The aggregate, and each thread's rows from its last assistant message on.
+#: The aggregate, and each thread's rows from its last assistant message on, by the
+#: key (a hash join read the partition a second time and cost twice as much).
 _PARTITION_SQL = (
-    "WITH a AS (" + _AGGREGATE_SQL.replace("{where}", "") + ") "
-    "SELECT a.*, m.thread_id, m.seq, m.role, m.run_id, m.payload FROM a JOIN {relation} m "
-    "ON m.thread_id = a.thread_id AND m.seq >= coalesce(a.assistant, 1)"
+    "SELECT a.*, m.* FROM (" + _AGGREGATE_SQL.replace("{where}", "") + " OFFSET 0) AS a "
+    "CROSS JOIN LATERAL (SELECT thread_id, seq, role, run_id, payload FROM {relation} "
+    "WHERE thread_id = a.thread_id AND seq >= coalesce(a.assistant, 1) OFFSET 0) AS m"
 )
 
 #: Whether each thread's newest run is open.
@@ -425,8 +425,8 @@ class PostgresStore:
 
     def _fold_aggregate(self, r: Any) -> int:
         """A thread's summary from its aggregate row; returns the seq its tail starts at."""
-        thread_id, n, last, last_kind, assistant, bad, at = r[:7]
-        fresh = ThreadSummary(thread_id, n, last, at, _KINDS[last_kind % 4])
+        thread_id, n, last, assistant, bad, at = r[:6]
+        fresh = ThreadSummary(thread_id, n, last, at)
         fresh.last_assistant_row = assistant
         s = self._threads.get(thread_id)
         if s is not None:  # what other tables said stays
@@ -527,6 +527,7 @@ class PostgresStore:
         s = self._threads[thread_id]
         if seq == s.last_row:
             s.last_run_id = run_id
+            s.last_role = ROLE_NAMES.get(role)
         if role == "tool":
             call_id, error = tool_call_id_of(payload)
             if error is None and call_id is not None:
