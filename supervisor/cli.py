@@ -473,8 +473,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
     store = backends.store(args.db, busy_timeout=args.busy_timeout)
     try:
-        threads, shape = _listing(store, args.check)
-        tally = listing.write_listing(threads, shape, options)
+        batches = getattr(store, "stream_batches", None)
+        if batches is not None and not args.check:  # Postgres: partitions in no order
+            tally = listing.write_unordered(batches(), options)
+        else:
+            threads, shape = _listing(store, args.check)
+            tally = listing.write_listing(threads, shape, options)
         return listing.Outcome(
             store.take_notices(), tally.corrupt, store.index_hint(BIG_DATABASE_ROWS)
         )

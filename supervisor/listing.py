@@ -1,7 +1,10 @@
 """`list`'s output, and a big SQLite listing split between two processes.
 
 `ListingWriter` prints threads as they arrive (a table or a JSON array):
-100,000 rows are common, and holding them took memory.
+100,000 rows are common, and holding them took memory. Threads that arrive
+in no order (a Postgres listing reads hash partitions: `write_unordered`)
+are made into their columns as they arrive, their summaries let go, and
+written sorted once the column widths are known.
 
 `list_split` lists a big SQLite file in two processes. Past the SQL
 aggregate, a listing is Python (each thread's state, its line) on one core;
@@ -85,8 +88,14 @@ class ListingWriter:
         self.now = time.time() if now is None else now
         self.tally = Tally()
         self._opened = opened
+        self._ages: dict[str, str] = {}
+        #: (longest id, most messages) of the threads `collect` left out (`--state`).
+        self.unlisted = (0, 0)
+        self._widths = self._widths_for(shape)
+
+    def _widths_for(self, shape: tuple[int, int]) -> list[int]:
         longest, most = shape
-        self._widths = [
+        return [
             max(len(self.HEADER[0]), min(longest, ID_WIDTH)),
             max(len(state.value) for state in State),
             max(len(self.HEADER[2]), len(str(most))),
@@ -116,6 +125,50 @@ class ListingWriter:
                 batch.clear()
         self.out.write("".join(batch))
 
+    def collect(self, threads: Iterable[ThreadSummary], into: list[tuple[Any, ...]]) -> None:
+        """What `rows` would write, kept as (thread id, *columns) or (thread id, JSON item) for
+        `write_collected`: for threads that arrive in no order, whose widths are
+        known only at the end. The summaries need not be kept."""
+        states, counts, corrupt = self.states, self.tally.counts, self.tally.corrupt
+        for s in threads:
+            state = s.state
+            name = state.value
+            if states is not None and name not in states:
+                longest, most = self.unlisted  # widths count every thread, as `rows`' shape does
+                self.unlisted = (max(longest, len(s.thread_id)), max(most, s.messages))
+                continue
+            if state is State.CORRUPT:
+                corrupt.append(s.corrupt_row)  # type: ignore[arg-type]
+            counts[name] += 1
+            if self.as_json:
+                into.append((s.thread_id, self._json_lines(s)))
+            else:
+                into.append((s.thread_id, *self._columns(s, state)))
+
+    def write_collected(self, collected: list[tuple[Any, ...]]) -> None:
+        """`collect`ed threads in thread-id order (`begin` first, `end` after)."""
+        collected.sort(key=_first)
+        if not self.as_json:
+            longest = max((len(item[0]) for item in collected), default=self.unlisted[0])
+            most = max((item[3] for item in collected), default=self.unlisted[1])
+            self._widths = self._widths_for(
+                (max(longest, self.unlisted[0]), max(most, self.unlisted[1]))
+            )
+            if self.tally.written == 0:
+                self.out.write(self._line(*self.HEADER))
+        batch: list[str] = []
+        for item in collected:
+            if self.as_json:
+                first = not self.tally.written
+                batch.append(("[\n" if first else ",\n") + item[1])
+            else:
+                batch.append(self._line(*item[1:]))
+            self.tally.written += 1
+            if len(batch) == 1000:
+                self.out.write("".join(batch))
+                batch.clear()
+        self.out.write("".join(batch))
+
     def append(self, tally: Tally, text: IO[str]) -> None:
         """Another writer's output (`opened`, over the same shape), after ours."""
         if tally.written and self.as_json:
@@ -133,15 +186,19 @@ class ListingWriter:
         self.out.write(f"\n{counts.total()} thread(s)" + (f": {summary}" if summary else "") + "\n")
 
     def _row(self, s: ThreadSummary, state: State) -> str:
-        return self._line(
+        return self._line(*self._columns(s, state))
+
+    def _columns(self, s: ThreadSummary, state: State) -> tuple[str, str, int, str, str]:
+        age = relative_time(s.last_activity, self.now)
+        return (
             one_line(s.thread_id, ID_WIDTH),
             state.value,
-            str(s.messages),
-            relative_time(s.last_activity, self.now),
+            s.messages,
+            self._ages.setdefault(age, age),  # a few ages, 100,000 times: kept once each
             thread_hint(s, 70, self.now, state),
         )
 
-    def _line(self, thread: str, state: str, messages: str, age: str, hint: str) -> str:
+    def _line(self, thread: str, state: str, messages: str | int, age: str, hint: str) -> str:
         w = self._widths
         line = f"{thread:<{w[0]}}  {state:<{w[1]}}  {messages:>{w[2]}}  {age:<{w[3]}}  {hint}"
         return line.rstrip() + "\n"
@@ -149,8 +206,12 @@ class ListingWriter:
     def _item(self, s: ThreadSummary, _state: State) -> str:
         first = not self.tally.written
         head = ("" if self._opened else "[\n") if first else ",\n"
+        return head + self._json_lines(s)
+
+    @staticmethod
+    def _json_lines(s: ThreadSummary) -> str:
         lines = json.dumps(thread_json(s), indent=2).split("\n")
-        return head + "\n".join("  " + line for line in lines)
+        return "\n".join("  " + line for line in lines)
 
 
 @dataclass
@@ -345,6 +406,10 @@ def _child_half(
         send(("error", str(exc)))
 
 
+def _first(item: tuple[Any, ...]) -> str:
+    return item[0]
+
+
 def write_listing(
     threads: Iterable[ThreadSummary], shape: tuple[int, int], options: Options
 ) -> Tally:
@@ -352,5 +417,19 @@ def write_listing(
     writer = options.writer(sys.stdout, shape)
     writer.begin()
     writer.rows(threads)
+    writer.end()
+    return writer.tally
+
+
+def write_unordered(batches: Iterable[Iterable[ThreadSummary]], options: Options) -> Tally:
+    """One process's listing of threads that arrive in no order, batch by batch (a
+    Postgres listing reads hash partitions): each thread's line is made as it
+    arrives and its summary let go, and the lines are sorted and written at the
+    end. 100,000 summaries held at once were most of that listing's memory."""
+    writer = options.writer(sys.stdout, (0, 0))
+    collected: list[tuple[Any, ...]] = []
+    for batch in batches:
+        writer.collect(batch, collected)
+    writer.write_collected(collected)
     writer.end()
     return writer.tally

@@ -233,6 +233,38 @@ def test_list_json_keeps_the_contract(demo_template: Path, pg_demo: tuple[str, P
     ]
 
 
+def test_list_reads_partition_by_partition_and_shows_the_held_listing(
+    pg_demo: tuple[str, Path],
+) -> None:
+    """`list` streams the partitions and keeps no summaries; it shows, field for field,
+    what the store's held listing (the app's) says, a thread without messages included."""
+    from supervisor.pg.store import PostgresStore
+    from supervisor.report import thread_json
+
+    dsn, _ = pg_demo
+    asyncio.run(_insert(dsn, "zz-no-messages", []))
+    streamed = json.loads(cli("list", dsn, "--json").stdout)
+    held = open_store(dsn)
+    try:
+        expected = [thread_json(s) for s in sorted(held.threads(), key=lambda s: s.thread_id)]
+    finally:
+        held.close()
+    assert streamed == json.loads(json.dumps(expected))
+    assert {"thread_id": "zz-no-messages", "state": "empty"}.items() <= streamed[-1].items()
+    assert len({t["state"] for t in streamed}) >= 8  # the demo's states, not a few
+
+    store = PostgresStore(dsn)
+    try:
+        batches = list(store.stream_batches())
+        assert len(batches) == 64 + 1  # cubeloop's partitions, then the threads without rows
+        assert sorted(s.thread_id for b in batches for s in b) == [t["thread_id"] for t in streamed]
+        assert store.threads() == []  # nothing kept
+        assert "no index on created_at" in store.index_hint(10)  # the rows it saw, counted
+        assert store.index_hint(sum(t["messages"] for t in streamed)) is None
+    finally:
+        store.close()
+
+
 def test_a_server_that_is_not_there_is_one_line(tmp_path: Path) -> None:
     import socket
 

@@ -10,6 +10,7 @@ the holder of a lease.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
@@ -99,6 +100,12 @@ class SyncClient:
         """Run one coroutine on the connection's loop; its result, or its exception."""
         with self._lock:
             return self._submit(coro)
+
+    def fetch_soon(self, sql: str, *args: Any) -> concurrent.futures.Future[list[Any]]:
+        """Start a fetch and return at once: the server works on it while the caller
+        does something else. Only the next call may be to `fetch_soon`'s `result()`
+        (one connection runs one query at a time)."""
+        return asyncio.run_coroutine_threadsafe(self.conn.fetch(sql, *args), self._loop)
 
     def fetch(self, sql: str, *args: Any) -> list[Any]:
         return self.run(self.conn.fetch(sql, *args))
