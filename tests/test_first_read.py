@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,14 @@ from tests.test_split_listing import fleet_db  # noqa: F401 - the fixture
 #: Reads DB as the app does; `whole`: one process. Prints the summaries (every field,
 #: in order), the cursor and the recently open runs, then the same after `more` rows.
 #: stderr says whether the readers' halves were used.
+#: The clock of every read here: the two reads of a test (split, whole) must agree on
+#: which open runs are recent, however long apart they run on a loaded machine.
+NOW = time.time()
+
 DRIVER = """
-import json, os, signal, sqlite3, sys
+import json, os, signal, sqlite3, sys, time
+frozen = float(os.environ["AGENT_SUPERVISOR_TEST_NOW"])
+time.time = lambda: frozen  # both reads of a test judge "recent" runs by one clock
 from supervisor import split
 from supervisor.first_read import FirstRead
 from supervisor.states import summary_fields
@@ -124,6 +131,7 @@ def _driven(mode: str, db: Path, meanwhile: list[Any], then: list[Any]) -> Any:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "AGENT_SUPERVISOR_TEST_NOW": str(NOW)},
     )
     assert done.returncode == 0, done.stderr
     return done
