@@ -130,6 +130,7 @@ class ListingWriter:
         `write_collected`: for threads that arrive in no order, whose widths are
         known only at the end. The summaries need not be kept."""
         states, counts, corrupt = self.states, self.tally.counts, self.tally.corrupt
+        ages = self._ages
         for s in threads:
             state = s.state
             name = state.value
@@ -143,14 +144,16 @@ class ListingWriter:
             if self.as_json:
                 into.append((s.thread_id, self._json_lines(s)))
             else:
-                into.append((s.thread_id, *self._columns(s, state)))
+                thread, name, messages, age, hint = self._columns(s, state)
+                age = ages.setdefault(age, age)  # a few ages, 100,000 times: kept once each
+                into.append((s.thread_id, thread, name, messages, age, hint))
 
     def write_collected(self, collected: list[tuple[Any, ...]]) -> None:
         """`collect`ed threads in thread-id order (`begin` first, `end` after)."""
         collected.sort(key=_first)
         if not self.as_json:
-            longest = max((len(item[0]) for item in collected), default=self.unlisted[0])
-            most = max((item[3] for item in collected), default=self.unlisted[1])
+            longest = max((len(item[0]) for item in collected), default=0)
+            most = max((item[3] for item in collected), default=0)
             self._widths = self._widths_for(
                 (max(longest, self.unlisted[0]), max(most, self.unlisted[1]))
             )
@@ -189,12 +192,11 @@ class ListingWriter:
         return self._line(*self._columns(s, state))
 
     def _columns(self, s: ThreadSummary, state: State) -> tuple[str, str, int, str, str]:
-        age = relative_time(s.last_activity, self.now)
         return (
             one_line(s.thread_id, ID_WIDTH),
             state.value,
             s.messages,
-            self._ages.setdefault(age, age),  # a few ages, 100,000 times: kept once each
+            relative_time(s.last_activity, self.now),
             thread_hint(s, 70, self.now, state),
         )
 

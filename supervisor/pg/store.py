@@ -100,6 +100,9 @@ _PARTITION_SQL = (
     "WHERE thread_id = a.thread_id AND seq >= coalesce(a.assistant, 1) OFFSET 0) AS m"
 )
 
+#: Open runs, pending requests, live leases and watcher records, as a stream reads them.
+_Extras = tuple[set[str], dict[str, Any], dict[str, Any], dict[str, Attempt]]
+
 #: Whether each thread's newest run is open.
 _RUNS_SQL = (
     "SELECT DISTINCT ON (thread_id) thread_id, completed_at IS NULL AS open "
@@ -172,9 +175,6 @@ class PostgresStore:
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
         self._streamed_rows = 0
-        self._extras_read: (
-            tuple[set[str], dict[str, Any], dict[str, Any], dict[str, Attempt]] | None
-        ) = None
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
         try:
@@ -304,10 +304,11 @@ class PostgresStore:
         # No collection while listing: 100,000 summaries, and the lines made of
         # them, form no cycles, yet each full collection would walk them all.
         with self._lock, collector.paused():
-            self._streamed_ids, self._streamed_rows, self._extras_read = set(), 0, None
+            self._streamed_ids, self._streamed_rows = set(), 0
             try:
-                yield from self._stream(self._relations(self._client))
-                yield self._threads_without_messages(self._streamed_ids)
+                extras = self._extras()
+                yield from self._stream(self._relations(self._client), extras)
+                yield self._threads_without_messages(self._streamed_ids, extras)
             except StoreError:
                 raise
             except Exception as exc:
@@ -315,56 +316,48 @@ class PostgresStore:
             finally:
                 self._threads = {}
 
-    def _threads_without_messages(self, listed: set[str]) -> list[ThreadSummary]:
+    def _threads_without_messages(self, listed: set[str], extras: _Extras) -> list[ThreadSummary]:
         """The threads not in `listed` (every thread with messages): rare, so their
         ids are read only when the threads table says some exist."""
         client = self._client
         self._threads = {}
-        try:
-            if client.fetchval("SELECT count(*) FROM cubepi_threads") > len(listed):
-                self._threads = {
-                    t: ThreadSummary(t)
-                    for (t,) in client.fetch("SELECT thread_id FROM cubepi_threads")
-                    if t not in listed
-                }
-            return self._with_extras(*self._extras())
-        except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
-        finally:
-            self._threads = {}
+        if client.fetchval("SELECT count(*) FROM cubepi_threads") > len(listed):
+            self._threads = {
+                t: ThreadSummary(t)
+                for (t,) in client.fetch("SELECT thread_id FROM cubepi_threads")
+                if t not in listed
+            }
+        return self._with_extras(*extras)
 
-    def _stream(self, relations: list[str]) -> Iterator[list[ThreadSummary]]:
-        client = self._client
-        extras = self._extras()
+    def _stream(self, relations: list[str], extras: _Extras) -> Iterator[list[ThreadSummary]]:
         if not relations:
             return
+        client = self._client
         soon = client.fetch_soon(_PARTITION_SQL.format(relation=relations[0]))
-        for i in range(len(relations)):
-            rows = soon.result()
-            if i + 1 < len(relations):
-                soon = client.fetch_soon(_PARTITION_SQL.format(relation=relations[i + 1]))
-            self._threads = {}
-            self._fold_partition(rows)
-            del rows
-            self._streamed_ids.update(self._threads)
-            self._streamed_rows += sum(s.messages for s in self._threads.values())
-            yield self._with_extras(*extras)
+        try:
+            for i in range(len(relations)):
+                rows = soon.result()
+                if i + 1 < len(relations):
+                    soon = client.fetch_soon(_PARTITION_SQL.format(relation=relations[i + 1]))
+                self._threads = {}
+                self._fold_partition(rows)
+                del rows
+                self._streamed_ids.update(self._threads)
+                self._streamed_rows += sum(s.messages for s in self._threads.values())
+                yield self._with_extras(*extras)
+        finally:
+            soon.cancel()  # a reader that stopped early leaves no query running
 
-    def _extras(self) -> tuple[set[str], dict[str, Any], dict[str, Any], dict[str, Attempt]]:
+    def _extras(self) -> _Extras:
         """What the other tables say of threads: open runs, pending requests, live
         leases, the watcher's records (few threads each, read once per listing)."""
-        if self._extras_read is None:
-            runs = _RUNS_SQL.format(where="")
-            self._extras_read = (
-                {
-                    r[0]
-                    for r in self._client.fetch(f"SELECT thread_id FROM ({runs}) AS r WHERE open")
-                },
-                self._pending_found(),
-                self.leases.live(),
-                self._read_attempts(),
-            )
-        return self._extras_read
+        runs = _RUNS_SQL.format(where="")
+        return (
+            {r[0] for r in self._client.fetch(f"SELECT thread_id FROM ({runs}) AS r WHERE open")},
+            self._pending_found(),
+            self.leases.live(),
+            self._read_attempts(),
+        )
 
     def _with_extras(
         self,
@@ -393,13 +386,6 @@ class PostgresStore:
             f"second) scans them all; 'agent-supervisor index {self.location}' adds one"
         )
 
-    def estimated_rows(self) -> float:
-        """The planner's count of message rows (as of the last analyze), read in a moment."""
-        return self._client.fetchval(
-            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cubepi_messages'::regclass"
-        )
-
     def preview(self, threads: int = PREVIEW_THREADS) -> list[ThreadSummary] | None:
         """The newest threads, read in a fraction of a second, for a first screen.
 
@@ -408,7 +394,11 @@ class PostgresStore:
         the newest-created threads. Read by a scratch store on its own
         connection: this one's state is untouched.
         """
-        if self.estimated_rows() < PREVIEW_ABOVE_ROWS:
+        estimate = self._client.fetchval(
+            "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'cubepi_messages'::regclass"
+        )
+        if estimate < PREVIEW_ABOVE_ROWS:
             return None
         if self._client.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"):
             sql = (
