@@ -263,7 +263,7 @@ def test_list_reads_partition_by_partition_and_shows_the_held_listing(
         assert store.index_hint(sum(t["messages"] for t in streamed)) is None
         early = store.stream_batches()
         next(early)
-        early.close()  # a reader that stops early: the partition read ahead is cancelled
+        early.close()  # a reader that stops early: the partition read ahead is waited for
         assert len(store._client.fetch("SELECT thread_id FROM cubepi_threads")) == len(streamed)
     finally:
         store.close()

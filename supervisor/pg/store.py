@@ -21,6 +21,7 @@ id), so "row 7" in a Postgres thread is its seventh message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -345,8 +346,9 @@ class PostgresStore:
                 self._streamed_ids.update(self._threads)
                 self._streamed_rows += sum(s.messages for s in self._threads.values())
                 yield self._with_extras(*extras)
-        finally:
-            soon.cancel()  # a reader that stopped early leaves no query running
+        finally:  # a reader that stopped early: the read ahead ends before the next query
+            with contextlib.suppress(Exception):
+                soon.result()
 
     def _extras(self) -> _Extras:
         """What the other tables say of threads: open runs, pending requests, live
