@@ -21,9 +21,11 @@ import time.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,53 @@ def _check_signature(reference: str, factory: Any) -> None:
         ) from None
 
 
+class DeferredAgent:
+    """An agent reference checked now and imported later, once, by whoever needs it first.
+
+    The app draws its first screen before it imports the agent (the agent stack
+    is a third of a second of the wait), then imports it in the background.
+    `check` catches what it can without importing: a malformed reference or a
+    module that is nowhere to be found. What only the import can tell (the
+    module raises, the attribute is missing) comes from `load`, which raises
+    the same `AgentLoadError` to every caller.
+    """
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        self._lock = threading.Lock()
+        self._agent: LoadedAgent | None = None
+        self._error: AgentLoadError | None = None
+
+    def check(self) -> None:
+        """Raise `AgentLoadError` for what is wrong before any import."""
+        module_name, _ = _split(self.reference)
+        cwd = _on_path()
+        try:  # imports the parent packages of a dotted name, not the module
+            found = importlib.util.find_spec(module_name)
+        except Exception:
+            return  # a parent package that fails to import: `load` says how
+        if found is None:
+            raise AgentLoadError(_not_found(self.reference, module_name, cwd))
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the import has run and succeeded."""
+        return self._agent is not None
+
+    def load(self) -> LoadedAgent:
+        """The checked agent, imported by the first caller (others wait for it)."""
+        with self._lock:
+            if self._agent is None and self._error is None:
+                try:
+                    self._agent = load_agent(self.reference)
+                except AgentLoadError as exc:
+                    self._error = exc
+            if self._error is not None:
+                raise AgentLoadError(str(self._error))
+            assert self._agent is not None
+            return self._agent
+
+
 class AgentLoadError(Exception):
     """The agent reference or factory is unusable; one line for the user."""
 
@@ -108,21 +157,36 @@ def load_factory(reference: str) -> Factory:
     return load_agent(reference).factory
 
 
-def _resolve(reference: str) -> tuple[Any, Any]:
+def _split(reference: str) -> tuple[str, str]:
     module_name, sep, attr = reference.partition(":")
     if not sep or not module_name or not attr:
         raise AgentLoadError(f"agent {reference!r}: expected MODULE:ATTR, e.g. myagents:make_agent")
+    return module_name, attr
+
+
+def _on_path() -> str:
+    """Put the current directory on the import path (as uvicorn does); return it."""
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
+    return cwd
+
+
+def _not_found(reference: str, module_name: str, cwd: str) -> str:
+    return (
+        f"agent {reference!r}: no module named {module_name!r} "
+        f"(looked in {cwd} and the installed packages)"
+    )
+
+
+def _resolve(reference: str) -> tuple[Any, Any]:
+    module_name, attr = _split(reference)
+    cwd = _on_path()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise AgentLoadError(
-                f"agent {reference!r}: no module named {module_name!r} "
-                f"(looked in {cwd} and the installed packages)"
-            ) from None
+            raise AgentLoadError(_not_found(reference, module_name, cwd)) from None
         raise AgentLoadError(
             f"agent {reference!r}: importing {module_name!r} failed: {exc}"
         ) from None

@@ -17,12 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor import __version__, backends, collector, listing
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
+    DeferredAgent,
     agent_reference,
     export_environment,
     load_agent,
@@ -700,17 +701,28 @@ def _run_agents(config: RunnerConfig, starts: list, probe: str, prefix: bool = F
     return asyncio.run(run_threads(config, starts, probe=probe, prefix=prefix))
 
 
-def _runner_config(args: argparse.Namespace) -> RunnerConfig:
-    """Check everything a run needs before any work starts."""
+def _runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig:
+    """Check everything a run needs before any work starts; with `defer` (the app),
+    what can be checked without importing the agent, which the app imports later."""
     from supervisor.runner import RunnerConfig
 
-    agent, jobs_dir = _load_agent(args)
+    if defer:
+        jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
+        export_environment(jobs_dir)
+        deferred = DeferredAgent(agent_reference(args.agent))
+        deferred.check()
+        agent: dict[str, Any] = {"deferred": deferred, "agent_ref": deferred.reference}
+    else:
+        loaded, jobs_dir = _load_agent(args)
+        agent = {
+            "factory": loaded.factory,
+            "agent_ref": loaded.reference,
+            "marker_hook": loaded.marker_hook,
+        }
     return RunnerConfig(
         database=args.db if is_dsn(args.db) else Path(args.db),
-        factory=agent.factory,
         jobs_dir=jobs_dir,
-        agent_ref=agent.reference,
-        marker_hook=agent.marker_hook,
+        **agent,
         max_concurrent=args.max_concurrent,
         continue_text=args.continue_text,
         mid_tool_strategy=args.strategy,
@@ -1167,6 +1179,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         app = _build_app(args)
         gc.freeze()
     app.run()
+    if app.agent_error is not None:  # the agent is imported after the first frame
+        raise AgentLoadError(app.agent_error)
     return EXIT_OK
 
 
@@ -1188,7 +1202,9 @@ def _build_app(args: argparse.Namespace) -> SupervisorApp:
     try:
         from supervisor.ui.app import make_app
 
-        config = _runner_config(args)  # loads the agent: a bad one is an error line
+        # The agent is imported after the first frame; what is wrong before the import
+        # is an error line now, the rest one line when the app closes on it.
+        config = _runner_config(args, defer=True)
     except BaseException:
         store.close()  # and the preview's child with it
         raise

@@ -35,29 +35,23 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from cubeloop import Agent, TextContent, ToolCall, ToolResultMessage
-from cubeloop.agent import execute_tool_calls
-from cubeloop.agent.types import AgentContext
-from cubeloop.providers.base import AssistantMessage, Message
+from typing import TYPE_CHECKING, Any
 
 from supervisor import backends, leases
-from supervisor.agents import AgentLoadError, Factory, build_agent
+from supervisor.agents import AgentLoadError, DeferredAgent, Factory, LoadedAgent, build_agent
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
 from supervisor.plan import MarkerHook, live_reason, refusal
 from supervisor.states import State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
-DEFAULT_CONTINUE_TEXT = "Continue where you left off."
-INTERRUPTED_TEXT = (
-    "[This tool call was interrupted: the process running it stopped before it "
-    "returned. Its side effect may or may not have happened. Call it again if "
-    "it is still needed.]"
-)
-CANCELLED_TEXT = "[Tool execution cancelled by user]"
+# The agent stack is imported when an agent first runs (`supervisor.tool_calls`):
+# the app draws its first screen before it, and `list` never needs it.
+if TYPE_CHECKING:
+    from cubeloop import Agent
+    from cubeloop.providers.base import Message
 
+DEFAULT_CONTINUE_TEXT = "Continue where you left off."
 #: States `prompt` accepts: a new user message keeps the transcript valid.
 PROMPTABLE = frozenset(
     {
@@ -98,7 +92,10 @@ class RunnerEvent:
 class RunnerConfig:
     #: A SQLite file, or a `postgresql://` URL (`supervisor.location`).
     database: Path | str
-    factory: Factory
+    #: The agent, loaded (`factory`, `marker_hook`, `agent_ref`) or `deferred` (the
+    #: app's: imported after its first frame); read it through `agent()`.
+    factory: Factory | None = field(default=None, kw_only=True)
+    deferred: DeferredAgent | None = field(default=None, kw_only=True)
     #: A directory, or a Postgres URL (`jobs.open_markers`).
     jobs_dir: Path | str
     agent_ref: str = "agent"
@@ -117,6 +114,15 @@ class RunnerConfig:
     marker_hook: MarkerHook | None = None
     #: How often a run checks for another process's abort request.
     abort_poll: float = 0.25
+
+    def agent(self) -> LoadedAgent:
+        """The agent runs are built with; a deferred one is imported here if it is not
+        yet (blocking: call it from a thread where that matters)."""
+        if self.deferred is not None:
+            return self.deferred.load()
+        if self.factory is None:
+            raise AgentLoadError("no agent configured")
+        return LoadedAgent(self.agent_ref, self.factory, self.marker_hook)
 
 
 @dataclass
@@ -143,78 +149,6 @@ class Run:
     answer: Any = None
     #: The run stopped to wait for a human (its request is in the database).
     suspended: bool = False
-
-
-def _text_of(message: Any) -> str:
-    return "".join(getattr(b, "text", "") for b in getattr(message, "content", []))
-
-
-def _result_message(call: ToolCall, text: str, run_id: str | None) -> ToolResultMessage:
-    return ToolResultMessage(
-        tool_call_id=call.id,
-        tool_name=call.name,
-        content=[TextContent(text=text)],
-        is_error=True,
-        timestamp=time.time(),
-        run_id=run_id,
-        id=uuid.uuid4().hex,
-    )
-
-
-def answer_dangling_calls(messages: list[Message]) -> tuple[list[Message], list[ToolCall]]:
-    """The messages a model is shown, with every tool call answered in place.
-
-    Providers like Anthropic reject a `tool_use` whose `tool_result` is not
-    in the very next message. The checkpoint is append-only, so a call left
-    unanswered in an earlier turn (the recipe's own `resume()` leaves such
-    transcripts) cannot be fixed in storage: it is answered as interrupted
-    in what the model sees, right after its call. Results that answer no
-    call of the turn before them are dropped from that view for the same
-    reason. Returns the repaired list and the calls that were closed.
-    """
-    out: list[Message] = []
-    closed: list[ToolCall] = []
-    i, n = 0, len(messages)
-    while i < n:
-        m = messages[i]
-        i += 1
-        if isinstance(m, ToolResultMessage):
-            continue  # not right after its call: the API would reject it
-        out.append(m)
-        if not isinstance(m, AssistantMessage):
-            continue
-        calls = [b for b in m.content if isinstance(b, ToolCall)]
-        ids = {c.id for c in calls}
-        answered: set[str] = set()
-        while i < n and isinstance(messages[i], ToolResultMessage):
-            result = messages[i]
-            i += 1
-            assert isinstance(result, ToolResultMessage)
-            if result.tool_call_id in ids and result.tool_call_id not in answered:
-                answered.add(result.tool_call_id)
-                out.append(result)
-        missing = [c for c in calls if c.id not in answered]
-        if missing and m is not messages[-1]:  # a last, unanswered turn is the runner's
-            closed += missing
-            out += [_result_message(c, INTERRUPTED_TEXT, m.run_id) for c in missing]
-    if len(out) == len(messages) and not closed:
-        return messages, []
-    return out, closed
-
-
-def unanswered_calls(
-    messages: list[Message],
-) -> tuple[AssistantMessage | None, list[ToolCall]]:
-    """The last assistant message and its tool calls that have no result."""
-    for i in range(len(messages) - 1, -1, -1):
-        m = messages[i]
-        if isinstance(m, AssistantMessage):
-            answered = {
-                r.tool_call_id for r in messages[i + 1 :] if isinstance(r, ToolResultMessage)
-            }
-            calls = [b for b in m.content if isinstance(b, ToolCall) and b.id not in answered]
-            return m, calls
-    return None, []
 
 
 class Runner:
@@ -369,7 +303,12 @@ class Runner:
         Raises `AgentLoadError` with one full line; the agent is discarded.
         """
         cp = await self._cp()
-        await build_agent(self.config.factory, cp, thread_id, self.config.agent_ref)
+        await self._build_agent(cp, thread_id)
+
+    async def _build_agent(self, cp: Any, thread_id: str, run_id: str | None = None) -> Agent:
+        # In a thread: an agent not imported yet is imported there, the loop running on.
+        loaded = await asyncio.to_thread(self.config.agent)
+        return await build_agent(loaded.factory, cp, thread_id, loaded.reference, run_id=run_id)
 
     async def _known(self, thread_id: str) -> bool:
         cp = await self._cp()
@@ -447,9 +386,7 @@ class Runner:
                 request = None
                 if run.mode == "answer":
                     request, run.run_id = await self._pending_for_answer(cp, thread_id)
-                agent = await build_agent(
-                    self.config.factory, cp, thread_id, self.config.agent_ref, run_id=run.run_id
-                )
+                agent = await self._build_agent(cp, thread_id, run.run_id)
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
                 agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
@@ -481,6 +418,8 @@ class Runner:
 
     def _answer_dangling_in_model_view(self, run: Run, agent: Agent) -> None:
         """Wrap the agent's `convert_to_llm` so no model call sees a dangling call."""
+        from supervisor.tool_calls import answer_dangling_calls
+
         original = agent.convert_to_llm
         reported: set[str] = set()
 
@@ -573,6 +512,17 @@ class Runner:
         self, run: Run, agent: Agent, cp: Any, messages: list[Message]
     ) -> bool:
         """Answer the last assistant's unanswered tool calls; False to stop there."""
+        from cubeloop import ToolCall, ToolResultMessage
+        from cubeloop.agent import execute_tool_calls
+        from cubeloop.agent.types import AgentContext
+
+        from supervisor.tool_calls import (
+            CANCELLED_TEXT,
+            INTERRUPTED_TEXT,
+            stand_in_result,
+            unanswered_calls,
+        )
+
         assistant, pending = unanswered_calls(messages)
         if assistant is None or not pending:
             return True
@@ -585,7 +535,7 @@ class Runner:
         )
         if strategy == "interrupt":
             results: list[Message] = [
-                _result_message(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending
+                stand_in_result(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending
             ]
             await cp.append(run.thread_id, results)
             return True
@@ -634,7 +584,7 @@ class Runner:
                 await asyncio.shield(
                     cp.append(
                         run.thread_id,
-                        [_result_message(c, CANCELLED_TEXT, assistant.run_id) for c in left],
+                        [stand_in_result(c, CANCELLED_TEXT, assistant.run_id) for c in left],
                     )
                 )
             raise
@@ -648,6 +598,8 @@ class Runner:
 
     async def _close_dangling_calls(self, run: Run, cp: Any) -> None:
         """An aborted/error message may carry tool calls that never ran: close them."""
+        from supervisor.tool_calls import INTERRUPTED_TEXT, stand_in_result, unanswered_calls
+
         data = await cp.load(run.thread_id)
         if data is None:
             return
@@ -655,7 +607,7 @@ class Runner:
         if assistant is not None and pending:
             await cp.append(
                 run.thread_id,
-                [_result_message(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending],
+                [stand_in_result(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending],
             )
 
     # -- events ---------------------------------------------------------
@@ -678,7 +630,9 @@ class Runner:
             if getattr(event.message, "role", None) == "assistant":
                 self._emit(tid, "assistant_start")
         elif kind == "message_end":
-            self._emit(tid, "message_end", **_message_data(event.message))
+            from supervisor.tool_calls import message_data
+
+            self._emit(tid, "message_end", **message_data(event.message))
         elif kind == "tool_execution_start":
             run.tool_started[event.tool_call_id] = self.config.stopwatch()
             self._emit(
@@ -734,22 +688,6 @@ class Runner:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else "no message"
-
-
-def _message_data(message: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"role": message.role, "text": _text_of(message)}
-    if isinstance(message, AssistantMessage):
-        data["stop_reason"] = message.stop_reason
-        data["error"] = message.error_message
-        data["tool_calls"] = [
-            {"id": b.id, "name": b.name, "arguments": b.arguments}
-            for b in message.content
-            if isinstance(b, ToolCall)
-        ]
-    elif isinstance(message, ToolResultMessage):
-        data["tool_call_id"] = message.tool_call_id
-        data["is_error"] = message.is_error
-    return data
 
 
 def _result_text(result: Any) -> str:

@@ -10,8 +10,8 @@ from cubeloop.providers.faux import faux_assistant_message
 
 from supervisor.jobs import JobMarkers, job_key, read_markers
 from supervisor.plan import MarkerIndex, MatchedBy, Verdict, dangling_calls, plan_thread
-from supervisor.runner import answer_dangling_calls
 from supervisor.states import State, ThreadSummary, ToolCallInfo
+from supervisor.tool_calls import answer_dangling_calls
 
 CALL = ToolCallInfo(
     "toolu_1", "transcode_video", {"source_path": "/v/a.mov", "output_path": "/o/a.mp4"}

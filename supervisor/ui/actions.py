@@ -74,7 +74,10 @@ class ThreadActions:
             self._start_resume(t, force=False)
 
     def _plans(self, threads: list[str]) -> list[ThreadPlan]:
-        """Plans for a preview; only mid-tool threads need their transcript (and markers)."""
+        """Plans for a preview; only mid-tool threads need their transcript (and markers).
+        In a thread: the plans need the agent's marker hook, waited for here if its
+        import is still under way."""
+        self._marker_hook()
         markers = read_markers(self.jobs_dir)
         plans = []
         for t in threads:
@@ -85,7 +88,9 @@ class ThreadActions:
         return plans
 
     def _read_for_plan(self, thread_id: str) -> tuple[list[Marker], Transcript | None]:
-        """Markers and transcript for a plan; runs in a thread (both touch the disk)."""
+        """Markers and transcript for a plan; runs in a thread (both touch the disk, and
+        the plan needs the agent's marker hook: waited for here if not imported yet)."""
+        self._marker_hook()
         markers = read_markers(self.jobs_dir)
         try:
             return markers, self._read_transcript(thread_id)

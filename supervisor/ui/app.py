@@ -30,10 +30,11 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from supervisor import collector
+from supervisor.agents import AgentLoadError
 from supervisor.jobs import Marker
 from supervisor.leases import holder_text, is_mine
 from supervisor.location import shown
-from supervisor.plan import MarkerIndex, MatchedBy, ThreadPlan, plan_thread
+from supervisor.plan import MarkerHook, MarkerIndex, MatchedBy, ThreadPlan, plan_thread
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     State,
@@ -125,9 +126,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._watchers_seen: list[dict[str, Any]] = []
         self._refresh_running = False
         self._refresh_again = False
-        # An explicit theme wins; else the one picked last time (when remembering).
-        self._initial_theme = theme or (remember_theme and saved_theme()) or DEFAULT_THEME
         self._remember_theme = remember_theme
+        #: Set when the agent, imported after the first frame, fails: the app closes
+        #: and the CLI prints it as the one error line it would have printed before.
+        self.agent_error: str | None = None
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
@@ -139,6 +141,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             jobs_dir=self.jobs_dir,
             id="detail",
         )
+        self._theme_problems = self._set_theme_before_start(theme)
 
     # -- layout -----------------------------------------------------------
 
@@ -164,15 +167,26 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.copy_to_clipboard(self.selected)
         self.notify(f"copied {one_line(self.selected, 40)}", markup=False)
 
-    def on_mount(self) -> None:
+    def _set_theme_before_start(self, theme: str | None) -> list[str]:
+        """Register the themes and set the one to start with; return what was wrong with
+        the user's theme files. An explicit theme wins; else the one picked last time.
+
+        Set before the stylesheet is first read: set in `on_mount`, the theme's change
+        re-parses the stylesheet and restyles every widget before the first frame
+        (0.1 s).
+        """
         themes, problems = all_themes()
-        for theme in themes:
-            self.register_theme(theme)
-        for problem in problems:
+        for each in themes:
+            self.register_theme(each)
+        name = theme or (self._remember_theme and saved_theme()) or DEFAULT_THEME
+        if name not in self.available_themes:  # a user theme since removed
+            name = DEFAULT_THEME
+        self.theme = name
+        return problems
+
+    def on_mount(self) -> None:
+        for problem in self._theme_problems:
             self.notify(one_line(problem, 200), title="themes", severity="warning", markup=False)
-        if self._initial_theme not in self.available_themes:  # a user theme since removed
-            self._initial_theme = DEFAULT_THEME
-        self.theme = self._initial_theme
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
         self.query_one("#filter", Input).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
@@ -182,10 +196,35 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
         self.set_interval(15.0, self._tick_ages)
+        # After the first frame: the agent's import (a third of a second) and the
+        # watcher's start (an import too) would otherwise come before it.
+        self.call_after_refresh(self._load_agent)
         if self.watch_files and self.database_path is not None:
-            self._watch()
+            self.call_after_refresh(self._watch)
         elif self.watch_files:  # a server: no file to watch, so look every second
             self.set_interval(SERVER_POLL, self.request_refresh)
+
+    @work(thread=True, group="agent", exit_on_error=False)
+    def _load_agent(self) -> None:
+        """Import the agent in a thread, the screen already drawn. A broken agent
+        closes the app, as it stopped the start before: there is nothing to run with."""
+        try:
+            self.runner.config.agent()
+        except AgentLoadError as exc:
+            self.call_from_thread(self._agent_failed, str(exc))
+
+    def _agent_failed(self, error: str) -> None:
+        self.agent_error = error
+        self.exit(return_code=2)
+
+    def _marker_hook(self) -> MarkerHook | None:
+        """The agent's marker hook, for plans. The readers that plan (`_load_thread`,
+        `_read_for_plan`, `_plans`) call this first in their threads, so an import still
+        under way is waited for there, not on the screen's thread."""
+        try:
+            return self.runner.config.agent().marker_hook
+        except AgentLoadError:
+            return None  # the app is closing on it (`_agent_failed`)
 
     def _show_early_preview(self) -> None:
         """Rows in the first frame when the store's preview is already read (`preview_soon`);
@@ -421,7 +460,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         if thread_id not in self.summaries:
             raise LookupError(thread_id)
         calls = transcript.tool_calls() if transcript is not None else []
-        index = MarkerIndex(self.jobs_dir, markers, self.runner.config.marker_hook)
+        index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
         return index.markers_of(thread_id, calls), self._plan(thread_id, markers, transcript)
 
     def _plan(
@@ -429,7 +468,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     ) -> ThreadPlan:
         """The same plan `resume --dry-run` prints, from what the detail has loaded."""
         config = self.runner.config
-        index = MarkerIndex(self.jobs_dir, markers, config.marker_hook)
+        index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
         messages = transcript.messages() if transcript is not None else ()
         return plan_thread(
             self.summaries[thread_id],

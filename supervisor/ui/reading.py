@@ -122,7 +122,10 @@ class DatabaseReading:
             return self.store.transcript(thread_id, full=full)
 
     def _load_thread(self, thread_id: str) -> tuple[Transcript, list[Marker]]:
-        """The detail pane's loader (in its worker): the transcript, then the markers."""
+        """The detail pane's loader (in its worker): the transcript, then the markers.
+        The planner runs next, on the screen's thread: the agent's marker hook it needs
+        is waited for here if the agent's import is still under way."""
+        self._marker_hook()
         try:
             transcript = self._read_transcript(thread_id)
         except StoreClosed:

@@ -85,7 +85,7 @@ def workdir(fixed_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return tmp_path
 
 
-def build_app(db: str = "demo.db", **config: object) -> SupervisorApp:
+def build_app(db: str = "demo.db", remember_theme: bool = False, **config: object) -> SupervisorApp:
     settings: dict[str, object] = dict(
         database=Path(db),
         factory=load_factory("supervisor.demo:demo_agent"),
@@ -101,6 +101,7 @@ def build_app(db: str = "demo.db", **config: object) -> SupervisorApp:
         clock=lambda: FIXED_NOW,
         watch=False,
         cursor_blink=False,
+        remember_theme=remember_theme,
     )
 
 

@@ -22,16 +22,14 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_the_theme_picked_is_remembered_for_the_next_run(workdir, config: Path) -> None:
-    app = build_app()
-    app._remember_theme = True
+    app = build_app(remember_theme=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         app.theme = "paper"
         await pilot.pause()
     assert json.loads((config / "config.json").read_text()) == {"theme": "paper"}
     assert saved_theme() == "paper"
-    again = build_app()
-    again._initial_theme = saved_theme()
+    again = build_app(remember_theme=True)
     async with again.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         assert again.theme == "paper"
