@@ -11,8 +11,9 @@ measured in the same run, A and B in turn:
   asyncpg process (goal: within 2x); and against `list` of the SQLite file
   holding the same data;
 - a refresh after 10 new messages (cubeloop's own appends to 10 threads):
-  median of rounds, in process, with and without the `created_at` index
-  `agent-supervisor index URL` adds (goal: under 50 ms);
+  median of rounds, in process, with none of the indexes `agent-supervisor
+  index URL` adds, with the `created_at` one alone, and with all (goal: under
+  50 ms);
 - resume latency to the first model call (what `r` does) for a 49-message
   thread, in a small database and in the big one.
 
@@ -138,12 +139,17 @@ def refresh_figures(dsn: str, threads: int, rounds: int, label: str) -> None:
     )
 
 
-async def add_created_index(dsn: str) -> None:
+async def add_indexes(dsn: str, only_created: bool) -> None:
+    """Our indexes (`agent-supervisor index URL`), or the first of them alone (the only
+    one before the rest were added: the figure they are measured against)."""
     from supervisor.pg.client import connect
-    from supervisor.pg.schema import add_created_index
+    from supervisor.pg.schema import CREATED_INDEX, INDEXES, add_indexes
 
     conn = await connect(dsn)
-    await add_created_index(conn)
+    if only_created:
+        await conn.execute(f"CREATE INDEX {CREATED_INDEX} ON {dict(INDEXES)[CREATED_INDEX]}")
+    else:
+        await add_indexes(conn)
     await conn.close()
 
 
@@ -248,8 +254,10 @@ def main() -> None:
             None,
         )
         refresh_figures(dsn, args.threads, args.rounds, "no index")
-        asyncio.run(add_created_index(dsn))
+        asyncio.run(add_indexes(dsn, only_created=True))
         refresh_figures(dsn, args.threads, args.rounds, "created_at index")
+        asyncio.run(add_indexes(dsn, only_created=False))
+        refresh_figures(dsn, args.threads, args.rounds, "all our indexes")
         with tempfile.TemporaryDirectory() as work:
             resume_figures(server, dsn, Path(work))
     finally:

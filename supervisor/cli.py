@@ -143,11 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "index",
         help="add our index: messages(thread_id, id) for a SQLite file (fast resume and "
-        "detail), cubepi_messages(created_at) for Postgres (fast refreshes)",
+        "detail); for Postgres, indexes on when rows, threads and runs were written and on "
+        "pending requests (fast refreshes)",
     )
     _add_db(p)
-    p.add_argument("--yes", action="store_true", help="do not ask; add it")
-    p.add_argument("--drop", action="store_true", help="remove the index this command added")
+    p.add_argument("--yes", action="store_true", help="do not ask; add them")
+    p.add_argument("--drop", action="store_true", help="remove what this command added")
     p.set_defaults(run=cmd_index)
 
     p = sub.add_parser("show", help="print one thread's transcript")
@@ -632,21 +633,17 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def _index_postgres(args: argparse.Namespace) -> int:
-    """cubepi_messages(created_at), so a refresh finds new rows without a table scan.
+    """Our indexes on cubeloop's tables (`pg.schema.INDEXES`), so a refresh finds what
+    changed (new rows, new threads, pending requests, runs) without a table scan.
 
     cubeloop's `(thread_id, seq)` key already serves resumes and the detail.
     The schema is the host's (Alembic): an autogenerate would offer to drop
-    an index it does not know, so we ask first and say its name.
+    indexes it does not know, so we ask first and say their names.
     """
     import asyncio
 
     from supervisor.pg.client import PgError, connect, describe
-    from supervisor.pg.schema import (
-        CREATED_INDEX,
-        add_created_index,
-        drop_created_index,
-        has_created_index,
-    )
+    from supervisor.pg.schema import INDEXES, add_indexes, drop_indexes, existing_indexes
 
     where = redact(args.db)
 
@@ -657,7 +654,7 @@ def _index_postgres(args: argparse.Namespace) -> int:
         finally:
             await conn.close()
 
-    def on_server(action) -> object:
+    def on_server(action) -> Any:
         try:
             return asyncio.run(run(action))
         except PgError as exc:
@@ -666,29 +663,33 @@ def _index_postgres(args: argparse.Namespace) -> int:
             raise StoreError(describe(args.db, exc)) from None
 
     if args.drop:
-        if not on_server(drop_created_index):
-            print(f"{where}: no index {CREATED_INDEX} to drop")
-        else:
-            print(f"{where}: dropped index {CREATED_INDEX}")
+        dropped = on_server(drop_indexes)
+        print(
+            f"{where}: dropped index {', '.join(dropped)}"
+            if dropped
+            else f"{where}: no index of ours to drop"
+        )
         return EXIT_OK
-    if on_server(has_created_index):
-        print(f"{where}: already indexed on created_at; nothing to do")
+    missing = [name for name, _ in INDEXES if name not in on_server(existing_indexes)]
+    if not missing:
+        print(f"{where}: already indexed; nothing to do")
         return EXIT_OK
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(
-                f"adding an index writes to {where}; pass --yes to agree", "agent-supervisor index"
+                f"adding indexes writes to {where}; pass --yes to agree", "agent-supervisor index"
             )
+        listed = "\n".join(f"  {n} ON {d}" for n, d in INDEXES if n in missing)
         answer = input(
-            f"Add index {CREATED_INDEX} on cubepi_messages(created_at) to {where}? "
-            "(Tell Alembic to ignore it, or an autogenerate will offer to drop it.) [y/N] "
+            f"Add to {where}:\n{listed}\n"
+            "(Tell Alembic to ignore them, or an autogenerate will offer to drop them.) [y/N] "
         )
         if answer.strip().lower() not in ("y", "yes"):
             print("not changed")
             return EXIT_UNFINISHED
     started = time.monotonic()
-    on_server(add_created_index)
-    print(f"{where}: added index {CREATED_INDEX} in {time.monotonic() - started:.1f}s")
+    added = on_server(add_indexes)
+    print(f"{where}: added index {', '.join(added)} in {time.monotonic() - started:.1f}s")
     return EXIT_OK
 
 

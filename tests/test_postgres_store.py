@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from supervisor.backends import open_store
 from supervisor.demo_db import DEMO_THREADS
+from supervisor.pg.client import SyncClient
+from supervisor.pg.schema import INDEXES
 from supervisor.states import State
 from tests.conftest import cli, make_crashes
 
@@ -259,7 +261,9 @@ def test_list_reads_partition_by_partition_and_shows_the_held_listing(
         assert len(batches) == 64 + 1  # cubeloop's partitions, then the threads without rows
         assert sorted(s.thread_id for b in batches for s in b) == [t["thread_id"] for t in streamed]
         assert store.threads() == []  # nothing kept
-        assert "no index on created_at" in store.index_hint(10)  # the rows it saw, counted
+        assert "not our indexes (agent_supervisor_messages_created, " in store.index_hint(
+            10
+        )  # the rows it saw, counted
         assert store.index_hint(sum(t["messages"] for t in streamed)) is None
         early = store.stream_batches()
         next(early)
@@ -329,11 +333,21 @@ def test_demo_fills_an_empty_database(pg_server, tmp_path: Path, monkeypatch) ->
 def test_index_adds_and_drops_only_ours_with_consent(pg_dsn: str) -> None:
     refused = cli("index", pg_dsn)  # no terminal to ask on
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
+    ours = [name for name, _ in INDEXES]
     added = cli("index", pg_dsn, "--yes")
-    assert added.returncode == 0 and "added index agent_supervisor_messages_created" in added.stdout
+    assert added.returncode == 0 and f"added index {', '.join(ours)} in " in added.stdout
     assert "already indexed" in cli("index", pg_dsn, "--yes").stdout
-    assert "dropped index" in cli("index", pg_dsn, "--drop").stdout
-    assert "no index" in cli("index", pg_dsn, "--drop").stdout
+    client = SyncClient(pg_dsn)
+    try:
+        client.execute(f"DROP INDEX {ours[3]}")  # one of ours gone: only it is added again
+        assert f"added index {ours[3]} in " in cli("index", pg_dsn, "--yes").stdout
+        assert set(ours) <= {r[0] for r in client.fetch("SELECT indexname FROM pg_indexes")}
+        assert f"dropped index {', '.join(ours)}" in cli("index", pg_dsn, "--drop").stdout
+        assert "no index of ours" in cli("index", pg_dsn, "--drop").stdout
+        left = {r[0] for r in client.fetch("SELECT indexname FROM pg_indexes")}
+    finally:
+        client.close()
+    assert not set(ours) & left and "ix_cubepi_messages_thread_run" in left  # only ours
 
 
 def test_big_databases_get_an_index_hint_and_a_preview(
@@ -345,7 +359,7 @@ def test_big_databases_get_an_index_hint_and_a_preview(
     store = open_store(dsn)
     try:
         assert store.index_hint(10**9) is None
-        assert "no index on created_at" in store.index_hint(10)
+        assert "not our indexes (agent_supervisor_messages_created, " in store.index_hint(10)
         assert store.preview() is None  # small: listed whole at once
         monkeypatch.setattr(pg_store, "PREVIEW_ABOVE_ROWS", -1)
         for with_index in (False, True):

@@ -115,23 +115,46 @@ async def prepare_demo_database(dsn: str, *, force: bool, markers: bool) -> str 
         await conn.close()
 
 
-#: The one index we add to cubeloop's tables, with the user's consent (`index URL`):
-#: refreshes find new rows by `created_at` instead of scanning the table.
-CREATED_INDEX = "agent_supervisor_messages_created"
+#: The indexes we add to cubeloop's tables, with the user's consent (`index URL`): name and
+#: definition. Each lets a refresh find what changed without scanning a table: new rows
+#: (`created_at`), new threads, threads waiting for a human (few: a partial index), runs
+#: claimed or completed (an `OR` of the two columns: one index each).
+INDEXES: tuple[tuple[str, str], ...] = (
+    ("agent_supervisor_messages_created", "cubepi_messages (created_at)"),
+    ("agent_supervisor_threads_created", "cubepi_threads (created_at)"),
+    (
+        "agent_supervisor_threads_pending",
+        "cubepi_threads (thread_id) WHERE pending_request IS NOT NULL",
+    ),
+    ("agent_supervisor_runs_claimed", "cubepi_runs (claimed_at)"),
+    ("agent_supervisor_runs_completed", "cubepi_runs (completed_at)"),
+)
+#: The first of them: the store reads new rows by `created_at` only where it exists.
+CREATED_INDEX = INDEXES[0][0]
+#: One query: the names of ours that exist.
+EXISTING_SQL = "SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL"
 
 
-async def has_created_index(conn: Any) -> bool:
-    return bool(await conn.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"))
+async def existing_indexes(conn: Any) -> list[str]:
+    """Which of our indexes the database has."""
+    names = [name for name, _ in INDEXES]
+    return [r["name"] for r in await conn.fetch(EXISTING_SQL, names)]
 
 
-async def add_created_index(conn: Any) -> None:
-    await conn.execute(
-        f"CREATE INDEX IF NOT EXISTS {CREATED_INDEX} ON cubepi_messages (created_at)"
-    )
+async def add_indexes(conn: Any) -> list[str]:
+    """Add the ones missing; their names."""
+    have = set(await existing_indexes(conn))
+    added = []
+    for name, definition in INDEXES:
+        if name not in have:
+            await conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {definition}")
+            added.append(name)
+    return added
 
 
-async def drop_created_index(conn: Any) -> bool:
-    """Drop our index (never one we did not add); whether there was one."""
-    existed = await has_created_index(conn)
-    await conn.execute(f"DROP INDEX IF EXISTS {CREATED_INDEX}")
+async def drop_indexes(conn: Any) -> list[str]:
+    """Drop ours (never one we did not add); the names there were."""
+    existed = await existing_indexes(conn)
+    for name in existed:
+        await conn.execute(f"DROP INDEX IF EXISTS {name}")
     return existed

@@ -32,7 +32,7 @@ from supervisor.hitl import parse_request
 from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
-from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX
+from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEXES
 from supervisor.states import NONE_ANSWERED, ThreadSummary
 from supervisor.store import (
     BIG_PREVIEW,
@@ -381,11 +381,15 @@ class PostgresStore:
         rows = sum(s.messages for s in self._threads.values()) or self._streamed_rows
         if rows <= above_rows:
             return None
-        if self._client.fetchval(f"SELECT to_regclass('{CREATED_INDEX}') IS NOT NULL"):
+        names = [name for name, _ in INDEXES]
+        have = {r[0] for r in self._client.fetch(EXISTING_SQL, names)}
+        missing = [name for name in names if name not in have]
+        if not missing:
             return None
         return (
-            f"{rows:,} rows and no index on created_at: each refresh (the app's, every "
-            f"second) scans them all; 'agent-supervisor index {self.location}' adds one"
+            f"{rows:,} rows and not our indexes ({', '.join(missing)}): each refresh (the "
+            f"app's, every second) scans tables; 'agent-supervisor index {self.location}' "
+            "adds them"
         )
 
     def preview(self, threads: int = PREVIEW_THREADS) -> list[ThreadSummary] | None:
