@@ -188,10 +188,21 @@ class Runner:
 
     # -- lifecycle ------------------------------------------------------
 
+    async def _agent(self) -> LoadedAgent:
+        """The agent, its import waited for (or done, in a thread) if it was deferred.
+
+        Whatever imports cubeloop waits for this first: while the app's thread
+        imports the agent (and cubeloop with it), an import of a cubeloop module
+        here found the package half initialised and failed ("cannot import name
+        ... from partially initialized module").
+        """
+        return await asyncio.to_thread(self.config.agent)
+
     async def _cp(self) -> Any:
         """Open the checkpointer on first use: looking never writes, acting may."""
         async with self._open_lock:
             if self._checkpointer is None:
+                await self._agent()  # the checkpointer is cubeloop's: see `_agent`
                 cp = backends.checkpointer(self.config.database)
                 await cp.__aenter__()
                 self._checkpointer = cp
@@ -306,8 +317,7 @@ class Runner:
         await self._build_agent(cp, thread_id)
 
     async def _build_agent(self, cp: Any, thread_id: str, run_id: str | None = None) -> Agent:
-        # In a thread: an agent not imported yet is imported there, the loop running on.
-        loaded = await asyncio.to_thread(self.config.agent)
+        loaded = await self._agent()
         return await build_agent(loaded.factory, cp, thread_id, loaded.reference, run_id=run_id)
 
     async def _known(self, thread_id: str) -> bool:

@@ -48,6 +48,7 @@ from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
     AgentEvent,
+    AgentImported,
     RefreshFailed,
     StoreNotices,
     ThreadsRefreshed,
@@ -196,26 +197,36 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.set_interval(1.0, self._tick_running)
         self.set_interval(LEASE_POLL, self._poll_leases)
         self.set_interval(15.0, self._tick_ages)
-        # After the first frame: the agent's import (a third of a second) and the
-        # watcher's start (an import too) would otherwise come before it.
+        # After the first frame: the agent's import (a third of a second) would
+        # otherwise come before it; the file watcher starts once it is done.
         self.call_after_refresh(self._load_agent)
-        if self.watch_files and self.database_path is not None:
-            self.call_after_refresh(self._watch)
-        elif self.watch_files:  # a server: no file to watch, so look every second
+        if self.watch_files and self.database_path is None:  # a server: look every second
             self.set_interval(SERVER_POLL, self.request_refresh)
 
     @work(thread=True, group="agent", exit_on_error=False)
     def _load_agent(self) -> None:
         """Import the agent in a thread, the screen already drawn. A broken agent
-        closes the app, as it stopped the start before: there is nothing to run with."""
+        closes the app, as it stopped the start before: there is nothing to run with.
+
+        Nothing else may import a package the agent's import is initialising: the
+        runner waits for it (`Runner._agent`), the planners too (`_marker_hook`), and
+        the file watcher (watchfiles, anyio) starts after it.
+        """
         try:
             self.runner.config.agent()
         except AgentLoadError as exc:
-            self.call_from_thread(self._agent_failed, str(exc))
+            self.post_message(AgentImported(str(exc)))
+        else:
+            self.post_message(AgentImported(None))
 
-    def _agent_failed(self, error: str) -> None:
-        self.agent_error = error
-        self.exit(return_code=2)
+    @on(AgentImported)
+    @while_mounted
+    def _agent_imported(self, message: AgentImported) -> None:
+        if message.error is not None:
+            self.agent_error = message.error
+            self.exit(return_code=2)
+        elif self.watch_files and self.database_path is not None:
+            self._watch()
 
     def _marker_hook(self) -> MarkerHook | None:
         """The agent's marker hook, for plans. The readers that plan (`_load_thread`,
@@ -224,7 +235,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         try:
             return self.runner.config.agent().marker_hook
         except AgentLoadError:
-            return None  # the app is closing on it (`_agent_failed`)
+            return None  # the app is closing on it (`_agent_imported`)
 
     def _show_early_preview(self) -> None:
         """Rows in the first frame when the store's preview is already read (`preview_soon`);

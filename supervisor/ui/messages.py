@@ -29,6 +29,13 @@ class RefreshFailed(Message):
 
 
 @dataclass
+class AgentImported(Message):
+    """The agent's import, after the first frame, is done: `error` is None, or one line."""
+
+    error: str | None
+
+
+@dataclass
 class AgentEvent(Message):
     """One runner event; streaming text arrives already coalesced."""
 

@@ -9,6 +9,7 @@ before anything is drawn.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -114,39 +115,112 @@ def test_a_missing_agent_module_is_one_line_before_anything_is_drawn(workdir: Pa
     assert out.returncode == 2 and "expected MODULE:ATTR" in out.stderr
 
 
+class Terminal:
+    """The app in a pseudo-terminal of its own; what it writes, as text without escapes."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=cwd,
+            env=dict(
+                os.environ,
+                TERM="xterm-256color",
+                COLUMNS="120",
+                LINES="40",
+                AGENT_SUPERVISOR_DEMO_TOOL_SECONDS="0",
+            ),
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.written = b""
+
+    def read_until(self, done, seconds: float = 120) -> bool:
+        """Read what the app writes until `done(text)` holds or it exits; whether it held."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if done(self.text()):
+                return True
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                self.written += chunk
+            elif self.proc.poll() is not None:
+                break
+        return bool(done(self.text()))
+
+    def text(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]", "", self.written.decode(errors="replace"))
+
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def close(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait(timeout=30)
+        os.close(self.master)
+        return code
+
+
 def test_an_agent_that_fails_on_import_ends_the_app_with_one_line(workdir: Path) -> None:
     """In a terminal: the app starts, closes, and the last thing written is the error."""
     (workdir / "brokenagents.py").write_text("1 / 0\n")
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "demo.db", "--agent", "brokenagents:make"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        cwd=workdir,
-        env=dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40"),
-        start_new_session=True,
-    )
-    os.close(slave)
-    written = b""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            written += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(master)
-    assert proc.wait(timeout=30) == 2
-    text = re.sub(r"\x1b\[[0-9;?<>=]*[A-Za-z]", "", written.decode(errors="replace"))
-    last = text.strip().splitlines()[-1].strip()
-    assert last == (
+    term = Terminal(workdir, "demo.db", "--agent", "brokenagents:make")
+    term.read_until(lambda _text: False)  # until it exits
+    assert term.close() == 2
+    error = (
         "agent-supervisor: error: agent 'brokenagents:make': importing 'brokenagents' "
         "raised ZeroDivisionError: division by zero"
     )
+    # After the screen is given back (the escapes are stripped: the footer's last row
+    # may run into it), the error, once, and nothing after it.
+    assert term.text().rstrip().endswith(error) and term.text().count(error) == 1
+
+
+def test_r_pressed_before_the_agent_is_imported_resumes_in_a_real_process(workdir: Path) -> None:
+    """Nothing imports the agent stack while the agent's import is under way.
+
+    Pressed then, `r` once failed: the runner imported cubeloop's checkpointer
+    while the app's thread was importing cubeloop, and found the package half
+    initialised. The gate module notes which cubeloop modules are loaded when it
+    is let through: none, if everything waited for it.
+    """
+    (workdir / "gate_r.py").write_text(
+        "import os, sys, time\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not os.path.exists('release') and time.monotonic() < deadline:\n"
+        "    time.sleep(0.02)\n"
+        "seen = sorted(m for m in sys.modules if m.startswith('cubeloop'))\n"
+        "open('seen', 'w').write(repr(seen))\n"
+        "from supervisor.demo import demo_agent as make\n"
+    )
+    assert state_of("job-12", workdir) == "answered"
+    term = Terminal(workdir, "demo.db", "--agent", "gate_r:make", "--force")  # no "may be live"
+    try:
+        assert term.read_until(lambda text: "job-12" in text)
+        time.sleep(0.5)
+        term.press("r")  # on the first row, job-12 (answered): goes on with its stored answer
+        time.sleep(1.0)
+        (workdir / "release").touch()
+        deadline = time.monotonic() + 60
+        while state_of("job-12", workdir) != "finished" and time.monotonic() < deadline:
+            term.read_until(lambda _text: False, 0.5)
+        assert "failed" not in term.text()
+    finally:
+        term.close()
+    assert (workdir / "seen").read_text() == "[]"
+    assert state_of("job-12", workdir) == "finished"
+
+
+def state_of(thread: str, workdir: Path) -> str:
+    listed = json.loads(cli("list", "demo.db", "--json", cwd=workdir).stdout)
+    return {t["thread_id"]: t["state"] for t in listed}[thread]
