@@ -590,9 +590,16 @@ def _positive_int(value: str) -> int:
 
 def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path | str]:
     """The checked agent and the jobs directory, the environment set before the import."""
-    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
-    export_environment(jobs_dir)  # agents written like the recipe read it at import
+    jobs_dir = _agent_environment(args)
     return load_agent(agent_reference(args.agent)), jobs_dir
+
+
+def _agent_environment(args: argparse.Namespace) -> Path | str:
+    """The jobs directory, exported for agents written like the recipe (they read it at
+    import): call before the agent is imported."""
+    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
+    export_environment(jobs_dir)
+    return jobs_dir
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -643,7 +650,13 @@ def _index_postgres(args: argparse.Namespace) -> int:
     import asyncio
 
     from supervisor.pg.client import PgError, connect, describe
-    from supervisor.pg.schema import INDEXES, add_indexes, drop_indexes, existing_indexes
+    from supervisor.pg.schema import (
+        INDEX_NAMES,
+        INDEXES,
+        add_indexes,
+        drop_indexes,
+        existing_indexes,
+    )
 
     where = redact(args.db)
 
@@ -670,7 +683,8 @@ def _index_postgres(args: argparse.Namespace) -> int:
             else f"{where}: no index of ours to drop"
         )
         return EXIT_OK
-    missing = [name for name, _ in INDEXES if name not in on_server(existing_indexes)]
+    have = set(on_server(existing_indexes))
+    missing = [name for name in INDEX_NAMES if name not in have]
     if not missing:
         print(f"{where}: already indexed; nothing to do")
         return EXIT_OK
@@ -708,8 +722,7 @@ def _runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfi
     from supervisor.runner import RunnerConfig
 
     if defer:
-        jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
-        export_environment(jobs_dir)
+        jobs_dir = _agent_environment(args)
         deferred = DeferredAgent(agent_reference(args.agent))
         deferred.check()
         agent: dict[str, Any] = {"deferred": deferred, "agent_ref": deferred.reference}

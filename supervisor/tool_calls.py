@@ -23,7 +23,7 @@ INTERRUPTED_TEXT = (
 CANCELLED_TEXT = "[Tool execution cancelled by user]"
 
 
-def text_of(message: Any) -> str:
+def _text_of(message: Any) -> str:
     return "".join(getattr(b, "text", "") for b in getattr(message, "content", []))
 
 
@@ -96,7 +96,7 @@ def unanswered_calls(
 
 
 def message_data(message: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"role": message.role, "text": text_of(message)}
+    data: dict[str, Any] = {"role": message.role, "text": _text_of(message)}
     if isinstance(message, AssistantMessage):
         data["stop_reason"] = message.stop_reason
         data["error"] = message.error_message

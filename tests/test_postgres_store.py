@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from supervisor.backends import open_store
 from supervisor.demo_db import DEMO_THREADS
 from supervisor.pg.client import SyncClient
-from supervisor.pg.schema import INDEXES
+from supervisor.pg.schema import INDEX_NAMES
 from supervisor.states import State
 from tests.conftest import cli, make_crashes
 
@@ -333,7 +333,7 @@ def test_demo_fills_an_empty_database(pg_server, tmp_path: Path, monkeypatch) ->
 def test_index_adds_and_drops_only_ours_with_consent(pg_dsn: str) -> None:
     refused = cli("index", pg_dsn)  # no terminal to ask on
     assert refused.returncode == 2 and "pass --yes" in refused.stderr
-    ours = [name for name, _ in INDEXES]
+    ours = list(INDEX_NAMES)
     added = cli("index", pg_dsn, "--yes")
     assert added.returncode == 0 and f"added index {', '.join(ours)} in " in added.stdout
     assert "already indexed" in cli("index", pg_dsn, "--yes").stdout

@@ -129,16 +129,16 @@ INDEXES: tuple[tuple[str, str], ...] = (
     ("agent_supervisor_runs_claimed", "cubepi_runs (claimed_at)"),
     ("agent_supervisor_runs_completed", "cubepi_runs (completed_at)"),
 )
+INDEX_NAMES: tuple[str, ...] = tuple(name for name, _ in INDEXES)
 #: The first of them: the store reads new rows by `created_at` only where it exists.
-CREATED_INDEX = INDEXES[0][0]
+CREATED_INDEX = INDEX_NAMES[0]
 #: One query: the names of ours that exist.
 EXISTING_SQL = "SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL"
 
 
 async def existing_indexes(conn: Any) -> list[str]:
     """Which of our indexes the database has."""
-    names = [name for name, _ in INDEXES]
-    return [r["name"] for r in await conn.fetch(EXISTING_SQL, names)]
+    return [r["name"] for r in await conn.fetch(EXISTING_SQL, list(INDEX_NAMES))]
 
 
 async def add_indexes(conn: Any) -> list[str]:

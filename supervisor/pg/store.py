@@ -32,7 +32,7 @@ from supervisor.hitl import parse_request
 from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
-from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEXES
+from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
 from supervisor.states import NONE_ANSWERED, ThreadSummary
 from supervisor.store import (
     BIG_PREVIEW,
@@ -381,9 +381,8 @@ class PostgresStore:
         rows = sum(s.messages for s in self._threads.values()) or self._streamed_rows
         if rows <= above_rows:
             return None
-        names = [name for name, _ in INDEXES]
-        have = {r[0] for r in self._client.fetch(EXISTING_SQL, names)}
-        missing = [name for name in names if name not in have]
+        have = {r[0] for r in self._client.fetch(EXISTING_SQL, list(INDEX_NAMES))}
+        missing = [name for name in INDEX_NAMES if name not in have]
         if not missing:
             return None
         return (
