@@ -61,6 +61,16 @@ def checkpointer(location: str | os.PathLike[str]) -> Any:
     return SQLiteCheckpointer(str(Path(location).resolve()))
 
 
+def import_checkpointer(location: str | os.PathLike[str]) -> None:
+    """Import the database's checkpointer now: for a process about to fork children
+    that would each import it again."""
+    if is_dsn(location):
+        import cubeloop.checkpointer.postgres  # noqa: F401
+    else:
+        import aiosqlite  # noqa: F401
+        import cubeloop.checkpointer  # noqa: F401
+
+
 def attempt_ledger(location: str | os.PathLike[str]) -> Any:
     """Where the watcher counts its attempts: a file beside the database, or our table."""
     if is_dsn(location):

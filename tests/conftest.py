@@ -9,11 +9,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from supervisor.demo_db import run_child_process
+from supervisor.demo_db import child_arguments, run_child_process, run_children
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,12 +89,18 @@ CRASHES: list[tuple[str, dict[str, object], bool]] = [
 
 
 def make_crashes(db: Path | str, jobs_of, **extra: object) -> None:
-    """Run every `CRASHES` case into one database (a file or a Postgres URL)."""
-    for thread, options, killed in CRASHES:
+    """Run every `CRASHES` case into one database (a file or a Postgres URL), in turn."""
+    codes = run_children(
+        [
+            child_arguments(db, thread, jobs_of(thread), **options, **extra)
+            for thread, options, _ in CRASHES
+        ]
+    )
+    for (thread, _, killed), code in zip(CRASHES, codes, strict=True):
         if killed:
-            crash(db, thread, jobs_of(thread), **options, **extra)
+            assert code == -signal.SIGKILL, f"{thread}: expected SIGKILL, child exited {code}"
         else:
-            run_demo_child(db, thread, jobs_of(thread), **options, **extra)
+            assert code == 0, f"{thread}: child exited {code}"
 
 
 @pytest.fixture(scope="session")
@@ -170,9 +177,9 @@ def pg_server():
 
     When none can be started the Postgres tests skip, saying why.
     """
-    from tests.pg_server import NoServer, Server
+    from tests.pg_server import NoServer, Server, memory_scratch
 
-    server = Server()
+    server = Server(memory_scratch())
     try:
         server.start()
     except NoServer as exc:
@@ -183,9 +190,11 @@ def pg_server():
 
 
 @pytest.fixture
-def pg_dsn(pg_server) -> str:
-    """A fresh database on the session's server, with cubeloop's schema."""
-    return pg_server.new_database()
+def pg_dsn(pg_server) -> Iterator[str]:
+    """A fresh database on the session's server, with cubeloop's schema; dropped after."""
+    dsn = pg_server.new_database()
+    yield dsn
+    pg_server.drop_database(dsn)
 
 
 @pytest.fixture(scope="session")
@@ -201,12 +210,15 @@ def pg_demo_template(pg_server, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 @pytest.fixture
-def pg_demo(pg_server, pg_demo_template: tuple[str, Path], tmp_path: Path) -> tuple[str, Path]:
-    """A private copy of the Postgres demo database, and a private copy of its ledger."""
+def pg_demo(
+    pg_server, pg_demo_template: tuple[str, Path], tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    """A private copy of the Postgres demo database (dropped after), and of its ledger."""
     import shutil
 
     template, template_ledger = pg_demo_template
     dsn = pg_server.copy_database(template)
     ledger = tmp_path / "ledger"
     shutil.copytree(template_ledger, ledger)
-    return dsn, ledger
+    yield dsn, ledger
+    pg_server.drop_database(dsn)

@@ -220,6 +220,7 @@ def test_hostile_rows_never_break_the_listing(pg_server, first, more) -> None:
         store.check_rows()
     finally:
         store.close()
+        pg_server.drop_database(dsn)
 
 
 # -- the command line -------------------------------------------------------------
