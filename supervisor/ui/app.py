@@ -44,6 +44,7 @@ from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
+from supervisor.ui.compositor import ChangedRegionsScreen
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
@@ -145,6 +146,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._theme_problems = self._set_theme_before_start(theme)
 
     # -- layout -----------------------------------------------------------
+
+    def get_default_screen(self) -> Screen:
+        """The main screen redraws only the widgets under what changed (see `compositor`)."""
+        return ChangedRegionsScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         yield Static("", id="summary")

@@ -77,6 +77,17 @@ async def test_the_header_says_where_the_cursor_is_in_place_of_a_scrollbar(app_f
         assert table.render_line(0).text.rstrip().endswith(f" {total}/{total}")
 
 
+async def test_rows_are_drawn_with_one_segment_per_run_of_a_style(app_factory) -> None:
+    """Every segment costs its own colour codes on the wire; neighbours of one style merge."""
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#threads", ThreadTable)
+        for y in range(6):  # the header, the cursor's row and rows under it
+            segments = list(table.render_line(y))
+            assert all(a.style != b.style for a, b in zip(segments, segments[1:], strict=False))
+
+
 async def test_a_narrow_header_keeps_the_position_over_its_last_label(app_factory) -> None:
     async with app_factory().run_test(size=(120, 40)) as pilot:
         await settle(pilot)
