@@ -1093,7 +1093,7 @@ def cmd_init_markers(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from supervisor.demo_db import DemoExists, build_demo_db
+    from supervisor.demo_db import DemoExists, DemoFailed, build_demo_db
 
     path: Path | str = args.db if is_dsn(args.db) else Path(args.db)
     jobs = resolve_jobs_dir(path, args.jobs_dir)
@@ -1103,6 +1103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         build_demo_db(path, force=args.force, jobs_dir=jobs)
     except DemoExists as exc:
         raise UsageError(str(exc)) from None
+    except DemoFailed as exc:
+        raise StoreError(str(exc)) from None
     store = open_store(path)
     try:
         counts = Counter(str(s.state) for s in store.threads())

@@ -269,6 +269,10 @@ class DemoExists(Exception):
     pass
 
 
+class DemoFailed(Exception):
+    """The process that runs the demo's children failed (its last line of stderr)."""
+
+
 def build_demo_db(
     path: Path | str,
     *,
@@ -367,7 +371,7 @@ def run_children(children: list[list[str]]) -> list[int]:
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"running the demo children failed: {last}")
+        raise DemoFailed(f"running the demo's agents failed: {last}")
     return json.loads(lines[-1])
 
 

@@ -151,33 +151,26 @@ class Server:
 
     def _create(self, template: str) -> str:
         name = "t_" + uuid.uuid4().hex[:12]
-
-        async def create() -> None:
-            import asyncpg
-
-            conn = await asyncpg.connect(self.dsn())
-            try:
-                await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        self._admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         return self.dsn(name)
 
     def drop_database(self, dsn: str) -> None:
         """Drop one of this server's databases, closing whatever is still connected."""
-        name = dsn.rsplit("/", 1)[-1]
+        self._admin(f"DROP DATABASE IF EXISTS {dsn.rsplit('/', 1)[-1]} WITH (FORCE)")
 
-        async def drop() -> None:
+    def _admin(self, sql: str) -> None:
+        """One statement on the `postgres` database (CREATE and DROP DATABASE)."""
+
+        async def run() -> None:
             import asyncpg
 
             conn = await asyncpg.connect(self.dsn())
             try:
-                await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                await conn.execute(sql)
             finally:
                 await conn.close()
 
-        asyncio.run(drop())
+        asyncio.run(run())
 
     def stop(self) -> None:
         if self._started:

@@ -233,6 +233,25 @@ def test_demo_creates_every_state_and_refuses_to_overwrite(tmp_path: Path) -> No
     assert db.read_bytes() == before
 
 
+def test_demo_children_report_how_each_ended_and_a_failed_runner_says_why(
+    tmp_path: Path,
+) -> None:
+    from supervisor.demo_db import DemoFailed, child_arguments, run_children
+
+    db, jobs = tmp_path / "c.db", tmp_path / "jobs"
+    codes = run_children(
+        [
+            child_arguments(db, "killed", jobs, kill_at_event=5),
+            child_arguments(db, "done", jobs, prompt="Process items A"),
+        ]
+    )
+    assert codes == [-signal.SIGKILL, 0]  # forked children, one killed for real
+    states = {s.thread_id: str(s.state) for s in open_store(db).threads()}
+    assert states == {"killed": "between_turns", "done": "finished"}
+    with pytest.raises(DemoFailed, match="the following arguments are required: --thread"):
+        run_children([["--db", str(db), "--jobs-dir", str(jobs)]])
+
+
 def test_list_shows_threads_leased_by_a_live_supervisor_as_running(
     demo_db: Path,
 ) -> None:
