@@ -195,12 +195,16 @@ def child_command(db: Path | str, thread: str, jobs: Path | str, **options: Any)
     ]
 
 
+def _child_env() -> dict[str, str]:
+    """The children's environment: the demo model answers at once (no streaming delay)."""
+    return {**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"}
+
+
 def run_child_process(db: Path | str, thread: str, jobs: Path | str, **options: Any) -> int:
     """Run one child; its exit code (negative SIGKILL when killed on purpose)."""
-    env = {**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"}
     done = subprocess.run(
         child_command(db, thread, jobs, **options),
-        env=env,
+        env=_child_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -359,11 +363,10 @@ def run_children(children: list[list[str]]) -> list[int]:
     (see the module's docstring). A code is negative for a signal: -9 for
     a child that died by SIGKILL, as `subprocess` reports it.
     """
-    env = {**os.environ, "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0"}
     done = subprocess.run(
         [sys.executable, "-m", "supervisor.demo_db", "forked"],
         input=json.dumps(children),
-        env=env,
+        env=_child_env(),
         capture_output=True,
         text=True,
         timeout=60 + 30 * len(children),

@@ -4,7 +4,7 @@ Textual's compositor, for a partial update, renders every widget that
 overlaps the rectangle bounding all changed regions, then writes only the
 changed spans. A held `j` changes the list (left) and the detail title (top
 right) in the same frame; their bounding rectangle is the whole screen, so
-every frame rendered all 22 widgets to write the spans of two. Here a widget
+every frame rendered 23 of the screen's 34 widgets to write the spans of two. Here a widget
 is rendered only when it overlaps one of the changed regions. What is written
 is the same: only changed spans are ever written, and every cell in them
 belongs to a widget that overlaps them. `tests/ui/test_compositor.py` compares
