@@ -6,10 +6,12 @@ msgpack-encoded, as `PostgresCheckpointer` writes them; `seq` numbered per
 thread; the same times and run ids). Then prints, each against a baseline
 measured in the same run, A and B in turn:
 
-- `list URL`, the whole process, against the floor: one aggregate query over
-  `cubepi_messages` (`GROUP BY thread_id`, count and max(seq)) in a plain
-  asyncpg process (goal: within 2x); and against `list` of the SQLite file
-  holding the same data;
+- `list URL`, the whole process, against the floor (fleet.py's for SQLite, in
+  Postgres): one `GROUP BY thread_id` aggregate over `cubepi_messages` (count
+  and max(seq)) joined to each thread's last message, in a plain asyncpg
+  process (goal: within 2x); against that aggregate alone (an index-only scan,
+  less than any listing can do); and against `list` of the SQLite file holding
+  the same data;
 - a refresh after 10 new messages (cubeloop's own appends to 10 threads):
   median of rounds, in process, with none of the indexes `agent-supervisor
   index URL` adds, with the `created_at` one alone, and with all (goal: under
@@ -19,6 +21,7 @@ measured in the same run, A and B in turn:
 
 Usage: python bench/postgres.py [--threads 100000] [--pairs 3] [--rounds 5]
        python bench/postgres.py --floor URL    (the floor, as its own process)
+       python bench/postgres.py --floor-aggregate URL
 """
 
 from __future__ import annotations
@@ -40,15 +43,25 @@ _JULIAN_UNIX_EPOCH = 2440587.5
 _ROLES = {"user": "user", "assistant": "assistant", "tool_result": "tool"}
 
 
-def floor(dsn: str) -> None:
-    """The least a listing must do: one aggregate over every message."""
+def floor(dsn: str, last_rows: bool) -> None:
+    """The least a listing must do, as bench/fleet.py's floor for SQLite: one aggregate
+    over every message, and each thread's last message (`last_rows`); without them,
+    the aggregate alone (an index-only scan: no listing can stop there, it must read
+    each thread's roles and tail)."""
     import asyncpg
 
+    aggregate = "SELECT thread_id, count(*) AS n, max(seq) AS last FROM cubepi_messages GROUP BY 1"
+    sql = (
+        f"SELECT g.thread_id, g.n, m.payload FROM ({aggregate}) AS g "
+        "JOIN cubepi_messages m ON m.thread_id = g.thread_id AND m.seq = g.last"
+        if last_rows
+        else aggregate
+    )
+
     async def run() -> int:
-        conn = await asyncpg.connect(dsn)
-        rows = await conn.fetch(
-            "SELECT thread_id, count(*), max(seq) FROM cubepi_messages GROUP BY thread_id"
-        )
+        # JIT off, as our listing has it: it compiled for a second before this ran.
+        conn = await asyncpg.connect(dsn, server_settings={"jit": "off"})
+        rows = await conn.fetch(sql)
         await conn.close()
         return len(rows)
 
@@ -205,10 +218,11 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--floor", metavar="URL")
+    parser.add_argument("--floor-aggregate", metavar="URL")
     parser.add_argument("--load", nargs=2, metavar=("SQLITE", "URL"))
     args = parser.parse_args()
-    if args.floor:
-        floor(args.floor)
+    if args.floor or args.floor_aggregate:
+        floor(args.floor or args.floor_aggregate, last_rows=bool(args.floor))
         return
     if args.load:
         print(asyncio.run(load(Path(args.load[0]), args.load[1])))
@@ -240,11 +254,18 @@ def main() -> None:
         )
         cli = [sys.executable, "-m", "supervisor", "list"]
         paired(
-            "list (Postgres) vs aggregate floor",
+            "list (Postgres) vs floor",
             cli + [dsn],
             [sys.executable, __file__, "--floor", dsn],
             args.pairs,
             2.0,
+        )
+        paired(
+            "list vs the aggregate alone",
+            cli + [dsn],
+            [sys.executable, __file__, "--floor-aggregate", dsn],
+            args.pairs,
+            None,
         )
         paired(
             "list: Postgres vs SQLite, same data",

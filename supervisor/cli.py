@@ -458,11 +458,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     options = listing.Options(
         as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
     )
-    outcome = None
-    if not args.check and not is_dsn(args.db):
-        outcome = listing.list_split(
-            args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS
-        )
+    # --check validates every row first, which holds every summary: one process.
+    outcome = None if args.check else _list_split(args, options)
     if outcome is None:
         outcome = _list_in_one_process(args, options)
     _say_notes(outcome.notices)
@@ -470,6 +467,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if outcome.index_hint:  # a big database without the index its backend would use
         print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
     return EXIT_OK
+
+
+def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.Outcome | None:
+    """The listing by two processes, where it is worth it; None where one lists it all."""
+    if is_dsn(args.db):
+        from supervisor.pg.listing import list_split
+
+        return list_split(args.db, options, sys.stdout, BIG_DATABASE_ROWS)
+    return listing.list_split(args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS)
 
 
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:

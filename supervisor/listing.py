@@ -20,13 +20,10 @@ Where the child cannot take its half, this process lists it itself.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import itertools
 import json
-import os
 import pickle
-import signal
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from supervisor.report import thread_hint, thread_json
-from supervisor.split import fork_child, worth_splitting
+from supervisor.split import Forked, report_to, worth_splitting
 from supervisor.states import State, ThreadSummary
 from supervisor.store import CannotSplit, SQLiteStore, StoreError, check_database_path
 from supervisor.text import one_line, relative_time
@@ -255,7 +252,7 @@ def list_split(
         pivot = probe.split_point()
     if pivot is None:
         return None
-    child = _Child.fork(database, busy_timeout, options, pivot)
+    child = _Child(database, busy_timeout, options, pivot)
     store: SQLiteStore | None = None
     try:
         store = SQLiteStore(
@@ -306,49 +303,23 @@ def _list_halves(
 
 
 class _Child:
-    """The forked process listing thread ids from `pivot` up, and the pipes to it.
+    """The forked process listing thread ids from `pivot` up, and its output file.
 
     Messages are pickled tuples: the child sends ("shape", widths) or
     ("refused",) once its aggregate has run, then ("done", tally, notices) or
     ("error", text); this process answers the first with ("go", widths).
     """
 
-    def __init__(
-        self, pid: int, pivot: str, to_child: IO[bytes], from_child: IO[bytes], output: IO[bytes]
-    ) -> None:
-        self.pid: int | None = pid
+    def __init__(self, database: Path, busy_timeout: float, options: Options, pivot: str) -> None:
         self.pivot = pivot
-        self._to = to_child
-        self._from = from_child
-        self._output = output
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `reap`
 
-    @classmethod
-    def fork(cls, database: Path, busy_timeout: float, options: Options, pivot: str) -> _Child:
-        output = tempfile.TemporaryFile()  # noqa: SIM115 - closed by `reap`
-        down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
+        def work(orders: IO[bytes], report: IO[bytes]) -> None:
+            _child_half(database, busy_timeout, options, pivot, orders, report, self._output)
 
-        def child() -> None:  # list, report
-            os.close(down_w)
-            os.close(up_r)
-            with os.fdopen(down_r, "rb") as orders, os.fdopen(up_w, "wb") as report:
-                _child_half(database, busy_timeout, options, pivot, orders, report, output)
-
-        pid = fork_child(child)
-        os.close(down_r)
-        os.close(up_w)
-        return cls(pid, pivot, os.fdopen(down_w, "wb"), os.fdopen(up_r, "rb"), output)
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        with contextlib.suppress(OSError):  # a child that is gone is found by `receive`
-            pickle.dump(message, self._to)
-            self._to.flush()
-
-    def receive(self) -> tuple[Any, ...] | None:
-        try:
-            return pickle.load(self._from)
-        except (EOFError, OSError, pickle.UnpicklingError):
-            return None
+        self._forked = Forked(work)
+        self.send = self._forked.send
+        self.receive = self._forked.receive
 
     def output(self) -> IO[str]:
         self._output.seek(0)
@@ -356,15 +327,7 @@ class _Child:
 
     def reap(self) -> None:
         """Stop the child if it still runs (we were interrupted), and wait for it."""
-        if self.pid is None:
-            return
-        for pipe in (self._to, self._from):
-            with contextlib.suppress(OSError):
-                pipe.close()
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
-        self.pid = None
+        self._forked.reap()
         self._output.close()
 
 
@@ -377,10 +340,7 @@ def _child_half(
     report: IO[bytes],
     output: IO[bytes],
 ) -> None:
-    def send(message: tuple[Any, ...]) -> None:
-        pickle.dump(message, report, protocol=pickle.HIGHEST_PROTOCOL)
-        report.flush()
-
+    send = report_to(report)
     # -wal/-shm are the parent's to remove, once this process has let go of them.
     keep = {"-wal": True, "-shm": True}
     try:

@@ -9,9 +9,13 @@ divide a big file's threads at a thread id about half the rows sort before
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 #: A file smaller than this is read by one process: forking would cost what it saves.
 SPLIT_ABOVE_BYTES = 32 << 20
@@ -37,6 +41,65 @@ def fork_child(child: Callable[[], None]) -> int:
         finally:
             os._exit(code)
     return pid
+
+
+class Forked:
+    """A forked process and the two pipes to it: pickled tuples each way.
+
+    `work(orders, report)` runs in the child with its ends of the pipes
+    (`fork_child`: it never returns into our code). `receive` gives None for a
+    child that died or closed its end without a word: the caller does its
+    share itself.
+    """
+
+    def __init__(self, work: Callable[[IO[bytes], IO[bytes]], None]) -> None:
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+
+        def child() -> None:
+            os.close(down_w)
+            os.close(up_r)
+            with os.fdopen(down_r, "rb") as orders, os.fdopen(up_w, "wb") as report:
+                work(orders, report)
+
+        self.pid: int | None = fork_child(child)
+        os.close(down_r)
+        os.close(up_w)
+        self._to = os.fdopen(down_w, "wb")
+        self._from = os.fdopen(up_r, "rb")
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with contextlib.suppress(OSError):  # a child that is gone is found by `receive`
+            pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
+            self._to.flush()
+
+    def receive(self) -> tuple[Any, ...] | None:
+        try:
+            return pickle.load(self._from)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            return None
+
+    def reap(self) -> None:
+        """Stop the child if it still runs (we were interrupted), and wait for it."""
+        if self.pid is None:
+            return
+        for pipe in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self.pid = None
+
+
+def report_to(pipe: IO[bytes]) -> Callable[[tuple[Any, ...]], None]:
+    """The child's side of `Forked.receive`: each message pickled and flushed at once."""
+
+    def send(message: tuple[Any, ...]) -> None:
+        pickle.dump(message, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        pipe.flush()
+
+    return send
 
 
 def cores() -> int:
