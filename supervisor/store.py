@@ -866,7 +866,8 @@ class SQLiteStore:
         self._conn.execute(
             "INSERT OR IGNORE INTO temp.open_runs SELECT thread_id FROM runs "
             "WHERE completed_at IS NULL AND thread_id IS NOT NULL AND rowid IN "
-            "(SELECT max(rowid) FROM runs GROUP BY thread_id)"
+            f"(SELECT max(rowid) FROM runs WHERE 1{self._range_sql} GROUP BY thread_id)",
+            self._range_args,
         )
         return True
 
@@ -1076,7 +1077,9 @@ class SQLiteStore:
             return None
         bottom = 0 if self._newest is None else max(0, top - self._newest)
         conn.execute("DROP TABLE IF EXISTS temp.listing")
-        conn.execute(self._aggregate_sql + f" ORDER BY {order}", (bottom, top, *self._range_args))
+        sql = self._aggregate_sql(order == "first") + f" ORDER BY {order}"
+        conn.execute(sql, (bottom, top, *self._range_args))
+        self._exact_activity(bottom, top)
         return top
 
     def _listed(
@@ -1106,7 +1109,8 @@ class SQLiteStore:
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
         run_open = "t.thread_id IN temp.open_runs" if runs else "0"
         rows = conn.execute(
-            f"SELECT t.thread_id, t.count, t.last, t.activity, t.assistant, t.strange, {run_open}, "
+            f"SELECT t.thread_id, t.count, t.last, {_ACTIVITY}, t.assistant, t.strange, "
+            f"{run_open}, "
             # A parsed row is validated by the parse; only the others need json_valid.
             f"{run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), a.message_json, "
             # A thread whose newest tool result follows its last assistant row: the
@@ -1302,33 +1306,58 @@ class SQLiteStore:
     def _listing_sql(self) -> str:
         return f"SELECT {self._row_columns()} FROM messages WHERE id > ? AND id <= ? ORDER BY id"
 
-    @functools.cached_property
-    def _aggregate_sql(self) -> str:
-        """Into `temp.listing`, per thread: count, first row, (newest row << 3 | its kind),
-        activity, newest assistant and tool-result rows, first row of an unknown kind,
-        and the ids of the rows that are not assistant messages: those after the
-        newest assistant row are the tail read for its answered calls, by id, with
-        no second pass over the table.
+    @functools.cache  # noqa: B019 - two strings per store, which lives as long
+    def _aggregate_sql(self, first: bool) -> str:
+        """Into `temp.listing`, per thread: count, (newest row << 3 | its kind), the
+        newest and the earliest `created_at` as stored, newest assistant and
+        tool-result rows, first row of an unknown kind, and the ids of the rows
+        that are not assistant messages: those after the newest assistant row are
+        the tail read for its answered calls, by id, with no second pass over the
+        table. `first`: the first row too (the app's order).
 
         The kind is computed in a subquery SQLite does not flatten (`LIMIT
         -1`), so its sorter carries small numbers instead of whole messages.
         Kind 4 is a start we do not recognise: that thread is refolded.
+        The time is grouped as stored and turned into unix seconds per thread
+        (`_exact_activity`): per row, that conversion was a seventh of the pass.
         """
         cols = self._columns["messages"]
-        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
+        created = "created_at" if "created_at" in cols else "NULL"
         tests = _starts_as("message_json").items()
         kinds = " ".join(f"WHEN {test} THEN {_KINDS.index(role)}" for role, test in tests)
         kind = f"CASE {kinds} ELSE 4 END"
         return (
-            "CREATE TEMP TABLE listing AS SELECT thread_id, count(*) AS count, min(id) AS first, "
-            "max(id * 8 + k) AS last, max(t) AS activity, "
-            "max(CASE k WHEN 2 THEN id END) AS assistant, "
-            "max(CASE k WHEN 3 THEN id END) AS result, "
-            "min(CASE k WHEN 4 THEN id END) AS strange, "
-            "group_concat(CASE WHEN k != 2 THEN id END) AS others "
-            f"FROM (SELECT id, thread_id, {created} AS t, {kind} AS k "
+            "CREATE TEMP TABLE listing AS SELECT thread_id, count(*) AS count, "
+            + ("min(id) AS first, " if first else "")
+            + "max(id * 8 + k) AS last, max(c) AS activity, min(c) AS earliest, "
+            "NULL AS exact, "
+            "max(id) FILTER (WHERE k = 2) AS assistant, "
+            "max(id) FILTER (WHERE k = 3) AS result, "
+            "min(id) FILTER (WHERE k = 4) AS strange, "
+            "group_concat(id) FILTER (WHERE k != 2) AS others "
+            f"FROM (SELECT id, thread_id, {created} AS c, {kind} AS k "
             f"FROM messages WHERE id > ? AND id <= ?{self._range_sql} LIMIT -1) "
             "GROUP BY thread_id"
+        )
+
+    def _exact_activity(self, bottom: int, top: int) -> None:
+        """`temp.listing.exact`: the newest time of the threads whose stored times do not
+        convert in order (text, or unix seconds mixed with julian days), in a second
+        pass over their rows. A database our checkpointer wrote has none of them."""
+        conn = self._conn
+        if (
+            "created_at" not in self._columns["messages"]
+            or not conn.execute(
+                f"SELECT 1 FROM temp.listing WHERE NOT {_in_order_sql()} LIMIT 1"
+            ).fetchone()
+        ):
+            return
+        conn.execute(
+            "UPDATE temp.listing SET exact = x.t FROM (SELECT thread_id, "
+            f"max({unix_time_sql('created_at')}) AS t FROM messages WHERE id > ? AND id <= ? "
+            f"AND thread_id IN (SELECT thread_id FROM temp.listing WHERE NOT {_in_order_sql()}) "
+            "GROUP BY thread_id) AS x WHERE x.thread_id = listing.thread_id",
+            (bottom, top),
         )
 
     @functools.cached_property
@@ -1654,6 +1683,20 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"unknown role {role!r}"
     return message, None
 
+
+def _in_order_sql(t: str = "") -> str:
+    """Whether a thread's stored times (`temp.listing` alias `t`) convert to unix seconds
+    in order: all numbers of one scale (julian days, or unix seconds past 1e8), or none."""
+    newest, earliest = f"{t}activity", f"{t}earliest"
+    return (
+        f"({newest} IS NULL OR (typeof({newest}) IN ('integer', 'real') "
+        f"AND typeof({earliest}) IN ('integer', 'real') "
+        f"AND ({earliest} > 1e8 OR {newest} <= 1e8)))"
+    )
+
+
+#: A thread's newest time in unix seconds, from `temp.listing t`.
+_ACTIVITY = f"CASE WHEN {_in_order_sql('t.')} THEN {unix_time_sql('t.activity')} ELSE t.exact END"
 
 #: Roles by the kind number `_aggregate_sql` gives each row.
 _KINDS = (None, "user", "assistant", "tool_result", None, None, None, None)

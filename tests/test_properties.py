@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from supervisor.plan import MarkerIndex, plan_thread
 from supervisor.report import entry_json, entry_lines, thread_hint, thread_json
 from supervisor.states import ThreadSummary
-from supervisor.store import SQLiteStore, open_store
+from supervisor.store import SQLiteStore, open_store, unix_time_sql
 from supervisor.ui.render import transcript_entry
 
 HEALTHY = "healthy"
@@ -147,15 +147,31 @@ def stored(draw: st.DrawFn) -> str | bytes:
     return json.dumps(message)
 
 
-thread_ids = st.sampled_from(
-    ["t0", "t1", "[@click=app.quit]t2[/]", "t\x1b[31m3", "ünï"]
-) | st.binary(min_size=1, max_size=4).map(lambda b: b"t" + b + b"\xff")
+PLAIN_IDS = ["t0", "t1", "[@click=app.quit]t2[/]", "t\x1b[31m3", "ünï"]
+thread_ids = st.sampled_from(PLAIN_IDS) | st.binary(min_size=1, max_size=4).map(
+    lambda b: b"t" + b + b"\xff"
+)
 
 
-def insert(db: Path, rows: list[tuple[str | bytes, str | bytes]]) -> None:
+#: `created_at` as writers leave it: the checkpointer's julian days (None: its default,
+#: now), unix seconds, text timestamps, text that is no time at all.
+times = st.none() | st.sampled_from(
+    [2461372.0, 2461371.5, 1795780800.0, 1795780000, "2026-11-27 12:00:00", "2026-11-28", "soon"]
+)
+
+
+def insert(db: Path, rows: list[tuple[Any, ...]]) -> None:
+    """Rows of (thread id, message text[, created_at])."""
     conn = sqlite3.connect(db)
     with conn:
-        for thread_id, text in rows:
+        for thread_id, text, *when in rows:
+            if when and when[0] is not None:
+                conn.execute(
+                    "INSERT INTO messages (thread_id, message_json, created_at) "
+                    "VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?)",
+                    (thread_id, text, when[0]),
+                )
+                continue
             conn.execute(
                 "INSERT INTO messages (thread_id, message_json) VALUES (CAST(? AS TEXT), CAST(? AS TEXT))",
                 (thread_id, text),
@@ -176,6 +192,21 @@ def python_recursion_limit(limit: int = 1000):
         yield
     finally:
         sys.setrecursionlimit(before)
+
+
+def newest_times(db: Path) -> dict[str, float | None]:
+    """Each plain thread's newest time in unix seconds, row by row: what listings must say."""
+    conn = sqlite3.connect(db)
+    marks = ",".join("?" * len(PLAIN_IDS))
+    newest = dict(
+        conn.execute(
+            f"SELECT thread_id, max({unix_time_sql('created_at')}) FROM messages "
+            f"WHERE thread_id IN ({marks}, '{HEALTHY}') GROUP BY thread_id",
+            PLAIN_IDS,
+        )
+    )
+    conn.close()
+    return newest
 
 
 def by_id(summary: ThreadSummary) -> str:
@@ -211,8 +242,8 @@ FINE = '{"role": "assistant", "content": [], "stop_reason": "stop"}'
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(
-    before=st.lists(st.tuples(thread_ids, stored()), max_size=6),
-    after=st.lists(st.tuples(thread_ids, stored()), max_size=6),
+    before=st.lists(st.tuples(thread_ids, stored(), times), max_size=6),
+    after=st.lists(st.tuples(thread_ids, stored(), times), max_size=6),
 )
 # Cases Hypothesis once found, kept so they run every time: a tail Python
 # cannot parse, then replaced by a good one; the reverse; and such a tail
@@ -220,6 +251,11 @@ FINE = '{"role": "assistant", "content": [], "stop_reason": "stop"}'
 @example(before=[("t1", DEEP)], after=[("t1", FINE)])
 @example(before=[("t1", FINE)], after=[("t1", DEEP)])
 @example(before=[("t0", DEEP)], after=[("t0", '{"content": []}')])
+# Times of every form in one thread: its newest, in unix seconds, whatever each row holds.
+@example(
+    before=[("t0", FINE, 2461372.0), ("t0", FINE, "2026-11-28"), ("t0", FINE, 1795780000)],
+    after=[("t0", FINE, "soon"), ("t1", FINE, 1795780800.0), ("t1", FINE, 2461371.5)],
+)
 # An assistant message whose content is not a list, before the plan's turn.
 @example(
     before=[],
@@ -252,6 +288,9 @@ def test_generated_rows_never_break_a_reader(template: Path, before, after) -> N
             streamed = [thread_json(s) for s in streaming.stream(chunk=2)]
             streaming.close()
         assert streamed == unchecked  # the same threads, states and details, in id order
+        newest = newest_times(db)
+        for thread_id, when in newest.items():
+            assert listed[thread_id]["last_activity"] == pytest.approx(when)
         assert listed[HEALTHY]["state"] == "after_tools"
         assert listed[HEALTHY]["messages"] == 3 and listed[HEALTHY]["corrupt_row"] is None
         assert stepwise == listed
