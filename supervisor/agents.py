@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cubeloop import Agent
 
-from supervisor.plan import MarkerHook
+    from supervisor.plan import MarkerHook
+
 
 DEFAULT_AGENT = "supervisor.demo:demo_agent"
 ENV_VAR = "AGENT_SUPERVISOR_AGENT"

@@ -31,10 +31,8 @@ from supervisor.agents import (
 from supervisor.backends import lease_board, open_store
 from supervisor.first_read import FirstRead
 from supervisor.hitl import AnswerError, answer_for
-from supervisor.jobs import read_markers, resolve_jobs_dir
 from supervisor.leases import holder_text
 from supervisor.location import DSN_VARIABLE, is_dsn, redact, shown
-from supervisor.plan import MarkerIndex, live_reason, plan_thread, refusal
 from supervisor.report import entry_lines, plan_lines, transcript_json
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
@@ -550,6 +548,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from supervisor.jobs import read_markers, resolve_jobs_dir
+    from supervisor.plan import MarkerIndex
+
     directory = resolve_jobs_dir(args.db, args.jobs_dir)
     if isinstance(directory, Path) and directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory}: not a directory")
@@ -603,6 +604,8 @@ def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path | str]:
 def _agent_environment(args: argparse.Namespace) -> Path | str:
     """The jobs directory, exported for agents written like the recipe (they read it at
     import): call before the agent is imported."""
+    from supervisor.jobs import resolve_jobs_dir
+
     jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
     export_environment(jobs_dir)
     return jobs_dir
@@ -888,6 +891,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
 
 def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the runner would refuse this thread, known from the read-only listing."""
+    from supervisor.plan import live_reason, refusal
+
     reason = refusal(summary)
     if reason is not None:
         return reason
@@ -899,6 +904,9 @@ def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> st
 
 def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     """The plan for each thread, from the read-only store: nothing runs, nothing is written."""
+    from supervisor.jobs import read_markers
+    from supervisor.plan import MarkerIndex, plan_thread
+
     agent, jobs_dir = _load_agent(args)
     index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)
     plans = []
@@ -1100,6 +1108,7 @@ def cmd_init_markers(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from supervisor.demo_db import DemoExists, DemoFailed, build_demo_db
+    from supervisor.jobs import resolve_jobs_dir
 
     path: Path | str = args.db if is_dsn(args.db) else Path(args.db)
     jobs = resolve_jobs_dir(path, args.jobs_dir)

@@ -6,13 +6,15 @@ Shared by the CLI and the UI so both describe a thread the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.leases import holder_text
-from supervisor.plan import ThreadPlan
 from supervisor.states import State, ThreadSummary
 from supervisor.store import Transcript, TranscriptEntry
 from supervisor.text import clean, compact_json, one_line, relative_time
+
+if TYPE_CHECKING:
+    from supervisor.plan import ThreadPlan
 
 #: Enough for any real tool call: plans show arguments in full.
 FULL = 10_000
