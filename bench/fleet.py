@@ -58,9 +58,12 @@ def floor(db: str) -> None:
 #: this one starts with this one's peak memory as its own (Linux keeps the high-water
 #: mark across exec), so the command is started from a small process instead.
 #: `list` may fork a second process (`supervisor.listing`), and the kernel's peak
-#: (ru_maxrss) is the largest process's, not the sum: the process tree's proportional
-#: set size (PSS: shared pages split between the processes sharing them) is sampled
-#: every 10 ms and summed, and the larger of the two figures is the memory.
+#: (ru_maxrss) is the largest process's, not the sum: with "sample" as its first
+#: argument, the process tree's proportional set size (PSS: shared pages split between
+#: the processes sharing them) is sampled every 10 ms and summed, and the larger of the
+#: two figures is the memory. Sampling takes CPU: a `list` keeping both cores busy ran
+#: 9% slower under it, a floor on one core hardly at all, so times come from runs
+#: without it ("plain").
 _MEASURE = (
     "import os, resource, subprocess, sys, threading, time\n"
     "def tree(pid):\n"
@@ -82,13 +85,15 @@ _MEASURE = (
     "            pass\n"
     "        time.sleep(0.01)\n"
     "start = time.perf_counter()\n"
-    "proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL,"
+    "proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL,"
     " stderr=subprocess.DEVNULL)\n"
     "sampler = threading.Thread(target=sample, args=(proc,))\n"
-    "sampler.start()\n"
+    "if sys.argv[1] == 'sample':\n"
+    "    sampler.start()\n"
     "code = proc.wait()\n"
     "wall = time.perf_counter() - start\n"
-    "sampler.join()\n"
+    "if sys.argv[1] == 'sample':\n"
+    "    sampler.join()\n"
     "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
     "print(code, wall, max(rss, peak[0]))\n"
 )
@@ -100,10 +105,11 @@ _MEASURE = (
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak memory (MiB) of one whole process (and any it forks)."""
+def timed(command: list[str], sample: bool = False) -> tuple[float, float]:
+    """Wall seconds and peak memory (MiB) of one whole process (and any it forks); with
+    `sample`, the memory of all of them (and a wall time the sampling slowed)."""
     out = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *command],
+        [sys.executable, "-c", _MEASURE, "sample" if sample else "plain", *command],
         capture_output=True,
         text=True,
         check=True,
@@ -116,14 +122,16 @@ def timed(command: list[str]) -> tuple[float, float]:
 
 
 def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | None) -> float:
-    """A and B in turn; medians, and the median of the pair-by-pair ratios."""
+    """A and B in turn; medians, and the median of the pair-by-pair ratios. Times from
+    plain runs; memory from as many runs again, in turn, each sampled."""
     timed(a), timed(b)  # warm the page cache for both
     runs = [(timed(a), timed(b)) for _ in range(pairs)]
     wall_a = statistics.median(ra[0] for ra, _ in runs)
     wall_b = statistics.median(rb[0] for _, rb in runs)
     ratio = statistics.median(ra[0] / rb[0] for ra, rb in runs)
-    mem_a = statistics.median(ra[1] for ra, _ in runs)
-    mem_b = statistics.median(rb[1] for _, rb in runs)
+    sampled = [(timed(a, sample=True), timed(b, sample=True)) for _ in range(pairs)]
+    mem_a = statistics.median(ra[1] for ra, _ in sampled)
+    mem_b = statistics.median(rb[1] for _, rb in sampled)
     verdict = "" if goal is None else f"  goal < {goal:g}x: {'met' if ratio < goal else 'MISSED'}"
     print(
         f"{label:<34} {wall_a:6.2f} s {mem_a:5.0f} MiB   floor {wall_b:6.2f} s {mem_b:5.0f} MiB"
