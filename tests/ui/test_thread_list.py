@@ -379,3 +379,25 @@ async def test_threads_written_by_another_process_appear(app_factory) -> None:
         pilot.app.request_refresh()
         await settle(pilot)
         assert table_rows(pilot.app)["outside"][1] == "○ between_turns"
+
+
+async def test_the_view_follows_the_cursor_down_a_long_list(workdir) -> None:
+    """Page down and `G` scroll the rows: the cursor's row is on screen, drawn as the cursor."""
+    from tests.test_listing_scale import add_mid_tool_threads
+    from tests.ui.conftest import build_app
+
+    add_mid_tool_threads(Path("demo.db"), 500)
+    app = build_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#threads", ThreadTable)
+        for keys, row in ((("pagedown",), None), (("G",), len(table) - 1)):
+            await pilot.press(*keys)
+            await pilot.pause(0.2)
+            if row is not None:
+                assert table.cursor == row
+            top = round(table.scroll_y)
+            assert top > 0
+            assert top <= table.cursor < top + table.scrollable_content_region.height - 1
+            drawn = "".join(s.text for s in table.render_line(table.cursor - top + 1))
+            assert table.current_thread in drawn

@@ -311,6 +311,13 @@ class ThreadTable(ScrollView, can_focus=True):
 
     # -- the cursor ----------------------------------------------------------
 
+    @property
+    def allow_vertical_scroll(self) -> bool:
+        """The view scrolls though no scrollbar shows: Textual ties scrolling to the
+        scrollbar, and with `overflow-y: hidden` it refused every scroll, so the cursor
+        left the screen on page down and the wheel did nothing."""
+        return not (self.disabled or self.loading)
+
     def watch_cursor(self, old: int, index: int) -> None:
         if self._keep_in_view(index):
             self.refresh()
