@@ -131,6 +131,9 @@ def resume_latency(work: Path, big: Path | None) -> None:
         resumes, prompts = [], []
         for _ in range(3):
             shutil.copy(snapshot, path)
+            # Written out before the clock starts: a resume right after copying 1.8 GB
+            # waited for that copy's write-back (1.0-1.2 s where it takes 12-15 ms after).
+            os.sync()
             resumes.append(asyncio.run(time_to_first_model_call(path, jobs, "long", None)))
             prompts.append(
                 asyncio.run(time_to_first_model_call(path, jobs, "fresh", "Process items x"))
