@@ -309,3 +309,47 @@ async def test_our_lease_is_visible_to_another_process(demo_db: Path, monkeypatc
     live = json.loads(seen.stdout)
     assert list(live) == ["job-04"]
     assert live["job-04"]["pid"] > 0
+
+
+def test_a_headless_run_starts_its_threads_together_and_reports_refusals_in_order(
+    demo_db: Path,
+) -> None:
+    """`resume --all` starts many threads at once (one at a time, each start waited behind
+    the writes of the runs already going); refusals still print in the order asked."""
+    import io
+
+    from supervisor.headless import run_threads
+
+    starting, most = [0], [0]
+
+    async def start(runner: Runner, thread_id: str):
+        starting[0] += 1
+        most[0] = max(most[0], starting[0])
+        try:
+            return await runner.resume(thread_id, force=True)
+        finally:
+            starting[0] -= 1
+
+    threads = ["job-02", "job-03", "job-04", "job-05", "nope", "job-01"]
+    starts = [(lambda runner, t=t: start(runner, t)) for t in threads]
+    out, err = io.StringIO(), io.StringIO()
+    ok = asyncio.run(run_threads(config(demo_db), starts, out, err, prefix=True))
+    assert most[0] == len(threads)  # every start under way at once
+    refused = err.getvalue().splitlines()
+    assert [line.split()[1] for line in refused] == ["no", "job-01"]
+    assert not ok
+    for thread in threads[:4]:
+        assert state_of(demo_db, thread) is State.FINISHED
+
+
+def test_a_start_that_fails_otherwise_than_by_refusal_fails_the_run(demo_db: Path) -> None:
+    import io
+
+    from supervisor.headless import run_threads
+
+    async def broken(_runner: Runner):
+        raise OSError("the jobs directory is gone")
+
+    starts = [broken, lambda runner: runner.resume("job-05", force=True)]
+    with pytest.raises(OSError, match="jobs directory is gone"):
+        asyncio.run(run_threads(config(demo_db), starts, io.StringIO(), io.StringIO()))
