@@ -7,6 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from textual import events
+
 from supervisor.states import NEEDS_ATTENTION, ORDERS, State
 from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.ui.conftest import select, settle, table_rows, until
@@ -401,3 +403,10 @@ async def test_the_view_follows_the_cursor_down_a_long_list(workdir) -> None:
             assert top <= table.cursor < top + table.scrollable_content_region.height - 1
             drawn = "".join(s.text for s in table.render_line(table.cursor - top + 1))
             assert table.current_thread in drawn
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert round(table.scroll_y) == 0
+        wheel = events.MouseScrollDown(table, 5, 5, 0, 1, 0, False, False, False)
+        table.post_message(wheel)
+        await pilot.pause(0.2)
+        assert round(table.scroll_y) > 0  # the wheel scrolls the rows
