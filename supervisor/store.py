@@ -1306,7 +1306,6 @@ class SQLiteStore:
     def _listing_sql(self) -> str:
         return f"SELECT {self._row_columns()} FROM messages WHERE id > ? AND id <= ? ORDER BY id"
 
-    @functools.cache  # noqa: B019 - two strings per store, which lives as long
     def _aggregate_sql(self, first: bool) -> str:
         """Into `temp.listing`, per thread: count, (newest row << 3 | its kind), the
         newest and the earliest `created_at` as stored, newest assistant and

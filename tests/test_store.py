@@ -193,3 +193,21 @@ def test_lists_while_another_process_writes(db: Path) -> None:
     assert lists > 5 and written > 50
     assert sum(s.messages for s in store.threads() if s.thread_id.startswith("w")) == written
     assert listing(store) == listing(open_store(db))
+
+
+def test_a_closed_store_is_freed_with_its_listing(db: Path) -> None:
+    """Nothing of ours keeps a store (and its 100,000 summaries) once its user lets go."""
+    import gc
+    import weakref
+
+    store = SQLiteStore(db)
+    for _ in store.stream():
+        pass
+    kept = SQLiteStore(db)
+    kept.refresh()
+    kept.close()
+    refs = [weakref.ref(store), weakref.ref(kept)]
+    store.close()
+    del store, kept
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
