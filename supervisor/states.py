@@ -233,9 +233,7 @@ def classify(s: ThreadSummary, held: bool = True) -> State:
     would resume from; one that finished since (a person resumed it) is
     what it is.
     """
-    # `corrupt_row is not None`, without its calls: this runs for every thread of a
-    # 100,000-thread list each time the list is placed.
-    if s.bad_row is not None or s.bad_tail is not None:
+    if s.corrupt_row is not None:
         return State.CORRUPT
     if s.running:
         return State.RUNNING

@@ -39,7 +39,6 @@ from supervisor.states import (
     ORDERS,
     State,
     ThreadSummary,
-    classify,
     order_key,
 )
 from supervisor.text import relative_time
@@ -264,15 +263,15 @@ class ThreadTable(ScrollView, can_focus=True):
         return self._styles_memo
 
     def rebuild(self) -> None:
-        # `state_of`, `_visible` and `_key` for every row, written out: at 100,000 rows
-        # their calls were a fifth of the first list's placing, on the UI thread.
+        # `_visible` and `_key` written out for every row: at 100,000 rows their calls
+        # were a fifth of the first list's placing, on the UI thread.
         keep = self.current_thread
-        keys, running, order = self._keys, self.running, self.order
+        keys, order, state_of = self._keys, self.order, self.state_of
         states: dict[str, State] = {}
         keys.clear()
         everything = not self.filter_text and not self.attention_only
         for thread_id, summary in self.summaries.items():
-            state = states[thread_id] = State.RUNNING if thread_id in running else classify(summary)
+            state = states[thread_id] = state_of(thread_id)
             if everything or self._visible(thread_id, state):
                 keys[thread_id] = order_key(order, summary, state)
         self._states = states
