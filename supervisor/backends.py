@@ -61,6 +61,32 @@ def checkpointer(location: str | os.PathLike[str]) -> Any:
     return SQLiteCheckpointer(str(Path(location).resolve()))
 
 
+async def newest_run_open(checkpointer: Any, thread_id: str) -> bool | None:
+    """Whether the thread's newest run is open (True), complete (False), or there is none.
+
+    cubeloop's checkpointers have no reader for their runs table, so this reads
+    it on the checkpointer's own connection, the way its `claim_run` does (the
+    version is pinned; `tests/test_continuation_contract.py` checks these names).
+    """
+    pool = getattr(checkpointer, "_pool", None)
+    if pool is not None:  # Postgres
+        async with pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "SELECT completed_at IS NULL FROM cubepi_runs WHERE thread_id = $1 "
+                "ORDER BY claimed_at DESC, run_id DESC LIMIT 1",
+                thread_id,
+            )
+        return None if row is None else bool(row[0])
+    async with checkpointer._lock:  # SQLite: one connection, shared with its writes
+        cursor = await checkpointer._db.execute(
+            "SELECT completed_at IS NULL FROM runs WHERE rowid = "
+            "(SELECT max(rowid) FROM runs WHERE thread_id = ?)",
+            (thread_id,),
+        )
+        row = await cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
 def import_checkpointer(location: str | os.PathLike[str]) -> None:
     """Import the database's checkpointer now: for a process about to fork children
     that would each import it again."""

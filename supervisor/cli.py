@@ -778,8 +778,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     now = time.time()
     for thread_id in wanted:
         summary = known[thread_id]
-        if summary.state is State.FINISHED:
-            print(f"{one_line(thread_id, 40)}: already finished, nothing to resume")
+        if summary.state in (State.FINISHED, State.STOPPED):
+            print(f"{one_line(thread_id, 40)}: already {summary.state}, nothing to resume")
             continue
         reason = _refusal(summary, now, args)
         if reason is not None:  # refused before anything opens the database for writing

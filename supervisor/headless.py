@@ -44,7 +44,7 @@ async def run_threads(
     *,
     probe: str | None = None,
     prefix: bool | None = None,
-    accept: frozenset[State] = frozenset({State.FINISHED, State.AWAITING_INPUT}),
+    accept: frozenset[State] = frozenset({State.FINISHED, State.STOPPED, State.AWAITING_INPUT}),
 ) -> bool:
     """Start each thread's run, wait for all; True if every thread ended in `accept`.
 

@@ -116,6 +116,8 @@ ACTIONS: dict[State, str] = {
 #: Why a state cannot be resumed, worded to follow the thread id.
 REFUSALS: dict[State, str] = {
     State.FINISHED: "is finished: nothing to resume; send a prompt",
+    State.STOPPED: "was stopped by the agent itself after its tool results (a tool ended "
+    "the run, its turn limit, or its policy): nothing to resume; send a prompt",
     State.EMPTY: "is empty: nothing to resume; send a prompt",
     State.AWAITING_INPUT: "is awaiting a human answer: answer it",
     State.CORRUPT: "has a corrupt row",

@@ -33,6 +33,7 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "stop_reason": s.last_stop_reason,
         "error": s.last_error,
         "run_open": s.run_open,
+        "run_done": s.run_done,
         "last_run_id": s.last_run_id,
         "pending_request": s.request.to_json() if s.request is not None else None,
         "answer_stored": s.answer_stored,
@@ -73,6 +74,8 @@ def thread_hint(
         return "user message not answered yet"
     if state is State.AFTER_TOOLS:
         return "tool results in; model not called yet"
+    if state is State.STOPPED:
+        return "the agent ended its run after the tool results"
     return one_line(s.last_text, limit)
 
 
@@ -226,6 +229,10 @@ def describe_event(event: Any) -> EventView | None:
     if kind == "recovery":
         verb = "re-running" if d.get("strategy") == "rerun" else "marking interrupted"
         return EventView("plain", f"↻ {verb} unanswered call(s): ", calls=calls)
+    if kind == "skipped":
+        return EventView(
+            "accent", f"⊘ not run ({d.get('reason') or 'the agent said no'}): ", calls=calls
+        )
     if kind == "repair":
         lead = "↻ earlier unanswered call(s) shown to the model as interrupted: "
         return EventView("plain", lead, calls=calls)

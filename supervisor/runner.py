@@ -56,6 +56,7 @@ DEFAULT_CONTINUE_TEXT = "Continue where you left off."
 PROMPTABLE = frozenset(
     {
         State.FINISHED,
+        State.STOPPED,
         State.EMPTY,
         State.ABORTED,
         State.ERROR,
@@ -151,6 +152,16 @@ class Run:
     suspended: bool = False
 
 
+@dataclass(frozen=True)
+class _Carried:
+    """What a resume found: the thread's state and messages, and the run it goes on in."""
+
+    state: State
+    messages: list[Message]
+    #: None: a new run (an aborted or failed thread is continued by a prompt).
+    run_id: str | None
+
+
 class Runner:
     """Runs threads of one database as background asyncio tasks."""
 
@@ -241,6 +252,8 @@ class Runner:
             ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
+        is_open = await backends.newest_run_open(cp, thread_id)
+        summary.run_open, summary.run_done = is_open is True, is_open is False
         await self._read_pending(cp, summary)
         summary.running = self.is_running(thread_id)
         return summary, messages
@@ -394,8 +407,13 @@ class Runner:
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
                 request = None
+                carried: _Carried | None = None
                 if run.mode == "answer":
                     request, run.run_id = await self._pending_for_answer(cp, thread_id)
+                elif run.mode == "resume":
+                    carried = await self._what_to_carry_on(cp, thread_id)
+                    if carried.run_id is not None:
+                        run.run_id = carried.run_id
                 agent = await self._build_agent(cp, thread_id, run.run_id)
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
@@ -407,7 +425,8 @@ class Runner:
                 elif run.mode == "answer":
                     await self._respond(run, agent, cp, request)
                 else:
-                    await self._resume(run, agent, cp)
+                    assert carried is not None
+                    await self._resume(run, agent, cp, carried)
             run.outcome = (
                 "aborted" if run.signal.is_set() else "suspended" if run.suspended else "completed"
             )
@@ -469,29 +488,84 @@ class Runner:
             seconds=self.config.clock() - run.started_at,
         )
 
-    async def _resume(self, run: Run, agent: Agent, cp: Any) -> None:
-        data = await cp.load(run.thread_id)
+    async def _what_to_carry_on(self, cp: Any, thread_id: str) -> _Carried:
+        """The thread as a resume finds it, and the run it goes on in.
+
+        A crashed run is carried on under its own id (the last message's run),
+        so the agent is built for it: a human-in-the-loop channel bound to that
+        run finds the answers stored under it, and cubeloop accepts the results.
+        An aborted or failed thread takes a new run: a new prompt continues it.
+        """
+        from supervisor.continuation import run_of
+
+        data = await cp.load(thread_id)
         if data is None:
-            raise Refused(f"no thread {run.thread_id!r}")
-        summary = summary_from_dicts(run.thread_id, [m.model_dump() for m in data.messages])
-        state = summary.state
+            raise Refused(f"no thread {thread_id!r}")
+        messages = list(data.messages)
+        state = summary_from_dicts(thread_id, [m.model_dump() for m in messages]).state
         if state in (State.ABORTED, State.ERROR):
+            return _Carried(state, messages, None)
+        if state not in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS):
+            raise Refused(f"{thread_id} is {state}: nothing to resume")
+        run_id = run_of(messages, mid_tool=state is State.MID_TOOL) or uuid.uuid4().hex
+        return _Carried(state, messages, run_id)
+
+    async def _resume(self, run: Run, agent: Agent, cp: Any, carried: _Carried) -> None:
+        """Bring the thread back as the agent's own run would have gone on.
+
+        Aborted/failed: dangling calls closed, then a "continue" prompt.
+        Otherwise the crashed run is carried on inside cubeloop's loop
+        (`supervisor.continuation`): unanswered calls run through the agent's
+        own pipeline, after its `after_model_response` is asked again where a
+        crash may have lost its decision.
+        """
+        from supervisor.continuation import (
+            RunCompleted,
+            carry_on,
+            close_vetoed,
+            join_run,
+            load_into,
+            turn_decision,
+            unanswered,
+        )
+        from supervisor.tool_calls import INTERRUPTED_TEXT, stand_in_result
+
+        if carried.state in (State.ABORTED, State.ERROR):
             await self._close_dangling_calls(run, cp)
             if not run.signal.is_set():
                 await agent.prompt(self.config.continue_text, run_id=run.run_id)
             return
-        if state is State.MID_TOOL:
-            if not await self._finish_pending_calls(run, agent, cp, list(data.messages)):
-                return
-            data = await cp.load(run.thread_id)
-            assert data is not None
-        elif state not in (State.BETWEEN_TURNS, State.AFTER_TOOLS):
-            raise Refused(f"{run.thread_id} is {state}: nothing to resume")
+        try:
+            run_id = await join_run(cp, run.thread_id, carried.run_id)
+        except RunCompleted as exc:
+            raise Refused(f"{run.thread_id}: {exc}") from None
+        mid_tool = carried.state is State.MID_TOOL
+        if mid_tool:
+            messages = await load_into(agent)
+            assistant, pending, answered = unanswered(messages)
+            calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending]
+            strategy = self.config.mid_tool_strategy
+            decision = None
+            if strategy == "rerun" and answered == 0:
+                decision = await turn_decision(agent, messages)
+            if decision is not None and not decision.runs_calls:
+                self._emit(run.thread_id, "skipped", calls=calls, reason=decision.reason)
+                if decision.decision == "stop":
+                    await close_vetoed(cp, run.thread_id, run_id, pending, decision.reason)
+                    return
+                mid_tool = False  # loop_to_model: the model is asked again
+            else:
+                self._emit(run.thread_id, "recovery", strategy=strategy, calls=calls)
+            if strategy == "interrupt":
+                await cp.append(
+                    run.thread_id, [stand_in_result(c, INTERRUPTED_TEXT, run_id) for c in pending]
+                )
+                mid_tool = False
+            for message in decision.inject if decision is not None else ():
+                agent.steer(message)  # where the agent's loop puts them
         if run.signal.is_set():
             return
-        agent.state.messages = list(data.messages)
-        agent.state.extra.update(data.extra)
-        await agent.resume(run_id=run.run_id)
+        await carry_on(agent, run_id, mid_tool=mid_tool)
 
     async def _pending_for_answer(self, cp: Any, thread_id: str) -> tuple[Any, str]:
         """The pending request and its run: the agent must be built for that run."""
@@ -517,94 +591,6 @@ class Runner:
             )
         self._emit(run.thread_id, "hitl_answer", question_id=request.question_id, answer=answer)
         await agent.respond(question_id=request.question_id, answer=answer)
-
-    async def _finish_pending_calls(
-        self, run: Run, agent: Agent, cp: Any, messages: list[Message]
-    ) -> bool:
-        """Answer the last assistant's unanswered tool calls; False to stop there."""
-        from cubeloop import ToolCall, ToolResultMessage
-        from cubeloop.agent import execute_tool_calls
-        from cubeloop.agent.types import AgentContext
-
-        from supervisor.tool_calls import (
-            CANCELLED_TEXT,
-            INTERRUPTED_TEXT,
-            stand_in_result,
-            unanswered_calls,
-        )
-
-        assistant, pending = unanswered_calls(messages)
-        if assistant is None or not pending:
-            return True
-        strategy = self.config.mid_tool_strategy
-        self._emit(
-            run.thread_id,
-            "recovery",
-            strategy=strategy,
-            calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending],
-        )
-        if strategy == "interrupt":
-            results: list[Message] = [
-                stand_in_result(c, INTERRUPTED_TEXT, assistant.run_id) for c in pending
-            ]
-            await cp.append(run.thread_id, results)
-            return True
-        pending_ids = {c.id for c in pending}
-        narrowed = assistant.model_copy(
-            update={
-                "content": [
-                    b
-                    for b in assistant.content
-                    if not isinstance(b, ToolCall) or b.id in pending_ids
-                ]
-            }
-        )
-        context = AgentContext(
-            system_prompt=agent.state.system_prompt,
-            messages=list(messages),
-            tools=list(agent.state.tools),
-            extra=agent.state.extra,
-        )
-        persisted: set[str] = set()
-
-        async def emit(event: Any) -> None:
-            if event.type == "message_end" and isinstance(event.message, ToolResultMessage):
-                message = event.message
-                if not message.id:
-                    message.id = uuid.uuid4().hex
-                await cp.append(run.thread_id, [message])
-                persisted.add(message.tool_call_id)
-            self._on_agent_event(run, event)
-
-        try:
-            batch = await execute_tool_calls(
-                context,
-                narrowed,
-                tool_execution=agent.tool_execution,
-                before_tool_call=agent.before_tool_call,
-                resolve_tool_call=agent.resolve_tool_call,
-                after_tool_call=agent.after_tool_call,
-                signal=run.signal,
-                emit=emit,
-            )
-        except asyncio.CancelledError:
-            # Keep the transcript valid: every call gets a result.
-            left = [c for c in pending if c.id not in persisted]
-            if left:
-                await asyncio.shield(
-                    cp.append(
-                        run.thread_id,
-                        [stand_in_result(c, CANCELLED_TEXT, assistant.run_id) for c in left],
-                    )
-                )
-            raise
-        left = [m for m in batch.messages if m.tool_call_id not in persisted]
-        if left:
-            await cp.append(run.thread_id, list(left))
-        if batch.terminate:
-            self._emit(run.thread_id, "note", text="a tool asked to stop after this turn")
-            return False
-        return True
 
     async def _close_dangling_calls(self, run: Run, cp: Any) -> None:
         """An aborted/error message may carry tool calls that never ran: close them."""

@@ -28,6 +28,10 @@ class State(StrEnum):
     ABORTED = "aborted"
     ERROR = "error"
     FINISHED = "finished"
+    #: The agent ended its run on purpose after tool results (a tool's `terminate`,
+    #: its `should_stop_after_turn`, its policy vetoing the calls): cubeloop marked
+    #: the run complete. Like `finished`, a prompt goes on from here.
+    STOPPED = "stopped"
     EMPTY = "empty"
     CORRUPT = "corrupt"
     #: The watcher gave up on it after `--max-attempts` failures; `release` clears it.
@@ -110,6 +114,9 @@ class ThreadSummary:
     answer_stored: bool = False
     #: The newest run claimed for this thread has not been marked complete.
     run_open: bool = False
+    #: The newest run claimed for this thread was marked complete (a thread with no
+    #: run, from before cubeloop kept them, is neither open nor done).
+    run_done: bool = False
     #: Set by the runner, or by a live lease held elsewhere.
     running: bool = False
     #: Who holds the thread's live lease (pid, host, since), when anyone does.
@@ -247,7 +254,10 @@ def classify(s: ThreadSummary, held: bool = True) -> State:
     if s.last_role == "user":
         return State.BETWEEN_TURNS
     if s.last_role == "tool_result":
-        return State.MID_TOOL if _has_pending(s) else State.AFTER_TOOLS
+        if _has_pending(s):
+            return State.MID_TOOL
+        # Results last and the run marked complete: it ended there on purpose.
+        return State.STOPPED if s.run_done else State.AFTER_TOOLS
     # The last message is the assistant's.
     if s.last_stop_reason == "aborted":
         return State.ABORTED

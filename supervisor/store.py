@@ -1108,9 +1108,18 @@ class SQLiteStore:
         self._unchecked_through = top
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
         run_open = "t.thread_id IN temp.open_runs" if runs else "0"
+        # Whether the newest run was marked complete: only where it decides a state,
+        # a thread whose last row is a tool result (stopped, or after_tools).
+        run_done = (
+            "CASE WHEN t.last & 7 = 3 THEN EXISTS (SELECT 1 FROM runs r WHERE r.rowid = "
+            "(SELECT max(rowid) FROM runs WHERE thread_id = t.thread_id) "
+            "AND r.completed_at IS NOT NULL) END"
+            if runs
+            else "0"
+        )
         rows = conn.execute(
             f"SELECT t.thread_id, t.count, t.last, {_ACTIVITY}, t.assistant, t.strange, "
-            f"{run_open}, "
+            f"{run_open}, {run_done}, "
             # A parsed row is validated by the parse; only the others need json_valid.
             f"{run}, t.last >> 3 = t.assistant OR json_valid(l.message_json), a.message_json, "
             # A thread whose newest tool result follows its last assistant row: the
@@ -1132,6 +1141,7 @@ class SQLiteStore:
                 assistant,
                 strange,
                 open_run,
+                done_run,
                 run_id,
                 valid,
                 text,
@@ -1151,6 +1161,8 @@ class SQLiteStore:
                 s.last_run_id = run_id
                 if open_run:
                     s.run_open = True
+                if done_run:
+                    s.run_done = True
                 if strange is not None or (not valid and s.bad_row is None):
                     odd.add(thread_id)
                 if assistant is not None and self._parsed_assistant.get(thread_id) != assistant:
@@ -1592,8 +1604,8 @@ class SQLiteStore:
             s = self._threads.get(_plain_id(thread_id))
             if s is None:
                 continue
-            if s.run_open != bool(is_open):
-                s.run_open = bool(is_open)
+            if s.run_open != bool(is_open) or s.run_done != (not is_open):
+                s.run_open, s.run_done = bool(is_open), not is_open
                 changed.add(s.thread_id)
             if is_open and (s.last_activity or 0) >= recent:
                 self._open_runs.add(s.thread_id)

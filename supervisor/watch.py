@@ -42,7 +42,7 @@ DEFAULT_STATES = frozenset(
 WATCHABLE = DEFAULT_STATES | {State.ABORTED}
 
 #: A run that ends in one of these did all it could: no failure.
-SUCCESS = frozenset({State.FINISHED, State.AWAITING_INPUT})
+SUCCESS = frozenset({State.FINISHED, State.STOPPED, State.AWAITING_INPUT})
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ _PARTITION_SQL = (
 )
 
 #: Open runs, pending requests, live leases and watcher records, as a stream reads them.
-_Extras = tuple[set[str], dict[str, Any], dict[str, Any], dict[str, Attempt]]
+_Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attempt]]
 
 #: Whether each thread's newest run is open.
 _RUNS_SQL = (
@@ -176,7 +176,7 @@ class PostgresStore:
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
         self._streamed_rows = 0
-        self._listing_extras: _Extras = (set(), {}, {}, {})
+        self._listing_extras: _Extras = ({}, {}, {}, {})
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
         try:
@@ -378,9 +378,9 @@ class PostgresStore:
     def _extras(self) -> _Extras:
         """What the other tables say of threads: open runs, pending requests, live
         leases, the watcher's records (few threads each, read once per listing)."""
-        runs = _RUNS_SQL.format(where="")
+        runs = self._client.fetch(_RUNS_SQL.format(where=""))
         return (
-            {r[0] for r in self._client.fetch(f"SELECT thread_id FROM ({runs}) AS r WHERE open")},
+            {r[0]: r[1] for r in runs},
             self._pending_found(),
             self.leases.live(),
             self._read_attempts(),
@@ -388,15 +388,16 @@ class PostgresStore:
 
     def _with_extras(
         self,
-        open_runs: set[str],
+        newest_runs: dict[str, bool],
         requests: dict[str, tuple[Any, bool]],
         live: dict[str, dict[str, Any]],
         attempts: dict[str, Attempt],
     ) -> list[ThreadSummary]:
         """`self._threads` with what the other tables say of them, as a list."""
         threads = self._threads
-        for thread_id in open_runs.intersection(threads):
-            threads[thread_id].run_open = True
+        for thread_id in newest_runs.keys() & threads.keys():
+            is_open = newest_runs[thread_id]
+            threads[thread_id].run_open, threads[thread_id].run_done = is_open, not is_open
         fold_requests(threads, set(), requests)
         fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
         fold_attempts(threads, set(), attempts)
@@ -558,6 +559,7 @@ class PostgresStore:
             fresh.running, fresh.holder = s.running, s.holder
             fresh.pending_request, fresh.request = s.pending_request, s.request
             fresh.answer_stored, fresh.run_open = s.answer_stored, s.run_open
+            fresh.run_done = s.run_done
             fresh.attempt = s.attempt
         if bad is not None:
             fresh.bad_row, fresh.bad_reason = bad, "unknown role in the role column"
@@ -704,8 +706,8 @@ class PostgresStore:
         threads = self._threads
         for thread_id, is_open in rows:
             s = threads.get(thread_id)
-            if s is not None and s.run_open != is_open:
-                s.run_open = is_open
+            if s is not None and (s.run_open != is_open or s.run_done == is_open):
+                s.run_open, s.run_done = is_open, not is_open
                 changed.add(thread_id)
         return changed
 

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine
 from supervisor.plan import ThreadPlan
-from supervisor.runner import PossiblyLive, Refused
+from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
 from supervisor.store import StoreError, Transcript
 from supervisor.text import one_line
@@ -113,7 +113,7 @@ class ThreadActions:
             self._answer_one(thread_id)
             return
         if state not in RESUMABLE:
-            hint = "; press p to prompt" if state in (State.FINISHED, State.EMPTY) else ""
+            hint = "; press p to prompt" if state in PROMPTABLE else ""
             self.notify(
                 f"nothing to resume: {one_line(thread_id, 40)} is {state}{hint}",
                 severity="warning",

@@ -1,0 +1,77 @@
+"""Run one agent of `tests.crashes.agents` in this process, as its host would, until it dies.
+
+    python -m tests.crashes.child AGENT DATABASE THREAD PROMPT [--answer JSON] [--answer-mode M]
+
+The host prompts the agent under a run id of its own. When the agent asks a
+human, the host either answers in memory while the run waits (`--answer-mode
+memory`: the channel stores the answer and the run goes on), or detaches
+(the run suspends, as a durable host does) and, with `--answer`, answers
+through `Agent.respond` as a later request would (`respond`). The kill points
+come from `$CRASH_KILL` (see `agents.py`); with none, the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from cubeloop.hitl.types import ApproveAnswer
+
+from supervisor import backends
+from tests.crashes import agents
+
+
+async def host(args: argparse.Namespace) -> None:
+    factory = getattr(agents, args.agent)
+    answer = json.loads(args.answer) if args.answer is not None else None
+    cp = backends.checkpointer(args.database)
+    await cp.__aenter__()
+    try:
+        run_id = uuid.uuid4().hex
+        agent = factory(cp, args.thread, run_id=run_id)
+
+        def on_event(event: Any, _signal: Any = None) -> None:
+            if event.type != "hitl_request":
+                return
+            loop = asyncio.get_running_loop()
+            if answer is not None and args.answer_mode == "memory":
+                given = answer
+                if event.request.payload.kind == "approve":  # the waiting run takes the model
+                    given = ApproveAnswer.model_validate(answer)
+                loop.create_task(agent.channel.answer(event.request.question_id, given))
+            else:
+                loop.create_task(agent.detach())
+
+        agent.subscribe(on_event)
+        await agent.prompt(args.prompt, run_id=run_id)
+        if answer is None or args.answer_mode != "respond":
+            return
+        loaded = await cp.load_pending(args.thread)
+        if loaded is None:
+            return
+        request, pending_run = loaded
+        again = factory(cp, args.thread, run_id=pending_run)
+        again.subscribe(
+            lambda e, _s=None: e.type == "hitl_request" and asyncio.ensure_future(again.detach())
+        )
+        await again.respond(question_id=request.question_id, answer=answer)
+    finally:
+        await cp.__aexit__(None, None, None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("agent")
+    parser.add_argument("database")
+    parser.add_argument("thread")
+    parser.add_argument("prompt")
+    parser.add_argument("--answer")
+    parser.add_argument("--answer-mode", choices=["memory", "respond"], default="respond")
+    asyncio.run(host(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

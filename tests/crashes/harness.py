@@ -1,0 +1,129 @@
+"""Crash an agent of `agents.py` in a real child process, then drive the supervisor's CLI.
+
+A `Case` is one database, one jobs directory (markers and the effects
+ledger) and one agent. `crash` runs the agent's host (`child.py`) until the
+kill point SIGKILLs it; `cli` runs `agent-supervisor` as a user would, with
+the agent named by `--agent`; the helpers read what the CLI prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.crashes.agents import KILL_VAR, LEDGER_VAR, effects
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Case:
+    database: str
+    jobs: Path
+    agent: str
+    #: The Postgres URL markers live at, when they are not in `jobs`.
+    markers: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, kill: str | None = None) -> dict[str, str]:
+        env = {**os.environ, **self.env, "JOB_DIR": str(self.jobs), LEDGER_VAR: str(self.jobs)}
+        env.pop(KILL_VAR, None)
+        if self.markers:
+            env["AGENT_SUPERVISOR_MARKERS"] = self.markers
+        if kill:
+            env[KILL_VAR] = kill
+        return env
+
+    def crash(
+        self,
+        thread: str,
+        prompt: str,
+        kill: str | None,
+        *,
+        answer: Any = None,
+        answer_mode: str = "respond",
+    ) -> int:
+        """Run the agent's host until it dies; asserts it was killed when a kill point is given."""
+        args = [
+            sys.executable,
+            "-m",
+            "tests.crashes.child",
+            self.agent,
+            self.database,
+            thread,
+            prompt,
+        ]
+        if answer is not None:
+            args += ["--answer", json.dumps(answer), "--answer-mode", answer_mode]
+        done = subprocess.run(
+            args, cwd=ROOT, env=self.environ(kill), capture_output=True, text=True, timeout=120
+        )
+        if kill:
+            assert done.returncode == -signal.SIGKILL, (done.returncode, done.stderr[-2000:])
+        else:
+            assert done.returncode == 0, done.stderr[-2000:]
+        return done.returncode
+
+    def cli(self, *args: str, kill: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`agent-supervisor ARGS --agent ... --jobs-dir ...` where the command takes them."""
+        command, *rest = args
+        extra: list[str] = []
+        if command in ("resume", "answer", "watch", "prompt"):
+            extra = ["--agent", f"tests.crashes.agents:{self.agent}"]
+            extra += ["--jobs-dir", self.markers or str(self.jobs)]
+        return subprocess.run(
+            [sys.executable, "-m", "supervisor", command, *rest, *extra],
+            cwd=ROOT,
+            env=self.environ(kill),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def listed(self, thread: str) -> dict[str, Any]:
+        out = self.cli("list", self.database, "--json")
+        assert out.returncode == 0, out.stderr
+        found = [t for t in json.loads(out.stdout) if t["thread_id"] == thread]
+        assert found, f"{thread} not listed"
+        return found[0]
+
+    def state(self, thread: str) -> str:
+        return self.listed(thread)["state"]
+
+    def plan(self, thread: str) -> dict[str, Any]:
+        out = self.cli("resume", self.database, thread, "--dry-run", "--json")
+        assert out.returncode == 0, out.stderr
+        (plan,) = json.loads(out.stdout)
+        return plan
+
+    def verdicts(self, thread: str) -> dict[str, str]:
+        """Each planned call's verdict, by tool name."""
+        return {c["name"]: c["verdict"] for c in self.plan(thread)["calls"]}
+
+    def resume(
+        self, thread: str, *more: str, kill: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cli("resume", self.database, thread, "--force", *more, kill=kill)
+
+    def answer(self, thread: str, *how: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("answer", self.database, thread, *how)
+
+    def effects(self, log: str = "effects.log") -> Counter[str]:
+        return effects(self.jobs, log)
+
+    def transcript(self, thread: str) -> list[dict[str, Any]]:
+        out = self.cli("show", self.database, thread, "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["transcript"]
+
+
+def effect(name: str, **arguments: Any) -> str:
+    """How the ledger writes one effect."""
+    return f"{name}:{json.dumps(arguments, sort_keys=True, separators=(',', ':'))}"
