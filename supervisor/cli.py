@@ -903,18 +903,32 @@ def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> st
 
 
 def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
-    """The plan for each thread, from the read-only store: nothing runs, nothing is written."""
+    """The plan for each thread, from the read-only store: nothing runs, nothing is written.
+
+    The agent's own policy is asked about each unanswered call, as the resume
+    will ask it (`supervisor.probe`), over a checkpointer that cannot write.
+    """
+    import asyncio
+
     from supervisor.jobs import read_markers
     from supervisor.plan import MarkerIndex, plan_thread
+    from supervisor.probe import probe
 
     agent, jobs_dir = _load_agent(args)
     index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)
+    summaries = [store.get(thread_id) for thread_id in wanted]
+
+    async def ask_policies() -> list[dict]:
+        return [await probe(agent, store, s) for s in summaries if s is not None]
+
+    policies = asyncio.run(ask_policies()) if args.strategy == "rerun" else [None] * len(wanted)
     plans = []
-    for thread_id in wanted:
-        summary = store.get(thread_id)
+    for summary, policy in zip(summaries, policies, strict=True):
         assert summary is not None
-        messages = store.transcript(thread_id).messages()
-        plans.append(plan_thread(summary, index, messages=messages, strategy=args.strategy))
+        messages = store.transcript(summary.thread_id).messages()
+        plans.append(
+            plan_thread(summary, index, messages=messages, strategy=args.strategy, policies=policy)
+        )
     if args.json:
         json.dump([p.to_json() for p in plans], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

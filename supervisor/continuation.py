@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -245,6 +246,60 @@ async def load_into(agent: Agent) -> list[Message]:
         agent._extra.update(data.extra or {})
     agent._checkpoint_loaded = True
     return messages
+
+
+#: Told what a resume decided before it runs: ("recovery" | "skipped", details).
+Report = Callable[[str, dict[str, Any]], None]
+
+
+async def bring_back(
+    agent: Agent,
+    run_id: str,
+    *,
+    mid_tool: bool,
+    strategy: str = "rerun",
+    report: Report | None = None,
+) -> str:
+    """Carry a crashed run on as the agent's own run would have gone on; cubeloop's outcome.
+
+    For a thread whose last turn's calls are unanswered (`mid_tool`): the
+    agent's `after_model_response` is asked again where a crash may have
+    lost its decision (no call of the turn has a result): a `stop` closes
+    the calls as not run and ends the run ("stopped" is returned), a
+    `loop_to_model` leaves them and calls the model, and injected messages
+    go where the loop puts them. With the `interrupt` strategy the calls
+    are answered as interrupted and the model decides. Then `carry_on`.
+    """
+    from supervisor.tool_calls import INTERRUPTED_TEXT, stand_in_result
+
+    def tell(kind: str, **details: Any) -> None:
+        if report is not None:
+            report(kind, details)
+
+    if mid_tool:
+        checkpointer, thread_id = agent.checkpointer, agent.thread_id
+        assert checkpointer is not None and thread_id is not None
+        messages = await load_into(agent)
+        _, pending, answered = unanswered(messages)
+        calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending]
+        decision = None
+        if strategy == "rerun" and answered == 0:
+            decision = await turn_decision(agent, messages)
+        if decision is not None and not decision.runs_calls:
+            tell("skipped", calls=calls, reason=decision.reason)
+            if decision.decision == "stop":
+                await close_vetoed(checkpointer, thread_id, run_id, pending, decision.reason)
+                return "stopped"
+            mid_tool = False  # loop_to_model: the model is asked again
+        else:
+            tell("recovery", strategy=strategy, calls=calls)
+        if strategy == "interrupt":
+            stand_ins = [stand_in_result(c, INTERRUPTED_TEXT, run_id) for c in pending]
+            await checkpointer.append(thread_id, stand_ins)
+            mid_tool = False
+        for message in decision.inject if decision is not None else ():
+            agent.steer(message)  # drained where the agent's loop puts them
+    return await carry_on(agent, run_id, mid_tool=mid_tool)
 
 
 async def carry_on(agent: Agent, run_id: str, *, mid_tool: bool) -> str:

@@ -190,9 +190,14 @@ def idempotent(
     The wrapped function has cubeloop's signature `(tool_call_id, params,
     *, signal=None, on_update=None)` and returns an `AgentToolResult`. When a
     `done` marker exists its stored result is returned as the tool result,
-    and the work is skipped.
+    and the work is skipped: every content block (text and images alike),
+    its details and whether it asked to end the run, as the work returned them.
     """
     from cubeloop import AgentToolResult, TextContent
+    from cubeloop.providers.base import Content
+    from pydantic import TypeAdapter
+
+    blocks = TypeAdapter(list[Content])
 
     def decorate(
         execute: Callable[..., Awaitable[Any]],
@@ -205,15 +210,28 @@ def idempotent(
             existing = store.get(job)
             if existing is not None and existing.done:
                 stored = existing.result if isinstance(existing.result, dict) else {}
+                try:
+                    content = blocks.validate_python(stored["content"])
+                except (KeyError, ValueError):  # written before blocks were kept: its text
+                    content = [TextContent(text=str(stored.get("text", "")))]
                 return AgentToolResult(
-                    content=[TextContent(text=str(stored.get("text", "")))],
+                    content=content,
                     details=stored.get("details"),
+                    terminate=stored.get("terminate"),
                 )
             store.start(job, tool=tool_name, arguments=arguments, tool_call_id=tool_call_id)
             result = await execute(tool_call_id, params, **kwargs)
             if not getattr(result, "is_error", False):
                 text = "".join(getattr(c, "text", "") for c in result.content)
-                store.finish(job, {"text": text, "details": result.details})
+                store.finish(
+                    job,
+                    {
+                        "text": text,
+                        "content": blocks.dump_python(list(result.content), mode="json"),
+                        "details": result.details,
+                        "terminate": result.terminate,
+                    },
+                )
             return result
 
         return wrapper

@@ -1,14 +1,24 @@
 """What a resume will do, before it does it: one plan for the CLI, the preview and the markers tab.
 
-For every unanswered tool call the plan finds the job marker that decides its
-fate and says how it found it, because a preview that is confidently wrong is
-worse than none:
+For every unanswered tool call the plan says what happens to it and why,
+because a preview that is confidently wrong is worse than none:
 
+- `skip`: the agent's own policy or a human's decision says it does not run
+  (its `after_model_response` stops or skips the turn, its `before_tool_call`
+  blocks it, a human denied it);
+- `ask`: a human must answer first (an approval gate, `ask_user`); the
+  resume stops there and the thread waits for the answer;
 - `reuse`: a `done` marker exists; the tool returns the stored result and
   its side effect does not happen again;
 - `rerun`: no marker, or only `started`; the call really runs again;
 - `unknown`: the supervisor cannot tell (the agent's marker hook failed, the
-  marker is unreadable, or several markers could be this call's).
+  marker is unreadable, several markers could be this call's, or asking the
+  agent's policy failed).
+
+The first two come from asking the agent's own hooks, as the resume will
+(`supervisor.probe`); the last three from the job markers of the call that
+really runs (the tool a deferred dispatch resolves to, the arguments a
+human's edit gives).
 
 Markers are matched, in order: by the agent module's marker hook when it has
 one (`agent_supervisor_marker(tool_name, arguments, jobs_dir)`, see
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -40,7 +50,24 @@ MarkerHook = Callable[[str, Any, Path], "str | os.PathLike[str] | None"]
 class Verdict(StrEnum):
     REUSE = "reuse"
     RERUN = "rerun"
+    SKIP = "skip"
+    ASK = "ask"
     UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CallPolicy:
+    """What the agent's own policy does with one unanswered call (`supervisor.probe`)."""
+
+    #: "run", "skip" (the policy or a decision says no), "ask" (a human must answer
+    #: first) or "unknown" (asking the policy failed).
+    action: str
+    reason: str = ""
+    #: The call that really runs, when not the model's (resolved, or edited by a human).
+    runs_as: ToolCallInfo | None = None
+    #: The agent's decision about the whole turn, when it skips every call: "stop"
+    #: (the run ends there) or "loop_to_model" (the model is asked again).
+    turn: str | None = None
 
 
 class MatchedBy(StrEnum):
@@ -61,11 +88,13 @@ class PlannedCall:
     matched_by: MatchedBy | None = None
     #: Why the verdict, in a few words, for people.
     reason: str = ""
+    #: The call that really runs, when it is not the model's (see `CallPolicy`).
+    runs_as: ToolCallInfo | None = None
 
     @property
     def will_run(self) -> bool:
-        """True unless a done marker means the work is not repeated."""
-        return self.verdict is not Verdict.REUSE
+        """True when the work may really happen (again)."""
+        return self.verdict in (Verdict.RERUN, Verdict.UNKNOWN)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,6 +103,7 @@ class PlannedCall:
             "marker": None if self.marker is None else str(self.marker.path),
             "matched_by": None if self.matched_by is None else str(self.matched_by),
             "reason": self.reason,
+            "runs_as": None if self.runs_as is None else self.runs_as.to_json(),
         }
 
 
@@ -92,6 +122,9 @@ class ThreadPlan:
     closed: tuple[ToolCallInfo, ...] = ()
     #: Why resuming is refused, when it is.
     refused: str | None = None
+    #: Whether the agent's own policy was asked (`supervisor.probe`): without it,
+    #: a call the policy would block or ask about is planned by its marker alone.
+    policy_checked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +132,7 @@ class ThreadPlan:
             "state": str(self.state),
             "action": self.action,
             "refused": self.refused,
+            "policy_checked": self.policy_checked,
             "calls": [c.to_json() for c in self.calls],
             "closed": [c.to_json() for c in self.closed],
         }
@@ -110,7 +144,8 @@ ACTIONS: dict[State, str] = {
     State.BETWEEN_TURNS: "call the model to answer the last user message",
     State.ABORTED: "close dangling calls, then continue with a 'continue' message",
     State.ERROR: "close dangling calls, then continue with a 'continue' message",
-    State.ANSWERED: "continue with the answer stored before it stopped (nobody is asked again)",
+    State.ANSWERED: "finish the calls with the answer stored before it stopped (nobody is "
+    "asked again), then call the model",
 }
 
 #: Why a state cannot be resumed, worded to follow the thread id.
@@ -144,20 +179,29 @@ class MarkerIndex:
         self._by_call = {m.tool_call_id: m for m in ours if m.tool_call_id}
         self._foreign = [m for m in self.markers if m.foreign]
 
-    def match(self, call: ToolCallInfo) -> PlannedCall:
-        """The marker deciding this call's fate, and how it was found."""
+    def match(self, call: ToolCallInfo, runs_as: ToolCallInfo | None = None) -> PlannedCall:
+        """The marker deciding this call's fate, and how it was found.
+
+        `runs_as`: the call the agent really runs, when that is not the one the
+        model made (a deferred tool's dispatcher resolved, a human's edit): its
+        tool and arguments decide. A marker is this call's only if it records the
+        same tool and arguments: call ids are not unique (several providers
+        number them `call_0`, `call_1` in every turn), so an id alone matches
+        nothing.
+        """
+        target = runs_as or deferred_target(call) or call
         if self.hook is not None:
-            return self._by_hook(call)
-        marker = self._by_key.get(job_key(call.name, call.arguments))
+            return self._by_hook(call, target)
+        marker = self._by_key.get(job_key(target.name, target.arguments))
         if marker is not None:
             return _verdict(call, marker, MatchedBy.KEY)
         marker = self._by_call.get(call.id)
-        if marker is not None:
+        if marker is not None and _same_call(marker, target):
             return _verdict(call, marker, MatchedBy.CALL_ID)
         for m in self._by_key.values():
-            if m.tool == call.name and m.arguments == call.arguments:
+            if _same_call(m, target):
                 return _verdict(call, m, MatchedBy.ARGUMENTS)
-        candidates = by_argument_values(call, self._foreign)
+        candidates = by_argument_values(target, self._foreign)
         if len(candidates) == 1:
             return _verdict(call, candidates[0], MatchedBy.VALUES)
         if candidates:
@@ -170,9 +214,9 @@ class MarkerIndex:
             )
         return PlannedCall(call, Verdict.RERUN, reason="no job marker found")
 
-    def _by_hook(self, call: ToolCallInfo) -> PlannedCall:
+    def _by_hook(self, call: ToolCallInfo, target: ToolCallInfo) -> PlannedCall:
         try:
-            where = self.hook(call.name, call.arguments, self.jobs_dir)  # type: ignore[misc]
+            where = self.hook(target.name, target.arguments, self.jobs_dir)  # type: ignore[misc]
         except Exception as exc:
             return PlannedCall(
                 call,
@@ -244,6 +288,27 @@ def live_reason(summary: ThreadSummary, now: float, window: float) -> str | None
     return (
         "may still be running in another process (its run is open and was written to "
         f"less than {window:g}s ago)"
+    )
+
+
+#: The name cubeloop's deferred tool groups give the call that dispatches to a real tool.
+DEFERRED_DISPATCH = "deferred_tool_call"
+
+
+def deferred_target(call: ToolCallInfo) -> ToolCallInfo | None:
+    """The real tool and arguments inside a deferred-group dispatch call, or None."""
+    if call.name != DEFERRED_DISPATCH or not isinstance(call.arguments, dict):
+        return None
+    name, arguments = call.arguments.get("tool_name"), call.arguments.get("arguments")
+    if not isinstance(name, str) or not isinstance(arguments, dict | None):
+        return None
+    return ToolCallInfo(call.id, name, arguments or {})
+
+
+def _same_call(marker: Marker, call: ToolCallInfo) -> bool:
+    """The marker records this tool and these arguments (as canonical JSON: key order aside)."""
+    return marker.tool == call.name and job_key(call.name, marker.arguments) == job_key(
+        call.name, call.arguments
     )
 
 
@@ -322,7 +387,27 @@ def refusal(summary: ThreadSummary) -> str | None:
         return None
     if state is State.CORRUPT and summary.corrupt_reason:
         return f"has a corrupt row ({summary.corrupt_reason})"
+    if state is State.CHILD:
+        return (
+            f"is driven by its parent thread {summary.parent!r}: resume the parent, "
+            "whose tool carries this thread on"
+        )
     return REFUSALS.get(state, str(state))
+
+
+def plan_call(
+    call: ToolCallInfo, index: MarkerIndex, policy: CallPolicy | None = None
+) -> PlannedCall:
+    """One unanswered call's fate: the agent's policy first, then the markers of what runs."""
+    if policy is None or policy.action == "run":
+        runs_as = policy.runs_as if policy is not None else None
+        planned = index.match(call, runs_as)
+        if policy is not None and policy.reason:
+            reason = f"{policy.reason}; {planned.reason}" if planned.reason else policy.reason
+            planned = replace(planned, reason=reason)
+        return replace(planned, runs_as=runs_as)
+    verdict = {"skip": Verdict.SKIP, "ask": Verdict.ASK}.get(policy.action, Verdict.UNKNOWN)
+    return PlannedCall(call, verdict, reason=policy.reason, runs_as=policy.runs_as)
 
 
 def plan_thread(
@@ -331,8 +416,13 @@ def plan_thread(
     *,
     messages: Iterable[dict[str, Any] | None] = (),
     strategy: str = "rerun",
+    policies: dict[str, CallPolicy] | None = None,
 ) -> ThreadPlan:
-    """The whole plan for one thread, from its summary, markers and transcript."""
+    """The whole plan for one thread, from its summary, markers and transcript.
+
+    `policies`: what the agent's policy does with each pending call, by call
+    id (`supervisor.probe`); None when it was not asked.
+    """
     state = summary.resume_state
     reason = refusal(summary)
     if reason is not None:
@@ -344,8 +434,23 @@ def plan_thread(
     if state is State.MID_TOOL and strategy == "interrupt":
         action = "record the unanswered calls as interrupted, then call the model"
         closed += pending
-    elif state is State.MID_TOOL:
-        calls = tuple(index.match(c) for c in pending)
+    elif state in (State.MID_TOOL, State.ANSWERED):
+        known = policies or {}
+        calls = tuple(plan_call(c, index, known.get(c.id)) for c in pending)
+        turns = {p.turn for p in known.values()}
+        if turns == {"stop"}:
+            action = "close the calls as not run and end the run, as the agent's policy says"
+        elif turns == {"loop_to_model"}:
+            action = "leave the calls unrun and call the model again, as the agent's policy says"
+        elif any(c.verdict is Verdict.ASK for c in calls):
+            action = "ask a human first; then finish the calls and call the model"
     else:  # aborted / error: calls that never ran are closed, not run
         closed += pending
-    return ThreadPlan(summary.thread_id, state, action, calls=calls, closed=tuple(closed))
+    return ThreadPlan(
+        summary.thread_id,
+        state,
+        action,
+        calls=calls,
+        closed=tuple(closed),
+        policy_checked=policies is not None,
+    )

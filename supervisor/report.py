@@ -38,6 +38,7 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "pending_request": s.request.to_json() if s.request is not None else None,
         "answer_stored": s.answer_stored,
         "holder": s.holder,
+        "parent_thread_id": s.parent,
         "attempts": s.attempt.to_json() if s.attempt is not None else None,
     }
 
@@ -74,6 +75,8 @@ def thread_hint(
         return "user message not answered yet"
     if state is State.AFTER_TOOLS:
         return "tool results in; model not called yet"
+    if state is State.CHILD:
+        return one_line(f"driven by {s.parent}: resumed through it", limit)
     if state is State.STOPPED:
         return "the agent ended its run after the tool results"
     return one_line(s.last_text, limit)

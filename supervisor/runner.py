@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor import backends, leases
 from supervisor.agents import AgentLoadError, DeferredAgent, Factory, LoadedAgent, build_agent
+from supervisor.children import parent_of
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
 from supervisor.plan import MarkerHook, live_reason, refusal
@@ -154,10 +155,9 @@ class Run:
 
 @dataclass(frozen=True)
 class _Carried:
-    """What a resume found: the thread's state and messages, and the run it goes on in."""
+    """What a resume found: the thread's state, and the run it goes on in."""
 
     state: State
-    messages: list[Message]
     #: None: a new run (an aborted or failed thread is continued by a prompt).
     run_id: str | None
 
@@ -254,6 +254,7 @@ class Runner:
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
         is_open = await backends.newest_run_open(cp, thread_id)
         summary.run_open, summary.run_done = is_open is True, is_open is False
+        summary.parent = parent_of(data.extra) if data else None
         await self._read_pending(cp, summary)
         summary.running = self.is_running(thread_id)
         return summary, messages
@@ -504,11 +505,11 @@ class Runner:
         messages = list(data.messages)
         state = summary_from_dicts(thread_id, [m.model_dump() for m in messages]).state
         if state in (State.ABORTED, State.ERROR):
-            return _Carried(state, messages, None)
+            return _Carried(state, None)
         if state not in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS):
             raise Refused(f"{thread_id} is {state}: nothing to resume")
         run_id = run_of(messages, mid_tool=state is State.MID_TOOL) or uuid.uuid4().hex
-        return _Carried(state, messages, run_id)
+        return _Carried(state, run_id)
 
     async def _resume(self, run: Run, agent: Agent, cp: Any, carried: _Carried) -> None:
         """Bring the thread back as the agent's own run would have gone on.
@@ -519,16 +520,7 @@ class Runner:
         own pipeline, after its `after_model_response` is asked again where a
         crash may have lost its decision.
         """
-        from supervisor.continuation import (
-            RunCompleted,
-            carry_on,
-            close_vetoed,
-            join_run,
-            load_into,
-            turn_decision,
-            unanswered,
-        )
-        from supervisor.tool_calls import INTERRUPTED_TEXT, stand_in_result
+        from supervisor.continuation import RunCompleted, bring_back, join_run
 
         if carried.state in (State.ABORTED, State.ERROR):
             await self._close_dangling_calls(run, cp)
@@ -539,33 +531,15 @@ class Runner:
             run_id = await join_run(cp, run.thread_id, carried.run_id)
         except RunCompleted as exc:
             raise Refused(f"{run.thread_id}: {exc}") from None
-        mid_tool = carried.state is State.MID_TOOL
-        if mid_tool:
-            messages = await load_into(agent)
-            assistant, pending, answered = unanswered(messages)
-            calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending]
-            strategy = self.config.mid_tool_strategy
-            decision = None
-            if strategy == "rerun" and answered == 0:
-                decision = await turn_decision(agent, messages)
-            if decision is not None and not decision.runs_calls:
-                self._emit(run.thread_id, "skipped", calls=calls, reason=decision.reason)
-                if decision.decision == "stop":
-                    await close_vetoed(cp, run.thread_id, run_id, pending, decision.reason)
-                    return
-                mid_tool = False  # loop_to_model: the model is asked again
-            else:
-                self._emit(run.thread_id, "recovery", strategy=strategy, calls=calls)
-            if strategy == "interrupt":
-                await cp.append(
-                    run.thread_id, [stand_in_result(c, INTERRUPTED_TEXT, run_id) for c in pending]
-                )
-                mid_tool = False
-            for message in decision.inject if decision is not None else ():
-                agent.steer(message)  # where the agent's loop puts them
         if run.signal.is_set():
             return
-        await carry_on(agent, run_id, mid_tool=mid_tool)
+        await bring_back(
+            agent,
+            run_id,
+            mid_tool=carried.state is State.MID_TOOL,
+            strategy=self.config.mid_tool_strategy,
+            report=lambda kind, details: self._emit(run.thread_id, kind, **details),
+        )
 
     async def _pending_for_answer(self, cp: Any, thread_id: str) -> tuple[Any, str]:
         """The pending request and its run: the agent must be built for that run."""

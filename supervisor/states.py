@@ -36,6 +36,9 @@ class State(StrEnum):
     CORRUPT = "corrupt"
     #: The watcher gave up on it after `--max-attempts` failures; `release` clears it.
     HELD = "held"
+    #: Driven by another thread's tool (`supervisor.children`) and stopped where it
+    #: would be resumed: its parent's resume carries it on, nothing else does.
+    CHILD = "child"
 
 
 #: States a crashed or stopped thread can be resumed from without a new prompt.
@@ -123,6 +126,8 @@ class ThreadSummary:
     holder: dict[str, Any] | None = None
     #: The watcher's record (`supervisor.attempts.Attempt`), when it tried this thread.
     attempt: Any = None
+    #: The thread whose tool drives this one, when it is linked (`supervisor.children`).
+    parent: str | None = None
 
     def fold_row(
         self, row_id: int, role: str, activity: float | None, detail: str | None = None
@@ -244,9 +249,17 @@ def classify(s: ThreadSummary, held: bool = True) -> State:
         return State.CORRUPT
     if s.running:
         return State.RUNNING
+    if s.parent is not None:  # resumed through its parent only, held or not
+        state = _own_state(s)
+        return State.CHILD if state in RESUMABLE else state
     if held and s.attempt is not None and s.attempt.held:
-        state = classify(s, held=False)
+        state = _own_state(s)
         return State.HELD if state in RESUMABLE else state
+    return _own_state(s)
+
+
+def _own_state(s: ThreadSummary) -> State:
+    """The state from the thread's own rows and request, whoever holds or drives it."""
     if s.pending_request:
         return State.ANSWERED if s.answer_stored else State.AWAITING_INPUT
     if s.messages == 0 or s.last_role is None:

@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 from supervisor import collector
 from supervisor.attempts import Attempt, FileAttempts
+from supervisor.children import PARENT_KEY
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.priority import at_low_priority
@@ -151,6 +152,14 @@ class Store(Protocol):
     def get(self, thread_id: str) -> ThreadSummary | None: ...
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
+
+    def thread_extra(self, thread_id: str) -> dict[str, Any]:
+        """The thread's `extra` as cubeloop stored it ({} when none or unreadable)."""
+        ...
+
+    def hitl_answer(self, thread_id: str, run_id: str | None, question_id: str) -> Any:
+        """The human's answer stored for a question of a run, or None."""
+        ...
 
     def close(self) -> None: ...
 
@@ -850,9 +859,16 @@ class SQLiteStore:
 
     def _small_tables(
         self,
-    ) -> tuple[dict[str, tuple[PendingRequest, bool]], dict[str, Any], dict[str, Any]]:
-        """What `stream` folds into every chunk: requests, leases, watcher records."""
-        return self._pending_found(), self.leases.live(), self._attempts.all()
+    ) -> tuple[
+        dict[str, tuple[PendingRequest, bool]], dict[str, Any], dict[str, Any], dict[str, str]
+    ]:
+        """What `stream` folds into every chunk: requests, leases, watcher records, links."""
+        return (
+            self._pending_found(),
+            self.leases.live(),
+            self._attempts.all(),
+            self._parents_found(),
+        )
 
     def _list_open_runs(self) -> bool:
         """`temp.open_runs`: threads whose newest run has not completed, if there is a
@@ -915,7 +931,10 @@ class SQLiteStore:
         pending: dict[str, tuple[PendingRequest, bool]],
         live: dict[str, Any],
         attempts: dict[str, Any],
+        parents: dict[str, str],
     ) -> dict[str, ThreadSummary]:
+        for thread_id in parents.keys() & threads.keys():
+            threads[thread_id].parent = parents[thread_id]
         fold_requests(threads, set(), {t: v for t, v in pending.items() if t in threads})
         fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
         fold_attempts(threads, set(), {t: a for t, a in attempts.items() if t in threads})
@@ -964,6 +983,33 @@ class SQLiteStore:
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows; rows over `BIG_ROW` characters come as a preview unless `full`."""
         return self._reading(lambda: self._transcript(thread_id, full), restart=False)
+
+    def thread_extra(self, thread_id: str) -> dict[str, Any]:
+        if "extra_json" not in self._columns.get("thread_extra", set()):
+            return {}
+        row = self._reading(
+            lambda: self._conn.execute(
+                "SELECT extra_json FROM thread_extra WHERE thread_id = ?", (thread_id,)
+            ).fetchone(),
+            restart=False,
+        )
+        extra = _json_or_none(row[0]) if row else None
+        return extra if isinstance(extra, dict) else {}
+
+    def hitl_answer(self, thread_id: str, run_id: str | None, question_id: str) -> Any:
+        if not {"run_id", "question_id", "answer_json"} <= self._columns.get(
+            "thread_hitl_answers", set()
+        ):
+            return None
+        row = self._reading(
+            lambda: self._conn.execute(
+                "SELECT answer_json FROM thread_hitl_answers "
+                "WHERE thread_id = ? AND run_id = ? AND question_id = ?",
+                (thread_id, run_id or "", question_id),
+            ).fetchone(),
+            restart=False,
+        )
+        return None if row is None else _json_or_none(row[0])
 
     def _transcript(self, thread_id: str, full: bool) -> Transcript:
         cols = self._columns["messages"]
@@ -1251,6 +1297,9 @@ class SQLiteStore:
         for thread_id in thread_ids:
             if self._threads[thread_id].messages == 0 and thread_id not in known:
                 del self._threads[thread_id]
+        for thread_id, parent in self._parents_found().items():
+            if thread_id in self._threads:
+                self._threads[thread_id].parent = parent
         (self._extra_cursor,) = self._conn.execute(
             "SELECT coalesce(max(rowid), 0) FROM thread_extra"
             if "thread_extra" in self._columns
@@ -1428,22 +1477,52 @@ class SQLiteStore:
         return (row_id, thread_id, activity, message["role"], detail)
 
     def _read_new_extra(self) -> set[str]:
-        """Threads known only from `thread_extra` are listed as empty."""
+        """Threads known only from `thread_extra` are listed as empty; a child's link to its
+        parent (`supervisor.children`) is read with its row.
+
+        Only rows added since the last look: a child is linked as its thread
+        begins, before its first message.
+        """
         if "thread_extra" not in self._columns or self._newest is not None:
             return set()
         touched: set[str] = set()
-        for rowid, thread_id in self._conn.execute(
-            "SELECT rowid, thread_id FROM thread_extra WHERE rowid > ? ORDER BY rowid",
+        for rowid, thread_id, parent in self._conn.execute(
+            f"SELECT rowid, thread_id, {self._parent_sql} FROM thread_extra WHERE rowid > ? "
+            "ORDER BY rowid",
             (self._extra_cursor,),
         ):
             self._extra_cursor = rowid
             thread_id = str(thread_id)
             if self._only is not None and thread_id not in self._only:
                 continue
-            if thread_id not in self._threads:
-                self._summary(thread_id)
+            s = self._threads.get(thread_id)
+            if s is None:
+                s = self._summary(thread_id)
+                touched.add(thread_id)
+            if isinstance(parent, str) and s.parent != parent:
+                s.parent = parent
                 touched.add(thread_id)
         return touched
+
+    @property
+    def _parent_sql(self) -> str:
+        """The parent a `thread_extra` row names, if it names one (cheap for those that do not)."""
+        if "extra_json" not in self._columns.get("thread_extra", set()):
+            return "NULL"
+        return (
+            f"CASE WHEN instr(extra_json, '\"{PARENT_KEY}\"') AND json_valid(extra_json) "
+            f"THEN json_extract(extra_json, '$.{PARENT_KEY}.thread_id') END"
+        )
+
+    def _parents_found(self) -> dict[str, str]:
+        """Every linked child and its parent: few threads, read once per listing."""
+        if "extra_json" not in self._columns.get("thread_extra", set()):
+            return {}
+        rows = self._conn.execute(
+            f"SELECT thread_id, {self._parent_sql} FROM thread_extra "
+            f"WHERE instr(extra_json, '\"{PARENT_KEY}\"')"
+        )
+        return {_plain_id(t): p for t, p in rows if isinstance(p, str)}
 
     def _fill_tails(self, touched: Iterable[str]) -> set[str]:
         """Read what the one pass skipped, for touched threads only.
@@ -1693,6 +1772,14 @@ def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
     if role not in ROLES:
         return None, f"unknown role {role!r}"
     return message, None
+
+
+def _json_or_none(text: Any) -> Any:
+    """Stored JSON, or None when it does not parse."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def _in_order_sql(t: str = "") -> str:

@@ -152,7 +152,8 @@ def test_answered_then_killed_is_not_waiting_and_resumes_without_asking(
     assert out.returncode == 2 and "was answered already" in out.stderr
 
     dry = cli("resume", str(db), "refund", "--dry-run", "--jobs-dir", str(jobs))
-    assert "continue with the answer stored before it stopped" in dry.stdout
+    assert "with the answer stored before it stopped (nobody is asked again)" in dry.stdout
+    assert "a human approved it (the stored answer is used)" in dry.stdout
     out = cli("resume", str(db), "refund", "--force", "--jobs-dir", str(jobs))
     assert out.returncode == 0, out.stderr
     assert "continuing with the answer stored before" in out.stdout

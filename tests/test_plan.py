@@ -94,8 +94,12 @@ def test_our_markers_match_by_key_call_id_and_arguments(tmp_path: Path) -> None:
     assert "started, never done" in started.reason
     markers.start("custom-key-1", tool="send", arguments={"to": "x"}, tool_call_id="call-9")
     markers.finish("custom-key-1", {"text": "sent"})
-    by_id = index(tmp_path).match(ToolCallInfo("call-9", "send", {"to": "y"}))
+    by_id = index(tmp_path).match(ToolCallInfo("call-9", "send", {"to": "x"}))
     assert (by_id.verdict, by_id.matched_by) == (Verdict.REUSE, MatchedBy.CALL_ID)
+    # Ids are not unique (providers number calls per turn): the same id with other
+    # arguments is another call, and its marker is not this call's.
+    other = index(tmp_path).match(ToolCallInfo("call-9", "send", {"to": "y"}))
+    assert (other.verdict, other.marker) == (Verdict.RERUN, None)
     by_args = index(tmp_path).match(ToolCallInfo("call-1", "send", {"to": "x"}))
     assert (by_args.verdict, by_args.matched_by) == (Verdict.REUSE, MatchedBy.ARGUMENTS)
 

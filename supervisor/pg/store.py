@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from supervisor import collector
 from supervisor.attempts import Attempt
+from supervisor.children import PARENT_KEY
 from supervisor.hitl import parse_request
 from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
@@ -102,7 +104,13 @@ _PARTITION_SQL = (
 )
 
 #: Open runs, pending requests, live leases and watcher records, as a stream reads them.
-_Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attempt]]
+_Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attempt], dict[str, str]]
+
+#: Each linked child thread and its parent (`supervisor.children`).
+_PARENTS_SQL = (
+    f"SELECT thread_id, extra->'{PARENT_KEY}'->>'thread_id' AS parent FROM cubepi_threads "
+    f"WHERE jsonb_typeof(extra) = 'object' AND extra ? '{PARENT_KEY}'"
+)
 
 #: Whether each thread's newest run is open.
 _RUNS_SQL = (
@@ -176,7 +184,7 @@ class PostgresStore:
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
         self._streamed_rows = 0
-        self._listing_extras: _Extras = ({}, {}, {}, {})
+        self._listing_extras: _Extras = ({}, {}, {}, {}, {})
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
         try:
@@ -228,6 +236,34 @@ class PostgresStore:
             raise
         except Exception as exc:
             raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+
+    def thread_extra(self, thread_id: str) -> dict[str, Any]:
+        try:
+            extra = self._client.fetchval(
+                "SELECT extra FROM cubepi_threads WHERE thread_id = $1", thread_id
+            )
+        except Exception as exc:
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+        if isinstance(extra, str):
+            with contextlib.suppress(ValueError, RecursionError):
+                extra = json.loads(extra)
+        return extra if isinstance(extra, dict) else {}
+
+    def hitl_answer(self, thread_id: str, run_id: str | None, question_id: str) -> Any:
+        try:
+            answer = self._client.fetchval(
+                "SELECT answer FROM cubepi_hitl_answers "
+                "WHERE thread_id = $1 AND run_id = $2 AND question_id = $3",
+                thread_id,
+                run_id or "",
+                question_id,
+            )
+        except Exception as exc:
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+        if isinstance(answer, str):
+            with contextlib.suppress(ValueError, RecursionError):
+                answer = json.loads(answer)
+        return answer
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows in `seq` order; payloads over `BIG_ROW` bytes come as a preview."""
@@ -384,6 +420,7 @@ class PostgresStore:
             self._pending_found(),
             self.leases.live(),
             self._read_attempts(),
+            self._parents_found(),
         )
 
     def _with_extras(
@@ -392,9 +429,12 @@ class PostgresStore:
         requests: dict[str, tuple[Any, bool]],
         live: dict[str, dict[str, Any]],
         attempts: dict[str, Attempt],
+        parents: dict[str, str],
     ) -> list[ThreadSummary]:
         """`self._threads` with what the other tables say of them, as a list."""
         threads = self._threads
+        for thread_id in parents.keys() & threads.keys():
+            threads[thread_id].parent = parents[thread_id]
         for thread_id in newest_runs.keys() & threads.keys():
             is_open = newest_runs[thread_id]
             threads[thread_id].run_open, threads[thread_id].run_done = is_open, not is_open
@@ -463,13 +503,16 @@ class PostgresStore:
         first = self._since is None
         if first and self._only is None:
             touched = self._first_listing()
+            touched |= self._read_parents(touched)
         elif first:
             touched = self._read_threads(None)
+            touched |= self._read_parents(touched)
             touched |= self._read_messages(set(self._threads))
             touched |= self._read_runs(None)
         else:
             since = self._since
             touched = self._read_threads(since)
+            touched |= self._read_parents(touched)
             changed = self._changed_since(since)
             touched |= self._read_messages(changed) if changed else set()
             touched |= self._read_runs(changed | self._runs_changed_since(since))
@@ -480,6 +523,23 @@ class PostgresStore:
         touched |= fold_attempts(self._threads, self._attempted, found)
         self._attempted = set(found)
         return touched
+
+    def _parents_found(self) -> dict[str, str]:
+        only = " AND thread_id = ANY($1::text[])" if self._only is not None else ""
+        rows = self._client.fetch(_PARENTS_SQL + only, *self._only_args())
+        return {r[0]: r[1] for r in rows if isinstance(r[1], str)}
+
+    def _read_parents(self, new: set[str]) -> set[str]:
+        """Links of threads first seen now (a child is linked as its thread begins)."""
+        changed = set()
+        if not new:
+            return changed
+        for thread_id, parent in self._parents_found().items():
+            s = self._threads.get(thread_id)
+            if s is not None and s.parent != parent:
+                s.parent = parent
+                changed.add(thread_id)
+        return changed
 
     def _read_attempts(self) -> dict[str, Attempt]:
         """The watcher's records, when our table exists."""

@@ -37,6 +37,7 @@ BADGES: dict[State, str] = {
     State.EMPTY: "· empty",
     State.CORRUPT: "‼ corrupt",
     State.HELD: "⏸ held",
+    State.CHILD: "↳ child",
 }
 
 #: Which theme colour each state takes (names of Textual theme fields).
@@ -54,6 +55,7 @@ STATE_COLOUR: dict[State, str] = {
     State.EMPTY: "foreground",
     State.CORRUPT: "error",
     State.HELD: "error",
+    State.CHILD: "foreground",
 }
 
 Palette = dict[str, str]

@@ -348,8 +348,7 @@ def delete_script(messages: list[Any], _system: str) -> Any:
 def veto_loop(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
     """after_model_response: a `delete` is skipped and the model told to archive (loop_to_model)."""
     from cubeloop import UserMessage
-    from cubeloop.middleware.base import TurnAction
-    from cubeloop.middleware.base import Middleware
+    from cubeloop.middleware.base import Middleware, TurnAction
 
     class NoDelete(Middleware):
         async def after_model_response(self, response: Any, ctx: Any, *, signal: Any = None) -> Any:
@@ -551,13 +550,6 @@ def deferred(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Ag
     return _agent(
         scripted(deferred_script), checkpointer, thread_id, [], deferred_tool_groups=[group]
     )
-
-
-def agent_supervisor_marker(tool_name: str, arguments: Any, jobs_dir: Path) -> str | None:
-    """The marker hook: every guarded tool of this module keeps a marker keyed by its arguments."""
-    from supervisor.jobs import marker_filename
-
-    return str(jobs_dir / marker_filename(job_key(tool_name, arguments)))
 
 
 # -- a result with an image, through `idempotent` -----------------------------------------------------

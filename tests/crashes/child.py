@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import uuid
 from typing import Any
@@ -25,7 +26,8 @@ from tests.crashes import agents
 
 
 async def host(args: argparse.Namespace) -> None:
-    factory = getattr(agents, args.agent)
+    module, _, name = args.agent.rpartition(":")
+    factory = getattr(importlib.import_module(module) if module else agents, name)
     answer = json.loads(args.answer) if args.answer is not None else None
     cp = backends.checkpointer(args.database)
     await cp.__aenter__()

@@ -76,7 +76,8 @@ class Case:
         command, *rest = args
         extra: list[str] = []
         if command in ("resume", "answer", "watch", "prompt"):
-            extra = ["--agent", f"tests.crashes.agents:{self.agent}"]
+            ref = self.agent if ":" in self.agent else f"tests.crashes.agents:{self.agent}"
+            extra = ["--agent", ref]
             extra += ["--jobs-dir", self.markers or str(self.jobs)]
         return subprocess.run(
             [sys.executable, "-m", "supervisor", command, *rest, *extra],

@@ -1,0 +1,108 @@
+"""Threads driven by another thread's tool: how an agent says so, and how it drives them.
+
+An agent used as a tool may keep its own durable thread in the same
+database (the parent's tool builds a child `Agent` on a thread of its own
+and runs it). cubeloop records no link from such a child to its parent
+(its `parent_thread_id` is for forks, which are independent threads). A
+supervisor that sees a crashed child and a crashed parent would resume
+both, and the parent's re-run tool would drive the child a second time.
+
+So the agent says so, with one call in its tool:
+
+    from supervisor.children import drive_child
+
+    async def execute(call_id, args, **_):
+        child = make_child_agent(checkpointer, f"{thread_id}/child")
+        await drive_child(child, args.task, parent_thread_id=thread_id, tool_call_id=call_id)
+        ...
+
+`drive_child` writes the link into the child's own `extra` (key
+`agent_supervisor_parent`: the parent's thread id and the tool call), so
+every surface shows the child with its parent and resumes it only through
+the parent. When the parent's tool runs again after a crash, the child's
+crashed run is carried on where it died (`supervisor.continuation`), not
+prompted a second time; a child with no open run is prompted.
+
+The link is plain data: an agent that drives its child another way can
+write it with `link_child`, or by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cubeloop import Agent
+
+#: The key of the link in the child's `extra`: {"thread_id": ..., "tool_call_id": ...}.
+PARENT_KEY = "agent_supervisor_parent"
+
+
+def parent_of(extra: Any) -> str | None:
+    """The parent thread named by a thread's `extra`, if it names one."""
+    link = extra.get(PARENT_KEY) if isinstance(extra, dict) else None
+    parent = link.get("thread_id") if isinstance(link, dict) else None
+    return parent if isinstance(parent, str) and parent else None
+
+
+async def link_child(
+    checkpointer: Any,
+    child_thread_id: str,
+    parent_thread_id: str,
+    tool_call_id: str | None = None,
+) -> None:
+    """Record in the child's `extra` that `parent_thread_id` drives it.
+
+    cubeloop merges `save_extra` into what is stored by top-level key, and
+    the child's own saves keep the key (they start from what was loaded).
+    """
+    link = {"thread_id": parent_thread_id, "tool_call_id": tool_call_id}
+    await checkpointer.save_extra(child_thread_id, {PARENT_KEY: link})
+
+
+async def drive_child(
+    child: Agent, task: str, *, parent_thread_id: str, tool_call_id: str | None = None
+) -> str:
+    """Run the child on `task`, linked to its parent; returns how it went on.
+
+    "carried on": the child's last run was left open by a crash, and goes on
+    in that run (its unanswered calls through its own pipeline, its job
+    markers making them safe), as the supervisor carries any thread on.
+    "done before": this very tool call already ran the child to its end
+    (the parent died before it saw the result); the child's messages are
+    loaded, nothing runs. "prompted": `task` is a new prompt. Either way the
+    child ends as its own run would have, and `child.state.messages` holds
+    its transcript.
+    """
+    from supervisor.backends import newest_run_open
+    from supervisor.continuation import bring_back, join_run, load_into, run_of
+    from supervisor.states import State
+    from supervisor.store import summary_from_dicts
+
+    checkpointer, thread_id = child.checkpointer, child.thread_id
+    assert checkpointer is not None and thread_id is not None
+    data = await checkpointer.load(thread_id)
+    linked_before = data.extra.get(PARENT_KEY) if data is not None else None
+    await link_child(checkpointer, thread_id, parent_thread_id, tool_call_id)
+    messages = list(data.messages) if data is not None else []
+    state = summary_from_dicts(thread_id, [m.model_dump() for m in messages]).state
+    run_open = await newest_run_open(checkpointer, thread_id)
+    if state in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS) and run_open:
+        mid_tool = state is State.MID_TOOL
+        run_id = await join_run(checkpointer, thread_id, run_of(messages, mid_tool=mid_tool))
+        await bring_back(child, run_id, mid_tool=mid_tool)
+        return "carried on"
+    same_call = linked_before == {"thread_id": parent_thread_id, "tool_call_id": tool_call_id}
+    if same_call and tool_call_id is not None and _last_prompt(messages) == task:
+        await load_into(child)
+        return "done before"
+    await child.prompt(task)
+    return "prompted"
+
+
+def _last_prompt(messages: list[Any]) -> str | None:
+    """The text of the newest user message (the prompt of the child's last run)."""
+    for m in reversed(messages):
+        if getattr(m, "role", None) == "user":
+            return "".join(getattr(b, "text", "") for b in m.content)
+    return None
