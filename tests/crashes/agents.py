@@ -447,17 +447,23 @@ def reused_ids(checkpointer: Any, thread_id: str, run_id: str | None = None) -> 
 
 
 def todo_script(messages: list[Any], system: str) -> Any:
-    """'todo X': process X and write a todo list in one batch; then reply with what it sees."""
+    """'todo X': write a todo list; then process X and mark it done in one batch; then
+    reply with the list the middleware shows (it appends the list as the last message)."""
     done = results(messages)
-    if done:
-        view = text_of(messages[-1])  # the middleware shows the list last (transform_context)
-        seen = "[Current todo list]" in view and "ship the report" in view
-        return reply("todo list seen" if seen else "todo list NOT seen")
-    item = text_of(messages[-1]).split()[1]
-    todos = [{"content": "ship the report", "status": "completed"}]
-    return reply(
-        call("process", "call-process", item=item), call("write_todos", "call-todos", todos=todos)
-    )
+    item = text_of(next(m for m in messages if m.role == "user")).split()[1]
+    if "call-todo-1" not in done:
+        todos = [{"content": "ship the report", "status": "in_progress"}]
+        return reply(call("write_todos", "call-todo-1", todos=todos))
+    if "call-process" not in done:
+        todos = [{"content": "ship the report", "status": "completed"}]
+        return reply(
+            call("process", "call-process", item=item),
+            call("write_todos", "call-todo-2", todos=todos),
+        )
+    view = text_of(messages[-1])
+    if not view.startswith("[Current todo list]"):
+        return reply("todo list NOT seen")
+    return reply("todo list seen: " + json.loads(view.split("\n", 1)[1])["todos"][0]["status"])
 
 
 def todos(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:

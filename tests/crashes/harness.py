@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +78,7 @@ class Case:
         command, *rest = args
         extra: list[str] = []
         if command in ("resume", "answer", "watch", "prompt"):
-            ref = self.agent if ":" in self.agent else f"tests.crashes.agents:{self.agent}"
-            extra = ["--agent", ref]
+            extra = ["--agent", self.reference]
             extra += ["--jobs-dir", self.markers or str(self.jobs)]
         return subprocess.run(
             [sys.executable, "-m", "supervisor", command, *rest, *extra],
@@ -115,6 +116,37 @@ class Case:
 
     def answer(self, thread: str, *how: str) -> subprocess.CompletedProcess[str]:
         return self.cli("answer", self.database, thread, *how)
+
+    def watch(self, until: Callable[[], bool], seconds: float = 30.0) -> str:
+        """`agent-supervisor watch` as a daemon, until `until()` holds (or `seconds` pass),
+        then SIGTERM; what it printed."""
+        args = [sys.executable, "-m", "supervisor", "watch", self.database, "--quiet", "0"]
+        args += [
+            "--poll",
+            "0.2",
+            "--agent",
+            self.reference,
+            "--jobs-dir",
+            self.markers or str(self.jobs),
+        ]
+        with subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as watcher:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and not until():
+                time.sleep(0.2)
+            watcher.send_signal(signal.SIGTERM)
+            out, _ = watcher.communicate(timeout=30)
+        return out
+
+    @property
+    def reference(self) -> str:
+        return self.agent if ":" in self.agent else f"tests.crashes.agents:{self.agent}"
 
     def effects(self, log: str = "effects.log") -> Counter[str]:
         return effects(self.jobs, log)
