@@ -267,7 +267,7 @@ class PostgresStore:
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows in `seq` order; payloads over `BIG_ROW` bytes come as a preview."""
-        limit = 2**62 if full else BIG_ROW
+        limit = 2**31 - 1 if full else BIG_ROW  # an int4 parameter; a bytea is at most 1 GB
         try:
             rows = self._client.fetch(
                 "SELECT seq, role, run_id, extract(epoch FROM created_at)::float8 AS at, "

@@ -287,6 +287,39 @@ def asker(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent
     )
 
 
+def mail_script(messages: list[Any], _system: str) -> Any:
+    """'mail X': one send_mail call; after its result, a reply."""
+    last = messages[-1]
+    if last.role == "tool_result":
+        return reply(("Not sent: " if last.is_error else "Sent: ") + text_of(last))
+    return reply(call("send_mail", "call-mail", target=text_of(last).split()[1]))
+
+
+def confirmer(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """A middleware of the agent's own asks a yes/no `confirm` before every `send_mail`."""
+    from cubeloop.agent.types import BeforeToolCallResult
+    from cubeloop.hitl import CheckpointedChannel
+    from cubeloop.middleware.base import Middleware
+
+    channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
+
+    class ConfirmMail(Middleware):
+        async def before_tool_call(self, ctx: Any, *, signal: Any = None) -> Any:
+            prompt = f"send mail to {ctx.args.target}?"
+            if await channel.confirm(prompt, tool_call_id=ctx.tool_call.id, signal=signal):
+                return None
+            return BeforeToolCallResult(block=True, reason="the human said no")
+
+    return _agent(
+        scripted(mail_script),
+        checkpointer,
+        thread_id,
+        [guarded("send_mail", Target)],
+        channel=channel,
+        middleware=[ConfirmMail()],
+    )
+
+
 # -- a middleware that vetoes a call after the model replied ----------------------------------
 
 

@@ -187,3 +187,35 @@ def test_a_resume_killed_inside_the_approved_tool_comes_back_again(approval: Cas
     assert approval.state("t") == "mid_tool" and approval.verdicts("t") == {"refund": "reuse"}
     finish(approval)
     assert approval.effects() == {REFUND_420: 1}
+
+
+# -- a confirmation asked by the agent's own middleware ------------------------------------------
+
+MAIL = effect("send_mail", target="ops")
+
+
+@pytest.mark.parametrize(("flag", "mails"), [("--approve", {MAIL: 1}), ("--deny", {})])
+def test_confirm_killed_after_the_call_was_saved_is_asked_once(
+    tmp_path: Path, flag: str, mails: dict
+) -> None:
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "confirmer")
+    c.crash("t", "mail ops", "message_end:assistant:1")
+    (call,) = c.plan("t")["calls"]
+    assert call["verdict"] == "ask" and "confirm: send mail to ops?" in call["reason"]
+    assert "waiting for a human" in c.resume("t").stdout
+    out = c.answer("t", flag)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert c.state("t") == "finished" and c.effects() == mails
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict", "mails"), [(True, "rerun", {MAIL: 1}), (False, "skip", {})]
+)
+def test_confirm_killed_after_its_answer_was_stored(
+    tmp_path: Path, answer: bool, verdict: str, mails: dict
+) -> None:
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "confirmer")
+    c.crash("t", "mail ops", "hitl_answer:1", answer=answer)
+    assert c.state("t") == "answered" and c.verdicts("t") == {"send_mail": verdict}
+    finish(c)
+    assert c.effects() == mails
