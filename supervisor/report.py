@@ -33,7 +33,6 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "stop_reason": s.last_stop_reason,
         "error": s.last_error,
         "run_open": s.run_open,
-        "run_done": s.run_done,
         "last_run_id": s.last_run_id,
         "pending_request": s.request.to_json() if s.request is not None else None,
         "answer_stored": s.answer_stored,
@@ -93,6 +92,8 @@ def plan_lines(plan: ThreadPlan) -> list[str]:
         if p.marker is not None:
             where = f"  [marker {clean(str(p.marker.path))}, matched by {p.matched_by}]"
         call = call_text(p.call.name, p.call.arguments, FULL)
+        if p.runs_as is not None:
+            call += f" (runs as {call_text(p.runs_as.name, p.runs_as.arguments, FULL)})"
         lines.append(f"    {p.verdict:<8} {call}  — {one_line(p.reason, 200)}{where}")
     for c in plan.closed:
         call = call_text(c.name, c.arguments, FULL)

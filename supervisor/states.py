@@ -118,7 +118,9 @@ class ThreadSummary:
     #: The newest run claimed for this thread has not been marked complete.
     run_open: bool = False
     #: The newest run claimed for this thread was marked complete (a thread with no
-    #: run, from before cubeloop kept them, is neither open nor done).
+    #: run, from before cubeloop kept them, is neither open nor done). It decides a
+    #: state only when the last row is a tool result (`stopped`): a streamed listing
+    #: reads it for those threads alone.
     run_done: bool = False
     #: Set by the runner, or by a live lease held elsewhere.
     running: bool = False

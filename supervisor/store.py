@@ -758,6 +758,7 @@ class SQLiteStore:
                         listed.close()  # its cursor reads the table dropped next
                     self._conn.execute("DROP TABLE IF EXISTS temp.listing")
                     self._conn.execute("DROP TABLE IF EXISTS temp.open_runs")
+                    self._conn.execute("DROP TABLE IF EXISTS temp.done_runs")
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
@@ -883,6 +884,17 @@ class SQLiteStore:
             "INSERT OR IGNORE INTO temp.open_runs SELECT thread_id FROM runs "
             "WHERE completed_at IS NULL AND thread_id IS NOT NULL AND rowid IN "
             f"(SELECT max(rowid) FROM runs WHERE 1{self._range_sql} GROUP BY thread_id)",
+            self._range_args,
+        )
+        # Done runs matter only where they decide a state: threads whose last row is a
+        # tool result (stopped, or after_tools). Few; made here, before the listing's
+        # statement runs (a table made while it runs aborts it).
+        self._conn.execute("DROP TABLE IF EXISTS temp.done_runs")
+        self._conn.execute(
+            "CREATE TEMP TABLE done_runs AS SELECT thread_id FROM runs "
+            "WHERE completed_at IS NOT NULL AND rowid IN "
+            f"(SELECT max(rowid) FROM runs WHERE 1{self._range_sql} GROUP BY thread_id) "
+            "AND thread_id IN (SELECT thread_id FROM temp.listing WHERE last & 7 = 3)",
             self._range_args,
         )
         return True
@@ -1136,7 +1148,7 @@ class SQLiteStore:
         `chunk` None: one chunk, built in `self._threads` (the kept listing).
         Otherwise new dicts of that many threads, each complete once handed
         out and not kept (`stream`). `runs`: whether each thread's run is
-        open comes from `temp.open_runs`. Raises `_NotPlain`, having handed out
+        open or done comes from `temp.open_runs` and `temp.done_runs`. Raises `_NotPlain`, having handed out
         nothing, on a thread id that is not plain text (bad UTF-8 read by
         the tolerant decoder).
         """
@@ -1154,15 +1166,7 @@ class SQLiteStore:
         self._unchecked_through = top
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
         run_open = "t.thread_id IN temp.open_runs" if runs else "0"
-        # Whether the newest run was marked complete: only where it decides a state,
-        # a thread whose last row is a tool result (stopped, or after_tools).
-        run_done = (
-            "CASE WHEN t.last & 7 = 3 THEN EXISTS (SELECT 1 FROM runs r WHERE r.rowid = "
-            "(SELECT max(rowid) FROM runs WHERE thread_id = t.thread_id) "
-            "AND r.completed_at IS NOT NULL) END"
-            if runs
-            else "0"
-        )
+        run_done = "t.thread_id IN temp.done_runs" if runs else "0"
         rows = conn.execute(
             f"SELECT t.thread_id, t.count, t.last, {_ACTIVITY}, t.assistant, t.strange, "
             f"{run_open}, {run_done}, "

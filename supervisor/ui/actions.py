@@ -16,9 +16,10 @@ from rich.text import Text
 from textual import work
 from textual.screen import Screen
 
+from supervisor.agents import AgentLoadError
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine
-from supervisor.plan import ThreadPlan
+from supervisor.plan import CallPolicy, ThreadPlan
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
 from supervisor.store import StoreError, Transcript
@@ -81,21 +82,40 @@ class ThreadActions:
         markers = read_markers(self.jobs_dir)
         plans = []
         for t in threads:
-            transcript = None
-            if self.state_of(t) is State.MID_TOOL:
-                transcript = self._read_for_plan(t)[1]
-            plans.append(self._plan(t, markers, transcript))
+            transcript, policies = None, None
+            if self.state_of(t) in (State.MID_TOOL, State.ANSWERED):
+                _, transcript, policies = self._read_for_plan(t)
+            plans.append(self._plan(t, markers, transcript, policies))
         return plans
 
-    def _read_for_plan(self, thread_id: str) -> tuple[list[Marker], Transcript | None]:
-        """Markers and transcript for a plan; runs in a thread (both touch the disk, and
-        the plan needs the agent's marker hook: waited for here if not imported yet)."""
+    def _read_for_plan(
+        self, thread_id: str
+    ) -> tuple[list[Marker], Transcript | None, dict[str, CallPolicy] | None]:
+        """Markers, transcript and the agent's policy for a plan; runs in a thread (all
+        touch the disk, and the plan needs the agent: waited for here if not imported yet)."""
         self._marker_hook()
         markers = read_markers(self.jobs_dir)
         try:
-            return markers, self._read_transcript(thread_id)
+            return markers, self._read_transcript(thread_id), self._policies(thread_id)
         except StoreError:
-            return markers, None
+            return markers, None, None
+
+    def _policies(self, thread_id: str) -> dict[str, CallPolicy] | None:
+        """What the agent's own policy does with the thread's unanswered calls, asked as
+        `resume --dry-run` asks it (`supervisor.probe`); in a thread, on a loop of its own."""
+        summary = self.summaries.get(thread_id)
+        if summary is None or self.runner.config.mid_tool_strategy != "rerun":
+            return None
+        try:
+            loaded = self.runner.config.agent()
+        except AgentLoadError:
+            return None
+        from supervisor.probe import probe
+
+        with self._store_lock:
+            if self._store_closed:
+                return None
+            return asyncio.run(probe(loaded, self.store, summary))
 
     @work(group="actions", exit_on_error=False)
     async def _resume_one(self, thread_id: str) -> None:
@@ -120,9 +140,9 @@ class ThreadActions:
                 markup=False,
             )
             return
-        if state is State.MID_TOOL:
-            markers, transcript = await asyncio.to_thread(self._read_for_plan, thread_id)
-            plan = self._plan(thread_id, markers, transcript)
+        if state in (State.MID_TOOL, State.ANSWERED):
+            read = await asyncio.to_thread(self._read_for_plan, thread_id)
+            plan = self._plan(thread_id, *read)
             if not await self.push_screen_wait(ResumePreview(plan, self.palette)):
                 return
         elif state in (State.ABORTED, State.ERROR):

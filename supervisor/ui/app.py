@@ -34,7 +34,14 @@ from supervisor.agents import AgentLoadError
 from supervisor.jobs import Marker
 from supervisor.leases import holder_text, is_mine
 from supervisor.location import shown
-from supervisor.plan import MarkerHook, MarkerIndex, MatchedBy, ThreadPlan, plan_thread
+from supervisor.plan import (
+    CallPolicy,
+    MarkerHook,
+    MarkerIndex,
+    MatchedBy,
+    ThreadPlan,
+    plan_thread,
+)
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     State,
@@ -480,9 +487,14 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         return index.markers_of(thread_id, calls), self._plan(thread_id, markers, transcript)
 
     def _plan(
-        self, thread_id: str, markers: list[Marker], transcript: Transcript | None
+        self,
+        thread_id: str,
+        markers: list[Marker],
+        transcript: Transcript | None,
+        policies: dict[str, CallPolicy] | None = None,
     ) -> ThreadPlan:
-        """The same plan `resume --dry-run` prints, from what the detail has loaded."""
+        """The same plan `resume --dry-run` prints, from what the detail has loaded
+        (`policies`: what the agent's own policy said, when it was asked)."""
         config = self.runner.config
         index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
         messages = transcript.messages() if transcript is not None else ()
@@ -491,6 +503,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             index,
             messages=messages,
             strategy=config.mid_tool_strategy,
+            policies=policies,
         )
 
     # -- agent events -----------------------------------------------------

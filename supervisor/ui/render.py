@@ -301,6 +301,8 @@ def marker_cells(
 VERDICTS: dict[Verdict, tuple[str, str]] = {
     Verdict.REUSE: ("already done", "success"),
     Verdict.RERUN: ("runs again", "warning"),
+    Verdict.SKIP: ("not run", "accent"),
+    Verdict.ASK: ("asks a human first", "accent"),
     Verdict.UNKNOWN: ("unknown", "error"),
 }
 
@@ -310,6 +312,10 @@ def planned_call(p: PlannedCall, palette: Palette) -> Text:
     label, colour = VERDICTS[p.verdict]
     out = Text("• ")
     out.append(call_text(p.call.name, p.call.arguments, FULL))
+    if p.runs_as is not None:
+        out.append("\n    runs as ", style="dim").append(
+            call_text(p.runs_as.name, p.runs_as.arguments, FULL)
+        )
     out.append("\n    ")
     out.append(label, style=f"bold {palette.get(colour, '')}".strip())
     if p.reason and p.reason != label:
@@ -332,4 +338,8 @@ def plan_text(plan: ThreadPlan, palette: Palette) -> Text:
         out.append("\n" if i else "").append(planned_call(p, palette))
     for i, c in enumerate(plan.closed):
         out.append("\n" if i or plan.calls else "").append(closed_call(c))
+    if plan.calls and not plan.policy_checked:
+        out.append(
+            "\n(markers only: the agent's own policy is asked when you press r)", style="dim"
+        )
     return out

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.backends import open_store
+from supervisor.states import State
 from tests.crashes.harness import Case, effect
 
 
@@ -50,6 +52,21 @@ def test_a_turn_the_middleware_stopped_is_never_run(tmp_path: Path) -> None:
     )
     again = c.resume("t")
     assert again.returncode == 0 and "nothing to resume" in again.stdout and c.effects() == {}
+
+
+def test_a_listing_kept_open_sees_the_vetoed_thread_become_stopped(tmp_path: Path) -> None:
+    """The app's kept listing, refreshed, and the streamed one `list` prints agree."""
+    c = case(tmp_path, "veto_stop")
+    c.crash("t", "wire 5000", "message_end:assistant:1")
+    store = open_store(c.database)
+    try:
+        assert store.get("t").state is State.MID_TOOL
+        resumed(c)
+        store.refresh()
+        assert store.get("t").state is State.STOPPED
+    finally:
+        store.close()
+    assert c.state("t") == "stopped"
 
 
 def test_the_same_veto_without_a_crash_is_closed_the_same_way(tmp_path: Path) -> None:
@@ -102,7 +119,7 @@ def test_a_run_a_tool_terminated_is_stopped_not_resumed(tmp_path: Path) -> None:
     c = case(tmp_path, "terminate")
     c.crash("t", "items A B", None)
     listed = c.listed("t")
-    assert listed["state"] == "stopped" and listed["run_done"] is True
+    assert listed["state"] == "stopped" and listed["run_open"] is False
     assert c.plan("t")["refused"].startswith("was stopped by the agent itself")
     out = c.resume("t")
     assert out.returncode == 0 and "already stopped, nothing to resume" in out.stdout

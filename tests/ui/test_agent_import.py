@@ -211,6 +211,9 @@ def test_r_pressed_before_the_agent_is_imported_resumes_in_a_real_process(workdi
         term.press("r")  # on the first row, job-12 (answered): goes on with its stored answer
         time.sleep(1.0)
         (workdir / "release").touch()
+        # The preview plans with the agent's own policy: it comes once the import is done.
+        assert term.read_until(lambda text: "Resume job-12" in text, 60)
+        term.press("y")
         deadline = time.monotonic() + 60
         while state_of("job-12", workdir) != "finished" and time.monotonic() < deadline:
             term.read_until(lambda _text: False, 0.5)

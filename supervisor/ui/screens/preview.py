@@ -27,17 +27,22 @@ class ResumePreview(YesNoScreen):
 
     def compose(self) -> ComposeResult:
         calls = self.plan.calls
-        runs = sum(p.verdict is Verdict.RERUN for p in calls)
-        reused = sum(p.verdict is Verdict.REUSE for p in calls)
-        unknown = len(calls) - runs - reused
+        count = {v: sum(p.verdict is v for p in calls) for v in Verdict}
         with Vertical(classes="dialog wide"):
             yield Static(
                 Text(f"Resume {one_line(self.plan.thread_id, 40)} ({self.plan.state})"),
                 classes="dialog-title",
             )
-            parts = [f"{runs} will really run again", f"{reused} already done by their markers"]
-            if unknown:
-                parts.append(f"{unknown} unknown (the supervisor cannot tell)")
+            parts = [
+                f"{count[Verdict.RERUN]} will really run again",
+                f"{count[Verdict.REUSE]} already done by their markers",
+            ]
+            if count[Verdict.SKIP]:
+                parts.append(f"{count[Verdict.SKIP]} not run (the agent's policy or a human)")
+            if count[Verdict.ASK]:
+                parts.append(f"{count[Verdict.ASK]} wait for a human's answer first")
+            if count[Verdict.UNKNOWN]:
+                parts.append(f"{count[Verdict.UNKNOWN]} unknown (the supervisor cannot tell)")
             intro = f"{len(calls)} unanswered call(s): " + ", ".join(parts) + "."
             if not calls:
                 intro = f"{len(self.plan.closed)} unanswered call(s) are not run."
@@ -46,7 +51,8 @@ class ResumePreview(YesNoScreen):
                     f" {len(self.plan.closed)} call(s) are closed as interrupted: "
                     "the model decides whether to call them again."
                 )
-            yield Static(Text(intro + " Then the model is called."), classes="dialog-body")
+            intro += f" Then: {self.plan.action}."
+            yield Static(Text(intro), classes="dialog-body")
             with VerticalScroll(classes="plan"):
                 yield Static(plan_text(self.plan, self.palette), classes="plan-call")
             with Horizontal(classes="dialog-buttons"):
