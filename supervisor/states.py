@@ -283,6 +283,18 @@ def _own_state(s: ThreadSummary) -> State:
     return State.FINISHED
 
 
+def may_be_child(s: ThreadSummary) -> bool:
+    """Whether a parent link could change this thread's state: its own state may be one a
+    resume starts from. A cheap test on fields (no classification), so a listing asks
+    `thread_extra` for the links of few threads: finished ones, the bulk, are left out."""
+    return (
+        s.pending_request
+        or s.last_role != "assistant"
+        or s.last_stop_reason in ("aborted", "error")
+        or bool(s.tool_calls)
+    )
+
+
 def _has_pending(s: ThreadSummary) -> bool:
     """`pending_tool_calls` is not empty, without building it."""
     answered = s.answered

@@ -35,7 +35,7 @@ from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
-from supervisor.states import NONE_ANSWERED, ThreadSummary
+from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
 from supervisor.store import (
     BIG_PREVIEW,
     BIG_ROW,
@@ -108,7 +108,15 @@ _Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attem
 
 #: Each linked child thread and its parent (`supervisor.children`).
 _PARENTS_SQL = (
-    f"SELECT thread_id, extra->'{PARENT_KEY}'->>'thread_id' AS parent FROM cubepi_threads "
+    "SELECT thread_id, CASE WHEN jsonb_typeof(extra) = 'object' "
+    f"THEN extra->'{PARENT_KEY}'->>'thread_id' END FROM cubepi_threads "
+    "WHERE thread_id = ANY($1::text[])"
+)
+
+#: Every linked child and its parent, for a streamed listing: read before it, as the
+#: stream keeps its connection busy reading ahead (a JSONB key test per thread, on the server).
+_ALL_PARENTS_SQL = (
+    f"SELECT thread_id, extra->'{PARENT_KEY}'->>'thread_id' FROM cubepi_threads "
     f"WHERE jsonb_typeof(extra) = 'object' AND extra ? '{PARENT_KEY}'"
 )
 
@@ -420,7 +428,7 @@ class PostgresStore:
             self._pending_found(),
             self.leases.live(),
             self._read_attempts(),
-            self._parents_found(),
+            {r[0]: r[1] for r in self._client.fetch(_ALL_PARENTS_SQL) if isinstance(r[1], str)},
         )
 
     def _with_extras(
@@ -503,41 +511,40 @@ class PostgresStore:
         first = self._since is None
         if first and self._only is None:
             touched = self._first_listing()
-            touched |= self._read_parents(touched)
         elif first:
             touched = self._read_threads(None)
-            touched |= self._read_parents(touched)
             touched |= self._read_messages(set(self._threads))
             touched |= self._read_runs(None)
         else:
             since = self._since
             touched = self._read_threads(since)
-            touched |= self._read_parents(touched)
             changed = self._changed_since(since)
             touched |= self._read_messages(changed) if changed else set()
             touched |= self._read_runs(changed | self._runs_changed_since(since))
         self._since = now - _margin()
         touched |= self._read_pending_requests()
+        touched |= self._read_parents(touched)
         touched |= self._read_leases()
         found = self._read_attempts()
         touched |= fold_attempts(self._threads, self._attempted, found)
         self._attempted = set(found)
         return touched
 
-    def _parents_found(self) -> dict[str, str]:
-        only = " AND thread_id = ANY($1::text[])" if self._only is not None else ""
-        rows = self._client.fetch(_PARENTS_SQL + only, *self._only_args())
-        return {r[0]: r[1] for r in rows if isinstance(r[1], str)}
-
-    def _read_parents(self, new: set[str]) -> set[str]:
-        """Links of threads first seen now (a child is linked as its thread begins)."""
+    def _read_parents(self, among: set[str]) -> set[str]:
+        """The parent links (`supervisor.children`) of the threads `among` whose state a link
+        could change (`may_be_child`): few, looked up by id. Returns those that changed."""
+        threads, every = self._threads, self._only is not None
+        wanted = sorted(t for t in among if t in threads and (every or may_be_child(threads[t])))
+        if not wanted:
+            return set()
+        found: dict[str, str | None] = dict.fromkeys(wanted)
+        for r in self._client.fetch(_PARENTS_SQL, wanted):
+            if isinstance(r[1], str):
+                found[r[0]] = r[1]
         changed = set()
-        if not new:
-            return changed
-        for thread_id, parent in self._parents_found().items():
-            s = self._threads.get(thread_id)
-            if s is not None and s.parent != parent:
-                s.parent = parent
+        for thread_id, parent in found.items():
+            if threads[thread_id].parent != parent:
+                threads[thread_id].parent = parent
                 changed.add(thread_id)
         return changed
 

@@ -17,7 +17,9 @@
 - `abort-pending`: the run asks a human; the host aborts the pending request
   with `Agent.abort_pending`, either while the run waits for the answer in
   memory (`inflight`) or after it detached (`detached`: a new agent, as a
-  later request would). The process then exits normally.
+  later request would). The process then exits normally; with
+  `--die-after-deny` it SIGKILLs itself inside `abort_pending`, right after
+  the deny results were saved and before the closing message.
 
 Kill points come from `$CRASH_KILL` (see `agents.py` and `more_agents.py`).
 """
@@ -87,7 +89,27 @@ async def cancel(args: argparse.Namespace, cp: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+class DiesAfterDeny:
+    """A checkpointer that SIGKILLs the process once it saved an `aborted` tool result:
+    inside `abort_pending`, between its deny results and its closing message."""
+
+    def __init__(self, checkpointer: Any) -> None:
+        self._checkpointer = checkpointer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._checkpointer, name)
+
+    async def append(self, thread_id: str, messages: list[Any]) -> None:
+        await self._checkpointer.append(thread_id, messages)
+        for m in messages:
+            details = getattr(m, "details", None)
+            if isinstance(details, dict) and details.get("hitl", {}).get("decision") == "aborted":
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
 async def abort_pending(args: argparse.Namespace, cp: Any) -> None:
+    if args.die_after_deny:
+        cp = DiesAfterDeny(cp)
     run_id = uuid.uuid4().hex
     factory = factory_of(args.agent)
     agent = factory(cp, args.thread, run_id=run_id)
@@ -151,6 +173,7 @@ def main() -> None:
         else:
             p.add_argument("--how", choices=["inflight", "detached"], required=True)
             p.add_argument("--reason", default="the host aborted it")
+            p.add_argument("--die-after-deny", action="store_true")
     asyncio.run(host(parser.parse_args()))
 
 

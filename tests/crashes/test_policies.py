@@ -252,8 +252,9 @@ def test_a_child_thread_is_driven_once_through_its_parent(tmp_path: Path, kill: 
     c = case(tmp_path, "parent")
     c.crash("p", "delegate write-report", kill)
     child = c.listed("p/child")
-    assert child["parent_thread_id"] == "p"
     assert child["state"] == ("finished" if kill.startswith("message") else "child")
+    shown = json.loads(c.cli("show", c.database, "p/child", "--json").stdout)
+    assert shown["parent_thread_id"] == "p"
     refused = c.resume("p/child")
     assert "nothing to resume" in refused.stdout or "driven by its parent" in refused.stderr
     plan = json.loads(c.cli("resume", c.database, "--all", "--dry-run", "--json").stdout)
