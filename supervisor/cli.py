@@ -911,24 +911,32 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     import asyncio
 
     from supervisor.jobs import read_markers
-    from supervisor.plan import MarkerIndex, plan_thread
+    from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread
     from supervisor.probe import probe
 
     agent, jobs_dir = _load_agent(args)
     index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)
-    summaries = [store.get(thread_id) for thread_id in wanted]
+    asking = args.strategy == "rerun"
 
-    async def ask_policies() -> list[dict]:
-        return [await probe(agent, store, s) for s in summaries if s is not None]
+    async def plan_all() -> list[ThreadPlan]:
+        plans = []
+        for thread_id in wanted:  # one at a time: a transcript is kept only for its plan
+            summary = store.get(thread_id)
+            assert summary is not None
+            transcript = store.transcript(thread_id)
+            policies = await probe(agent, store, summary, transcript) if asking else None
+            plans.append(
+                plan_thread(
+                    summary,
+                    index,
+                    messages=transcript.messages(),
+                    strategy=args.strategy,
+                    policies=policies,
+                )
+            )
+        return plans
 
-    policies = asyncio.run(ask_policies()) if args.strategy == "rerun" else [None] * len(wanted)
-    plans = []
-    for summary, policy in zip(summaries, policies, strict=True):
-        assert summary is not None
-        messages = store.transcript(summary.thread_id).messages()
-        plans.append(
-            plan_thread(summary, index, messages=messages, strategy=args.strategy, policies=policy)
-        )
+    plans = asyncio.run(plan_all())
     if args.json:
         json.dump([p.to_json() for p in plans], sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

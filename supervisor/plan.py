@@ -380,6 +380,35 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
     return out
 
 
+def interrupted_abort(messages: Iterable[dict[str, Any] | None]) -> str | None:
+    """The reason of an abort cubeloop's `Agent.abort_pending` began and a crash cut short.
+
+    It answers the gated turn's calls with `aborted` results, then closes the
+    conversation with an aborted assistant message. Killed between the two,
+    the thread ends with those results: carrying it on would call the model in
+    a conversation its host closed. The resume writes the closing message
+    instead (`Runner`), as `abort_pending` would have.
+    """
+    tail: list[dict[str, Any]] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        if m.get("role") == "assistant":
+            tail = []
+        elif m.get("role") == "tool_result":
+            tail.append(m)
+        else:
+            tail = []
+    reasons = []
+    for result in tail:
+        details = result.get("details")
+        hitl = details.get("hitl") if isinstance(details, dict) else None
+        if not isinstance(hitl, dict) or hitl.get("decision") != "aborted":
+            return None
+        reasons.append(str(hitl.get("reason") or "aborted"))
+    return reasons[0] if reasons else None
+
+
 def refusal(summary: ThreadSummary) -> str | None:
     """Why a thread in this state cannot be resumed, in the words every surface uses."""
     state = summary.resume_state
@@ -427,6 +456,7 @@ def plan_thread(
     reason = refusal(summary)
     if reason is not None:
         return ThreadPlan(summary.thread_id, state, "nothing", refused=reason)
+    messages = list(messages)
     action = ACTIONS[state]
     pending = summary.pending_tool_calls
     calls: tuple[PlannedCall, ...] = ()
@@ -434,6 +464,8 @@ def plan_thread(
     if state is State.MID_TOOL and strategy == "interrupt":
         action = "record the unanswered calls as interrupted, then call the model"
         closed += pending
+    elif state is State.AFTER_TOOLS and (why := interrupted_abort(messages)) is not None:
+        action = f"finish the abort a host began ({why}): the thread ends aborted; nothing runs"
     elif state in (State.MID_TOOL, State.ANSWERED):
         known = policies or {}
         calls = tuple(plan_call(c, index, known.get(c.id)) for c in pending)

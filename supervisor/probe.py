@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from cubeloop import Agent
     from cubeloop.providers.base import Message
 
-    from supervisor.store import Store
+    from supervisor.store import Store, Transcript
 
 
 class WouldWrite(Exception):
@@ -71,11 +71,21 @@ class ReadOnlyCheckpointer:
     agent's factory builds its human-in-the-loop pieces over it unchanged.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, known: Transcript | None = None) -> None:
         self._store = store
+        #: A thread's whole transcript the caller has read already (one scan, not two).
+        self._known = known
 
     async def load(self, thread_id: str) -> CheckpointData | None:
-        transcript = self._store.transcript(thread_id, full=True)
+        known = self._known
+        if (
+            known is not None
+            and known.thread_id == thread_id
+            and not any(e.big for e in known.entries)
+        ):
+            transcript = known
+        else:
+            transcript = self._store.transcript(thread_id, full=True)
         messages: list[Message] = []
         for e in transcript.entries:
             if e.message is None:
@@ -119,7 +129,9 @@ class ReadOnlyCheckpointer:
     claim_run = mark_run_complete = clear_pending_request_if_matches = fork = _write
 
 
-async def probe(loaded: LoadedAgent, store: Store, summary: ThreadSummary) -> dict[str, CallPolicy]:
+async def probe(
+    loaded: LoadedAgent, store: Store, summary: ThreadSummary, transcript: Transcript | None = None
+) -> dict[str, CallPolicy]:
     """What the agent's policy does with each of the thread's unanswered calls, by call id.
 
     For a thread a resume carries on through its calls (`mid_tool`, and
@@ -130,7 +142,7 @@ async def probe(loaded: LoadedAgent, store: Store, summary: ThreadSummary) -> di
     state = summary.resume_state
     if state not in (State.MID_TOOL, State.ANSWERED) or not summary.pending_tool_calls:
         return {}
-    cp = ReadOnlyCheckpointer(store)
+    cp = ReadOnlyCheckpointer(store, transcript)
     try:
         data = await cp.load(summary.thread_id)
         messages = list(data.messages) if data is not None else []

@@ -151,6 +151,8 @@ class Run:
     answer: Any = None
     #: The run stopped to wait for a human (its request is in the database).
     suspended: bool = False
+    #: The run closed an abort its host began (`_finish_abort`): `aborted` is its due end.
+    closed_abort: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,11 @@ class _Carried:
     state: State
     #: None: a new run (an aborted or failed thread is continued by a prompt).
     run_id: str | None
+    #: A pending request whose question the transcript shows settled, and its run:
+    #: cubeloop was stopped between saving the result and clearing the request.
+    stale_request: tuple[str, str | None] | None = None
+    #: An abort `abort_pending` began and a crash cut short (its reason).
+    abort: str | None = None
 
 
 class Runner:
@@ -440,6 +447,12 @@ class Runner:
             run.outcome = "error"
             self._flush_text(run)
             self._emit(thread_id, "error", message=f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:
+            # cubeloop's human-in-the-loop control flow is a BaseException: a detach
+            # or an abort that reaches here ends the run as what it is, never silently.
+            if not _hitl_control(exc):
+                raise
+            run.outcome = "suspended" if type(exc).__name__ == "HitlDetached" else "aborted"
         finally:
             watcher.cancel()
             current_thread.reset(token)
@@ -498,18 +511,23 @@ class Runner:
         An aborted or failed thread takes a new run: a new prompt continues it.
         """
         from supervisor.continuation import run_of
+        from supervisor.plan import interrupted_abort
 
         data = await cp.load(thread_id)
         if data is None:
             raise Refused(f"no thread {thread_id!r}")
         messages = list(data.messages)
-        state = summary_from_dicts(thread_id, [m.model_dump() for m in messages]).state
+        dicts = [m.model_dump() for m in messages]
+        state = summary_from_dicts(thread_id, dicts).state
         if state in (State.ABORTED, State.ERROR):
             return _Carried(state, None)
         if state not in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS):
             raise Refused(f"{thread_id} is {state}: nothing to resume")
         run_id = run_of(messages, mid_tool=state is State.MID_TOOL) or uuid.uuid4().hex
-        return _Carried(state, run_id)
+        pending = await cp.load_pending(thread_id)  # settled, or the state would say so
+        stale = (pending[0].question_id, pending[1]) if pending is not None else None
+        abort = interrupted_abort(dicts) if state is State.AFTER_TOOLS else None
+        return _Carried(state, run_id, stale, abort)
 
     async def _resume(self, run: Run, agent: Agent, cp: Any, carried: _Carried) -> None:
         """Bring the thread back as the agent's own run would have gone on.
@@ -527,6 +545,18 @@ class Runner:
             if not run.signal.is_set():
                 await agent.prompt(self.config.continue_text, run_id=run.run_id)
             return
+        if carried.stale_request is not None:  # what cubeloop would have done next
+            question, pending_run = carried.stale_request
+            await cp.save_pending_request(run.thread_id, None)
+            await cp.clear_hitl_answers(run.thread_id, run_id=pending_run)
+            self._emit(
+                run.thread_id,
+                "note",
+                text=f"cleared the request for {question}: its call has its result already",
+            )
+        if carried.abort is not None:
+            await self._finish_abort(run, cp, carried.abort)
+            return
         try:
             run_id = await join_run(cp, run.thread_id, carried.run_id)
         except RunCompleted as exc:
@@ -540,6 +570,20 @@ class Runner:
             strategy=self.config.mid_tool_strategy,
             report=lambda kind, details: self._emit(run.thread_id, kind, **details),
         )
+
+    async def _finish_abort(self, run: Run, cp: Any, reason: str) -> None:
+        """Write the message that closes an abort `abort_pending` began: nothing else runs."""
+        from supervisor.tool_calls import aborted_message
+
+        data = await cp.load(run.thread_id)
+        owner = (
+            next((m.run_id for m in reversed(data.messages) if m.role == "assistant"), None)
+            if data is not None
+            else None
+        )
+        await cp.append(run.thread_id, [aborted_message(reason, owner)])
+        run.closed_abort = True
+        self._emit(run.thread_id, "note", text=f"finished the abort a host began: {reason}")
 
     async def _pending_for_answer(self, cp: Any, thread_id: str) -> tuple[Any, str]:
         """The pending request and its run: the agent must be built for that run."""
@@ -653,6 +697,13 @@ class Runner:
         if run.text:
             text, run.text = "".join(run.text), []
             self._emit(run.thread_id, "text", text=text)
+
+
+def _hitl_control(exc: BaseException) -> bool:
+    """A cubeloop human-in-the-loop control exception (loaded by then: an agent ran)."""
+    from cubeloop.hitl.exceptions import HitlControlException
+
+    return isinstance(exc, HitlControlException)
 
 
 def _first_line(exc: BaseException) -> str:

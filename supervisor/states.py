@@ -261,8 +261,14 @@ def classify(s: ThreadSummary, held: bool = True) -> State:
 
 
 def _own_state(s: ThreadSummary) -> State:
-    """The state from the thread's own rows and request, whoever holds or drives it."""
-    if s.pending_request:
+    """The state from the thread's own rows and request, whoever holds or drives it.
+
+    A pending request counts only while the turn it gates still has a call
+    without a result: cubeloop clears the request after saving the result, so
+    a process killed between the two leaves a request whose question is
+    settled (a resume clears it, as cubeloop would have).
+    """
+    if s.pending_request and _has_pending(s):
         return State.ANSWERED if s.answer_stored else State.AWAITING_INPUT
     if s.messages == 0 or s.last_role is None:
         return State.EMPTY

@@ -39,6 +39,20 @@ def stand_in_result(call: ToolCall, text: str, run_id: str | None) -> ToolResult
     )
 
 
+def aborted_message(reason: str, run_id: str | None) -> AssistantMessage:
+    """The message cubeloop's `abort_pending` closes a conversation with."""
+    from cubeloop.providers.base import Usage
+
+    return AssistantMessage(
+        content=[TextContent(text=f"Conversation aborted: {reason}")],
+        stop_reason="aborted",
+        usage=Usage(),
+        timestamp=time.time(),
+        run_id=run_id,
+        id=uuid.uuid4().hex,
+    )
+
+
 def answer_dangling_calls(messages: list[Message]) -> tuple[list[Message], list[ToolCall]]:
     """The messages a model is shown, with every tool call answered in place.
 

@@ -78,7 +78,7 @@ def test_stop_reasons() -> None:
 
 
 def test_precedence_corrupt_running_awaiting() -> None:
-    s = thread(("user", None))
+    s = thread(("user", None), ("assistant", None), stop="tool_use", calls=[A])
     s.pending_request = True
     assert s.state is State.AWAITING_INPUT
     s.running = True
@@ -86,6 +86,17 @@ def test_precedence_corrupt_running_awaiting() -> None:
     s.fold_corrupt(9, None, "bad json")
     assert s.state is State.CORRUPT
     assert s.corrupt_row == 9
+
+
+def test_a_request_whose_call_has_its_result_is_settled() -> None:
+    """cubeloop clears a request after saving its call's result: killed in between, the
+    request is left behind, and the thread is what its messages say."""
+    s = thread(("user", None), ("assistant", None), ("tool_result", "c1"), calls=[A])
+    s.pending_request = s.answer_stored = True
+    assert s.state is State.AFTER_TOOLS
+    s = thread(("user", None), ("assistant", None), calls=[A])
+    s.pending_request = s.answer_stored = True
+    assert s.state is State.ANSWERED
 
 
 def test_first_corrupt_row_is_the_one_reported() -> None:

@@ -127,22 +127,24 @@ def test_extra_only_thread_is_empty_and_pending_request_awaits(db: Path) -> None
     conn.close()
     store = open_store(db)
     assert store.get("fresh").state is State.EMPTY
-    assert store.get("done").state is State.AWAITING_INPUT
+    # 'done' is finished: no call of its last turn waits, so the request is settled.
+    assert store.get("done").pending_request and store.get("done").state is State.FINISHED
 
 
-def test_pending_request_cleared_on_refresh(db: Path) -> None:
+def test_pending_request_cleared_on_refresh(db: Path, tmp_path: Path) -> None:
+    run_demo_child(db, "mid", tmp_path / "j2", kill_at_marker="after_start:A")
     conn = sqlite3.connect(db)
     with conn:
         conn.execute(
-            "INSERT INTO thread_pending_request (thread_id, request_json) VALUES ('done', '{}')"
+            "INSERT INTO thread_pending_request (thread_id, request_json) VALUES ('mid', '{}')"
         )
     store = open_store(db)
-    assert store.get("done").state is State.AWAITING_INPUT
+    assert store.get("mid").state is State.AWAITING_INPUT
     with conn:
         conn.execute("DELETE FROM thread_pending_request")
     conn.close()
     store.refresh()
-    assert store.get("done").state is State.FINISHED
+    assert store.get("mid").state is State.MID_TOOL
 
 
 def test_locked_database_is_a_clear_error(db: Path) -> None:
