@@ -19,7 +19,7 @@ from textual.screen import Screen
 from supervisor.agents import AgentLoadError
 from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine
-from supervisor.plan import CallPolicy, ThreadPlan
+from supervisor.plan import CallPolicy, ThreadPlan, refusal
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
 from supervisor.store import StoreError, Transcript
@@ -131,6 +131,10 @@ class ThreadActions:
             return
         if state is State.AWAITING_INPUT:
             self._answer_one(thread_id)
+            return
+        if state is State.CHILD:  # the refusal names its parent
+            reason = refusal(self.summaries[thread_id]) or ""
+            self.notify(f"{one_line(thread_id, 40)} {reason}", severity="warning", markup=False)
             return
         if state not in RESUMABLE:
             hint = "; press p to prompt" if state in PROMPTABLE else ""

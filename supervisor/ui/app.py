@@ -525,7 +525,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             self.table.set_running(thread_id, None)
             self._update_summary_line()
             state = event.data.get("state") or "unknown"
-            done = state == "finished"
+            done = state in ("finished", "stopped")
             self.notify(
                 f"{one_line(thread_id, 40)} {'finished' if done else 'ended ' + state}",
                 severity="information" if done else "warning",

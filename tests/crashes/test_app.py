@@ -10,7 +10,7 @@ from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore, open_store
 from supervisor.ui.app import make_app
-from supervisor.ui.screens.preview import ResumePreview
+from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from tests.crashes.agents import LEDGER_VAR
 from tests.crashes.harness import Case, effect
 from tests.ui.conftest import select, until
@@ -80,3 +80,21 @@ async def test_r_on_an_approval_crashed_before_asking_asks_then_answer_runs_it_o
     out = case.answer("t", "--approve")
     assert out.returncode == 0, out.stdout + out.stderr
     assert case.effects() == {effect("refund", order="9001", amount_eur=420): 1}
+
+
+async def test_r_on_a_child_names_its_parent_and_resume_all_leaves_it_to_the_parent(
+    crashed,
+) -> None:
+    case, app = crashed("parent", "delegate write-report", "tool:child_effect:before")
+    async with app.run_test(size=(140, 40), notifications=True) as pilot:
+        await select(pilot, "t/child")
+        await pilot.press("r")
+        assert await until(
+            pilot, lambda: any("driven by its parent" in n.message for n in app._notifications)
+        )
+        await pilot.press("R")
+        assert await until(pilot, lambda: isinstance(app.screen, BulkResumePreview))
+        assert [p.thread_id for p in app.screen.plans] == ["t"]
+        await pilot.press("y")
+        assert await until(pilot, lambda: state(case) == "finished")
+    assert case.effects() == {effect("child_effect", task="write-report"): 1}
