@@ -237,6 +237,13 @@ class FileLeaseBoard:
     def abort_requested(self, lease: Lease) -> dict[str, Any] | None:
         return abort_requested(lease)
 
+    async def alive(self, lease: Lease) -> bool:
+        """Whether the lease is still held: an open descriptor's flock cannot be lost."""
+        return lease.fd >= 0
+
+    async def retake(self, lease: Lease) -> None:
+        """Nothing to take back (see `alive`)."""
+
     def held_elsewhere(self, thread_id: str) -> dict[str, Any] | None:
         return held_elsewhere(self.directory, thread_id)
 

@@ -116,6 +116,8 @@ class RunnerConfig:
     marker_hook: MarkerHook | None = None
     #: How often a run checks for another process's abort request.
     abort_poll: float = 0.25
+    #: How often a run checks that it still holds its lease (a lost one is taken back).
+    lease_check: float = 1.0
 
     def agent(self) -> LoadedAgent:
         """The agent runs are built with; a deferred one is imported here if it is not
@@ -153,6 +155,11 @@ class Run:
     suspended: bool = False
     #: The run closed an abort its host began (`_finish_abort`): `aborted` is its due end.
     closed_abort: bool = False
+    #: Set while the run holds its lease; cleared while a lost lease is being taken back
+    #: (no tool call starts meanwhile: `_gate_tools_on_lease`).
+    lease_ok: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Another process took the lease while it was lost: the run writes nothing more.
+    lease_gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -354,6 +361,7 @@ class Runner:
             await self.leases.release(lease)
             raise Refused(f"{thread_id} is already running")
         run = Run(thread_id, mode, self.config.clock(), lease=lease)
+        run.lease_ok.set()
         self._runs[thread_id] = run
         run.task = asyncio.create_task(self._work(run, state, text), name=f"run:{thread_id}")
         self._emit(thread_id, "queued", mode=mode, state=str(state))
@@ -394,8 +402,10 @@ class Runner:
 
     # -- the worker -----------------------------------------------------
 
-    async def _watch_abort_requests(self, run: Run) -> None:
-        """Honour another process's request to abort this run (see `leases`)."""
+    async def _guard_lease(self, run: Run) -> None:
+        """Honour another process's request to abort this run (see `leases`), and keep
+        the lease: checked every `lease_check` seconds, taken back when lost."""
+        checked = time.monotonic()
         while run.lease is not None:
             await asyncio.sleep(self.config.abort_poll)
             who = self.leases.abort_requested(run.lease)
@@ -404,11 +414,65 @@ class Runner:
                 self._emit(run.thread_id, "note", text=f"abort requested by {by}")
                 await self.abort(run.thread_id)
                 return
+            if time.monotonic() - checked < self.config.lease_check:
+                continue
+            checked = time.monotonic()
+            if not await self.leases.alive(run.lease):
+                await self._take_back(run)
+                if run.lease_gone:
+                    return
+
+    async def _take_back(self, run: Run) -> None:
+        """A lost lease: hold every new tool call until it is taken back (retrying while the
+        server is away). If another process took it meanwhile, that process now runs the
+        thread: this run is fenced off from the database and cancelled, writing nothing."""
+        run.lease_ok.clear()
+        self._emit(
+            run.thread_id,
+            "note",
+            text="lease lost (its connection ended): no tool call starts until it is taken back",
+        )
+        delay = 0.2
+        while run.task is not None and not run.task.done():
+            try:
+                await self.leases.retake(run.lease)
+            except leases.LeaseHeld as exc:
+                run.lease_gone = True
+                if run.agent is not None:
+                    run.agent.checkpointer = _Fenced(run.agent.checkpointer)
+                run.lease_ok.set()
+                self._emit(
+                    run.thread_id,
+                    "error",
+                    message=f"lease taken by {leases.holder_text(exc.holder)} while it was lost:"
+                    " this run stops here and writes nothing more",
+                )
+                run.task.cancel()
+                return
+            except Exception:  # the server is away: keep trying, tools keep waiting
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            run.lease_ok.set()
+            self._emit(run.thread_id, "note", text="lease taken back")
+            return
+
+    def _gate_tools_on_lease(self, run: Run, agent: Agent) -> None:
+        """No tool call starts while the run's lease is lost (`_take_back`)."""
+        original = agent.before_tool_call
+
+        async def gated(ctx: Any, *, signal: Any = None) -> Any:
+            await run.lease_ok.wait()
+            if run.lease_gone:
+                raise asyncio.CancelledError  # fenced: the task is being cancelled
+            return None if original is None else await original(ctx, signal=signal)
+
+        agent.before_tool_call = gated
 
     async def _work(self, run: Run, state: State, text: str | None) -> None:
         thread_id = run.thread_id
         token = current_thread.set(thread_id)
-        watcher = asyncio.create_task(self._watch_abort_requests(run))
+        watcher = asyncio.create_task(self._guard_lease(run))
         try:
             async with self._slots:
                 run.phase = "running"
@@ -425,6 +489,7 @@ class Runner:
                 agent = await self._build_agent(cp, thread_id, run.run_id)
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
+                self._gate_tools_on_lease(run, agent)
                 agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
@@ -697,6 +762,39 @@ class Runner:
         if run.text:
             text, run.text = "".join(run.text), []
             self._emit(run.thread_id, "text", text=text)
+
+
+class _Fenced:
+    """A run's checkpointer once another process took its lease: reads pass, writes fail.
+
+    cubeloop writes on every way out of a run (an aborted message, cancelled
+    results); none of that may land while another process runs the thread.
+    """
+
+    _WRITES = frozenset(
+        {
+            "append",
+            "save_extra",
+            "save_pending_request",
+            "save_hitl_answer",
+            "clear_hitl_answers",
+            "claim_run",
+            "mark_run_complete",
+            "clear_pending_request_if_matches",
+        }
+    )
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._WRITES:
+
+            async def refused(*_args: Any, **_kwargs: Any) -> None:
+                raise RuntimeError("this supervisor lost the thread's lease to another process")
+
+            return refused
+        return getattr(self._inner, name)
 
 
 def _hitl_control(exc: BaseException) -> bool:

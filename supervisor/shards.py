@@ -52,6 +52,7 @@ SETTINGS = (
     "live_window",
     "coalesce_seconds",
     "abort_poll",
+    "lease_check",
 )
 
 

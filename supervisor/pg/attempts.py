@@ -56,19 +56,17 @@ class PgAttempts:
     def failed(
         self, thread_id: str, error: str, next_at: float | None, max_attempts: int
     ) -> Attempt:
-        row = self._sync().run(
-            self._sync().conn.fetchrow(
-                f"INSERT INTO {ATTEMPTS_TABLE} AS a VALUES ($1, 1, $2, $3, 1 >= $4, $5) "
-                "ON CONFLICT (thread_id) DO UPDATE SET attempts = a.attempts + 1, "
-                "last_error = EXCLUDED.last_error, held = a.attempts + 1 >= $4, "
-                "next_at = CASE WHEN a.attempts + 1 >= $4 THEN NULL ELSE EXCLUDED.next_at END, "
-                f"updated_at = EXCLUDED.updated_at RETURNING {_COLUMNS}",
-                thread_id,
-                error,
-                next_at,
-                max_attempts,
-                time.time(),
-            )
+        row = self._sync().fetchrow(
+            f"INSERT INTO {ATTEMPTS_TABLE} AS a VALUES ($1, 1, $2, $3, 1 >= $4, $5) "
+            "ON CONFLICT (thread_id) DO UPDATE SET attempts = a.attempts + 1, "
+            "last_error = EXCLUDED.last_error, held = a.attempts + 1 >= $4, "
+            "next_at = CASE WHEN a.attempts + 1 >= $4 THEN NULL ELSE EXCLUDED.next_at END, "
+            f"updated_at = EXCLUDED.updated_at RETURNING {_COLUMNS}",
+            thread_id,
+            error,
+            next_at,
+            max_attempts,
+            time.time(),
         )
         return _attempt(row)
 

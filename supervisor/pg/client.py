@@ -72,26 +72,74 @@ async def connect(dsn: str, role: str = "", **settings: str) -> Any:
         raise PgError(describe(dsn, exc)) from None
 
 
+#: How long a client tries to get its connection back after losing it, and the longest
+#: pause between two tries (a restart takes seconds; a call never loops for ever).
+RECONNECT_SECONDS = 30.0
+RECONNECT_PAUSE = 5.0
+
+
 class SyncClient:
     """One asyncpg connection driven from any thread, one call at a time.
 
-    The connection lives on a private event loop in a daemon thread; `run`
-    hands it a coroutine and waits. Closing stops the thread.
+    The connection lives on a private event loop in a daemon thread; `call`
+    runs a query on it and waits. A connection the server ended (a restart,
+    `idle_session_timeout`, `pg_terminate_backend`) is made again, with a
+    backoff, for up to `RECONNECT_SECONDS`, and the query run once more; the
+    loss and the return are noted once each (`take_notices`). Closing stops
+    the thread.
     """
 
     def __init__(self, dsn: str, role: str = "", **settings: str) -> None:
         self.dsn = dsn
+        self._role, self._settings = role, settings
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="agent-supervisor-pg", daemon=True
         )
         self._thread.start()
         self._lock = threading.Lock()
+        self._notices: list[str] = []
         try:
             self.conn = self._submit(connect(dsn, role, **settings))
         except BaseException:
             self._stop()
             raise
+
+    def take_notices(self) -> list[str]:
+        """What happened to the connection since the last call, once each."""
+        notices, self._notices = self._notices, []
+        return notices
+
+    def call(self, method: str, sql: str, *args: Any) -> Any:
+        """`conn.<method>(sql, *args)`, on a connection made again if the server ended it."""
+        with self._lock:
+            try:
+                return self._submit(getattr(self.conn, method)(sql, *args))
+            except Exception:
+                if not self.conn.is_closed():
+                    raise
+            self._reconnect()
+            return self._submit(getattr(self.conn, method)(sql, *args))
+
+    def _reconnect(self) -> None:
+        import time
+
+        self._notices.append(f"{redact(self.dsn)}: lost the connection; connecting again")
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        pause = 0.2
+        while True:
+            try:
+                self.conn = self._submit(connect(self.dsn, self._role, **self._settings))
+            except PgError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise PgError(
+                        f"{exc} (no connection for {RECONNECT_SECONDS:g}s after it was lost)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, RECONNECT_PAUSE)
+                continue
+            self._notices.append(f"{redact(self.dsn)}: connected again")
+            return
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
@@ -108,13 +156,16 @@ class SyncClient:
         return asyncio.run_coroutine_threadsafe(self.conn.fetch(sql, *args), self._loop)
 
     def fetch(self, sql: str, *args: Any) -> list[Any]:
-        return self.run(self.conn.fetch(sql, *args))
+        return self.call("fetch", sql, *args)
 
     def fetchval(self, sql: str, *args: Any) -> Any:
-        return self.run(self.conn.fetchval(sql, *args))
+        return self.call("fetchval", sql, *args)
+
+    def fetchrow(self, sql: str, *args: Any) -> Any:
+        return self.call("fetchrow", sql, *args)
 
     def execute(self, sql: str, *args: Any) -> str:
-        return self.run(self.conn.execute(sql, *args))
+        return self.call("execute", sql, *args)
 
     def close(self) -> None:
         if self._loop.is_closed():

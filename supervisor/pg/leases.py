@@ -17,11 +17,21 @@ holder is shown by the client's pid and host, not the server's backend pid.
 Another supervisor stops a run it does not hold by `NOTIFY` on
 `agent_supervisor_abort`, naming the holder's backend pid; the holder's
 lease connection listens and aborts that one thread gracefully.
+
+A lease held by a connection is lost with it, and servers end connections
+on their own: `idle_session_timeout` (the lease connection is idle while a
+tool runs), a restart, `pg_terminate_backend`, a proxy or NAT dropping an
+idle TCP connection. So the lease connection turns the idle timeouts off for
+its session and keeps TCP alive both ways, the runner asks `alive` every
+second (a termination listener answers at once, a `SELECT 1` catches a
+silent drop), and a lost lease is taken back on a new connection
+(`retake`) before the run starts another tool call (`supervisor.runner`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -50,6 +60,20 @@ WHERE l.locktype = 'advisory' AND l.classid = {LEASE_CLASS} AND l.objsubid = 2 A
 _KEY_SQL = "(hashtext({0})::bigint & 4294967295)"
 
 
+#: The lease connection's session: no idle timeout may end it, and the server keeps
+#: the TCP connection alive through proxies (the client's side is set on its socket).
+LEASE_SETTINGS = {
+    "idle_session_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
+
+#: How long the lease's heartbeat may take before the connection counts as lost.
+HEARTBEAT_TIMEOUT = 5.0
+
+
 @dataclass
 class PgLease:
     """A held lease: its connection holds the lock, and hears abort requests."""
@@ -59,6 +83,8 @@ class PgLease:
     backend: int
     since: float
     requested: dict[str, Any] | None = None
+    #: The connection ended (its termination listener said so).
+    lost: bool = False
     _listener: Any = field(default=None, repr=False)
 
 
@@ -81,8 +107,15 @@ class PgLeaseBoard:
 
     async def acquire(self, thread_id: str) -> PgLease:
         """Take the thread's lease now, or raise `LeaseHeld` naming the holder."""
-        conn = await connect(self.dsn, "lease")
+        lease = PgLease(thread_id, None, 0, time.time())
+        await self._take(lease)
+        return lease
+
+    async def _take(self, lease: PgLease) -> None:
+        """Lock the lease's key on a new connection of its own; `LeaseHeld` if another has it."""
+        conn = await _lease_connection(self.dsn)
         try:
+            thread_id = lease.thread_id
             got = await conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))", LEASE_CLASS, thread_id
             )
@@ -91,7 +124,6 @@ class PgLeaseBoard:
                     _HOLDERS_SQL + " AND l.objid::bigint = " + _KEY_SQL.format("$1"), thread_id
                 )
                 raise LeaseHeld(thread_id, _holder(row) if row else {})
-            lease = PgLease(thread_id, conn, conn.get_server_pid(), time.time())
 
             def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
                 request = _parse(payload)
@@ -102,15 +134,41 @@ class PgLeaseBoard:
                     by = request.get("by")
                     lease.requested = by if isinstance(by, dict) else {}
 
-            lease._listener = heard
+            def ended(_conn: Any) -> None:
+                lease.lost = True
+
             await conn.add_listener(ABORT_CHANNEL, heard)
-            return lease
+            conn.add_termination_listener(ended)
+            lease.conn, lease.backend, lease.lost, lease._listener = (
+                conn,
+                conn.get_server_pid(),
+                False,
+                heard,
+            )
         except BaseException:
             await _close(conn)
             raise
 
+    async def alive(self, lease: PgLease) -> bool:
+        """Whether the lease's connection (and so its lock) is still there."""
+        if lease.lost or lease.conn is None or lease.conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(lease.conn.fetchval("SELECT 1"), HEARTBEAT_TIMEOUT)
+        except (TimeoutError, Exception):
+            lease.lost = True
+        return not lease.lost
+
+    async def retake(self, lease: PgLease) -> None:
+        """Take a lost lease back on a new connection; `LeaseHeld` if another process took it
+        meanwhile, `PgError` while the server cannot be reached."""
+        if lease.conn is not None:
+            lease.conn.terminate()
+        await self._take(lease)
+
     async def release(self, lease: PgLease) -> None:
-        await _close(lease.conn)
+        if lease.conn is not None:
+            await _close(lease.conn)
 
     def abort_requested(self, lease: PgLease) -> dict[str, Any] | None:
         """An abort request meant for this lease, or None; clears it."""
@@ -126,10 +184,8 @@ class PgLeaseBoard:
 
     def held_elsewhere(self, thread_id: str) -> dict[str, Any] | None:
         """The holder of the thread's live lease, or None."""
-        row = self._sync().run(
-            self._sync().conn.fetchrow(
-                _HOLDERS_SQL + " AND l.objid::bigint = " + _KEY_SQL.format("$1"), thread_id
-            )
+        row = self._sync().fetchrow(
+            _HOLDERS_SQL + " AND l.objid::bigint = " + _KEY_SQL.format("$1"), thread_id
         )
         return _holder(row) if row else None
 
@@ -204,6 +260,36 @@ class PgLeaseBoard:
         if self._own_client and self._client is not None:
             self._client.close()
             self._client = None
+
+
+async def _lease_connection(dsn: str) -> Any:
+    """A connection for one lease: idle timeouts off for its session, TCP kept alive."""
+    from supervisor.pg.client import PgError
+
+    settings = dict(LEASE_SETTINGS)
+    try:
+        conn = await connect(dsn, "lease", **settings)
+    except PgError as exc:
+        if "idle_session_timeout" not in str(exc):
+            raise
+        del settings["idle_session_timeout"]  # before PostgreSQL 14 there is none to turn off
+        conn = await connect(dsn, "lease", **settings)
+    _keep_alive(conn)
+    return conn
+
+
+def _keep_alive(conn: Any) -> None:
+    """TCP keepalives on the client's side of the socket (a Unix socket needs none)."""
+    import socket
+
+    sock = conn._transport.get_extra_info("socket") if conn._transport else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 async def _close(conn: Any) -> None:

@@ -75,7 +75,7 @@ class PostgresJobMarkers:
 
         client = self._sync()
         try:
-            return client.run(getattr(client.conn, method)(sql, *args))
+            return client.call(method, sql, *args)
         except asyncpg.UndefinedTableError:
             raise MarkersMissing(
                 f"{self.directory}: no job markers table; "

@@ -226,7 +226,8 @@ class PostgresStore:
         return self._threads.get(thread_id)
 
     def take_notices(self) -> list[str]:
-        return []
+        """A lost connection and its return (the client connects again by itself)."""
+        return self._client.take_notices()
 
     @property
     def rows_checked(self) -> bool:

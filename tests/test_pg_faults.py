@@ -1,0 +1,134 @@
+"""Postgres faults an operator meets: a lease connection the server ends, a restart.
+
+A lease is an advisory lock held by a connection, and servers end connections
+on their own (`idle_session_timeout`, `pg_terminate_backend`, a restart). A
+lost lease must not let a second supervisor run the same call: the holder
+keeps its lease connection alive, takes a lost lease back before its next
+tool call, and writes nothing more if another process took it meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from supervisor.backends import open_store
+from supervisor.pg.leases import LEASE_CLASS, PgLeaseBoard
+from tests.conftest import effects
+from tests.test_postgres_runs import machine, supervisor, wait_for_tool
+
+pytestmark = pytest.mark.postgres
+
+
+def admin(dsn: str, sql: str, *args: object) -> object:
+    async def run() -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(sql, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def holder_over(board: PgLeaseBoard, thread: str, seconds: float) -> list[object]:
+    """Who holds the thread's lease, sampled every 0.1 s for `seconds`."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        holder = board.held_elsewhere(thread)
+        seen.append(None if holder is None else holder["pid"])
+        time.sleep(0.1)
+    return seen
+
+
+def test_an_idle_session_timeout_never_ends_a_lease(pg_demo: tuple[str, Path]) -> None:
+    dsn, ledger = pg_demo
+    database = dsn.rsplit("/", 1)[1]
+    admin(dsn, f'ALTER DATABASE "{database}" SET idle_session_timeout = 500')
+    args = ["resume", dsn, "job-04", "--force", "--jobs-dir", dsn]
+    run = supervisor(args, machine("host-a", ledger, 4))
+    board = PgLeaseBoard(dsn)
+    try:
+        wait_for_tool(run)
+        seen = holder_over(board, "job-04", 2.0)  # the lease connection idles all along
+        assert set(seen) == {run.pid}, seen
+        second = supervisor(args, machine("host-b", ledger, 0))
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 1 and "running" in out + err, out + err
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+    finally:
+        board.close()
+        run.kill()
+    assert all(n == 1 for n in Counter(effects(ledger)).values())
+
+
+def test_a_terminated_lease_connection_is_taken_back_before_anyone_else_runs_it(
+    pg_demo: tuple[str, Path],
+) -> None:
+    dsn, ledger = pg_demo
+    args = ["resume", dsn, "job-04", "--force", "--jobs-dir", dsn]
+    run = supervisor(args, machine("host-a", ledger, 4))
+    board = PgLeaseBoard(dsn)
+    try:
+        wait_for_tool(run)
+        backend = board.held_elsewhere("job-04")["backend"]
+        assert admin(dsn, "SELECT pg_terminate_backend($1)", backend)
+        taken_back = time.monotonic()
+        while (holder := board.held_elsewhere("job-04")) is None or holder["backend"] == backend:
+            assert time.monotonic() - taken_back < 5, "the lost lease was not taken back"
+            time.sleep(0.05)
+        assert holder["pid"] == run.pid
+        second = supervisor(args, machine("host-b", ledger, 0))
+        out, err = second.communicate(timeout=60)
+        assert second.returncode == 1 and "running" in out + err, out + err
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert "lease lost" in out and "lease taken back" in out
+    finally:
+        board.close()
+        run.kill()
+    assert all(n == 1 for n in Counter(effects(ledger)).values())
+
+
+def test_a_lease_another_process_took_while_it_was_lost_stops_the_run_without_a_write(
+    pg_demo: tuple[str, Path],
+) -> None:
+    dsn, ledger = pg_demo
+    args = ["resume", dsn, "job-04", "--force", "--jobs-dir", dsn]
+    run = supervisor(args, machine("host-a", ledger, 4))
+    board = PgLeaseBoard(dsn)
+
+    async def steal() -> asyncpg.Connection:
+        """End the holder's lease connection and take the lock at once, as a second
+        supervisor would, on a connection kept open."""
+        thief = await asyncpg.connect(dsn)
+        backend = board.held_elsewhere("job-04")["backend"]
+        await thief.fetchval("SELECT pg_terminate_backend($1)", backend)
+        await thief.fetchval("SELECT pg_advisory_lock($1, hashtext($2))", LEASE_CLASS, "job-04")
+        return thief
+
+    try:
+        wait_for_tool(run)
+        before = open_store(dsn)
+        rows = before.get("job-04").messages
+        before.close()
+        loop = asyncio.new_event_loop()
+        thief = loop.run_until_complete(steal())
+        out, err = run.communicate(timeout=60)
+        assert "lease taken by" in out + err and "writes nothing more" in out + err
+        after = open_store(dsn)
+        assert after.get("job-04").messages == rows  # not one message more
+        after.close()
+        loop.run_until_complete(thief.close())
+        loop.close()
+    finally:
+        board.close()
+        run.kill()
+    assert effects(ledger).count('process_item:{"item":"mail-402"}') <= 1
