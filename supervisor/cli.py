@@ -911,7 +911,7 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     import asyncio
 
     from supervisor.jobs import read_markers
-    from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread
+    from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, terminated_by_markers
     from supervisor.probe import probe
 
     agent, jobs_dir = _load_agent(args)
@@ -924,14 +924,18 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
             summary = store.get(thread_id)
             assert summary is not None
             transcript = store.transcript(thread_id)
-            policies = await probe(agent, store, summary, transcript) if asking else None
+            probed = None
+            if asking:
+                ends = lambda a: terminated_by_markers(a, index)  # noqa: E731
+                probed = await probe(agent, store, summary, transcript, ends)
             plans.append(
                 plan_thread(
                     summary,
                     index,
                     messages=transcript.messages(),
                     strategy=args.strategy,
-                    policies=policies,
+                    policies=None if probed is None else probed.policies,
+                    ended=None if probed is None else probed.ended,
                 )
             )
         return plans

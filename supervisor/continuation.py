@@ -34,6 +34,9 @@ Imported only when an agent runs (it imports cubeloop).
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -127,36 +130,194 @@ def unanswered(messages: list[Message]) -> tuple[AssistantMessage | None, list[T
     return None, [], 0
 
 
+@dataclass(frozen=True)
+class LastTurn:
+    """The transcript's last assistant turn with calls, and what follows it."""
+
+    assistant: AssistantMessage
+    #: Where it is in the transcript.
+    index: int
+    #: The results after it (of its calls).
+    results: list[ToolResultMessage]
+    #: Nothing but its results follows it: the loop's next step is still to come.
+    open: bool
+
+
+def last_turn(messages: list[Message]) -> LastTurn | None:
+    """The last assistant message, if it has calls, with the results after it."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if isinstance(m, AssistantMessage):
+            if not any(isinstance(b, ToolCall) for b in m.content):
+                return None
+            after = messages[i + 1 :]
+            results = [r for r in after if isinstance(r, ToolResultMessage)]
+            return LastTurn(m, i, results, len(results) == len(after))
+    return None
+
+
 async def turn_decision(agent: Agent, messages: list[Message]) -> TurnDecision | None:
     """Ask the agent's `after_model_response` again about its last turn, or None.
 
-    Only for a turn that is the transcript's last message (no result, no
-    injected message after it): once any of its calls has a result the
-    hook had said "natural", and a message after it means the decision was
-    carried out. The context is the agent's own (its tools, its `extra`),
-    as the loop builds it right after the model replied.
+    The reply is saved after the hook decided, and what it decided is
+    carried out next: the calls run or not, injected messages are appended
+    (after the results, when the calls run). A crash before that lost it.
+    So it is asked again while nothing but the turn's own results follows
+    the reply; once any result exists the decision was "natural", and only
+    its injected messages are still to come. The context is the agent's own
+    (its tools, its `extra`), as the loop has it right after the model replied.
     """
     hook = agent.after_model_response
-    if hook is None or not messages or not isinstance(messages[-1], AssistantMessage):
+    turn = last_turn(messages)
+    if hook is None or turn is None or not turn.open:
         return None
-    last = messages[-1]
-    if not any(isinstance(b, ToolCall) for b in last.content):
+    # With results in, only messages it injects are still to come; what it writes to
+    # `extra` counts only then (the turn's end saved `extra` after them otherwise).
+    extra = copy.deepcopy(agent.state.extra) if turn.results else agent.state.extra
+    context = AgentContext(
+        system_prompt=agent.state.system_prompt,
+        messages=list(messages[: turn.index + 1]),
+        tools=list(agent.state.tools),
+        extra=extra,
+        run_id=turn.assistant.run_id,
+    )
+    action = await hook(turn.assistant, context, signal=None)
+    if action is None:
+        return TurnDecision()
+    if turn.results and action.inject_messages and extra is not agent.state.extra:
+        agent.state.extra.clear()
+        agent.state.extra.update(extra)
+    decision = TurnDecision(
+        decision=str(action.decision or "natural"),
+        inject=list(action.inject_messages or []),
+        by=_hook_name(agent),
+    )
+    if turn.results and not decision.runs_calls:
+        return TurnDecision(inject=decision.inject, by=decision.by)  # its calls did run
+    return decision
+
+
+#: Whether a turn's tools asked to end the run (their job markers say so), read from disk.
+Terminated = Callable[[AssistantMessage], bool]
+
+
+async def run_ended(
+    agent: Agent, messages: list[Message], run_id: str, terminated: Terminated | None = None
+) -> str | None:
+    """Why the run ended at its last turn's results, when it did; None to go on.
+
+    cubeloop marks such a run complete right after the results, and a crash
+    in between leaves it open and `after_tools`. It ended if every result is
+    the supervisor's own "not run" (a veto being closed), if a tool asked to
+    end it (`terminated`: its job marker recorded `terminate`), or if the
+    agent's `should_stop_after_turn`, asked again, says so (its budget counted
+    on the run's messages, as the run itself counted them).
+    """
+    from cubeloop.agent.types import ShouldStopAfterTurnContext
+
+    turn = last_turn(messages)
+    if turn is None or not turn.open or not turn.results:
+        return None
+    if all(_not_run(r) for r in turn.results):
+        return "the agent's policy vetoed the turn"
+    if terminated is not None and await asyncio.to_thread(terminated, turn.assistant):
+        return "a tool ended the run (terminate)"
+    hook = agent.should_stop_after_turn
+    if hook is None:
         return None
     context = AgentContext(
         system_prompt=agent.state.system_prompt,
         messages=list(messages),
         tools=list(agent.state.tools),
         extra=agent.state.extra,
-        run_id=last.run_id,
+        run_id=run_id,
     )
-    action = await hook(last, context, signal=None)
-    if action is None:
-        return TurnDecision()
-    return TurnDecision(
-        decision=str(action.decision or "natural"),
-        inject=list(action.inject_messages or []),
-        by=_hook_name(agent),
+    stop = ShouldStopAfterTurnContext(
+        message=turn.assistant,
+        tool_results=turn.results,
+        context=context,
+        new_messages=[m for m in messages if m.run_id == run_id],
     )
+    return "the agent's should_stop_after_turn" if await hook(stop) else None
+
+
+def _not_run(result: ToolResultMessage) -> bool:
+    details = result.details
+    return isinstance(details, dict) and isinstance(details.get(DETAILS_KEY), dict)
+
+
+def spent_answers(messages: list[Message], run_id: str) -> list[str]:
+    """Question ids of the run's answers whose calls have their results: spent.
+
+    An approval's question id is its call's id. `respond()` clears a run's
+    answers after the answered turn, but not if it was killed in between,
+    and an answer given while the run waited in memory is never cleared.
+    Providers that number calls per turn (`call_0`) reuse ids, so a later
+    call would find such an answer and run approved by nobody. They are
+    forgotten before the run goes on: a new call is asked about (once).
+    """
+    return sorted(
+        {
+            m.tool_call_id
+            for m in messages
+            if isinstance(m, ToolResultMessage) and m.run_id == run_id
+        }
+    )
+
+
+def asked_before(messages: list[Message], run_id: str) -> dict[str, int]:
+    """How many times the run asked each `ask_user` question already (by content hash).
+
+    cubeloop names such a question by its content and a counter kept by the
+    channel object (`hash.0`, `hash.1`): a new process counts from 0 again,
+    so a question asked a second time would find the first one's answer.
+    The counter is set back to what the run had counted (`seed_questions`).
+    """
+    from cubeloop.hitl.ask_user import AskUserParams
+    from cubeloop.hitl.channel import _derive_question_id
+    from cubeloop.hitl.types import Option, Question
+
+    results = {m.tool_call_id for m in messages if isinstance(m, ToolResultMessage)}
+    counts: dict[str, int] = {}
+    for m in messages:
+        if not isinstance(m, AssistantMessage) or m.run_id != run_id:
+            continue
+        for b in m.content:
+            if not isinstance(b, ToolCall) or b.name != "ask_user" or b.id not in results:
+                continue
+            try:
+                params = AskUserParams.model_validate(b.arguments)
+            except ValueError:
+                continue
+            questions = [
+                Question(
+                    key=q.key,
+                    prompt=q.prompt,
+                    options=[Option(**o.model_dump()) for o in q.options] if q.options else None,
+                    multi_select=q.multi_select,
+                    required=q.required,
+                ).model_dump(mode="json")
+                for q in params.questions
+            ]
+            digest = _derive_question_id("ask", questions)
+            counts[digest] = counts.get(digest, 0) + 1
+    return counts
+
+
+def seed_questions(agent: Agent, counts: dict[str, int]) -> None:
+    """Set the agent's channel's question counter to what the run had counted, also after
+    `respond()` resets it (`attach_resume_answer`)."""
+    channel = agent.channel
+    if channel is None or not hasattr(channel, "_qid_seq") or not counts:
+        return
+    channel._qid_seq = dict(counts)
+    attach = channel.attach_resume_answer
+
+    def attach_and_seed(question_id: str, answer: Any) -> None:
+        attach(question_id, answer)
+        channel._qid_seq = dict(counts)
+
+    channel.attach_resume_answer = attach_and_seed  # type: ignore[method-assign]
 
 
 def _hook_name(agent: Agent) -> str:
@@ -193,7 +354,8 @@ async def close_vetoed(
     Left as they are, the calls look exactly like a crash right after the
     model replied, and every resume would ask again. Each gets a result
     saying it was not run (the model reads why on the next prompt), and the
-    run is marked complete, as a run that ended on purpose is.
+    run is marked complete, as a run that ended on purpose is. Killed
+    between the two, the results say so (`run_ended` finishes the closing).
     """
     await checkpointer.append(thread_id, [not_run_result(c, reason, run_id) for c in calls])
     await checkpointer.mark_run_complete(thread_id, run_id)
@@ -235,6 +397,24 @@ def restore_goal(agent: Agent, messages: list[Message], run_id: str) -> bool:
     return False
 
 
+def count_the_run(agent: Agent, messages: list[Message], run_id: str) -> None:
+    """`should_stop_after_turn` sees the run's messages from its start, not from the resume.
+
+    The loop gives the hook `new_messages`: what this run added. A carried-on
+    run starts a new loop, whose list would start empty, so a budget counted
+    per run would start over. The run's earlier messages are put in front.
+    """
+    hook = agent.should_stop_after_turn
+    if hook is None:
+        return
+    before = [m for m in messages if m.run_id == run_id]
+
+    async def counted(ctx: Any) -> bool:
+        return await hook(dataclasses.replace(ctx, new_messages=[*before, *ctx.new_messages]))
+
+    agent.should_stop_after_turn = counted
+
+
 async def load_into(agent: Agent) -> list[Message]:
     """The thread's messages and extra, installed in the agent as cubeloop's own load does."""
     assert agent.checkpointer is not None and agent.thread_id is not None
@@ -259,16 +439,26 @@ async def bring_back(
     mid_tool: bool,
     strategy: str = "rerun",
     report: Report | None = None,
+    terminated: Terminated | None = None,
 ) -> str:
-    """Carry a crashed run on as the agent's own run would have gone on; cubeloop's outcome.
+    """Carry a crashed run on as the agent's own run would have gone on; cubeloop's outcome
+    ("stopped" when the run is found to have ended).
 
-    For a thread whose last turn's calls are unanswered (`mid_tool`): the
-    agent's `after_model_response` is asked again where a crash may have
-    lost its decision (no call of the turn has a result): a `stop` closes
-    the calls as not run and ends the run ("stopped" is returned), a
-    `loop_to_model` leaves them and calls the model, and injected messages
-    go where the loop puts them. With the `interrupt` strategy the calls
-    are answered as interrupted and the model decides. Then `carry_on`.
+    Before anything runs, what the crash may have lost is taken back:
+
+    - a run that ended at its last turn's results (`run_ended`) is marked
+      complete, and nothing runs;
+    - for a turn whose reply is all that was saved, the agent's
+      `after_model_response` is asked again (`turn_decision`): `stop` closes
+      the calls as not run and ends the run, `loop_to_model` leaves them and
+      calls the model, and injected messages go where the loop puts them
+      (also when the calls had run: they come after the results);
+    - answers a reused call id would wrongly find are forgotten
+      (`spent_answers`), and the channel's question counter is set back to
+      the run's (`seed_questions`).
+
+    With the `interrupt` strategy the calls are answered as interrupted and
+    the model decides. Then `carry_on`.
     """
     from supervisor.tool_calls import INTERRUPTED_TEXT, stand_in_result
 
@@ -276,15 +466,21 @@ async def bring_back(
         if report is not None:
             report(kind, details)
 
+    checkpointer, thread_id = agent.checkpointer, agent.thread_id
+    assert checkpointer is not None and thread_id is not None
+    messages = await load_into(agent)
+    if not mid_tool and (why := await run_ended(agent, messages, run_id, terminated)):
+        await checkpointer.mark_run_complete(thread_id, run_id)
+        tell("note", text=f"the run had ended: {why}; it is marked complete, nothing runs")
+        return "stopped"
+    decision = await turn_decision(agent, messages) if strategy == "rerun" else None
+    spent = spent_answers(messages, run_id)
+    if spent:
+        await checkpointer.clear_hitl_answers(thread_id, spent, run_id=run_id)
+    seed_questions(agent, asked_before(messages, run_id))
     if mid_tool:
-        checkpointer, thread_id = agent.checkpointer, agent.thread_id
-        assert checkpointer is not None and thread_id is not None
-        messages = await load_into(agent)
-        _, pending, answered = unanswered(messages)
+        _, pending, _ = unanswered(messages)
         calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending]
-        decision = None
-        if strategy == "rerun" and answered == 0:
-            decision = await turn_decision(agent, messages)
         if decision is not None and not decision.runs_calls:
             tell("skipped", calls=calls, reason=decision.reason)
             if decision.decision == "stop":
@@ -297,8 +493,8 @@ async def bring_back(
             stand_ins = [stand_in_result(c, INTERRUPTED_TEXT, run_id) for c in pending]
             await checkpointer.append(thread_id, stand_ins)
             mid_tool = False
-        for message in decision.inject if decision is not None else ():
-            agent.steer(message)  # drained where the agent's loop puts them
+    for message in decision.inject if decision is not None else ():
+        agent.steer(message)  # drained where the agent's loop puts them
     return await carry_on(agent, run_id, mid_tool=mid_tool)
 
 
@@ -316,6 +512,7 @@ async def carry_on(agent: Agent, run_id: str, *, mid_tool: bool) -> str:
         messages = await load_into(agent)
         agent._validate_hitl_bindings(run_id, caller="resume")
         restore_goal(agent, messages, run_id)
+        count_the_run(agent, messages, run_id)
         agent._state.active_run_id = run_id
         agent._state.last_outcome = None
         try:

@@ -380,6 +380,24 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
     return out
 
 
+def terminated_by_markers(assistant: Any, index: MarkerIndex) -> bool:
+    """Whether every call of a turn has a done job marker that recorded `terminate`: the
+    tools asked to end the run (cubeloop ends it when all of a turn's results do)."""
+    calls = [
+        ToolCallInfo(b.id, b.name, b.arguments)
+        for b in assistant.content
+        if getattr(b, "type", None) == "tool_call"
+    ]
+    if not calls:
+        return False
+    for call in calls:
+        marker = index.match(call).marker
+        result = marker.result if marker is not None and marker.done else None
+        if not (isinstance(result, dict) and result.get("terminate") is True):
+            return False
+    return True
+
+
 def interrupted_abort(messages: Iterable[dict[str, Any] | None]) -> str | None:
     """The reason of an abort cubeloop's `Agent.abort_pending` began and a crash cut short.
 
@@ -446,11 +464,13 @@ def plan_thread(
     messages: Iterable[dict[str, Any] | None] = (),
     strategy: str = "rerun",
     policies: dict[str, CallPolicy] | None = None,
+    ended: str | None = None,
 ) -> ThreadPlan:
     """The whole plan for one thread, from its summary, markers and transcript.
 
     `policies`: what the agent's policy does with each pending call, by call
-    id (`supervisor.probe`); None when it was not asked.
+    id (`supervisor.probe`); None when it was not asked. `ended`: why the
+    run had ended at its last results (the probe found it).
     """
     state = summary.resume_state
     reason = refusal(summary)
@@ -466,6 +486,8 @@ def plan_thread(
         closed += pending
     elif state is State.AFTER_TOOLS and (why := interrupted_abort(messages)) is not None:
         action = f"finish the abort a host began ({why}): the thread ends aborted; nothing runs"
+    elif state is State.AFTER_TOOLS and ended is not None:
+        action = f"mark the run complete: it had ended ({ended}); nothing runs"
     elif state in (State.MID_TOOL, State.ANSWERED):
         known = policies or {}
         calls = tuple(plan_call(c, index, known.get(c.id)) for c in pending)

@@ -23,6 +23,7 @@ Imports cubeloop: only commands that plan import this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cubeloop import AssistantMessage, ToolCall, ToolResultMessage, UserMessage
@@ -33,7 +34,17 @@ from cubeloop.hitl.types import HitlRequest
 from pydantic import ValidationError
 
 from supervisor.agents import AgentLoadError, LoadedAgent, build_agent
-from supervisor.continuation import load_into, run_of, turn_decision, unanswered
+from supervisor.continuation import (
+    Terminated,
+    asked_before,
+    load_into,
+    run_ended,
+    run_of,
+    seed_questions,
+    spent_answers,
+    turn_decision,
+    unanswered,
+)
 from supervisor.hitl import parse_request
 from supervisor.plan import CallPolicy
 from supervisor.states import State, ThreadSummary, ToolCallInfo
@@ -75,6 +86,8 @@ class ReadOnlyCheckpointer:
         self._store = store
         #: A thread's whole transcript the caller has read already (one scan, not two).
         self._known = known
+        #: Question ids whose stored answers the resume forgets (`continuation.spent_answers`).
+        self.forgotten: set[str] = set()
 
     async def load(self, thread_id: str) -> CheckpointData | None:
         known = self._known
@@ -101,6 +114,8 @@ class ReadOnlyCheckpointer:
     async def load_hitl_answer(
         self, thread_id: str, question_id: str, *, run_id: str | None = None
     ) -> Any:
+        if question_id in self.forgotten:
+            return None
         return self._store.hitl_answer(thread_id, run_id, question_id)
 
     async def load_pending(self, thread_id: str) -> tuple[HitlRequest, str | None] | None:
@@ -129,19 +144,39 @@ class ReadOnlyCheckpointer:
     claim_run = mark_run_complete = clear_pending_request_if_matches = fork = _write
 
 
+@dataclass(frozen=True)
+class Probed:
+    """What the agent's own hooks say a resume of one thread will do."""
+
+    #: Per unanswered call, by its id.
+    policies: dict[str, CallPolicy] = field(default_factory=dict)
+    #: Why the run had already ended at its last results (`continuation.run_ended`):
+    #: the resume marks it complete and runs nothing.
+    ended: str | None = None
+
+
 async def probe(
-    loaded: LoadedAgent, store: Store, summary: ThreadSummary, transcript: Transcript | None = None
-) -> dict[str, CallPolicy]:
-    """What the agent's policy does with each of the thread's unanswered calls, by call id.
+    loaded: LoadedAgent,
+    store: Store,
+    summary: ThreadSummary,
+    transcript: Transcript | None = None,
+    terminated: Terminated | None = None,
+) -> Probed:
+    """What the agent's policy does with each of the thread's unanswered calls, and whether
+    its run had ended, asked as the resume will ask (`continuation.bring_back`).
 
     For a thread a resume carries on through its calls (`mid_tool`, and
-    `answered`, whose stored answer is read as the resume reads it); empty
-    for any other. A hook or factory that fails makes every call `unknown`,
-    with the reason.
+    `answered`, whose stored answer is read as the resume reads it), and one
+    whose results are in (`after_tools`: did the run end there?); nothing for
+    any other. A hook or factory that fails makes every call `unknown`, with
+    the reason. `terminated`: whether a turn's tools asked to end the run
+    (their markers), as `Runner` tells.
     """
     state = summary.resume_state
-    if state not in (State.MID_TOOL, State.ANSWERED) or not summary.pending_tool_calls:
-        return {}
+    if state not in (State.MID_TOOL, State.ANSWERED, State.AFTER_TOOLS):
+        return Probed()
+    if state is not State.AFTER_TOOLS and not summary.pending_tool_calls:
+        return Probed()
     cp = ReadOnlyCheckpointer(store, transcript)
     try:
         data = await cp.load(summary.thread_id)
@@ -149,14 +184,20 @@ async def probe(
         if state is State.ANSWERED and summary.request is not None:
             run_id = summary.request.run_id
         else:
-            run_id = run_of(messages, mid_tool=True)
+            run_id = run_of(messages, mid_tool=state is State.MID_TOOL)
         agent = await build_agent(
             loaded.factory, cp, summary.thread_id, loaded.reference, run_id=run_id
         )
-        return await _ask_policy(agent, state, run_id, await load_into(agent))
+        messages = await load_into(agent)
+        if state is State.AFTER_TOOLS:
+            return Probed(ended=await run_ended(agent, messages, run_id or "", terminated))
+        if run_id is not None and state is State.MID_TOOL:
+            cp.forgotten.update(spent_answers(messages, run_id))
+        seed_questions(agent, asked_before(messages, run_id or ""))
+        return Probed(await _ask_policy(agent, state, run_id, messages))
     except (AgentLoadError, WouldWrite, HitlControlException, Exception) as exc:
         why = f"asking the agent's policy failed ({type(exc).__name__}: {one_line(str(exc), 160)})"
-        return {c.id: CallPolicy("unknown", why) for c in summary.pending_tool_calls}
+        return Probed({c.id: CallPolicy("unknown", why) for c in summary.pending_tool_calls})
 
 
 async def _ask_policy(

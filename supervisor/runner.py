@@ -612,8 +612,9 @@ class Runner:
             return
         if carried.stale_request is not None:  # what cubeloop would have done next
             question, pending_run = carried.stale_request
-            await cp.save_pending_request(run.thread_id, None)
+            # The answers first: left behind, one would approve a later call with that id.
             await cp.clear_hitl_answers(run.thread_id, run_id=pending_run)
+            await cp.save_pending_request(run.thread_id, None)
             self._emit(
                 run.thread_id,
                 "note",
@@ -634,7 +635,18 @@ class Runner:
             mid_tool=carried.state is State.MID_TOOL,
             strategy=self.config.mid_tool_strategy,
             report=lambda kind, details: self._emit(run.thread_id, kind, **details),
+            terminated=self._terminated,
         )
+
+    def _terminated(self, assistant: Any) -> bool:
+        """Whether every call of this turn came from a tool whose job marker recorded that
+        it ended the run (`jobs.idempotent` keeps `terminate`). Reads the jobs directory."""
+        from supervisor.jobs import read_markers
+        from supervisor.plan import MarkerIndex, terminated_by_markers
+
+        hook = self.config.agent().marker_hook
+        index = MarkerIndex(self.config.jobs_dir, read_markers(self.config.jobs_dir), hook)
+        return terminated_by_markers(assistant, index)
 
     async def _finish_abort(self, run: Run, cp: Any, reason: str) -> None:
         """Write the message that closes an abort `abort_pending` began: nothing else runs."""
@@ -659,7 +671,11 @@ class Runner:
         return request, run_id or uuid.uuid4().hex
 
     async def _respond(self, run: Run, agent: Agent, cp: Any, request: Any) -> None:
-        """Give the answer through cubeloop's own API; the run then goes on."""
+        """Give the answer through cubeloop's own API; the run then goes on (with the
+        channel's question counter set to the run's: `continuation.seed_questions`)."""
+        from supervisor.continuation import asked_before, load_into, seed_questions
+
+        seed_questions(agent, asked_before(await load_into(agent), run.run_id))
         answer = run.answer
         if answer is None:  # answered before a crash: use what was stored
             answer = await cp.load_hitl_answer(

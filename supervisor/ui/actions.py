@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import work
@@ -29,6 +29,9 @@ from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
+
+if TYPE_CHECKING:
+    pass
 
 
 class ThreadActions:

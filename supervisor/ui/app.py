@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -35,7 +35,6 @@ from supervisor.jobs import Marker
 from supervisor.leases import holder_text, is_mine
 from supervisor.location import shown
 from supervisor.plan import (
-    CallPolicy,
     MarkerHook,
     MarkerIndex,
     MatchedBy,
@@ -69,6 +68,9 @@ from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.thread_table import ThreadTable
+
+if TYPE_CHECKING:
+    from supervisor.probe import Probed
 
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
@@ -491,10 +493,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         thread_id: str,
         markers: list[Marker],
         transcript: Transcript | None,
-        policies: dict[str, CallPolicy] | None = None,
+        probed: Probed | None = None,
     ) -> ThreadPlan:
         """The same plan `resume --dry-run` prints, from what the detail has loaded
-        (`policies`: what the agent's own policy said, when it was asked)."""
+        (`probed`: what the agent's own hooks said, when they were asked)."""
         config = self.runner.config
         index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
         messages = transcript.messages() if transcript is not None else ()
@@ -503,7 +505,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             index,
             messages=messages,
             strategy=config.mid_tool_strategy,
-            policies=policies,
+            policies=None if probed is None else probed.policies,
+            ended=None if probed is None else probed.ended,
         )
 
     # -- agent events -----------------------------------------------------

@@ -75,8 +75,39 @@ def kill_here(point: str, arguments: dict[str, Any] | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def arm_checkpointer(checkpointer: Any) -> None:
+    """Kill points `db:METHOD:N`: die just before the N-th call of a checkpointer method
+    (between two writes cubeloop makes in a row, such as a result and the run's end)."""
+    points = [p.split(":") for p in kill_points() if p.startswith("db:")]
+    if not points or getattr(checkpointer, "_crash_armed", False):
+        return
+    checkpointer._crash_armed = True
+    for _, method, n in points:
+        original = getattr(checkpointer, method)
+        seen = {"calls": 0}
+
+        async def wrapped(
+            *args: Any,
+            _original: Any = original,
+            _n: int = int(n),
+            _seen: dict = seen,
+            **kwargs: Any,
+        ) -> Any:
+            _seen["calls"] += 1
+            if _seen["calls"] == _n:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return await _original(*args, **kwargs)
+
+        setattr(checkpointer, method, wrapped)
+
+
+#: Events of every agent of this process, for `proc:KIND:N` kill points.
+PROCESS_SEEN: Counter[str] = Counter()
+
+
 class Killer:
-    """An agent listener that SIGKILLs the process at the N-th event of a kind."""
+    """An agent listener that SIGKILLs the process at the N-th event of a kind: of this
+    agent (`KIND:N`), or of every agent the process built (`proc:KIND:N`)."""
 
     def __init__(self) -> None:
         self.points = kill_points()
@@ -89,12 +120,18 @@ class Killer:
         if kind == "message_end":
             kind = f"message_end:{event.message.role}"
         self.seen[kind] += 1
-        if f"{kind}:{self.seen[kind]}" in self.points:
+        PROCESS_SEEN[kind] += 1
+        if (
+            f"{kind}:{self.seen[kind]}" in self.points
+            or f"proc:{kind}:{PROCESS_SEEN[kind]}" in self.points
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
 def armed(agent: Agent) -> Agent:
     agent.subscribe(Killer())
+    if agent.checkpointer is not None:
+        arm_checkpointer(agent.checkpointer)
     return agent
 
 
@@ -151,13 +188,15 @@ def guarded(
     params: type[BaseModel],
     *,
     text: Callable[[dict[str, Any]], str] | None = None,
-    terminate: bool = False,
+    terminate: bool | Callable[[dict[str, Any]], bool] = False,
     content: Callable[[dict[str, Any]], list[Any]] | None = None,
 ) -> AgentTool:
     """A tool whose effect happens once per arguments: a job marker before and after it.
 
     Kill points `tool:NAME:before` (marker started, no effect yet) and
     `tool:NAME:after` (effect and marker done, result not returned).
+    `terminate`: the result asks to end the run (recorded in the marker too,
+    as `jobs.idempotent` records it).
     """
 
     async def execute(
@@ -168,14 +207,15 @@ def guarded(
         key = job_key(name, arguments)
         marker = markers.get(key)
         said = text(arguments) if text else f"{name} done: {arguments}"
+        ends = terminate(arguments) if callable(terminate) else terminate
         if marker is None or not marker.done:
             markers.start(key, tool=name, arguments=arguments, tool_call_id=tool_call_id)
             kill_here(f"tool:{name}:before", arguments)
             record(name, arguments)
-            markers.finish(key, {"text": said})
+            markers.finish(key, {"text": said, "terminate": ends})
             kill_here(f"tool:{name}:after", arguments)
         blocks = content(arguments) if content else [TextContent(text=said)]
-        return AgentToolResult(content=blocks, terminate=terminate)
+        return AgentToolResult(content=blocks, terminate=ends)
 
     return AgentTool(
         name=name, description=f"{name} (a side effect)", parameters=params, execute=execute
@@ -709,3 +749,119 @@ def batch(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent
 
 async def _sleep(seconds: float) -> None:  # a tool that takes a while, for abort tests
     await asyncio.sleep(seconds)
+
+
+# -- found by attacking the resume: runs that end on purpose, with a crash before their end ------
+
+
+def stops_on_request(messages: list[Any], _system: str) -> Any:
+    """items_script, but a result or message that says STOP is obeyed."""
+    last = messages[-1]
+    if "STOP" in text_of(last) or text_of(last).startswith("POLICY"):
+        return reply("Stopping: " + text_of(last))
+    return items_script(messages, _system)
+
+
+def budget_run(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """should_stop_after_turn: at most two tool turns per run, counted from ctx.new_messages."""
+
+    async def two_in_this_run(ctx: Any) -> bool:
+        return len([m for m in ctx.new_messages if m.role == "tool_result"]) >= 2
+
+    return _agent(
+        scripted(items_script),
+        checkpointer,
+        thread_id,
+        [guarded("process", Item), guarded("finish", Task)],
+        should_stop_after_turn=two_in_this_run,
+    )
+
+
+def quota(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """`process` of item B hits a quota and ends the run (terminate=True); nothing says so."""
+    ends_at_b = guarded("process", Item, terminate=lambda a: a["item"] == "B")
+    return _agent(scripted(items_script), checkpointer, thread_id, [ends_at_b])
+
+
+def approve_reused(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """Two gated refunds in two turns, each call named `call_0` (ids numbered per turn)."""
+    from cubeloop.hitl import CheckpointedChannel, ConfirmToolCallMiddleware
+
+    def script(messages: list[Any], _system: str) -> Any:
+        turns = [m for m in messages if m.role == "assistant"]
+        orders = [("o1", 10), ("o2", 20)]
+        if len(turns) < len(orders):
+            order, amount = orders[len(turns)]
+            return reply(call("refund", "call_0", order=order, amount_eur=amount))
+        return reply("refunds done")
+
+    channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
+    return _agent(
+        scripted(script),
+        checkpointer,
+        thread_id,
+        [guarded("refund", Money)],
+        channel=channel,
+        middleware=[ConfirmToolCallMiddleware(channel, require_confirm=["refund"])],
+    )
+
+
+QUESTION = {
+    "key": "size",
+    "prompt": "Which size?",
+    "options": [{"label": "Small", "value": "S"}, {"label": "Medium", "value": "M"}],
+}
+
+
+def two_asks_script(messages: list[Any], _system: str) -> Any:
+    """'ship o1 o2': for each order, ask its size (the same question), then ship in it."""
+    orders = text_of(next(m for m in messages if m.role == "user")).split()[1:]
+    done = results(messages)
+    for order in orders:
+        if f"ask-{order}" not in done:
+            return reply(call("ask_user", f"ask-{order}", questions=[QUESTION]))
+        if f"ship-{order}" not in done:
+            size = json.loads(text_of(done[f"ask-{order}"]).split("\n", 1)[1])["size"]
+            return reply(call("ship", f"ship-{order}", target=f"{order}-{size}"))
+    return reply("shipped")
+
+
+def two_asks(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """cubeloop's ask_user asked the same question twice in one run."""
+    from cubeloop.hitl import CheckpointedChannel, ask_user_tool
+
+    channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
+    return _agent(
+        scripted(two_asks_script),
+        checkpointer,
+        thread_id,
+        [ask_user_tool(channel), guarded("ship", Target)],
+        channel=channel,
+    )
+
+
+POLICY = "POLICY: after touching secret, stop all work."
+
+
+def reminder(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """after_model_response: 'natural', and a message injected after the results."""
+    from cubeloop import UserMessage
+    from cubeloop.middleware.base import Middleware, TurnAction
+
+    class Reminder(Middleware):
+        async def after_model_response(self, response: Any, ctx: Any, *, signal: Any = None) -> Any:
+            if any(
+                isinstance(b, ToolCall) and b.arguments.get("item") == "secret"
+                for b in response.content
+            ):
+                message = UserMessage(content=[TextContent(text=POLICY)])
+                return TurnAction(decision="natural", inject_messages=[message])
+            return None
+
+    return _agent(
+        scripted(stops_on_request),
+        checkpointer,
+        thread_id,
+        [guarded("process", Item), guarded("finish", Task)],
+        middleware=[Reminder()],
+    )

@@ -6,7 +6,8 @@ The host prompts the agent under a run id of its own. When the agent asks a
 human, the host either answers in memory while the run waits (`--answer-mode
 memory`: the channel stores the answer and the run goes on), or detaches
 (the run suspends, as a durable host does) and, with `--answer`, answers
-through `Agent.respond` as a later request would (`respond`). The kill points
+through `Agent.respond` as a later request would (`respond`). `--answer`
+given again answers the next question, in order. The kill points
 come from `$CRASH_KILL` (see `agents.py`); with none, the process exits 0.
 """
 
@@ -28,7 +29,7 @@ from tests.crashes import agents
 async def host(args: argparse.Namespace) -> None:
     module, _, name = args.agent.rpartition(":")
     factory = getattr(importlib.import_module(module) if module else agents, name)
-    answer = json.loads(args.answer) if args.answer is not None else None
+    answers = [json.loads(a) for a in args.answer or []]
     cp = backends.checkpointer(args.database)
     await cp.__aenter__()
     try:
@@ -39,27 +40,28 @@ async def host(args: argparse.Namespace) -> None:
             if event.type != "hitl_request":
                 return
             loop = asyncio.get_running_loop()
-            if answer is not None and args.answer_mode == "memory":
-                given = answer
+            if answers and args.answer_mode == "memory":
+                given = answers.pop(0)
                 if event.request.payload.kind == "approve":  # the waiting run takes the model
-                    given = ApproveAnswer.model_validate(answer)
+                    given = ApproveAnswer.model_validate(given)
                 loop.create_task(agent.channel.answer(event.request.question_id, given))
             else:
                 loop.create_task(agent.detach())
 
         agent.subscribe(on_event)
         await agent.prompt(args.prompt, run_id=run_id)
-        if answer is None or args.answer_mode != "respond":
-            return
-        loaded = await cp.load_pending(args.thread)
-        if loaded is None:
-            return
-        request, pending_run = loaded
-        again = factory(cp, args.thread, run_id=pending_run)
-        again.subscribe(
-            lambda e, _s=None: e.type == "hitl_request" and asyncio.ensure_future(again.detach())
-        )
-        await again.respond(question_id=request.question_id, answer=answer)
+        while answers and args.answer_mode == "respond":  # a durable host: each answer later
+            loaded = await cp.load_pending(args.thread)
+            if loaded is None:
+                return
+            request, pending_run = loaded
+            again = factory(cp, args.thread, run_id=pending_run)
+            again.subscribe(
+                lambda e, _s=None, a=again: (
+                    e.type == "hitl_request" and asyncio.ensure_future(a.detach())
+                )
+            )
+            await again.respond(question_id=request.question_id, answer=answers.pop(0))
     finally:
         await cp.__aexit__(None, None, None)
 
@@ -70,7 +72,7 @@ def main() -> None:
     parser.add_argument("database")
     parser.add_argument("thread")
     parser.add_argument("prompt")
-    parser.add_argument("--answer")
+    parser.add_argument("--answer", action="append", help="JSON; again for each later question")
     parser.add_argument("--answer-mode", choices=["memory", "respond"], default="respond")
     asyncio.run(host(parser.parse_args()))
 

@@ -25,6 +25,10 @@ from tests.crashes.agents import KILL_VAR, LEDGER_VAR, effects
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class Answers(list):
+    """Several answers for `Case.crash`, one per question, in order."""
+
+
 @dataclass
 class Case:
     database: str
@@ -62,8 +66,10 @@ class Case:
             thread,
             prompt,
         ]
+        for given in answer if isinstance(answer, Answers) else [] if answer is None else [answer]:
+            args += ["--answer", json.dumps(given)]
         if answer is not None:
-            args += ["--answer", json.dumps(answer), "--answer-mode", answer_mode]
+            args += ["--answer-mode", answer_mode]
         done = subprocess.run(
             args, cwd=ROOT, env=self.environ(kill), capture_output=True, text=True, timeout=120
         )

@@ -1,0 +1,159 @@
+"""Crashes inside the windows between two writes cubeloop makes in a row.
+
+Each case kills the process between writes that belong together: a turn's
+last result and the run's end (`db:mark_run_complete:1`), a request cleared
+and its answers cleared (`db:clear_hitl_answers:1`), a result and the message
+the agent injects after it. What the agent decided in between lived only in
+memory; the resume must find it again, not carry on past it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.crashes.harness import Answers, Case, effect
+
+DONE_AB = {effect("process", item="A"): 1, effect("process", item="B"): 1}
+
+
+def case(tmp_path: Path, agent: str) -> Case:
+    return Case(str(tmp_path / "w.db"), tmp_path / "jobs", agent)
+
+
+def resumed(c: Case, thread: str = "t", kill: str | None = None) -> str:
+    out = c.resume(thread, kill=kill)
+    if kill is None:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+# -- a run that ended on purpose, killed before cubeloop marked it complete ----------------
+
+
+@pytest.mark.parametrize("agent", ["budget", "budget_run"])
+def test_a_turn_budget_reached_just_before_a_crash_is_not_passed(
+    tmp_path: Path, agent: str
+) -> None:
+    c = case(tmp_path, agent)
+    c.crash("t", "items A B C D", "db:mark_run_complete:1")
+    assert c.state("t") == "after_tools"
+    assert "the run had ended: the agent's should_stop_after_turn" in resumed(c)
+    assert c.state("t") == "stopped"
+    assert c.effects() == DONE_AB
+
+
+def test_a_per_run_budget_counts_the_run_across_the_crash(tmp_path: Path) -> None:
+    """should_stop_after_turn counts ctx.new_messages: the carried-on run started before."""
+    c = case(tmp_path, "budget_run")
+    c.crash("t", "items A B C D", "message_end:tool_result:1")
+    resumed(c)
+    assert c.state("t") == "stopped"
+    assert c.effects() == DONE_AB
+
+
+def test_a_tool_that_ended_the_run_just_before_a_crash_ends_it(tmp_path: Path) -> None:
+    c = case(tmp_path, "quota")
+    c.crash("t", "items A B C D", "db:mark_run_complete:1")
+    assert c.state("t") == "after_tools"
+    assert "a tool ended the run (terminate)" in resumed(c)
+    assert c.state("t") == "stopped" and c.effects() == DONE_AB
+
+
+def test_a_veto_whose_closing_was_cut_short_is_closed(tmp_path: Path) -> None:
+    c = case(tmp_path, "veto_stop")
+    c.crash("t", "wire 5000", "message_end:assistant:1")
+    resumed(c, kill="db:mark_run_complete:1")  # the supervisor's own closing, killed midway
+    assert c.state("t") == "after_tools"
+    assert "the agent's policy vetoed the turn" in resumed(c)
+    assert c.state("t") == "stopped" and c.effects() == {}
+
+
+# -- answers that outlive their question --------------------------------------------------
+
+
+def test_an_answer_to_an_earlier_call_with_the_same_id_approves_nothing(tmp_path: Path) -> None:
+    """Both turns' calls are `call_0`. The answer for turn 1's was left stored (cubeloop
+    cleared the request, then was killed before clearing its answers)."""
+    c = case(tmp_path, "approve_reused")
+    c.crash("t", "refunds", "hitl_request:1")
+    out = c.cli("answer", c.database, "t", "--approve", kill="db:clear_hitl_answers:1")
+    assert out.returncode != 0
+    assert c.effects() == {effect("refund", order="o1", amount_eur=10): 1}
+    assert "waiting for a human" in resumed(c)  # turn 2's refund: a human is asked
+    assert c.state("t") == "awaiting_input"
+    assert c.effects() == {effect("refund", order="o1", amount_eur=10): 1}
+
+
+def test_the_same_question_asked_again_in_a_run_is_asked_again(tmp_path: Path) -> None:
+    """ask_user asks the same question for two orders. Answered in memory (Small), then
+    killed after the first order shipped: the second question must reach a human."""
+    c = case(tmp_path, "two_asks")
+    c.crash(
+        "t",
+        "ship o1 o2",
+        "tool:ship:after:o1-S",
+        answer=Answers([{"size": "S"}]),
+        answer_mode="memory",
+    )
+    assert "waiting for a human" in resumed(c)
+    assert c.state("t") == "awaiting_input"
+    out = c.answer("t", "--option", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert c.effects() == {effect("ship", target="o1-S"): 1, effect("ship", target="o2-M"): 1}
+
+
+def test_a_second_question_answered_later_takes_that_answer_once(tmp_path: Path) -> None:
+    """A durable host answered the first question (Small); the second waits. The CLI's
+    answer (Medium) is the one used, and nobody is asked a third time."""
+    c = case(tmp_path, "two_asks")
+    c.crash("t", "ship o1 o2", "proc:hitl_request:2", answer=Answers([{"size": "S"}]))
+    assert c.state("t") == "awaiting_input"
+    out = c.answer("t", "--option", "2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "waiting for a human" not in out.stdout
+    assert c.state("t") == "finished"
+    assert c.effects() == {effect("ship", target="o1-S"): 1, effect("ship", target="o2-M"): 1}
+
+
+# -- a message the agent injects after the results ----------------------------------------
+
+
+def test_a_message_injected_after_the_results_is_not_lost(tmp_path: Path) -> None:
+    c = case(tmp_path, "reminder")
+    c.crash("t", "items secret B C", "message_end:tool_result:1")
+    resumed(c)
+    assert c.effects() == {effect("process", item="secret"): 1}  # B and C: told to stop
+    assert c.transcript("t")[-1]["content"][0]["text"].startswith("Stopping: POLICY")
+
+
+# -- the plan says so beforehand ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("agent", "why"),
+    [("budget", "should_stop_after_turn"), ("quota", "a tool ended the run (terminate)")],
+)
+def test_the_plan_says_the_run_had_ended(tmp_path: Path, agent: str, why: str) -> None:
+    c = case(tmp_path, agent)
+    c.crash("t", "items A B C D", "db:mark_run_complete:1")
+    plan = c.plan("t")
+    assert (
+        plan["action"].startswith("mark the run complete: it had ended") and why in plan["action"]
+    )
+
+
+def test_the_plan_asks_about_a_call_whose_id_an_answered_call_had(tmp_path: Path) -> None:
+    """The stale answer is for turn 1's call_0; turn 2's call_0 was saved, then the crash."""
+    c = case(tmp_path, "approve_reused")
+    c.crash(
+        "t",
+        "refunds",
+        "message_end:assistant:2",
+        answer=Answers([{"decision": "approve"}]),
+        answer_mode="memory",
+    )
+    assert c.verdicts("t") == {"refund": "ask"}
+    assert "waiting for a human" in resumed(c)
+    assert c.effects() == {effect("refund", order="o1", amount_eur=10): 1}
