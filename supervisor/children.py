@@ -29,6 +29,9 @@ write it with `link_child`, or by hand.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,9 +64,15 @@ async def link_child(
 
 
 async def drive_child(
-    child: Agent, task: str, *, parent_thread_id: str, tool_call_id: str | None = None
-) -> str:
-    """Run the child on `task`, linked to its parent; returns how it went on.
+    child: Agent | Callable[[str], Agent],
+    task: str,
+    *,
+    parent_thread_id: str,
+    tool_call_id: str | None = None,
+    checkpointer: Any = None,
+    thread_id: str | None = None,
+) -> Driven:
+    """Run the child on `task`, linked to its parent; returns how it went on (`Driven`).
 
     "carried on": the child's last run was left open by a crash, and goes on
     in that run (its unanswered calls through its own pipeline, its job
@@ -73,13 +82,19 @@ async def drive_child(
     loaded, nothing runs. "prompted": `task` is a new prompt. Either way the
     child ends as its own run would have, and `child.state.messages` holds
     its transcript.
+
+    A child that asks humans (its `CheckpointedChannel` bound to a run) is
+    given as a function of the run id that builds it, with its `checkpointer`
+    and `thread_id`: the run it goes on in is known only here.
     """
     from supervisor.backends import newest_run_open
     from supervisor.continuation import bring_back, join_run, load_into, run_of
     from supervisor.states import State
     from supervisor.store import summary_from_dicts
 
-    checkpointer, thread_id = child.checkpointer, child.thread_id
+    build = child if callable(child) and not hasattr(child, "prompt") else None
+    if build is None:
+        checkpointer, thread_id = child.checkpointer, child.thread_id  # type: ignore[union-attr]
     assert checkpointer is not None and thread_id is not None
     data = await checkpointer.load(thread_id)
     linked_before = data.extra.get(PARENT_KEY) if data is not None else None
@@ -89,15 +104,29 @@ async def drive_child(
     run_open = await newest_run_open(checkpointer, thread_id)
     if state in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS) and run_open:
         mid_tool = state is State.MID_TOOL
-        run_id = await join_run(checkpointer, thread_id, run_of(messages, mid_tool=mid_tool))
-        await bring_back(child, run_id, mid_tool=mid_tool)
-        return "carried on"
+        run_id = run_of(messages, mid_tool=mid_tool) or uuid.uuid4().hex
+        agent = build(run_id) if build is not None else child
+        run_id = await join_run(checkpointer, thread_id, run_id)
+        await bring_back(agent, run_id, mid_tool=mid_tool)  # type: ignore[arg-type]
+        return Driven("carried on", agent)  # type: ignore[arg-type]
     same_call = linked_before == {"thread_id": parent_thread_id, "tool_call_id": tool_call_id}
     if same_call and tool_call_id is not None and _last_prompt(messages) == task:
-        await load_into(child)
-        return "done before"
-    await child.prompt(task)
-    return "prompted"
+        agent = child if build is None else build(uuid.uuid4().hex)
+        await load_into(agent)  # type: ignore[arg-type]
+        return Driven("done before", agent)  # type: ignore[arg-type]
+    run_id = uuid.uuid4().hex
+    agent = build(run_id) if build is not None else child
+    await agent.prompt(task, run_id=run_id)  # type: ignore[union-attr]
+    return Driven("prompted", agent)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Driven:
+    """How `drive_child` went on ("carried on", "done before", "prompted"), and the child
+    agent it drove (`agent.state.messages` is its transcript)."""
+
+    how: str
+    agent: Agent
 
 
 def _last_prompt(messages: list[Any]) -> str | None:

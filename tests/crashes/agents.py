@@ -578,11 +578,14 @@ def child_agent(checkpointer: Any, thread_id: str) -> Agent:
     return _agent(scripted(child_script), checkpointer, thread_id, [guarded("child_effect", Task)])
 
 
-def parent(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+def parent(
+    checkpointer: Any, thread_id: str, run_id: str | None = None, *, built: bool = True
+) -> Agent:
     """`delegate` runs a child agent on the thread `<parent>/child` of the same database.
 
     The child is linked to the parent and driven with `supervisor.children`,
-    as the supervisor's guide tells an agent author to.
+    as the supervisor's guide tells an agent author to: built first, or
+    (`built=False`) given as a function of the run it goes on in.
     """
     from supervisor.children import drive_child
 
@@ -590,15 +593,29 @@ def parent(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agen
         call_id: str, args: Task, *, signal: Any = None, on_update: Any = None
     ) -> Any:
         child_id = f"{thread_id}/child"
-        child = child_agent(checkpointer, child_id)
-        await drive_child(child, args.task, parent_thread_id=thread_id, tool_call_id=call_id)
-        last = child.state.messages[-1]
+        how = dict(parent_thread_id=thread_id, tool_call_id=call_id)
+        if built:
+            driven = await drive_child(child_agent(checkpointer, child_id), args.task, **how)
+        else:
+            driven = await drive_child(
+                lambda _run_id: child_agent(checkpointer, child_id),
+                args.task,
+                checkpointer=checkpointer,
+                thread_id=child_id,
+                **how,
+            )
+        last = driven.agent.state.messages[-1]
         return AgentToolResult(content=[TextContent(text=text_of(last))])
 
     tool = AgentTool(
         name="delegate", description="delegate to a child agent", parameters=Task, execute=execute
     )
     return _agent(scripted(parent_script), checkpointer, thread_id, [tool])
+
+
+def parent_building(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """`parent`, giving `drive_child` a function that builds the child for its run."""
+    return parent(checkpointer, thread_id, run_id, built=False)
 
 
 # -- deferred tool groups ---------------------------------------------------------------------------
@@ -865,3 +882,50 @@ def reminder(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Ag
         [guarded("process", Item), guarded("finish", Task)],
         middleware=[Reminder()],
     )
+
+
+def capped(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """A spending cap kept in `extra`: `wire` adds to it, `before_tool_call` blocks a wire
+    past 1000 EUR. One sequential batch: wire 600, a note, wire 600 (the second is blocked)."""
+    from cubeloop.agent.types import BeforeToolCallResult
+    from cubeloop.middleware.base import Middleware
+
+    holder: dict[str, Agent] = {}
+
+    def spent() -> int:
+        return int(holder["agent"].state.extra.get("spent", 0))
+
+    class Cap(Middleware):
+        async def before_tool_call(self, ctx: Any, *, signal: Any = None) -> Any:
+            if ctx.tool_call.name == "wire" and spent() + ctx.args.amount_eur > 1000:
+                return BeforeToolCallResult(block=True, reason="over the 1000 EUR cap")
+            return None
+
+    wire = guarded("wire", Money)
+
+    async def wire_and_count(call_id: str, args: Money, **kw: Any) -> Any:
+        result = await wire.execute(call_id, args, **kw)
+        holder["agent"].state.extra["spent"] = spent() + args.amount_eur
+        return result
+
+    def script(messages: list[Any], _system: str) -> Any:
+        if results(messages):
+            return reply(f"spent {sum(1 for m in messages if m.role == 'tool_result')} results")
+        return reply(
+            call("wire", "call-w0", order="w0", amount_eur=600),
+            call("note", "call-n1", target="n1"),
+            call("wire", "call-w1", order="w1", amount_eur=600),
+        )
+
+    agent = _agent(
+        scripted(script),
+        checkpointer,
+        thread_id,
+        [
+            AgentTool(name="wire", description="wire", parameters=Money, execute=wire_and_count),
+            guarded("note", Target),
+        ],
+        middleware=[Cap()],
+    )
+    holder["agent"] = agent
+    return agent

@@ -245,11 +245,14 @@ def test_a_parallel_batch_killed_mid_batch_runs_each_call_once(tmp_path: Path, k
 CHILD_EFFECT = {effect("child_effect", task="write-report"): 1}
 
 
+@pytest.mark.parametrize("agent", ["parent", "parent_building"])
 @pytest.mark.parametrize(
     "kill", ["tool:child_effect:before", "tool:child_effect:after", "message_end:assistant:2"]
 )
-def test_a_child_thread_is_driven_once_through_its_parent(tmp_path: Path, kill: str) -> None:
-    c = case(tmp_path, "parent")
+def test_a_child_thread_is_driven_once_through_its_parent(
+    tmp_path: Path, kill: str, agent: str
+) -> None:
+    c = case(tmp_path, agent)
     c.crash("p", "delegate write-report", kill)
     child = c.listed("p/child")
     assert child["state"] == ("finished" if kill.startswith("message") else "child")

@@ -157,3 +157,16 @@ def test_the_plan_asks_about_a_call_whose_id_an_answered_call_had(tmp_path: Path
     assert c.verdicts("t") == {"refund": "ask"}
     assert "waiting for a human" in resumed(c)
     assert c.effects() == {effect("refund", order="o1", amount_eur=10): 1}
+
+
+def test_what_a_tool_wrote_to_extra_survives_a_crash_later_in_its_turn(tmp_path: Path) -> None:
+    """Under the supervisor `extra` is saved with each result: a crash in the batch's next
+    tool keeps the first wire's spending, and the cap still blocks the second."""
+    c = case(tmp_path, "capped")
+    c.crash("t", "pay", "message_end:assistant:1")
+    assert c.resume("t", kill="tool:note:before").returncode != 0
+    resumed(c)
+    assert c.effects() == {
+        effect("wire", order="w0", amount_eur=600): 1,
+        effect("note", target="n1"): 1,
+    }
