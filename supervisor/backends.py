@@ -87,6 +87,28 @@ async def newest_run_open(checkpointer: Any, thread_id: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
+async def run_complete(checkpointer: Any, thread_id: str, run_id: str) -> bool:
+    """Whether the thread's run `run_id` was marked complete (read as `newest_run_open`)."""
+    pool = getattr(checkpointer, "_pool", None)
+    if pool is not None:
+        async with pool.acquire() as conn:
+            return bool(
+                await conn.fetchval(
+                    "SELECT completed_at IS NOT NULL FROM cubepi_runs "
+                    "WHERE thread_id = $1 AND run_id = $2",
+                    thread_id,
+                    run_id,
+                )
+            )
+    async with checkpointer._lock:
+        cursor = await checkpointer._db.execute(
+            "SELECT completed_at IS NOT NULL FROM runs WHERE thread_id = ? AND run_id = ?",
+            (thread_id, run_id),
+        )
+        row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 def import_checkpointer(location: str | os.PathLike[str]) -> None:
     """Import the database's checkpointer now: for a process about to fork children
     that would each import it again."""

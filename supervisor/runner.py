@@ -266,8 +266,9 @@ class Runner:
             ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
-        is_open = await backends.newest_run_open(cp, thread_id)
-        summary.run_open, summary.run_done = is_open is True, is_open is False
+        summary.run_open = await backends.newest_run_open(cp, thread_id) is True
+        if summary.last_role == "tool_result" and summary.last_run_id:
+            summary.run_done = await backends.run_complete(cp, thread_id, summary.last_run_id)
         summary.parent = parent_of(data.extra) if data else None
         await self._read_pending(cp, summary)
         summary.running = self.is_running(thread_id)

@@ -117,10 +117,10 @@ class ThreadSummary:
     answer_stored: bool = False
     #: The newest run claimed for this thread has not been marked complete.
     run_open: bool = False
-    #: The newest run claimed for this thread was marked complete (a thread with no
-    #: run, from before cubeloop kept them, is neither open nor done). It decides a
-    #: state only when the last row is a tool result (`stopped`): a streamed listing
-    #: reads it for those threads alone.
+    #: The run of the thread's last message was marked complete. It decides a state
+    #: only when that message is a tool result (`stopped`), and listings read it for
+    #: those threads alone. (The newest run may be another: a prompt killed after
+    #: claiming its run and before writing leaves an empty open run behind.)
     run_done: bool = False
     #: Set by the runner, or by a live lease held elsewhere.
     running: bool = False

@@ -544,6 +544,7 @@ class SQLiteStore:
                 else:
                     touched |= self._read_open_runs(touched, everything=first)
                 touched |= self._read_leases()
+                touched |= self._read_run_done(touched)
             finally:
                 self._conn.execute("COMMIT")
             found = self._attempts.all()
@@ -884,12 +885,15 @@ class SQLiteStore:
         # tool result (stopped, or after_tools). Few; made here, before the listing's
         # statement runs (a table made while it runs aborts it).
         self._conn.execute("DROP TABLE IF EXISTS temp.done_runs")
-        self._conn.execute(
-            "CREATE TEMP TABLE done_runs AS SELECT thread_id FROM runs "
-            "WHERE completed_at IS NOT NULL AND rowid IN (SELECT max(rowid) FROM runs "
-            "WHERE thread_id IN (SELECT thread_id FROM temp.listing WHERE last & 7 = 3) "
-            "GROUP BY thread_id)"
-        )
+        if {"run_id"} <= cols and "run_id" in self._columns["messages"]:
+            self._conn.execute(
+                "CREATE TEMP TABLE done_runs AS SELECT t.thread_id FROM temp.listing t "
+                "JOIN messages l ON l.id = t.last >> 3 JOIN runs r "
+                "ON r.thread_id = t.thread_id AND r.run_id = l.run_id "
+                "WHERE t.last & 7 = 3 AND r.completed_at IS NOT NULL"
+            )
+        else:
+            self._conn.execute("CREATE TEMP TABLE done_runs (thread_id TEXT)")
         return True
 
     def _mark_open_runs(self, threads: dict[str, ThreadSummary]) -> None:
@@ -1626,6 +1630,41 @@ class SQLiteStore:
         self._held = set(live)
         return changed
 
+    def _read_run_done(self, touched: set[str]) -> set[str]:
+        """Whether the run of each touched thread's last message is complete, for those
+        whose last message is a tool result (the only ones it decides); returns the
+        threads where that changed. A run marked complete after its last write is
+        seen when `_read_open_runs` sees its newest run close."""
+        cols = self._columns.get("runs", set())
+        if not {"thread_id", "run_id", "completed_at"} <= cols:
+            return set()
+        wanted = {}
+        for thread_id in touched:
+            s = self._threads.get(thread_id)
+            if s is None:
+                continue
+            if s.last_role == "tool_result" and s.last_run_id:
+                wanted[thread_id] = s.last_run_id
+            elif s.run_done:
+                s.run_done = False
+        if not wanted:
+            return set()
+        done = {
+            t
+            for (t,) in self._conn.execute(
+                "SELECT r.thread_id FROM runs r JOIN json_each(?) j "
+                "ON r.thread_id = j.key AND r.run_id = j.value WHERE r.completed_at IS NOT NULL",
+                (json.dumps(wanted),),
+            )
+        }
+        changed = set()
+        for thread_id in wanted:
+            s = self._threads[thread_id]
+            if s.run_done != (thread_id in done):
+                s.run_done = thread_id in done
+                changed.add(thread_id)
+        return changed
+
     def _read_open_runs(self, touched: set[str], everything: bool) -> set[str]:
         """Whether each thread's newest run is still open; returns threads where that changed.
 
@@ -1676,8 +1715,8 @@ class SQLiteStore:
             s = self._threads.get(_plain_id(thread_id))
             if s is None:
                 continue
-            if s.run_open != bool(is_open) or s.run_done != (not is_open):
-                s.run_open, s.run_done = bool(is_open), not is_open
+            if s.run_open != bool(is_open):
+                s.run_open = bool(is_open)
                 changed.add(s.thread_id)
             if is_open and (s.last_activity or 0) >= recent:
                 self._open_runs.add(s.thread_id)

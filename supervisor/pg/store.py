@@ -445,6 +445,9 @@ class PostgresStore:
         for thread_id in parents.keys() & threads.keys():
             threads[thread_id].parent = parents[thread_id]
         for thread_id in newest_runs.keys() & threads.keys():
+            # A stream reads no runs per thread (its connection reads ahead): the newest run
+            # stands for the last message's, which differs only after a prompt killed
+            # between claiming its run and writing (the kept listing reads it exactly).
             is_open = newest_runs[thread_id]
             threads[thread_id].run_open, threads[thread_id].run_done = is_open, not is_open
         fold_requests(threads, set(), requests)
@@ -525,11 +528,44 @@ class PostgresStore:
         self._since = now - _margin()
         touched |= self._read_pending_requests()
         touched |= self._read_parents(touched)
+        touched |= self._read_run_done(touched)
         touched |= self._read_leases()
         found = self._read_attempts()
         touched |= fold_attempts(self._threads, self._attempted, found)
         self._attempted = set(found)
         return touched
+
+    def _read_run_done(self, among: set[str]) -> set[str]:
+        """Whether the run of each thread's last message is complete, for threads whose last
+        message is a tool result (the only ones it decides); the threads that changed."""
+        threads = self._threads
+        wanted = {
+            t: threads[t].last_run_id
+            for t in among
+            if t in threads and threads[t].last_role == "tool_result" and threads[t].last_run_id
+        }
+        for t in among:
+            if t in threads and t not in wanted:
+                threads[t].run_done = False
+        if not wanted:
+            return set()
+        done = {
+            r[0]
+            for r in self._client.fetch(
+                "SELECT r.thread_id FROM cubepi_runs r "
+                "JOIN unnest($1::text[], $2::text[]) AS w(thread_id, run_id) "
+                "ON r.thread_id = w.thread_id AND r.run_id = w.run_id "
+                "WHERE r.completed_at IS NOT NULL",
+                list(wanted),
+                list(wanted.values()),
+            )
+        }
+        changed = set()
+        for thread_id in wanted:
+            if threads[thread_id].run_done != (thread_id in done):
+                threads[thread_id].run_done = thread_id in done
+                changed.add(thread_id)
+        return changed
 
     def _read_parents(self, among: set[str]) -> set[str]:
         """The parent links (`supervisor.children`) of the threads `among` whose state a link
@@ -774,8 +810,8 @@ class PostgresStore:
         threads = self._threads
         for thread_id, is_open in rows:
             s = threads.get(thread_id)
-            if s is not None and (s.run_open != is_open or s.run_done == is_open):
-                s.run_open, s.run_done = is_open, not is_open
+            if s is not None and s.run_open != is_open:
+                s.run_open = is_open
                 changed.add(thread_id)
         return changed
 

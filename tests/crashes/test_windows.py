@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.backends import open_store
+from supervisor.states import State
 from tests.crashes.harness import Answers, Case, effect
 
 DONE_AB = {effect("process", item="A"): 1, effect("process", item="B"): 1}
@@ -170,3 +172,24 @@ def test_what_a_tool_wrote_to_extra_survives_a_crash_later_in_its_turn(tmp_path:
         effect("wire", order="w0", amount_eur=600): 1,
         effect("note", target="n1"): 1,
     }
+
+
+def test_a_prompt_killed_after_claiming_its_run_leaves_the_thread_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """The new prompt's run is claimed, then the process dies before writing: the thread's
+    last message still belongs to a completed run."""
+    c = case(tmp_path, "terminate")
+    c.crash("t", "items A B", None)
+    out = c.cli("prompt", c.database, "t", "items C", kill="db:append:1")
+    assert out.returncode != 0
+    assert c.listed("t")["run_open"] is True  # the empty run the prompt claimed
+    assert c.state("t") == "stopped"
+    store = open_store(c.database)
+    try:
+        assert store.get("t").state is State.STOPPED  # the kept listing agrees
+    finally:
+        store.close()
+    assert c.plan("t")["refused"].startswith("was stopped by the agent itself")
+    out = c.resume("t")
+    assert out.returncode == 0 and "nothing to resume" in out.stdout
