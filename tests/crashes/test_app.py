@@ -11,9 +11,18 @@ from supervisor.runner import RunnerConfig
 from supervisor.store import SQLiteStore, open_store
 from supervisor.ui.app import make_app
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
+from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.crashes.agents import LEDGER_VAR
 from tests.crashes.harness import Case, effect
 from tests.ui.conftest import select, until
+
+
+async def pick(pilot, thread: str) -> None:
+    """Select a thread once the list shows it (a loaded machine draws it late)."""
+    table = pilot.app.query_one("#threads", ThreadTable)
+    assert await until(pilot, lambda: thread in table.shown)
+    await select(pilot, thread)
+    assert await until(pilot, lambda: pilot.app.selected == thread)
 
 
 @pytest.fixture
@@ -54,7 +63,7 @@ def state(case: Case) -> str:
 async def test_r_on_a_vetoed_turn_says_not_run_and_closes_it(crashed) -> None:
     case, app = crashed("veto_stop", "wire 5000", "message_end:assistant:1")
     async with app.run_test(size=(140, 40)) as pilot:
-        await select(pilot, "t")
+        await pick(pilot, "t")
         await pilot.press("r")
         assert await until(pilot, lambda: isinstance(app.screen, ResumePreview))
         text = preview_text(app)
@@ -70,7 +79,7 @@ async def test_r_on_an_approval_crashed_before_asking_asks_then_answer_runs_it_o
 ) -> None:
     case, app = crashed("approval", "refund 9001 420", "message_end:assistant:1")
     async with app.run_test(size=(140, 40)) as pilot:
-        await select(pilot, "t")
+        await pick(pilot, "t")
         await pilot.press("r")
         assert await until(pilot, lambda: isinstance(app.screen, ResumePreview))
         assert "1 wait for a human's answer first" in preview_text(app)
@@ -87,7 +96,7 @@ async def test_r_on_a_child_names_its_parent_and_resume_all_leaves_it_to_the_par
 ) -> None:
     case, app = crashed("parent", "delegate write-report", "tool:child_effect:before")
     async with app.run_test(size=(140, 40), notifications=True) as pilot:
-        await select(pilot, "t/child")
+        await pick(pilot, "t/child")
         await pilot.press("r")
         assert await until(
             pilot, lambda: any("driven by its parent" in n.message for n in app._notifications)
