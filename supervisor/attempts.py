@@ -13,6 +13,7 @@ Looking never creates the file; only `watch` and `release` write it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import time
@@ -64,6 +65,12 @@ class AttemptLedger(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def finite(value: Any) -> float | None:
+    """A stored time, or None for one that is not a finite number (an older watcher could
+    write `inf`: every reader then failed on it)."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def backoff_delay(attempts: int, initial: float, longest: float) -> float:
@@ -119,7 +126,7 @@ class FileAttempts:
             return {}
         finally:
             conn.close()
-        return {r[0]: Attempt(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
+        return {r[0]: Attempt(r[0], r[1], r[2], finite(r[3]), bool(r[4]), r[5]) for r in rows}
 
     def failed(
         self, thread_id: str, error: str, next_at: float | None, max_attempts: int

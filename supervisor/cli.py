@@ -10,12 +10,13 @@ import argparse
 import gc
 import itertools
 import json
+import math
 import os
 import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,7 @@ def _add_db(p: argparse.ArgumentParser) -> None:
 def _add_busy_timeout(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--busy-timeout",
-        type=float,
+        type=_seconds(0.0, 3600.0),
         default=DEFAULT_BUSY_TIMEOUT,
         metavar="SECONDS",
         help="how long to wait for another process's write lock (default %(default)s)",
@@ -271,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("threads", metavar="THREAD", nargs="+", help="thread ids")
     p.add_argument(
         "--wait",
-        type=float,
+        type=_seconds(0.0, 86400.0),
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for the holder to let go (default %(default)s)",
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--poll",
-        type=_non_negative,
+        type=_seconds(0.05, 3600.0),
         default=1.0,
         metavar="SECONDS",
         help="how often to look at the database (default %(default)s)",
@@ -401,7 +402,7 @@ def _add_run_options(p: argparse.ArgumentParser, force: bool = True) -> None:
     )
     p.add_argument(
         "--abort-grace",
-        type=float,
+        type=_seconds(0.0, 3600.0),
         default=5.0,
         metavar="SECONDS",
         help="on abort, cancel a thread still running after this (default %(default)s)",
@@ -1026,16 +1027,30 @@ def _backoff(value: str) -> tuple[float, float]:
         initial, longest = (float(part) for part in value.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError("give INITIAL,MAX in seconds, e.g. 10,600") from None
-    if not 0 <= initial <= longest:
-        raise argparse.ArgumentTypeError("need 0 <= INITIAL <= MAX")
+    if not (math.isfinite(initial) and math.isfinite(longest)):
+        raise argparse.ArgumentTypeError("INITIAL and MAX must be finite numbers of seconds")
+    if not 0 <= initial <= longest <= 7 * 86400:
+        raise argparse.ArgumentTypeError("need 0 <= INITIAL <= MAX <= 604800 (a week)")
     return initial, longest
 
 
-def _non_negative(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return number
+def _seconds(minimum: float = 0.0, maximum: float = 7 * 86400.0) -> Callable[[str], float]:
+    """An argparse type for a number of seconds: finite and within [minimum, maximum]
+    (`nan` slips through every comparison, `inf` through most: both are refused)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+        if not math.isfinite(number) or not minimum <= number <= maximum:
+            raise argparse.ArgumentTypeError(f"must be between {minimum:g} and {maximum:g} seconds")
+        return number
+
+    return parse
+
+
+_non_negative = _seconds()
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -74,6 +74,9 @@ async def run_threads(
         for run in runs:  # an abort its host began and the resume closed ends as it should
             finals[run.thread_id] = State.FINISHED if run.closed_abort else run.final_state
         ok = ok and all(state in accept for state in finals.values())
+        # A run that failed did not do what was asked, whatever the thread shows after it
+        # (a prompt to a finished thread that errored before writing is still finished).
+        ok = ok and all(run.outcome not in ("error", "cancelled") for run in runs)
     return ok
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisor.attempts import Attempt
+from supervisor.attempts import Attempt, finite
 from supervisor.location import redact
 from supervisor.pg.client import SyncClient
 from supervisor.pg.schema import ATTEMPTS_TABLE
@@ -90,4 +90,4 @@ class PgAttempts:
 
 
 def _attempt(row: Any) -> Attempt:
-    return Attempt(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+    return Attempt(row[0], row[1], row[2], finite(row[3]), bool(row[4]), row[5])

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from supervisor import collector
-from supervisor.attempts import Attempt
+from supervisor.attempts import Attempt, finite
 from supervisor.children import PARENT_KEY
 from supervisor.hitl import parse_request
 from supervisor.location import redact
@@ -594,7 +594,7 @@ class PostgresStore:
             f"FROM {ATTEMPTS_TABLE}" + self._where("thread_id"),
             *self._only_args(),
         )
-        return {r[0]: Attempt(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in rows}
+        return {r[0]: Attempt(r[0], r[1], r[2], finite(r[3]), bool(r[4]), r[5]) for r in rows}
 
     def _read_threads(self, since: Any) -> set[str]:
         """Threads (with or without messages) in order of creation; new ones when `since`."""
