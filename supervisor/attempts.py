@@ -34,6 +34,12 @@ class Attempt:
     held: bool = False
     updated_at: float | None = None
 
+    @property
+    def parked(self) -> bool:
+        """A watcher stopped this thread's run at its own shutdown (`parked`): the next
+        watcher resumes it, whatever state the stop left."""
+        return (self.last_error or "").startswith(PARKED)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "attempts": self.attempts,
@@ -60,6 +66,11 @@ class AttemptLedger(Protocol):
         """The thread finished (or waits for a human): its record goes."""
         ...
 
+    def parked(self, thread_id: str) -> None:
+        """The watcher stopped the thread's run as it shut down: not a failure, and the
+        next watcher takes it up again (attempts are kept)."""
+        ...
+
     def release(self, thread_ids: list[str]) -> list[str]:
         """Clear held threads' records (they become eligible again); the ones there were."""
         ...
@@ -71,6 +82,11 @@ def finite(value: Any) -> float | None:
     """A stored time, or None for one that is not a finite number (an older watcher could
     write `inf`: every reader then failed on it)."""
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+#: How a parked thread's record begins (`Attempt.parked`).
+PARKED = "parked: "
+PARKED_TEXT = PARKED + "its run was stopped by a watcher shutting down (SIGTERM, systemctl restart)"
 
 
 def backoff_delay(attempts: int, initial: float, longest: float) -> float:
@@ -152,6 +168,22 @@ class FileAttempts:
     def succeeded(self, thread_id: str) -> None:
         if self.path.exists():
             self._write().execute("DELETE FROM attempts WHERE thread_id = ?", (thread_id,))
+
+    def parked(self, thread_id: str) -> None:
+        conn = self._write()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT attempts FROM attempts WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, NULL, 0, ?)",
+                (thread_id, row[0] if row else 0, PARKED_TEXT, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def release(self, thread_ids: list[str]) -> list[str]:
         if not self.path.exists():

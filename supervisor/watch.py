@@ -41,6 +41,9 @@ DEFAULT_STATES = frozenset(
 #: States the watcher may be asked to resume (`--states`).
 WATCHABLE = DEFAULT_STATES | {State.ABORTED}
 
+#: The longest pause between two looks while the database does not answer.
+LONGEST_PAUSE = 30.0
+
 #: A run that ends in one of these did all it could: no failure.
 SUCCESS = frozenset({State.FINISHED, State.STOPPED, State.AWAITING_INPUT})
 
@@ -103,7 +106,7 @@ class Watcher:
             self._candidates = {}
         for s in summaries:
             self._caught_up(s)
-            if s.state in self.policy.states:
+            if s.state in self.policy.states or _parked(s):
                 self._candidates[s.thread_id] = s
             else:
                 self._candidates.pop(s.thread_id, None)
@@ -251,21 +254,53 @@ class Watcher:
             f"after {self.policy.quiet:g}s quiet, at most {self.policy.max_attempts} attempt(s)"
         )
         announced = await self.runner.leases.announce_watcher()
+        failing: str | None = None
+        pause = self.policy.poll
         try:
             while not stop.is_set():
-                await self.step()
+                try:
+                    await self.step()
+                except Exception as exc:  # a daemon outlives a restart, a lock, a full disk
+                    why = one_line(f"{type(exc).__name__}: {exc}", 200)
+                    pause = min(max(pause * 2, self.policy.poll), LONGEST_PAUSE)
+                    if why != failing:
+                        failing = why
+                        self.log(
+                            f"look failed ({why}); trying again, at most every "
+                            f"{LONGEST_PAUSE:g}s, until it works"
+                        )
+                else:
+                    if failing is not None:
+                        failing = None
+                        self.log("looking again: the database answers")
+                    pause = self.policy.poll
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.policy.poll)
+                    await asyncio.wait_for(stop.wait(), pause)
         finally:
             running = list(self.runner.running())
             if running:
                 self.log(f"stopping: aborting {len(running)} run(s) gracefully")
             await self.runner.abort_all()
             await asyncio.sleep(0)
+            stopped = [
+                t
+                for t in running
+                if (ended := self._ended.get(t)) is not None
+                and ended.outcome in ("aborted", "cancelled")
+            ]
             await self._account()
+            for thread_id in stopped:  # the next watcher takes them up again
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.ledger.parked, thread_id)
+                    self.log(f"{_name(thread_id)}: parked for the next watcher")
             if announced is not None:
                 await self.runner.leases.release(announced)
             self.log("stopped")
+
+
+def _parked(s: ThreadSummary) -> bool:
+    """A thread a watcher stopped at its shutdown, left where the stop left it (aborted)."""
+    return s.attempt is not None and s.attempt.parked and s.state is State.ABORTED
 
 
 def _name(thread_id: str) -> str:

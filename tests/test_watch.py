@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -221,9 +222,25 @@ def test_sigterm_aborts_runs_gracefully_and_threads_stay_resumable(demo_db: Path
     try:
         for s in store.threads():
             assert s.state is not State.RUNNING
-        assert all(s.attempt is None for s in store.threads())  # stopping is no failure
+        records = [s.attempt for s in store.threads() if s.attempt is not None]
+        assert records and all(a.parked and a.attempts == 0 for a in records)  # no failure
+        parked = [s.thread_id for s in store.threads() if s.attempt is not None]
+        assert any(store.get(t).state is State.ABORTED for t in parked)
     finally:
         store.close()
+    # systemctl restart: the next watcher takes the threads the last one stopped up again,
+    # aborted ones included (its --states leave aborted alone otherwise).
+    before = Counter(effects(jobs))
+    again = watch_process(demo_db, jobs, "--quiet", "0", tool_seconds=0)
+    try:
+        wait_for(lambda: all(state(demo_db, t) is State.FINISHED for t in parked), timeout=120)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        out, err = again.communicate(timeout=30)
+    assert again.returncode == 0, err
+    assert all(f"{t}: resumed from" in out for t in parked), out
+    assert all(n == 1 for n in Counter(effects(jobs)).values())  # nothing twice
+    assert Counter(effects(jobs)) - before  # and the stopped work was done
 
 
 def test_a_running_watcher_is_seen_by_other_processes(demo_db: Path) -> None:
@@ -252,7 +269,7 @@ def test_bad_watch_options_are_one_line() -> None:
         (["--states", "awaiting_input"], "never resumes awaiting_input"),
         (["--backoff", "10"], "INITIAL,MAX"),
         (["--backoff", "20,10"], "INITIAL <= MAX"),
-        (["--quiet", "-1"], "must not be negative"),
+        (["--quiet", "-1"], "must be between 0 and"),
     ]:
         out = cli("watch", "x.db", *args)
         assert out.returncode == 2 and says in out.stderr, (args, out.stderr)
@@ -286,3 +303,30 @@ async def test_a_running_watcher_tries_a_released_thread_again(
         await runner.wait_all()
     store.close()
     ledger.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_waited_out_not_fatal(tmp_path: Path) -> None:
+    """A VACUUM (any writer holding its lock) longer than --busy-timeout: the watcher says
+    so once, backs off, and carries on; the crashed thread is finished once the lock goes."""
+    db, jobs = tmp_path / "w.db", tmp_path / "jobs"
+    run_demo_child(db, "done", jobs, prompt="Process items P..Q")
+    watcher = watch_process(db, jobs, "--quiet", "0", "--busy-timeout", "0.2")
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        for line in watcher.stdout:
+            if "watching" in line:
+                break
+        holder.execute("BEGIN EXCLUSIVE")
+        crash_after = time.monotonic() + 3
+        while time.monotonic() < crash_after:
+            time.sleep(0.1)
+        holder.execute("COMMIT")
+        crash(db, "t", jobs, kill_at_marker="after_start:B")
+        wait_for(lambda: state(db, "t") is State.FINISHED)
+    finally:
+        holder.close()
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err + out
+    assert out.count("look failed") == 1 and "locked" in out, out
+    assert "looking again" in out and "t: finished" in out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from supervisor.attempts import Attempt, finite
+from supervisor.attempts import PARKED_TEXT, Attempt, finite
 from supervisor.location import redact
 from supervisor.pg.client import SyncClient
 from supervisor.pg.schema import ATTEMPTS_TABLE
@@ -69,6 +69,16 @@ class PgAttempts:
             time.time(),
         )
         return _attempt(row)
+
+    def parked(self, thread_id: str) -> None:
+        self._sync().execute(
+            f"INSERT INTO {ATTEMPTS_TABLE} AS a VALUES ($1, 0, $2, NULL, false, $3) "
+            "ON CONFLICT (thread_id) DO UPDATE SET last_error = EXCLUDED.last_error, "
+            "next_at = NULL, held = false, updated_at = EXCLUDED.updated_at",
+            thread_id,
+            PARKED_TEXT,
+            time.time(),
+        )
 
     def succeeded(self, thread_id: str) -> None:
         if self.exists():

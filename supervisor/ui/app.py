@@ -122,6 +122,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         runner_config.clock = clock
         self.runner = Runner(runner_config)
         self.selected: str | None = None
+        #: The last refresh's failure, said once until a refresh works again.
+        self._refresh_error: str | None = None
         self._store_lock = threading.Lock()
         self._store_closed = False
         self._quitting = False
@@ -300,14 +302,25 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     @on(RefreshFailed)
     @while_mounted
     def _refresh_failed(self, message: RefreshFailed) -> None:
+        """Said once per kind of failure, not every second it lasts; the list stays as it
+        was, and the next refresh that works says so."""
         self._refresh_running = False
+        if message.error == self._refresh_error:
+            return
+        self._refresh_error = message.error
         self.notify(
-            one_line(message.error, 200), title="refresh failed", severity="error", markup=False
+            one_line(message.error, 200) + " (the list keeps its last state; trying again)",
+            title="refresh failed",
+            severity="error",
+            markup=False,
         )
 
     @on(ThreadsRefreshed)
     @while_mounted
     def _threads_refreshed(self, message: ThreadsRefreshed) -> None:
+        if self._refresh_error is not None:
+            self._refresh_error = None
+            self.notify("the database answers again", title="refresh", markup=False)
         table = self.table
         if table.loading:
             table.loading = False
