@@ -107,7 +107,11 @@ def atomic_write_json(path: Path, record: Mapping[str, Any]) -> None:
     A crash at any point leaves either the old marker or the new one, never
     a half-written file that a resume would misread.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # ours to make: not writable by others, whatever the umask
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path.parent, 0o750)
+            os.chmod(path.parent, 0o750)
     data = json.dumps(record, indent=2, sort_keys=True, default=str).encode("utf-8")
     import tempfile  # here, not at the top: a listing never writes
 

@@ -49,6 +49,11 @@ def abort_path(lease: Path) -> Path:
     return lease.with_suffix(".abort")
 
 
+class LeaseError(Exception):
+    """A lease cannot be taken for a reason of the place (a full disk, an unsafe
+    directory); the message is one line for the user."""
+
+
 class LeaseHeld(Exception):
     """Another process holds the thread's lease."""
 
@@ -68,12 +73,16 @@ class Lease:
     since: float = 0.0
 
     def release(self) -> None:
+        """Remove the file while still holding its lock, then let go: a lease file per
+        thread ever run piled up (20,000 of them cost an idle app most of a core), and
+        one removed before its unlock could be taken by two (see `acquire`)."""
         if self.fd < 0:
             return
         with contextlib.suppress(OSError):
             abort_path(self.path).unlink()
         with contextlib.suppress(OSError):
-            os.ftruncate(self.fd, 0)
+            if _same_file(self.fd, self.path):
+                self.path.unlink()
         with contextlib.suppress(OSError):
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
@@ -81,32 +90,126 @@ class Lease:
 
 
 def acquire(directory: Path, thread_id: str) -> Lease:
-    """Take the thread's lease now, or raise `LeaseHeld` naming the holder."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Take the thread's lease now, or raise `LeaseHeld` naming the holder (`LeaseError`
+    when the place will not hold one: a full disk, an unsafe directory).
+
+    The file is opened without following a symlink (one planted in a shared
+    directory made root truncate the file it pointed at), in a directory of
+    ours (`secure_directory`). A holder removes its file as it lets go, so a
+    lock won on a file that is no longer at its path is worth nothing: the
+    lock is taken again on the file that is there. The descriptor is closed
+    on every way out but success.
+    """
+    secure_directory(directory, 0o700)
     path = lease_path(directory, thread_id)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(100):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise LeaseError(f"{path}: cannot take the lease ({exc.strerror})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LeaseHeld(thread_id, _read_holder(path)) from None
+            if not _same_file(fd, path):  # its holder removed it as we opened it: again
+                os.close(fd)
+                continue
+            record = {
+                "thread_id": thread_id,
+                "pid": os.getpid(),
+                "host": host_name(),
+                "since": time.time(),
+            }
+            with contextlib.suppress(OSError):  # a request meant for an earlier holder
+                abort_path(path).unlink()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise LeaseError(f"{path}: cannot write the lease ({exc.strerror})") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return Lease(thread_id, path, fd, record["since"])
+    raise LeaseError(f"{path}: the lease file kept changing under us")
+
+
+def prune(directory: Path) -> int:
+    """Remove lease files nobody holds (their holders died, or an older version kept them);
+    how many. Each is locked first and removed only if still free and still at its path,
+    so a lease being taken is never touched (see `acquire`)."""
+    removed = 0
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _read_holder(path)
-        os.close(fd)
-        raise LeaseHeld(thread_id, holder) from None
-    record = {
-        "thread_id": thread_id,
-        "pid": os.getpid(),
-        "host": host_name(),
-        "since": time.time(),
-    }
-    with contextlib.suppress(OSError):  # a request meant for an earlier holder
-        abort_path(path).unlink()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode("utf-8"), 0)
-    return Lease(thread_id, path, fd, record["since"])
+        paths = [p for p in directory.glob("*.lock") if not p.is_symlink()]
+    except OSError:
+        return removed
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(fd, path):
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass  # held: a live lease
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file is still the one at `path` (not removed or replaced)."""
+    try:
+        at_path = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+
+def secure_directory(directory: Path, mode: int) -> None:
+    """Make `directory` (mode `mode`, whatever the umask), or check one that is there: ours,
+    not a symlink, and writable by nobody else (a group or world bit we set is taken back;
+    one another user owns is refused with `LeaseError`)."""
+    import stat
+
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        try:
+            os.mkdir(directory, mode)
+            os.chmod(directory, mode)  # the umask may have taken bits away, or given
+        except FileExistsError:
+            pass  # another process made it just now: checked below
+        except OSError as exc:
+            raise LeaseError(f"{directory}: cannot make it ({exc.strerror})") from None
+        st = os.lstat(directory)
+    except OSError as exc:
+        raise LeaseError(f"{directory}: cannot read it ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise LeaseError(f"{directory}: not a directory of ours (a symlink or a file): refused")
+    if st.st_uid != os.geteuid():
+        raise LeaseError(f"{directory}: owned by another user (uid {st.st_uid}): refused")
+    if st.st_mode & 0o022:
+        try:
+            os.chmod(directory, stat.S_IMODE(st.st_mode) & ~0o022)
+        except OSError as exc:
+            raise LeaseError(f"{directory}: writable by others ({exc.strerror})") from None
 
 
 def _read_holder(path: Path) -> dict[str, Any]:
+    """Who a lease file names (never through a symlink)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "{}")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 65536).decode("utf-8")
+        finally:
+            os.close(fd)
+        data = json.loads(text or "{}")
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -116,7 +219,7 @@ def held_elsewhere(directory: Path, thread_id: str) -> dict[str, Any] | None:
     """The holder of a live lease on this thread, or None. Creates nothing."""
     path = lease_path(directory, thread_id)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -224,8 +327,12 @@ class FileLeaseBoard:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._pruned = False
 
     async def acquire(self, thread_id: str) -> Lease:
+        if not self._pruned:  # once per process that takes leases: what dead holders left
+            self._pruned = True
+            prune(self.directory)
         return acquire(self.directory, thread_id)
 
     async def release(self, lease: Lease) -> None:

@@ -356,7 +356,7 @@ class Runner:
     async def _start(self, thread_id: str, mode: str, state: State, text: str | None) -> Run:
         try:
             lease = await self.leases.acquire(thread_id)
-        except leases.LeaseHeld as exc:
+        except (leases.LeaseHeld, leases.LeaseError) as exc:
             raise Refused(str(exc)) from None
         if self.is_running(thread_id):  # started by another call while the lease was taken
             await self.leases.release(lease)
