@@ -65,8 +65,18 @@ def export_environment(jobs_dir: Path | str) -> None:
     from supervisor.location import is_dsn
 
     if is_dsn(jobs_dir):
-        os.environ[MARKERS_VARIABLE] = str(jobs_dir)
+        # The password stays in this process (tools here open the markers with it); what
+        # every process a tool starts inherits is the URL without it ($PGPASSWORD or
+        # ~/.pgpass give it to those that need it).
+        from supervisor.jobs import use_markers_at
+        from supervisor.location import without_password
+
+        use_markers_at(str(jobs_dir))
+        os.environ[MARKERS_VARIABLE] = without_password(str(jobs_dir))
     else:
+        from supervisor.jobs import use_markers_at
+
+        use_markers_at(None)
         os.environ.pop(MARKERS_VARIABLE, None)
         os.environ["JOB_DIR"] = str(jobs_dir)
 

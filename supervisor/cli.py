@@ -519,7 +519,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         summary = store.get(args.thread)
         if summary is None:
-            raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
+            raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
         transcript = store.transcript(args.thread, full=args.full)
     finally:
         store.close()
@@ -564,7 +564,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             found = [(m, None) for m in index.markers]
         else:
             if store.get(args.thread) is None:
-                raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
+                raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
             calls = store.transcript(args.thread).tool_calls()
             found = index.markers_of(args.thread, calls)
     finally:
@@ -766,7 +766,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         wanted = list(dict.fromkeys(args.threads))
         unknown = [t for t in wanted if t not in known]
         if unknown:
-            raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
+            raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
         if args.all:
             wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
         if args.dry_run:
@@ -827,7 +827,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if summary is None:
-        raise UsageError(f"{args.db}: no thread {one_line(args.thread, 60)!r}")
+        raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
     request = summary.request
     if summary.state is State.ANSWERED:
         raise UsageError(
@@ -868,7 +868,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if unknown:
-        raise UsageError(f"{args.db}: no thread {one_line(unknown[0], 60)!r}")
+        raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
     board = lease_board(args.db)
 
     async def stop_all() -> list[tuple[str, dict | None]]:
@@ -977,7 +977,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         creating = _prompt_target(Path(args.db), args.busy_timeout)
     config = _runner_config(args)
     if creating:
-        print(f"agent-supervisor: creating checkpoint database {args.db}", file=sys.stderr)
+        print(f"agent-supervisor: creating checkpoint database {shown(args.db)}", file=sys.stderr)
     start = [lambda runner: runner.prompt(args.thread, args.text)]
     ok = _run_agents(config, start, probe=args.thread)
     return EXIT_OK if ok else EXIT_UNFINISHED
@@ -1123,7 +1123,8 @@ def cmd_init_markers(args: argparse.Namespace) -> int:
 
     if not is_dsn(args.db):
         raise UsageError(
-            f"{args.db}: not a postgresql:// URL (file databases keep markers in a directory)",
+            f"{shown(args.db)}: not a postgresql:// URL "
+            "(file databases keep markers in a directory)",
             "agent-supervisor init-markers",
         )
 
@@ -1242,7 +1243,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         if not Path(args.db).exists():
             from supervisor.demo_db import build_demo_db  # cubeloop: only to build it
 
-            print(f"creating the demo database at {args.db} …", file=sys.stderr)
+            print(f"creating the demo database at {shown(args.db)} …", file=sys.stderr)
             build_demo_db(Path(args.db))
     # Half a second of imports (Textual, the agent stack) lies between here and the
     # first screen: no collection walks their objects meanwhile (a full one cost
@@ -1289,6 +1290,7 @@ def run(argv: Sequence[str]) -> int:
     parser = build_app_parser() if app_mode else build_parser()
     try:
         args = parser.parse_args(argv)
+        from_environment(args)
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_BAD_INPUT
@@ -1303,6 +1305,22 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+
+
+def from_environment(args: argparse.Namespace) -> None:
+    """`env:NAME` as DB or --jobs-dir: the location read from the environment variable NAME
+    (`env:` alone: $AGENT_SUPERVISOR_DSN), so a password never sits in the command line
+    every user's `ps` shows. (A URL may also leave the password out: asyncpg then reads
+    $PGPASSWORD or ~/.pgpass.)"""
+    for name in ("db", "jobs_dir"):
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not value.startswith("env:"):
+            continue
+        variable = value[len("env:") :] or DSN_VARIABLE
+        found = os.environ.get(variable)
+        if not found:
+            raise UsageError(f"{value}: ${variable} is not set", "agent-supervisor")
+        setattr(args, name, found)
 
 
 def main() -> None:

@@ -126,7 +126,7 @@ def ledger_dir_for(dsn: str) -> Path:
 
 def demo_markers(directory: Path) -> Any:
     """Markers in Postgres when the supervisor says so, else in the directory."""
-    return open_markers(os.environ.get(MARKERS_VARIABLE) or directory)
+    return open_markers(None if os.environ.get(MARKERS_VARIABLE) else directory)
 
 
 def tool_seconds() -> float:

@@ -297,6 +297,16 @@ JobsLocation = Path | str
 
 _pg_markers: dict[str, Any] = {}
 
+#: The markers location this process was given (a Postgres URL with its password), which
+#: the environment carries only without it (`agents.export_environment`).
+_markers_here: str | None = None
+
+
+def use_markers_at(location: str | None) -> None:
+    """Where `open_markers()` with no location looks first, in this process."""
+    global _markers_here
+    _markers_here = location
+
 
 def open_markers(location: JobsLocation | None = None) -> Any:
     """The markers at a location: `JobMarkers` for a directory, the Postgres table for a URL.
@@ -306,7 +316,9 @@ def open_markers(location: JobsLocation | None = None) -> Any:
     from supervisor.location import is_dsn
 
     if location is None:
-        location = os.environ.get(MARKERS_VARIABLE) or os.environ.get("JOB_DIR") or "."
+        location = (
+            _markers_here or os.environ.get(MARKERS_VARIABLE) or os.environ.get("JOB_DIR") or "."
+        )
     if is_dsn(location):
         return _postgres_markers(str(location))
     return JobMarkers(location)

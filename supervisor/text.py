@@ -16,12 +16,22 @@ from typing import Any
 # C0 controls except tab and newline, DEL, and C1 controls (incl. CSI 0x9b).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+#: Characters that change how text around them reads without showing themselves: bidi
+#: controls (`evil\u202egnp.exe` reads as "evilexe.png"; arguments reorder in front of
+#: the person approving them) and zero-width ones (two ids that look the same).
+_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
 
 def clean(text: str) -> str:
-    """Strip terminal control characters; keep newlines and tabs."""
+    """Strip terminal control characters and show invisible ones escaped (`\\u202e`);
+    keep newlines and tabs."""
     if text.isascii() and text.isprintable():  # the common case, checked in C
         return text
-    return _CONTROL.sub("", text)
+    return _INVISIBLE.sub(_visible, _CONTROL.sub("", text))
 
 
 def one_line(text: str, limit: int = 80) -> str:

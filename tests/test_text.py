@@ -54,3 +54,27 @@ def test_one_line_shortcuts_agree_with_folding_the_whole_text(text: str, limit: 
     long = text * 50  # long enough for the prefix shortcut
     flat = " ".join(clean(long).split())
     assert one_line(long, limit) == (flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def test_bidi_and_zero_width_characters_show_escaped() -> None:
+    from supervisor.text import clean, one_line
+
+    assert clean("evil\u202egnp.exe") == "evil\\u202egnp.exe"  # not "evilexe.png"
+    assert one_line("pay\u2066 100\u2069 \u200bEUR") == "pay\\u2066 100\\u2069 \\u200bEUR"
+    assert clean("caf\u00e9 \u65e5\u672c") == "caf\u00e9 \u65e5\u672c"  # other text as it is
+
+
+def test_a_spoofed_thread_id_and_argument_are_listed_escaped(tmp_path) -> None:
+    import json
+
+    from tests.conftest import cli, insert_rows, run_demo_child, user_json
+
+    db = tmp_path / "s.db"
+    run_demo_child(db, "seed", tmp_path / "jobs")
+    call = {"type": "tool_call", "id": "c1", "name": "send", "arguments": {"to": "x\u202etxt.exe"}}
+    assistant = {"role": "assistant", "content": [call], "stop_reason": "tool_use"}
+    insert_rows(
+        db, [("evil\u202egnp.exe", user_json("hi")), ("evil\u202egnp.exe", json.dumps(assistant))]
+    )
+    out = cli("list", str(db)).stdout
+    assert "evil\\u202egnp.exe" in out and "x\\u202etxt.exe" in out and "\u202e" not in out

@@ -47,7 +47,7 @@ from supervisor.states import (
     ThreadSummary,
 )
 from supervisor.store import Store, StoreError, Transcript
-from supervisor.text import one_line
+from supervisor.text import clean, one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResume
 from supervisor.ui.compositor import ChangedRegionsScreen
@@ -181,8 +181,9 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
         if self.selected is None:
             return
-        self.copy_to_clipboard(self.selected)
-        self.notify(f"copied {one_line(self.selected, 40)}", markup=False)
+        shown_id = clean(self.selected)  # what the screen shows: invisible characters escaped
+        self.copy_to_clipboard(shown_id)
+        self.notify(f"copied {one_line(shown_id, 40)}", markup=False)
 
     def _set_theme_before_start(self, theme: str | None) -> list[str]:
         """Register the themes and set the one to start with; return what was wrong with
