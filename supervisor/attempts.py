@@ -66,6 +66,10 @@ class AttemptLedger(Protocol):
         """The thread finished (or waits for a human): its record goes."""
         ...
 
+    def check(self) -> None:
+        """Raise if records cannot be kept (checked before a watcher starts)."""
+        ...
+
     def parked(self, thread_id: str) -> None:
         """The watcher stopped the thread's run as it shut down: not a failure, and the
         next watcher takes it up again (attempts are kept)."""
@@ -164,6 +168,11 @@ class FileAttempts:
             conn.execute("ROLLBACK")
             raise
         return Attempt(thread_id, attempts, error, None if held else next_at, held)
+
+    def check(self) -> None:
+        """Open the file for writing (making it if needed): a read-only or foreign file
+        fails here, before the watcher starts, not at its first failed run."""
+        self._write().execute("SELECT count(*) FROM attempts").fetchone()
 
     def succeeded(self, thread_id: str) -> None:
         if self.path.exists():

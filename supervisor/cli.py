@@ -726,11 +726,29 @@ def _run_agents(config: RunnerConfig, starts: list, probe: str, prefix: bool = F
     return asyncio.run(run_threads(config, starts, probe=probe, prefix=prefix))
 
 
+def _check_places(args: argparse.Namespace) -> None:
+    """Where a run will write, checked before it starts: a jobs directory that is a file,
+    a leases directory that is not ours or cannot be made, are one line and exit 2, not a
+    traceback (or an agent looping on a tool that cannot write its marker)."""
+    from supervisor.jobs import resolve_jobs_dir
+    from supervisor.leases import LeaseError, leases_dir, secure_directory
+
+    jobs = resolve_jobs_dir(args.db, getattr(args, "jobs_dir", None))
+    if isinstance(jobs, Path) and jobs.exists() and not jobs.is_dir():
+        raise UsageError(f"{jobs}: not a directory (job markers are kept in a directory)")
+    if not is_dsn(args.db):
+        try:
+            secure_directory(leases_dir(args.db), 0o700)
+        except LeaseError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def _runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig:
     """Check everything a run needs before any work starts; with `defer` (the app),
     what can be checked without importing the agent, which the app imports later."""
     from supervisor.runner import RunnerConfig
 
+    _check_places(args)
     if defer:
         jobs_dir = _agent_environment(args)
         deferred = DeferredAgent(agent_reference(args.agent))
@@ -1075,6 +1093,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
     ledger = backends.attempt_ledger(args.db)
     if hasattr(ledger, "require"):
         ledger.require()
+    try:
+        ledger.check()
+    except Exception as exc:
+        raise UsageError(
+            f"{getattr(ledger, 'path', shown(args.db))}: cannot keep the watcher's records "
+            f"there ({one_line(str(exc), 120)})"
+        ) from None
 
     def log(line: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -1153,9 +1178,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from supervisor.jobs import resolve_jobs_dir
 
     path: Path | str = args.db if is_dsn(args.db) else Path(args.db)
-    jobs = resolve_jobs_dir(path, args.jobs_dir)
-    if isinstance(path, Path) and path.exists() and not path.is_file():
+    if isinstance(path, Path) and (path.exists() and not path.is_file() or not path.name):
         raise UsageError(f"{path}: not a regular file")
+    jobs = resolve_jobs_dir(path, args.jobs_dir)
     try:
         build_demo_db(path, force=args.force, jobs_dir=jobs)
     except DemoExists as exc:

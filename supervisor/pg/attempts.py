@@ -70,6 +70,10 @@ class PgAttempts:
         )
         return _attempt(row)
 
+    def check(self) -> None:
+        """The table is there (`require` said so already)."""
+        self.require()
+
     def parked(self, thread_id: str) -> None:
         self._sync().execute(
             f"INSERT INTO {ATTEMPTS_TABLE} AS a VALUES ($1, 0, $2, NULL, false, $3) "

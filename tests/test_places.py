@@ -1,0 +1,45 @@
+"""Places a run writes to, checked before it starts: one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli, run_demo_child
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "p.db"
+    run_demo_child(path, "t", tmp_path / "p.db.jobs", kill_at_marker="after_start:A")
+    return path
+
+
+def one_line_exit_2(out, says: str) -> None:
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert says in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_jobs_directory_that_is_a_file(db: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    out = cli("resume", str(db), "t", "--force", "--jobs-dir", str(tmp_path / "afile"))
+    one_line_exit_2(out, "not a directory")
+
+
+def test_a_leases_directory_that_is_a_file(db: Path) -> None:
+    db.with_name("p.db.leases").write_text("")
+    out = cli("resume", str(db), "t", "--force", "--jobs-dir", str(db.with_name("p.db.jobs")))
+    one_line_exit_2(out, "not a directory of ours")
+
+
+def test_a_watcher_file_that_is_not_a_database(db: Path) -> None:
+    db.with_name("p.db.watch").write_text("not sqlite at all " * 100)
+    out = cli("watch", str(db), "--jobs-dir", str(db.with_name("p.db.jobs")))
+    one_line_exit_2(out, "cannot keep the watcher's records")
+
+
+def test_demo_into_a_directory(tmp_path: Path) -> None:
+    one_line_exit_2(cli("demo", str(tmp_path)), "not a regular file")
+    one_line_exit_2(cli("demo", "."), "not a regular file")
