@@ -1315,6 +1315,8 @@ def run(argv: Sequence[str]) -> int:
     parser = build_app_parser() if app_mode else build_parser()
     try:
         args = parser.parse_args(argv)
+        if not app_mode:
+            _one_line_logs()
         from_environment(args)
         if not getattr(args, "run", None):
             parser.print_help()
@@ -1330,6 +1332,24 @@ def run(argv: Sequence[str]) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+
+
+def _one_line_logs() -> None:
+    """Libraries' warnings as one line each on stderr, never a traceback: asyncpg's pool
+    logs every failed reconnect with one while a server restarts, cubeloop its failovers.
+    (The app keeps stderr off the screen: this is for the headless commands.)"""
+    import logging
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            why = f" ({type(record.exc_info[1]).__name__})" if record.exc_info else ""
+            return f"agent-supervisor: {record.name}: {one_line(record.getMessage(), 300)}{why}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLine())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
 
 
 def from_environment(args: argparse.Namespace) -> None:

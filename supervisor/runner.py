@@ -43,7 +43,7 @@ from supervisor.children import parent_of
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
 from supervisor.plan import MarkerHook, live_reason, refusal
-from supervisor.states import State, ThreadSummary
+from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import summary_from_dicts
 
 # The agent stack is imported when an agent first runs (`supervisor.tool_calls`):
@@ -354,14 +354,15 @@ class Runner:
         return await cp.load(thread_id) is not None
 
     async def _start(self, thread_id: str, mode: str, state: State, text: str | None) -> Run:
-        try:
-            lease = await self.leases.acquire(thread_id)
-        except (leases.LeaseHeld, leases.LeaseError) as exc:
-            raise Refused(str(exc)) from None
-        if self.is_running(thread_id):  # started by another call while the lease was taken
-            await self.leases.release(lease)
+        """Queue a run; its lease is taken when it gets a slot (`_work`), so threads queued
+        behind `max_concurrent` are not shown as running to other supervisors, nor kept
+        from them. A lease held elsewhere now is refused at once."""
+        holder = await asyncio.to_thread(self.leases.held_elsewhere, thread_id)
+        if holder is not None:
+            raise Refused(str(leases.LeaseHeld(thread_id, holder)))
+        if self.is_running(thread_id):  # started by another call meanwhile
             raise Refused(f"{thread_id} is already running")
-        run = Run(thread_id, mode, self.config.clock(), lease=lease)
+        run = Run(thread_id, mode, self.config.clock())
         run.lease_ok.set()
         self._runs[thread_id] = run
         run.task = asyncio.create_task(self._work(run, state, text), name=f"run:{thread_id}")
@@ -402,6 +403,18 @@ class Runner:
         await asyncio.gather(*(self.abort(t) for t in list(self._runs)))
 
     # -- the worker -----------------------------------------------------
+
+    async def _moved_on(self, run: Run, queued: State) -> State | None:
+        """The thread's state now, if it no longer takes this run (read with the lease held:
+        another process may have run it while this one waited for a slot); else None."""
+        summary, _ = await self.inspect(run.thread_id)
+        summary.running = False  # this very run: not another's
+        state = summary.state
+        if run.mode == "prompt":
+            return None if state in PROMPTABLE else state
+        if run.mode == "answer":
+            return None if state in (State.AWAITING_INPUT, State.ANSWERED) else state
+        return None if state in RESUMABLE and state is not State.RUNNING else state
 
     async def _guard_lease(self, run: Run) -> None:
         """Honour another process's request to abort this run (see `leases`), and keep
@@ -473,9 +486,21 @@ class Runner:
     async def _work(self, run: Run, state: State, text: str | None) -> None:
         thread_id = run.thread_id
         token = current_thread.set(thread_id)
-        watcher = asyncio.create_task(self._guard_lease(run))
+        watcher: asyncio.Task[None] | None = None
         try:
             async with self._slots:
+                try:
+                    run.lease = await self.leases.acquire(thread_id)
+                except (leases.LeaseHeld, leases.LeaseError) as exc:  # taken while it queued
+                    run.outcome = "refused"
+                    self._emit(thread_id, "error", message=f"not run: {exc}")
+                    return
+                watcher = asyncio.create_task(self._guard_lease(run))
+                moved = await self._moved_on(run, state)
+                if moved is not None:  # another process ran it while this one queued
+                    run.outcome = "skipped"
+                    self._emit(thread_id, "note", text=f"nothing left to do: it is {moved} now")
+                    return
                 run.phase = "running"
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
@@ -521,7 +546,8 @@ class Runner:
                 raise
             run.outcome = "suspended" if type(exc).__name__ == "HitlDetached" else "aborted"
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             current_thread.reset(token)
             self._flush_text(run)
             await self._finish(run)

@@ -87,30 +87,14 @@ class Server:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> None:
-        initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+        initdb = _binary("initdb")
         run = lambda cmd: subprocess.run(  # noqa: E731
             _as_server_user(cmd), capture_output=True, text=True, timeout=120
         )
         done = run([initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         if done.returncode != 0:
             raise NoServer(f"initdb failed: {done.stderr.strip()[-300:]}")
-        options = (
-            f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        done = run(
-            [
-                pg_ctl,
-                "-D",
-                str(self.data),
-                "-w",
-                "-l",
-                str(self.root / "log"),
-                "-o",
-                options,
-                "start",
-            ]
-        )
+        done = self._pg_ctl_start()
         if done.returncode != 0:
             log = (
                 (self.root / "log").read_text(errors="replace")[-300:]
@@ -120,6 +104,34 @@ class Server:
             raise NoServer(f"pg_ctl start failed: {done.stderr.strip()[-200:]} {log}")
         self._started = True
         asyncio.run(self._make_template())
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        options = (
+            f"-k {self.root} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        command = [_binary("pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "log")]
+        return subprocess.run(
+            _as_server_user([*command, "-o", options, "start"]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server at once (every connection dropped, as a crash or `systemctl
+        restart` does), keep it down `down` seconds, start it again."""
+        import time
+
+        subprocess.run(
+            _as_server_user([_binary("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
+        time.sleep(down)
+        done = self._pg_ctl_start()
+        if done.returncode != 0:
+            raise NoServer(f"pg_ctl start failed on restart: {done.stderr.strip()[-200:]}")
 
     async def _make_template(self) -> None:
         import asyncpg

@@ -132,3 +132,46 @@ def test_a_resume_leaves_no_lease_file(tmp_path: Path) -> None:
     out = cli("resume", str(db), "t", "--force", "--jobs-dir", str(jobs))
     assert out.returncode == 0, out.stderr
     assert list((tmp_path / "r.db.leases").glob("*")) == []
+
+
+def test_threads_queued_behind_max_concurrent_hold_no_lease(demo_db: Path) -> None:
+    """`resume --all --max-concurrent 1`: one thread runs and holds its lease; the others
+    wait for a slot without one, so another supervisor can still take them."""
+    import time
+
+    jobs = demo_db.with_name("demo.db.jobs")
+    env = {
+        **os.environ,
+        "JOB_DIR": str(jobs),
+        "AGENT_SUPERVISOR_DEMO_TOOL_SECONDS": "3",
+        "AGENT_SUPERVISOR_DEMO_TOKENS_PER_SECOND": "0",
+    }
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "resume",
+            str(demo_db),
+            "--all",
+            "--force",
+            "--max-concurrent",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in run.stdout:
+            if "⚙" in line:
+                break
+        time.sleep(0.5)
+        held = live_leases(demo_db.with_name("demo.db.leases"))
+        listed = json.loads(cli("list", str(demo_db), "--json", "--state", "running").stdout)
+    finally:
+        run.kill()
+        run.communicate()
+    assert len(held) == 1 and [t["thread_id"] for t in listed] == list(held)

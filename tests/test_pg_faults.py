@@ -10,6 +10,7 @@ tool call, and writes nothing more if another process took it meanwhile.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -132,3 +133,55 @@ def test_a_lease_another_process_took_while_it_was_lost_stops_the_run_without_a_
         board.close()
         run.kill()
     assert effects(ledger).count('process_item:{"item":"mail-402"}') <= 1
+
+
+def test_a_server_restart_mid_run_doubles_nothing_and_the_watcher_carries_on(
+    pg_server, pg_demo: tuple[str, Path]
+) -> None:
+    """`pg_ctl stop -m immediate` and start again while a watcher's run is inside a tool:
+    the watcher keeps running (one line for the outage), every thread ends finished, each
+    side effect once."""
+    from supervisor.states import State
+    from supervisor.watch import DEFAULT_STATES
+    from tests.test_watch import wait_for
+
+    dsn, ledger = pg_demo
+    store = open_store(dsn)
+    crashed = [s.thread_id for s in store.threads() if s.state in DEFAULT_STATES]
+    store.close()
+    before = Counter(effects(ledger))
+    watcher = supervisor(
+        ["watch", dsn, "--quiet", "0", "--poll", "0.2", "--jobs-dir", dsn],
+        machine("host-a", ledger, 2),
+    )
+    try:
+        wait_for_tool_line(watcher)
+        pg_server.restart(down=1.0)
+
+        def all_finished() -> bool:
+            try:
+                s = open_store(dsn)
+            except Exception:
+                return False
+            try:
+                return all(s.get(t).state is State.FINISHED for t in crashed)
+            finally:
+                s.close()
+
+        wait_for(all_finished, timeout=150)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, out + err
+    assert "Traceback" not in out + err
+    after = Counter(effects(ledger))
+    assert all(n == 1 for n in after.values()), after - before
+    assert after - before
+
+
+def wait_for_tool_line(proc) -> None:
+    for line in proc.stdout:
+        if "resumed from" in line:
+            time.sleep(0.5)  # its tool is running now
+            return
+    raise AssertionError(proc.stderr.read())

@@ -71,8 +71,9 @@ def test_two_machines_racing_run_each_thread_once(pg_demo: tuple[str, Path]) -> 
     b = supervisor(args, machine("host-b", ledger, 0.3))
     out_a, err_a = a.communicate(timeout=120)
     out_b, err_b = b.communicate(timeout=120)
-    ran_a = {line.split()[0] for line in (out_a + err_a).splitlines() if "queued (" in line}
-    ran_b = {line.split()[0] for line in (out_b + err_b).splitlines() if "queued (" in line}
+    # A run starts (▶) once it holds the lease; a thread may be queued on both machines.
+    ran_a = {line.split()[0] for line in (out_a + err_a).splitlines() if "  ▶ " in line}
+    ran_b = {line.split()[0] for line in (out_b + err_b).splitlines() if "  ▶ " in line}
     assert not ran_a & ran_b, (out_a, out_b)  # no thread ran on both machines
     assert ran_a | ran_b == resumable, (out_a, err_a, out_b, err_b)
     assert "running in another supervisor" in out_a + err_a + out_b + err_b

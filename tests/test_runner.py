@@ -298,7 +298,9 @@ async def test_our_lease_is_visible_to_another_process(demo_db: Path, monkeypatc
         "print(json.dumps(leases.live_leases(Path(sys.argv[1]))))"
     )
     async with Runner(config(demo_db)) as runner:
-        await runner.resume("job-04")
+        run = await runner.resume("job-04")
+        while run.phase != "running":  # the lease is taken when the run gets its slot
+            await asyncio.sleep(0.01)
         seen = subprocess.run(
             [sys.executable, "-c", probe, str(leases_dir(demo_db))],
             cwd=ROOT,

@@ -72,6 +72,10 @@ async def connect(dsn: str, role: str = "", **settings: str) -> Any:
         raise PgError(describe(dsn, exc)) from None
 
 
+#: The longest a query may take: a server that stops answering (SIGSTOP, a dead link)
+#: must not hang a watcher past its SIGTERM.
+CALL_TIMEOUT = 120.0
+
 #: How long a client tries to get its connection back after losing it, and the longest
 #: pause between two tries (a restart takes seconds; a call never loops for ever).
 RECONNECT_SECONDS = 30.0
@@ -114,12 +118,12 @@ class SyncClient:
         """`conn.<method>(sql, *args)`, on a connection made again if the server ended it."""
         with self._lock:
             try:
-                return self._submit(getattr(self.conn, method)(sql, *args))
+                return self._submit(getattr(self.conn, method)(sql, *args, timeout=CALL_TIMEOUT))
             except Exception:
                 if not self.conn.is_closed():
                     raise
             self._reconnect()
-            return self._submit(getattr(self.conn, method)(sql, *args))
+            return self._submit(getattr(self.conn, method)(sql, *args, timeout=CALL_TIMEOUT))
 
     def _reconnect(self) -> None:
         import time
