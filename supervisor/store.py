@@ -34,7 +34,7 @@ from supervisor.children import PARENT_KEY
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.priority import at_low_priority
-from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
+from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows, may_be_child
 
 T = TypeVar("T")
 
@@ -538,11 +538,13 @@ class SQLiteStore:
                     touched = self._read_since()
                 touched |= self._read_new_extra()
                 touched |= self._read_pending_requests()
+                touched |= self._read_parents(self._threads, touched)
                 if runs_read:  # only what changed since the readers looked, as a refresh
                     touched |= self._read_open_runs(touched, everything=False) | halves
                 else:
                     touched |= self._read_open_runs(touched, everything=first)
                 touched |= self._read_leases()
+                touched |= self._read_run_done(touched)
             finally:
                 self._conn.execute("COMMIT")
             found = self._attempts.all()
@@ -758,6 +760,7 @@ class SQLiteStore:
                         listed.close()  # its cursor reads the table dropped next
                     self._conn.execute("DROP TABLE IF EXISTS temp.listing")
                     self._conn.execute("DROP TABLE IF EXISTS temp.open_runs")
+                    self._conn.execute("DROP TABLE IF EXISTS temp.done_runs")
                     self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(describe_sqlite_error(self.path, exc, self.busy_timeout)) from None
@@ -859,16 +862,9 @@ class SQLiteStore:
 
     def _small_tables(
         self,
-    ) -> tuple[
-        dict[str, tuple[PendingRequest, bool]], dict[str, Any], dict[str, Any], dict[str, str]
-    ]:
-        """What `stream` folds into every chunk: requests, leases, watcher records, links."""
-        return (
-            self._pending_found(),
-            self.leases.live(),
-            self._attempts.all(),
-            self._parents_found(),
-        )
+    ) -> tuple[dict[str, tuple[PendingRequest, bool]], dict[str, Any], dict[str, Any]]:
+        """What `stream` folds into every chunk: requests, leases, watcher records."""
+        return self._pending_found(), self.leases.live(), self._attempts.all()
 
     def _list_open_runs(self) -> bool:
         """`temp.open_runs`: threads whose newest run has not completed, if there is a
@@ -885,6 +881,19 @@ class SQLiteStore:
             f"(SELECT max(rowid) FROM runs WHERE 1{self._range_sql} GROUP BY thread_id)",
             self._range_args,
         )
+        # Done runs matter only where they decide a state: threads whose last row is a
+        # tool result (stopped, or after_tools). Few; made here, before the listing's
+        # statement runs (a table made while it runs aborts it).
+        self._conn.execute("DROP TABLE IF EXISTS temp.done_runs")
+        if {"run_id"} <= cols and "run_id" in self._columns["messages"]:
+            self._conn.execute(
+                "CREATE TEMP TABLE done_runs AS SELECT t.thread_id FROM temp.listing t "
+                "JOIN messages l ON l.id = t.last >> 3 JOIN runs r "
+                "ON r.thread_id = t.thread_id AND r.run_id = l.run_id "
+                "WHERE t.last & 7 = 3 AND r.completed_at IS NOT NULL"
+            )
+        else:
+            self._conn.execute("CREATE TEMP TABLE done_runs (thread_id TEXT)")
         return True
 
     def _mark_open_runs(self, threads: dict[str, ThreadSummary]) -> None:
@@ -925,19 +934,18 @@ class SQLiteStore:
             ids -= listed
         return {t: ThreadSummary(t) for t in sorted(ids) if self._in_range(t)}
 
-    @staticmethod
     def _fold_small(
+        self,
         threads: dict[str, ThreadSummary],
         pending: dict[str, tuple[PendingRequest, bool]],
         live: dict[str, Any],
         attempts: dict[str, Any],
-        parents: dict[str, str],
     ) -> dict[str, ThreadSummary]:
-        for thread_id in parents.keys() & threads.keys():
-            threads[thread_id].parent = parents[thread_id]
+        """A chunk with what the small tables say of it, and the links of its children."""
         fold_requests(threads, set(), {t: v for t, v in pending.items() if t in threads})
         fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
         fold_attempts(threads, set(), {t: a for t, a in attempts.items() if t in threads})
+        self._read_parents(threads, threads)
         return threads
 
     def index_hint(self, above_rows: int) -> str | None:
@@ -1136,9 +1144,9 @@ class SQLiteStore:
         `chunk` None: one chunk, built in `self._threads` (the kept listing).
         Otherwise new dicts of that many threads, each complete once handed
         out and not kept (`stream`). `runs`: whether each thread's run is
-        open comes from `temp.open_runs`. Raises `_NotPlain`, having handed out
-        nothing, on a thread id that is not plain text (bad UTF-8 read by
-        the tolerant decoder).
+        open or done comes from `temp.open_runs` and `temp.done_runs`.
+        Raises `_NotPlain`, having handed out nothing, on a thread id that is
+        not plain text (bad UTF-8 read by the tolerant decoder).
         """
         conn = self._conn
         if conn.execute(
@@ -1154,15 +1162,7 @@ class SQLiteStore:
         self._unchecked_through = top
         run = "l.run_id" if "run_id" in self._columns["messages"] else "NULL"
         run_open = "t.thread_id IN temp.open_runs" if runs else "0"
-        # Whether the newest run was marked complete: only where it decides a state,
-        # a thread whose last row is a tool result (stopped, or after_tools).
-        run_done = (
-            "CASE WHEN t.last & 7 = 3 THEN EXISTS (SELECT 1 FROM runs r WHERE r.rowid = "
-            "(SELECT max(rowid) FROM runs WHERE thread_id = t.thread_id) "
-            "AND r.completed_at IS NOT NULL) END"
-            if runs
-            else "0"
-        )
+        run_done = "t.thread_id IN temp.done_runs" if runs else "0"
         rows = conn.execute(
             f"SELECT t.thread_id, t.count, t.last, {_ACTIVITY}, t.assistant, t.strange, "
             f"{run_open}, {run_done}, "
@@ -1297,9 +1297,6 @@ class SQLiteStore:
         for thread_id in thread_ids:
             if self._threads[thread_id].messages == 0 and thread_id not in known:
                 del self._threads[thread_id]
-        for thread_id, parent in self._parents_found().items():
-            if thread_id in self._threads:
-                self._threads[thread_id].parent = parent
         (self._extra_cursor,) = self._conn.execute(
             "SELECT coalesce(max(rowid), 0) FROM thread_extra"
             if "thread_extra" in self._columns
@@ -1477,52 +1474,52 @@ class SQLiteStore:
         return (row_id, thread_id, activity, message["role"], detail)
 
     def _read_new_extra(self) -> set[str]:
-        """Threads known only from `thread_extra` are listed as empty; a child's link to its
-        parent (`supervisor.children`) is read with its row.
-
-        Only rows added since the last look: a child is linked as its thread
-        begins, before its first message.
-        """
+        """Threads known only from `thread_extra` are listed as empty."""
         if "thread_extra" not in self._columns or self._newest is not None:
             return set()
         touched: set[str] = set()
-        for rowid, thread_id, parent in self._conn.execute(
-            f"SELECT rowid, thread_id, {self._parent_sql} FROM thread_extra WHERE rowid > ? "
-            "ORDER BY rowid",
+        for rowid, thread_id in self._conn.execute(
+            "SELECT rowid, thread_id FROM thread_extra WHERE rowid > ? ORDER BY rowid",
             (self._extra_cursor,),
         ):
             self._extra_cursor = rowid
             thread_id = str(thread_id)
             if self._only is not None and thread_id not in self._only:
                 continue
-            s = self._threads.get(thread_id)
-            if s is None:
-                s = self._summary(thread_id)
-                touched.add(thread_id)
-            if isinstance(parent, str) and s.parent != parent:
-                s.parent = parent
+            if thread_id not in self._threads:
+                self._summary(thread_id)
                 touched.add(thread_id)
         return touched
 
-    @property
-    def _parent_sql(self) -> str:
-        """The parent a `thread_extra` row names, if it names one (cheap for those that do not)."""
-        if "extra_json" not in self._columns.get("thread_extra", set()):
-            return "NULL"
-        return (
-            f"CASE WHEN instr(extra_json, '\"{PARENT_KEY}\"') AND json_valid(extra_json) "
-            f"THEN json_extract(extra_json, '$.{PARENT_KEY}.thread_id') END"
-        )
+    def _read_parents(self, threads: dict[str, ThreadSummary], among: Iterable[str]) -> set[str]:
+        """The parent links (`supervisor.children`) of the threads `among` whose state a link
+        could change (`may_be_child`), looked up by id; returns those whose link changed.
 
-    def _parents_found(self) -> dict[str, str]:
-        """Every linked child and its parent: few threads, read once per listing."""
+        Reading every `extra` for a link took 80 ms at 100,000 threads; a link
+        matters only to a thread a resume would start from, and those are few. A
+        store opened for named threads (`show`, `resume THREAD`) reads all of theirs.
+        """
         if "extra_json" not in self._columns.get("thread_extra", set()):
-            return {}
-        rows = self._conn.execute(
-            f"SELECT thread_id, {self._parent_sql} FROM thread_extra "
-            f"WHERE instr(extra_json, '\"{PARENT_KEY}\"')"
-        )
-        return {_plain_id(t): p for t, p in rows if isinstance(p, str)}
+            return set()
+        every = self._only is not None
+        wanted = [t for t in among if t in threads and (every or may_be_child(threads[t]))]
+        if not wanted:
+            return set()
+        found = dict.fromkeys(wanted)
+        for thread_id, parent in self._conn.execute(
+            "SELECT thread_id, CASE WHEN json_valid(extra_json) "
+            f"THEN json_extract(extra_json, '$.{PARENT_KEY}.thread_id') END FROM thread_extra "
+            "WHERE thread_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),),
+        ):
+            if thread_id in found and isinstance(parent, str):
+                found[thread_id] = parent
+        changed = set()
+        for thread_id, parent in found.items():
+            if threads[thread_id].parent != parent:
+                threads[thread_id].parent = parent
+                changed.add(thread_id)
+        return changed
 
     def _fill_tails(self, touched: Iterable[str]) -> set[str]:
         """Read what the one pass skipped, for touched threads only.
@@ -1633,6 +1630,41 @@ class SQLiteStore:
         self._held = set(live)
         return changed
 
+    def _read_run_done(self, touched: set[str]) -> set[str]:
+        """Whether the run of each touched thread's last message is complete, for those
+        whose last message is a tool result (the only ones it decides); returns the
+        threads where that changed. A run marked complete after its last write is
+        seen when `_read_open_runs` sees its newest run close."""
+        cols = self._columns.get("runs", set())
+        if not {"thread_id", "run_id", "completed_at"} <= cols:
+            return set()
+        wanted = {}
+        for thread_id in touched:
+            s = self._threads.get(thread_id)
+            if s is None:
+                continue
+            if s.last_role == "tool_result" and s.last_run_id:
+                wanted[thread_id] = s.last_run_id
+            elif s.run_done:
+                s.run_done = False
+        if not wanted:
+            return set()
+        done = {
+            t
+            for (t,) in self._conn.execute(
+                "SELECT r.thread_id FROM runs r JOIN json_each(?) j "
+                "ON r.thread_id = j.key AND r.run_id = j.value WHERE r.completed_at IS NOT NULL",
+                (json.dumps(wanted),),
+            )
+        }
+        changed = set()
+        for thread_id in wanted:
+            s = self._threads[thread_id]
+            if s.run_done != (thread_id in done):
+                s.run_done = thread_id in done
+                changed.add(thread_id)
+        return changed
+
     def _read_open_runs(self, touched: set[str], everything: bool) -> set[str]:
         """Whether each thread's newest run is still open; returns threads where that changed.
 
@@ -1683,8 +1715,8 @@ class SQLiteStore:
             s = self._threads.get(_plain_id(thread_id))
             if s is None:
                 continue
-            if s.run_open != bool(is_open) or s.run_done != (not is_open):
-                s.run_open, s.run_done = bool(is_open), not is_open
+            if s.run_open != bool(is_open):
+                s.run_open = bool(is_open)
                 changed.add(s.thread_id)
             if is_open and (s.last_activity or 0) >= recent:
                 self._open_runs.add(s.thread_id)
