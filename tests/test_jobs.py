@@ -137,3 +137,26 @@ def test_idempotent_decorator_does_not_mark_errors_done(tmp_path: Path) -> None:
     asyncio.run(send("c1", Params(to="a@b")))
     asyncio.run(send("c2", Params(to="a@b")))
     assert runs == ["a@b", "a@b"]
+
+
+def test_markers_are_read_again_only_where_they_changed(tmp_path, monkeypatch) -> None:
+    """The detail pane reads the markers on every selection: unchanged files are not parsed
+    again, and every change (a new marker, a finished one, one removed) is seen."""
+    import supervisor.jobs as jobs
+
+    markers = jobs.JobMarkers(tmp_path)
+    for i in range(20):
+        markers.start(f"k{i}", tool="t", arguments={"i": i})
+    parsed: list[str] = []
+    real = jobs.read_marker
+    monkeypatch.setattr(jobs, "read_marker", lambda p: parsed.append(p.name) or real(p))
+    first = jobs.read_markers(tmp_path)
+    assert len(first) == 20 and len(parsed) == 20
+    parsed.clear()
+    assert jobs.read_markers(tmp_path) == first and parsed == []  # nothing changed
+    markers.finish("k3", {"text": "done"})
+    markers.start("new", tool="t", arguments={})
+    (tmp_path / jobs.marker_filename("k7")).unlink()
+    again = {m.key: m for m in jobs.read_markers(tmp_path)}
+    assert sorted(parsed) == sorted(jobs.marker_filename(k) for k in ("k3", "new"))
+    assert again["k3"].done and "new" in again and "k7" not in again and len(again) == 20
