@@ -7,6 +7,8 @@ input (one line on stderr, never a traceback, never a file created).
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import gc
 import itertools
 import json
@@ -178,6 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(run=cmd_jobs)
+
+    p = sub.add_parser(
+        "prune",
+        help="remove job markers of finished threads, and lease files nobody holds",
+        description=(
+            "Remove the job markers whose thread is finished or stopped in this database "
+            "and that are older than --older-than: no resume will consult them again. "
+            "Markers naming no thread, or a thread this database does not hold (a shared "
+            "JOB_DIR), are kept. Lease files nobody holds are removed too."
+        ),
+    )
+    _add_db(p)
+    _add_jobs_dir(p)
+    p.add_argument(
+        "--older-than",
+        type=_days,
+        default=7.0,
+        metavar="DAYS",
+        help="only markers last written this many days ago or more (default %(default)g)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    p.add_argument("--json", action="store_true", help="print a JSON array, a verdict per marker")
+    p.set_defaults(run=cmd_prune)
 
     p = sub.add_parser(
         "resume",
@@ -581,6 +606,64 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         matched = f" (matched by {how})" if how else ""
         print(f"{m.status:<10} {when:<9} {one_line(m.key, 60)}{who}{matched}")
     return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Markers of settled threads, older than the cutoff, removed (see `supervisor.prune`)."""
+    from supervisor import prune
+    from supervisor.jobs import read_markers, resolve_jobs_dir
+
+    directory = resolve_jobs_dir(args.db, args.jobs_dir)
+    if isinstance(directory, Path) and directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    store = open_store(args.db)
+    try:
+        store.refresh()
+        states = {s.thread_id: s.state.value for s in store.threads()}
+        _print_notices(store)
+    finally:
+        store.close()
+    cutoff = time.time() - args.older_than * 86400.0
+    verdicts = prune.judge(read_markers(directory), states, cutoff=cutoff)
+    done = {
+        id(v): (None if args.dry_run else prune.remove(directory, v.marker))
+        for v in verdicts
+        if v.remove
+    }
+    leases = 0 if args.dry_run else prune.prune_leases(args.db)
+    if args.json:
+        out = [prune.as_json(v, done.get(id(v))) for v in verdicts]
+        json.dump(out, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    going = [v for v in verdicts if v.remove]
+    for v in going:
+        verb = "would remove" if args.dry_run else ("removed" if done[id(v)] else "kept (changed)")
+        print(f"{verb:<14} {one_line(v.marker.key, 60)} thread {one_line(v.marker.thread_id, 30)}")
+    removed = sum(1 for v in going if done[id(v)])
+    why = collections.Counter(v.why for v in verdicts if not v.remove)
+    if not args.dry_run and removed < len(going):
+        why["changed since read"] += len(going) - removed
+    kept = ", ".join(f"{n} {reason}" for reason, n in sorted(why.items()))
+    what = f"would remove {len(going)}" if args.dry_run else f"removed {removed}"
+    print(
+        f"{what} marker(s) of finished threads in {shown(directory)}; "
+        f"kept {sum(why.values())}{f' ({kept})' if kept else ''}"
+    )
+    if leases:
+        print(f"removed {leases} lease file(s) nobody held")
+    return EXIT_OK
+
+
+def _days(value: str) -> float:
+    """An argparse type for a number of days: finite, not negative."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {value!r}") from None
+    if not math.isfinite(number) or not 0 <= number <= 36500:
+        raise argparse.ArgumentTypeError("must be between 0 and 36500 days")
+    return number
 
 
 def _marker_hook(args: argparse.Namespace):
@@ -1108,8 +1191,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        leave = _Shutdown(loop, stop, config.abort_grace + SHUTDOWN_MARGIN, log)
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            signal.signal(signum, leave.on_signal)
         async with Runner(config) as runner:
             await runner.check_agent("agent-supervisor-probe")
             await Watcher(store, runner, ledger, policy, log=log).run(stop)
@@ -1120,6 +1204,61 @@ def cmd_watch(args: argparse.Namespace) -> int:
         ledger.close()
         store.close()
     return EXIT_OK
+
+
+#: How long `watch` may take to stop past its runs' abort grace before it exits anyway.
+SHUTDOWN_MARGIN = 10.0
+
+
+class _Shutdown:
+    """`watch`'s answer to SIGTERM and SIGINT: stop gracefully, within a deadline.
+
+    The first signal asks the watcher to stop (its runs are aborted and parked,
+    for the next watcher). A database that stops answering (a server under
+    SIGSTOP, a dead network path) must not keep the process past the deadline
+    `systemctl stop` allows: a timer thread exits it then, and so does a second
+    signal. Exiting hard is what SIGKILL does, and a run killed that way stays
+    resumable: nothing is doubled, only the tidy "parked" record is missing.
+    The handler is a plain `signal.signal` one, not the event loop's: it runs
+    even while the loop's thread waits on a blocking database call.
+    """
+
+    def __init__(
+        self,
+        loop: Any,
+        stop: Any,
+        deadline: float,
+        log: Callable[[str], None],
+    ) -> None:
+        self.loop, self.stop, self.deadline, self.log = loop, stop, deadline, log
+        self.signalled = False
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        import signal
+        import threading
+
+        name = signal.Signals(signum).name
+        if self.signalled:
+            self._leave(f"{name} again: exiting now; runs in flight stay resumable", signum)
+        self.signalled = True
+        self.loop.call_soon_threadsafe(self.stop.set)
+        timer = threading.Timer(
+            self.deadline,
+            self._leave,
+            (
+                f"not stopped {self.deadline:g}s after {name} (does the database answer?): "
+                "exiting; runs in flight stay resumable",
+                signum,
+            ),
+        )
+        timer.daemon = True
+        timer.start()
+
+    def _leave(self, why: str, signum: int) -> None:
+        with contextlib.suppress(Exception):
+            self.log(why)
+            sys.stdout.flush()
+        os._exit(128 + signum)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -1201,6 +1340,7 @@ SUBCOMMANDS = (
     "list",
     "show",
     "jobs",
+    "prune",
     "resume",
     "prompt",
     "answer",

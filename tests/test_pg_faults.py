@@ -185,3 +185,60 @@ def wait_for_tool_line(proc) -> None:
             time.sleep(0.5)  # its tool is running now
             return
     raise AssertionError(proc.stderr.read())
+
+
+def test_a_server_that_stops_answering_does_not_keep_watch_past_sigterm(
+    pg_demo: tuple[str, Path],
+) -> None:
+    """Every backend of the database stopped (SIGSTOP) under a watcher mid-tool: SIGTERM
+    still ends the watcher within its abort grace and the shutdown margin, saying why; once
+    the server answers again, nothing ran twice and no lease is left held."""
+    import os
+
+    from supervisor.cli import SHUTDOWN_MARGIN
+
+    dsn, ledger = pg_demo
+    database = dsn.rsplit("/", 1)[1]
+    before = Counter(effects(ledger))
+    watcher = supervisor(
+        ["watch", dsn, "--quiet", "0", "--poll", "0.2", "--abort-grace", "0.5", "--jobs-dir", dsn],
+        machine("host-a", ledger, 3),
+    )
+    frozen: list[int] = []
+    try:
+        wait_for_tool_line(watcher)
+        backends = [
+            int(pid)
+            for pid in admin(
+                dsn,
+                "SELECT string_agg(pid::text, ',') FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            ).split(",")
+        ]
+        for pid in backends:
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+        time.sleep(0.5)
+        asked = time.monotonic()
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        watcher.kill()
+    assert took < 0.5 + SHUTDOWN_MARGIN + 5, took
+    assert watcher.returncode == 128 + signal.SIGTERM, out + err
+    assert "does the database answer?" in out, out + err
+    assert "Traceback" not in out + err
+    board = PgLeaseBoard(dsn)
+    try:
+        deadline = time.monotonic() + 30  # the server sees the dead client's connection go
+        while any(board.held_elsewhere(f"job-{i:02d}") for i in range(1, 13)):
+            assert time.monotonic() < deadline, "a lease outlived its holder"
+            time.sleep(0.2)
+    finally:
+        board.close()
+    after = Counter(effects(ledger))
+    assert all(n == 1 for n in after.values()), after - before

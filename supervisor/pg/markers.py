@@ -127,6 +127,20 @@ class PostgresJobMarkers:
             json.dumps(result, default=str),
         )
 
+    def remove(self, marker: Marker) -> bool:
+        """Delete a marker if its row is still the record read (same status and times): a
+        marker rewritten since is kept (`supervisor.prune`)."""
+        done = self._call(
+            "execute",
+            f"DELETE FROM {MARKERS_TABLE} WHERE key = $1 AND status = $2 "
+            "AND started_at IS NOT DISTINCT FROM $3 AND done_at IS NOT DISTINCT FROM $4",
+            marker.key,
+            marker.status,
+            marker.started_at,
+            marker.done_at,
+        )
+        return str(done).split()[-1] != "0"
+
     def read_all(self) -> list[Marker]:
         """Every marker, oldest first; none when the table does not exist yet."""
         try:
