@@ -92,6 +92,10 @@ class Watcher:
         self._decided: dict[str, Attempt] = {}
         #: Threads last seen in a policy state: the only ones a look goes through.
         self._candidates: dict[str, ThreadSummary] = {}
+        #: When a candidate found not yet due (quiet, backing off) can be due at the
+        #: soonest; it is not looked at again before, unless a refresh shows it changed.
+        #: An idle watcher over thousands of crashed threads costs a comparison each.
+        self._not_before: dict[str, float] = {}
         self._looked = False
         runner.subscribe(self._on_event)
 
@@ -104,8 +108,10 @@ class Watcher:
         """
         if everything:
             self._candidates = {}
+            self._not_before = {}
         for s in summaries:
             self._caught_up(s)
+            self._not_before.pop(s.thread_id, None)
             if s.state in self.policy.states or _parked(s):
                 self._candidates[s.thread_id] = s
             else:
@@ -145,11 +151,16 @@ class Watcher:
         await self._account()
         now = self.clock()
         started: list[str] = []
+        running = len(self.runner.running())
+        not_before = self._not_before
         for s in list(self._candidates.values()):
-            if len(self.runner.running()) >= self.policy.max_concurrent:
+            if running >= self.policy.max_concurrent:
                 break
+            if now < not_before.get(s.thread_id, 0.0):
+                continue
             if self._due(s, now) and await self._start(s):
                 started.append(s.thread_id)
+                running = len(self.runner.running())
         return started
 
     def _caught_up(self, s: ThreadSummary) -> Attempt | None:
@@ -178,12 +189,14 @@ class Watcher:
         if mine is not None and mine.held:
             return False
         if now - (s.last_activity or 0.0) < self.policy.quiet:
+            self._not_before[s.thread_id] = (s.last_activity or 0.0) + self.policy.quiet
             return False
         next_at = max(
             attempt.next_at if attempt is not None and attempt.next_at is not None else 0.0,
             mine.next_at if mine is not None and mine.next_at is not None else 0.0,
         )
         if now < next_at:
+            self._not_before[s.thread_id] = next_at
             if self._waiting.get(s.thread_id) != next_at:
                 self._waiting[s.thread_id] = next_at
                 self.log(f"{_name(s.thread_id)}: backing off until {_clock(next_at)}")
@@ -236,6 +249,7 @@ class Watcher:
             self.ledger.failed, thread_id, one_line(why, 300), next_at, self.policy.max_attempts
         )
         self._decided[thread_id] = record
+        self._not_before.pop(thread_id, None)
         self._waiting[thread_id] = next_at  # said here: no second "backing off" line
         if record.held:
             self.log(
