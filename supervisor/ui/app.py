@@ -544,7 +544,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             state = event.data.get("state") or "unknown"
             done = state in ("finished", "stopped")
             self.notify(
-                f"{one_line(thread_id, 40)} {'finished' if done else 'ended ' + state}",
+                f"{one_line(thread_id, 40)} {state if done else 'ended ' + state}",
                 severity="information" if done else "warning",
                 markup=False,
             )
