@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from supervisor import backends, leases
 from supervisor.agents import AgentLoadError, DeferredAgent, Factory, LoadedAgent, build_agent
 from supervisor.children import parent_of
+from supervisor.extra import save_extra_after_each_result
 from supervisor.hitl import parse_request
 from supervisor.jobs import current_thread
 from supervisor.plan import MarkerHook, live_reason, refusal
@@ -516,7 +517,7 @@ class Runner:
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
                 self._gate_tools_on_lease(run, agent)
-                agent.subscribe(_extra_saver(agent))
+                save_extra_after_each_result(agent)  # a crash later in the turn keeps it
                 agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
@@ -806,24 +807,6 @@ class Runner:
         if run.text:
             text, run.text = "".join(run.text), []
             self._emit(run.thread_id, "text", text=text)
-
-
-def _extra_saver(agent: Agent) -> Callable[..., Any]:
-    """A listener that saves the thread's `extra` after each tool result is saved.
-
-    cubeloop saves `extra` at a turn's end only: a process killed after a
-    result but before that loses what the tool wrote there (a spent budget, a
-    todo list), and the tool is not run again, its result being in. Under the
-    supervisor the two are saved together.
-    """
-
-    async def save(event: Any, _signal: Any = None) -> None:
-        if event.type != "message_end" or getattr(event.message, "role", None) != "tool_result":
-            return
-        if agent.checkpointer is not None and agent.thread_id is not None:
-            await agent.checkpointer.save_extra(agent.thread_id, agent.state.extra)
-
-    return save
 
 
 class _Fenced:

@@ -929,3 +929,13 @@ def capped(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agen
     )
     holder["agent"] = agent
     return agent
+
+
+def capped_saving(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """`capped`, built as the docs say for a process of one's own: `extra` saved after each
+    tool result (`supervisor.extra`)."""
+    from supervisor.extra import save_extra_after_each_result
+
+    agent = capped(checkpointer, thread_id, run_id)
+    save_extra_after_each_result(agent)
+    return agent

@@ -174,6 +174,23 @@ def test_what_a_tool_wrote_to_extra_survives_a_crash_later_in_its_turn(tmp_path:
     }
 
 
+@pytest.mark.parametrize("agent", ["capped", "capped_saving"])
+def test_a_crash_in_ones_own_process_keeps_extra_where_the_agent_saves_it(
+    tmp_path: Path, agent: str
+) -> None:
+    """In the user's own process cubeloop saves `extra` at the turn's end: killed inside the
+    batch's next tool, the first wire's spending is lost, and the resume wires again past the
+    cap. An agent built with `save_extra_after_each_result` keeps it: the cap holds."""
+    c = case(tmp_path, agent)
+    c.crash("t", "pay", "tool:note:before")
+    resumed(c)
+    wires = {k: n for k, n in c.effects().items() if k.startswith("wire")}
+    if agent == "capped":  # cubeloop's own save points: the limit, shown
+        assert len(wires) == 2
+    else:
+        assert wires == {effect("wire", order="w0", amount_eur=600): 1}
+
+
 def test_a_prompt_killed_after_claiming_its_run_leaves_the_thread_as_it_was(
     tmp_path: Path,
 ) -> None:
