@@ -109,6 +109,46 @@ async def run_complete(checkpointer: Any, thread_id: str, run_id: str) -> bool:
     return bool(row and row[0])
 
 
+async def answer_times(
+    checkpointer: Any, thread_id: str, run_id: str
+) -> tuple[dict[str, float], float | None]:
+    """When each of the run's stored answers was given, and when its newest tool result was
+    saved, both by the database's clock (`continuation.spent_questions` compares them).
+
+    Read as `newest_run_open` is, on the checkpointer's own connection.
+    """
+    pool = getattr(checkpointer, "_pool", None)
+    if pool is not None:  # Postgres
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT question_id, extract(epoch FROM answered_at)::float8 "
+                "FROM cubepi_hitl_answers WHERE thread_id = $1 AND run_id = $2",
+                thread_id,
+                run_id,
+            )
+            newest = await conn.fetchval(
+                "SELECT extract(epoch FROM max(created_at))::float8 FROM cubepi_messages "
+                "WHERE thread_id = $1 AND run_id = $2 AND role = 'tool'",
+                thread_id,
+                run_id,
+            )
+        return {r[0]: float(r[1]) for r in rows}, newest
+    async with checkpointer._lock:  # SQLite: julian days on both sides
+        cursor = await checkpointer._db.execute(
+            "SELECT question_id, answered_at FROM thread_hitl_answers "
+            "WHERE thread_id = ? AND run_id = ?",
+            (thread_id, run_id),
+        )
+        rows = await cursor.fetchall()
+        cursor = await checkpointer._db.execute(
+            "SELECT max(created_at) FROM messages WHERE thread_id = ? AND run_id = ? "
+            "AND json_extract(message_json, '$.role') = 'tool_result'",
+            (thread_id, run_id),
+        )
+        (newest,) = await cursor.fetchone()
+    return {str(q): float(at) for q, at in rows}, newest
+
+
 def import_checkpointer(location: str | os.PathLike[str]) -> None:
     """Import the database's checkpointer now: for a process about to fork children
     that would each import it again."""

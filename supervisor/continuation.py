@@ -37,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -304,6 +305,67 @@ def asked_before(messages: list[Message], run_id: str) -> dict[str, int]:
     return counts
 
 
+#: A question cubeloop names by its content: a 32-hex hash and the channel's counter.
+_CONTENT_QUESTION = re.compile(r"([0-9a-f]{32})\.(\d+)")
+
+
+def spent_questions(answered: Mapping[str, float], newest_result: float | None) -> dict[str, int]:
+    """How far the run had counted each question named by its content (a `confirm` or an
+    `ask` with no call id), from the answers stored for it.
+
+    cubeloop keeps a run's answers until the run ends, and a new process
+    counts such questions from 0 again: a middleware asking "deploy the next
+    step?" before every call would find the first step's answer for the
+    second one and run it approved by nobody. An answer given no later than
+    the run's newest tool result (by the database's clock:
+    `backends.answer_times`) was for a call already done; the counter is
+    set past it. One given after (the crash came between an answer and its
+    call) is found again and used. On a tie the human is asked again rather
+    than an answer taken for another call.
+    """
+    counts: dict[str, int] = {}
+    if newest_result is None:
+        return counts
+    for question_id, at in answered.items():
+        named = _CONTENT_QUESTION.fullmatch(question_id)
+        if named is None or at > newest_result:
+            continue
+        digest, seq = named.group(1), int(named.group(2))
+        counts[digest] = max(counts.get(digest, 0), seq + 1)
+    return counts
+
+
+def waiting_count(question_id: str) -> dict[str, int]:
+    """Where the counter stood when the waiting question was asked: its own number.
+
+    `respond()` clears a run's answers after the answered turn, so a run
+    answered once that way and asking the same question again keeps no
+    trace of the first but the second's id (`hash.1`); replayed from 0, the
+    second question would be named `hash.0`, miss its answer, and be asked
+    again.
+    """
+    named = _CONTENT_QUESTION.fullmatch(question_id)
+    return {} if named is None else {named.group(1): int(named.group(2))}
+
+
+def merged_counts(*counts: Mapping[str, int]) -> dict[str, int]:
+    """Question counters from several sources: the furthest each had counted."""
+    out: dict[str, int] = {}
+    for each in counts:
+        for digest, n in each.items():
+            out[digest] = max(out.get(digest, 0), n)
+    return out
+
+
+async def question_counts(agent: Agent, messages: list[Message], run_id: str) -> dict[str, int]:
+    """Where the run's question counter stood: from its `ask_user` calls (`asked_before`)
+    and the answers of calls already done (`spent_questions`)."""
+    from supervisor import backends
+
+    answered, newest = await backends.answer_times(agent.checkpointer, agent.thread_id, run_id)
+    return merged_counts(asked_before(messages, run_id), spent_questions(answered, newest))
+
+
 def seed_questions(agent: Agent, counts: dict[str, int]) -> None:
     """Set the agent's channel's question counter to what the run had counted, also after
     `respond()` resets it (`attach_resume_answer`)."""
@@ -477,7 +539,7 @@ async def bring_back(
     spent = spent_answers(messages, run_id)
     if spent:
         await checkpointer.clear_hitl_answers(thread_id, spent, run_id=run_id)
-    seed_questions(agent, asked_before(messages, run_id))
+    seed_questions(agent, await question_counts(agent, messages, run_id))
     if mid_tool:
         _, pending, _ = unanswered(messages)
         calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in pending]

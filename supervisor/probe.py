@@ -38,12 +38,15 @@ from supervisor.continuation import (
     Terminated,
     asked_before,
     load_into,
+    merged_counts,
     run_ended,
     run_of,
     seed_questions,
     spent_answers,
+    spent_questions,
     turn_decision,
     unanswered,
+    waiting_count,
 )
 from supervisor.hitl import parse_request
 from supervisor.plan import CallPolicy
@@ -193,7 +196,14 @@ async def probe(
             return Probed(ended=await run_ended(agent, messages, run_id or "", terminated))
         if run_id is not None and state is State.MID_TOOL:
             cp.forgotten.update(spent_answers(messages, run_id))
-        seed_questions(agent, asked_before(messages, run_id or ""))
+        answered, newest = store.answer_times(summary.thread_id, run_id or "")
+        waiting = summary.request.question_id if summary.request is not None else ""
+        counts = merged_counts(
+            asked_before(messages, run_id or ""),
+            spent_questions(answered, newest),
+            waiting_count(waiting) if state is State.ANSWERED else {},
+        )
+        seed_questions(agent, counts)
         return Probed(await _ask_policy(agent, state, run_id, messages))
     except (AgentLoadError, WouldWrite, HitlControlException, Exception) as exc:
         why = f"asking the agent's policy failed ({type(exc).__name__}: {one_line(str(exc), 160)})"

@@ -702,9 +702,16 @@ class Runner:
     async def _respond(self, run: Run, agent: Agent, cp: Any, request: Any) -> None:
         """Give the answer through cubeloop's own API; the run then goes on (with the
         channel's question counter set to the run's: `continuation.seed_questions`)."""
-        from supervisor.continuation import asked_before, load_into, seed_questions
+        from supervisor.continuation import (
+            load_into,
+            merged_counts,
+            question_counts,
+            seed_questions,
+            waiting_count,
+        )
 
-        seed_questions(agent, asked_before(await load_into(agent), run.run_id))
+        counts = await question_counts(agent, await load_into(agent), run.run_id)
+        seed_questions(agent, merged_counts(counts, waiting_count(request.question_id)))
         answer = run.answer
         if answer is None:  # answered before a crash: use what was stored
             answer = await cp.load_hitl_answer(

@@ -1019,6 +1019,33 @@ class SQLiteStore:
         )
         return None if row is None else _json_or_none(row[0])
 
+    def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
+        """When each of the run's stored answers was given and when its newest tool result was
+        saved, by the database's clock (as `backends.answer_times`)."""
+        if (
+            not {"run_id", "question_id", "answered_at"}
+            <= self._columns.get("thread_hitl_answers", set())
+            or "run_id" not in self._columns["messages"]
+        ):
+            return {}, None
+
+        def read() -> tuple[dict[str, float], float | None]:
+            rows = self._conn.execute(
+                "SELECT question_id, answered_at FROM thread_hitl_answers "
+                "WHERE thread_id = ? AND run_id = ?",
+                (thread_id, run_id),
+            ).fetchall()
+            (newest,) = self._conn.execute(
+                "SELECT max(created_at) FROM messages WHERE thread_id = ? AND run_id = ? "
+                "AND json_valid(message_json) "
+                "AND json_extract(message_json, '$.role') = 'tool_result'",
+                (thread_id, run_id),
+            ).fetchone()
+            answered = {str(q): float(at) for q, at in rows if isinstance(at, (int, float))}
+            return answered, newest if isinstance(newest, (int, float)) else None
+
+        return self._reading(read, restart=False)
+
     def _transcript(self, thread_id: str, full: bool) -> Transcript:
         cols = self._columns["messages"]
         created = unix_time_sql("created_at") if "created_at" in cols else "NULL"

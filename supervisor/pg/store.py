@@ -274,6 +274,26 @@ class PostgresStore:
                 answer = json.loads(answer)
         return answer
 
+    def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
+        """When each of the run's stored answers was given and when its newest tool result was
+        saved, by the server's clock (as `backends.answer_times`)."""
+        try:
+            rows = self._client.fetch(
+                "SELECT question_id, extract(epoch FROM answered_at)::float8 AS at "
+                "FROM cubepi_hitl_answers WHERE thread_id = $1 AND run_id = $2",
+                thread_id,
+                run_id,
+            )
+            newest = self._client.fetchval(
+                "SELECT extract(epoch FROM max(created_at))::float8 FROM cubepi_messages "
+                "WHERE thread_id = $1 AND run_id = $2 AND role = 'tool'",
+                thread_id,
+                run_id,
+            )
+        except Exception as exc:
+            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+        return {r["question_id"]: float(r["at"]) for r in rows}, newest
+
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows in `seq` order; payloads over `BIG_ROW` bytes come as a preview."""
         limit = 2**31 - 1 if full else BIG_ROW  # an int4 parameter; a bytea is at most 1 GB

@@ -939,3 +939,38 @@ def capped_saving(checkpointer: Any, thread_id: str, run_id: str | None = None) 
     agent = capped(checkpointer, thread_id, run_id)
     save_extra_after_each_result(agent)
     return agent
+
+
+def steps_script(messages: list[Any], _system: str) -> Any:
+    """'deploy S1 S2 ...': one deploy call per turn, then a reply."""
+    prompt = next(m for m in messages if m.role == "user")
+    steps = text_of(prompt).split()[1:]
+    turn = sum(1 for m in messages if m.role == "assistant")
+    if turn < len(steps):
+        return reply(call("deploy", f"call-{turn}", target=steps[turn]))
+    return reply("deployed: " + "; ".join(text_of(r) for r in results(messages).values()))
+
+
+def same_confirm(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """A middleware asks the same yes/no question before every deploy, with no call id:
+    cubeloop names it by its text and a counter the channel keeps (`hash.0`, `hash.1`)."""
+    from cubeloop.agent.types import BeforeToolCallResult
+    from cubeloop.hitl import CheckpointedChannel
+    from cubeloop.middleware.base import Middleware
+
+    channel = CheckpointedChannel(checkpointer=checkpointer, thread_id=thread_id, run_id=run_id)
+
+    class Gate(Middleware):
+        async def before_tool_call(self, ctx: Any, *, signal: Any = None) -> Any:
+            if await channel.confirm("Run the next deploy step?", signal=signal):
+                return None
+            return BeforeToolCallResult(block=True, reason="the human said no")
+
+    return _agent(
+        scripted(steps_script),
+        checkpointer,
+        thread_id,
+        [guarded("deploy", Target)],
+        channel=channel,
+        middleware=[Gate()],
+    )

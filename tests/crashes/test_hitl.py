@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.crashes.harness import Case, effect
+from tests.crashes.harness import Answers, Case, effect
 
 APPROVE = {"decision": "approve"}
 DENY = {"decision": "deny", "reason": "over budget"}
@@ -219,3 +219,72 @@ def test_confirm_killed_after_its_answer_was_stored(
     assert c.state("t") == "answered" and c.verdicts("t") == {"send_mail": verdict}
     finish(c)
     assert c.effects() == mails
+
+
+# -- the same question asked before every call, named by its text (no call id) -----------
+
+S1, S2 = effect("deploy", target="s1"), effect("deploy", target="s2")
+
+
+@pytest.mark.parametrize(("flag", "deploys"), [("--approve", {S1: 1, S2: 1}), ("--deny", {S1: 1})])
+def test_an_answer_to_the_same_question_for_an_earlier_call_approves_nothing_now(
+    tmp_path: Path, flag: str, deploys: dict
+) -> None:
+    """Step 1 approved in memory and deployed; killed once step 2's call was saved. The
+    stored answer for step 1 has the id step 2's question gets in a new process (`hash.0`):
+    the plan asks, the resume asks the human, and only the answer given then decides."""
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "same_confirm")
+    c.crash("t", "deploy s1 s2", "message_end:assistant:2", answer=True, answer_mode="memory")
+    assert c.effects() == {S1: 1}
+    (call,) = c.plan("t")["calls"]
+    assert call["verdict"] == "ask", call
+    assert "waiting for a human" in c.resume("t").stdout
+    assert c.effects() == {S1: 1}  # nothing deployed before the human answered
+    out = c.answer("t", flag)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert c.state("t") == "finished" and c.effects() == deploys
+
+
+def test_an_answer_given_just_before_the_crash_is_used_not_asked_again(tmp_path: Path) -> None:
+    """Both steps approved in memory; killed inside step 2's tool before its effect. The
+    second answer came after step 1's result: it is step 2's, and the resume uses it."""
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "same_confirm")
+    c.crash(
+        "t",
+        "deploy s1 s2",
+        "tool:deploy:before:s2",
+        answer=Answers([True, True]),
+        answer_mode="memory",
+    )
+    assert [x["verdict"] for x in c.plan("t")["calls"]] == ["rerun"]
+    out = c.resume("t")
+    assert out.returncode == 0 and "waiting for a human" not in out.stdout, out.stdout
+    assert c.state("t") == "finished" and c.effects() == {S1: 1, S2: 1}
+
+
+def test_the_same_question_answered_through_respond_after_a_crash(tmp_path: Path) -> None:
+    """A durable host: step 1 answered through `respond`, step 2's question left waiting
+    when the host went away; the human answers through the supervisor: step 2 runs once."""
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "same_confirm")
+    c.crash("t", "deploy s1 s2", None, answer=Answers([True]))
+    assert c.state("t") == "awaiting_input"
+    out = c.answer("t", "--approve")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert c.state("t") == "finished" and c.effects() == {S1: 1, S2: 1}
+
+
+def test_the_same_question_answered_then_killed_in_its_tool_is_planned_with_its_answer(
+    tmp_path: Path,
+) -> None:
+    """Step 1 answered through `respond` (cubeloop then clears its answer); step 2 answered
+    through the supervisor, which dies inside step 2's tool: the plan finds step 2's
+    answer under step 2's own number and says it runs; the resume runs it once, asking
+    nobody."""
+    c = Case(str(tmp_path / "h.db"), tmp_path / "jobs", "same_confirm")
+    c.crash("t", "deploy s1 s2", None, answer=Answers([True]))
+    killed = c.cli("answer", c.database, "t", "--approve", kill="tool:deploy:before:s2")
+    assert killed.returncode != 0
+    assert c.state("t") == "answered"
+    assert c.verdicts("t") == {"deploy": "rerun"}
+    finish(c)
+    assert c.effects() == {S1: 1, S2: 1}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.crashes.harness import Case, effect
+from tests.crashes.harness import Answers, Case, effect
 
 pytestmark = pytest.mark.postgres
 
@@ -77,3 +77,31 @@ def test_a_vetoed_turn_is_closed_not_run(pg_dsn: str, tmp_path: Path) -> None:
     assert c.verdicts("t") == {"wire": "skip"}
     resumed(c)
     assert c.state("t") == "stopped" and c.effects() == {}
+
+
+def test_the_same_question_for_an_earlier_call_approves_nothing_now(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The server's clock orders answers and results: step 1's answer is spent, step 2 is
+    asked about; an answer given just before the crash is used."""
+    s1, s2 = effect("deploy", target="s1"), effect("deploy", target="s2")
+    c = case(pg_dsn, tmp_path, "same_confirm")
+    c.crash("t", "deploy s1 s2", "message_end:assistant:2", answer=True, answer_mode="memory")
+    assert c.verdicts("t") == {"deploy": "ask"}
+    assert "waiting for a human" in c.resume("t").stdout
+    assert c.effects() == {s1: 1}
+    assert c.answer("t", "--deny").returncode == 0
+    assert c.state("t") == "finished" and c.effects() == {s1: 1}
+
+    d = case(pg_dsn, tmp_path / "second", "same_confirm")
+    d.crash(
+        "u",
+        "deploy s1 s2",
+        "tool:deploy:before:s2",
+        answer=Answers([True, True]),
+        answer_mode="memory",
+    )
+    assert d.verdicts("u") == {"deploy": "rerun"}
+    out = d.resume("u")
+    assert out.returncode == 0 and "waiting for a human" not in out.stdout, out.stdout
+    assert d.effects() == {s1: 1, s2: 1}
