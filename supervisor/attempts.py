@@ -17,6 +17,7 @@ import math
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,22 +152,13 @@ class FileAttempts:
     def failed(
         self, thread_id: str, error: str, next_at: float | None, max_attempts: int
     ) -> Attempt:
-        conn = self._write()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute(
-                "SELECT attempts FROM attempts WHERE thread_id = ?", (thread_id,)
-            ).fetchone()
-            attempts = (row[0] if row else 0) + 1
+        with self._counting(thread_id) as (conn, before):
+            attempts = before + 1
             held = attempts >= max_attempts
             conn.execute(
                 "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?)",
                 (thread_id, attempts, error, None if held else next_at, int(held), time.time()),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return Attempt(thread_id, attempts, error, None if held else next_at, held)
 
     def check(self) -> None:
@@ -179,16 +171,23 @@ class FileAttempts:
             self._write().execute("DELETE FROM attempts WHERE thread_id = ?", (thread_id,))
 
     def parked(self, thread_id: str) -> None:
+        with self._counting(thread_id) as (conn, before):
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, NULL, 0, ?)",
+                (thread_id, before, PARKED_TEXT, time.time()),
+            )
+
+    @contextlib.contextmanager
+    def _counting(self, thread_id: str) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """A write transaction that has read the thread's count of failed attempts (another
+        watcher sharing the file counts in turn, never over the same number)."""
         conn = self._write()
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute(
                 "SELECT attempts FROM attempts WHERE thread_id = ?", (thread_id,)
             ).fetchone()
-            conn.execute(
-                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, NULL, 0, ?)",
-                (thread_id, row[0] if row else 0, PARKED_TEXT, time.time()),
-            )
+            yield conn, row[0] if row else 0
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

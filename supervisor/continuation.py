@@ -175,13 +175,7 @@ async def turn_decision(agent: Agent, messages: list[Message]) -> TurnDecision |
     # With results in, only messages it injects are still to come; what it writes to
     # `extra` counts only then (the turn's end saved `extra` after them otherwise).
     extra = copy.deepcopy(agent.state.extra) if turn.results else agent.state.extra
-    context = AgentContext(
-        system_prompt=agent.state.system_prompt,
-        messages=list(messages[: turn.index + 1]),
-        tools=list(agent.state.tools),
-        extra=extra,
-        run_id=turn.assistant.run_id,
-    )
+    context = agent_context(agent, messages[: turn.index + 1], turn.assistant.run_id, extra)
     action = await hook(turn.assistant, context, signal=None)
     if action is None:
         return TurnDecision()
@@ -226,13 +220,7 @@ async def run_ended(
     hook = agent.should_stop_after_turn
     if hook is None:
         return None
-    context = AgentContext(
-        system_prompt=agent.state.system_prompt,
-        messages=list(messages),
-        tools=list(agent.state.tools),
-        extra=agent.state.extra,
-        run_id=run_id,
-    )
+    context = agent_context(agent, messages, run_id)
     stop = ShouldStopAfterTurnContext(
         message=turn.assistant,
         tool_results=turn.results,
@@ -245,6 +233,22 @@ async def run_ended(
 def _not_run(result: ToolResultMessage) -> bool:
     details = result.details
     return isinstance(details, dict) and isinstance(details.get(DETAILS_KEY), dict)
+
+
+def agent_context(
+    agent: Agent,
+    messages: list[Message],
+    run_id: str | None,
+    extra: dict[str, Any] | None = None,
+) -> AgentContext:
+    """The context cubeloop hands the agent's hooks, built as its loop builds it."""
+    return AgentContext(
+        system_prompt=agent.state.system_prompt,
+        messages=list(messages),
+        tools=list(agent.state.tools),
+        extra=agent.state.extra if extra is None else extra,
+        run_id=run_id,
+    )
 
 
 def spent_answers(messages: list[Message], run_id: str) -> list[str]:

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from supervisor.agents import AgentLoadError, LoadedAgent, build_agent
 from supervisor.continuation import (
     Terminated,
+    agent_context,
     asked_before,
     load_into,
     merged_counts,
@@ -222,13 +223,7 @@ async def _ask_policy(
             return {
                 c.id: CallPolicy("skip", decision.reason, turn=decision.decision) for c in pending
             }
-    context = AgentContext(
-        system_prompt=agent.state.system_prompt,
-        messages=list(messages),
-        tools=list(agent.state.tools),
-        extra=agent.state.extra,
-        run_id=run_id,
-    )
+    context = agent_context(agent, messages, run_id)
     return {c.id: await _ask_about(agent, assistant, c, context) for c in pending}
 
 

@@ -1541,12 +1541,7 @@ class SQLiteStore:
         ):
             if thread_id in found and isinstance(parent, str):
                 found[thread_id] = parent
-        changed = set()
-        for thread_id, parent in found.items():
-            if threads[thread_id].parent != parent:
-                threads[thread_id].parent = parent
-                changed.add(thread_id)
-        return changed
+        return fold_parents(threads, found)
 
     def _fill_tails(self, touched: Iterable[str]) -> set[str]:
         """Read what the one pass skipped, for touched threads only.
@@ -1805,6 +1800,16 @@ def fold_attempts(
         s = threads.get(thread_id)
         if s is not None and s.attempt != found.get(thread_id):
             s.attempt = found.get(thread_id)
+            changed.add(thread_id)
+    return changed
+
+
+def fold_parents(threads: dict[str, ThreadSummary], found: dict[str, str | None]) -> set[str]:
+    """Give the threads looked up their parent link (or none); those whose link changed."""
+    changed = set()
+    for thread_id, parent in found.items():
+        if threads[thread_id].parent != parent:
+            threads[thread_id].parent = parent
             changed.add(thread_id)
     return changed
 

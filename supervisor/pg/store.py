@@ -44,6 +44,7 @@ from supervisor.store import (
     TranscriptEntry,
     fold_attempts,
     fold_holders,
+    fold_parents,
     fold_requests,
     summarise_assistant,
 )
@@ -598,12 +599,7 @@ class PostgresStore:
         for r in self._client.fetch(_PARENTS_SQL, wanted):
             if isinstance(r[1], str):
                 found[r[0]] = r[1]
-        changed = set()
-        for thread_id, parent in found.items():
-            if threads[thread_id].parent != parent:
-                threads[thread_id].parent = parent
-                changed.add(thread_id)
-        return changed
+        return fold_parents(threads, found)
 
     def _read_attempts(self) -> dict[str, Attempt]:
         """The watcher's records, when our table exists."""
