@@ -160,3 +160,35 @@ def test_markers_are_read_again_only_where_they_changed(tmp_path, monkeypatch) -
     again = {m.key: m for m in jobs.read_markers(tmp_path)}
     assert sorted(parsed) == sorted(jobs.marker_filename(k) for k in ("k3", "new"))
     assert again["k3"].done and "new" in again and "k7" not in again and len(again) == 20
+
+
+def test_readers_asking_together_parse_the_directory_once(tmp_path, monkeypatch) -> None:
+    """The app's workers ask for the markers together as it starts: at 50,000 files each
+    parsed them all. The later ones wait for the first reading and reuse it."""
+    import threading
+
+    import supervisor.jobs as jobs
+
+    markers = jobs.JobMarkers(tmp_path)
+    for i in range(200):
+        markers.start(f"k{i}", tool="t", arguments={"i": i})
+    parsed: list[str] = []
+    real = jobs.read_marker
+
+    def slow(path):
+        parsed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(jobs, "read_marker", slow)
+    monkeypatch.setattr(jobs._MarkerDirectory, "SETTLED_NS", 0)
+    results: list[int] = []
+    readers = [
+        threading.Thread(target=lambda: results.append(len(jobs.read_markers(tmp_path))))
+        for _ in range(4)
+    ]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    assert results == [200] * 4
+    assert len(parsed) == 200  # each file once, not once per reader

@@ -234,6 +234,10 @@ class PgLeaseBoard:
                 return "stopped", holder
         return "still running", holder
 
+    def tidy(self) -> int:
+        """Nothing to tidy: an advisory lock leaves nothing behind."""
+        return 0
+
     async def announce_watcher(self) -> None:
         """Nothing to take: a watcher's connections name it (`agent-supervisor watch ...`)."""
 

@@ -105,6 +105,7 @@ class DatabaseReading:
         showing) within a second. It compares with its own last look, not with
         the list: it runs in a thread and must not read the app's state.
         """
+        self.store.leases.tidy()  # once: what dead holders left, before it is read each time
         live = self.store.leases.live()
         watchers = self.store.leases.watchers(live)
         if watchers != self._watchers_seen and not self._quitting:

@@ -88,3 +88,27 @@ def test_thread_held_elsewhere(workdir: Path, snap_compare) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_the_app_clears_lease_files_dead_holders_left_and_keeps_live_ones(
+    workdir: Path,
+) -> None:
+    """Lease files nobody holds (an older version's emptied ones, a SIGKILLed holder's) are
+    read on every look at the leases: the app removes them once; a live lease stays, shown."""
+    from supervisor.leases import lease_path, leases_dir
+
+    directory = leases_dir(workdir / "demo.db")
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for i in range(300):
+        lease_path(directory, f"gone-{i}").write_text("" if i % 3 else '{"thread_id": "x"}')
+    proc = hold(workdir / "demo.db", "job-04")
+    try:
+        app = watching_app()
+        async with app.run_test(size=(160, 45)) as pilot:
+            await settle(pilot)
+            await wait_until(pilot, lambda: len(list(directory.glob("*.lock"))) == 1)
+            await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "▶ running")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [p.name for p in directory.glob("*.lock")] == [lease_path(directory, "job-04").name]
