@@ -98,8 +98,14 @@ _TAILS_EACH_SQL = (
 
 #: The aggregate, and each thread's rows from its last assistant message on, by the
 #: key (a hash join read the partition a second time and cost twice as much).
+#: Last: whether the run of a thread's last row is complete, where that row is a tool
+#: result (the only threads it decides: `stopped` or `after_tools`), by the runs' key.
 _PARTITION_SQL = (
-    "SELECT a.*, m.* FROM (" + _AGGREGATE_SQL.replace("{where}", "") + " OFFSET 0) AS a "
+    "SELECT a.*, m.*, CASE WHEN m.role = 'tool' AND m.seq = a.last THEN EXISTS ("
+    "SELECT 1 FROM cubepi_runs r WHERE r.thread_id = a.thread_id AND r.run_id = m.run_id "
+    "AND r.completed_at IS NOT NULL) END AS done FROM ("
+    + _AGGREGATE_SQL.replace("{where}", "")
+    + " OFFSET 0) AS a "
     "CROSS JOIN LATERAL (SELECT thread_id, seq, role, run_id, payload FROM {relation} "
     "WHERE thread_id = a.thread_id AND seq >= coalesce(a.assistant, 1) OFFSET 0) AS m"
 )
@@ -466,11 +472,12 @@ class PostgresStore:
         for thread_id in parents.keys() & threads.keys():
             threads[thread_id].parent = parents[thread_id]
         for thread_id in newest_runs.keys() & threads.keys():
-            # A stream reads no runs per thread (its connection reads ahead): the newest run
-            # stands for the last message's, which differs only after a prompt killed
-            # between claiming its run and writing (the kept listing reads it exactly).
-            is_open = newest_runs[thread_id]
-            threads[thread_id].run_open, threads[thread_id].run_done = is_open, not is_open
+            # The newest run closed: the last message's is too. Open: the last message's
+            # may still be complete (a prompt killed between claiming its run and writing),
+            # which the partition's pass read for threads ending with a tool result.
+            s = threads[thread_id]
+            s.run_open = newest_runs[thread_id]
+            s.run_done = s.run_done or not s.run_open
         fold_requests(threads, set(), requests)
         fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
         fold_attempts(threads, set(), attempts)
@@ -763,13 +770,16 @@ class PostgresStore:
         return found
 
     def _fold_partition(self, rows: Iterable[Any]) -> None:
-        """A partition's aggregate rows, each with a tail row of its thread."""
+        """A partition's aggregate rows, each with a tail row of its thread and whether
+        that row's run is complete (for a last row that is a tool result)."""
         started: set[str] = set()
         for r in rows:
             if r[0] not in started:
                 started.add(r[0])
                 self._fold_aggregate(r)
-            self._fold_tail(r)
+            self._fold_tail(r[:-1])
+            if r[-1]:
+                self._threads[r[0]].run_done = True
 
     def _fold_tail(self, r: Any) -> None:
         """One row at or after a thread's last assistant message."""

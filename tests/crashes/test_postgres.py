@@ -105,3 +105,18 @@ def test_the_same_question_for_an_earlier_call_approves_nothing_now(
     out = d.resume("u")
     assert out.returncode == 0 and "waiting for a human" not in out.stdout, out.stdout
     assert d.effects() == {s1: 1, s2: 1}
+
+
+def test_a_prompt_killed_after_claiming_its_run_is_listed_as_it_was(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """`list` streams Postgres by partition: the last message's run is still read exactly,
+    so the claimed, empty run of a killed prompt does not turn a stopped thread into one
+    the watcher would resume."""
+    c = case(pg_dsn, tmp_path, "terminate")
+    c.crash("t", "items A B", None)
+    out = c.cli("prompt", c.database, "t", "items C", kill="db:append:1")
+    assert out.returncode != 0
+    listed = c.listed("t")
+    assert listed["run_open"] is True and listed["state"] == "stopped", listed
+    assert c.plan("t")["state"] == "stopped"
