@@ -32,6 +32,7 @@ from supervisor.agents import (
     load_agent,
 )
 from supervisor.backends import lease_board, open_store
+from supervisor.dirs import data_dir
 from supervisor.first_read import FirstRead
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.leases import holder_text
@@ -1389,8 +1390,7 @@ def build_app_parser() -> argparse.ArgumentParser:
 
 def demo_database_path() -> Path:
     """Where the app keeps its demo database when no DB is given."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "agent-supervisor" / "demo.db"
+    return data_dir() / "demo.db"
 
 
 def cmd_app(args: argparse.Namespace) -> int:

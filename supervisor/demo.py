@@ -32,6 +32,7 @@ from cubeloop.providers.base import AssistantMessage, Message, ToolCall
 from cubeloop.providers.faux import FauxProvider, faux_assistant_message
 from pydantic import BaseModel, Field
 
+from supervisor.dirs import data_dir
 from supervisor.jobs import MARKERS_VARIABLE, JobMarkers, current_thread, job_key, open_markers
 
 TOOL_NAME = "process_item"
@@ -119,9 +120,8 @@ def ledger_dir_for(dsn: str) -> Path:
     """Where the demo keeps its ledger when its markers are in a Postgres database."""
     import hashlib
 
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     digest = hashlib.sha256(dsn.encode("utf-8")).hexdigest()[:16]
-    return Path(base) / "agent-supervisor" / f"ledger-{digest}"
+    return data_dir() / f"ledger-{digest}"
 
 
 def demo_markers(directory: Path) -> Any:

@@ -8,14 +8,15 @@ theme picked in the palette is remembered in `config.json` beside it.
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from importlib import resources
 from pathlib import Path
 
 from textual.theme import Theme
 
-#: The shipped themes: the repository's top-level themes/, installed as a package.
+from supervisor.dirs import config_dir
+
+#: The shipped themes: TOML files in the package `shipped` beside this module.
 SHIPPED = resources.files("supervisor.ui.themes.shipped")
 DEFAULT_THEME = "harbor"
 _FIELDS = {
@@ -52,11 +53,6 @@ def load_theme(path: Path) -> Theme:
 def bundled_themes() -> list[Theme]:
     shipped = [p for p in SHIPPED.iterdir() if p.name.endswith(".toml")]
     return [load_theme(Path(str(p))) for p in sorted(shipped, key=lambda p: p.name)]
-
-
-def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "agent-supervisor"
 
 
 def user_themes() -> tuple[list[Theme], list[str]]:
