@@ -124,17 +124,17 @@ async def append_messages(dsn: str, thread_ids: list[str]) -> None:
     from cubeloop import TextContent
     from cubeloop.providers.base import UserMessage
 
-    from supervisor import backends
+    from supervisor.location import Location
 
-    async with backends.checkpointer(dsn) as cp:
+    async with Location.parse(dsn).checkpointer() as cp:
         for t in thread_ids:
             await cp.append(t, [UserMessage(content=[TextContent(text="more")], timestamp=0)])
 
 
 def refresh_figures(dsn: str, threads: int, rounds: int, label: str) -> None:
-    from supervisor.backends import open_store
+    from supervisor.location import Location
 
-    store = open_store(dsn)
+    store = Location.parse(dsn).open_store()
     times = []
     for r in range(rounds):
         chosen = [f"thread-{(r * 997 + i * 7919) % threads:05d}" for i in range(10)]

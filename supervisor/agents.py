@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cubeloop import Agent
 
+    from supervisor.location import Location
     from supervisor.plan import MarkerHook
 
 
@@ -54,28 +55,24 @@ class LoadedAgent:
     marker_hook: MarkerHook | None = None
 
 
-def export_environment(jobs_dir: Path | str) -> None:
+def export_environment(jobs_dir: Path | str | Location) -> None:
     """Set what agent modules may read at import time; call before `load_agent`.
 
     A directory is `JOB_DIR` (the recipe's name). A Postgres URL goes in
     `AGENT_SUPERVISOR_MARKERS`, read by `jobs.open_markers()`; `JOB_DIR`, a
     directory by every tool's reading, is then left as the user set it.
     """
-    from supervisor.jobs import MARKERS_VARIABLE
-    from supervisor.location import is_dsn
+    from supervisor.jobs import MARKERS_VARIABLE, use_markers_at
+    from supervisor.location import Location
 
-    if is_dsn(jobs_dir):
+    place = Location.parse(jobs_dir)
+    if place.server:
         # The password stays in this process (tools here open the markers with it); what
         # every process a tool starts inherits is the URL without it ($PGPASSWORD or
         # ~/.pgpass give it to those that need it).
-        from supervisor.jobs import use_markers_at
-        from supervisor.location import without_password
-
-        use_markers_at(str(jobs_dir))
-        os.environ[MARKERS_VARIABLE] = without_password(str(jobs_dir))
+        use_markers_at(place.text)
+        os.environ[MARKERS_VARIABLE] = place.for_children
     else:
-        from supervisor.jobs import use_markers_at
-
         use_markers_at(None)
         os.environ.pop(MARKERS_VARIABLE, None)
         os.environ["JOB_DIR"] = str(jobs_dir)

@@ -34,18 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from supervisor.states import PARENT_KEY, parent_of
+
 if TYPE_CHECKING:
     from cubeloop import Agent
 
-#: The key of the link in the child's `extra`: {"thread_id": ..., "tool_call_id": ...}.
-PARENT_KEY = "agent_supervisor_parent"
-
-
-def parent_of(extra: Any) -> str | None:
-    """The parent thread named by a thread's `extra`, if it names one."""
-    link = extra.get(PARENT_KEY) if isinstance(extra, dict) else None
-    parent = link.get("thread_id") if isinstance(link, dict) else None
-    return parent if isinstance(parent, str) and parent else None
+__all__ = ["PARENT_KEY", "drive_child", "link_child", "parent_of"]
 
 
 async def link_child(
@@ -87,8 +81,8 @@ async def drive_child(
     given as a function of the run id that builds it, with its `checkpointer`
     and `thread_id`: the run it goes on in is known only here.
     """
-    from supervisor.backends import newest_run_open
     from supervisor.continuation import bring_back, join_run, load_into, run_of
+    from supervisor.runs import newest_run_open
     from supervisor.states import State
     from supervisor.store import summary_from_dicts
 

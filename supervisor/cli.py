@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor import __version__, backends, collector, listing
+from supervisor import __version__, collector, listing
 from supervisor.agents import (
     ENV_VAR,
     AgentLoadError,
@@ -31,12 +31,11 @@ from supervisor.agents import (
     export_environment,
     load_agent,
 )
-from supervisor.backends import lease_board, open_store
 from supervisor.dirs import data_dir
 from supervisor.first_read import FirstRead
 from supervisor.hitl import AnswerError, answer_for
 from supervisor.leases import holder_text
-from supervisor.location import DSN_VARIABLE, is_dsn, redact, shown
+from supervisor.location import DSN_VARIABLE, Location
 from supervisor.report import entry_lines, plan_lines, transcript_json
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import (
@@ -453,6 +452,11 @@ def _say_notes(notes: Iterable[str]) -> None:
         print(f"agent-supervisor: note: {one_line(note, 300)}", file=sys.stderr)
 
 
+def _where(args: argparse.Namespace) -> Location:
+    """The database the command is about (`Location.parse` tells a file from a URL)."""
+    return Location.parse(args.db)
+
+
 def _open(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
     """The store (threads leased by a live supervisor are `running`), notices printed.
 
@@ -460,7 +464,7 @@ def _open(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
     (on a 100,000-thread database that is the difference between seconds
     and milliseconds, given an index: `agent-supervisor index`).
     """
-    store = open_store(args.db, busy_timeout=args.busy_timeout, only=only)
+    store = _where(args).open_store(busy_timeout=args.busy_timeout, only=only)
     _print_notices(store)
     return store
 
@@ -496,15 +500,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.Outcome | None:
     """The listing by two processes, where it is worth it; None where one lists it all."""
-    if is_dsn(args.db):
-        from supervisor.pg.listing import list_split
+    if _where(args).server:
+        from supervisor.listing.postgres import list_split
 
         return list_split(args.db, options, sys.stdout, BIG_DATABASE_ROWS)
     return listing.list_split(args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS)
 
 
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
-    store = backends.store(args.db, busy_timeout=args.busy_timeout)
+    store = _where(args).store(busy_timeout=args.busy_timeout)
     try:
         batches = getattr(store, "stream_batches", None)
         if batches is not None and not args.check:  # Postgres: partitions in no order
@@ -545,7 +549,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         summary = store.get(args.thread)
         if summary is None:
-            raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
+            raise UsageError(f"{_where(args).shown}: no thread {one_line(args.thread, 60)!r}")
         transcript = store.transcript(args.thread, full=args.full)
     finally:
         store.close()
@@ -575,22 +579,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from supervisor.jobs import read_markers, resolve_jobs_dir
     from supervisor.plan import MarkerIndex
 
-    directory = resolve_jobs_dir(args.db, args.jobs_dir)
-    if isinstance(directory, Path) and directory.exists() and not directory.is_dir():
+    directory = _where(args).jobs(args.jobs_dir)
+    if not directory.server and directory.path.exists() and not directory.path.is_dir():
         raise UsageError(f"{directory}: not a directory")
-    store = open_store(args.db)  # the jobs belong to a real checkpoint database
+    store = _where(args).open_store()  # the jobs belong to a real checkpoint database
     _print_notices(store)
     try:
-        export_environment(directory)
-        index = MarkerIndex(directory, read_markers(directory), _marker_hook(args))
+        export_environment(directory.argument())
+        index = MarkerIndex(directory.argument(), directory.read_markers(), _marker_hook(args))
         if args.thread is None:
             found = [(m, None) for m in index.markers]
         else:
             if store.get(args.thread) is None:
-                raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
+                raise UsageError(f"{_where(args).shown}: no thread {one_line(args.thread, 60)!r}")
             calls = store.transcript(args.thread).tool_calls()
             found = index.markers_of(args.thread, calls)
     finally:
@@ -600,7 +603,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{len(found)} marker(s) in {shown(directory)}")
+    print(f"{len(found)} marker(s) in {directory.shown}")
     for m, how in found:
         when = relative_time(m.done_at or m.started_at)
         who = f" thread {one_line(m.thread_id, 30)}" if m.thread_id else ""
@@ -612,12 +615,11 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Markers of settled threads, older than the cutoff, removed (see `supervisor.prune`)."""
     from supervisor import prune
-    from supervisor.jobs import read_markers, resolve_jobs_dir
 
-    directory = resolve_jobs_dir(args.db, args.jobs_dir)
-    if isinstance(directory, Path) and directory.exists() and not directory.is_dir():
+    directory = _where(args).jobs(args.jobs_dir)
+    if not directory.server and directory.path.exists() and not directory.path.is_dir():
         raise UsageError(f"{directory}: not a directory")
-    store = open_store(args.db)
+    store = _where(args).open_store()
     try:
         store.refresh()
         states = {s.thread_id: s.state.value for s in store.threads()}
@@ -625,7 +627,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     finally:
         store.close()
     cutoff = time.time() - args.older_than * 86400.0
-    verdicts = prune.judge(read_markers(directory), states, cutoff=cutoff)
+    verdicts = prune.judge(directory.read_markers(), states, cutoff=cutoff)
     done = {
         id(v): (None if args.dry_run else prune.remove(directory, v.marker))
         for v in verdicts
@@ -648,7 +650,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     kept = ", ".join(f"{n} {reason}" for reason, n in sorted(why.items()))
     what = f"would remove {len(going)}" if args.dry_run else f"removed {removed}"
     print(
-        f"{what} marker(s) of finished threads in {shown(directory)}; "
+        f"{what} marker(s) of finished threads in {directory.shown}; "
         f"kept {sum(why.values())}{f' ({kept})' if kept else ''}"
     )
     if leases:
@@ -689,18 +691,16 @@ def _load_agent(args: argparse.Namespace) -> tuple[LoadedAgent, Path | str]:
 def _agent_environment(args: argparse.Namespace) -> Path | str:
     """The jobs directory, exported for agents written like the recipe (they read it at
     import): call before the agent is imported."""
-    from supervisor.jobs import resolve_jobs_dir
-
-    jobs_dir = resolve_jobs_dir(args.db, args.jobs_dir)
-    export_environment(jobs_dir)
-    return jobs_dir
+    jobs = _where(args).jobs(args.jobs_dir)
+    export_environment(jobs)
+    return jobs.argument()
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Add (or drop) our index, after asking: it writes to the user's database."""
     from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
 
-    if is_dsn(args.db):
+    if _where(args).server:
         return _index_postgres(args)
     path = check_database_path(args.db)
     with SQLiteStore(path, busy_timeout=args.busy_timeout, only=()) as store:
@@ -752,7 +752,7 @@ def _index_postgres(args: argparse.Namespace) -> int:
         existing_indexes,
     )
 
-    where = redact(args.db)
+    where = _where(args).shown
 
     async def run(action) -> object:
         conn = await connect(args.db, "index")
@@ -814,13 +814,12 @@ def _check_places(args: argparse.Namespace) -> None:
     """Where a run will write, checked before it starts: a jobs directory that is a file,
     a leases directory that is not ours or cannot be made, are one line and exit 2, not a
     traceback (or an agent looping on a tool that cannot write its marker)."""
-    from supervisor.jobs import resolve_jobs_dir
     from supervisor.leases import LeaseError, leases_dir, secure_directory
 
-    jobs = resolve_jobs_dir(args.db, getattr(args, "jobs_dir", None))
-    if isinstance(jobs, Path) and jobs.exists() and not jobs.is_dir():
+    jobs = _where(args).jobs(getattr(args, "jobs_dir", None))
+    if not jobs.server and jobs.path.exists() and not jobs.path.is_dir():
         raise UsageError(f"{jobs}: not a directory (job markers are kept in a directory)")
-    if not is_dsn(args.db):
+    if not _where(args).server:
         try:
             secure_directory(leases_dir(args.db), 0o700)
         except LeaseError as exc:
@@ -846,7 +845,7 @@ def _runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfi
             "marker_hook": loaded.marker_hook,
         }
     return RunnerConfig(
-        database=args.db if is_dsn(args.db) else Path(args.db),
+        database=_where(args).argument(),
         jobs_dir=jobs_dir,
         **agent,
         max_concurrent=args.max_concurrent,
@@ -868,7 +867,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         wanted = list(dict.fromkeys(args.threads))
         unknown = [t for t in wanted if t not in known]
         if unknown:
-            raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
+            raise UsageError(f"{_where(args).shown}: no thread {one_line(unknown[0], 60)!r}")
         if args.all:
             wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
         if args.dry_run:
@@ -906,7 +905,7 @@ def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]
     """`resume --processes N`: the threads dealt to worker processes (`supervisor.shards`)."""
     from supervisor.shards import run_sharded, shards_for
 
-    if not is_dsn(args.db) and _journal_mode(Path(args.db), args.busy_timeout) != "wal":
+    if not _where(args).server and _journal_mode(_where(args).path, args.busy_timeout) != "wal":
         print(
             f"note: {args.db} uses a rollback journal, so worker processes wait on each other's "
             "writes; in WAL mode they do not (once, with no agent running: "
@@ -929,7 +928,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if summary is None:
-        raise UsageError(f"{shown(args.db)}: no thread {one_line(args.thread, 60)!r}")
+        raise UsageError(f"{_where(args).shown}: no thread {one_line(args.thread, 60)!r}")
     request = summary.request
     if summary.state is State.ANSWERED:
         raise UsageError(
@@ -970,8 +969,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if unknown:
-        raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
-    board = lease_board(args.db)
+        raise UsageError(f"{_where(args).shown}: no thread {one_line(unknown[0], 60)!r}")
+    board = _where(args).leases()
 
     async def stop_all() -> list[tuple[str, dict | None]]:
         wanted = list(dict.fromkeys(args.threads))
@@ -1013,12 +1012,11 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     """
     import asyncio
 
-    from supervisor.jobs import read_markers
     from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, terminated_by_markers
     from supervisor.probe import probe
 
     agent, jobs_dir = _load_agent(args)
-    index = MarkerIndex(jobs_dir, read_markers(jobs_dir), agent.marker_hook)
+    index = MarkerIndex(jobs_dir, Location.parse(jobs_dir).read_markers(), agent.marker_hook)
     asking = args.strategy == "rerun"
 
     async def plan_all() -> list[ThreadPlan]:
@@ -1072,14 +1070,16 @@ def _resumer(thread_id: str, force: bool):
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    if is_dsn(args.db):  # the host owns a Postgres schema: it must be there already
-        backends.store(args.db).close()
+    if _where(args).server:  # the host owns a Postgres schema: it must be there already
+        _where(args).store().close()
         creating = False
     else:
-        creating = _prompt_target(Path(args.db), args.busy_timeout)
+        creating = _prompt_target(_where(args).path, args.busy_timeout)
     config = _runner_config(args)
     if creating:
-        print(f"agent-supervisor: creating checkpoint database {shown(args.db)}", file=sys.stderr)
+        print(
+            f"agent-supervisor: creating checkpoint database {_where(args).shown}", file=sys.stderr
+        )
     start = [lambda runner: runner.prompt(args.thread, args.text)]
     ok = _run_agents(config, start, probe=args.thread)
     return EXIT_OK if ok else EXIT_UNFINISHED
@@ -1107,7 +1107,7 @@ def _prompt_target(path: Path, busy_timeout: float) -> bool:
         conn.close()
     if tables == 0:
         return True
-    open_store(path, busy_timeout=busy_timeout).close()  # a clear error if not ours
+    Location.parse(path).open_store(busy_timeout=busy_timeout).close()  # a clear error if not ours
     return False
 
 
@@ -1173,15 +1173,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     config = _runner_config(args)
     config.live_window = policy.quiet
-    store = backends.store(args.db, busy_timeout=args.busy_timeout)
-    ledger = backends.attempt_ledger(args.db)
+    store = _where(args).store(busy_timeout=args.busy_timeout)
+    ledger = _where(args).attempts()
     if hasattr(ledger, "require"):
         ledger.require()
     try:
         ledger.check()
     except Exception as exc:
         raise UsageError(
-            f"{getattr(ledger, 'path', shown(args.db))}: cannot keep the watcher's records "
+            f"{getattr(ledger, 'path', _where(args).shown)}: cannot keep the watcher's records "
             f"there ({one_line(str(exc), 120)})"
         ) from None
 
@@ -1263,12 +1263,12 @@ class _Shutdown:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    ledger = backends.attempt_ledger(args.db)
+    ledger = _where(args).attempts()
     store = _open(args, only=args.threads)
     try:
         unknown = [t for t in args.threads if store.get(t) is None]
         if unknown:
-            raise UsageError(f"{shown(args.db)}: no thread {one_line(unknown[0], 60)!r}")
+            raise UsageError(f"{_where(args).shown}: no thread {one_line(unknown[0], 60)!r}")
         released = set(ledger.release(list(dict.fromkeys(args.threads))))
     finally:
         store.close()
@@ -1286,9 +1286,9 @@ def cmd_init_markers(args: argparse.Namespace) -> int:
     from supervisor.pg.client import PgError, connect, describe
     from supervisor.pg.schema import MARKERS_TABLE, create_markers_table, has_markers_table
 
-    if not is_dsn(args.db):
+    if not _where(args).server:
         raise UsageError(
-            f"{shown(args.db)}: not a postgresql:// URL "
+            f"{_where(args).shown}: not a postgresql:// URL "
             "(file databases keep markers in a directory)",
             "agent-supervisor init-markers",
         )
@@ -1309,31 +1309,32 @@ def cmd_init_markers(args: argparse.Namespace) -> int:
     except Exception as exc:
         raise StoreError(describe(args.db, exc)) from None
     done = "already there" if existed else "created"
-    print(f"{redact(args.db)}: {MARKERS_TABLE} {done}")
+    print(f"{_where(args).shown}: {MARKERS_TABLE} {done}")
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from supervisor.demo_db import DemoExists, DemoFailed, build_demo_db
-    from supervisor.jobs import resolve_jobs_dir
 
-    path: Path | str = args.db if is_dsn(args.db) else Path(args.db)
-    if isinstance(path, Path) and (path.exists() and not path.is_file() or not path.name):
-        raise UsageError(f"{path}: not a regular file")
-    jobs = resolve_jobs_dir(path, args.jobs_dir)
+    where = _where(args)
+    if not where.server and (
+        where.path.exists() and not where.path.is_file() or not where.path.name
+    ):
+        raise UsageError(f"{where.path}: not a regular file")
+    jobs = where.jobs(args.jobs_dir)
     try:
-        build_demo_db(path, force=args.force, jobs_dir=jobs)
+        build_demo_db(where.argument(), force=args.force, jobs_dir=jobs.argument())
     except DemoExists as exc:
         raise UsageError(str(exc)) from None
     except DemoFailed as exc:
         raise StoreError(str(exc)) from None
-    store = open_store(path)
+    store = _where(args).open_store()
     try:
         counts = Counter(str(s.state) for s in store.threads())
     finally:
         store.close()
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    print(f"created {shown(path)} ({summary}); job markers in {shown(jobs)}")
+    print(f"created {_where(args).shown} ({summary}); job markers in {jobs.shown}")
     return EXIT_OK
 
 
@@ -1408,7 +1409,7 @@ def cmd_app(args: argparse.Namespace) -> int:
         if not Path(args.db).exists():
             from supervisor.demo_db import build_demo_db  # cubeloop: only to build it
 
-            print(f"creating the demo database at {shown(args.db)} …", file=sys.stderr)
+            print(f"creating the demo database at {_where(args).shown} …", file=sys.stderr)
             build_demo_db(Path(args.db))
     # Half a second of imports (Textual, the agent stack) lies between here and the
     # first screen: no collection walks their objects meanwhile (a full one cost
@@ -1426,9 +1427,9 @@ def _build_app(args: argparse.Namespace) -> SupervisorApp:
     """The store (its first read started), the agent, the app: everything before its first frame."""
     # A big file's first listing is read by two forked processes, started before
     # the store opens and before anything starts a thread (`supervisor.first_read`).
-    first_read = None if is_dsn(args.db) else FirstRead.start(args.db, args.busy_timeout)
+    first_read = None if _where(args).server else FirstRead.start(args.db, args.busy_timeout)
     try:
-        store = backends.store(args.db, busy_timeout=args.busy_timeout)
+        store = _where(args).store(busy_timeout=args.busy_timeout)
     except BaseException:
         if first_read is not None:
             first_read.cancel()

@@ -322,7 +322,7 @@ def spent_questions(answered: Mapping[str, float], newest_result: float | None) 
     step?" before every call would find the first step's answer for the
     second one and run it approved by nobody. An answer given no later than
     the run's newest tool result (by the database's clock:
-    `backends.answer_times`) was for a call already done; the counter is
+    `runs.answer_times`) was for a call already done; the counter is
     set past it. One given after (the crash came between an answer and its
     call) is found again and used. On a tie the human is asked again rather
     than an answer taken for another call.
@@ -364,9 +364,9 @@ def merged_counts(*counts: Mapping[str, int]) -> dict[str, int]:
 async def question_counts(agent: Agent, messages: list[Message], run_id: str) -> dict[str, int]:
     """Where the run's question counter stood: from its `ask_user` calls (`asked_before`)
     and the answers of calls already done (`spent_questions`)."""
-    from supervisor import backends
+    from supervisor import runs
 
-    answered, newest = await backends.answer_times(agent.checkpointer, agent.thread_id, run_id)
+    answered, newest = await runs.answer_times(agent.checkpointer, agent.thread_id, run_id)
     return merged_counts(asked_before(messages, run_id), spent_questions(answered, newest))
 
 

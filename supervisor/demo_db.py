@@ -41,9 +41,10 @@ from typing import Any
 
 from cubeloop.providers.faux import faux_assistant_message
 
-from supervisor import backends, demo
-from supervisor.jobs import MARKERS_VARIABLE, current_thread, default_jobs_dir, open_markers
-from supervisor.location import is_dsn
+from supervisor import demo
+from supervisor.jobs import MARKERS_VARIABLE
+from supervisor.location import Location
+from supervisor.markers import current_thread
 
 
 def _die() -> None:
@@ -92,15 +93,16 @@ async def run_child(args: argparse.Namespace) -> None:
     # Markers in a directory or in Postgres; the ledger (the side effects) in a directory.
     ledger = Path(args.ledger_dir or args.jobs_dir)
     os.environ["JOB_DIR"] = str(ledger)  # the refund tool reads it, as the demo agent does
-    if is_dsn(args.jobs_dir):
-        os.environ[MARKERS_VARIABLE] = args.jobs_dir
-    markers: Any = open_markers(args.jobs_dir)
+    jobs = Location.parse(args.jobs_dir)
+    if jobs.server:
+        os.environ[MARKERS_VARIABLE] = jobs.text
+    markers: Any = jobs.markers()
     if args.kill_at_marker:
         markers = KillingMarkers(markers, *args.kill_at_marker.split(":", 1))
     tools = demo.demo_tools(ledger, markers=markers, seconds=args.tool_seconds)
     planner = failing_planner(args.fail_turn) if args.fail_turn else demo.plan_next
     current_thread.set(args.thread)
-    async with backends.checkpointer(args.db) as cp:
+    async with Location.parse(args.db).checkpointer() as cp:
         if args.empty:
             await cp.save_extra(args.thread, {"note": "created, never prompted"})
             return
@@ -290,12 +292,13 @@ def build_demo_db(
     are in Postgres (default: `demo.ledger_dir_for`, which the demo agent
     also finds on its own).
     """
-    if is_dsn(path):
+    place = Location.parse(path)
+    if place.server:
         return _build_demo_postgres(
-            str(path), force=force, jobs=jobs_dir or str(path), ledger_dir=ledger_dir
+            place.text, force=force, jobs=place.jobs(jobs_dir, {}), ledger_dir=ledger_dir
         )
-    path = Path(path)
-    jobs = Path(jobs_dir or default_jobs_dir(path))
+    path = place.path
+    jobs = place.jobs(jobs_dir, {}).path
     if path.exists() and not force:
         raise DemoExists(f"{path}: already exists (use --force to replace it)")
     if path.exists():
@@ -310,9 +313,7 @@ def build_demo_db(
     return path
 
 
-def _build_demo_postgres(
-    dsn: str, *, force: bool, jobs: Path | str, ledger_dir: Path | None
-) -> str:
+def _build_demo_postgres(dsn: str, *, force: bool, jobs: Location, ledger_dir: Path | None) -> str:
     """The demo threads in a Postgres database: cubeloop's schema made if missing.
 
     Refuses a database that already holds threads unless `force`, which
@@ -322,20 +323,20 @@ def _build_demo_postgres(
     from supervisor.pg.schema import prepare_demo_database
 
     try:
-        held = asyncio.run(prepare_demo_database(dsn, force=force, markers=is_dsn(jobs)))
+        held = asyncio.run(prepare_demo_database(dsn, force=force, markers=jobs.server))
     except Exception as exc:
         from supervisor.pg.client import describe
 
         raise DemoExists(describe(dsn, exc)) from None
     if held:
         raise DemoExists(f"{held}: already holds threads (use --force to replace them)")
-    ledger = ledger_dir or (demo.ledger_dir_for(dsn) if is_dsn(jobs) else Path(jobs))
+    ledger = ledger_dir or (demo.ledger_dir_for(dsn) if jobs.server else jobs.path)
     ledger.mkdir(parents=True, exist_ok=True)
     if force:
         for entry in ledger.iterdir():
             if entry.is_file():
                 entry.unlink()
-    _run_demo_children(dsn, jobs, ledger)
+    _run_demo_children(dsn, jobs.argument(), ledger)
     return dsn
 
 
@@ -380,12 +381,10 @@ def run_children(children: list[list[str]]) -> list[int]:
 
 def _fork_children(children: list[list[str]]) -> list[int]:
     """The `forked` entry point: import once, then fork each child in turn."""
-    from supervisor import backends
-
     parsed = [child_parser().parse_args(argv) for argv in children]
     for db in {a.db for a in parsed}:
-        backends.import_checkpointer(db)
-    if any(is_dsn(a.jobs_dir) for a in parsed):
+        Location.parse(db).import_checkpointer()
+    if any(Location.parse(a.jobs_dir).server for a in parsed):
         import supervisor.pg.markers  # noqa: F401  (imported before the forks, not in each)
     codes = []
     for args in parsed:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.location import host_name
+from supervisor.urls import host_name
 
 #: Leases under this name say a watcher runs (`agent-supervisor watch`); no thread has it.
 WATCHER_PREFIX = "\x00agent-supervisor watch "

@@ -1,65 +1,189 @@
-"""Where the threads live: a SQLite file or a PostgreSQL server.
+"""Where the threads live, and everything that comes with the place.
 
-Every command takes a DB argument; a `postgresql://` or `postgres://` URL
-selects the Postgres backend, anything else is a file path. This module is
-the one place that tells them apart, so the CLI, the runner and the UI never
-parse the argument themselves. It imports nothing heavy: `list` and `--help`
-stay fast.
+Every command takes a DB argument: a `postgresql://` or `postgres://` URL
+selects the Postgres backend, anything else is a file path. `Location.parse`
+is the one place that tells them apart; the value it returns opens what
+belongs to the database (its store, leases, checkpointer, the watcher's
+records, its job markers and their default place), so the CLI, the runner and
+the UI never ask "file or URL" themselves.
+
+The backends are imported only when something is opened: `list` on a file
+never loads asyncpg, and `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import os
-import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supervisor.urls import redact, without_password
+
+if TYPE_CHECKING:
+    from supervisor.markers import Marker
 
 #: Used when the app is started without a DB argument.
 DSN_VARIABLE = "AGENT_SUPERVISOR_DSN"
 
-#: Lets a test play a second machine: the host name leases and markers record.
-HOST_VARIABLE = "AGENT_SUPERVISOR_HOST"
-
 _SCHEMES = ("postgresql://", "postgres://")
 
-
-def is_dsn(location: str | os.PathLike[str]) -> bool:
-    """True for a PostgreSQL connection URL (the scheme decides, case-insensitively)."""
-    return isinstance(location, str) and location.lower().startswith(_SCHEMES)
+#: One markers client per URL and process: the detail pane reads markers on every selection.
+_pg_markers: dict[str, Any] = {}
 
 
-def redact(dsn: str, mark: str = "***") -> str:
-    """The URL without its password (in the user part or as `?password=`), for headers,
-    logs and error messages; `mark` stands where it was ("" leaves it out)."""
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-        password, port = parts.password, parts.port  # .port raises on "h:notaport"
-    except ValueError:
-        return dsn.split("://", 1)[0] + "://" + dsn.rsplit("@", 1)[-1]
-    query = parts.query
-    if "password" in query.lower():
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        kept = [(k, mark if k.lower() == "password" else v) for k, v in pairs]
-        kept = [(k, v) for k, v in kept if v or k.lower() != "password"]
-        parts = parts._replace(query=urllib.parse.urlencode(kept, safe="*"))
-    if password is not None:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{port}" if port else ""
-        netloc = f"{user}:{mark}@{host}{port}" if mark else f"{user}@{host}{port}"
-        parts = parts._replace(netloc=netloc)
-    return urllib.parse.urlunsplit(parts)
+@dataclass(frozen=True)
+class Location:
+    """A database (or a jobs place): a SQLite file or directory, or a PostgreSQL URL."""
+
+    #: As given: a path, or the URL with its password (never shown: see `shown`).
+    text: str
+    #: A `postgresql://` URL, not a path.
+    server: bool
+
+    @classmethod
+    def parse(cls, value: str | os.PathLike[str] | Location) -> Location:
+        """The location an argument names (the scheme decides, case-insensitively)."""
+        if isinstance(value, Location):
+            return value
+        if isinstance(value, str) and value.lower().startswith(_SCHEMES):
+            return cls(value, True)
+        return cls(os.fspath(value), False)
+
+    def __str__(self) -> str:
+        return self.shown
+
+    @property
+    def path(self) -> Path:
+        """The file or directory (a URL has none)."""
+        if self.server:
+            raise ValueError(f"{self.shown} is a URL, not a path")
+        return Path(self.text)
+
+    @property
+    def shown(self) -> str:
+        """For people: a path as it is, a URL without its password."""
+        return redact(self.text) if self.server else self.text
+
+    @property
+    def for_children(self) -> str:
+        """What may reach a child process: a URL without its password (the child takes
+        it from $PGPASSWORD or ~/.pgpass), a path as it is."""
+        return without_password(self.text) if self.server else self.text
+
+    def argument(self) -> str | Path:
+        """The value older interfaces take: the URL as a string, a file as a `Path`."""
+        return self.text if self.server else Path(self.text)
+
+    # -- what a database has -------------------------------------------------------
+
+    def store(self, **options: Any) -> Any:
+        """A `Store` on the database, connected and checked but not yet read (the app
+        reads it in a worker); raises `StoreError` for one we cannot use. A server has
+        no busy timeout: options other than `only` are the file's."""
+        if self.server:
+            from supervisor.pg.store import PostgresStore
+
+            return PostgresStore(self.text, only=options.get("only"))
+        from supervisor.store import SQLiteStore
+
+        return SQLiteStore(self.text, **options)
+
+    def open_store(self, **options: Any) -> Any:
+        """Open and fully read the database; raises `StoreError` for one we cannot read."""
+        opened = self.store(**options)
+        try:
+            opened.refresh()
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    def leases(self) -> Any:
+        """Where the database's leases live: advisory locks on its server, or files
+        beside it."""
+        if self.server:
+            from supervisor.pg.leases import PgLeaseBoard
+
+            return PgLeaseBoard(self.text)
+        from supervisor.leases import FileLeaseBoard, leases_dir
+
+        return FileLeaseBoard(leases_dir(self.text))
+
+    def checkpointer(self) -> Any:
+        """cubeloop's checkpointer for the database (not yet entered)."""
+        if self.server:
+            from cubeloop.checkpointer.postgres import PostgresCheckpointer
+
+            return PostgresCheckpointer(self.text, min_pool_size=1, max_pool_size=4)
+        from cubeloop.checkpointer import SQLiteCheckpointer
+
+        # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
+        # never be read as a URI (reads and writes open the same file).
+        return SQLiteCheckpointer(str(Path(self.text).resolve()))
+
+    def import_checkpointer(self) -> None:
+        """Import the checkpointer's modules now: for a process about to fork children
+        that would each import them again."""
+        if self.server:
+            import cubeloop.checkpointer.postgres  # noqa: F401
+        else:
+            import aiosqlite  # noqa: F401
+            import cubeloop.checkpointer  # noqa: F401
+
+    def attempts(self) -> Any:
+        """Where the watcher counts its attempts: a file beside the database, or our table."""
+        if self.server:
+            from supervisor.pg.attempts import PgAttempts
+
+            return PgAttempts(self.text)
+        from supervisor.attempts import FileAttempts
+
+        return FileAttempts(self.text)
+
+    def jobs(
+        self,
+        explicit: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Location:
+        """Where the database's job markers are: `--jobs-dir`, else `$JOB_DIR`, else beside
+        the file (never /tmp: markers must outlive a reboot). "Beside" a Postgres database
+        is the database itself: markers in our table there (`init-markers`)."""
+        if explicit:
+            return Location.parse(explicit)
+        env = os.environ if environ is None else environ
+        if env.get("JOB_DIR"):
+            return Location(env["JOB_DIR"], False)
+        if self.server:
+            return self
+        db = Path(self.text)
+        return Location(str(db.with_name(db.name + ".jobs")), False)
+
+    # -- what a jobs place holds ---------------------------------------------------
+
+    def markers(self) -> Any:
+        """The markers kept here: `JobMarkers` for a directory, the table for a URL."""
+        if self.server:
+            markers = _pg_markers.get(self.text)
+            if markers is None:
+                from supervisor.pg.markers import PostgresJobMarkers
+
+                markers = _pg_markers[self.text] = PostgresJobMarkers(self.text)
+            return markers
+        from supervisor.markers import JobMarkers
+
+        return JobMarkers(self.text)
+
+    def read_markers(self) -> list[Marker]:
+        """Every marker kept here, oldest first; a missing directory or table has none."""
+        if self.server:
+            return self.markers().read_all()
+        from supervisor.markers import read_directory
+
+        return read_directory(Path(self.text))
 
 
-def without_password(dsn: str) -> str:
-    """The URL with its password left out entirely: what may reach a child process
-    (which takes the password from $PGPASSWORD or ~/.pgpass, if it needs one)."""
-    return redact(dsn, mark="")
-
-
-def shown(location: str | os.PathLike[str]) -> str:
-    """A location for people: a path as it is, a URL without its password."""
-    return redact(location) if is_dsn(location) else str(location)
-
-
-def host_name() -> str:
-    """This machine's name as leases and markers record it."""
-    return os.environ.get(HOST_VARIABLE) or os.uname().nodename
+def open_store(location: str | os.PathLike[str] | Location, **options: Any) -> Any:
+    """Open and fully read a database named by a path or URL (`Location.open_store`)."""
+    return Location.parse(location).open_store(**options)

@@ -37,7 +37,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from supervisor.jobs import Marker, job_key, read_marker
+from supervisor.location import Location
+from supervisor.markers import Marker, job_key, read_marker
 from supervisor.states import RESUMABLE, State, ThreadSummary, ToolCallInfo
 from supervisor.store import summarise_assistant
 
@@ -235,14 +236,15 @@ class MarkerIndex:
             )
         path = Path(where)
         if not path.is_absolute():
-            if not isinstance(self.jobs_dir, Path):
+            jobs = Location.parse(self.jobs_dir)
+            if jobs.server:
                 return PlannedCall(
                     call,
                     Verdict.UNKNOWN,
                     reason="the marker hook gave a relative path and "
                     "the job markers are in Postgres, not a directory",
                 )
-            path = self.jobs_dir / path
+            path = jobs.path / path
         try:
             exists = path.is_file()
         except OSError as exc:

@@ -17,7 +17,7 @@ What is removed, and why it is safe:
   fresh marker is never taken for an old one;
 - each marker is removed only if it is still the record that was judged:
   a file still at its path with the same inode (every version of a marker
-  is a new file, `jobs.atomic_write_json`), a row still with the same
+  is a new file, `markers.atomic_write_json`), a row still with the same
   times. A marker rewritten after the listing is kept.
 
 Lease files nobody holds are removed as well (`leases.prune`).
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor.jobs import JobsLocation, Marker
+from supervisor.location import Location
+from supervisor.markers import Marker
 from supervisor.states import State
 
 #: The states whose threads no resume will ever take up again.
@@ -72,14 +73,11 @@ def judge(markers: Iterable[Marker], states: Mapping[str, str], *, cutoff: float
     return verdicts
 
 
-def remove(location: JobsLocation, marker: Marker) -> bool:
+def remove(location: str | os.PathLike[str] | Location, marker: Marker) -> bool:
     """Remove one marker if it is still the record judged; whether it was removed."""
-    from supervisor.location import is_dsn
-
-    if is_dsn(location):
-        from supervisor.jobs import open_markers
-
-        return open_markers(location).remove(marker)
+    place = Location.parse(location)
+    if place.server:
+        return place.markers().remove(marker)
     return _remove_file(marker)
 
 
@@ -113,9 +111,8 @@ def _remove_file(marker: Marker) -> bool:
 def prune_leases(database: str | os.PathLike[str]) -> int:
     """Lease files nobody holds, removed; none for Postgres (its leases are locks)."""
     from supervisor.leases import leases_dir, prune
-    from supervisor.location import is_dsn
 
-    if is_dsn(database):
+    if Location.parse(database).server:
         return 0
     with contextlib.suppress(OSError):
         return prune(leases_dir(Path(database)))

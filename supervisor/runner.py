@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor import backends, leases
+from supervisor import leases, runs
 from supervisor.agents import AgentLoadError, DeferredAgent, Factory, LoadedAgent, build_agent
 from supervisor.children import parent_of
 from supervisor.extra import save_extra_after_each_result
 from supervisor.hitl import parse_request
-from supervisor.jobs import current_thread
+from supervisor.location import Location
+from supervisor.markers import current_thread
 from supervisor.plan import MarkerHook, live_reason, refusal
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import summary_from_dicts
@@ -99,7 +100,7 @@ class RunnerConfig:
     #: app's: imported after its first frame); read it through `agent()`.
     factory: Factory | None = field(default=None, kw_only=True)
     deferred: DeferredAgent | None = field(default=None, kw_only=True)
-    #: A directory, or a Postgres URL (`jobs.open_markers`).
+    #: A directory, or a Postgres URL (`Location.markers`).
     jobs_dir: Path | str
     agent_ref: str = "agent"
     max_concurrent: int = 4
@@ -139,7 +140,7 @@ class Run:
     started_at: float
     task: asyncio.Task[None] | None = None
     agent: Agent | None = None
-    #: A file lease or a Postgres advisory lease (see `backends.lease_board`).
+    #: A file lease or a Postgres advisory lease (see `Location.leases`).
     lease: Any = None
     signal: asyncio.Event = field(default_factory=asyncio.Event)
     phase: str = "queued"
@@ -187,7 +188,9 @@ class Runner:
         self._checkpointer: Any = None
         self._open_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(config.max_concurrent)
-        self.leases = backends.lease_board(config.database)
+        self.location = Location.parse(config.database)
+        self.jobs = Location.parse(config.jobs_dir)
+        self.leases = self.location.leases()
 
     # -- subscribers ----------------------------------------------------
 
@@ -229,7 +232,7 @@ class Runner:
         async with self._open_lock:
             if self._checkpointer is None:
                 await self._agent()  # the checkpointer is cubeloop's: see `_agent`
-                cp = backends.checkpointer(self.config.database)
+                cp = self.location.checkpointer()
                 await cp.__aenter__()
                 self._checkpointer = cp
             return self._checkpointer
@@ -267,9 +270,9 @@ class Runner:
             ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
-        summary.run_open = await backends.newest_run_open(cp, thread_id) is True
+        summary.run_open = await runs.newest_run_open(cp, thread_id) is True
         if summary.last_role == "tool_result" and summary.last_run_id:
-            summary.run_done = await backends.run_complete(cp, thread_id, summary.last_run_id)
+            summary.run_done = await runs.run_complete(cp, thread_id, summary.last_run_id)
         summary.parent = parent_of(data.extra) if data else None
         await self._read_pending(cp, summary)
         summary.running = self.is_running(thread_id)
@@ -670,11 +673,10 @@ class Runner:
     def _terminated(self, assistant: Any) -> bool:
         """Whether every call of this turn came from a tool whose job marker recorded that
         it ended the run (`jobs.idempotent` keeps `terminate`). Reads the jobs directory."""
-        from supervisor.jobs import read_markers
         from supervisor.plan import MarkerIndex, terminated_by_markers
 
         hook = self.config.agent().marker_hook
-        index = MarkerIndex(self.config.jobs_dir, read_markers(self.config.jobs_dir), hook)
+        index = MarkerIndex(self.config.jobs_dir, self.jobs.read_markers(), hook)
         return terminated_by_markers(assistant, index)
 
     async def _finish_abort(self, run: Run, cp: Any, reason: str) -> None:

@@ -27,11 +27,10 @@ import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from supervisor.location import is_dsn
+from supervisor.location import Location
 
 if TYPE_CHECKING:
     from supervisor.runner import RunnerConfig
@@ -138,11 +137,11 @@ def _work(shard: Shard) -> int:
     from supervisor.headless import run_threads
     from supervisor.runner import RunnerConfig
 
-    jobs_dir: Path | str = shard.jobs_dir if is_dsn(shard.jobs_dir) else Path(shard.jobs_dir)
+    jobs_dir = Location.parse(shard.jobs_dir).argument()
     export_environment(jobs_dir)  # agents written like the recipe read it at import
     agent = load_agent(agent_reference(shard.agent))
     config = RunnerConfig(
-        database=shard.database if is_dsn(shard.database) else Path(shard.database),
+        database=Location.parse(shard.database).argument(),
         factory=agent.factory,
         jobs_dir=jobs_dir,
         agent_ref=agent.reference,

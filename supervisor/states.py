@@ -335,3 +335,15 @@ def order_key(order: str, s: ThreadSummary, state: State | None = None) -> tuple
 
 
 _STATE_RANK = {state: rank for rank, state in enumerate(State)}
+
+
+#: Where a child thread names its parent, written by `supervisor.children`: the key of
+#: the link in the child's `extra`, {"thread_id": ..., "tool_call_id": ...}.
+PARENT_KEY = "agent_supervisor_parent"
+
+
+def parent_of(extra: Any) -> str | None:
+    """The parent thread named by a thread's `extra`, if it names one."""
+    link = extra.get(PARENT_KEY) if isinstance(extra, dict) else None
+    parent = link.get("thread_id") if isinstance(link, dict) else None
+    return parent if isinstance(parent, str) and parent else None

@@ -30,11 +30,18 @@ from typing import Any, Protocol, TypeVar
 
 from supervisor import collector
 from supervisor.attempts import Attempt, FileAttempts
-from supervisor.children import PARENT_KEY
 from supervisor.hitl import PendingRequest, parse_request
 from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.priority import at_low_priority
-from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows, may_be_child
+from supervisor.states import (
+    PARENT_KEY,
+    ROLES,
+    Row,
+    ThreadSummary,
+    ToolCallInfo,
+    fold_rows,
+    may_be_child,
+)
 
 T = TypeVar("T")
 
@@ -131,7 +138,7 @@ class Store(Protocol):
     """What a checkpoint backend offers the rest of the app.
 
     The CLI, the runner and the app take a `Store`: `SQLiteStore` here, and
-    `supervisor.pg.store.PostgresStore`. `supervisor.backends` picks one.
+    `supervisor.pg.store.PostgresStore`. `supervisor.location.Location` picks one.
     """
 
     #: What to show the user (a path, or a URL without its password).
@@ -1021,7 +1028,7 @@ class SQLiteStore:
 
     def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
         """When each of the run's stored answers was given and when its newest tool result was
-        saved, by the database's clock (as `backends.answer_times`)."""
+        saved, by the database's clock (as `runs.answer_times`)."""
         if (
             not {"run_id", "question_id", "answered_at"}
             <= self._columns.get("thread_hitl_answers", set())
@@ -1966,7 +1973,7 @@ def drop_thread_index(path: Path, busy_timeout: float) -> bool:
 
 
 def open_store(path: str | os.PathLike[str], **kwargs: Any) -> SQLiteStore:
-    """Open and fully read a SQLite database (`backends.open_store` chooses the backend)."""
+    """Open and fully read a SQLite database (`Location.open_store` chooses the backend)."""
     store = SQLiteStore(path, **kwargs)
     try:
         store.refresh()

@@ -132,7 +132,7 @@ def fast_demo(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def transcript_problems(db: Path | str, thread: str) -> list[str]:
     """Every tool call must have exactly one result, before the next assistant turn."""
-    from supervisor.backends import open_store
+    from supervisor.location import open_store
 
     entries = open_store(db).transcript(thread).entries
     problems: list[str] = []

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.agents import load_factory
-from supervisor.backends import open_store
+from supervisor.location import open_store
 from supervisor.runner import Runner, RunnerConfig
 from supervisor.states import RESUMABLE, State
 from tests.conftest import effects, run_demo_child, transcript_problems

@@ -11,15 +11,9 @@ import pytest
 from cubeloop import AgentToolResult, TextContent
 from pydantic import BaseModel
 
-from supervisor.jobs import (
-    JobMarkers,
-    current_thread,
-    idempotent,
-    job_key,
-    marker_filename,
-    read_markers,
-    resolve_jobs_dir,
-)
+from supervisor.jobs import JobMarkers, current_thread, idempotent, job_key, read_markers
+from supervisor.location import Location
+from supervisor.markers import marker_filename
 
 
 def test_key_is_deterministic_and_order_free() -> None:
@@ -98,9 +92,10 @@ def test_reader_of_missing_directory_is_empty(tmp_path: Path) -> None:
 
 def test_jobs_dir_precedence(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
-    assert resolve_jobs_dir(db, "/x/flag", {"JOB_DIR": "/x/env"}) == Path("/x/flag")
-    assert resolve_jobs_dir(db, None, {"JOB_DIR": "/x/env"}) == Path("/x/env")
-    default = resolve_jobs_dir(db, None, {})
+    place = Location.parse(db)
+    assert place.jobs("/x/flag", {"JOB_DIR": "/x/env"}).path == Path("/x/flag")
+    assert place.jobs(None, {"JOB_DIR": "/x/env"}).path == Path("/x/env")
+    default = place.jobs(None, {}).path
     assert default == tmp_path / "jobs.db.jobs"
     assert not str(default).startswith("/tmp/cubepi")
 
@@ -142,7 +137,7 @@ def test_idempotent_decorator_does_not_mark_errors_done(tmp_path: Path) -> None:
 def test_markers_are_read_again_only_where_they_changed(tmp_path, monkeypatch) -> None:
     """The detail pane reads the markers on every selection: unchanged files are not parsed
     again, and every change (a new marker, a finished one, one removed) is seen."""
-    import supervisor.jobs as jobs
+    import supervisor.markers as jobs
 
     markers = jobs.JobMarkers(tmp_path)
     for i in range(20):
@@ -150,14 +145,14 @@ def test_markers_are_read_again_only_where_they_changed(tmp_path, monkeypatch) -
     parsed: list[str] = []
     real = jobs.read_marker
     monkeypatch.setattr(jobs, "read_marker", lambda p: parsed.append(p.name) or real(p))
-    first = jobs.read_markers(tmp_path)
+    first = read_markers(tmp_path)
     assert len(first) == 20 and len(parsed) == 20
     parsed.clear()
-    assert jobs.read_markers(tmp_path) == first and parsed == []  # nothing changed
+    assert read_markers(tmp_path) == first and parsed == []  # nothing changed
     markers.finish("k3", {"text": "done"})
     markers.start("new", tool="t", arguments={})
     (tmp_path / jobs.marker_filename("k7")).unlink()
-    again = {m.key: m for m in jobs.read_markers(tmp_path)}
+    again = {m.key: m for m in read_markers(tmp_path)}
     assert sorted(parsed) == sorted(jobs.marker_filename(k) for k in ("k3", "new"))
     assert again["k3"].done and "new" in again and "k7" not in again and len(again) == 20
 
@@ -167,7 +162,7 @@ def test_readers_asking_together_parse_the_directory_once(tmp_path, monkeypatch)
     parsed them all. The later ones wait for the first reading and reuse it."""
     import threading
 
-    import supervisor.jobs as jobs
+    import supervisor.markers as jobs
 
     markers = jobs.JobMarkers(tmp_path)
     for i in range(200):
@@ -183,7 +178,7 @@ def test_readers_asking_together_parse_the_directory_once(tmp_path, monkeypatch)
     monkeypatch.setattr(jobs._MarkerDirectory, "SETTLED_NS", 0)
     results: list[int] = []
     readers = [
-        threading.Thread(target=lambda: results.append(len(jobs.read_markers(tmp_path))))
+        threading.Thread(target=lambda: results.append(len(read_markers(tmp_path))))
         for _ in range(4)
     ]
     for r in readers:

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from supervisor.attempts import Attempt
-from supervisor.location import is_dsn, redact
+from supervisor.location import Location
 from supervisor.states import ThreadSummary
 from supervisor.store import fold_attempts
+from supervisor.urls import redact
 
 
 def test_urls_are_told_from_paths() -> None:
-    assert is_dsn("postgresql://h/db") and is_dsn("POSTGRES://h/db")
-    assert not is_dsn("postgresql.db") and not is_dsn("./postgresql://x")
+    assert Location.parse("postgresql://h/db").server and Location.parse("POSTGRES://h/db").server
+    assert not Location.parse("postgresql.db").server
+    assert not Location.parse("./postgresql://x").server
+
+
+def test_a_location_shows_and_passes_on_no_password() -> None:
+    url = Location.parse("postgresql://u:pw@h/db?sslmode=require")
+    assert "pw" not in url.shown and "pw" not in str(url) and "pw" not in url.for_children
+    assert url.text.startswith("postgresql://u:pw@")  # kept for connecting
+    assert url.jobs(None, {}) == url  # markers in the database's own table
+    assert url.jobs(None, {"JOB_DIR": "/j"}).path.as_posix() == "/j"
+    file = Location.parse("x/jobs.db")
+    assert file.jobs(None, {}).path.as_posix() == "x/jobs.db.jobs"
+    assert Location.parse(file) is file
 
 
 def test_a_password_never_shows_even_in_a_malformed_url() -> None:

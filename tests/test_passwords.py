@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.location import redact, without_password
+from supervisor.urls import redact, without_password
 from tests.conftest import ROOT, cli
 
 SECRET = "s3cr3t-Pa55"

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from supervisor.backends import open_store
+from supervisor.location import open_store
 from supervisor.pg.leases import LEASE_CLASS, PgLeaseBoard
 from tests.conftest import effects
 from tests.test_postgres_runs import machine, supervisor, wait_for_tool

@@ -1,4 +1,4 @@
-"""`list URL` split between two processes (`supervisor.pg.listing`) against a real server.
+"""`list URL` split between two processes (`supervisor.listing.postgres`) against a real server.
 
 Whatever each process reads, the output is the one-process listing's, byte for
 byte: the table, JSON, `--state`, the threads without messages (which need
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import listing
-from supervisor.pg import listing as pg_listing
+from supervisor.listing import postgres as pg_listing
 from supervisor.pg.store import PostgresStore
 from supervisor.store import StoreError
 from tests.test_postgres_store import _insert

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.backends import open_store
 from supervisor.jobs import MARKERS_VARIABLE
 from supervisor.leases import LeaseHeld
+from supervisor.location import open_store
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.states import RESUMABLE, State
 from tests.conftest import ROOT, effects, run_demo_child, transcript_problems
@@ -166,14 +166,14 @@ async def test_a_lease_never_blocks_cubeloops_own_writes(pg_dsn: str) -> None:
     from cubeloop import TextContent
     from cubeloop.providers.base import UserMessage
 
-    from supervisor import backends
+    from supervisor.location import Location
 
     board = PgLeaseBoard(pg_dsn)
     lease = await board.acquire("t")
     try:
         with pytest.raises(LeaseHeld):
             await board.acquire("t")
-        async with backends.checkpointer(pg_dsn) as cp:
+        async with Location.parse(pg_dsn).checkpointer() as cp:
             message = UserMessage(content=[TextContent(text="hello")], timestamp=0)
             await asyncio.wait_for(cp.append("t", [message]), 5)  # cubeloop's xact lock
             await asyncio.wait_for(cp.append("other", [message]), 5)
@@ -245,13 +245,13 @@ def test_answer_prompt_and_show_take_a_url(pg_demo: tuple[str, Path]) -> None:
 def test_a_watcher_on_postgres_finishes_crashed_threads_and_holds_in_our_table(
     pg_demo: tuple[str, Path],
 ) -> None:
-    from supervisor.backends import attempt_ledger, lease_board
+    from supervisor.location import Location
 
     dsn, ledger = pg_demo
     watcher = supervisor(
         ["watch", dsn, "--quiet", "0", "--poll", "0.2"], machine("host-w", ledger, 0)
     )
-    board = lease_board(dsn)
+    board = Location.parse(dsn).leases()
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -271,7 +271,7 @@ def test_a_watcher_on_postgres_finishes_crashed_threads_and_holds_in_our_table(
     assert states["job-09"] is State.AWAITING_INPUT  # a human's question is never answered for them
     assert "job-06:" not in out  # aborted by a person: not resumed unless --states says so
     assert all(n == 1 for n in Counter(effects(ledger)).values())
-    attempts = attempt_ledger(dsn)
+    attempts = Location.parse(dsn).attempts()
     attempts.failed("job-06", "boom", None, max_attempts=1)
     store = open_store(dsn)
     assert store.get("job-06").state is State.HELD

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from supervisor.backends import open_store
 from supervisor.demo_db import DEMO_THREADS
+from supervisor.location import open_store
 from supervisor.pg.client import SyncClient
 from supervisor.pg.schema import INDEX_NAMES
 from supervisor.states import State
@@ -120,9 +120,10 @@ def test_a_scoped_store_reads_only_the_named_threads(both_crashed: tuple[Path, s
 
 
 async def _prompt(dsn: str, thread: str, text: str, jobs: Path) -> None:
-    from supervisor import backends, demo
+    from supervisor import demo
+    from supervisor.location import Location
 
-    async with backends.checkpointer(dsn) as cp:
+    async with Location.parse(dsn).checkpointer() as cp:
         agent = demo.build_demo_agent(
             cp, thread, tools=demo.demo_tools(jobs, seconds=0), tokens_per_second=None
         )

@@ -16,7 +16,7 @@ import pytest
 
 from supervisor.agents import load_factory
 from supervisor.attempts import FileAttempts
-from supervisor.backends import open_store
+from supervisor.location import open_store
 from supervisor.runner import Runner, RunnerConfig
 from supervisor.states import State
 from supervisor.watch import Policy, Watcher
@@ -244,10 +244,10 @@ def test_sigterm_aborts_runs_gracefully_and_threads_stay_resumable(demo_db: Path
 
 
 def test_a_running_watcher_is_seen_by_other_processes(demo_db: Path) -> None:
-    from supervisor.backends import lease_board
+    from supervisor.location import Location
 
     jobs = demo_db.with_name("demo.db.jobs")
-    board = lease_board(demo_db)
+    board = Location.parse(demo_db).leases()
     assert board.watchers() == []
     watcher = watch_process(demo_db, jobs, "--quiet", "3600", host="watch-box")
     try:

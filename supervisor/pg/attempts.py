@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 from supervisor.attempts import PARKED_TEXT, Attempt, finite
-from supervisor.location import redact
 from supervisor.pg.client import SyncClient
 from supervisor.pg.schema import ATTEMPTS_TABLE
 from supervisor.store import StoreError
+from supervisor.urls import redact
 
 _COLUMNS = "thread_id, attempts, last_error, next_at, held, updated_at"
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from supervisor.location import host_name, redact
+from supervisor.urls import host_name, redact
 
 T = TypeVar("T")
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.leases import LeaseHeld
-from supervisor.location import host_name
 from supervisor.pg.client import SyncClient, connect, parse_application_name
+from supervisor.urls import host_name
 
 #: Our advisory-lock class (the first key of the two-key form): "AgSu".
 LEASE_CLASS = 0x41675375

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.jobs import Marker, current_thread, marker_filename
-from supervisor.location import host_name, redact
+from supervisor.markers import Marker, current_thread, marker_filename
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.schema import MARKERS_TABLE
+from supervisor.urls import host_name, redact
 
 _COLUMNS = (
     "key, status, tool, arguments::text AS arguments, tool_call_id, thread_id, "
@@ -58,7 +58,7 @@ def _marker(row: Any) -> Marker:
 
 
 class PostgresJobMarkers:
-    """Job markers in a table; same methods as `jobs.JobMarkers`."""
+    """Job markers in a table; same methods as `markers.JobMarkers`."""
 
     def __init__(self, dsn: str, client: SyncClient | None = None) -> None:
         self.dsn = dsn

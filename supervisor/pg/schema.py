@@ -95,8 +95,8 @@ async def prepare_demo_database(dsn: str, *, force: bool, markers: bool) -> str 
     the user gave to `demo`), and our markers table when the markers live
     there. With `force`, empties both first.
     """
-    from supervisor.location import redact
     from supervisor.pg.client import connect
+    from supervisor.urls import redact
 
     conn = await connect(dsn, "demo")
     try:

@@ -29,13 +29,11 @@ from typing import Any
 
 from supervisor import collector
 from supervisor.attempts import Attempt, finite
-from supervisor.children import PARENT_KEY
 from supervisor.hitl import parse_request
-from supervisor.location import redact
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
-from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
+from supervisor.states import NONE_ANSWERED, PARENT_KEY, ThreadSummary, may_be_child
 from supervisor.store import (
     BIG_PREVIEW,
     BIG_ROW,
@@ -48,6 +46,7 @@ from supervisor.store import (
     fold_requests,
     summarise_assistant,
 )
+from supervisor.urls import redact
 
 #: Rows whose transaction started up to this long before the last look, but
 #: committed after it, are still found (cubeloop's appends are short).
@@ -283,7 +282,7 @@ class PostgresStore:
 
     def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
         """When each of the run's stored answers was given and when its newest tool result was
-        saved, by the server's clock (as `backends.answer_times`)."""
+        saved, by the server's clock (as `runs.answer_times`)."""
         try:
             rows = self._client.fetch(
                 "SELECT question_id, extract(epoch FROM answered_at)::float8 AS at "
@@ -372,7 +371,7 @@ class PostgresStore:
         A store scoped to some threads (`only`) cannot stream.
 
         `share` (i, n): partitions i, i + n, ... only, for a listing split
-        between n processes (`supervisor.pg.listing`); `without_messages`
+        between n processes (`supervisor.listing.postgres`); `without_messages`
         False leaves out the last batch, which needs every process's ids
         (`threads_without_messages`).
         """

@@ -17,8 +17,8 @@ from textual import work
 from textual.screen import Screen
 
 from supervisor.agents import AgentLoadError
-from supervisor.jobs import Marker, read_markers
 from supervisor.leases import holder_text, is_mine
+from supervisor.markers import Marker
 from supervisor.plan import CallPolicy, ThreadPlan, refusal
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
@@ -82,7 +82,7 @@ class ThreadActions:
         In a thread: the plans need the agent's marker hook, waited for here if its
         import is still under way."""
         self._marker_hook()
-        markers = read_markers(self.jobs_dir)
+        markers = self.runner.jobs.read_markers()
         plans = []
         for t in threads:
             transcript, policies = None, None
@@ -97,7 +97,7 @@ class ThreadActions:
         """Markers, transcript and the agent's policy for a plan; runs in a thread (all
         touch the disk, and the plan needs the agent: waited for here if not imported yet)."""
         self._marker_hook()
-        markers = read_markers(self.jobs_dir)
+        markers = self.runner.jobs.read_markers()
         try:
             return markers, self._read_transcript(thread_id), self._policies(thread_id)
         except StoreError:

@@ -31,9 +31,8 @@ from textual.widgets import Footer, Input, Static
 
 from supervisor import collector
 from supervisor.agents import AgentLoadError
-from supervisor.jobs import Marker
 from supervisor.leases import holder_text, is_mine
-from supervisor.location import shown
+from supervisor.markers import Marker
 from supervisor.plan import (
     MarkerHook,
     MarkerIndex,
@@ -175,7 +174,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         """Which agent and which jobs directory this app runs with."""
         config = self.runner.config
         text = Text("agent ", style="dim").append(safe(config.agent_ref))
-        return text.append("  ·  jobs ", style="dim").append(safe(shown(config.jobs_dir)))
+        return text.append("  ·  jobs ", style="dim").append(safe(self.runner.jobs.shown))
 
     def action_copy_id(self) -> None:
         """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""

@@ -17,7 +17,6 @@ from typing import Any
 from textual import work
 from textual.timer import Timer
 
-from supervisor import backends
 from supervisor.states import State
 from supervisor.store import StoreError
 from supervisor.text import one_line
@@ -47,7 +46,7 @@ class AutoResume:
 
     @work(group="auto-resume", exclusive=True, exit_on_error=False)
     async def _start_auto_resume(self) -> None:
-        ledger = backends.attempt_ledger(self.runner.config.database)
+        ledger = self.runner.location.attempts()
         try:
             if hasattr(ledger, "require"):  # Postgres: our table must be there
                 await asyncio.to_thread(ledger.require)
@@ -105,7 +104,7 @@ class AutoResume:
     @work(thread=True, group="release", exit_on_error=False)
     def _release(self, threads: list[str]) -> None:
         """Clear the watcher's records of these threads, as `agent-supervisor release` does."""
-        ledger = backends.attempt_ledger(self.runner.config.database)
+        ledger = self.runner.location.attempts()
         try:
             released = ledger.release(threads)
         except (StoreError, OSError) as exc:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from supervisor.jobs import Marker
+from supervisor.markers import Marker
 from supervisor.runner import RunnerEvent
 from supervisor.states import ThreadSummary
 from supervisor.store import Transcript

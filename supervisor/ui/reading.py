@@ -15,7 +15,7 @@ from pathlib import Path
 from textual import work
 
 from supervisor import collector
-from supervisor.jobs import Marker, read_markers
+from supervisor.markers import Marker
 from supervisor.store import StoreError, Transcript
 from supervisor.ui.lifecycle import StoreClosed
 from supervisor.ui.messages import RefreshFailed, StoreNotices, ThreadsRefreshed
@@ -131,7 +131,7 @@ class DatabaseReading:
             transcript = self._read_transcript(thread_id)
         except StoreClosed:
             raise LookupError(thread_id) from None
-        return transcript, read_markers(self.jobs_dir)
+        return transcript, self.runner.jobs.read_markers()
 
     @work(exclusive=True, group="watch", exit_on_error=False)
     async def _watch(self) -> None:
@@ -141,7 +141,7 @@ class DatabaseReading:
         assert database is not None  # only files are watched
         # The database, and the watcher's attempt records beside it (`supervisor.attempts`).
         names = {database.name + s + j for s in ("", ".watch") for j in ("", "-wal", "-journal")}
-        jobs = Path(self.jobs_dir).resolve() if isinstance(self.jobs_dir, Path) else None
+        jobs = None if self.runner.jobs.server else self.runner.jobs.path.resolve()
         # Not recursive: a database in a home directory would have every file
         # under it watched (seconds of walking, on the UI thread, and the
         # kernel's watch limit). Leases are polled (`_poll_leases`), not watched.

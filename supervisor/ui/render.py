@@ -14,7 +14,7 @@ from typing import Any
 from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
-from supervisor.jobs import Marker
+from supervisor.markers import Marker
 from supervisor.plan import MatchedBy, PlannedCall, ThreadPlan, Verdict
 from supervisor.report import FULL, call_text, describe_event, message_text, size_text, thread_hint
 from supervisor.runner import RunnerEvent

@@ -22,7 +22,7 @@ from typing import Any
 
 from cubeloop.hitl.types import ApproveAnswer
 
-from supervisor import backends
+from supervisor.location import Location
 from tests.crashes import agents
 
 
@@ -30,7 +30,7 @@ async def host(args: argparse.Namespace) -> None:
     module, _, name = args.agent.rpartition(":")
     factory = getattr(importlib.import_module(module) if module else agents, name)
     answers = [json.loads(a) for a in args.answer or []]
-    cp = backends.checkpointer(args.database)
+    cp = Location.parse(args.database).checkpointer()
     await cp.__aenter__()
     try:
         run_id = uuid.uuid4().hex

@@ -18,6 +18,6 @@ __all__ = ["agent_supervisor_marker", "deferred"]
 
 def agent_supervisor_marker(tool_name: str, arguments: Any, jobs_dir: Path) -> str | None:
     """The marker hook: every guarded tool of this module keeps a marker keyed by its arguments."""
-    from supervisor.jobs import marker_filename
+    from supervisor.markers import marker_filename
 
     return str(jobs_dir / marker_filename(job_key(tool_name, arguments)))

@@ -36,7 +36,7 @@ from typing import Any
 
 from cubeloop import TextContent, UserMessage
 
-from supervisor import backends
+from supervisor.location import Location
 from tests.crashes.agents import KILL_VAR
 
 
@@ -136,7 +136,7 @@ async def abort_pending(args: argparse.Namespace, cp: Any) -> None:
 
 
 async def host(args: argparse.Namespace) -> None:
-    cp = backends.checkpointer(args.database)
+    cp = Location.parse(args.database).checkpointer()
     await cp.__aenter__()
     try:
         await args.run(args, cp)

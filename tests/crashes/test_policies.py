@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.backends import open_store
+from supervisor.location import open_store
 from supervisor.states import State
 from tests.crashes.harness import Case, effect
 

@@ -27,7 +27,8 @@ from tests.ui.conftest import build_app, settle, table_rows, until
 GATED = """
 import os, time
 from pathlib import Path
-from supervisor.jobs import job_key, marker_filename
+from supervisor.jobs import job_key
+from supervisor.markers import marker_filename
 deadline = time.monotonic() + 60
 while not os.path.exists("release") and time.monotonic() < deadline:
     time.sleep(0.02)

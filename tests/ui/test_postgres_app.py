@@ -8,8 +8,8 @@ import pytest
 from textual.widgets import DataTable
 
 from supervisor.agents import load_factory
-from supervisor.backends import open_store, store
 from supervisor.demo_db import DEMO_THREADS
+from supervisor.location import Location, open_store
 from supervisor.runner import RunnerConfig
 from supervisor.states import State
 from supervisor.ui.app import make_app
@@ -37,7 +37,13 @@ def pg_app(pg_demo: tuple[str, Path], monkeypatch: pytest.MonkeyPatch):
             live_window=0,
             stopwatch=lambda: 0.0,
         )
-        return make_app(store(dsn), config, clock=lambda: FIXED_NOW, cursor_blink=False, **options)
+        return make_app(
+            Location.parse(dsn).store(),
+            config,
+            clock=lambda: FIXED_NOW,
+            cursor_blink=False,
+            **options,
+        )
 
     return dsn, ledger, build
 
@@ -81,12 +87,13 @@ async def test_r_resumes_a_mid_tool_thread_with_markers_from_postgres(pg_app) ->
 async def test_a_server_is_polled_for_what_others_write(pg_app) -> None:
     import asyncio
 
-    from supervisor import backends, demo
+    from supervisor import demo
+    from supervisor.location import Location
 
     dsn, _, build = pg_app
     async with build(watch=True).run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        async with backends.checkpointer(dsn) as cp:
+        async with Location.parse(dsn).checkpointer() as cp:
             agent = demo.build_demo_agent(
                 cp, "late", tools=demo.demo_tools(seconds=0), tokens_per_second=None
             )

@@ -23,8 +23,8 @@ from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, RichLog, Static, TabbedContent, TabPane
 
-from supervisor.jobs import Marker
-from supervisor.location import shown
+from supervisor.location import Location
+from supervisor.markers import Marker
 from supervisor.plan import MatchedBy, ThreadPlan
 from supervisor.runner import RunnerEvent
 from supervisor.store import StoreError, Transcript
@@ -257,7 +257,7 @@ class DetailPane(Vertical):
             table.add_row(*marker_cells(marker, matched_by, palette, now))
         text = Text()
         text.append(f"{len(mine)} marker(s) in ", style="dim")
-        text.append(shown(self._jobs_dir), style="dim")
+        text.append(Location.parse(self._jobs_dir).shown, style="dim")
         if plan.calls or plan.closed:
             text.append("\nUnanswered tool calls, and what a resume does with each:\n", "bold")
             text.append(plan_text(plan, palette))

@@ -1,0 +1,47 @@
+"""Database URLs for people and for children: passwords left out, the host named.
+
+Pure string work, imported by the Postgres modules and everything above
+them; whether an argument *is* a URL is decided by `supervisor.location`.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+#: Lets a test play a second machine: the host name leases and markers record.
+HOST_VARIABLE = "AGENT_SUPERVISOR_HOST"
+
+
+def redact(dsn: str, mark: str = "***") -> str:
+    """The URL without its password (in the user part or as `?password=`), for headers,
+    logs and error messages; `mark` stands where it was ("" leaves it out)."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        password, port = parts.password, parts.port  # .port raises on "h:notaport"
+    except ValueError:
+        return dsn.split("://", 1)[0] + "://" + dsn.rsplit("@", 1)[-1]
+    query = parts.query
+    if "password" in query.lower():
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        kept = [(k, mark if k.lower() == "password" else v) for k, v in pairs]
+        kept = [(k, v) for k, v in kept if v or k.lower() != "password"]
+        parts = parts._replace(query=urllib.parse.urlencode(kept, safe="*"))
+    if password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{port}" if port else ""
+        netloc = f"{user}:{mark}@{host}{port}" if mark else f"{user}@{host}{port}"
+        parts = parts._replace(netloc=netloc)
+    return urllib.parse.urlunsplit(parts)
+
+
+def without_password(dsn: str) -> str:
+    """The URL with its password left out entirely: what may reach a child process
+    (which takes the password from $PGPASSWORD or ~/.pgpass, if it needs one)."""
+    return redact(dsn, mark="")
+
+
+def host_name() -> str:
+    """This machine's name as leases and markers record it."""
+    return os.environ.get(HOST_VARIABLE) or os.uname().nodename
