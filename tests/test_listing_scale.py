@@ -225,7 +225,7 @@ def test_a_big_database_without_an_index_gets_a_hint(
 ) -> None:
     db = tmp_path / "fleet.db"
     interleaved_db(db, 30, seed=3)
-    monkeypatch.setattr("supervisor.cli.BIG_DATABASE_ROWS", 10)
+    monkeypatch.setattr("supervisor.cli.list_threads.BIG_DATABASE_ROWS", 10)
     from supervisor.cli import run
 
     assert run(["list", str(db)]) == 0
@@ -254,9 +254,10 @@ def test_list_does_not_import_the_agent_stack(tmp_path: Path) -> None:
 
 
 def test_the_help_text_default_is_the_runners() -> None:
-    from supervisor import cli, runner
+    from supervisor import runner
+    from supervisor.cli import options
 
-    assert cli.DEFAULT_CONTINUE_TEXT == runner.DEFAULT_CONTINUE_TEXT
+    assert options.DEFAULT_CONTINUE_TEXT == runner.DEFAULT_CONTINUE_TEXT
 
 
 def test_a_refresh_costs_what_changed_not_what_exists(tmp_path: Path) -> None:

@@ -195,7 +195,7 @@ def test_a_server_that_stops_answering_does_not_keep_watch_past_sigterm(
     the server answers again, nothing ran twice and no lease is left held."""
     import os
 
-    from supervisor.cli import SHUTDOWN_MARGIN
+    from supervisor.cli.watch import SHUTDOWN_MARGIN
 
     dsn, ledger = pg_demo
     database = dsn.rsplit("/", 1)[1]

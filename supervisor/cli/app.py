@@ -1,0 +1,117 @@
+"""The app: `agent-supervisor [DB]` opens it (the demo database when none is given)."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from supervisor import __version__, collector
+from supervisor.agents import AgentLoadError
+from supervisor.cli.context import runner_config, where
+from supervisor.cli.options import EXIT_OK, Parser, UsageError, add_busy_timeout, add_run_options
+from supervisor.dirs import data_dir
+from supervisor.first_read import FirstRead
+from supervisor.location import DSN_VARIABLE
+
+if TYPE_CHECKING:
+    from supervisor.ui.app import SupervisorApp
+
+
+def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
+    """The app's own parser; `commands` are named in its description."""
+    p = Parser(
+        prog="agent-supervisor",
+        description=(
+            "Open the supervisor app on a CubeLoop checkpoint database (default: the "
+            "demo database, created on first use). Other commands: "
+            + ", ".join(commands)
+            + " (agent-supervisor COMMAND --help)."
+        ),
+    )
+    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument(
+        "db",
+        metavar="DB",
+        nargs="?",
+        help="checkpoint database to open: a SQLite file or a postgresql:// URL "
+        "(default: $AGENT_SUPERVISOR_DSN, else the demo database)",
+    )
+    p.add_argument(
+        "--theme",
+        metavar="NAME",
+        help="colour theme (default: the one last picked in the app, else harbor)",
+    )
+    p.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch files; refresh only after own runs",
+    )
+    add_busy_timeout(p)
+    add_run_options(p)
+    p.set_defaults(run=cmd_app)
+    return p
+
+
+def demo_database_path() -> Path:
+    """Where the app keeps its demo database when no DB is given."""
+    return data_dir() / "demo.db"
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Open the store and start its preview before importing the UI: the first
+    screen then has rows as soon as it is drawn (the imports take half a second)."""
+    if args.theme:
+        from supervisor.ui.app import theme_names
+
+        if args.theme not in theme_names():
+            raise UsageError(f"unknown theme {args.theme!r} (one of: {', '.join(theme_names())})")
+    if args.db is None and os.environ.get(DSN_VARIABLE):
+        args.db = os.environ[DSN_VARIABLE]
+    if args.db is None:
+        args.db = str(demo_database_path())
+        if not Path(args.db).exists():
+            from supervisor.demo_db import build_demo_db  # cubeloop: only to build it
+
+            print(f"creating the demo database at {where(args).shown} …", file=sys.stderr)
+            build_demo_db(Path(args.db))
+    # Half a second of imports (Textual, the agent stack) lies between here and the
+    # first screen: no collection walks their objects meanwhile (a full one cost
+    # 40 ms of it), and they live as long as the process, so they are frozen after.
+    with collector.paused():
+        app = _build_app(args)
+        gc.freeze()
+    app.run()
+    if app.agent_error is not None:  # the agent is imported after the first frame
+        raise AgentLoadError(app.agent_error)
+    return EXIT_OK
+
+
+def _build_app(args: argparse.Namespace) -> SupervisorApp:
+    """The store (its first read started), the agent, the app: everything before its first frame."""
+    # A big file's first listing is read by two forked processes, started before
+    # the store opens and before anything starts a thread (`supervisor.first_read`).
+    first_read = None if where(args).server else FirstRead.start(args.db, args.busy_timeout)
+    try:
+        store = where(args).store(busy_timeout=args.busy_timeout)
+    except BaseException:
+        if first_read is not None:
+            first_read.cancel()
+        raise
+    if first_read is not None:
+        store.read_first_from(first_read)
+    if hasattr(store, "preview_soon"):
+        store.preview_soon()
+    try:
+        from supervisor.ui.app import make_app
+
+        # The agent is imported after the first frame; what is wrong before the import
+        # is an error line now, the rest one line when the app closes on it.
+        config = runner_config(args, defer=True)
+    except BaseException:
+        store.close()  # and the preview's child with it
+        raise
+    return make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)

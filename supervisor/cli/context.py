@@ -1,0 +1,121 @@
+"""What a command needs from its arguments: the database, the store, the agent, a run.
+
+Checked before any work starts: a bad place or a broken agent is one line and
+exit 2, never a traceback or a half-done run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supervisor.agents import (
+    ENV_VAR,
+    DeferredAgent,
+    agent_reference,
+    export_environment,
+    load_agent,
+)
+from supervisor.cli.options import LIVE_WINDOW, UsageError
+from supervisor.cli.output import print_notices
+from supervisor.location import Location
+from supervisor.store import Store
+
+if TYPE_CHECKING:
+    from supervisor.agents import LoadedAgent
+    from supervisor.runner import RunnerConfig
+
+
+def where(args: argparse.Namespace) -> Location:
+    """The database the command is about (`Location.parse` tells a file from a URL)."""
+    return Location.parse(args.db)
+
+
+def open_store(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
+    """The store (threads leased by a live supervisor are `running`), notices printed.
+
+    `only`: the command is about these threads; the rest are not listed
+    (on a 100,000-thread database that is the difference between seconds
+    and milliseconds, given an index: `agent-supervisor index`).
+    """
+    store = where(args).open_store(busy_timeout=args.busy_timeout, only=only)
+    print_notices(store)
+    return store
+
+
+def marker_hook(args: argparse.Namespace):
+    """The agent module's marker hook, when an agent is named (`--agent` or env)."""
+    reference = getattr(args, "agent", None) or os.environ.get(ENV_VAR)
+    return load_agent(reference).marker_hook if reference else None
+
+
+def agent_and_jobs(args: argparse.Namespace) -> tuple[LoadedAgent, Path | str]:
+    """The checked agent and the jobs directory, the environment set before the import."""
+    jobs_dir = agent_environment(args)
+    return load_agent(agent_reference(args.agent)), jobs_dir
+
+
+def agent_environment(args: argparse.Namespace) -> Path | str:
+    """The jobs directory, exported for agents written like the recipe (they read it at
+    import): call before the agent is imported."""
+    jobs = where(args).jobs(args.jobs_dir)
+    export_environment(jobs)
+    return jobs.argument()
+
+
+def check_places(args: argparse.Namespace) -> None:
+    """Where a run will write, checked before it starts: a jobs directory that is a file,
+    a leases directory that is not ours or cannot be made, are one line and exit 2, not a
+    traceback (or an agent looping on a tool that cannot write its marker)."""
+    from supervisor.leases import LeaseError, leases_dir, secure_directory
+
+    jobs = where(args).jobs(getattr(args, "jobs_dir", None))
+    if not jobs.server and jobs.path.exists() and not jobs.path.is_dir():
+        raise UsageError(f"{jobs}: not a directory (job markers are kept in a directory)")
+    if not where(args).server:
+        try:
+            secure_directory(leases_dir(args.db), 0o700)
+        except LeaseError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig:
+    """Check everything a run needs before any work starts; with `defer` (the app),
+    what can be checked without importing the agent, which the app imports later."""
+    from supervisor.runner import RunnerConfig
+
+    check_places(args)
+    if defer:
+        jobs_dir = agent_environment(args)
+        deferred = DeferredAgent(agent_reference(args.agent))
+        deferred.check()
+        agent: dict[str, Any] = {"deferred": deferred, "agent_ref": deferred.reference}
+    else:
+        loaded, jobs_dir = agent_and_jobs(args)
+        agent = {
+            "factory": loaded.factory,
+            "agent_ref": loaded.reference,
+            "marker_hook": loaded.marker_hook,
+        }
+    return RunnerConfig(
+        database=where(args).argument(),
+        jobs_dir=jobs_dir,
+        **agent,
+        max_concurrent=args.max_concurrent,
+        continue_text=args.continue_text,
+        mid_tool_strategy=args.strategy,
+        abort_grace=args.abort_grace,
+        live_window=0 if getattr(args, "force", False) else LIVE_WINDOW,
+    )
+
+
+def run_agents(config: RunnerConfig, starts: list, probe: str, prefix: bool = False) -> bool:
+    """Run agents headless until they stop; True if every thread finished."""
+    import asyncio
+
+    from supervisor.headless import run_threads
+
+    return asyncio.run(run_threads(config, starts, probe=probe, prefix=prefix))

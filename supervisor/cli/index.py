@@ -1,0 +1,130 @@
+"""`index DB`: our index added (or dropped), after asking: it writes to the user's database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from supervisor.cli.context import where
+from supervisor.cli.options import EXIT_OK, EXIT_UNFINISHED, UsageError, add_db
+from supervisor.store import SQLiteStore, StoreError, check_database_path
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "index",
+        help="add our index: messages(thread_id, id) for a SQLite file (fast resume and "
+        "detail); for Postgres, indexes on when rows, threads and runs were written and on "
+        "pending requests (fast refreshes)",
+    )
+    add_db(p)
+    p.add_argument("--yes", action="store_true", help="do not ask; add them")
+    p.add_argument("--drop", action="store_true", help="remove what this command added")
+    p.set_defaults(run=cmd_index)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Add (or drop) our index, after asking: it writes to the user's database."""
+    from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
+
+    if where(args).server:
+        return _index_postgres(args)
+    path = check_database_path(args.db)
+    with SQLiteStore(path, busy_timeout=args.busy_timeout, only=()) as store:
+        present = store.has_thread_index()
+    if args.drop:
+        if not drop_thread_index(path, args.busy_timeout):
+            print(f"{path}: no index {INDEX_NAME} to drop")
+            return EXIT_OK
+        print(f"{path}: dropped index {INDEX_NAME}")
+        return EXIT_OK
+    if present:
+        print(f"{path}: already indexed on thread_id; nothing to do")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"adding an index writes to {path}; pass --yes to agree", "agent-supervisor index"
+            )
+        size = path.stat().st_size / 1e6
+        answer = input(
+            f"Add index {INDEX_NAME} on messages(thread_id, id) to {path} "
+            f"({size:,.0f} MB; the index adds a few percent)? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not changed")
+            return EXIT_UNFINISHED
+    started = time.monotonic()
+    add_thread_index(path, args.busy_timeout)
+    print(f"{path}: added index {INDEX_NAME} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _index_postgres(args: argparse.Namespace) -> int:
+    """Our indexes on cubeloop's tables (`pg.schema.INDEXES`), so a refresh finds what
+    changed (new rows, new threads, pending requests, runs) without a table scan.
+
+    cubeloop's `(thread_id, seq)` key already serves resumes and the detail.
+    The schema is the host's (Alembic): an autogenerate would offer to drop
+    indexes it does not know, so we ask first and say their names.
+    """
+    import asyncio
+
+    from supervisor.pg.client import PgError, connect, describe
+    from supervisor.pg.schema import (
+        INDEX_NAMES,
+        INDEXES,
+        add_indexes,
+        drop_indexes,
+        existing_indexes,
+    )
+
+    place = where(args).shown
+
+    async def run(action) -> object:
+        conn = await connect(args.db, "index")
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    def on_server(action) -> Any:
+        try:
+            return asyncio.run(run(action))
+        except PgError as exc:
+            raise StoreError(str(exc)) from None
+        except Exception as exc:
+            raise StoreError(describe(args.db, exc)) from None
+
+    if args.drop:
+        dropped = on_server(drop_indexes)
+        print(
+            f"{place}: dropped index {', '.join(dropped)}"
+            if dropped
+            else f"{place}: no index of ours to drop"
+        )
+        return EXIT_OK
+    have = set(on_server(existing_indexes))
+    missing = [name for name in INDEX_NAMES if name not in have]
+    if not missing:
+        print(f"{place}: already indexed; nothing to do")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"adding indexes writes to {place}; pass --yes to agree", "agent-supervisor index"
+            )
+        listed = "\n".join(f"  {n} ON {d}" for n, d in INDEXES if n in missing)
+        answer = input(
+            f"Add to {place}:\n{listed}\n"
+            "(Tell Alembic to ignore them, or an autogenerate will offer to drop them.) [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not changed")
+            return EXIT_UNFINISHED
+    started = time.monotonic()
+    added = on_server(add_indexes)
+    print(f"{place}: added index {', '.join(added)} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK

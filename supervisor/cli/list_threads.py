@@ -1,0 +1,110 @@
+"""`list DB`: every thread with its resume state, as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from supervisor import listing
+from supervisor.cli.context import where
+from supervisor.cli.options import EXIT_OK, add_db, state_list
+from supervisor.cli.output import say_notes
+from supervisor.states import ThreadSummary
+from supervisor.store import Store
+
+#: A database with more rows than this and no thread index gets a hint.
+BIG_DATABASE_ROWS = 200_000
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("list", help="list every thread with its resume state")
+    add_db(p)
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument(
+        "--state",
+        type=state_list,
+        metavar="STATE[,STATE]",
+        help="only threads in these states",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="also validate the JSON of every row, not only the rows each state depends on "
+        "(reads the whole database)",
+    )
+    p.set_defaults(run=cmd_list)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    options = listing.Options(
+        as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
+    )
+    # --check validates every row first, which holds every summary: one process.
+    outcome = None if args.check else _list_split(args, options)
+    if outcome is None:
+        outcome = _list_in_one_process(args, options)
+    say_notes(outcome.notices)
+    _warn_corrupt(outcome.corrupt)
+    if outcome.index_hint:  # a big database without the index its backend would use
+        print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.Outcome | None:
+    """The listing by two processes, where it is worth it; None where one lists it all."""
+    if where(args).server:
+        from supervisor.listing.postgres import list_split
+
+        return list_split(args.db, options, sys.stdout, BIG_DATABASE_ROWS)
+    return listing.list_split(args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS)
+
+
+def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
+    store = where(args).store(busy_timeout=args.busy_timeout)
+    try:
+        batches = getattr(store, "stream_batches", None)
+        if batches is not None and not args.check:  # Postgres: partitions in no order
+            tally = listing.write_unordered(batches(), options)
+        else:
+            threads, shape = _listing(store, args.check)
+            tally = listing.write_listing(threads, shape, options)
+        return listing.Outcome(
+            store.take_notices(), tally.corrupt, store.index_hint(BIG_DATABASE_ROWS)
+        )
+    finally:
+        store.close()
+
+
+def _listing(store: Store, check: bool) -> tuple[Iterator[ThreadSummary], tuple[int, int]]:
+    """Every thread in thread-id order, and (longest thread id, most messages).
+
+    A SQLite file is streamed (`SQLiteStore.stream`): 100,000 summaries held
+    at once were most of a listing's memory. `--check` validates every row
+    first, which needs them all held; so does a Postgres store.
+    """
+    stream = getattr(store, "stream", None)
+    if stream is not None and not check:
+        threads = stream()
+        first = next(threads, None)  # the pass has run: the shape is known
+        shape = store.shape  # type: ignore[attr-defined]
+        return itertools.chain([] if first is None else [first], threads), shape
+    store.refresh()
+    if check:
+        store.check_rows()
+    held = sorted(store.threads(), key=lambda s: s.thread_id)
+    longest = max((len(s.thread_id) for s in held), default=0)
+    return iter(held), (longest, max((s.messages for s in held), default=0))
+
+
+def _warn_corrupt(rows: list[int]) -> None:
+    if rows:
+        shown = ", ".join(str(r) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
+        print(
+            f"warning: {len(rows)} thread(s) have a corrupt row (rows {shown}); "
+            "they are listed as corrupt",
+            file=sys.stderr,
+        )

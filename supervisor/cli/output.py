@@ -1,0 +1,33 @@
+"""The one output layer: JSON, notes and refusals, the same way in every command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from supervisor.cli.options import UsageError
+from supervisor.location import Location
+from supervisor.store import Store
+from supervisor.text import one_line
+
+
+def print_json(value: Any) -> None:
+    """A JSON document on stdout, indented; what JSON cannot hold is written as text."""
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def print_notices(store: Store) -> None:
+    say_notes(store.take_notices())
+
+
+def say_notes(notes: Iterable[str]) -> None:
+    for note in notes:
+        print(f"agent-supervisor: note: {one_line(note, 300)}", file=sys.stderr)
+
+
+def no_thread(where: Location, thread_id: str) -> UsageError:
+    """The refusal for a thread the database does not hold."""
+    return UsageError(f"{where.shown}: no thread {one_line(thread_id, 60)!r}")

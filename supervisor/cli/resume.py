@@ -1,0 +1,196 @@
+"""`resume DB THREAD… | --all`: crashed threads brought back, or their plan (`--dry-run`)."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supervisor.cli.context import agent_and_jobs, open_store, run_agents, runner_config, where
+from supervisor.cli.options import (
+    EXIT_OK,
+    EXIT_UNFINISHED,
+    LIVE_WINDOW,
+    UsageError,
+    add_db,
+    add_run_options,
+    positive_int,
+)
+from supervisor.cli.output import print_json
+from supervisor.location import Location
+from supervisor.report import plan_lines
+from supervisor.states import RESUMABLE, State, ThreadSummary
+from supervisor.store import Store, connect_readonly
+from supervisor.text import one_line
+
+if TYPE_CHECKING:
+    from supervisor.runner import RunnerConfig
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "resume",
+        help="resume crashed threads and print their events",
+        description=(
+            "Resume threads by state; exit 0 only if every one ends finished "
+            "(or waiting on a new human-in-the-loop request)."
+        ),
+    )
+    add_db(p)
+    p.add_argument("threads", metavar="THREAD", nargs="*", help="thread ids")
+    p.add_argument("--all", action="store_true", help="every thread in a resumable state")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what a resume would do with each thread and tool call; run nothing",
+    )
+    p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON array")
+    add_run_options(p)
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="spread the threads over N worker processes, sharing --max-concurrent "
+        "(one process runs every agent on one core; default %(default)s)",
+    )
+    p.set_defaults(run=cmd_resume)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    if not args.threads and not args.all:
+        raise UsageError("name at least one THREAD, or pass --all", "agent-supervisor resume")
+    if args.json and not args.dry_run:
+        raise UsageError("--json goes with --dry-run", "agent-supervisor resume")
+    store = open_store(args, only=None if args.all else args.threads)
+    try:
+        known = {s.thread_id: s for s in store.threads()}
+        wanted = list(dict.fromkeys(args.threads))
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            raise UsageError(f"{where(args).shown}: no thread {one_line(unknown[0], 60)!r}")
+        if args.all:
+            wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
+        if args.dry_run:
+            return _dry_run(args, store, wanted)
+    finally:
+        store.close()
+    config = runner_config(args)  # a broken agent is exit 2 before anything else
+    todo = []
+    refused = False
+    now = time.time()
+    for thread_id in wanted:
+        summary = known[thread_id]
+        if summary.state in (State.FINISHED, State.STOPPED):
+            print(f"{one_line(thread_id, 40)}: already {summary.state}, nothing to resume")
+            continue
+        reason = _refusal(summary, now, args)
+        if reason is not None:  # refused before anything opens the database for writing
+            print(f"refused: {one_line(thread_id, 60)} {one_line(reason, 200)}", file=sys.stderr)
+            refused = True
+            continue
+        todo.append(thread_id)
+    if not todo:
+        if args.all and not wanted:
+            print("no thread needs resuming")
+        return EXIT_UNFINISHED if refused else EXIT_OK
+    if args.processes > 1 and len(todo) > 1:
+        status = _run_sharded(args, config, todo)
+        return max(status, EXIT_UNFINISHED if refused else EXIT_OK)
+    starts = [_resumer(thread_id, args.force) for thread_id in todo]
+    ok = run_agents(config, starts, probe=todo[0], prefix=len(wanted) > 1)
+    return EXIT_OK if ok and not refused else EXIT_UNFINISHED
+
+
+def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]) -> int:
+    """`resume --processes N`: the threads dealt to worker processes (`supervisor.shards`)."""
+    from supervisor.shards import run_sharded, shards_for
+
+    if not where(args).server and _journal_mode(where(args).path, args.busy_timeout) != "wal":
+        print(
+            f"note: {args.db} uses a rollback journal, so worker processes wait on each other's "
+            "writes; in WAL mode they do not (once, with no agent running: "
+            f"sqlite3 {args.db} 'PRAGMA journal_mode=WAL')",
+            file=sys.stderr,
+        )
+    return run_sharded(shards_for(config, todo, args.processes, args.force))
+
+
+def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
+    """Why the runner would refuse this thread, known from the read-only listing."""
+    from supervisor.plan import live_reason, refusal
+
+    reason = refusal(summary)
+    if reason is not None:
+        return reason
+    live = live_reason(summary, now, LIVE_WINDOW)
+    if live is not None and not args.force:
+        return f"{live}; --force resumes it anyway"
+    return None
+
+
+def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
+    """The plan for each thread, from the read-only store: nothing runs, nothing is written.
+
+    The agent's own policy is asked about each unanswered call, as the resume
+    will ask it (`supervisor.probe`), over a checkpointer that cannot write.
+    """
+    import asyncio
+
+    from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, terminated_by_markers
+    from supervisor.probe import probe
+
+    agent, jobs_dir = agent_and_jobs(args)
+    index = MarkerIndex(jobs_dir, Location.parse(jobs_dir).read_markers(), agent.marker_hook)
+    asking = args.strategy == "rerun"
+
+    async def plan_all() -> list[ThreadPlan]:
+        plans = []
+        for thread_id in wanted:  # one at a time: a transcript is kept only for its plan
+            summary = store.get(thread_id)
+            assert summary is not None
+            transcript = store.transcript(thread_id)
+            probed = None
+            if asking:
+                ends = lambda a: terminated_by_markers(a, index)  # noqa: E731
+                probed = await probe(agent, store, summary, transcript, ends)
+            plans.append(
+                plan_thread(
+                    summary,
+                    index,
+                    messages=transcript.messages(),
+                    strategy=args.strategy,
+                    policies=None if probed is None else probed.policies,
+                    ended=None if probed is None else probed.ended,
+                )
+            )
+        return plans
+
+    plans = asyncio.run(plan_all())
+    if args.json:
+        print_json([p.to_json() for p in plans])
+        return EXIT_OK
+    if not plans:
+        print("no thread needs resuming")
+    for plan in plans:
+        for line in plan_lines(plan):
+            print(line)
+    return EXIT_OK
+
+
+def _journal_mode(path: Path, busy_timeout: float) -> str:
+    """The SQLite file's journal mode, read without writing."""
+    conn = connect_readonly(path, busy_timeout)
+    try:
+        return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    except sqlite3.Error:
+        return "unknown"
+    finally:
+        conn.close()
+
+
+def _resumer(thread_id: str, force: bool):
+    return lambda runner: runner.resume(thread_id, force=force)
