@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cubeloop.checkpointer import SQLiteCheckpointer
 
-from supervisor.store import open_store
+from supervisor.location import open_store
 
 HERE = Path(__file__).resolve().parent
 

@@ -28,7 +28,7 @@ def main() -> None:
     from fleet import database, paired
     from runner import copy_thread, crashed_thread
 
-    from supervisor.store import add_thread_index, drop_thread_index
+    from supervisor.sqlite.files import add_thread_index, drop_thread_index
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=100_000)

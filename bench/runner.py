@@ -36,7 +36,7 @@ from pathlib import Path
 from supervisor.agents import load_factory
 from supervisor.demo_db import child_command
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
-from supervisor.store import add_thread_index
+from supervisor.sqlite.files import add_thread_index
 
 PROMPT = "Process items 1..32"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
-from supervisor.store import SQLiteStore
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.ui.app import make_app
 
 HERE = Path(__file__).resolve().parent
@@ -97,9 +97,7 @@ async def measure(db: Path) -> None:
         await pilot.pause(1.0)
 
         async def reread_while_scrolling() -> None:
-            app.store._cursor = 0  # a full re-read, as after reopening
-            app.store._threads.clear()
-            app.store._parsed_assistant.clear()
+            app.store.reader.reset()  # a full re-read, as after reopening
             app.request_refresh()
             while app._refresh_running:
                 await pilot.press("j")

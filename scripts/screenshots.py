@@ -21,7 +21,7 @@ from pathlib import Path
 from supervisor.agents import load_factory
 from supervisor.demo_db import build_demo_db
 from supervisor.runner import RunnerConfig
-from supervisor.store import SQLiteStore
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.ui.app import make_app
 from supervisor.ui.widgets.thread_table import ThreadTable
 

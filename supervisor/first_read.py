@@ -35,13 +35,11 @@ from typing import IO
 from supervisor import collector
 from supervisor.priority import NICENESS
 from supervisor.split import fork_child, worth_splitting
+from supervisor.sqlite.files import check_database_path
+from supervisor.sqlite.rows import KeptHalf
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import ThreadSummary, summary_fields
-from supervisor.store import (
-    KeptHalf,
-    SQLiteStore,
-    StoreError,
-    check_database_path,
-)
+from supervisor.store import StoreError
 
 #: Summaries per pickled chunk: each loads in a few milliseconds.
 CHUNK = 2_000

@@ -86,7 +86,7 @@ class Location:
             from supervisor.pg.store import PostgresStore
 
             return PostgresStore(self.text, only=options.get("only"))
-        from supervisor.store import SQLiteStore
+        from supervisor.sqlite.store import SQLiteStore
 
         return SQLiteStore(self.text, **options)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.location import open_store
 from supervisor.states import State
-from supervisor.store import open_store
 
 EXPECTED = {
     "finished": State.FINISHED,

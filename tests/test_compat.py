@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.location import open_store
 from supervisor.states import State
-from supervisor.store import open_store
 from tests.conftest import insert_rows, run_demo_child, user_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cubepi013.db"

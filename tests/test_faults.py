@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.location import open_store
 from supervisor.states import State
-from supervisor.store import open_store
 from tests.conftest import ROOT, cli, insert_rows, transcript_problems, user_json
 
 HOT_WRITER = """

@@ -37,7 +37,7 @@ time.time = lambda: frozen  # both reads of a test judge "recent" runs by one cl
 from supervisor import split
 from supervisor.first_read import FirstRead
 from supervisor.states import summary_fields
-from supervisor.store import SQLiteStore
+from supervisor.sqlite.store import SQLiteStore
 mode, db = sys.argv[1], sys.argv[2]
 split.SPLIT_ABOVE_BYTES = 1 << 62 if mode.startswith("whole") else 0
 
@@ -59,7 +59,7 @@ def state(store):
     return {
         "threads": [[shown(v) for v in summary_fields(s)] for s in store.threads()],
         "cursor": store.cursor,
-        "open_runs": sorted(store._open_runs),
+        "open_runs": sorted(store.side.open_runs),
     }
 
 def say_if_left_running(pids):

@@ -24,8 +24,8 @@ from cubeloop.hitl.types import (
 )
 
 from supervisor.hitl import AnswerError, answer_for, parse_request
+from supervisor.location import open_store
 from supervisor.states import State
-from supervisor.store import open_store
 from tests.conftest import cli, run_demo_child
 
 REFUND = "Refund order 9001 (EUR 420)"

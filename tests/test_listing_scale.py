@@ -20,9 +20,12 @@ from pathlib import Path
 import pytest
 
 from supervisor.leases import acquire, leases_dir
+from supervisor.location import open_store
 from supervisor.report import thread_json
+from supervisor.sqlite.files import INDEX_NAME
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import State
-from supervisor.store import INDEX_NAME, SQLiteStore, open_store, summary_from_dicts
+from supervisor.store import summary_from_dicts
 from tests.conftest import ROOT, cli, insert_rows, run_demo_child
 
 
@@ -208,8 +211,8 @@ def test_index_is_added_only_with_consent_and_used(tmp_path: Path) -> None:
     assert store.has_thread_index()
     plan = " ".join(
         str(row)
-        for row in store._conn.execute(
-            "EXPLAIN QUERY PLAN " + store._threads_sql, (0, 10, '["w0001"]')
+        for row in store.db.conn.execute(
+            "EXPLAIN QUERY PLAN " + store.scope.threads_sql, (0, 10, '["w0001"]')
         )
     )
     assert INDEX_NAME in plan
@@ -355,7 +358,7 @@ def test_a_preview_started_early_is_read_in_a_child_and_handed_over(
     import signal
     import time
 
-    from supervisor import store as store_module
+    from supervisor.sqlite import store as store_module
 
     monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"
     expected = [thread_json(s) for s in SQLiteStore(demo_db).preview(rows=20)]
@@ -363,7 +366,7 @@ def test_a_preview_started_early_is_read_in_a_child_and_handed_over(
 
     store = SQLiteStore(demo_db)
     store.preview_soon(rows=20)
-    child = store._early_preview[0]
+    child = store._early[0].pid
     assert child != os.getpid()
     assert [thread_json(s) for s in store.preview()] == expected
     with pytest.raises(ChildProcessError):
@@ -380,11 +383,11 @@ def test_a_preview_started_early_is_read_in_a_child_and_handed_over(
     monkeypatch.setattr(store, "_preview_now", stuck_in_the_child)
     store.preview_soon(rows=20)  # a child killed before it could answer: read here instead
     assert not store.preview_ready()
-    os.kill(store._early_preview[0], signal.SIGKILL)
+    os.kill(store._early[0].pid, signal.SIGKILL)
     assert [thread_json(s) for s in store.preview()] == expected
 
     store.preview_soon(rows=20)  # never asked for: closing stops and reaps the child
-    child = store._early_preview[0]
+    child = store._early[0].pid
     store.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(child, os.WNOHANG)
@@ -393,6 +396,6 @@ def test_a_preview_started_early_is_read_in_a_child_and_handed_over(
 def test_a_small_database_starts_no_preview(demo_db: Path) -> None:
     store = SQLiteStore(demo_db)
     store.preview_soon()
-    assert store._early_preview is None and not store.preview_ready()
+    assert store._early is None and not store.preview_ready()
     assert store.preview() is None
     store.close()

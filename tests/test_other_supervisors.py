@@ -8,8 +8,8 @@ import signal
 from pathlib import Path
 
 from supervisor import leases
+from supervisor.location import open_store
 from supervisor.states import RESUMABLE, State
-from supervisor.store import open_store
 from tests.conftest import cli
 from tests.test_headless import start_slow_resume
 

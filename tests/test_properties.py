@@ -24,10 +24,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from supervisor.location import open_store
 from supervisor.plan import MarkerIndex, plan_thread
 from supervisor.report import entry_json, entry_lines, thread_hint, thread_json
+from supervisor.sqlite.sql import unix_time_sql
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import ThreadSummary
-from supervisor.store import SQLiteStore, open_store, unix_time_sql
 from supervisor.ui.render import transcript_entry
 
 HEALTHY = "healthy"

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from supervisor import demo
 from supervisor.agents import load_factory
+from supervisor.location import open_store
 from supervisor.runner import Refused, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import State
-from supervisor.store import open_store
 from tests.conftest import ROOT, effects, transcript_problems
 
 pytestmark = pytest.mark.usefixtures("fast_demo")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.leases import acquire, leases_dir
-from supervisor.store import SQLiteStore
+from supervisor.sqlite.store import SQLiteStore
 from tests.conftest import ROOT, insert_rows
 from tests.test_listing_scale import script, user
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from supervisor.location import open_store
 from supervisor.report import thread_json
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import State
-from supervisor.store import SQLiteStore, StoreError, open_store
+from supervisor.store import StoreError
 from tests.conftest import ROOT, crash, insert_rows, run_demo_child, user_json
 
 
@@ -59,7 +61,7 @@ def test_listing_never_writes_to_the_database(db: Path) -> None:
 def test_read_only_connection_refuses_writes(db: Path) -> None:
     store = open_store(db)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        store._conn.execute("CREATE TABLE x (a)")
+        store.db.conn.execute("CREATE TABLE x (a)")
 
 
 def test_corrupt_row_marks_only_its_thread(db: Path) -> None:

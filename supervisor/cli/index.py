@@ -9,7 +9,9 @@ from typing import Any
 
 from supervisor.cli.context import where
 from supervisor.cli.options import EXIT_OK, EXIT_UNFINISHED, UsageError, add_db
-from supervisor.store import SQLiteStore, StoreError, check_database_path
+from supervisor.sqlite.files import check_database_path
+from supervisor.sqlite.store import SQLiteStore
+from supervisor.store import StoreError
 
 
 def add_parser(sub: Any) -> None:
@@ -27,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Add (or drop) our index, after asking: it writes to the user's database."""
-    from supervisor.store import INDEX_NAME, add_thread_index, drop_thread_index
+    from supervisor.sqlite.files import INDEX_NAME, add_thread_index, drop_thread_index
 
     if where(args).server:
         return _index_postgres(args)

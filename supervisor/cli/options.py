@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from supervisor.agents import ENV_VAR
 from supervisor.location import DSN_VARIABLE
+from supervisor.sqlite.files import DEFAULT_BUSY_TIMEOUT
 from supervisor.states import State
-from supervisor.store import DEFAULT_BUSY_TIMEOUT
 
 #: The runner's default; kept here so `--help` does not import the runner.
 DEFAULT_CONTINUE_TEXT = "Continue where you left off."

@@ -11,7 +11,7 @@ from typing import Any
 from supervisor.cli.context import run_agents, runner_config, where
 from supervisor.cli.options import EXIT_OK, EXIT_UNFINISHED, UsageError, add_db, add_run_options
 from supervisor.location import Location
-from supervisor.store import check_database_path, connect_readonly
+from supervisor.sqlite.files import check_database_path, connect_readonly
 
 
 def add_parser(sub: Any) -> None:

@@ -22,8 +22,9 @@ from supervisor.cli.options import (
 from supervisor.cli.output import print_json
 from supervisor.location import Location
 from supervisor.report import plan_lines
+from supervisor.sqlite.files import connect_readonly
 from supervisor.states import RESUMABLE, State, ThreadSummary
-from supervisor.store import Store, connect_readonly
+from supervisor.store import Store
 from supervisor.text import one_line
 
 if TYPE_CHECKING:

@@ -36,8 +36,11 @@ from typing import IO, Any, TextIO
 
 from supervisor.report import thread_hint, thread_json
 from supervisor.split import Forked, report_to, worth_splitting
+from supervisor.sqlite.files import check_database_path
+from supervisor.sqlite.rows import CannotSplit
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import State, ThreadSummary
-from supervisor.store import CannotSplit, SQLiteStore, StoreError, check_database_path
+from supervisor.store import StoreError
 from supervisor.text import one_line, relative_time
 
 #: The thread column is cut to this width.

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from supervisor.agents import load_factory
+from supervisor.location import open_store
 from supervisor.runner import RunnerConfig
-from supervisor.store import SQLiteStore, open_store
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.ui.app import make_app
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.widgets.thread_table import ThreadTable

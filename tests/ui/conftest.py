@@ -19,9 +19,10 @@ import pytest
 from textual.worker import WorkerCancelled
 
 from supervisor.agents import load_factory
+from supervisor.location import open_store
 from supervisor.runner import RunnerConfig
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import State
-from supervisor.store import SQLiteStore, open_store
 from supervisor.ui.app import SupervisorApp, make_app
 from supervisor.ui.widgets.thread_table import ThreadTable
 

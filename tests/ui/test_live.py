@@ -12,7 +12,7 @@ import pytest
 
 from supervisor.agents import load_factory
 from supervisor.runner import RunnerConfig
-from supervisor.store import SQLiteStore
+from supervisor.sqlite.store import SQLiteStore
 from supervisor.ui.app import make_app
 from tests.conftest import ROOT, cli
 from tests.ui.conftest import FIXED_NOW, build_app, settle, table_rows, until

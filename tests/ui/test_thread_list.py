@@ -230,7 +230,7 @@ async def test_a_broken_row_mid_thread_shows_once_the_background_check_ends(work
 
 
 async def test_a_big_database_shows_its_newest_threads_first(workdir, monkeypatch) -> None:
-    from supervisor import store as store_module
+    from supervisor.sqlite import store as store_module
     from tests.ui.conftest import build_app
 
     monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"
@@ -258,7 +258,7 @@ async def test_a_preview_read_before_the_app_opened_is_in_its_first_frame(
     """The CLI starts the preview before its imports (`preview_soon`): no loading screen."""
     import time
 
-    from supervisor import store as store_module
+    from supervisor.sqlite import store as store_module
     from tests.ui.conftest import build_app
 
     monkeypatch.setattr(store_module, "PREVIEW_ABOVE_BYTES", 0)  # every database is "big"

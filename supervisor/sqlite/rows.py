@@ -1,0 +1,113 @@
+"""Rows the fast path cannot take, and the small values a listing hands around."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.sqlite.files import Undecodable, tolerant_text
+from supervisor.states import ROLES, Row, ThreadSummary
+
+
+def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """A stored message as a dict, or (None, why it is corrupt)."""
+    if isinstance(text, bytes):
+        text = tolerant_text(text)
+    if not isinstance(text, str):
+        return None, "message_json is not text"
+    if isinstance(text, Undecodable):
+        return None, "message_json is not valid UTF-8"
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"message_json is not valid JSON ({exc.msg} at char {exc.pos})"
+    except RecursionError:
+        return None, "message_json is nested too deeply to parse"
+    except ValueError as exc:
+        return None, f"message_json is not valid JSON ({exc})"
+    if not isinstance(message, dict):
+        return None, "message_json is not an object"
+    role = message.get("role")
+    if role not in ROLES:
+        return None, f"unknown role {role!r}"
+    return message, None
+
+
+def json_or_none(text: Any) -> Any:
+    """Stored JSON, or None when it does not parse."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def noting_threads(rows: Iterable[Row], seen: set[str], work: dict[str, int]) -> Iterator[Row]:
+    for row in rows:
+        seen.add(row[1])
+        work["rows"] += 1
+        yield row
+
+
+def thread_id_of(s: ThreadSummary) -> str:
+    return s.thread_id
+
+
+@dataclass
+class KeptHalf:
+    """One range of a split first listing: its summaries in the order of their first
+    rows (`firsts`, one per summary), which assistant row each has parsed, the
+    recently written ones with an open run, and the last `runs` row read."""
+
+    threads: dict[str, ThreadSummary]
+    firsts: list[int]
+    parsed: dict[str, int]
+    open_runs: set[str] = field(default_factory=set)
+    runs_cursor: int = 0
+
+
+class CannotSplit(Exception):
+    """A ranged `stream` found what only the whole kept listing reads (odd thread ids)."""
+
+
+class NotPlain(Exception):
+    """A thread id the fast listing cannot name (not text, or not UTF-8): take the exact path."""
+
+
+def plain_id(thread_id: Any) -> str:
+    """A thread id from a side table, named as the listing names odd ones."""
+    if type(thread_id) is str:  # nearly all: a side table read whole has 100,000
+        return thread_id
+    return odd_thread_id((0, thread_id, None, None, None))[1]
+
+
+def odd_thread_id(row: Row) -> Row:
+    """A row whose thread_id is not plain text is its own thread's corrupt row."""
+    row_id, thread_id, activity, role, detail = row
+    if isinstance(thread_id, Undecodable):
+        return (row_id, thread_id, activity, None, "thread_id is not valid UTF-8")
+    if isinstance(thread_id, str):
+        return (row_id, str(thread_id), activity, role, detail)
+    if isinstance(thread_id, bytes):
+        return (row_id, repr(thread_id), activity, None, "thread_id is a blob, not text")
+    if thread_id is None:
+        return (row_id, "<NULL>", activity, None, "thread_id is NULL")
+    return (row_id, str(thread_id), activity, role, detail)
+
+
+def number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def odd_id(call_id: str | None) -> bool:
+    """A tool_call_id the prefix read cannot trust: missing, cut, or escaped."""
+    return not call_id or "\\" in call_id
+
+
+#: A tool_call_id longer than this is read by the slow path.
+ID_CHARS = 200
