@@ -6,7 +6,7 @@ Every agent event reaches subscribers in order as a `RunnerEvent`, with
 streaming text coalesced so a fast model cannot flood them. The UI and the
 headless CLI both drive this class; neither reaches into its state.
 
-How each resume state is brought back (DESIGN.md):
+How each resume state is brought back (docs/design.md, docs/resume.md):
 
 - `between_turns`, `after_tools`: load the history, `resume()`.
 - `mid_tool`: run the unanswered tool calls through the agent's own tools

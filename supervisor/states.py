@@ -1,6 +1,6 @@
 """The resume-state rules, as pure functions over a thread's summary.
 
-The names here are part of the CLI/JSON contract (see DESIGN.md). Nothing in
+The names here are part of the CLI/JSON contract (docs/design.md). Nothing in
 this module touches a database: the store folds rows into a `ThreadSummary`
 and `classify` decides. Keeping the rules pure lets them be tested exhaustively
 and shared by every storage backend.

@@ -1,4 +1,4 @@
-"""The pure resume-state rules, one case per row of DESIGN.md's table."""
+"""The pure resume-state rules, one case per row of the states table in docs/design.md."""
 
 from __future__ import annotations
 
