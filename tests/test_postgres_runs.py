@@ -113,9 +113,9 @@ def test_a_killed_holder_frees_the_lease_for_the_other_machine(
         assert [(t["thread_id"], t["holder"]["host"]) for t in listed] == [("job-04", "host-a")]
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-        killed_at = time.monotonic()
+        deadline = time.monotonic() + 60  # a hang guard, not a timing
         while board.held_elsewhere("job-04") is not None:
-            assert time.monotonic() - killed_at < 5, "the server kept a dead holder's lease"
+            assert time.monotonic() < deadline, "the server kept a dead holder's lease"
             time.sleep(0.02)
         board.close()
     finally:

@@ -184,14 +184,17 @@ class SlowParams(BaseModel):
     item: str
 
 
-def slow_tool_factory(honour_signal: bool):
-    """A demo agent whose tool takes 30 s and may ignore the abort signal."""
+def slow_tool_factory(honour_signal: bool, finished: list[str] | None = None):
+    """A demo agent whose tool takes 30 s and may ignore the abort signal; `finished`
+    gets a line each time the tool runs to its end."""
 
     async def execute(tool_call_id, params, *, signal=None, on_update=None):
         for _ in range(600):
             if honour_signal and signal is not None and signal.is_set():
                 return AgentToolResult(content=[TextContent(text="stopped")], is_error=True)
             await asyncio.sleep(0.05)
+        if finished is not None:
+            finished.append(params.item)
         return AgentToolResult(content=[TextContent(text="done")])
 
     tool = AgentTool(
@@ -207,7 +210,8 @@ def slow_tool_factory(honour_signal: bool):
 @pytest.mark.parametrize("honour", [True, False], ids=["honours-signal", "ignores-signal"])
 async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool) -> None:
     seen: list[RunnerEvent] = []
-    cfg = config(demo_db, factory=slow_tool_factory(honour), abort_grace=0.5)
+    finished: list[str] = []
+    cfg = config(demo_db, factory=slow_tool_factory(honour, finished), abort_grace=0.5)
     async with Runner(cfg) as runner:
         runner.subscribe(seen.append)
         await runner.prompt("job-01", "Process items slow-1, slow-2")
@@ -215,11 +219,9 @@ async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool
             if any(e.type == "tool_start" for e in seen):
                 break
             await asyncio.sleep(0.02)
-        started = asyncio.get_running_loop().time()
         assert await runner.abort("job-01")
-        took = asyncio.get_running_loop().time() - started
+        assert finished == [], "abort must not wait for the 30 s tool to finish"
         run_end = next(e for e in seen if e.type == "run_end")
-    assert took < 3, "abort must not wait for a 30 s tool"
     assert run_end.data["outcome"] == ("aborted" if honour else "cancelled")
     state = state_of(demo_db, "job-01")
     assert state in {State.ABORTED, State.AFTER_TOOLS, State.BETWEEN_TURNS}, state

@@ -140,9 +140,12 @@ def test_a_thread_killed_by_another_process_is_finished_once_after_the_quiet(
     watcher = watch_process(db, jobs, "--quiet", "2")
     try:
         crash(db, "t", jobs, kill_at_marker="after_start:B")  # a real SIGKILL, mid-tool
-        killed_at = time.monotonic()
+        crashed_rows = len(open_store(db).transcript("t").entries)
         wait_for(lambda: state(db, "t") is State.FINISHED)
-        assert time.monotonic() - killed_at >= 2  # not before the quiet period
+        # Not before the quiet period, by the database's own clock: the resume's first row
+        # came at least --quiet seconds after the crashed run's last one.
+        times = [e.created_at for e in open_store(db).transcript("t").entries]
+        assert times[crashed_rows] - times[crashed_rows - 1] >= 2
     finally:
         watcher.send_signal(signal.SIGTERM)
         out, err = watcher.communicate(timeout=30)
@@ -207,16 +210,14 @@ def test_two_watchers_never_run_one_thread_twice_and_one_finishes_what_the_other
 
 def test_sigterm_aborts_runs_gracefully_and_threads_stay_resumable(demo_db: Path) -> None:
     jobs = demo_db.with_name("demo.db.jobs")
-    watcher = watch_process(demo_db, jobs, "--quiet", "0", "--abort-grace", "2", tool_seconds=30)
+    watcher = watch_process(demo_db, jobs, "--quiet", "0", "--abort-grace", "2", tool_seconds=600)
     for line in watcher.stdout:
         if ": resumed from" in line:
             break
     time.sleep(0.5)  # its tools are running now
-    sent = time.monotonic()
     watcher.send_signal(signal.SIGTERM)
-    out, err = watcher.communicate(timeout=30)
+    out, err = watcher.communicate(timeout=60)  # its 600 s tools were not waited for
     assert watcher.returncode == 0, err
-    assert time.monotonic() - sent < 2 + 5  # within the abort grace (and start-up slack)
     assert "stopping: aborting" in out and "stopped" in out
     store = open_store(demo_db)
     try:

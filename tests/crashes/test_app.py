@@ -15,7 +15,7 @@ from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.widgets.thread_table import ThreadTable
 from tests.crashes.agents import LEDGER_VAR
 from tests.crashes.harness import Case, effect
-from tests.ui.conftest import select, until
+from tests.ui.conftest import select, spy_notify, until
 
 
 async def pick(pilot, thread: str) -> None:
@@ -96,12 +96,11 @@ async def test_r_on_a_child_names_its_parent_and_resume_all_leaves_it_to_the_par
     crashed,
 ) -> None:
     case, app = crashed("parent", "delegate write-report", "tool:child_effect:before")
+    said = spy_notify(app)
     async with app.run_test(size=(140, 40), notifications=True) as pilot:
         await pick(pilot, "t/child")
         await pilot.press("r")
-        assert await until(
-            pilot, lambda: any("driven by its parent" in n.message for n in app._notifications)
-        )
+        assert await until(pilot, lambda: any("driven by its parent" in n for n in said))
         await pilot.press("R")
         assert await until(pilot, lambda: isinstance(app.screen, BulkResumePreview))
         assert [p.thread_id for p in app.screen.plans] == ["t"]

@@ -111,6 +111,20 @@ def app_factory(workdir: Path) -> Callable[..., SupervisorApp]:
     return build_app
 
 
+def spy_notify(app: SupervisorApp) -> list[str]:
+    """Every message the app notifies from now on (its `notify`, wrapped and called through),
+    rather than Textual's private list of notifications."""
+    said: list[str] = []
+    real = app.notify
+
+    def notify(message: str, *args: object, **kwargs: object) -> None:
+        said.append(str(message))
+        real(message, *args, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return said
+
+
 async def settle(pilot) -> None:
     """Let refreshes, detail loads and agent runs finish."""
     for _ in range(3):

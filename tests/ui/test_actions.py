@@ -12,7 +12,7 @@ from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
 from tests.conftest import transcript_problems
-from tests.ui.conftest import select, settle, state, table_rows, until
+from tests.ui.conftest import select, settle, spy_notify, state, table_rows, until
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,12 @@ async def test_possibly_live_thread_asks_before_forcing(app_factory) -> None:
 
 async def test_r_on_finished_thread_explains(app_factory) -> None:
     app = app_factory()
+    messages = spy_notify(app)
     async with app.run_test(size=(160, 45), notifications=True) as pilot:
         await settle(pilot)
         await select(pilot, "job-01")
         await pilot.press("r")
         await settle(pilot)
-        messages = [n.message for n in pilot.app._notifications]
     assert any("nothing to resume" in m and "press p" in m for m in messages)
 
 

@@ -9,7 +9,7 @@ from textual.widgets import RichLog
 from supervisor.store import StoreError
 from tests.conftest import insert_rows, user_json
 from tests.test_faults import add_corrupt_rows, kill_writer_mid_commit, unloadable_rows
-from tests.ui.conftest import settle
+from tests.ui.conftest import settle, spy_notify
 
 
 async def select(pilot, thread: str) -> None:
@@ -27,10 +27,6 @@ def transcript_text(app) -> str:
 
 def title(app) -> str:
     return str(app.query_one("#detail-title").render())
-
-
-def notices(app) -> list[str]:
-    return [n.message for n in app._notifications]
 
 
 async def test_odd_rows_show_for_their_own_thread(app_factory, workdir: Path) -> None:
@@ -87,21 +83,23 @@ async def test_big_message_is_bounded_and_keys_still_answer(app_factory, workdir
 async def test_resume_of_a_thread_cubeloop_cannot_load_notifies(app_factory, workdir: Path) -> None:
     insert_rows(workdir / "demo.db", unloadable_rows())
     app = app_factory()
+    said = spy_notify(app)
     async with app.run_test(size=(160, 45), notifications=True) as pilot:
         await settle(pilot)
         await select(pilot, "bad-metadata")
         await pilot.press("r")
         await settle(pilot)
-        assert any("bad-metadata cannot be loaded by cubeloop" in n for n in notices(app))
+        assert any("bad-metadata cannot be loaded by cubeloop" in n for n in said)
 
 
 async def test_hot_journal_is_rolled_back_with_a_notification(app_factory, workdir: Path) -> None:
     kill_writer_mid_commit(workdir / "demo.db")
     app = app_factory()
+    said = spy_notify(app)
     async with app.run_test(size=(160, 45), notifications=True) as pilot:
         await settle(pilot)
         assert len(app.summaries) == 12
-        assert any("rolled back" in n for n in notices(app))
+        assert any("rolled back" in n for n in said)
 
 
 async def test_quitting_right_after_a_cursor_move_is_clean(app_factory) -> None:

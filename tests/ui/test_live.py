@@ -45,13 +45,17 @@ async def test_a_thread_written_by_another_process_appears_within_a_second(workd
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await pilot.pause(0.3)  # the watcher is up
+        asked: list[str] = []
+        real = app.request_refresh
+        app.request_refresh = lambda: asked.append("refresh") or real()  # type: ignore[method-assign]
         subprocess.run([sys.executable, "-c", WRITER, "demo.db"], cwd=workdir, check=True)
-        written = time.monotonic()
-        while "from-elsewhere" not in table_rows(app) and time.monotonic() - written < 5:
+        deadline = time.monotonic() + 30  # a hang guard, not a timing
+        while "from-elsewhere" not in table_rows(app) and time.monotonic() < deadline:
             await pilot.pause(0.05)
-        seen_after = time.monotonic() - written
         assert table_rows(app)["from-elsewhere"][1] == "○ between_turns"
-    assert seen_after < 1.0, f"took {seen_after:.2f}s"
+        # Seen because the file changed: the watcher asked for the refresh that found it
+        # (nothing else in the test did).
+        assert asked, "the write was found without the file watcher asking"
 
 
 async def test_marker_written_elsewhere_updates_the_markers_tab(workdir) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from supervisor.ui.themes import ThemeError, all_themes, load_theme, saved_theme
 from tests.conftest import cli
-from tests.ui.conftest import build_app, settle
+from tests.ui.conftest import build_app, settle, spy_notify
 
 MINT = 'name = "mint"\ndark = true\nprimary = "#3EB489"\n'
 
@@ -43,10 +43,11 @@ async def test_user_themes_are_offered_and_broken_ones_named(workdir, config: Pa
     assert "mint" in {t.name for t in themes}
     assert len(problems) == 1 and problems[0].startswith("theme broken.toml:")
     app = build_app()
+    said = spy_notify(app)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await settle(pilot)
         assert "mint" in app.available_themes
-        assert any("broken.toml" in n.message for n in app._notifications)
+        assert any("broken.toml" in n for n in said)
         app.theme = "mint"
         await pilot.pause()
         assert app.current_theme.primary == "#3EB489"
