@@ -96,3 +96,21 @@ def test_the_url_can_come_from_the_environment(pg_demo: tuple[str, Path]) -> Non
     assert out.returncode == 0 and "job-04" in out.stdout, out.stderr
     missing = cli("list", "env:NO_SUCH_VARIABLE_SET")
     assert missing.returncode == 2 and "$NO_SUCH_VARIABLE_SET is not set" in missing.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["user", "query"])
+def test_no_json_output_carries_the_password(pg_demo: tuple[str, Path], how: str) -> None:
+    dsn, _ = pg_demo
+    secret_dsn = with_password(dsn, how)
+    for args in (
+        ["list", secret_dsn, "--json"],
+        ["jobs", secret_dsn, "--jobs-dir", secret_dsn, "--json"],
+        ["resume", secret_dsn, "--all", "--dry-run", "--json", "--jobs-dir", secret_dsn],
+        ["prune", secret_dsn, "--jobs-dir", secret_dsn, "--dry-run", "--json"],
+        ["show", secret_dsn, "job-04", "--json"],
+    ):
+        out = cli(*args)
+        assert out.returncode == 0, (args[0], out.stderr)
+        assert out.stdout.lstrip().startswith(("[", "{")), args[0]
+        assert SECRET not in out.stdout + out.stderr, args[0]
