@@ -99,7 +99,7 @@ async def measure(db: Path) -> None:
         async def reread_while_scrolling() -> None:
             app.store.reader.reset()  # a full re-read, as after reopening
             app.request_refresh()
-            while app._refresh_running:
+            while app.reader.running:
                 await pilot.press("j")
 
         await phase("pressing j during a full re-read", reread_while_scrolling, base)

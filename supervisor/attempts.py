@@ -67,6 +67,14 @@ class AttemptLedger(Protocol):
         """The thread finished (or waits for a human): its record goes."""
         ...
 
+    #: Where the records are, for people (a file's path, or our table's URL).
+    shown: str
+
+    def require(self) -> None:
+        """Raise if the place for records is missing and must be made by a person
+        (`init-markers` on a server); a file is made when first written."""
+        ...
+
     def check(self) -> None:
         """Raise if records cannot be kept (checked before a watcher starts)."""
         ...
@@ -121,6 +129,7 @@ class FileAttempts:
 
     def __init__(self, database: str | os.PathLike[str]) -> None:
         self.path = attempts_path(database)
+        self.shown = str(self.path)
         self._conn: sqlite3.Connection | None = None
 
     def _write(self) -> sqlite3.Connection:
@@ -160,6 +169,9 @@ class FileAttempts:
                 (thread_id, attempts, error, None if held else next_at, int(held), time.time()),
             )
         return Attempt(thread_id, attempts, error, None if held else next_at, held)
+
+    def require(self) -> None:
+        """Nothing to require: the file is made when first written."""
 
     def check(self) -> None:
         """Open the file for writing (making it if needed): a read-only or foreign file

@@ -8,7 +8,8 @@ The backends live in `supervisor.sqlite` and `supervisor.pg`;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from supervisor.attempts import Attempt
 from supervisor.hitl import PendingRequest
@@ -77,6 +78,29 @@ class Store(Protocol):
     leases: Any
     #: Whether `check_rows` is cheap enough for the app to run in the background.
     checks_in_background: bool
+    #: The file the database is (the app watches it), or None for a server (polled).
+    path: Path | None
+    #: How a listing comes out at fleet size without holding every summary: "ordered"
+    #: (`stream`, in thread-id order: a SQLite file) or "unordered" (`stream_batches`,
+    #: partitions in no order: Postgres, sorted by the writer at the end).
+    streams: Literal["ordered", "unordered"]
+
+    def preview(self) -> list[ThreadSummary] | None:
+        """A big database's newest threads, read fast for a first screen (None: no need)."""
+        ...
+
+    def preview_soon(self) -> None:
+        """Start the preview early, before the process starts threads (a no-op where a
+        preview needs no head start)."""
+        ...
+
+    def preview_ready(self) -> bool:
+        """Whether `preview()` would return at once."""
+        ...
+
+    def stop_first_read(self) -> None:
+        """Stop readers of a first read still under way (the app is closing)."""
+        ...
 
     def refresh(self) -> set[str]:
         """Read what changed since the last call; return the touched thread ids."""

@@ -103,8 +103,7 @@ def _build_app(args: argparse.Namespace) -> SupervisorApp:
         raise
     if first_read is not None:
         store.read_first_from(first_read)
-    if hasattr(store, "preview_soon"):
-        store.preview_soon()
+    store.preview_soon()
     try:
         from supervisor.ui.app import make_app
 

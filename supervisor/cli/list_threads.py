@@ -66,9 +66,8 @@ def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.O
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
     store = where(args).store(busy_timeout=args.busy_timeout)
     try:
-        batches = getattr(store, "stream_batches", None)
-        if batches is not None and not args.check:  # Postgres: partitions in no order
-            tally = listing.write_unordered(batches(), options)
+        if store.streams == "unordered" and not args.check:  # Postgres: partitions
+            tally = listing.write_unordered(store.stream_batches(), options)
         else:
             threads, shape = _listing(store, args.check)
             tally = listing.write_listing(threads, shape, options)
@@ -86,9 +85,8 @@ def _listing(store: Store, check: bool) -> tuple[Iterator[ThreadSummary], tuple[
     at once were most of a listing's memory. `--check` validates every row
     first, which needs them all held; so does a Postgres store.
     """
-    stream = getattr(store, "stream", None)
-    if stream is not None and not check:
-        threads = stream()
+    if store.streams == "ordered" and not check:
+        threads = store.stream()
         first = next(threads, None)  # the pass has run: the shape is known
         shape = store.shape  # type: ignore[attr-defined]
         return itertools.chain([] if first is None else [first], threads), shape

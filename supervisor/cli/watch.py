@@ -107,13 +107,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     config.live_window = policy.quiet
     store = where(args).store(busy_timeout=args.busy_timeout)
     ledger = where(args).attempts()
-    if hasattr(ledger, "require"):
-        ledger.require()
+    ledger.require()
     try:
         ledger.check()
     except Exception as exc:
         raise UsageError(
-            f"{getattr(ledger, 'path', where(args).shown)}: cannot keep the watcher's records "
+            f"{ledger.shown}: cannot keep the watcher's records "
             f"there ({one_line(str(exc), 120)})"
         ) from None
 

@@ -28,6 +28,7 @@ class PgAttempts:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
+        self.shown = redact(dsn)
         self._client: SyncClient | None = None
 
     def _sync(self) -> SyncClient:

@@ -194,6 +194,9 @@ class PostgresStore:
         #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
         #: size, which a UI would feel. `list --check` runs it; the app does not.
         self.checks_in_background = False
+        #: A server: nothing to watch (the app polls), and partitions come in no order.
+        self.path = None
+        self.streams = "unordered"
         self._checked = False
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
@@ -495,6 +498,15 @@ class PostgresStore:
             f"app's, every second) scans tables; 'agent-supervisor index {self.location}' "
             "adds them"
         )
+
+    def preview_soon(self) -> None:
+        """No head start needed: the preview is one query on the server."""
+
+    def preview_ready(self) -> bool:
+        return False
+
+    def stop_first_read(self) -> None:
+        """No forked first read on a server."""
 
     def preview(self, threads: int = PREVIEW_THREADS) -> list[ThreadSummary] | None:
         """The newest threads, read in a fraction of a second, for a first screen.

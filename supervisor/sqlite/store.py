@@ -80,6 +80,8 @@ class SQLiteStore:
         self.location = str(self.path)
         #: `check_rows` runs inside SQLite (it releases the GIL): the app may run it.
         self.checks_in_background = True
+        #: Listed in thread-id order, a chunk at a time (`stream`).
+        self.streams = "ordered"
         #: Who runs which thread: `flock` files beside the database.
         self.leases = FileLeaseBoard(leases_dir(self.path))
         if thread_range is not None:

@@ -1,9 +1,9 @@
 """What the keys do to threads: resume (with its previews), abort, prompt, answer.
 
-A mixin of `SupervisorApp`: these flows read the app's list, runner and
-store, and push its dialogs; apart from the app they would be a bag of
-arguments. The app keeps lifecycle, reading the database and routing
-events; the list and the detail keep their own state.
+The app routes its keys here (`action_resume` calls `resume_chosen`...); the
+flows read the app's list, runner and store, and push its dialogs. The app
+keeps lifecycle and routing; reading the database is `reading.StoreReader`;
+the list and the detail keep their own state.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import work
 from textual.screen import Screen
 
 from supervisor.agents import AgentLoadError
@@ -31,35 +30,49 @@ from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
 from supervisor.ui.screens.prompt import PromptScreen
 
 if TYPE_CHECKING:
-    pass
+    from supervisor.ui.app import SupervisorApp
 
 
 class ThreadActions:
-    """Resume, abort, prompt and answer, for the selected or marked threads."""
+    """Resume, abort, prompt and answer, for the selected or marked threads.
 
-    def _targets(self, states: Iterable[State] | None = None) -> list[str]:
-        chosen = self.table.marked_shown() or ([self.selected] if self.selected else [])
+    It owns no state of its own: it reads the app's list and store (through
+    the app's reader), starts runs on the app's runner, and asks the person
+    through the app's dialogs.
+    """
+
+    def __init__(self, app: SupervisorApp) -> None:
+        self.app = app
+
+    def targets(self, states: Iterable[State] | None = None) -> list[str]:
+        chosen = self.app.table.marked_shown() or ([self.app.selected] if self.app.selected else [])
         if states is not None:
             wanted = set(states)
-            chosen = [t for t in chosen if self.state_of(t) in wanted]
+            chosen = [t for t in chosen if self.app.state_of(t) in wanted]
         return chosen
 
-    def action_resume(self) -> None:
-        marked = self.table.marked_shown()
+    def resume_chosen(self) -> None:
+        marked = self.app.table.marked_shown()
         if marked:
-            resumable = [t for t in marked if self.state_of(t) in RESUMABLE]
+            resumable = [t for t in marked if self.app.state_of(t) in RESUMABLE]
             skipped = len(marked) - len(resumable)
             if not resumable:
-                self.notify("none of the marked threads can be resumed", severity="warning")
+                self.app.notify("none of the marked threads can be resumed", severity="warning")
                 return
             self._confirm_many(resumable, skipped)
             return
-        if self.selected is None:
+        if self.app.selected is None:
             return
-        self._resume_one(self.selected)
+        self._resume_one(self.app.selected)
 
-    @work(group="actions", exit_on_error=False)
-    async def _confirm_many(
+    def _confirm_many(
+        self, threads: list[str], skipped: int, title: str = "Resume marked threads"
+    ) -> None:
+        self.app.run_worker(
+            self._confirm_many_work(threads, skipped, title), group="actions", exit_on_error=False
+        )
+
+    async def _confirm_many_work(
         self, threads: list[str], skipped: int, title: str = "Resume marked threads"
     ) -> None:
         """One preview for many threads, with the plan a single resume would show."""
@@ -67,13 +80,13 @@ class ThreadActions:
         preview = BulkResumePreview(
             f"{title} ({len(threads)})",
             plans,
-            self.palette,
-            self.runner.config.continue_text,
+            self.app.palette,
+            self.app.runner.config.continue_text,
             skipped,
         )
-        if not await self.push_screen_wait(preview):
+        if not await self.app.push_screen_wait(preview):
             return
-        self.table.clear_marks()
+        self.app.table.clear_marks()
         for t in threads:
             self._start_resume(t, force=False)
 
@@ -81,14 +94,14 @@ class ThreadActions:
         """Plans for a preview; only mid-tool threads need their transcript (and markers).
         In a thread: the plans need the agent's marker hook, waited for here if its
         import is still under way."""
-        self._marker_hook()
-        markers = self.runner.jobs.read_markers()
+        self.app.marker_hook()
+        markers = self.app.runner.jobs.read_markers()
         plans = []
         for t in threads:
             transcript, policies = None, None
-            if self.state_of(t) in (State.MID_TOOL, State.ANSWERED):
+            if self.app.state_of(t) in (State.MID_TOOL, State.ANSWERED):
                 _, transcript, policies = self._read_for_plan(t)
-            plans.append(self._plan(t, markers, transcript, policies))
+            plans.append(self.app.plan(t, markers, transcript, policies))
         return plans
 
     def _read_for_plan(
@@ -96,52 +109,54 @@ class ThreadActions:
     ) -> tuple[list[Marker], Transcript | None, dict[str, CallPolicy] | None]:
         """Markers, transcript and the agent's policy for a plan; runs in a thread (all
         touch the disk, and the plan needs the agent: waited for here if not imported yet)."""
-        self._marker_hook()
-        markers = self.runner.jobs.read_markers()
+        self.app.marker_hook()
+        markers = self.app.runner.jobs.read_markers()
         try:
-            return markers, self._read_transcript(thread_id), self._policies(thread_id)
+            return markers, self.app.reader.read_transcript(thread_id), self._policies(thread_id)
         except StoreError:
             return markers, None, None
 
     def _policies(self, thread_id: str) -> dict[str, CallPolicy] | None:
         """What the agent's own policy does with the thread's unanswered calls, asked as
         `resume --dry-run` asks it (`supervisor.probe`); in a thread, on a loop of its own."""
-        summary = self.summaries.get(thread_id)
-        if summary is None or self.runner.config.mid_tool_strategy != "rerun":
+        summary = self.app.summaries.get(thread_id)
+        if summary is None or self.app.runner.config.mid_tool_strategy != "rerun":
             return None
         try:
-            loaded = self.runner.config.agent()
+            loaded = self.app.runner.config.agent()
         except AgentLoadError:
             return None
         from supervisor.probe import probe
 
-        with self._store_lock:
-            if self._store_closed:
+        with self.app.reader.lock:
+            if self.app.reader.closed:
                 return None
-            return asyncio.run(probe(loaded, self.store, summary))
+            return asyncio.run(probe(loaded, self.app.store, summary))
 
-    @work(group="actions", exit_on_error=False)
-    async def _resume_one(self, thread_id: str) -> None:
-        state = self.state_of(thread_id)
+    def _resume_one(self, thread_id: str) -> None:
+        self.app.run_worker(self._resume_one_work(thread_id), group="actions", exit_on_error=False)
+
+    async def _resume_one_work(self, thread_id: str) -> None:
+        state = self.app.state_of(thread_id)
         if state is State.HELD:  # a person may resume what the watcher gave up on
-            state = self.summaries[thread_id].resume_state
+            state = self.app.summaries[thread_id].resume_state
         if state is State.RUNNING:
-            self.notify(
+            self.app.notify(
                 f"resume refused: {one_line(thread_id, 40)} is already running",
                 severity="warning",
                 markup=False,
             )
             return
         if state is State.AWAITING_INPUT:
-            self._answer_one(thread_id)
+            self.answer_one(thread_id)
             return
         if state is State.CHILD:  # the refusal names its parent
-            reason = refusal(self.summaries[thread_id]) or ""
-            self.notify(f"{one_line(thread_id, 40)} {reason}", severity="warning", markup=False)
+            reason = refusal(self.app.summaries[thread_id]) or ""
+            self.app.notify(f"{one_line(thread_id, 40)} {reason}", severity="warning", markup=False)
             return
         if state not in RESUMABLE:
             hint = "; press p to prompt" if state in PROMPTABLE else ""
-            self.notify(
+            self.app.notify(
                 f"nothing to resume: {one_line(thread_id, 40)} is {state}{hint}",
                 severity="warning",
                 markup=False,
@@ -149,26 +164,26 @@ class ThreadActions:
             return
         if state in (State.MID_TOOL, State.ANSWERED):
             read = await asyncio.to_thread(self._read_for_plan, thread_id)
-            plan = self._plan(thread_id, *read)
-            if not await self.push_screen_wait(ResumePreview(plan, self.palette)):
+            plan = self.app.plan(thread_id, *read)
+            if not await self.app.push_screen_wait(ResumePreview(plan, self.app.palette)):
                 return
         elif state in (State.ABORTED, State.ERROR):
             body = Text(
                 f"{one_line(thread_id, 40)} stopped with '{state}'. Continue it with the message:\n"
             )
-            body.append(repr(self.runner.config.continue_text), style="italic")
-            if not await self.push_screen_wait(
+            body.append(repr(self.app.runner.config.continue_text), style="italic")
+            if not await self.app.push_screen_wait(
                 ConfirmScreen(f"Continue {state} thread", body, "Continue")
             ):
                 return
         await self._resume(thread_id, force=False)
 
     def _start_resume(self, thread_id: str, force: bool) -> None:
-        self.run_worker(self._resume(thread_id, force), group="agents", exit_on_error=False)
+        self.app.run_worker(self._resume(thread_id, force), group="agents", exit_on_error=False)
 
     async def _resume(self, thread_id: str, force: bool) -> None:
         try:
-            await self.runner.resume(thread_id, force=force)
+            await self.app.runner.resume(thread_id, force=force)
         except PossiblyLive as exc:
             body = safe(str(exc))
             body.append("\n\nResuming while another process runs it would run its tools twice.")
@@ -178,47 +193,47 @@ class ThreadActions:
                 await self._resume(thread_id, force=True)
             return
         except Refused as exc:
-            self.notify(
+            self.app.notify(
                 f"resume refused: {one_line(str(exc), 200)}", severity="warning", markup=False
             )
             return
         except Exception as exc:  # the runner must never fail silently in a worker
-            self.notify(
+            self.app.notify(
                 f"resume of {one_line(thread_id, 40)} failed: {type(exc).__name__}: "
                 f"{one_line(str(exc), 200)}",
                 severity="error",
                 markup=False,
             )
             return
-        self.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
-        await self.runner.wait(thread_id)
+        self.app.notify(f"resumed {one_line(thread_id, 40)}", markup=False)
+        await self.app.runner.wait(thread_id)
 
     async def _ask(self, screen: Screen[bool]) -> bool:
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.push_screen(screen, lambda ok: answer.set_result(bool(ok)))
+        self.app.push_screen(screen, lambda ok: answer.set_result(bool(ok)))
         return await answer
 
-    def action_resume_all(self) -> None:
-        crashed = [t for t in self.summaries if self.state_of(t) in RESUMABLE]
+    def resume_all(self) -> None:
+        crashed = [t for t in self.app.summaries if self.app.state_of(t) in RESUMABLE]
         if not crashed:
-            self.notify("no crashed thread to resume")
+            self.app.notify("no crashed thread to resume")
             return
         self._confirm_many(crashed, 0, "Resume every crashed thread")
 
-    def action_abort(self) -> None:
-        targets = [t for t in self._targets() if t in self.running_since]
+    def abort_chosen(self) -> None:
+        targets = [t for t in self.targets() if t in self.app.running_since]
         elsewhere = [
             t
-            for t in self._targets()
-            if t not in self.running_since
-            and self.summaries[t].holder
-            and not is_mine(self.summaries[t].holder)
+            for t in self.targets()
+            if t not in self.app.running_since
+            and self.app.summaries[t].holder
+            and not is_mine(self.app.summaries[t].holder)
         ]
         if not targets and elsewhere:
             self._abort_elsewhere(elsewhere)
             return
         if not targets:
-            self.notify(
+            self.app.notify(
                 "nothing to abort: the selected thread is not running",
                 severity="warning",
             )
@@ -226,19 +241,21 @@ class ThreadActions:
         names = ", ".join(one_line(t, 30) for t in targets[:8])
         body = Text(
             f"Abort {names}? The agent is asked to stop; after "
-            f"{self.runner.config.abort_grace:g}s it is cancelled. The thread stays resumable."
+            f"{self.app.runner.config.abort_grace:g}s it is cancelled. The thread stays resumable."
         )
 
         def go(ok: bool | None) -> None:
             if ok:
                 for t in targets:
-                    self.run_worker(self.runner.abort(t), group="aborts", exit_on_error=False)
-                self.notify(f"aborting {names}", markup=False)
+                    self.app.run_worker(
+                        self.app.runner.abort(t), group="aborts", exit_on_error=False
+                    )
+                self.app.notify(f"aborting {names}", markup=False)
 
-        self.push_screen(ConfirmScreen("Abort", body, "Abort"), go)
+        self.app.push_screen(ConfirmScreen("Abort", body, "Abort"), go)
 
     def _abort_elsewhere(self, threads: list[str]) -> None:
-        holders = {holder_text(self.summaries[t].holder or {}) for t in threads}
+        holders = {holder_text(self.app.summaries[t].holder or {}) for t in threads}
         names = ", ".join(one_line(t, 30) for t in threads[:8])
         body = Text(
             f"{names}: running in another supervisor ({', '.join(sorted(holders))}). "
@@ -248,40 +265,44 @@ class ThreadActions:
         def go(ok: bool | None) -> None:
             if ok:
                 for t in threads:
-                    self.run_worker(self._stop_elsewhere(t), group="aborts", exit_on_error=False)
+                    self.app.run_worker(
+                        self._stop_elsewhere(t), group="aborts", exit_on_error=False
+                    )
 
-        self.push_screen(ConfirmScreen("Abort in another supervisor", body, "Ask to abort"), go)
+        self.app.push_screen(ConfirmScreen("Abort in another supervisor", body, "Ask to abort"), go)
 
     async def _stop_elsewhere(self, thread_id: str) -> None:
-        self.notify(f"asked the holder of {one_line(thread_id, 40)} to abort", markup=False)
-        outcome, holder = await self.store.leases.stop_elsewhere(thread_id)
+        self.app.notify(f"asked the holder of {one_line(thread_id, 40)} to abort", markup=False)
+        outcome, holder = await self.app.store.leases.stop_elsewhere(thread_id)
         who = holder_text(holder) if holder else "nobody holds it"
         severity = "warning" if outcome == "still running" else "information"
-        self.notify(
+        self.app.notify(
             f"{one_line(thread_id, 40)}: {outcome} ({who})", severity=severity, markup=False
         )
-        self.request_refresh()
+        self.app.request_refresh()
 
-    def action_prompt(self) -> None:
-        if self.selected is None:
+    def prompt_selected(self) -> None:
+        if self.app.selected is None:
             return
-        thread_id = self.selected
-        state = self.state_of(thread_id)
+        thread_id = self.app.selected
+        state = self.app.state_of(thread_id)
         if state is State.AWAITING_INPUT:  # the thread waits on a question: answer it
-            self._answer_one(thread_id)
+            self.answer_one(thread_id)
             return
 
         def send(text: str | None) -> None:
             if text:
-                self.run_worker(self._prompt(thread_id, text), group="agents", exit_on_error=False)
+                self.app.run_worker(
+                    self._prompt(thread_id, text), group="agents", exit_on_error=False
+                )
 
-        self.push_screen(PromptScreen(thread_id, str(state)), send)
+        self.app.push_screen(PromptScreen(thread_id, str(state)), send)
 
-    def _answer_one(self, thread_id: str) -> None:
+    def answer_one(self, thread_id: str) -> None:
         """Open the answer dialog for a waiting thread; the answer runs it on."""
-        request = self.summaries[thread_id].request
+        request = self.app.summaries[thread_id].request
         if request is None or not request.answerable:
-            self.notify(
+            self.app.notify(
                 f"{one_line(thread_id, 40)} waits on a request the supervisor cannot answer",
                 severity="warning",
                 markup=False,
@@ -290,26 +311,26 @@ class ThreadActions:
 
         def send(answer: Any) -> None:
             if answer is not None:
-                self.run_worker(
+                self.app.run_worker(
                     self._answer(thread_id, answer), group="agents", exit_on_error=False
                 )
 
-        self.push_screen(AnswerScreen(thread_id, request), send)
+        self.app.push_screen(AnswerScreen(thread_id, request), send)
 
     async def _answer(self, thread_id: str, answer: Any) -> None:
-        await self._act("answer", thread_id, self.runner.answer(thread_id, answer))
+        await self._act("answer", thread_id, self.app.runner.answer(thread_id, answer))
 
     async def _prompt(self, thread_id: str, text: str) -> None:
-        await self._act("prompt", thread_id, self.runner.prompt(thread_id, text))
+        await self._act("prompt", thread_id, self.app.runner.prompt(thread_id, text))
 
     async def _act(self, verb: str, thread_id: str, start: Awaitable[Any]) -> None:
         """Start a run, say so (or why not), and keep the worker until it ends."""
         try:
             await start
         except Refused as exc:
-            self.notify(
+            self.app.notify(
                 f"{verb} refused: {one_line(str(exc), 200)}", severity="warning", markup=False
             )
             return
-        self.notify(f"{verb}ed {one_line(thread_id, 40)}", markup=False)
-        await self.runner.wait(thread_id)
+        self.app.notify(f"{verb}ed {one_line(thread_id, 40)}", markup=False)
+        await self.app.runner.wait(thread_id)

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -48,7 +46,7 @@ from supervisor.states import (
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import clean, one_line
 from supervisor.ui.actions import ThreadActions
-from supervisor.ui.auto_resume import AutoResume
+from supervisor.ui.auto_resume import AutoResumer
 from supervisor.ui.compositor import ChangedRegionsScreen
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.lifecycle import while_mounted
@@ -59,13 +57,16 @@ from supervisor.ui.messages import (
     StoreNotices,
     ThreadsRefreshed,
 )
-from supervisor.ui.navigation import ListNavigation
 from supervisor.ui.notices import header_line, thread_notice
-from supervisor.ui.reading import LEASE_POLL, SERVER_POLL, DatabaseReading
+from supervisor.ui.pager import open_in_pager
+from supervisor.ui.reading import LEASE_POLL, SERVER_POLL, StoreReader
 from supervisor.ui.render import Palette, safe
 from supervisor.ui.screens.confirm import ConfirmScreen
+from supervisor.ui.screens.help import HelpScreen
+from supervisor.ui.screens.transcript import TranscriptScreen
 from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
 from supervisor.ui.widgets.detail import DetailPane
+from supervisor.ui.widgets.filter_box import FilterBox
 from supervisor.ui.widgets.thread_table import ThreadTable
 
 if TYPE_CHECKING:
@@ -73,8 +74,6 @@ if TYPE_CHECKING:
 
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
-#: Seconds after the last keystroke before a filter is applied.
-FILTER_DELAY = 0.15
 #: At most one transcript reload per this many seconds while a thread runs.
 RELOAD_DELAY = 0.3
 #: Seconds the cursor rests on a row before its detail is loaded.
@@ -88,7 +87,14 @@ HELD_DETAIL_DELAY = 0.3
 HELD_COLLECTOR_PAUSE = 10.0
 
 
-class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, App[None]):
+class SupervisorApp(App[None]):
+    """The shell: layout, keys routed to their owners, runner events, themes, quitting.
+
+    What it routes to owns its state: `reader` (the store and every read of it),
+    `actions` (resume, abort, prompt, answer), `auto` (the in-app watcher), the
+    list (`ThreadTable`: marks, filter, order), the detail (`DetailPane`: tabs).
+    """
+
     CSS_PATH = "app.tcss"
     TITLE = "agent-supervisor"
     AUTO_FOCUS = "#threads"
@@ -112,32 +118,24 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self.store = store
         #: What the header shows: a path, or a URL without its password.
         self.database = store.location
-        #: The file to watch; None for a server, which is polled instead.
-        self.database_path: Path | None = getattr(store, "path", None)
         self.jobs_dir = runner_config.jobs_dir
         self.clock = clock
         self.watch_files = watch
         self.cursor_blink = cursor_blink
         runner_config.clock = clock
         self.runner = Runner(runner_config)
+        self.reader = StoreReader(self, store)
+        self.actions = ThreadActions(self)
+        self.auto = AutoResumer(self)
         self.selected: str | None = None
         #: The last refresh's failure, said once until a refresh works again.
         self._refresh_error: str | None = None
-        self._store_lock = threading.Lock()
-        self._store_closed = False
-        self._quitting = False
-        self._stop_watching = asyncio.Event()
+        self.quitting = False
         self._detail_timer: Timer | None = None
-        self._filter_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._last_move = 0.0
         #: When the key held now began to keep the collector paused (None: no key held).
         self._held_since: float | None = None
-        self._leases_seen: dict[str, dict[str, Any]] | None = None
-        #: Live `agent-supervisor watch` processes on this database (the header says so).
-        self._watchers_seen: list[dict[str, Any]] = []
-        self._refresh_running = False
-        self._refresh_again = False
         self._remember_theme = remember_theme
         #: Set when the agent, imported after the first frame, fails: the app closes
         #: and the CLI prints it as the one error line it would have printed before.
@@ -146,7 +144,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         self._reading = False
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
         self._detail = DetailPane(
-            loader=self._load_thread,
+            loader=self.reader.load_thread,
             planner=self._markers_and_plan,
             palette=lambda: self.palette,
             clock=lambda: self.clock(),
@@ -167,7 +165,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         with Horizontal(id="main"):
             yield self._table
             yield self._detail
-        yield Input(placeholder="filter by thread id or state…", id="filter")
+        yield FilterBox(id="filter")
         yield Footer()
 
     def _context_line(self) -> Text:
@@ -205,18 +203,18 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         for problem in self._theme_problems:
             self.notify(one_line(problem, 200), title="themes", severity="warning", markup=False)
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
-        self.query_one("#filter", Input).cursor_blink = self.cursor_blink
+        self.query_one(FilterBox).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
         self.watch(self.table, "highlighted", self._select, init=False)
         self._show_early_preview()
         self.request_refresh()
         self.set_interval(1.0, self._tick_running)
-        self.set_interval(LEASE_POLL, self._poll_leases)
+        self.set_interval(LEASE_POLL, self.reader.poll_leases)
         self.set_interval(15.0, self._tick_ages)
         # After the first frame: the agent's import (a third of a second) would
         # otherwise come before it; the file watcher starts once it is done.
         self.call_after_refresh(self._load_agent)
-        if self.watch_files and self.database_path is None:  # a server: look every second
+        if self.watch_files and self.reader.path is None:  # a server: look every second
             self.set_interval(SERVER_POLL, self.request_refresh)
 
     @work(thread=True, group="agent", exit_on_error=False)
@@ -241,10 +239,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         if message.error is not None:
             self.agent_error = message.error
             self.exit(return_code=2)
-        elif self.watch_files and self.database_path is not None:
-            self._watch()
+        elif self.watch_files and self.reader.path is not None:
+            self.reader.watch_files()
 
-    def _marker_hook(self) -> MarkerHook | None:
+    def marker_hook(self) -> MarkerHook | None:
         """The agent's marker hook, for plans. The readers that plan (`_load_thread`,
         `_read_for_plan`, `_plans`) call this first in their threads, so an import still
         under way is waited for there, not on the screen's thread."""
@@ -256,9 +254,8 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     def _show_early_preview(self) -> None:
         """Rows in the first frame when the store's preview is already read (`preview_soon`);
         else the loading indicator, and the worker shows the preview when it has it."""
-        ready = getattr(self.store, "preview_ready", None)
         try:
-            early = self.store.preview() if ready is not None and ready() else None
+            early = self.store.preview() if self.store.preview_ready() else None
         except StoreError:  # the worker reads again, and says so if it fails too
             early = None
         if early:
@@ -269,7 +266,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
 
     def on_resize(self, _event) -> None:
         if self.selected is not None:
-            self._reload_detail_soon()  # the transcript wraps to the pane's new width
+            self.reload_detail_soon()  # the transcript wraps to the pane's new width
 
     @property
     def palette(self) -> Palette:
@@ -304,7 +301,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     def _refresh_failed(self, message: RefreshFailed) -> None:
         """Said once per kind of failure, not every second it lasts; the list stays as it
         was, and the next refresh that works says so."""
-        self._refresh_running = False
+        self.reader.running = False
         if message.error == self._refresh_error:
             return
         self._refresh_error = message.error
@@ -339,22 +336,19 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             # Unchanged summaries stay as they are: their cached rows stay valid.
             changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}
             table.update(changed)
-        self._update_summary_line()  # the counts change in the same frame as the rows
-        if self._auto is not None:  # the in-app watcher looks only at what changed
-            self._auto.observe(changed.values(), everything=message.full)
+        self.update_header()  # the counts change in the same frame as the rows
+        self.auto.observe(changed.values(), everything=message.full)  # only what changed
         if message.provisional:
             return  # the whole pass is still under way
-        if message.full and getattr(self.store, "checks_in_background", False):
+        if message.full and self.store.checks_in_background:
             # Once the whole list is drawn: the scan takes a core for seconds.
-            self.call_after_refresh(self._check_rows_worker)
+            self.call_after_refresh(self.reader.check_rows)
         if self.selected in changed:
             self._show_detail_title()
-            self._reload_detail_soon()
+            self.reload_detail_soon()
         elif self.selected is None:
             self._select(table.current_thread)
-        self._refresh_running = False
-        if self._refresh_again:
-            self._refresh_again = False
+        if self.reader.refreshed():  # another was asked for meanwhile
             self.request_refresh()
 
     # -- the list ---------------------------------------------------------
@@ -392,15 +386,15 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     def state_of(self, thread_id: str) -> State:
         return self.table.state_of(thread_id)
 
-    def _update_summary_line(self) -> None:
+    def update_header(self) -> None:
         table = self.table
-        others = [w for w in self._watchers_seen if not is_mine(w)]
+        others = [w for w in self.reader.watchers_seen if not is_mine(w)]
         header = header_line(
             self.database,
             table,
             self.palette,
             reading=self._reading,
-            auto_resume=self.auto_resume,
+            auto_resume=self.auto.active,
             watchers=[holder_text(w) for w in others],
         )
         self.query_one("#summary", Static).update(header, layout=False)  # one line, always
@@ -418,7 +412,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
     @on(ThreadTable.Chosen)
     def _row_selected(self, _event: ThreadTable.Chosen) -> None:
         if self.selected is not None and self.state_of(self.selected) is State.AWAITING_INPUT:
-            self._answer_one(self.selected)
+            self.actions.answer_one(self.selected)
             return
         self.action_toggle_focus()
 
@@ -439,7 +433,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             self._detail_timer.stop()
         self._detail_timer = self.set_timer(delay, self._show_selected_detail)
 
-    def _reload_detail_soon(self) -> None:
+    def reload_detail_soon(self) -> None:
         """Coalesce reloads while a thread writes message after message."""
         if self._reload_timer is None:
             self._reload_timer = self.set_timer(RELOAD_DELAY, self._reload_detail)
@@ -498,10 +492,10 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         if thread_id not in self.summaries:
             raise LookupError(thread_id)
         calls = transcript.tool_calls() if transcript is not None else []
-        index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
-        return index.markers_of(thread_id, calls), self._plan(thread_id, markers, transcript)
+        index = MarkerIndex(self.jobs_dir, markers, self.marker_hook())
+        return index.markers_of(thread_id, calls), self.plan(thread_id, markers, transcript)
 
-    def _plan(
+    def plan(
         self,
         thread_id: str,
         markers: list[Marker],
@@ -511,7 +505,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         """The same plan `resume --dry-run` prints, from what the detail has loaded
         (`probed`: what the agent's own hooks said, when they were asked)."""
         config = self.runner.config
-        index = MarkerIndex(self.jobs_dir, markers, self._marker_hook())
+        index = MarkerIndex(self.jobs_dir, markers, self.marker_hook())
         messages = transcript.messages() if transcript is not None else ()
         return plan_thread(
             self.summaries[thread_id],
@@ -531,7 +525,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
         thread_id = event.thread_id
         if event.type == "queued":
             self.table.set_running(thread_id, event.at)
-            self._update_summary_line()
+            self.update_header()
         self._detail.record(event)
         if event.type == "text":
             return
@@ -539,7 +533,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
             self.request_refresh()
         if event.type == "run_end":
             self.table.set_running(thread_id, None)
-            self._update_summary_line()
+            self.update_header()
             state = event.data.get("state") or "unknown"
             done = state in ("finished", "stopped")
             self.notify(
@@ -554,20 +548,13 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
                 markup=False,
             )
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        """Apply the filter once typing pauses: each keystroke stays instant."""
-        if self._filter_timer is not None:
-            self._filter_timer.stop()
-        value = event.value.strip()
-        self._filter_timer = self.set_timer(FILTER_DELAY, lambda: self._apply_filter(value))
-
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if self._filter_timer is not None:
-            self._filter_timer.stop()
-        self._apply_filter(event.value.strip())
-        self.table.focus()
+    @on(FilterBox.Applied)
+    @while_mounted
+    def _filter_applied(self, event: FilterBox.Applied) -> None:
+        if event.value != self.table.filter_text:
+            self._set_view(filter_text=event.value)
+        if event.submitted:
+            self.table.focus()
 
     @on(ThreadTable.HeaderClicked)
     def _header_clicked(self, event: ThreadTable.HeaderClicked) -> None:
@@ -575,7 +562,7 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Every way out (q, the palette, a worker): timers firing now must not crash."""
-        self._quitting = True
+        self.quitting = True
         super().exit(*args, **kwargs)
 
     async def action_quit(self) -> None:
@@ -606,9 +593,81 @@ class SupervisorApp(DatabaseReading, ListNavigation, ThreadActions, AutoResume, 
 
     async def on_unmount(self) -> None:
         self._resume_collector()
-        self._stop_watching.set()
+        self.reader.stop_watching.set()
         await self.runner.close()
-        await asyncio.to_thread(self._close_store)
+        await asyncio.to_thread(self.reader.close)
+
+    # -- keys, routed to what owns each ------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Refresh now, or right after the refresh under way (`StoreReader`). A preview is
+        not a listing: the pass after it replaces it whole."""
+        full = not self.summaries or self._reading
+        self.reader.request_refresh(full=full, preview=full and not self._reading)
+
+    def action_resume(self) -> None:
+        self.actions.resume_chosen()
+
+    def action_resume_all(self) -> None:
+        self.actions.resume_all()
+
+    def action_abort(self) -> None:
+        self.actions.abort_chosen()
+
+    def action_prompt(self) -> None:
+        self.actions.prompt_selected()
+
+    def action_auto_resume(self) -> None:
+        self.auto.toggle()
+
+    def action_release(self) -> None:
+        self.auto.release_chosen()
+
+    def action_mark(self) -> None:
+        self.table.mark_current()
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
+    def action_clear_filter(self) -> None:
+        if self.query_one(FilterBox).close() or self.table.filter_text:
+            self._set_view(filter_text="")
+            self.table.focus()
+
+    def action_sort(self, order: str | None = None) -> None:
+        self.table.next_order(order)
+        self.update_header()
+
+    def action_attention(self) -> None:
+        self._set_view(attention_only=not self.table.attention_only)
+
+    def _set_view(self, **view: Any) -> None:
+        self.table.set_view(**view)
+        self.update_header()
+
+    def action_tab(self, tab: str) -> None:
+        self._detail.show_tab(tab)
+
+    def action_toggle_focus(self) -> None:
+        if self.table.has_focus:
+            self._detail.focus_active_tab()
+        else:
+            self.table.focus()
+
+    def action_full_transcript(self) -> None:
+        thread_id = self.selected
+        if thread_id is not None:
+            read = functools.partial(self.reader.read_transcript, thread_id)
+            self.push_screen(TranscriptScreen(thread_id, read, self.palette))
+
+    @work(group="pager", exclusive=True, exit_on_error=False)
+    async def action_open_pager(self) -> None:
+        """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
+        if self.selected is not None:
+            await open_in_pager(self, self.selected)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
 
     # -- command palette ---------------------------------------------------
 

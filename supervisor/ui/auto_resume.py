@@ -1,6 +1,6 @@
 """`w`: the app itself resumes crashed threads that stay quiet, as `agent-supervisor watch` does.
 
-A mixin of `SupervisorApp`. The same `Watcher` as the headless command,
+The same `Watcher` as the headless command,
 with the same policy defaults (its quiet period is the app's own "may still
 be live" window), the same attempt records and the same held state. It
 acts on the summaries of the app's own refreshes (once a second) rather
@@ -12,114 +12,143 @@ processes see a watcher on this database.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import functools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from textual import work
 from textual.timer import Timer
 
-from supervisor.states import State
+from supervisor.states import State, ThreadSummary
 from supervisor.store import StoreError
 from supervisor.text import one_line
 from supervisor.watch import Policy, Watcher
+
+if TYPE_CHECKING:
+    from supervisor.ui.app import SupervisorApp
 
 #: Seconds between the in-app watcher's looks.
 AUTO_RESUME_EVERY = 1.0
 
 
-class AutoResume:
-    """Turns the in-app watcher on and off, and drives it."""
+class AutoResumer:
+    """Turns the in-app watcher on and off, drives it, and releases held threads.
 
-    _auto: Watcher | None = None
-    _auto_timer: Timer | None = None
-    _auto_announced: Any = None
-    _auto_busy = False
+    It owns the watcher and its timer; from the app it takes the store, the
+    runner, the summaries of the app's own refreshes, and the app's workers,
+    notifications and header.
+    """
+
+    def __init__(self, app: SupervisorApp) -> None:
+        self.app = app
+        #: The in-app watcher while auto-resume is on.
+        self.watcher: Watcher | None = None
+        self._timer: Timer | None = None
+        #: This process's announcement as a watcher of the database (other processes see it).
+        self._announced: Any = None
+        self._busy = False
 
     @property
-    def auto_resume(self) -> bool:
-        return self._auto is not None
+    def active(self) -> bool:
+        return self.watcher is not None
 
-    def action_auto_resume(self) -> None:
-        if self._auto is None:
-            self._start_auto_resume()
+    def toggle(self) -> None:
+        if self.watcher is None:
+            self._start()
         else:
-            self._stop_auto_resume()
+            self._stop()
 
-    @work(group="auto-resume", exclusive=True, exit_on_error=False)
-    async def _start_auto_resume(self) -> None:
-        ledger = self.runner.location.attempts()
+    def observe(self, changed: Iterable[ThreadSummary], everything: bool) -> None:
+        """The summaries a refresh changed (all of them after a full read)."""
+        if self.watcher is not None:
+            self.watcher.observe(changed, everything=everything)
+
+    def _start(self) -> None:
+        self.app.run_worker(
+            self._start_work(), group="auto-resume", exclusive=True, exit_on_error=False
+        )
+
+    async def _start_work(self) -> None:
+        ledger = self.app.runner.location.attempts()
         try:
-            if hasattr(ledger, "require"):  # Postgres: our table must be there
-                await asyncio.to_thread(ledger.require)
+            await asyncio.to_thread(ledger.require)  # Postgres: our table must be there
         except StoreError as exc:
-            self.notify(one_line(str(exc), 200), severity="error", markup=False)
+            self.app.notify(one_line(str(exc), 200), severity="error", markup=False)
             return
-        config = self.runner.config
+        config = self.app.runner.config
         # Quiet for as long as the app itself deems a thread possibly live (`live_window`).
         policy = Policy(quiet=config.live_window, max_concurrent=config.max_concurrent)
-        self._auto = Watcher(
-            self.store, self.runner, ledger, policy, clock=self.clock, log=self._auto_log
+        self.watcher = Watcher(
+            self.app.store, self.app.runner, ledger, policy, clock=self.app.clock, log=self._log
         )
         # Classifies every thread once; after this only what refreshes change.
-        self._auto.observe(self.summaries.values(), everything=True)
-        self._auto_announced = await self.runner.leases.announce_watcher()
-        self._auto_timer = self.set_interval(AUTO_RESUME_EVERY, self._auto_tick)
+        self.watcher.observe(self.app.summaries.values(), everything=True)
+        self._announced = await self.app.runner.leases.announce_watcher()
+        self._timer = self.app.set_interval(AUTO_RESUME_EVERY, self._tick)
         states = ", ".join(sorted(policy.states))
-        self.notify(
+        self.app.notify(
             f"auto-resume on: {states} after {policy.quiet:g}s quiet, "
             f"at most {policy.max_attempts} attempts",
             markup=False,
         )
-        self._update_summary_line()
+        self.app.update_header()
 
-    def _stop_auto_resume(self) -> None:
-        watcher, self._auto = self._auto, None
-        if self._auto_timer is not None:
-            self._auto_timer.stop()
-            self._auto_timer = None
+    def _stop(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         if watcher is not None:
             watcher.ledger.close()
-        if self._auto_announced is not None:
-            lease, self._auto_announced = self._auto_announced, None
-            self.run_worker(self.runner.leases.release(lease), exit_on_error=False)
-        self.notify("auto-resume off (runs under way go on)", markup=False)
-        self._update_summary_line()
+        if self._announced is not None:
+            lease, self._announced = self._announced, None
+            self.app.run_worker(self.app.runner.leases.release(lease), exit_on_error=False)
+        self.app.notify("auto-resume off (runs under way go on)", markup=False)
+        self.app.update_header()
 
-    async def _auto_tick(self) -> None:
-        watcher = self._auto
-        if watcher is None or self._auto_busy:
+    async def _tick(self) -> None:
+        watcher = self.watcher
+        if watcher is None or self._busy:
             return
-        self._auto_busy = True
+        self._busy = True
         try:
             await watcher.act()
         finally:
-            self._auto_busy = False
+            self._busy = False
 
-    def action_release(self) -> None:
-        held = self._targets([State.HELD])
+    def release_chosen(self) -> None:
+        """`x`: the selected held thread, or every marked one."""
+        held = self.app.actions.targets([State.HELD])
         if not held:
-            self.notify("no held thread selected (or marked)", severity="warning")
+            self.app.notify("no held thread selected (or marked)", severity="warning")
             return
-        self._release(held)
+        self.release(held)
 
-    @work(thread=True, group="release", exit_on_error=False)
-    def _release(self, threads: list[str]) -> None:
+    def release(self, threads: list[str]) -> None:
+        self.app.run_worker(
+            functools.partial(self._release_work, threads),
+            thread=True,
+            group="release",
+            exit_on_error=False,
+        )
+
+    def _release_work(self, threads: list[str]) -> None:
         """Clear the watcher's records of these threads, as `agent-supervisor release` does."""
-        ledger = self.runner.location.attempts()
+        ledger = self.app.runner.location.attempts()
         try:
             released = ledger.release(threads)
         except (StoreError, OSError) as exc:
-            self.call_from_thread(self.notify, one_line(str(exc), 200), severity="error")
+            self.app.call_from_thread(self.app.notify, one_line(str(exc), 200), severity="error")
             return
         finally:
             ledger.close()
         names = ", ".join(one_line(t, 30) for t in released[:3]) + (
             " …" if len(released) > 3 else ""
         )
-        self.call_from_thread(self.notify, f"released {names}", markup=False)
-        self.call_from_thread(self.request_refresh)
+        self.app.call_from_thread(self.app.notify, f"released {names}", markup=False)
+        self.app.call_from_thread(self.app.request_refresh)
 
-    def _auto_log(self, line: str) -> None:
+    def _log(self, line: str) -> None:
         """Decisions that change a thread are worth a notification; waits are not."""
         if "backing off" not in line:
-            self.notify(one_line(line, 200), title="auto-resume", markup=False)
-        self.request_refresh()  # attempts and held states show in the list
+            self.app.notify(one_line(line, 200), title="auto-resume", markup=False)
+        self.app.request_refresh()  # attempts and held states show in the list

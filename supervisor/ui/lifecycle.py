@@ -29,7 +29,7 @@ def while_mounted(handler: Callable[..., None]) -> Callable[..., None]:
             handler(self, *args)
         except NoMatches:
             if self.is_running and not (
-                self._quitting or self._closing or self._closed or self._store_closed
+                self.quitting or self._closing or self._closed or self.reader.closed
             ):
                 raise
 

@@ -95,6 +95,16 @@ class DetailPane(Vertical):
         for label in ("STATUS", "KEY", "MATCHED BY", "STARTED", "DONE", "RESULT"):
             table.add_column(label, key=label)
 
+    def show_tab(self, tab: str) -> None:
+        """`1` `2` `3`: Events, Transcript, Job markers."""
+        self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def focus_active_tab(self) -> None:
+        """Focus what the open tab shows (the list gives focus here with Enter or Tab)."""
+        tab = self.query_one("#detail-tabs", TabbedContent).active or "events"
+        target = {"events": "#event-lines", "transcript": "#transcript-log"}.get(tab)
+        self.query_one(target or "#marker-table").focus()
+
     # -- the head: title and notice ---------------------------------------------
 
     def show_title(self, title: Text | str, notice: Text | None) -> None:

@@ -220,6 +220,19 @@ class ThreadTable(ScrollView, can_focus=True):
         self.marked.symmetric_difference_update({thread_id})
         self._relist([thread_id])
 
+    def mark_current(self) -> None:
+        """`space`: mark or unmark the row under the cursor, and move on."""
+        thread_id = self.current_thread
+        if thread_id is not None:
+            self.toggle_mark(thread_id)
+            self.action_cursor_down()
+
+    def next_order(self, order: str | None = None) -> None:
+        """`s` (or a header click, naming one): the next order; the cursor stays on its thread."""
+        if order is None:
+            order = ORDERS[(ORDERS.index(self.order) + 1) % len(ORDERS)]
+        self.set_view(order=order)
+
     def clear_marks(self) -> None:
         marked, self.marked = self.marked, set()
         self._relist(marked & self.summaries.keys())
