@@ -112,8 +112,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         ledger.check()
     except Exception as exc:
         raise UsageError(
-            f"{ledger.shown}: cannot keep the watcher's records "
-            f"there ({one_line(str(exc), 120)})"
+            f"{ledger.shown}: cannot keep the watcher's records there ({one_line(str(exc), 120)})"
         ) from None
 
     def log(line: str) -> None:
