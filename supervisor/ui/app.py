@@ -64,7 +64,7 @@ from supervisor.ui.render import Palette, safe
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
 from supervisor.ui.screens.transcript import TranscriptScreen
-from supervisor.ui.themes import DEFAULT_THEME, all_themes, save_theme, saved_theme
+from supervisor.ui.themes import all_themes, install_themes, palette_of, save_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.filter_box import FilterBox
 from supervisor.ui.widgets.thread_table import ThreadTable
@@ -151,7 +151,9 @@ class SupervisorApp(App[None]):
             jobs_dir=self.jobs_dir,
             id="detail",
         )
-        self._theme_problems = self._set_theme_before_start(theme)
+        # Set before the stylesheet is first read: set in `on_mount`, the theme's change
+        # re-parses the stylesheet and restyles every widget before the first frame (0.1 s).
+        self._theme_problems = install_themes(self, theme, remember_theme)
 
     # -- layout -----------------------------------------------------------
 
@@ -181,23 +183,6 @@ class SupervisorApp(App[None]):
         shown_id = clean(self.selected)  # what the screen shows: invisible characters escaped
         self.copy_to_clipboard(shown_id)
         self.notify(f"copied {one_line(shown_id, 40)}", markup=False)
-
-    def _set_theme_before_start(self, theme: str | None) -> list[str]:
-        """Register the themes and set the one to start with; return what was wrong with
-        the user's theme files. An explicit theme wins; else the one picked last time.
-
-        Set before the stylesheet is first read: set in `on_mount`, the theme's change
-        re-parses the stylesheet and restyles every widget before the first frame
-        (0.1 s).
-        """
-        themes, problems = all_themes()
-        for each in themes:
-            self.register_theme(each)
-        name = theme or (self._remember_theme and saved_theme()) or DEFAULT_THEME
-        if name not in self.available_themes:  # a user theme since removed
-            name = DEFAULT_THEME
-        self.theme = name
-        return problems
 
     def on_mount(self) -> None:
         for problem in self._theme_problems:
@@ -270,18 +255,7 @@ class SupervisorApp(App[None]):
 
     @property
     def palette(self) -> Palette:
-        theme = self.current_theme
-        return {
-            name: str(getattr(theme, name) or theme.foreground or "")
-            for name in (
-                "primary",
-                "secondary",
-                "accent",
-                "warning",
-                "error",
-                "success",
-            )
-        } | {"foreground": ""}
+        return palette_of(self.current_theme)
 
     def watch_theme(self, theme: str) -> None:
         if self.is_mounted:
@@ -679,12 +653,29 @@ class SupervisorApp(App[None]):
                 yield SystemCommand(key.command, key.help, run)
 
 
-def make_app(store: Store, runner_config: RunnerConfig, **options: Any) -> SupervisorApp:
-    """Build the app from its dependencies (clock, watch, theme, cursor_blink).
-
-    The CLI and the tests both build it here, so tests swap what varies between runs.
-    """
-    return SupervisorApp(store, runner_config, **options)
+def make_app(
+    store: Store,
+    runner_config: RunnerConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    watch: bool = True,
+    theme: str | None = None,
+    remember_theme: bool = False,
+    cursor_blink: bool = True,
+) -> SupervisorApp:
+    """The one way the app is built, by the CLI (`cli.app`), the tests, the benches and the
+    screenshot script alike: a store (opened, not yet read) and a runner's configuration,
+    and what varies between runs (the clock, watching files, the theme, a blinking cursor:
+    tests fix the clock and turn the rest off)."""
+    return SupervisorApp(
+        store,
+        runner_config,
+        clock=clock,
+        watch=watch,
+        theme=theme,
+        remember_theme=remember_theme,
+        cursor_blink=cursor_blink,
+    )
 
 
 def theme_names() -> list[str]:

@@ -11,7 +11,9 @@ import json
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from textual.app import App
 from textual.theme import Theme
 
 from supervisor.dirs import config_dir
@@ -99,3 +101,24 @@ def save_theme(name: str) -> None:
         temp.replace(path)
     except OSError:
         pass
+
+
+def install_themes(app: App[Any], theme: str | None, remember: bool) -> list[str]:
+    """Register every theme with the app and set the one to start with; what was wrong
+    with the user's theme files. An explicit theme wins; else (when the app remembers)
+    the one picked last time; else the default."""
+    themes, problems = all_themes()
+    for each in themes:
+        app.register_theme(each)
+    name = theme or (remember and saved_theme()) or DEFAULT_THEME
+    if name not in app.available_themes:  # a user theme since removed
+        name = DEFAULT_THEME
+    app.theme = name
+    return problems
+
+
+def palette_of(theme: Theme) -> dict[str, str]:
+    """The colours the list's badges and the transcript take from a theme."""
+    names = ("primary", "secondary", "accent", "warning", "error", "success")
+    colours = {name: str(getattr(theme, name) or theme.foreground or "") for name in names}
+    return colours | {"foreground": ""}
