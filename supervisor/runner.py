@@ -33,149 +33,47 @@ import inspect
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supervisor import leases, runs
-from supervisor.agents import AgentLoadError, DeferredAgent, Factory, LoadedAgent, build_agent
+from supervisor.agents import AgentLoadError, LoadedAgent, build_agent
 from supervisor.children import parent_of
 from supervisor.extra import save_extra_after_each_result
 from supervisor.hitl import parse_request
+from supervisor.lease_keeping import LeaseKeeper
 from supervisor.location import Location
 from supervisor.markers import current_thread
-from supervisor.plan import MarkerHook, live_reason, refusal
+from supervisor.plan import live_reason, refusal
+from supervisor.run_events import EventRelay, first_line
+from supervisor.run_model import (
+    DEFAULT_CONTINUE_TEXT,
+    PROMPTABLE,
+    Carried,
+    PossiblyLive,
+    Refused,
+    Run,
+    RunnerConfig,
+    RunnerEvent,
+)
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import summary_from_dicts
+
+__all__ = [
+    "DEFAULT_CONTINUE_TEXT",
+    "PROMPTABLE",
+    "PossiblyLive",
+    "Refused",
+    "Run",
+    "Runner",
+    "RunnerConfig",
+    "RunnerEvent",
+]
 
 # The agent stack is imported when an agent first runs (`supervisor.tool_calls`):
 # the app draws its first screen before it, and `list` never needs it.
 if TYPE_CHECKING:
     from cubeloop import Agent
     from cubeloop.providers.base import Message
-
-DEFAULT_CONTINUE_TEXT = "Continue where you left off."
-#: States `prompt` accepts: a new user message keeps the transcript valid.
-PROMPTABLE = frozenset(
-    {
-        State.FINISHED,
-        State.STOPPED,
-        State.EMPTY,
-        State.ABORTED,
-        State.ERROR,
-        State.BETWEEN_TURNS,
-        State.AFTER_TOOLS,
-    }
-)
-
-
-class Refused(Exception):
-    """An action the runner will not take; the message says why."""
-
-
-class PossiblyLive(Refused):
-    """Refused only because the thread may be live elsewhere; `force` overrides."""
-
-
-@dataclass(frozen=True)
-class RunnerEvent:
-    """Something that happened in a worker. `type` names it; `data` holds details.
-
-    Agent events keep cubeloop's names (`message_end`, `tool_execution_start`,
-    …); the runner adds `queued`, `run_start`, `recovery`, `text` (coalesced
-    deltas), `error` and `run_end` (with the thread's state afterwards).
-    """
-
-    thread_id: str
-    type: str
-    data: dict[str, Any]
-    at: float
-
-
-@dataclass
-class RunnerConfig:
-    #: A SQLite file, or a `postgresql://` URL (`supervisor.location`).
-    database: Path | str
-    #: The agent, loaded (`factory`, `marker_hook`, `agent_ref`) or `deferred` (the
-    #: app's: imported after its first frame); read it through `agent()`.
-    factory: Factory | None = field(default=None, kw_only=True)
-    deferred: DeferredAgent | None = field(default=None, kw_only=True)
-    #: A directory, or a Postgres URL (`Location.markers`).
-    jobs_dir: Path | str
-    agent_ref: str = "agent"
-    max_concurrent: int = 4
-    continue_text: str = DEFAULT_CONTINUE_TEXT
-    mid_tool_strategy: str = "rerun"  # or "interrupt"
-    abort_grace: float = 5.0
-    #: An open run written to this recently may be live in another process.
-    live_window: float = 120.0
-    #: Streaming text is delivered at most this often per thread.
-    coalesce_seconds: float = 0.05
-    clock: Callable[[], float] = time.time
-    #: Measures tool durations; tests that snapshot the screen pass a fixed one.
-    stopwatch: Callable[[], float] = time.monotonic
-    #: The agent module's marker hook, for plans (see `supervisor.plan`).
-    marker_hook: MarkerHook | None = None
-    #: How often a run checks for another process's abort request.
-    abort_poll: float = 0.25
-    #: How often a run checks that it still holds its lease (a lost one is taken back).
-    lease_check: float = 1.0
-
-    def agent(self) -> LoadedAgent:
-        """The agent runs are built with; a deferred one is imported here if it is not
-        yet (blocking: call it from a thread where that matters)."""
-        if self.deferred is not None:
-            return self.deferred.load()
-        if self.factory is None:
-            raise AgentLoadError("no agent configured")
-        return LoadedAgent(self.agent_ref, self.factory, self.marker_hook)
-
-
-@dataclass
-class Run:
-    """One worker: a thread being resumed or prompted."""
-
-    thread_id: str
-    mode: str
-    started_at: float
-    task: asyncio.Task[None] | None = None
-    agent: Agent | None = None
-    #: A file lease or a Postgres advisory lease (see `Location.leases`).
-    lease: Any = None
-    signal: asyncio.Event = field(default_factory=asyncio.Event)
-    phase: str = "queued"
-    outcome: str | None = None
-    final_state: State | None = None
-    text: list[str] = field(default_factory=list)
-    flush_handle: asyncio.TimerHandle | None = None
-    tool_started: dict[str, float] = field(default_factory=dict)
-    #: The run id given to the factory and to cubeloop (a HITL channel's must match).
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    #: For `answer` runs: the human's answer, or None to use the stored one.
-    answer: Any = None
-    #: The run stopped to wait for a human (its request is in the database).
-    suspended: bool = False
-    #: The run closed an abort its host began (`_finish_abort`): `aborted` is its due end.
-    closed_abort: bool = False
-    #: Set while the run holds its lease; cleared while a lost lease is being taken back
-    #: (no tool call starts meanwhile: `_gate_tools_on_lease`).
-    lease_ok: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Another process took the lease while it was lost: the run writes nothing more.
-    lease_gone: bool = False
-
-
-@dataclass(frozen=True)
-class _Carried:
-    """What a resume found: the thread's state, and the run it goes on in."""
-
-    state: State
-    #: None: a new run (an aborted or failed thread is continued by a prompt).
-    run_id: str | None
-    #: A pending request whose question the transcript shows settled, and its run:
-    #: cubeloop was stopped between saving the result and clearing the request.
-    stale_request: tuple[str, str | None] | None = None
-    #: An abort `abort_pending` began and a crash cut short (its reason).
-    abort: str | None = None
 
 
 class Runner:
@@ -191,6 +89,10 @@ class Runner:
         self.location = Location.parse(config.database)
         self.jobs = Location.parse(config.jobs_dir)
         self.leases = self.location.leases()
+        self.keeper = LeaseKeeper(
+            self.leases, self._emit, self.abort, config.abort_poll, config.lease_check
+        )
+        self.relay = EventRelay(self._emit, config.stopwatch, config.coalesce_seconds)
 
     # -- subscribers ----------------------------------------------------
 
@@ -266,7 +168,7 @@ class Runner:
         except Exception as exc:
             raise Refused(
                 f"{thread_id} cannot be loaded by cubeloop ({type(exc).__name__}: "
-                f"{_first_line(exc)})"
+                f"{first_line(exc)})"
             ) from None
         messages = list(data.messages) if data else []
         summary = summary_from_dicts(thread_id, [m.model_dump() for m in messages])
@@ -285,7 +187,7 @@ class Runner:
         except Exception as exc:
             raise Refused(
                 f"{summary.thread_id}: its pending request cannot be read "
-                f"({type(exc).__name__}: {_first_line(exc)})"
+                f"({type(exc).__name__}: {first_line(exc)})"
             ) from None
         if loaded is None:
             return
@@ -420,73 +322,6 @@ class Runner:
             return None if state in (State.AWAITING_INPUT, State.ANSWERED) else state
         return None if state in RESUMABLE and state is not State.RUNNING else state
 
-    async def _guard_lease(self, run: Run) -> None:
-        """Honour another process's request to abort this run (see `leases`), and keep
-        the lease: checked every `lease_check` seconds, taken back when lost."""
-        checked = time.monotonic()
-        while run.lease is not None:
-            await asyncio.sleep(self.config.abort_poll)
-            who = self.leases.abort_requested(run.lease)
-            if who is not None:
-                by = leases.holder_text(who) if who else "another process"
-                self._emit(run.thread_id, "note", text=f"abort requested by {by}")
-                await self.abort(run.thread_id)
-                return
-            if time.monotonic() - checked < self.config.lease_check:
-                continue
-            checked = time.monotonic()
-            if not await self.leases.alive(run.lease):
-                await self._take_back(run)
-                if run.lease_gone:
-                    return
-
-    async def _take_back(self, run: Run) -> None:
-        """A lost lease: hold every new tool call until it is taken back (retrying while the
-        server is away). If another process took it meanwhile, that process now runs the
-        thread: this run is fenced off from the database and cancelled, writing nothing."""
-        run.lease_ok.clear()
-        self._emit(
-            run.thread_id,
-            "note",
-            text="lease lost (its connection ended): no tool call starts until it is taken back",
-        )
-        delay = 0.2
-        while run.task is not None and not run.task.done():
-            try:
-                await self.leases.retake(run.lease)
-            except leases.LeaseHeld as exc:
-                run.lease_gone = True
-                if run.agent is not None:
-                    run.agent.checkpointer = _Fenced(run.agent.checkpointer)
-                run.lease_ok.set()
-                self._emit(
-                    run.thread_id,
-                    "error",
-                    message=f"lease taken by {leases.holder_text(exc.holder)} while it was lost:"
-                    " this run stops here and writes nothing more",
-                )
-                run.task.cancel()
-                return
-            except Exception:  # the server is away: keep trying, tools keep waiting
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            run.lease_ok.set()
-            self._emit(run.thread_id, "note", text="lease taken back")
-            return
-
-    def _gate_tools_on_lease(self, run: Run, agent: Agent) -> None:
-        """No tool call starts while the run's lease is lost (`_take_back`)."""
-        original = agent.before_tool_call
-
-        async def gated(ctx: Any, *, signal: Any = None) -> Any:
-            await run.lease_ok.wait()
-            if run.lease_gone:
-                raise asyncio.CancelledError  # fenced: the task is being cancelled
-            return None if original is None else await original(ctx, signal=signal)
-
-        agent.before_tool_call = gated
-
     async def _work(self, run: Run, state: State, text: str | None) -> None:
         thread_id = run.thread_id
         token = current_thread.set(thread_id)
@@ -499,7 +334,7 @@ class Runner:
                     run.outcome = "refused"
                     self._emit(thread_id, "error", message=f"not run: {exc}")
                     return
-                watcher = asyncio.create_task(self._guard_lease(run))
+                watcher = asyncio.create_task(self.keeper.guard(run))
                 moved = await self._moved_on(run, state)
                 if moved is not None:  # another process ran it while this one queued
                     run.outcome = "skipped"
@@ -509,7 +344,7 @@ class Runner:
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
                 request = None
-                carried: _Carried | None = None
+                carried: Carried | None = None
                 if run.mode == "answer":
                     request, run.run_id = await self._pending_for_answer(cp, thread_id)
                 elif run.mode == "resume":
@@ -519,9 +354,9 @@ class Runner:
                 agent = await self._build_agent(cp, thread_id, run.run_id)
                 run.agent = agent
                 self._answer_dangling_in_model_view(run, agent)
-                self._gate_tools_on_lease(run, agent)
+                self.keeper.gate_tools(run, agent)
                 save_extra_after_each_result(agent)  # a crash later in the turn keeps it
-                agent.subscribe(lambda event, _signal=None: self._on_agent_event(run, event))
+                agent.subscribe(lambda event, _signal=None: self.relay.on_agent_event(run, event))
                 if run.mode == "prompt":
                     await self._close_dangling_calls(run, cp)
                     if not run.signal.is_set():
@@ -541,7 +376,7 @@ class Runner:
             self._emit(thread_id, "error", message=str(exc))
         except Exception as exc:
             run.outcome = "error"
-            self._flush_text(run)
+            self.relay.flush_text(run)
             self._emit(thread_id, "error", message=f"{type(exc).__name__}: {exc}")
         except BaseException as exc:
             # cubeloop's human-in-the-loop control flow is a BaseException: a detach
@@ -553,7 +388,7 @@ class Runner:
             if watcher is not None:
                 watcher.cancel()
             current_thread.reset(token)
-            self._flush_text(run)
+            self.relay.flush_text(run)
             await self._finish(run)
 
     def _answer_dangling_in_model_view(self, run: Run, agent: Agent) -> None:
@@ -599,7 +434,7 @@ class Runner:
             seconds=self.config.clock() - run.started_at,
         )
 
-    async def _what_to_carry_on(self, cp: Any, thread_id: str) -> _Carried:
+    async def _what_to_carry_on(self, cp: Any, thread_id: str) -> Carried:
         """The thread as a resume finds it, and the run it goes on in.
 
         A crashed run is carried on under its own id (the last message's run),
@@ -617,16 +452,16 @@ class Runner:
         dicts = [m.model_dump() for m in messages]
         state = summary_from_dicts(thread_id, dicts).state
         if state in (State.ABORTED, State.ERROR):
-            return _Carried(state, None)
+            return Carried(state, None)
         if state not in (State.MID_TOOL, State.AFTER_TOOLS, State.BETWEEN_TURNS):
             raise Refused(f"{thread_id} is {state}: nothing to resume")
         run_id = run_of(messages, mid_tool=state is State.MID_TOOL) or uuid.uuid4().hex
         pending = await cp.load_pending(thread_id)  # settled, or the state would say so
         stale = (pending[0].question_id, pending[1]) if pending is not None else None
         abort = interrupted_abort(dicts) if state is State.AFTER_TOOLS else None
-        return _Carried(state, run_id, stale, abort)
+        return Carried(state, run_id, stale, abort)
 
-    async def _resume(self, run: Run, agent: Agent, cp: Any, carried: _Carried) -> None:
+    async def _resume(self, run: Run, agent: Agent, cp: Any, carried: Carried) -> None:
         """Bring the thread back as the agent's own run would have gone on.
 
         Aborted/failed: dangling calls closed, then a "continue" prompt.
@@ -745,131 +580,9 @@ class Runner:
 
     # -- events ---------------------------------------------------------
 
-    def _on_agent_event(self, run: Run, event: Any) -> None:
-        kind = event.type
-        if kind == "hitl_request":
-            self._suspend(run, event)
-            return
-        if kind in ("hitl_answer", "agent_suspended"):
-            return  # reported by the runner itself
-        if kind == "message_update":
-            stream = getattr(event, "stream_event", None)
-            if stream is not None and stream.type == "text_delta" and stream.delta:
-                self._buffer_text(run, stream.delta)
-            return
-        self._flush_text(run)
-        tid = run.thread_id
-        if kind == "message_start":
-            if getattr(event.message, "role", None) == "assistant":
-                self._emit(tid, "assistant_start")
-        elif kind == "message_end":
-            from supervisor.tool_calls import message_data
-
-            self._emit(tid, "message_end", **message_data(event.message))
-        elif kind == "tool_execution_start":
-            run.tool_started[event.tool_call_id] = self.config.stopwatch()
-            self._emit(
-                tid,
-                "tool_start",
-                id=event.tool_call_id,
-                name=event.tool_name,
-                arguments=event.args,
-            )
-        elif kind == "tool_execution_end":
-            began = run.tool_started.pop(event.tool_call_id, None)
-            self._emit(
-                tid,
-                "tool_end",
-                id=event.tool_call_id,
-                name=event.tool_name,
-                is_error=event.is_error,
-                result=_result_text(event.result),
-                seconds=None if began is None else self.config.stopwatch() - began,
-            )
-        else:
-            self._emit(tid, kind)
-
-    def _suspend(self, run: Run, event: Any) -> None:
-        """A human is asked: end the run durably rather than wait in memory.
-
-        The request is already in the database (the checkpointed channel
-        writes it before the event), so the thread shows `awaiting_input`
-        and any supervisor can answer it later.
-        """
-        run.suspended = True
-        request = parse_request(event.request.model_dump_json(), run.run_id)
-        self._flush_text(run)
-        self._emit(run.thread_id, "hitl_request", summary=request.short(200), kind=request.kind)
-        if run.agent is not None:
-            asyncio.get_running_loop().create_task(run.agent.detach())
-
-    def _buffer_text(self, run: Run, delta: str) -> None:
-        run.text.append(delta)
-        if run.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            run.flush_handle = loop.call_later(self.config.coalesce_seconds, self._flush_text, run)
-
-    def _flush_text(self, run: Run) -> None:
-        if run.flush_handle is not None:
-            run.flush_handle.cancel()
-            run.flush_handle = None
-        if run.text:
-            text, run.text = "".join(run.text), []
-            self._emit(run.thread_id, "text", text=text)
-
-
-class _Fenced:
-    """A run's checkpointer once another process took its lease: reads pass, writes fail.
-
-    cubeloop writes on every way out of a run (an aborted message, cancelled
-    results); none of that may land while another process runs the thread.
-    """
-
-    _WRITES = frozenset(
-        {
-            "append",
-            "save_extra",
-            "save_pending_request",
-            "save_hitl_answer",
-            "clear_hitl_answers",
-            "claim_run",
-            "mark_run_complete",
-            "clear_pending_request_if_matches",
-        }
-    )
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._WRITES:
-
-            async def refused(*_args: Any, **_kwargs: Any) -> None:
-                raise RuntimeError("this supervisor lost the thread's lease to another process")
-
-            return refused
-        return getattr(self._inner, name)
-
 
 def _hitl_control(exc: BaseException) -> bool:
     """A cubeloop human-in-the-loop control exception (loaded by then: an agent ran)."""
     from cubeloop.hitl.exceptions import HitlControlException
 
     return isinstance(exc, HitlControlException)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "no message"
-
-
-def _result_text(result: Any) -> str:
-    content = getattr(result, "content", None)
-    if content is None and isinstance(result, dict):
-        content = result.get("content")
-    if isinstance(content, list):
-        return "".join(
-            str(getattr(b, "text", None) or (b.get("text", "") if isinstance(b, dict) else ""))
-            for b in content
-        )
-    return "" if result is None else str(result)
