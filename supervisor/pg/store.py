@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,16 +29,16 @@ from typing import Any
 from supervisor import collector
 from supervisor.attempts import Attempt, finite
 from supervisor.hitl import parse_request
+from supervisor.pg import sql
 from supervisor.pg.client import PgError, SyncClient
 from supervisor.pg.leases import PgLeaseBoard
+from supervisor.pg.payload import ROLE_NAMES, decode_payload, tool_call_id_of
 from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
-from supervisor.states import NONE_ANSWERED, PARENT_KEY, ThreadSummary, may_be_child
+from supervisor.pg.thread_reads import ThreadReads
+from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
 from supervisor.store import (
-    BIG_PREVIEW,
-    BIG_ROW,
     StoreError,
     Transcript,
-    TranscriptEntry,
     fold_attempts,
     fold_holders,
     fold_parents,
@@ -52,9 +51,6 @@ from supervisor.urls import redact
 #: committed after it, are still found (cubeloop's appends are short).
 COMMIT_MARGIN_SECONDS = 30.0
 
-#: The `role` column's values, and the role our rules call each.
-ROLE_NAMES = {"user": "user", "assistant": "assistant", "tool": "tool_result"}
-
 #: Up to this many threads are read with `= ANY(...)`; more, one probe each.
 FEW_THREADS = 50
 
@@ -66,117 +62,8 @@ PREVIEW_THREADS = 500
 #: Connections the first listing reads partitions on.
 PARTITION_READERS = 2
 
-_ROLES_SQL = "('user', 'assistant', 'tool')"
-
-#: Per thread: its count, last row, last assistant row, first row with a role we do
-#: not know, last write. The last row's role comes with the tail (it is its last row):
-#: a per-row CASE for it cost a third of the aggregate.
-_AGGREGATE_SQL = (
-    "SELECT thread_id, count(*) AS n, max(seq) AS last, "
-    "max(seq) FILTER (WHERE role = 'assistant') AS assistant, "
-    f"min(seq) FILTER (WHERE role NOT IN {_ROLES_SQL}) AS bad, "
-    "extract(epoch FROM max(created_at))::float8 AS at "
-    "FROM {relation}{where} GROUP BY thread_id"
-)
-
-#: The aggregate of each of many threads, one probe by the key each.
-_AGGREGATE_EACH_SQL = (
-    "SELECT w.thread_id, a.* FROM unnest($1::text[]) AS w(thread_id) CROSS JOIN LATERAL ("
-    + _AGGREGATE_SQL.format(relation="cubepi_messages", where=" WHERE thread_id = w.thread_id")
-    .replace("SELECT thread_id, ", "SELECT ")
-    .replace(" GROUP BY thread_id", "")
-    + ") AS a WHERE a.n > 0"
-)
-
-#: The rows of many threads from a seq on, one probe each.
-_TAILS_EACH_SQL = (
-    "SELECT m.* FROM unnest($1::text[], $2::bigint[]) AS w(thread_id, seq) CROSS JOIN LATERAL ("
-    "SELECT thread_id, seq, role, run_id, payload FROM cubepi_messages "
-    "WHERE thread_id = w.thread_id AND seq >= w.seq OFFSET 0) AS m"  # OFFSET 0: no pull-up
-)
-
-#: The aggregate, and each thread's rows from its last assistant message on, by the
-#: key (a hash join read the partition a second time and cost twice as much).
-#: Last: whether the run of a thread's last row is complete, where that row is a tool
-#: result (the only threads it decides: `stopped` or `after_tools`), by the runs' key.
-_PARTITION_SQL = (
-    "SELECT a.*, m.*, CASE WHEN m.role = 'tool' AND m.seq = a.last THEN EXISTS ("
-    "SELECT 1 FROM cubepi_runs r WHERE r.thread_id = a.thread_id AND r.run_id = m.run_id "
-    "AND r.completed_at IS NOT NULL) END AS done FROM ("
-    + _AGGREGATE_SQL.replace("{where}", "")
-    + " OFFSET 0) AS a "
-    "CROSS JOIN LATERAL (SELECT thread_id, seq, role, run_id, payload FROM {relation} "
-    "WHERE thread_id = a.thread_id AND seq >= coalesce(a.assistant, 1) OFFSET 0) AS m"
-)
-
 #: Open runs, pending requests, live leases and watcher records, as a stream reads them.
 _Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attempt], dict[str, str]]
-
-#: Each linked child thread and its parent (`supervisor.children`).
-_PARENTS_SQL = (
-    "SELECT thread_id, CASE WHEN jsonb_typeof(extra) = 'object' "
-    f"THEN extra->'{PARENT_KEY}'->>'thread_id' END FROM cubepi_threads "
-    "WHERE thread_id = ANY($1::text[])"
-)
-
-#: Every linked child and its parent, for a streamed listing: read before it, as the
-#: stream keeps its connection busy reading ahead (a JSONB key test per thread, on the server).
-_ALL_PARENTS_SQL = (
-    f"SELECT thread_id, extra->'{PARENT_KEY}'->>'thread_id' FROM cubepi_threads "
-    f"WHERE jsonb_typeof(extra) = 'object' AND extra ? '{PARENT_KEY}'"
-)
-
-#: Whether each thread's newest run is open.
-_RUNS_SQL = (
-    "SELECT DISTINCT ON (thread_id) thread_id, completed_at IS NULL AS open "
-    "FROM cubepi_runs{where} ORDER BY thread_id, claimed_at DESC, run_id DESC"
-)
-
-
-def decode_payload(
-    payload: bytes | None, role: str | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """A stored message as a dict, or (None, why it is corrupt). Never raises."""
-    import msgpack
-
-    expected = ROLE_NAMES.get(role or "")
-    if expected is None:
-        return None, f"unknown role {role!r}"
-    try:
-        message = msgpack.unpackb(bytes(payload or b""), raw=False)
-    except Exception as exc:  # msgpack raises several types for bad bytes
-        return None, f"payload is not valid msgpack ({type(exc).__name__})"
-    if not isinstance(message, dict):
-        return None, "payload is not a map"
-    if message.get("role") != expected:
-        return None, f"payload role {message.get('role')!r} under role column {role!r}"
-    return message, None
-
-
-def tool_call_id_of(payload: bytes | None) -> tuple[str | None, str | None]:
-    """A tool result's `tool_call_id`, read without decoding its content (the listing
-    needs only the id); (None, why) when the payload is not a tool result."""
-    import msgpack
-
-    try:
-        unpacker = msgpack.Unpacker(raw=False)
-        unpacker.feed(bytes(payload or b""))
-        found: dict[str, Any] = {}
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key in ("role", "tool_call_id"):
-                found[key] = unpacker.unpack()
-                if len(found) == 2:
-                    break
-            else:
-                unpacker.skip()
-    except Exception:  # msgpack raises several types for bad bytes
-        _, error = decode_payload(payload, "tool")
-        return None, error or "payload is not a map"
-    if found.get("role") != "tool_result":
-        return None, f"payload role {found.get('role')!r} under role column 'tool'"
-    call_id = found.get("tool_call_id")
-    return (call_id if isinstance(call_id, str) else None), None
 
 
 class PostgresStore:
@@ -209,6 +96,7 @@ class PostgresStore:
         except PgError as exc:
             raise StoreError(str(exc)) from None
         self.leases = PgLeaseBoard(dsn, client=self._client)
+        self._reads = ThreadReads(self._client, self.location)
         try:
             missing = self._client.fetchval("SELECT to_regclass('cubepi_messages') IS NULL")
         except Exception as exc:
@@ -256,80 +144,17 @@ class PostgresStore:
             raise StoreError(f"{self.location}: {_first_line(exc)}") from None
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
-        try:
-            extra = self._client.fetchval(
-                "SELECT extra FROM cubepi_threads WHERE thread_id = $1", thread_id
-            )
-        except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
-        if isinstance(extra, str):
-            with contextlib.suppress(ValueError, RecursionError):
-                extra = json.loads(extra)
-        return extra if isinstance(extra, dict) else {}
+        return self._reads.thread_extra(thread_id)
 
     def hitl_answer(self, thread_id: str, run_id: str | None, question_id: str) -> Any:
-        try:
-            answer = self._client.fetchval(
-                "SELECT answer FROM cubepi_hitl_answers "
-                "WHERE thread_id = $1 AND run_id = $2 AND question_id = $3",
-                thread_id,
-                run_id or "",
-                question_id,
-            )
-        except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
-        if isinstance(answer, str):
-            with contextlib.suppress(ValueError, RecursionError):
-                answer = json.loads(answer)
-        return answer
+        return self._reads.hitl_answer(thread_id, run_id, question_id)
 
     def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
-        """When each of the run's stored answers was given and when its newest tool result was
-        saved, by the server's clock (as `runs.answer_times`)."""
-        try:
-            rows = self._client.fetch(
-                "SELECT question_id, extract(epoch FROM answered_at)::float8 AS at "
-                "FROM cubepi_hitl_answers WHERE thread_id = $1 AND run_id = $2",
-                thread_id,
-                run_id,
-            )
-            newest = self._client.fetchval(
-                "SELECT extract(epoch FROM max(created_at))::float8 FROM cubepi_messages "
-                "WHERE thread_id = $1 AND run_id = $2 AND role = 'tool'",
-                thread_id,
-                run_id,
-            )
-        except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
-        return {r["question_id"]: float(r["at"]) for r in rows}, newest
+        """By the server's clock (as `runs.answer_times`): see `ThreadReads`."""
+        return self._reads.answer_times(thread_id, run_id)
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
-        """One thread's rows in `seq` order; payloads over `BIG_ROW` bytes come as a preview."""
-        limit = 2**31 - 1 if full else BIG_ROW  # an int4 parameter; a bytea is at most 1 GB
-        try:
-            rows = self._client.fetch(
-                "SELECT seq, role, run_id, extract(epoch FROM created_at)::float8 AS at, "
-                "length(payload) AS size, CASE WHEN length(payload) > $2 "
-                "THEN substring(payload FROM 1 FOR $3) ELSE payload END AS payload "
-                "FROM cubepi_messages WHERE thread_id = $1 ORDER BY seq",
-                thread_id,
-                limit,
-                BIG_PREVIEW,
-            )
-        except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
-        out = Transcript(thread_id)
-        for r in rows:
-            entry = TranscriptEntry(r["seq"], r["at"], r["run_id"], None)
-            if r["size"] > limit:
-                entry.size = r["size"]
-                entry.raw = bytes(r["payload"]).decode("utf-8", "replace")
-            else:
-                entry.message, entry.error = decode_payload(r["payload"], r["role"])
-                if entry.error is not None:
-                    entry.raw = repr(bytes(r["payload"])[:BIG_PREVIEW])
-            out.entries.append(entry)
-        return out
+        return self._reads.transcript(thread_id, full=full)
 
     def check_rows(self) -> set[str]:
         """Decode every payload (the listing decodes only the rows states depend on).
@@ -433,12 +258,12 @@ class PostgresStore:
         if not relations:
             return
         client = self._client
-        soon = client.fetch_soon(_PARTITION_SQL.format(relation=relations[0]))
+        soon = client.fetch_soon(sql.PARTITION_SQL.format(relation=relations[0]))
         try:
             for i in range(len(relations)):
                 rows = soon.result()
                 if i + 1 < len(relations):
-                    soon = client.fetch_soon(_PARTITION_SQL.format(relation=relations[i + 1]))
+                    soon = client.fetch_soon(sql.PARTITION_SQL.format(relation=relations[i + 1]))
                 self._threads = {}
                 self._fold_partition(rows)
                 del rows
@@ -452,13 +277,13 @@ class PostgresStore:
     def _extras(self) -> _Extras:
         """What the other tables say of threads: open runs, pending requests, live
         leases, the watcher's records (few threads each, read once per listing)."""
-        runs = self._client.fetch(_RUNS_SQL.format(where=""))
+        runs = self._client.fetch(sql.RUNS_SQL.format(where=""))
         return (
             {r[0]: r[1] for r in runs},
             self._pending_found(),
             self.leases.live(),
             self._read_attempts(),
-            {r[0]: r[1] for r in self._client.fetch(_ALL_PARENTS_SQL) if isinstance(r[1], str)},
+            {r[0]: r[1] for r in self._client.fetch(sql.ALL_PARENTS_SQL) if isinstance(r[1], str)},
         )
 
     def _with_extras(
@@ -614,7 +439,7 @@ class PostgresStore:
         if not wanted:
             return set()
         found: dict[str, str | None] = dict.fromkeys(wanted)
-        for r in self._client.fetch(_PARENTS_SQL, wanted):
+        for r in self._client.fetch(sql.PARENTS_SQL, wanted):
             if isinstance(r[1], str):
                 found[r[0]] = r[1]
         return fold_parents(threads, found)
@@ -675,12 +500,12 @@ class PostgresStore:
         """
         ids = sorted(thread_ids)
         if len(ids) <= FEW_THREADS:
-            sql = _AGGREGATE_SQL.format(
+            query = sql.AGGREGATE_SQL.format(
                 relation="cubepi_messages", where=" WHERE thread_id = ANY($1)"
             )
         else:
-            sql = _AGGREGATE_EACH_SQL
-        rows = self._client.fetch(sql, ids)
+            query = sql.AGGREGATE_EACH_SQL
+        rows = self._client.fetch(query, ids)
         self.work["rows"] = sum(r["n"] for r in rows)
         tails = {r["thread_id"]: self._fold_aggregate(r) for r in rows}
         if tails:
@@ -715,7 +540,7 @@ class PostgresStore:
                 min(tails.values()),
             )
         else:
-            rows = self._client.fetch(_TAILS_EACH_SQL, ids, [tails[t] for t in ids])
+            rows = self._client.fetch(sql.TAILS_EACH_SQL, ids, [tails[t] for t in ids])
         for r in rows:
             if r["seq"] >= tails[r["thread_id"]]:
                 self._fold_tail(r)
@@ -761,13 +586,15 @@ class PostgresStore:
 
         async def read(conn: Any) -> None:
             while queue:
-                self._fold_partition(await conn.fetch(_PARTITION_SQL.format(relation=queue.pop())))
+                self._fold_partition(
+                    await conn.fetch(sql.PARTITION_SQL.format(relation=queue.pop()))
+                )
 
         async def tables(conn: Any) -> tuple[list[Any], list[Any]]:
             threads = await conn.fetch(
                 "SELECT thread_id FROM cubepi_threads ORDER BY created_at, thread_id"
             )
-            runs = await conn.fetch(_RUNS_SQL.format(where=""))
+            runs = await conn.fetch(sql.RUNS_SQL.format(where=""))
             await read(conn)
             return threads, runs
 
@@ -840,7 +667,7 @@ class PostgresStore:
         else:
             where, args = " WHERE thread_id = ANY($1::text[])", [sorted(thread_ids)]
             self.work["run_threads"] = len(thread_ids)
-        return self._fold_runs(self._client.fetch(_RUNS_SQL.format(where=where), *args))
+        return self._fold_runs(self._client.fetch(sql.RUNS_SQL.format(where=where), *args))
 
     def _fold_runs(self, rows: Iterable[Any]) -> set[str]:
         changed = set()
