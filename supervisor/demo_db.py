@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ from supervisor import demo
 from supervisor.jobs import MARKERS_VARIABLE
 from supervisor.location import Location
 from supervisor.markers import current_thread
+from supervisor.split import fork_child
 
 
 def _die() -> None:
@@ -389,31 +391,25 @@ def _fork_children(children: list[list[str]]) -> list[int]:
     codes = []
     for args in parsed:
         sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child_after_fork(args)
+        pid = fork_child(functools.partial(_child_after_fork, args))
         _, status = os.waitpid(pid, 0)
         codes.append(os.waitstatus_to_exitcode(status))
     return codes
 
 
 def _child_after_fork(args: argparse.Namespace) -> None:
-    """Run one child in a forked process and leave without the parent's cleanup.
-
-    Its standard output goes nowhere: the parent's carries the exit codes.
-    """
+    """One child, in a forked process (`split.fork_child`: it leaves without the parent's
+    cleanup). Its standard output goes nowhere: the parent's carries the exit codes."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
-    code = 0
     try:
         asyncio.run(run_child(args))
     except BaseException:
         traceback.print_exc()
-        code = 1
+        raise
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code)
 
 
 def main() -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -26,10 +28,20 @@ def worth_splitting(database: Path) -> bool:
     return hasattr(os, "fork") and cores() >= 2 and database.stat().st_size >= SPLIT_ABOVE_BYTES
 
 
+class ThreadsRunning(RuntimeError):
+    """A fork was asked for while other threads run: the child would inherit their locks
+    held (SQLite's, the allocator's, the logging module's) with nobody to release them."""
+
+
 def fork_child(child: Callable[[], None]) -> int:
-    """Run `child()` in a forked process and return its pid. The child leaves by
-    `os._exit` (0 if `child` returned, 1 if it raised): it never returns into the
-    parent's code or runs the parent's cleanup (its stores, its temporary files)."""
+    """Run `child()` in a forked process and return its pid: every fork of the package
+    goes through here. The child leaves by `os._exit` (0 if `child` returned, 1 if it
+    raised): it never returns into the parent's code or runs the parent's cleanup (its
+    stores, its temporary files). Refused (`ThreadsRunning`) once another thread runs:
+    forks come first, in the CLI and before the app imports what starts threads."""
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if others:
+        raise ThreadsRunning(f"fork refused: threads running ({', '.join(others)})")
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -44,7 +56,9 @@ def fork_child(child: Callable[[], None]) -> int:
 
 
 class Forked:
-    """A forked process and the two pipes to it: pickled tuples each way.
+    """A forked process and the two pipes to it: pickled tuples each way (the one
+    message format of the package's forks; `first_read` sends its summaries as pickled
+    chunks on the same kind of pipe).
 
     `work(orders, report)` runs in the child with its ends of the pipes
     (`fork_child`: it never returns into our code). `receive` gives None for a
@@ -72,6 +86,11 @@ class Forked:
         with contextlib.suppress(OSError):  # a child that is gone is found by `receive`
             pickle.dump(message, self._to, protocol=pickle.HIGHEST_PROTOCOL)
             self._to.flush()
+
+    def has_message(self) -> bool:
+        """Whether the child has written to us (`receive` returns at once)."""
+        readable, _, _ = select.select([self._from], [], [], 0)
+        return bool(readable)
 
     def receive(self) -> tuple[Any, ...] | None:
         try:
