@@ -184,6 +184,14 @@ class Location:
         return read_directory(Path(self.text))
 
 
+def close_markers() -> None:
+    """Close the markers clients kept per URL (each holds a connection and its thread):
+    for a process that goes on without them, before it forks."""
+    while _pg_markers:
+        _, markers = _pg_markers.popitem()
+        markers.close()
+
+
 def open_store(location: str | os.PathLike[str] | Location, **options: Any) -> Any:
     """Open and fully read a database named by a path or URL (`Location.open_store`)."""
     return Location.parse(location).open_store(**options)

@@ -34,6 +34,16 @@ def crash(db: Path, thread: str, jobs: Path, **options: object) -> None:
     assert code == -signal.SIGKILL, f"expected SIGKILL, child exited {code}"
 
 
+@pytest.fixture(autouse=True)
+def _no_markers_client_left() -> Iterator[None]:
+    """A test's Postgres markers clients are closed after it: each holds a thread, and a
+    fork in a later test of the same worker is refused while threads run (`split`)."""
+    yield
+    from supervisor.location import close_markers
+
+    close_markers()
+
+
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed CLI as a user would, in a child process."""
     return subprocess.run(
@@ -134,7 +144,11 @@ def transcript_problems(db: Path | str, thread: str) -> list[str]:
     """Every tool call must have exactly one result, before the next assistant turn."""
     from supervisor.location import open_store
 
-    entries = open_store(db).transcript(thread).entries
+    store = open_store(db)
+    try:
+        entries = store.transcript(thread).entries
+    finally:
+        store.close()
     problems: list[str] = []
     open_calls: dict[str, int] = {}
 

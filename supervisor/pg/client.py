@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -101,6 +102,8 @@ class SyncClient:
             target=self._loop.run_forever, name="agent-supervisor-pg", daemon=True
         )
         self._thread.start()
+        # A client dropped without `close` stops its thread when it is collected.
+        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
         self._lock = threading.Lock()
         self._notices: list[str] = []
         try:
@@ -183,6 +186,13 @@ class SyncClient:
         self._stop()
 
     def _stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._finalizer()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop a client's loop and its thread, and close the loop (once)."""
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()

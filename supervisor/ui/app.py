@@ -47,7 +47,6 @@ from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import clean, one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResumer
-from supervisor.ui.compositor import ChangedRegionsScreen
 from supervisor.ui.keys import KEYS, bindings
 from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
@@ -156,10 +155,6 @@ class SupervisorApp(App[None]):
         self._theme_problems = install_themes(self, theme, remember_theme)
 
     # -- layout -----------------------------------------------------------
-
-    def get_default_screen(self) -> Screen:
-        """The main screen redraws only the widgets under what changed (see `compositor`)."""
-        return ChangedRegionsScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         yield Static("", id="summary")
