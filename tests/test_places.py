@@ -22,10 +22,11 @@ def one_line_exit_2(out, says: str) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_a_jobs_directory_that_is_a_file(db: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["resume", "t", "--force"], ["jobs"], ["prune"]])
+def test_a_jobs_directory_that_is_a_file(db: Path, tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "afile").write_text("")
-    out = cli("resume", str(db), "t", "--force", "--jobs-dir", str(tmp_path / "afile"))
-    one_line_exit_2(out, "not a directory")
+    out = cli(command[0], str(db), *command[1:], "--jobs-dir", str(tmp_path / "afile"))
+    one_line_exit_2(out, "not a directory (job markers are kept in a directory)")
 
 
 def test_a_leases_directory_that_is_a_file(db: Path) -> None:

@@ -66,15 +66,22 @@ def agent_environment(args: argparse.Namespace) -> Path | str:
     return jobs.argument()
 
 
+def jobs_place(args: argparse.Namespace) -> Location:
+    """Where the command's job markers are (`Location.jobs`); a `--jobs-dir` that is a file
+    is refused with one line."""
+    jobs = where(args).jobs(getattr(args, "jobs_dir", None))
+    if not jobs.server and jobs.path.exists() and not jobs.path.is_dir():
+        raise UsageError(f"{jobs}: not a directory (job markers are kept in a directory)")
+    return jobs
+
+
 def check_places(args: argparse.Namespace) -> None:
     """Where a run will write, checked before it starts: a jobs directory that is a file,
     a leases directory that is not ours or cannot be made, are one line and exit 2, not a
     traceback (or an agent looping on a tool that cannot write its marker)."""
     from supervisor.leases import LeaseError, leases_dir, secure_directory
 
-    jobs = where(args).jobs(getattr(args, "jobs_dir", None))
-    if not jobs.server and jobs.path.exists() and not jobs.path.is_dir():
-        raise UsageError(f"{jobs}: not a directory (job markers are kept in a directory)")
+    jobs_place(args)
     if not where(args).server:
         try:
             secure_directory(leases_dir(args.db), 0o700)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from supervisor.agents import ENV_VAR, export_environment
-from supervisor.cli.context import marker_hook, where
+from supervisor.cli.context import jobs_place, marker_hook, where
 from supervisor.cli.options import EXIT_OK, UsageError, add_jobs_dir
 from supervisor.cli.output import print_json, print_notices
 from supervisor.text import one_line, relative_time
@@ -35,9 +35,7 @@ def add_parser(sub: Any) -> None:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from supervisor.plan import MarkerIndex
 
-    directory = where(args).jobs(args.jobs_dir)
-    if not directory.server and directory.path.exists() and not directory.path.is_dir():
-        raise UsageError(f"{directory}: not a directory")
+    directory = jobs_place(args)
     store = where(args).open_store()  # the jobs belong to a real checkpoint database
     print_notices(store)
     try:

@@ -7,8 +7,8 @@ import collections
 import time
 from typing import Any
 
-from supervisor.cli.context import where
-from supervisor.cli.options import EXIT_OK, UsageError, add_db, add_jobs_dir, days
+from supervisor.cli.context import jobs_place, where
+from supervisor.cli.options import EXIT_OK, add_db, add_jobs_dir, days
 from supervisor.cli.output import print_json, print_notices
 from supervisor.text import one_line
 
@@ -42,9 +42,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """Markers of settled threads, older than the cutoff, removed (see `supervisor.prune`)."""
     from supervisor import prune
 
-    directory = where(args).jobs(args.jobs_dir)
-    if not directory.server and directory.path.exists() and not directory.path.is_dir():
-        raise UsageError(f"{directory}: not a directory")
+    directory = jobs_place(args)
     store = where(args).open_store()
     try:
         store.refresh()
