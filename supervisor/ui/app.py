@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
-from textual.containers import Horizontal
+from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from supervisor import collector
 from supervisor.agents import AgentLoadError
@@ -44,10 +43,10 @@ from supervisor.states import (
     ThreadSummary,
 )
 from supervisor.store import Store, StoreError, Transcript
-from supervisor.text import clean, one_line
+from supervisor.text import one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResumer
-from supervisor.ui.keys import KEYS, bindings
+from supervisor.ui.keys import KEYS
 from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
     AgentEvent,
@@ -57,12 +56,10 @@ from supervisor.ui.messages import (
     ThreadsRefreshed,
 )
 from supervisor.ui.notices import header_line, thread_notice
-from supervisor.ui.pager import open_in_pager
 from supervisor.ui.reading import LEASE_POLL, SERVER_POLL, StoreReader
-from supervisor.ui.render import Palette, safe
+from supervisor.ui.render import Palette
 from supervisor.ui.screens.confirm import ConfirmScreen
-from supervisor.ui.screens.help import HelpScreen
-from supervisor.ui.screens.transcript import TranscriptScreen
+from supervisor.ui.screens.main import MainScreen
 from supervisor.ui.themes import all_themes, install_themes, palette_of, save_theme
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.filter_box import FilterBox
@@ -100,7 +97,6 @@ class SupervisorApp(App[None]):
 
     # Textual sets the class on the screen; app.tcss stacks list and detail when narrow.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
-    BINDINGS = bindings()  # supervisor/ui/keys.py: bindings, help and palette in one table
 
     def __init__(
         self,
@@ -142,7 +138,7 @@ class SupervisorApp(App[None]):
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
-        self._detail = DetailPane(
+        self.detail = DetailPane(
             loader=self.reader.load_thread,
             planner=self._markers_and_plan,
             palette=lambda: self.palette,
@@ -156,34 +152,15 @@ class SupervisorApp(App[None]):
 
     # -- layout -----------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Static("", id="summary")
-        yield Static(self._context_line(), id="context")
-        with Horizontal(id="main"):
-            yield self._table
-            yield self._detail
-        yield FilterBox(id="filter")
-        yield Footer()
+    def get_default_screen(self) -> Screen:
+        return MainScreen(id="_default")
 
-    def _context_line(self) -> Text:
-        """Which agent and which jobs directory this app runs with."""
-        config = self.runner.config
-        text = Text("agent ", style="dim").append(safe(config.agent_ref))
-        return text.append("  ·  jobs ", style="dim").append(safe(self.runner.jobs.shown))
-
-    def action_copy_id(self) -> None:
-        """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
-        if self.selected is None:
-            return
-        shown_id = clean(self.selected)  # what the screen shows: invisible characters escaped
-        self.copy_to_clipboard(shown_id)
-        self.notify(f"copied {one_line(shown_id, 40)}", markup=False)
-
-    def on_mount(self) -> None:
+    def main_screen_mounted(self) -> None:
+        """Everything that needs the main screen's widgets, once they are mounted (the
+        app's own `on_mount` comes before its default screen composes)."""
         for problem in self._theme_problems:
             self.notify(one_line(problem, 200), title="themes", severity="warning", markup=False)
         self.table.set_palette(self.palette)  # the theme is set: badges take its colours
-        self.query_one(FilterBox).cursor_blink = self.cursor_blink
         self.runner.subscribe(lambda event: self.post_message(AgentEvent(event)))
         self.watch(self.table, "highlighted", self._select, init=False)
         self._show_early_preview()
@@ -383,7 +360,7 @@ class SupervisorApp(App[None]):
         if self.selected is not None and self.state_of(self.selected) is State.AWAITING_INPUT:
             self.actions.answer_one(self.selected)
             return
-        self.action_toggle_focus()
+        self.main.action_toggle_focus()
 
     def _select(self, thread_id: str | None) -> None:
         """Show a thread; the detail follows once the cursor rests (j held down stays fast)."""
@@ -410,13 +387,13 @@ class SupervisorApp(App[None]):
     @while_mounted
     def _reload_detail(self) -> None:
         self._reload_timer = None
-        self._detail.load()
+        self.detail.load()
 
     @while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
         self._resume_collector()  # the cursor rests: the key is no longer held
-        self._detail.show(self.selected)
+        self.detail.show(self.selected)
 
     def _pause_collector_while_held(self) -> None:
         if self._held_since is None:
@@ -433,18 +410,18 @@ class SupervisorApp(App[None]):
 
     def _show_detail_title(self) -> None:
         if self.selected is None or self.selected not in self.summaries:
-            self._detail.show_title("no thread selected", None)
+            self.detail.show_title("no thread selected", None)
             return
         s = self.summaries[self.selected]
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
         text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
-        self._detail.show_title(text, self._notice(s))
+        self.detail.show_title(text, self._notice(s))
 
     @property
     def events(self) -> dict[str, deque[RunnerEvent]]:
         """Each thread's events in this session (the detail pane keeps them)."""
-        return self._detail.events
+        return self.detail.events
 
     def _notice(self, s: ThreadSummary) -> Text | None:
         """What needs saying above the tabs (see `notices.thread_notice`)."""
@@ -495,7 +472,7 @@ class SupervisorApp(App[None]):
         if event.type == "queued":
             self.table.set_running(thread_id, event.at)
             self.update_header()
-        self._detail.record(event)
+        self.detail.record(event)
         if event.type == "text":
             return
         if event.type in ("message_end", "run_end"):
@@ -521,13 +498,13 @@ class SupervisorApp(App[None]):
     @while_mounted
     def _filter_applied(self, event: FilterBox.Applied) -> None:
         if event.value != self.table.filter_text:
-            self._set_view(filter_text=event.value)
+            self.set_view(filter_text=event.value)
         if event.submitted:
             self.table.focus()
 
     @on(ThreadTable.HeaderClicked)
     def _header_clicked(self, event: ThreadTable.HeaderClicked) -> None:
-        self.action_sort(event.order)
+        self.main.action_sort(event.order)
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         """Every way out (q, the palette, a worker): timers firing now must not crash."""
@@ -536,9 +513,9 @@ class SupervisorApp(App[None]):
 
     async def action_quit(self) -> None:
         """Textual's Quit (palette, ctrl+q) would cancel agents mid-tool: ask first."""
-        self.action_quit_app()
+        self.quit_app()
 
-    def action_quit_app(self) -> None:
+    def quit_app(self) -> None:
         running = list(self.running_since)
         if not running:
             self.exit()
@@ -574,69 +551,14 @@ class SupervisorApp(App[None]):
         full = not self.summaries or self._reading
         self.reader.request_refresh(full=full, preview=full and not self._reading)
 
-    def action_resume(self) -> None:
-        self.actions.resume_chosen()
-
-    def action_resume_all(self) -> None:
-        self.actions.resume_all()
-
-    def action_abort(self) -> None:
-        self.actions.abort_chosen()
-
-    def action_prompt(self) -> None:
-        self.actions.prompt_selected()
-
-    def action_auto_resume(self) -> None:
-        self.auto.toggle()
-
-    def action_release(self) -> None:
-        self.auto.release_chosen()
-
-    def action_mark(self) -> None:
-        self.table.mark_current()
-
-    def action_filter(self) -> None:
-        self.query_one(FilterBox).open()
-
-    def action_clear_filter(self) -> None:
-        if self.query_one(FilterBox).close() or self.table.filter_text:
-            self._set_view(filter_text="")
-            self.table.focus()
-
-    def action_sort(self, order: str | None = None) -> None:
-        self.table.next_order(order)
-        self.update_header()
-
-    def action_attention(self) -> None:
-        self._set_view(attention_only=not self.table.attention_only)
-
-    def _set_view(self, **view: Any) -> None:
+    def set_view(self, **view: Any) -> None:
         self.table.set_view(**view)
         self.update_header()
 
-    def action_tab(self, tab: str) -> None:
-        self._detail.show_tab(tab)
-
-    def action_toggle_focus(self) -> None:
-        if self.table.has_focus:
-            self._detail.focus_active_tab()
-        else:
-            self.table.focus()
-
-    def action_full_transcript(self) -> None:
-        thread_id = self.selected
-        if thread_id is not None:
-            read = functools.partial(self.reader.read_transcript, thread_id)
-            self.push_screen(TranscriptScreen(thread_id, read, self.palette))
-
-    @work(group="pager", exclusive=True, exit_on_error=False)
-    async def action_open_pager(self) -> None:
-        """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
-        if self.selected is not None:
-            await open_in_pager(self, self.selected)
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+    @property
+    def main(self) -> MainScreen:
+        """The main screen (the default one), whichever screen is on top."""
+        return self.screen_stack[0]  # type: ignore[return-value]
 
     # -- command palette ---------------------------------------------------
 
@@ -644,7 +566,7 @@ class SupervisorApp(App[None]):
         yield from super().get_system_commands(screen)
         for key in KEYS:
             if key.command:
-                run = functools.partial(self.run_action, key.action)
+                run = functools.partial(self.main.run_action, key.action)
                 yield SystemCommand(key.command, key.help, run)
 
 

@@ -46,7 +46,7 @@ async def test_a_notice_of_the_same_height_is_drawn_without_a_new_layout(app_fac
     ask for one a key, only when the notice box changes height."""
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        detail = pilot.app._detail
+        detail = pilot.app.detail
         box = detail.query_one("#detail-request", Static)
         layouts: list[bool] = []
         refresh = box.refresh

@@ -1,0 +1,128 @@
+"""The main screen: the list, the detail, the filter and the footer, and every key on them.
+
+Keys are bound here, not on the app: a screen pushed over this one (the full
+transcript, a dialog, help) answers only its own keys. Each key goes to what
+owns what it changes: the app's `actions` (resume, abort, prompt, answer),
+`auto` (the in-app watcher), the list, the detail pane.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from supervisor.text import clean, one_line
+from supervisor.ui.keys import bindings
+from supervisor.ui.pager import open_in_pager
+from supervisor.ui.render import safe
+from supervisor.ui.screens.help import HelpScreen
+from supervisor.ui.screens.transcript import TranscriptScreen
+from supervisor.ui.widgets.filter_box import FilterBox
+
+if TYPE_CHECKING:
+    from supervisor.ui.app import SupervisorApp
+
+
+class MainScreen(Screen[None]):
+    """The list and the detail side by side (stacked when narrow), and their keys."""
+
+    app: SupervisorApp  # type: ignore[assignment]  (the app it runs in)
+
+    BINDINGS = bindings()  # supervisor/ui/keys.py: bindings, help and palette in one table
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="summary")
+        yield Static(self._context_line(), id="context")
+        with Horizontal(id="main"):
+            yield self.app.table
+            yield self.app.detail
+        yield FilterBox(id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(FilterBox).cursor_blink = self.app.cursor_blink
+        self.app.main_screen_mounted()
+
+    def _context_line(self) -> Text:
+        """Which agent and which jobs directory this app runs with."""
+        config = self.app.runner.config
+        text = Text("agent ", style="dim").append(safe(config.agent_ref))
+        return text.append("  ·  jobs ", style="dim").append(safe(self.app.runner.jobs.shown))
+
+    def action_copy_id(self) -> None:
+        """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
+        if self.app.selected is None:
+            return
+        shown_id = clean(self.app.selected)  # what the screen shows: invisible characters escaped
+        self.app.copy_to_clipboard(shown_id)
+        self.app.notify(f"copied {one_line(shown_id, 40)}", markup=False)
+
+    def action_quit_app(self) -> None:
+        self.app.quit_app()
+
+    def action_resume(self) -> None:
+        self.app.actions.resume_chosen()
+
+    def action_resume_all(self) -> None:
+        self.app.actions.resume_all()
+
+    def action_abort(self) -> None:
+        self.app.actions.abort_chosen()
+
+    def action_prompt(self) -> None:
+        self.app.actions.prompt_selected()
+
+    def action_auto_resume(self) -> None:
+        self.app.auto.toggle()
+
+    def action_release(self) -> None:
+        self.app.auto.release_chosen()
+
+    def action_mark(self) -> None:
+        self.app.table.mark_current()
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBox).open()
+
+    def action_clear_filter(self) -> None:
+        if self.query_one(FilterBox).close() or self.app.table.filter_text:
+            self.app.set_view(filter_text="")
+            self.app.table.focus()
+
+    def action_sort(self, order: str | None = None) -> None:
+        self.app.table.next_order(order)
+        self.app.update_header()
+
+    def action_attention(self) -> None:
+        self.app.set_view(attention_only=not self.app.table.attention_only)
+
+    def action_tab(self, tab: str) -> None:
+        self.app.detail.show_tab(tab)
+
+    def action_toggle_focus(self) -> None:
+        if self.app.table.has_focus:
+            self.app.detail.focus_active_tab()
+        else:
+            self.app.table.focus()
+
+    def action_full_transcript(self) -> None:
+        thread_id = self.app.selected
+        if thread_id is not None:
+            read = functools.partial(self.app.reader.read_transcript, thread_id)
+            self.app.push_screen(TranscriptScreen(thread_id, read, self.app.palette))
+
+    @work(group="pager", exclusive=True, exit_on_error=False)
+    async def action_open_pager(self) -> None:
+        """The whole transcript, however big, in `$PAGER` (the app suspends meanwhile)."""
+        if self.app.selected is not None:
+            await open_in_pager(self.app, self.app.selected)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())
