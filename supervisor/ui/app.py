@@ -570,29 +570,10 @@ class SupervisorApp(App[None]):
                 yield SystemCommand(key.command, key.help, run)
 
 
-def make_app(
-    store: Store,
-    runner_config: RunnerConfig,
-    *,
-    clock: Callable[[], float] = time.time,
-    watch: bool = True,
-    theme: str | None = None,
-    remember_theme: bool = False,
-    cursor_blink: bool = True,
-) -> SupervisorApp:
-    """The one way the app is built, by the CLI (`cli.app`), the tests, the benches and the
-    screenshot script alike: a store (opened, not yet read) and a runner's configuration,
-    and what varies between runs (the clock, watching files, the theme, a blinking cursor:
-    tests fix the clock and turn the rest off)."""
-    return SupervisorApp(
-        store,
-        runner_config,
-        clock=clock,
-        watch=watch,
-        theme=theme,
-        remember_theme=remember_theme,
-        cursor_blink=cursor_blink,
-    )
+#: The one way the app is built, by the CLI (`cli.app`), the tests, the benches and the
+#: screenshot script alike: `SupervisorApp` itself, whose keyword options are what varies
+#: between runs (tests fix the clock and turn watching files off).
+make_app = SupervisorApp
 
 
 def theme_names() -> list[str]:
