@@ -25,14 +25,12 @@ as it would without them.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import pickle
 import signal
 from pathlib import Path
 from typing import IO
 
-from supervisor import collector
 from supervisor.priority import NICENESS
 from supervisor.split import fork_child, worth_splitting
 from supervisor.sqlite.files import check_database_path
@@ -81,8 +79,7 @@ class FirstRead:
         """Both halves, in thread-id order of their ranges; None if a reader failed.
         Raises `StoreError` if `stop` was called meanwhile (the app is closing)."""
         try:
-            with collector.paused():
-                halves = [_receive(pipe) for _, pipe in self._readers]
+            halves = [_receive(pipe) for _, pipe in self._readers]
         finally:
             self.cancel()
         if self._stopped:
@@ -116,7 +113,6 @@ def _fork(
     def reader() -> None:  # read, hand over
         os.close(reading)
         os.nice(NICENESS)  # the app's imports and first screen go first
-        gc.disable()  # a short life: its summaries form no cycles
         with os.fdopen(writing, "wb") as out:
             _read_half(database, busy_timeout, thread_range, top, out)
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from supervisor import collector
+
 #: A file smaller than this is read by one process: forking would cost what it saves.
 SPLIT_ABOVE_BYTES = 32 << 20
 
@@ -46,7 +48,8 @@ def fork_child(child: Callable[[], None]) -> int:
     if pid == 0:
         code = 1
         try:
-            child()
+            with collector.bulk_read():  # a short life of reading: no cycles to collect
+                child()
             code = 0
         except BaseException:  # noqa: BLE001, S110 - the exit code is the child's whole report
             pass

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor import collector
 from supervisor.attempts import Attempt, backoff_delay
 from supervisor.runner import Refused, Runner, RunnerEvent
 from supervisor.states import State, ThreadSummary
@@ -135,12 +136,18 @@ class Watcher:
         return await self.act()
 
     async def _refresh(self) -> None:
-        touched = await asyncio.to_thread(self.store.refresh)
+        touched = await asyncio.to_thread(self._read)
         if not self._looked:  # the store may have been read before: take all of it once
             self._looked = True
             self.observe(self.store.threads(), everything=True)
         else:
             self.observe(s for t in touched if (s := self.store.get(t)) is not None)
+
+    def _read(self) -> set[str]:
+        # The daemon's loop is a program's edge: it decides the collector's policy
+        # for its own reads, as the app does for its refreshes.
+        with collector.bulk_read():
+            return self.store.refresh()
 
     async def act(self) -> list[str]:
         """Account for ended runs, then start every due candidate; the started.

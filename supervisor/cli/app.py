@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from pathlib import Path
@@ -81,9 +80,8 @@ def cmd_app(args: argparse.Namespace) -> int:
     # Half a second of imports (Textual, the agent stack) lies between here and the
     # first screen: no collection walks their objects meanwhile (a full one cost
     # 40 ms of it), and they live as long as the process, so they are frozen after.
-    with collector.paused():
+    with collector.bulk_read(keep=True):
         app = _build_app(args)
-        gc.freeze()
     app.run()
     if app.agent_error is not None:  # the agent is imported after the first frame
         raise AgentLoadError(app.agent_error)

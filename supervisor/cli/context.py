@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from supervisor import collector
 from supervisor.agents import (
     ENV_VAR,
     DeferredAgent,
@@ -41,7 +42,8 @@ def open_store(args: argparse.Namespace, only: Sequence[str] | None = None) -> S
     (on a 100,000-thread database that is the difference between seconds
     and milliseconds, given an index: `agent-supervisor index`).
     """
-    store = where(args).open_store(busy_timeout=args.busy_timeout, only=only)
+    with collector.bulk_read():  # every thread's summary, at once
+        store = where(args).open_store(busy_timeout=args.busy_timeout, only=only)
     print_notices(store)
     return store
 

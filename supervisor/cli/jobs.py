@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from supervisor.agents import ENV_VAR, export_environment
-from supervisor.cli.context import jobs_place, marker_hook, where
-from supervisor.cli.options import EXIT_OK, UsageError, add_jobs_dir
-from supervisor.cli.output import print_json, print_notices
+from supervisor.cli.context import jobs_place, marker_hook, open_store, where
+from supervisor.cli.options import EXIT_OK, UsageError, add_busy_timeout, add_jobs_dir
+from supervisor.cli.output import print_json
 from supervisor.text import one_line, relative_time
 
 
@@ -17,6 +17,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "db", metavar="DB", help="the checkpoint database the jobs belong to (file or URL)"
     )
+    add_busy_timeout(p)
     add_jobs_dir(p)
     p.add_argument(
         "--thread",
@@ -36,8 +37,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from supervisor.plan import MarkerIndex
 
     directory = jobs_place(args)
-    store = where(args).open_store()  # the jobs belong to a real checkpoint database
-    print_notices(store)
+    store = open_store(args)  # the jobs belong to a real checkpoint database
     try:
         export_environment(directory.argument())
         index = MarkerIndex(directory.argument(), directory.read_markers(), marker_hook(args))

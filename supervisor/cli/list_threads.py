@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from supervisor import listing
+from supervisor import collector, listing
 from supervisor.cli.context import where
 from supervisor.cli.options import EXIT_OK, add_db, state_list
 from supervisor.cli.output import say_notes
@@ -43,10 +43,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     options = listing.Options(
         as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
     )
-    # --check validates every row first, which holds every summary: one process.
-    outcome = None if args.check else _list_split(args, options)
-    if outcome is None:
-        outcome = _list_in_one_process(args, options)
+    with collector.bulk_read():  # every summary and line made once, then the process ends
+        # --check validates every row first, which holds every summary: one process.
+        outcome = None if args.check else _list_split(args, options)
+        if outcome is None:
+            outcome = _list_in_one_process(args, options)
     say_notes(outcome.notices)
     _warn_corrupt(outcome.corrupt)
     if outcome.index_hint:  # a big database without the index its backend would use

@@ -7,9 +7,9 @@ import collections
 import time
 from typing import Any
 
-from supervisor.cli.context import jobs_place, where
+from supervisor.cli.context import jobs_place, open_store
 from supervisor.cli.options import EXIT_OK, add_db, add_jobs_dir, days
-from supervisor.cli.output import print_json, print_notices
+from supervisor.cli.output import print_json
 from supervisor.text import one_line
 
 
@@ -43,11 +43,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from supervisor import prune
 
     directory = jobs_place(args)
-    store = where(args).open_store()
+    store = open_store(args)
     try:
-        store.refresh()
         states = {s.thread_id: s.state.value for s in store.threads()}
-        print_notices(store)
     finally:
         store.close()
     cutoff = time.time() - args.older_than * 86400.0

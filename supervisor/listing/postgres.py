@@ -19,7 +19,6 @@ import io
 import os
 from typing import IO, Any, TextIO
 
-from supervisor import collector
 from supervisor.listing import ListingWriter, Options, Outcome
 from supervisor.pg.store import PostgresStore
 from supervisor.split import Forked, cores, report_to
@@ -39,7 +38,7 @@ def list_split(dsn: str, options: Options, out: TextIO, index_above: int) -> Out
         return None
     child = Forked(functools.partial(_child_share, dsn, options))
     try:
-        with PostgresStore(dsn) as store, collector.paused():
+        with PostgresStore(dsn) as store:
             return _list_shares(store, child, options, out, index_above)
     finally:
         child.reap()
@@ -77,7 +76,7 @@ def _child_share(dsn: str, options: Options, _orders: IO[bytes], report: IO[byte
     """The forked child: list the other half of the partitions, send what it kept."""
     send = report_to(report)
     try:
-        with PostgresStore(dsn) as store, collector.paused():
+        with PostgresStore(dsn) as store:
             writer: ListingWriter = options.writer(io.StringIO(), (0, 0))
             collected: list[tuple[Any, ...]] = []
             for batch in store.stream_batches(_THEIRS, without_messages=False):

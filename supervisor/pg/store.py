@@ -26,7 +26,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from supervisor import collector
 from supervisor.attempts import Attempt, finite
 from supervisor.hitl import parse_request
 from supervisor.pg import sql
@@ -205,9 +204,7 @@ class PostgresStore:
         """
         if self._only is not None:
             raise ValueError("a scoped store cannot stream")
-        # No collection while listing: 100,000 summaries, and the lines made of
-        # them, form no cycles, yet each full collection would walk them all.
-        with self._lock, collector.paused():
+        with self._lock:
             self._streamed_ids, self._streamed_rows = set(), 0
             try:
                 self._listing_extras = self._extras()
@@ -226,7 +223,7 @@ class PostgresStore:
         """The last batch of a split listing, after this store's `stream_batches`: the
         threads neither this process nor the other (which saw the threads `elsewhere`
         and `rows` message rows, counted for `index_hint`) listed."""
-        with self._lock, collector.paused():
+        with self._lock:
             self._streamed_ids |= elsewhere
             self._streamed_rows += rows
             try:
@@ -554,8 +551,7 @@ class PostgresStore:
         thread and run tables are read alongside.
         """
         relations = self._relations(self._client)
-        with collector.paused():
-            threads, runs = self._client.run(self._read_partitions(relations))
+        threads, runs = self._client.run(self._read_partitions(relations))
         order = [r["thread_id"] for r in threads]
         for thread_id in order:
             if thread_id not in self._threads:

@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from supervisor import collector
 from supervisor.sqlite.connection import Connection
 from supervisor.sqlite.rows import (
     NotPlain,
@@ -79,9 +78,8 @@ class MessageReader:
         if top is None:
             return set()
         try:
-            with collector.paused():
-                for _ in self.listed(top, chunk=None):
-                    pass
+            for _ in self.listed(top, chunk=None):
+                pass
             return set(self.threads)
         except NotPlain:
             # Thread ids that are not plain text (blobs, NULL, bad UTF-8) are

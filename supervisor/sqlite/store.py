@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
-from supervisor import collector
 from supervisor.attempts import FileAttempts
 from supervisor.leases import FileLeaseBoard, leases_dir
 from supervisor.priority import at_low_priority
@@ -192,9 +191,8 @@ class SQLiteStore:
             self._first_read = None
         if halves is None:
             return None
-        with collector.paused():
-            merged = heapq.merge(*(zip(h.firsts, h.threads.values(), strict=True) for h in halves))
-            self.reader.threads = {s.thread_id: s for _, s in merged}
+        merged = heapq.merge(*(zip(h.firsts, h.threads.values(), strict=True) for h in halves))
+        self.reader.threads = {s.thread_id: s for _, s in merged}
         for half in halves:
             self.reader.parsed_assistant.update(half.parsed)
             self.side.open_runs |= half.open_runs
@@ -327,14 +325,13 @@ class SQLiteStore:
                     folded = (
                         s for part in listed for s in self.side.fold_small(part, *small).values()
                     )
-                    with collector.paused():
-                        if empty:  # threads with no rows are merged in by id
-                            folded = heapq.merge(
-                                folded,
-                                self.side.fold_small(empty, *small).values(),
-                                key=thread_id_of,
-                            )
-                        yield from folded
+                    if empty:  # threads with no rows are merged in by id
+                        folded = heapq.merge(
+                            folded,
+                            self.side.fold_small(empty, *small).values(),
+                            key=thread_id_of,
+                        )
+                    yield from folded
                 except NotPlain:
                     if self.scope.range is not None:
                         raise CannotSplit from None
@@ -364,9 +361,8 @@ class SQLiteStore:
                     return KeptHalf({}, [], {})
                 rows = self.db.conn.execute("SELECT first FROM temp.listing ORDER BY rowid")
                 firsts = [f for (f,) in rows]
-                with collector.paused():
-                    for _ in self.reader.listed(top, chunk=None):
-                        pass
+                for _ in self.reader.listed(top, chunk=None):
+                    pass
                 self.side.read_open_runs(set(), everything=True)
             except NotPlain:
                 raise CannotSplit from None

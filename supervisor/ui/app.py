@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -77,10 +76,6 @@ DETAIL_DELAY = 0.08
 #: Cursor moves closer together than this are a held key; the detail then waits longer.
 HELD_KEY = 0.15
 HELD_DETAIL_DELAY = 0.3
-#: While a key is held the cyclic collector waits (`supervisor.collector`): a full
-#: collection at fleet size takes 20-45 ms, a missed frame. At most this long, then
-#: one collection runs, held or not.
-HELD_COLLECTOR_PAUSE = 10.0
 
 
 class SupervisorApp(App[None]):
@@ -129,8 +124,9 @@ class SupervisorApp(App[None]):
         self._detail_timer: Timer | None = None
         self._reload_timer: Timer | None = None
         self._last_move = 0.0
-        #: When the key held now began to keep the collector paused (None: no key held).
-        self._held_since: float | None = None
+        #: While a key is held the cyclic collector waits (`supervisor.collector`): a
+        #: collection at fleet size takes 20-45 ms, a missed frame.
+        self.held_key = collector.HeldKey()
         self._remember_theme = remember_theme
         #: Set when the agent, imported after the first frame, fails: the app closes
         #: and the CLI prints it as the one error line it would have printed before.
@@ -272,12 +268,9 @@ class SupervisorApp(App[None]):
         self._reading = message.provisional
         if message.full:
             changed = message.summaries
-            with collector.paused():  # 100,000 new sort keys: its passes would walk them all
+            # 100,000 new sort keys; once whole, they live as long as the app.
+            with collector.bulk_read(keep=not message.provisional):
                 table.replace_all(changed)
-                if not message.provisional:
-                    # They live as long as the app: frozen out of the collector's walks
-                    # before it runs again, or its first pass walks them all (0.4 s).
-                    gc.freeze()
         else:
             # Unchanged summaries stay as they are: their cached rows stay valid.
             changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}
@@ -373,7 +366,7 @@ class SupervisorApp(App[None]):
         moved, self._last_move = self._last_move, time.monotonic()
         held = self._last_move - moved <= HELD_KEY
         if held:
-            self._pause_collector_while_held()
+            self.held_key.moved(self._last_move)
         delay = HELD_DETAIL_DELAY if held else DETAIL_DELAY
         if self._detail_timer is not None:
             self._detail_timer.stop()
@@ -392,21 +385,8 @@ class SupervisorApp(App[None]):
     @while_mounted
     def _show_selected_detail(self) -> None:
         self._detail_timer = None
-        self._resume_collector()  # the cursor rests: the key is no longer held
+        self.held_key.rested()  # the cursor rests: the key is no longer held
         self.detail.show(self.selected)
-
-    def _pause_collector_while_held(self) -> None:
-        if self._held_since is None:
-            self._held_since = self._last_move
-            collector.pause()
-        elif self._last_move - self._held_since > HELD_COLLECTOR_PAUSE:
-            self._held_since = self._last_move
-            gc.collect()  # one missed frame in ten seconds of holding, not one a second
-
-    def _resume_collector(self) -> None:
-        if self._held_since is not None:
-            self._held_since = None
-            collector.resume()
 
     def _show_detail_title(self) -> None:
         if self.selected is None or self.selected not in self.summaries:
@@ -538,7 +518,7 @@ class SupervisorApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
-        self._resume_collector()
+        self.held_key.rested()
         self.reader.stop_watching.set()
         await self.runner.close()
         await asyncio.to_thread(self.reader.close)

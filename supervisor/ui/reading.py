@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,15 +85,13 @@ class StoreReader:
             # are built and copied (1.4 s with it), nor the first one after (it walks
             # all a pause allocated: 0.7 s at 100,000): the listing lives as long as
             # the app, so it is frozen out of the collector's walks before it resumes.
-            with self.lock, collector.paused():
+            with self.lock, collector.bulk_read(keep=full):
                 if self.closed:
                     return
                 changed = self.store.refresh()
                 notices = self.store.take_notices()
                 found = (self.store.get(t) for t in changed)
                 copies = {s.thread_id: s.copy() for s in found if s is not None}
-                if full:
-                    gc.freeze()
         except StoreError as exc:
             self.app.post_message(RefreshFailed(str(exc)))
             return
