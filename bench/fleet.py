@@ -54,7 +54,8 @@ def floor(db: str) -> None:
     print(len(last), rows)
 
 
-#: Runs a command and reports its wall time and peak memory. A process forked from
+#: Runs a command and reports its wall time, peak memory and CPU time (user and system,
+#: of the whole process tree: every process it forked was waited for). A process forked from
 #: this one starts with this one's peak memory as its own (Linux keeps the high-water
 #: mark across exec), so the command is started from a small process instead.
 #: `list` may fork a second process (`supervisor.listing`), and the kernel's peak
@@ -94,8 +95,9 @@ _MEASURE = (
     "wall = time.perf_counter() - start\n"
     "if sys.argv[1] == 'sample':\n"
     "    sampler.join()\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(code, wall, max(rss, peak[0]))\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "cpu = usage.ru_utime + usage.ru_stime\n"
+    "print(code, wall, max(usage.ru_maxrss, peak[0]), cpu)\n"
 )
 
 
@@ -105,9 +107,9 @@ _MEASURE = (
 _ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(command: list[str], sample: bool = False) -> tuple[float, float]:
-    """Wall seconds and peak memory (MiB) of one whole process (and any it forks); with
-    `sample`, the memory of all of them (and a wall time the sampling slowed)."""
+def timed(command: list[str], sample: bool = False) -> tuple[float, float, float]:
+    """Wall seconds, peak memory (MiB) and CPU seconds of one whole process (and any it
+    forks); with `sample`, the memory of all of them (and a wall time the sampling slowed)."""
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, "sample" if sample else "plain", *command],
         capture_output=True,
@@ -115,10 +117,10 @@ def timed(command: list[str], sample: bool = False) -> tuple[float, float]:
         check=True,
         env=_ENV,
     ).stdout.split()
-    code, wall, peak = int(out[0]), float(out[1]), int(out[2])
+    code, wall, peak, cpu = int(out[0]), float(out[1]), int(out[2]), float(out[3])
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed with status {code}")
-    return wall, peak / 1024
+    return wall, peak / 1024, cpu
 
 
 def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | None) -> float:
@@ -129,13 +131,17 @@ def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | Non
     wall_a = statistics.median(ra[0] for ra, _ in runs)
     wall_b = statistics.median(rb[0] for _, rb in runs)
     ratio = statistics.median(ra[0] / rb[0] for ra, rb in runs)
+    cpu_a = statistics.median(ra[2] for ra, _ in runs)
+    cpu_b = statistics.median(rb[2] for _, rb in runs)
+    cpu_ratio = statistics.median(ra[2] / rb[2] for ra, rb in runs)
     sampled = [(timed(a, sample=True), timed(b, sample=True)) for _ in range(pairs)]
     mem_a = statistics.median(ra[1] for ra, _ in sampled)
     mem_b = statistics.median(rb[1] for _, rb in sampled)
     verdict = "" if goal is None else f"  goal < {goal:g}x: {'met' if ratio < goal else 'MISSED'}"
     print(
-        f"{label:<34} {wall_a:6.2f} s {mem_a:5.0f} MiB   floor {wall_b:6.2f} s {mem_b:5.0f} MiB"
-        f"   time {ratio:4.2f}x  memory {mem_a / mem_b:4.2f}x{verdict}"
+        f"{label:<34} {wall_a:6.2f} s {cpu_a:6.2f} s CPU {mem_a:5.0f} MiB   "
+        f"floor {wall_b:6.2f} s {cpu_b:6.2f} s CPU {mem_b:5.0f} MiB   "
+        f"time {ratio:4.2f}x  CPU {cpu_ratio:4.2f}x  memory {mem_a / mem_b:4.2f}x{verdict}"
     )
     return wall_a
 

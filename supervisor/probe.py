@@ -92,6 +92,8 @@ class ReadOnlyCheckpointer:
         self._known = known
         #: Question ids whose stored answers the resume forgets (`continuation.spent_answers`).
         self.forgotten: set[str] = set()
+        #: The transcript the last `load` read.
+        self.loaded: Transcript | None = None
 
     async def load(self, thread_id: str) -> CheckpointData | None:
         known = self._known
@@ -103,6 +105,7 @@ class ReadOnlyCheckpointer:
             transcript = known
         else:
             transcript = self._store.transcript(thread_id, full=True)
+        self.loaded = transcript
         messages: list[Message] = []
         for e in transcript.entries:
             if e.message is None:
@@ -197,7 +200,8 @@ async def probe(
             return Probed(ended=await run_ended(agent, messages, run_id or "", terminated))
         if run_id is not None and state is State.MID_TOOL:
             cp.forgotten.update(spent_answers(messages, run_id))
-        answered, newest = store.answer_times(summary.thread_id, run_id or "")
+        answered = store.answers_given(summary.thread_id, run_id or "")
+        newest = _newest_result(cp.loaded, run_id or "")
         waiting = summary.request.question_id if summary.request is not None else ""
         counts = merged_counts(
             asked_before(messages, run_id or ""),
@@ -225,6 +229,20 @@ async def _ask_policy(
             }
     context = agent_context(agent, messages, run_id)
     return {c.id: await _ask_about(agent, assistant, c, context) for c in pending}
+
+
+def _newest_result(transcript: Transcript | None, run_id: str) -> float | None:
+    """When the run's newest tool result was saved (as `runs.answer_times` reads it, from
+    the transcript in hand rather than a second read of the table)."""
+    times = [
+        e.created_at
+        for e in (transcript.entries if transcript is not None else ())
+        if e.run_id == run_id
+        and e.created_at is not None
+        and e.message is not None
+        and e.message.get("role") == "tool_result"
+    ]
+    return max(times, default=None)
 
 
 def _info(call: ToolCall) -> ToolCallInfo:

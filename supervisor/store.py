@@ -7,6 +7,7 @@ The backends live in `supervisor.sqlite` and `supervisor.pg`;
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -113,6 +114,15 @@ class Store(Protocol):
     def get(self, thread_id: str) -> ThreadSummary | None: ...
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
+
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
+        """Many threads' transcripts in thread-id order, read in one pass (a plan of
+        every crashed thread), not a read per thread."""
+        ...
+
+    def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:
+        """When each of a run's stored answers was given, in unix seconds."""
+        ...
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
         """The thread's `extra` as cubeloop stored it ({} when none or unreadable)."""

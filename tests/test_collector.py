@@ -127,10 +127,16 @@ def test_only_the_programs_edges_touch_the_collector() -> None:
         if name == "supervisor/collector.py" or name.startswith(EDGES):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if node.value.id == "gc" or node.value.id == "collector":
-                    offenders.append(f"{name}:{node.lineno} {node.value.id}.{node.attr}")
-            elif isinstance(node, ast.ImportFrom) and node.module == "supervisor":
-                if any(a.name == "collector" for a in node.names):
-                    offenders.append(f"{name}:{node.lineno} imports collector")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in ("gc", "collector")
+            ):
+                offenders.append(f"{name}:{node.lineno} {node.value.id}.{node.attr}")
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "supervisor"
+                and any(a.name == "collector" for a in node.names)
+            ):
+                offenders.append(f"{name}:{node.lineno} imports collector")
     assert offenders == []

@@ -141,36 +141,22 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     """
     import asyncio
 
-    from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, terminated_by_markers
-    from supervisor.probe import probe
+    from supervisor.plan import MarkerIndex
+    from supervisor.plans import plan_threads
 
     agent, jobs_dir = agent_and_jobs(args)
     index = MarkerIndex(jobs_dir, Location.parse(jobs_dir).read_markers(), agent.marker_hook)
-    asking = args.strategy == "rerun"
-
-    async def plan_all() -> list[ThreadPlan]:
-        plans = []
-        for thread_id in wanted:  # one at a time: a transcript is kept only for its plan
-            summary = store.get(thread_id)
-            assert summary is not None
-            transcript = store.transcript(thread_id)
-            probed = None
-            if asking:
-                ends = lambda a: terminated_by_markers(a, index)  # noqa: E731
-                probed = await probe(agent, store, summary, transcript, ends)
-            plans.append(
-                plan_thread(
-                    summary,
-                    index,
-                    messages=transcript.messages(),
-                    strategy=args.strategy,
-                    policies=None if probed is None else probed.policies,
-                    ended=None if probed is None else probed.ended,
-                )
-            )
-        return plans
-
-    plans = asyncio.run(plan_all())
+    summaries = [s for t in wanted if (s := store.get(t)) is not None]
+    # No collector pause here: each plan builds the agent, whose objects do form cycles.
+    plans = asyncio.run(
+        plan_threads(
+            store,
+            summaries,
+            index,
+            strategy=args.strategy,
+            agent=agent if args.strategy == "rerun" else None,
+        )
+    )
     if args.json:
         print_json([p.to_json() for p in plans])
         return EXIT_OK

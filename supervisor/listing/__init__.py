@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import os
 import pickle
 import sys
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from supervisor.jsontext import indented
 from supervisor.report import thread_hint, thread_json
 from supervisor.split import Forked, report_to, worth_splitting
 from supervisor.sqlite.files import check_database_path
@@ -213,8 +213,7 @@ class ListingWriter:
 
     @staticmethod
     def _json_lines(s: ThreadSummary) -> str:
-        lines = json.dumps(thread_json(s), indent=2).split("\n")
-        return "\n".join("  " + line for line in lines)
+        return "  " + indented(thread_json(s), 1)
 
 
 @dataclass

@@ -148,12 +148,14 @@ class PostgresStore:
     def hitl_answer(self, thread_id: str, run_id: str | None, question_id: str) -> Any:
         return self._reads.hitl_answer(thread_id, run_id, question_id)
 
-    def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
-        """By the server's clock (as `runs.answer_times`): see `ThreadReads`."""
-        return self._reads.answer_times(thread_id, run_id)
+    def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:
+        return self._reads.answers_given(thread_id, run_id)
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         return self._reads.transcript(thread_id, full=full)
+
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
+        return self._reads.transcripts(thread_ids, full=full)
 
     def check_rows(self) -> set[str]:
         """Decode every payload (the listing decodes only the rows states depend on).

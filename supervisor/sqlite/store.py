@@ -34,16 +34,14 @@ from supervisor.sqlite.rows import (
     KeptHalf,
     NotPlain,
     json_or_none,
-    number,
-    parse_message,
     plain_id,
-    text_or_none,
     thread_id_of,
 )
 from supervisor.sqlite.side_tables import SideTables
 from supervisor.sqlite.sql import Scope, unix_time_sql
+from supervisor.sqlite.transcripts import Transcripts
 from supervisor.states import ThreadSummary
-from supervisor.store import BIG_PREVIEW, BIG_ROW, StoreError, Transcript, TranscriptEntry
+from supervisor.store import StoreError, Transcript
 
 T = TypeVar("T")
 
@@ -108,6 +106,12 @@ class SQLiteStore:
         self.reader = MessageReader(self.db, self.scope)
         self.side = SideTables(
             self.db, self.scope, self.reader, self.leases, FileAttempts(self.path)
+        )
+        self.texts = Transcripts(
+            self.db,
+            self._lock,
+            lambda: self.scope.columns["messages"],
+            lambda read: self._reading(read, restart=False),
         )
 
     @property
@@ -470,7 +474,12 @@ class SQLiteStore:
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         """One thread's rows; rows over `BIG_ROW` characters come as a preview unless `full`."""
-        return self._reading(lambda: self._transcript(thread_id, full), restart=False)
+        return self.texts.one(thread_id, full)
+
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
+        """Many threads' transcripts from one pass over the table (`Transcripts.many`),
+        in thread-id order: a plan of every crashed thread, not a scan per thread."""
+        return self.texts.many(thread_ids, full)
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
         if "extra_json" not in self.scope.columns.get("thread_extra", set()):
@@ -499,58 +508,22 @@ class SQLiteStore:
         )
         return None if row is None else json_or_none(row[0])
 
-    def answer_times(self, thread_id: str, run_id: str) -> tuple[dict[str, float], float | None]:
-        """When each of the run's stored answers was given and when its newest tool result was
-        saved, by the database's clock (as `runs.answer_times`)."""
-        if (
-            not {"run_id", "question_id", "answered_at"}
-            <= self.scope.columns.get("thread_hitl_answers", set())
-            or "run_id" not in self.scope.columns["messages"]
+    def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:
+        """When each of the run's stored answers was given, in unix seconds (the same
+        clock as the transcript's times): one lookup by the answers table's key."""
+        if not {"run_id", "question_id", "answered_at"} <= self.scope.columns.get(
+            "thread_hitl_answers", set()
         ):
-            return {}, None
-
-        def read() -> tuple[dict[str, float], float | None]:
-            rows = self.db.conn.execute(
-                "SELECT question_id, answered_at FROM thread_hitl_answers "
+            return {}
+        rows = self._reading(
+            lambda: self.db.conn.execute(
+                f"SELECT question_id, {unix_time_sql('answered_at')} FROM thread_hitl_answers "
                 "WHERE thread_id = ? AND run_id = ?",
                 (thread_id, run_id),
-            ).fetchall()
-            (newest,) = self.db.conn.execute(
-                "SELECT max(created_at) FROM messages WHERE thread_id = ? AND run_id = ? "
-                "AND json_valid(message_json) "
-                "AND json_extract(message_json, '$.role') = 'tool_result'",
-                (thread_id, run_id),
-            ).fetchone()
-            answered = {str(q): float(at) for q, at in rows if isinstance(at, (int, float))}
-            return answered, newest if isinstance(newest, (int, float)) else None
-
-        return self._reading(read, restart=False)
-
-    def _transcript(self, thread_id: str, full: bool) -> Transcript:
-        cols = self.scope.columns["messages"]
-        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
-        run = "run_id" if "run_id" in cols else "NULL"
-        limit = 2**62 if full else BIG_ROW
-        out = Transcript(thread_id)
-        sql = (
-            f"SELECT id, length(message_json), "
-            f"CASE WHEN length(message_json) > {limit} "
-            f"THEN substr(message_json, 1, {BIG_PREVIEW}) ELSE message_json END, "
-            f"{created}, {run} FROM messages WHERE thread_id = ? ORDER BY id"
+            ).fetchall(),
+            restart=False,
         )
-        # Without the thread index this scans the whole table: seconds of a core
-        # that the screen must be able to take back (`supervisor.priority`).
-        rows = at_low_priority(lambda: self.db.conn.execute(sql, (thread_id,)).fetchall())
-        for row_id, size, text, created_at, run_id in rows:
-            entry = TranscriptEntry(row_id, number(created_at), text_or_none(run_id), None)
-            if isinstance(size, int) and size > limit:
-                entry.size, entry.raw = size, str(text)
-            else:
-                entry.message, entry.error = parse_message(text)
-                if entry.error is not None:
-                    entry.raw = text if isinstance(text, str) else repr(text)
-            out.entries.append(entry)
-        return out
+        return {str(q): float(at) for q, at in rows if isinstance(at, (int, float))}
 
     def close(self) -> None:
         """Close, leaving nothing behind: a preview's child stopped, the first read's

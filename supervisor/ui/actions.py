@@ -9,6 +9,7 @@ the list and the detail keep their own state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,10 @@ from textual.screen import Screen
 
 from supervisor.agents import AgentLoadError
 from supervisor.leases import holder_text, is_mine
-from supervisor.markers import Marker
-from supervisor.plan import CallPolicy, ThreadPlan, refusal
+from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, refusal
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
-from supervisor.store import StoreError, Transcript
+from supervisor.store import StoreError
 from supervisor.text import one_line
 from supervisor.ui.render import safe
 from supervisor.ui.screens.answer import AnswerScreen
@@ -91,47 +91,34 @@ class ThreadActions:
             self._start_resume(t, force=False)
 
     def _plans(self, threads: list[str]) -> list[ThreadPlan]:
-        """Plans for a preview; only mid-tool threads need their transcript (and markers).
-        In a thread: the plans need the agent's marker hook, waited for here if its
-        import is still under way."""
-        self.app.marker_hook()
-        markers = self.app.runner.jobs.read_markers()
-        plans = []
-        for t in threads:
-            transcript, policies = None, None
-            if self.app.state_of(t) in (State.MID_TOOL, State.ANSWERED):
-                _, transcript, policies = self._read_for_plan(t)
-            plans.append(self.app.plan(t, markers, transcript, policies))
-        return plans
+        """Plans for a preview, the transcripts they need read in one pass
+        (`supervisor.plans`). In a thread: the plans need the agent's marker hook,
+        waited for here if its import is still under way."""
+        from supervisor.plans import plan_threads
 
-    def _read_for_plan(
-        self, thread_id: str
-    ) -> tuple[list[Marker], Transcript | None, dict[str, CallPolicy] | None]:
-        """Markers, transcript and the agent's policy for a plan; runs in a thread (all
-        touch the disk, and the plan needs the agent: waited for here if not imported yet)."""
-        self.app.marker_hook()
-        markers = self.app.runner.jobs.read_markers()
-        try:
-            return markers, self.app.reader.read_transcript(thread_id), self._policies(thread_id)
-        except StoreError:
-            return markers, None, None
-
-    def _policies(self, thread_id: str) -> dict[str, CallPolicy] | None:
-        """What the agent's own policy does with the thread's unanswered calls, asked as
-        `resume --dry-run` asks it (`supervisor.probe`); in a thread, on a loop of its own."""
-        summary = self.app.summaries.get(thread_id)
-        if summary is None or self.app.runner.config.mid_tool_strategy != "rerun":
-            return None
-        try:
-            loaded = self.app.runner.config.agent()
-        except AgentLoadError:
-            return None
-        from supervisor.probe import probe
-
+        hook = self.app.marker_hook()
+        index = MarkerIndex(self.app.jobs_dir, self.app.runner.jobs.read_markers(), hook)
+        config = self.app.runner.config
+        loaded = None
+        if config.mid_tool_strategy == "rerun":
+            with contextlib.suppress(AgentLoadError):
+                loaded = config.agent()
+        summaries = [s for t in threads if (s := self.app.summaries.get(t)) is not None]
         with self.app.reader.lock:
             if self.app.reader.closed:
-                return None
-            return asyncio.run(probe(loaded, self.app.store, summary))
+                return []
+            try:
+                return asyncio.run(
+                    plan_threads(
+                        self.app.store,
+                        summaries,
+                        index,
+                        strategy=config.mid_tool_strategy,
+                        agent=loaded,
+                    )
+                )
+            except StoreError:  # the database went away: plans from the listing alone
+                return [plan_thread(s, index, strategy=config.mid_tool_strategy) for s in summaries]
 
     def _resume_one(self, thread_id: str) -> None:
         self.app.run_worker(self._resume_one_work(thread_id), group="actions", exit_on_error=False)
@@ -163,8 +150,10 @@ class ThreadActions:
             )
             return
         if state in (State.MID_TOOL, State.ANSWERED):
-            read = await asyncio.to_thread(self._read_for_plan, thread_id)
-            plan = self.app.plan(thread_id, *read)
+            plans = await asyncio.to_thread(self._plans, [thread_id])
+            if not plans:  # the app is closing
+                return
+            plan = plans[0]
             if not await self.app.push_screen_wait(ResumePreview(plan, self.app.palette)):
                 return
         elif state in (State.ABORTED, State.ERROR):

@@ -197,7 +197,7 @@ class SupervisorApp(App[None]):
 
     def marker_hook(self) -> MarkerHook | None:
         """The agent's marker hook, for plans. The readers that plan (`_load_thread`,
-        `_read_for_plan`, `_plans`) call this first in their threads, so an import still
+        `ThreadActions._plans`) call this first in their threads, so an import still
         under way is waited for there, not on the screen's thread."""
         try:
             return self.runner.config.agent().marker_hook
