@@ -140,7 +140,7 @@ def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | Non
     verdict = "" if goal is None else f"  goal < {goal:g}x: {'met' if ratio < goal else 'MISSED'}"
     print(
         f"{label:<34} {wall_a:6.2f} s {cpu_a:6.2f} s CPU {mem_a:5.0f} MiB   "
-        f"floor {wall_b:6.2f} s {cpu_b:6.2f} s CPU {mem_b:5.0f} MiB   "
+        f"vs {wall_b:6.2f} s {cpu_b:6.2f} s CPU {mem_b:5.0f} MiB   "
         f"time {ratio:4.2f}x  CPU {cpu_ratio:4.2f}x  memory {mem_a / mem_b:4.2f}x{verdict}"
     )
     return wall_a

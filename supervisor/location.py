@@ -111,6 +111,35 @@ class Location:
 
         return FileLeaseBoard(leases_dir(self.text))
 
+    def add_indexes(self, busy_timeout: float) -> list[str]:
+        """Add the indexes `agent-supervisor index` adds (it writes to the database: ask
+        first); the names of those added. Raises `StoreError`."""
+        from supervisor.store import StoreError
+
+        if self.server:
+            import asyncio
+
+            from supervisor.pg.client import PgError, connect, describe
+            from supervisor.pg.schema import add_indexes
+
+            async def run() -> list[str]:
+                conn = await connect(self.text, "index")
+                try:
+                    return await add_indexes(conn)
+                finally:
+                    await conn.close()
+
+            try:
+                return asyncio.run(run())
+            except PgError as exc:
+                raise StoreError(str(exc)) from None
+            except Exception as exc:
+                raise StoreError(describe(self.text, exc)) from None
+        from supervisor.sqlite.files import INDEX_NAME, add_thread_index
+
+        add_thread_index(self.path, busy_timeout)
+        return [INDEX_NAME]
+
     def checkpointer(self) -> Any:
         """cubeloop's checkpointer for the database (not yet entered)."""
         if self.server:

@@ -21,6 +21,11 @@ from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
 BIG_ROW = 1_000_000
 
 BIG_PREVIEW = 4_000
+#: A database with more message rows than this and no thread index is named: every
+#: read of one thread scans them all (`index_hint`).
+INDEX_HINT_ROWS = 200_000
+#: The same for a store that has not counted its rows, by the file's size.
+INDEX_HINT_BYTES = 100_000_000
 
 
 class StoreError(Exception):
@@ -85,6 +90,8 @@ class Store(Protocol):
     #: (`stream`, in thread-id order: a SQLite file) or "unordered" (`stream_batches`,
     #: partitions in no order: Postgres, sorted by the writer at the end).
     streams: Literal["ordered", "unordered"]
+    #: How long a SQLite read waits for a writer's lock, in seconds (a server: 0, unused).
+    busy_timeout: float
 
     def preview(self) -> list[ThreadSummary] | None:
         """A big database's newest threads, read fast for a first screen (None: no need)."""
@@ -145,8 +152,9 @@ class Store(Protocol):
     @property
     def rows_checked(self) -> bool: ...
 
-    def index_hint(self, above_rows: int) -> str | None:
-        """A note for a database over `above_rows` rows that lacks the index we would add."""
+    def index_hint(self, rows: int | None = None) -> str | None:
+        """A note for a big database (over `INDEX_HINT_ROWS` message rows; `rows`: as a
+        streamed listing counted them) that lacks the index we would add."""
         ...
 
 

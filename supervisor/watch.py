@@ -139,6 +139,9 @@ class Watcher:
         touched = await asyncio.to_thread(self._read)
         if not self._looked:  # the store may have been read before: take all of it once
             self._looked = True
+            hint = await asyncio.to_thread(self.store.index_hint)
+            if hint is not None:  # every resume reads its thread; every look, for Postgres
+                self.log(f"note: {hint}")
             self.observe(self.store.threads(), everything=True)
         else:
             self.observe(s for t in touched if (s := self.store.get(t)) is not None)

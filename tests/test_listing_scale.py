@@ -228,11 +228,22 @@ def test_a_big_database_without_an_index_gets_a_hint(
 ) -> None:
     db = tmp_path / "fleet.db"
     interleaved_db(db, 30, seed=3)
-    monkeypatch.setattr("supervisor.cli.list_threads.BIG_DATABASE_ROWS", 10)
+    conn = sqlite3.connect(db)
+    with conn:  # ids no longer count the rows: the hint must count them
+        conn.execute("DELETE FROM messages WHERE id % 3 = 0")
+    (rows,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+    (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+    conn.close()
+    assert top > rows
+    monkeypatch.setattr("supervisor.sqlite.store.INDEX_HINT_ROWS", 10)
     from supervisor.cli import run
 
     assert run(["list", str(db)]) == 0
-    assert f"'agent-supervisor index {db}' adds one" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{rows:,} message rows and no index on thread_id" in err
+    assert f"'agent-supervisor index {db}' adds one" in err
+    assert run(["list", str(db), "--state", "finished"]) == 0  # filtered: every row counted
+    assert f"{rows:,} message rows and no index on thread_id" in capsys.readouterr().err
     cli("index", str(db), "--yes")
     assert run(["list", str(db)]) == 0
     assert "index" not in capsys.readouterr().err
@@ -399,3 +410,22 @@ def test_a_small_database_starts_no_preview(demo_db: Path) -> None:
     assert store._early is None and not store.preview_ready()
     assert store.preview() is None
     store.close()
+
+
+def test_commands_that_read_threads_name_a_big_unindexed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show` (and every command reading a thread) scans the file per thread without the
+    index: it says so, by the file's size when it listed only its own thread."""
+    db = tmp_path / "fleet.db"
+    interleaved_db(db, 30, seed=3)
+    monkeypatch.setattr("supervisor.sqlite.store.INDEX_HINT_BYTES", 0)
+    from supervisor.cli import run
+
+    thread = sqlite3.connect(db).execute("SELECT thread_id FROM messages LIMIT 1").fetchone()[0]
+    assert run(["show", str(db), thread]) == 0
+    err = capsys.readouterr().err
+    assert "MB and no index on thread_id: reading one thread scans them all" in err
+    cli("index", str(db), "--yes")
+    assert run(["show", str(db), thread]) == 0
+    assert "no index" not in capsys.readouterr().err

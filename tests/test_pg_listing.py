@@ -41,9 +41,15 @@ def one_process(dsn: str, options: listing.Options) -> str:
     return out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def small_index_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's few hundred rows count as big: the hint is part of what is compared."""
+    monkeypatch.setattr("supervisor.pg.store.INDEX_HINT_ROWS", 10)
+
+
 def split(dsn: str, options: listing.Options) -> tuple[str, listing.Outcome]:
     out = io.StringIO()
-    outcome = pg_listing.list_split(dsn, options, out, index_above=10)
+    outcome = pg_listing.list_split(dsn, options, out)
     assert outcome is not None  # two cores here: the tests run on CI's two
     return out.getvalue(), outcome
 
@@ -107,5 +113,5 @@ def test_a_child_whose_read_fails_fails_the_listing_with_its_line(
     out = io.StringIO()
     options = listing.Options(as_json=False, states=None, now=NOW)
     with pytest.raises(StoreError, match="connection was closed in the middle"):
-        pg_listing.list_split(demo_with_extras, options, out, index_above=10)
+        pg_listing.list_split(demo_with_extras, options, out)
     assert out.getvalue() == ""  # nothing half-written: lines are sorted and written at the end

@@ -238,7 +238,7 @@ def test_list_json_keeps_the_contract(demo_template: Path, pg_demo: tuple[str, P
 
 
 def test_list_reads_partition_by_partition_and_shows_the_held_listing(
-    pg_demo: tuple[str, Path],
+    pg_demo: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`list` streams the partitions and keeps no summaries; it shows, field for field,
     what the store's held listing (the app's) says, a thread without messages included."""
@@ -263,10 +263,12 @@ def test_list_reads_partition_by_partition_and_shows_the_held_listing(
         assert len(batches) == 64 + 1  # cubeloop's partitions, then the threads without rows
         assert sorted(s.thread_id for b in batches for s in b) == [t["thread_id"] for t in streamed]
         assert store.threads() == []  # nothing kept
-        assert "not our indexes (agent_supervisor_messages_created, " in store.index_hint(
-            10
-        )  # the rows it saw, counted
-        assert store.index_hint(sum(t["messages"] for t in streamed)) is None
+        rows = sum(t["messages"] for t in streamed)
+        monkeypatch.setattr("supervisor.pg.store.INDEX_HINT_ROWS", rows - 1)
+        hint = store.index_hint()  # the rows it saw, counted
+        assert f"{rows:,} rows and not our indexes (agent_supervisor_messages_created, " in hint
+        monkeypatch.setattr("supervisor.pg.store.INDEX_HINT_ROWS", rows)
+        assert store.index_hint() is None
         early = store.stream_batches()
         next(early)
         early.close()  # a reader that stops early: the partition read ahead is waited for
@@ -360,14 +362,14 @@ def test_big_databases_get_an_index_hint_and_a_preview(
     dsn, _ = pg_demo
     store = open_store(dsn)
     try:
-        assert store.index_hint(10**9) is None
-        assert "not our indexes (agent_supervisor_messages_created, " in store.index_hint(10)
+        assert store.index_hint() is None  # small
+        assert "not our indexes (agent_supervisor_messages_created, " in store.index_hint(10**6)
         assert store.preview() is None  # small: listed whole at once
         monkeypatch.setattr(pg_store, "PREVIEW_ABOVE_ROWS", -1)
         for with_index in (False, True):
             if with_index:
                 assert cli("index", dsn, "--yes").returncode == 0
-                assert store.index_hint(10) is None
+                assert store.index_hint(10**6) is None
             early = {s.thread_id: s for s in store.preview(threads=3)}
             assert len(early) == 3
             for thread_id, summary in early.items():  # the same states the whole listing has

@@ -21,7 +21,7 @@ from supervisor.agents import (
     load_agent,
 )
 from supervisor.cli.options import LIVE_WINDOW, UsageError
-from supervisor.cli.output import print_notices
+from supervisor.cli.output import print_notices, say_notes
 from supervisor.location import Location
 from supervisor.store import Store
 
@@ -36,7 +36,10 @@ def where(args: argparse.Namespace) -> Location:
 
 
 def open_store(args: argparse.Namespace, only: Sequence[str] | None = None) -> Store:
-    """The store (threads leased by a live supervisor are `running`), notices printed.
+    """The store (threads leased by a live supervisor are `running`), notices printed, and
+    a big SQLite file without the thread index named: every read of one thread scans it.
+    (Postgres keys its messages by thread; its hint, about refreshes, is `watch`'s and the
+    app's.)
 
     `only`: the command is about these threads; the rest are not listed
     (on a 100,000-thread database that is the difference between seconds
@@ -45,6 +48,10 @@ def open_store(args: argparse.Namespace, only: Sequence[str] | None = None) -> S
     with collector.bulk_read():  # every thread's summary, at once
         store = where(args).open_store(busy_timeout=args.busy_timeout, only=only)
     print_notices(store)
+    if not where(args).server:
+        hint = store.index_hint()
+        if hint is not None:
+            say_notes([hint])
     return store
 
 

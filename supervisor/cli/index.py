@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Add (or drop) our index, after asking: it writes to the user's database."""
-    from supervisor.sqlite.files import INDEX_NAME, add_thread_index, drop_thread_index
+    from supervisor.sqlite.files import INDEX_NAME, drop_thread_index
 
     if where(args).server:
         return _index_postgres(args)
@@ -59,7 +59,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print("not changed")
             return EXIT_UNFINISHED
     started = time.monotonic()
-    add_thread_index(path, args.busy_timeout)
+    where(args).add_indexes(args.busy_timeout)
     print(f"{path}: added index {INDEX_NAME} in {time.monotonic() - started:.1f}s")
     return EXIT_OK
 
@@ -78,7 +78,6 @@ def _index_postgres(args: argparse.Namespace) -> int:
     from supervisor.pg.schema import (
         INDEX_NAMES,
         INDEXES,
-        add_indexes,
         drop_indexes,
         existing_indexes,
     )
@@ -127,6 +126,6 @@ def _index_postgres(args: argparse.Namespace) -> int:
             print("not changed")
             return EXIT_UNFINISHED
     started = time.monotonic()
-    added = on_server(add_indexes)
+    added = where(args).add_indexes(args.busy_timeout)
     print(f"{place}: added index {', '.join(added)} in {time.monotonic() - started:.1f}s")
     return EXIT_OK

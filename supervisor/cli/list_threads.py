@@ -16,9 +16,6 @@ from supervisor.cli.output import say_notes
 from supervisor.states import ThreadSummary
 from supervisor.store import Store
 
-#: A database with more rows than this and no thread index gets a hint.
-BIG_DATABASE_ROWS = 200_000
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("list", help="list every thread with its resume state")
@@ -60,8 +57,8 @@ def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.O
     if where(args).server:
         from supervisor.listing.postgres import list_split
 
-        return list_split(args.db, options, sys.stdout, BIG_DATABASE_ROWS)
-    return listing.list_split(args.db, args.busy_timeout, options, sys.stdout, BIG_DATABASE_ROWS)
+        return list_split(args.db, options, sys.stdout)
+    return listing.list_split(args.db, args.busy_timeout, options, sys.stdout)
 
 
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
@@ -72,9 +69,7 @@ def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> 
         else:
             threads, shape = _listing(store, args.check)
             tally = listing.write_listing(threads, shape, options)
-        return listing.Outcome(
-            store.take_notices(), tally.corrupt, store.index_hint(BIG_DATABASE_ROWS)
-        )
+        return listing.Outcome(store.take_notices(), tally.corrupt, store.index_hint(tally.rows))
     finally:
         store.close()
 

@@ -56,9 +56,12 @@ class Tally:
     written: int = 0
     counts: Counter[str] = field(default_factory=Counter)
     corrupt: list[int] = field(default_factory=list)
+    #: Message rows of every thread seen, listed or filtered out (for the index hint).
+    rows: int = 0
 
     def add(self, other: Tally) -> None:
         self.written += other.written
+        self.rows += other.rows
         self.counts.update(other.counts)
         self.corrupt += other.corrupt
 
@@ -110,8 +113,14 @@ class ListingWriter:
     def rows(self, threads: Iterable[ThreadSummary]) -> None:
         batch: list[str] = []
         item = self._item if self.as_json else self._row
-        states, counts, corrupt = self.states, self.tally.counts, self.tally.corrupt
+        states, counts, corrupt, tally = (
+            self.states,
+            self.tally.counts,
+            self.tally.corrupt,
+            self.tally,
+        )
         for s in threads:
+            tally.rows += s.messages
             state = s.state  # classified once
             name = state.value
             if states is not None and name not in states:
@@ -133,6 +142,7 @@ class ListingWriter:
         states, counts, corrupt = self.states, self.tally.counts, self.tally.corrupt
         ages = self._ages
         for s in threads:
+            self.tally.rows += s.messages
             state = s.state
             name = state.value
             if states is not None and name not in states:
@@ -239,13 +249,9 @@ class Outcome:
     index_hint: str | None
 
 
-def list_split(
-    path: str, busy_timeout: float, options: Options, out: TextIO, index_above: int
-) -> Outcome | None:
+def list_split(path: str, busy_timeout: float, options: Options, out: TextIO) -> Outcome | None:
     """List a big SQLite file in two processes; None, having written nothing, where one
     process does it as fast (a small file, one core, no fork) or must (odd thread ids).
-
-    `index_above`: the row count past which a missing thread index is worth a hint.
     """
     database = check_database_path(path)
     if not worth_splitting(database):
@@ -261,7 +267,7 @@ def list_split(
         store = SQLiteStore(
             database, busy_timeout=busy_timeout, thread_range=(None, pivot), wal_existed=wal
         )
-        return _list_halves(store, child, options, out, index_above)
+        return _list_halves(store, child, options, out)
     finally:
         child.reap()  # first: our store's close removes -wal/-shm only once it is the last reader
         if store is not None:
@@ -269,7 +275,7 @@ def list_split(
 
 
 def _list_halves(
-    store: SQLiteStore, child: _Child, options: Options, out: TextIO, index_above: int
+    store: SQLiteStore, child: _Child, options: Options, out: TextIO
 ) -> Outcome | None:
     threads = store.stream()
     try:
@@ -302,7 +308,7 @@ def _list_halves(
             except CannotSplit:
                 raise StoreError(f"{store.path}: the listing's second process died") from None
     writer.end()
-    return Outcome(notices, writer.tally.corrupt, store.index_hint(index_above))
+    return Outcome(notices, writer.tally.corrupt, store.index_hint(writer.tally.rows))
 
 
 class _Child:

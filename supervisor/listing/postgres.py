@@ -28,25 +28,21 @@ from supervisor.store import StoreError
 _MINE, _THEIRS = (0, 2), (1, 2)
 
 
-def list_split(dsn: str, options: Options, out: TextIO, index_above: int) -> Outcome | None:
+def list_split(dsn: str, options: Options, out: TextIO) -> Outcome | None:
     """List every thread of the database at `dsn` in two processes; None, having
     done nothing, where there is no second core or no fork (one process lists it).
-
-    `index_above`: the row count past which missing indexes are worth a hint.
     """
     if not hasattr(os, "fork") or cores() < 2:
         return None
     child = Forked(functools.partial(_child_share, dsn, options))
     try:
         with PostgresStore(dsn) as store:
-            return _list_shares(store, child, options, out, index_above)
+            return _list_shares(store, child, options, out)
     finally:
         child.reap()
 
 
-def _list_shares(
-    store: PostgresStore, child: Forked, options: Options, out: TextIO, index_above: int
-) -> Outcome:
+def _list_shares(store: PostgresStore, child: Forked, options: Options, out: TextIO) -> Outcome:
     writer = options.writer(out, (0, 0))
     collected: list[tuple[Any, ...]] = []
     for batch in store.stream_batches(_MINE, without_messages=False):
@@ -69,7 +65,7 @@ def _list_shares(
     writer.collect(store.threads_without_messages(elsewhere, rows), collected)
     writer.write_collected(collected)
     writer.end()
-    return Outcome(store.take_notices(), writer.tally.corrupt, store.index_hint(index_above))
+    return Outcome(store.take_notices(), writer.tally.corrupt, store.index_hint(writer.tally.rows))
 
 
 def _child_share(dsn: str, options: Options, _orders: IO[bytes], report: IO[bytes]) -> None:

@@ -36,6 +36,7 @@ from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, IN
 from supervisor.pg.thread_reads import ThreadReads
 from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
 from supervisor.store import (
+    INDEX_HINT_ROWS,
     StoreError,
     Transcript,
     fold_attempts,
@@ -67,6 +68,8 @@ _Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attem
 
 class PostgresStore:
     """A read-only, incrementally refreshed view of cubeloop's Postgres tables."""
+
+    busy_timeout = 0.0  # a SQLite file's setting: the server queues its own locks
 
     def __init__(self, dsn: str, *, only: Iterable[str] | None = None) -> None:
         self.dsn = dsn
@@ -309,9 +312,11 @@ class PostgresStore:
         fold_attempts(threads, set(), attempts)
         return list(threads.values())
 
-    def index_hint(self, above_rows: int) -> str | None:
-        rows = sum(s.messages for s in self._threads.values()) or self._streamed_rows
-        if rows <= above_rows:
+    def index_hint(self, rows: int | None = None) -> str | None:
+        """Why `agent-supervisor index` would help (`rows`: counted by a listing)."""
+        if rows is None:
+            rows = sum(s.messages for s in self._threads.values()) or self._streamed_rows
+        if rows <= INDEX_HINT_ROWS:
             return None
         have = {r[0] for r in self._client.fetch(EXISTING_SQL, list(INDEX_NAMES))}
         missing = [name for name in INDEX_NAMES if name not in have]

@@ -41,7 +41,7 @@ from supervisor.sqlite.side_tables import SideTables
 from supervisor.sqlite.sql import Scope, unix_time_sql
 from supervisor.sqlite.transcripts import Transcripts
 from supervisor.states import ThreadSummary
-from supervisor.store import StoreError, Transcript
+from supervisor.store import INDEX_HINT_BYTES, INDEX_HINT_ROWS, StoreError, Transcript
 
 T = TypeVar("T")
 
@@ -432,13 +432,25 @@ class SQLiteStore:
         )
         yield from kept
 
-    def index_hint(self, above_rows: int) -> str | None:
-        """Why `agent-supervisor index` would help, for a big database without our index."""
-        if self.cursor <= above_rows or self.has_thread_index():
-            return None
+    def index_hint(self, rows: int | None = None) -> str | None:
+        """Why `agent-supervisor index` would help, for a big database without our index.
+        `rows`: how many message rows the file holds, when a streamed listing counted them
+        (else the listing kept here counts them; a store that listed nothing says the
+        file's size instead)."""
+        if rows is None and self.reader.threads and self.scope.only is None:
+            rows = sum(s.messages for s in self.reader.threads.values())
+        if rows is None:
+            size = self.path.stat().st_size
+            if size <= INDEX_HINT_BYTES or self.has_thread_index():
+                return None
+            amount = f"{size / 1e6:,.0f} MB"
+        else:
+            if rows <= INDEX_HINT_ROWS or self.has_thread_index():
+                return None
+            amount = f"{rows:,} message rows"
         return (
-            f"{self.cursor:,} rows and no index on thread_id: reading one thread scans them "
-            f"all; 'agent-supervisor index {self.location}' adds one"
+            f"{amount} and no index on thread_id: reading one thread scans them all; "
+            f"'agent-supervisor index {self.location}' adds one"
         )
 
     def has_thread_index(self) -> bool:

@@ -94,9 +94,9 @@ class ThreadActions:
         """Plans for a preview, the transcripts they need read in one pass
         (`supervisor.plans`). In a thread: the plans need the agent's marker hook,
         waited for here if its import is still under way."""
+        hook = self.app.marker_hook()  # first: the agent stack comes with the agent's import
         from supervisor.plans import plan_threads
 
-        hook = self.app.marker_hook()
         index = MarkerIndex(self.app.jobs_dir, self.app.runner.jobs.read_markers(), hook)
         config = self.app.runner.config
         loaded = None

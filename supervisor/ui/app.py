@@ -50,6 +50,7 @@ from supervisor.ui.lifecycle import while_mounted
 from supervisor.ui.messages import (
     AgentEvent,
     AgentImported,
+    IndexHint,
     RefreshFailed,
     StoreNotices,
     ThreadsRefreshed,
@@ -233,6 +234,11 @@ class SupervisorApp(App[None]):
 
     # -- reading the database ---------------------------------------------
 
+    @on(IndexHint)
+    @while_mounted
+    def _index_hint(self, message: IndexHint) -> None:
+        self.main.show_index_hint(message.hint)
+
     @on(StoreNotices)
     def _store_notices(self, message: StoreNotices) -> None:
         for notice in message.notices:
@@ -279,6 +285,8 @@ class SupervisorApp(App[None]):
         self.auto.observe(changed.values(), everything=message.full)  # only what changed
         if message.provisional:
             return  # the whole pass is still under way
+        if message.full:  # the rows are counted: is this a big file without the index?
+            self.reader.look_for_index()
         if message.full and self.store.checks_in_background:
             # Once the whole list is drawn: the scan takes a core for seconds.
             self.call_after_refresh(self.reader.check_rows)

@@ -93,6 +93,14 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key(
+        "I",
+        "add_index",
+        "Add index",
+        "add the index a big database lacks (asks first)",
+        "Add the database index",
+        footer=False,
+    ),
+    Key(
         "y",
         "copy_id",
         "Copy id",

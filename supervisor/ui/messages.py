@@ -58,6 +58,14 @@ class StoreNotices(Message):
 
 
 @dataclass
+class IndexHint(Message):
+    """The database is big and lacks the index `agent-supervisor index` adds (None: it
+    has it, or is small)."""
+
+    hint: str | None
+
+
+@dataclass
 class TranscriptLoaded(Message):
     transcript: Transcript
 

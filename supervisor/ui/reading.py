@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from supervisor import collector
+from supervisor.location import Location
 from supervisor.markers import Marker
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.ui.lifecycle import StoreClosed
-from supervisor.ui.messages import RefreshFailed, StoreNotices, ThreadsRefreshed
+from supervisor.ui.messages import IndexHint, RefreshFailed, StoreNotices, ThreadsRefreshed
 
 if TYPE_CHECKING:
     from supervisor.ui.app import SupervisorApp
@@ -98,6 +99,26 @@ class StoreReader:
         if notices:
             self.app.post_message(StoreNotices(notices))
         self.app.post_message(ThreadsRefreshed(copies, full))
+
+    def look_for_index(self) -> None:
+        """Whether the database lacks the index that keeps a thread's read from scanning
+        every row (once the first listing has counted them): `IndexHint`."""
+        self.app.run_worker(self._look_for_index, thread=True, group="index", exit_on_error=False)
+
+    def _look_for_index(self) -> None:
+        try:
+            with self.lock:
+                if self.closed:
+                    return
+                hint = self.store.index_hint()
+        except StoreError:
+            return
+        self.app.post_message(IndexHint(hint))
+
+    def add_indexes(self) -> list[str]:
+        """Add the index (in a worker thread; the person agreed): what was added."""
+        location = Location.parse(self.app.runner.config.database)
+        return location.add_indexes(self.store.busy_timeout)
 
     def check_rows(self) -> None:
         self.app.run_worker(

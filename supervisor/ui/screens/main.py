@@ -18,10 +18,12 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from supervisor.store import StoreError
 from supervisor.text import clean, one_line
 from supervisor.ui.keys import bindings
 from supervisor.ui.pager import open_in_pager
 from supervisor.ui.render import safe
+from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.help import HelpScreen
 from supervisor.ui.screens.transcript import TranscriptScreen
 from supervisor.ui.widgets.filter_box import FilterBox
@@ -37,9 +39,13 @@ class MainScreen(Screen[None]):
 
     BINDINGS = bindings()  # supervisor/ui/keys.py: bindings, help and palette in one table
 
+    #: Why the database wants the index `I` adds (None: it has it, or is small).
+    _index_hint: str | None = None
+
     def compose(self) -> ComposeResult:
         yield Static("", id="summary")
         yield Static(self._context_line(), id="context")
+        yield Static("", id="index-hint")
         with Horizontal(id="main"):
             yield self.app.table
             yield self.app.detail
@@ -55,6 +61,50 @@ class MainScreen(Screen[None]):
         config = self.app.runner.config
         text = Text("agent ", style="dim").append(safe(config.agent_ref))
         return text.append("  ·  jobs ", style="dim").append(safe(self.app.runner.jobs.shown))
+
+    def show_index_hint(self, hint: str | None) -> None:
+        """A line under the header while the database lacks the index (`I` adds it)."""
+        line = self.query_one("#index-hint", Static)
+        self._index_hint = hint
+        if hint is not None:
+            line.update(
+                Text("⚠ ", style="bold")
+                .append(one_line(hint, 300))
+                .append("  (I adds it)", style="bold")
+            )
+        line.display = hint is not None
+
+    def action_add_index(self) -> None:
+        """Add the index the line names, after asking: it writes to the database."""
+        hint = self._index_hint
+        if hint is None:
+            self.app.notify("nothing to add: the database is small or has the index", markup=False)
+            return
+        body = safe(one_line(hint, 300))
+        body.append(
+            "\n\nThis writes an index into the database (a few percent of its size). "
+            "Agents may keep running; a SQLite file is locked for writing while it is built."
+        )
+        self.app.push_screen(ConfirmScreen("Add the index", body, "Add index"), self._add_index)
+
+    def _add_index(self, agreed: bool | None) -> None:
+        if agreed:
+            self.app.notify("adding the index…", markup=False)
+            self._adding_index()
+
+    @work(thread=True, group="index", exclusive=True, exit_on_error=False)
+    def _adding_index(self) -> None:
+        try:
+            added = self.app.reader.add_indexes()
+        except StoreError as exc:
+            self.app.call_from_thread(
+                self.app.notify, one_line(str(exc), 300), severity="error", markup=False
+            )
+            return
+        self.app.call_from_thread(self.show_index_hint, None)
+        self.app.call_from_thread(
+            self.app.notify, f"added index {', '.join(added) or '(none missing)'}", markup=False
+        )
 
     def action_copy_id(self) -> None:
         """Put the selected thread id on the clipboard (OSC 52: works over ssh too)."""
