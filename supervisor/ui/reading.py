@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual.worker import get_current_worker
+
 from supervisor import collector
 from supervisor.location import Location
 from supervisor.markers import Marker
@@ -44,7 +46,7 @@ class StoreReader:
         self.store = store
         #: The file to watch; None for a server, which is polled instead.
         self.path: Path | None = store.path
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.closed = False
         #: A refresh is under way; another was asked for meanwhile.
         self.running = False
@@ -190,10 +192,19 @@ class StoreReader:
     def load_thread(self, thread_id: str) -> tuple[Transcript, list[Marker]]:
         """The detail pane's loader (in its worker): the transcript, then the markers.
         The planner runs next, on the screen's thread: the agent's marker hook it needs
-        is waited for here if the agent's import is still under way."""
+        is waited for here if the agent's import is still under way.
+
+        Loads queue behind the one in flight (one connection; without the thread index
+        each is a scan of the whole table): a load whose worker a newer selection
+        cancelled while it waited gives way (`LookupError`) instead of scanning, so
+        the thread the cursor rests on now is the next one read.
+        """
         self.app.marker_hook()
         try:
-            transcript = self.read_transcript(thread_id)
+            with self.lock:
+                if get_current_worker().is_cancelled:
+                    raise LookupError(thread_id)
+                transcript = self.read_transcript(thread_id)
         except StoreClosed:
             raise LookupError(thread_id) from None
         return transcript, self.app.runner.jobs.read_markers()

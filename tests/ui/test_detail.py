@@ -132,3 +132,28 @@ async def test_event_log_follows_the_tail_unless_scrolled_up(app_factory) -> Non
         log.write(Text("and another at the tail"))
         await pilot.pause()
         assert lines.scroll_offset.y == lines.max_scroll_y
+
+
+async def test_detail_loads_queued_behind_a_slow_one_give_way_to_the_newest(app_factory) -> None:
+    """Without the thread index each load scans the table, one at a time: loads for
+    threads the cursor passed while one ran are dropped, and the thread it rests on is
+    the next one read (the fifth of five quick looks once came seconds late)."""
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        read: list[str] = []
+        real = app.store.transcript
+
+        def counted(thread_id: str, **kwargs):
+            read.append(thread_id)
+            return real(thread_id, **kwargs)
+
+        app.store.transcript = counted  # type: ignore[method-assign]
+        ids = list(app.summaries)[:5]
+        with app.reader.lock:  # a scan in flight: the loads below queue behind it
+            for thread_id in ids:
+                app.detail.show(thread_id)
+                await pilot.pause(0.05)
+        await settle(pilot)
+        assert read == [ids[-1]]
+        assert app.detail.transcript is not None and app.detail.transcript.thread_id == ids[-1]
