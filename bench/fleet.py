@@ -7,7 +7,9 @@ figure against a baseline measured in the same run, A and B in turn:
 
 - `list`: the whole process (start-up, listing, printing) against the floor, one
   `GROUP BY thread_id` pass plus the last message of each thread in plain
-  sqlite3 (`--floor`); wall time and peak memory (goal: both within 2x);
+  sqlite3 (`--floor`); wall time, CPU time of the process tree and peak memory
+  (goal: each within 2x);
+- `list --json` against `list` (goal: memory within 1.5x: the items are streamed);
 - start-up: `import supervisor.cli` against the modules a listing needs;
 - the app in a pseudo-terminal (read back by a terminal emulator): first rows on
   screen (goal: within 1 s) and the whole list drawn (goal: within 1.5x `list`);
@@ -123,7 +125,14 @@ def timed(command: list[str], sample: bool = False) -> tuple[float, float, float
     return wall, peak / 1024, cpu
 
 
-def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | None) -> float:
+def paired(
+    label: str,
+    a: list[str],
+    b: list[str],
+    pairs: int,
+    goal: float | None,
+    memory_goal: float | None = None,
+) -> float:
     """A and B in turn; medians, and the median of the pair-by-pair ratios. Times from
     plain runs; memory from as many runs again, in turn, each sampled."""
     timed(a), timed(b)  # warm the page cache for both
@@ -138,6 +147,9 @@ def paired(label: str, a: list[str], b: list[str], pairs: int, goal: float | Non
     mem_a = statistics.median(ra[1] for ra, _ in sampled)
     mem_b = statistics.median(rb[1] for _, rb in sampled)
     verdict = "" if goal is None else f"  goal < {goal:g}x: {'met' if ratio < goal else 'MISSED'}"
+    if memory_goal is not None:
+        met = mem_a / mem_b < memory_goal
+        verdict += f"  memory goal < {memory_goal:g}x: {'met' if met else 'MISSED'}"
     print(
         f"{label:<34} {wall_a:6.2f} s {cpu_a:6.2f} s CPU {mem_a:5.0f} MiB   "
         f"vs {wall_b:6.2f} s {cpu_b:6.2f} s CPU {mem_b:5.0f} MiB   "
@@ -270,6 +282,14 @@ def main() -> None:
         [py, __file__, "--floor", str(db)],
         args.pairs,
         2.0,
+    )
+    paired(
+        f"list --json, {args.threads:,} threads",
+        [py, "-m", "supervisor", "list", str(db), "--json"],
+        [py, "-m", "supervisor", "list", str(db)],
+        args.pairs,
+        None,
+        memory_goal=1.5,
     )
     if args.skip_app:
         return

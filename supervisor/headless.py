@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,33 @@ class Printer:
         self.out.flush()
 
 
+class JsonLines:
+    """Writes one JSON object per event (`--json`): `thread`, `type`, `at` (unix seconds)
+    and the event's own fields; each run ends with a `type: "outcome"` line."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: RunnerEvent) -> None:
+        self.write({"thread": event.thread_id, "type": event.type, "at": event.at, **event.data})
+
+    def outcome(self, run: Run, state: State | None, extra: dict[str, object]) -> None:
+        self.write(
+            {
+                "thread": run.thread_id,
+                "type": "outcome",
+                "mode": run.mode,
+                "outcome": run.outcome,
+                "state": None if state is None else state.value,
+                **extra,
+            }
+        )
+
+    def write(self, item: dict[str, object]) -> None:
+        self.out.write(json.dumps(item, default=str, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+
 async def run_threads(
     config: RunnerConfig,
     starts: list[Callable[[Runner], Awaitable[Run]]],
@@ -45,6 +73,8 @@ async def run_threads(
     probe: str | None = None,
     prefix: bool | None = None,
     accept: frozenset[State] = frozenset({State.FINISHED, State.STOPPED, State.AWAITING_INPUT}),
+    as_json: bool = False,
+    outcome_extra: dict[str, object] | None = None,
 ) -> bool:
     """Start each thread's run, wait for all; True if every thread ended in `accept`.
 
@@ -54,13 +84,17 @@ async def run_threads(
     With `probe`, the agent factory is first called for that thread, so a
     factory that cannot build an agent raises `AgentLoadError` before any
     thread runs. `prefix` puts the thread id before each line (default: when
-    there are several threads).
+    there are several threads). `as_json`: JSON lines instead (`JsonLines`), each
+    run's outcome line carrying `outcome_extra` too.
     """
     ok = True
     async with Runner(config) as runner:
         if probe is not None:
             await runner.check_agent(probe)
-        runner.subscribe(Printer(out, prefix=len(starts) > 1 if prefix is None else prefix))
+        lines = JsonLines(out) if as_json else None
+        runner.subscribe(
+            lines or Printer(out, prefix=len(starts) > 1 if prefix is None else prefix)
+        )
         finals: dict[str, State | None] = {}
         runs: list[Run] = []
         for started in await _start_all(runner, starts):
@@ -73,6 +107,8 @@ async def run_threads(
         await runner.wait_all()
         for run in runs:  # an abort its host began and the resume closed ends as it should
             finals[run.thread_id] = State.FINISHED if run.closed_abort else run.final_state
+            if lines is not None:
+                lines.outcome(run, finals[run.thread_id], outcome_extra or {})
         ok = ok and all(state in accept for state in finals.values())
         # A run that failed did not do what was asked, whatever the thread shows after it
         # (a prompt to a finished thread that errored before writing is still finished).

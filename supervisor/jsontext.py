@@ -18,26 +18,27 @@ _scalar = json.JSONEncoder().encode  # no indent: the C encoder
 
 
 def indented(value: Any, level: int = 0) -> str:
-    """`json.dumps(value, indent=2)`, each line after the first indented by `level` more."""
+    """`json.dumps(value, indent=2)`, each line after the first indented by `level` more.
+
+    One call per level of nesting and no generator frames between them: a tool's
+    arguments nested 900 deep are written, as the standard encoder writes them."""
     if isinstance(value, dict):
         if not value:
             return "{}"
-        inner = "\n" + "  " * (level + 1)
-        items = (f"{_key(k)}: {indented(v, level + 1)}" for k, v in value.items())
-        return "{" + inner + ("," + inner).join(items) + "\n" + "  " * level + "}"
-    if isinstance(value, (list, tuple)):
+        parts = []
+        for key, item in value.items():
+            parts.append(_key(key) + ": " + indented(item, level + 1))
+    elif isinstance(value, (list, tuple)):
         if not value:
             return "[]"
-        inner = "\n" + "  " * (level + 1)
-        return (
-            "["
-            + inner
-            + ("," + inner).join(indented(v, level + 1) for v in value)
-            + "\n"
-            + "  " * level
-            + "]"
-        )
-    return _scalar(value)
+        parts = []
+        for item in value:
+            parts.append(indented(item, level + 1))
+    else:
+        return _scalar(value)
+    inner = "\n" + "  " * (level + 1)
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    return opening + inner + ("," + inner).join(parts) + "\n" + "  " * level + closing
 
 
 def _key(key: Any) -> str:

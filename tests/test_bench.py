@@ -48,6 +48,8 @@ def test_fleet_bench_runs_at_small_size(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert "list, 300 threads" in done.stdout and "floor" in done.stdout
+    listed = next(line for line in done.stdout.splitlines() if "list, 300 threads" in line)
+    assert " vs " in listed and "CPU" in listed and "time " in listed
+    assert "list --json, 300 threads" in done.stdout and "memory goal < 1.5x" in done.stdout
     assert (tmp_path / "agent-supervisor-bench" / "bench-300x6000.db").exists()
     assert not list((ROOT / "bench").glob("*300x6000*"))

@@ -171,13 +171,21 @@ def test_unknown_thread(crash_db: Path) -> None:
     "args,needle",
     [
         (["list", "x.db", "--state", "sleepy"], "unknown state 'sleepy'"),
-        (["frobnicate"], "frobnicate: no such file"),
-        (["lsit", "x.db"], "unrecognized arguments: x.db"),
+        (["frobnicate"], "'frobnicate' is neither a command nor a file; commands: list, "),
+        (["lsit", "x.db"], "'lsit' is neither a command nor a file; did you mean 'list'?"),
+        (["nosuch.db"], "nosuch.db: no such file"),
         (["list"], "required"),
     ],
 )
 def test_bad_arguments(args: list[str], needle: str) -> None:
     assert needle in one_error_line(cli(*args))
+
+
+def test_version_names_what_it_runs_with() -> None:
+    out = cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("agent-supervisor ") and "cubeloop " in out.stdout
+    assert "Python " in out.stdout
 
 
 def test_jobs_lists_markers_of_a_thread(tmp_path: Path) -> None:

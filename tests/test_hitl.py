@@ -91,6 +91,34 @@ def test_approval_runs_the_side_effect_exactly_once(db: Path, jobs: Path) -> Non
     assert len(refunds(jobs)) == 1
 
 
+def test_an_answer_with_json_prints_events_and_the_outcome_as_json_lines(
+    db: Path, jobs: Path
+) -> None:
+    """`answer --approve --json` once refused; it prints what `resume --json` and `prompt
+    --json` print: one object per event, then the outcome with the decision."""
+    waiting(db, jobs, "refund", REFUND)
+    out = answer(db, jobs, "refund", "--deny", "too much", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]  # every line is JSON
+    assert all(item["thread"] == "refund" for item in lines)
+    assert {"run_start", "run_end"} <= {item["type"] for item in lines}
+    outcome = lines[-1]
+    assert outcome["type"] == "outcome" and outcome["mode"] == "answer"
+    assert outcome["decision"] == "deny" and outcome["reason"] == "too much"
+    assert outcome["state"] == "finished"
+    assert refunds(jobs) == []
+
+
+def test_resume_and_prompt_take_json_lines_too(db: Path, jobs: Path) -> None:
+    out = cli("prompt", str(db), "p1", "Process items A..B", "--jobs-dir", str(jobs), "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[-1]["type"] == "outcome" and lines[-1]["state"] == "finished"
+    again = cli("resume", str(db), "p1", "--jobs-dir", str(jobs), "--json")
+    assert again.returncode == 0 and again.stdout == ""  # nothing to resume: said on stderr
+    assert "already finished" in again.stderr
+
+
 def test_denial_runs_the_side_effect_zero_times(db: Path, jobs: Path) -> None:
     waiting(db, jobs, "refund", REFUND)
     out = answer(db, jobs, "refund", "--deny", "over the limit")

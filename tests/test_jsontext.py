@@ -48,3 +48,11 @@ def test_no_cycle_is_left_for_the_collector() -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_deep_nesting_is_written_as_json_writes_it() -> None:
+    """A tool's arguments nested 900 deep (a hostile row) once broke `list --json`."""
+    deep: object = {"item": "Z"}
+    for _ in range(900):
+        deep = {"x": deep}
+    assert indented([deep], 1) == "\n  ".join(json.dumps([deep], indent=2).split("\n"))

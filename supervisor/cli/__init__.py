@@ -17,7 +17,6 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from supervisor import __version__
 from supervisor.agents import AgentLoadError
 from supervisor.cli import (
     abort,
@@ -34,7 +33,14 @@ from supervisor.cli import (
     show,
     watch,
 )
-from supervisor.cli.options import EXIT_BAD_INPUT, EXIT_OK, Parser, UsageError, from_environment
+from supervisor.cli.options import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    Parser,
+    UsageError,
+    from_environment,
+    version_text,
+)
 from supervisor.store import StoreError
 from supervisor.text import one_line
 
@@ -65,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             "'agent-supervisor [DB]' opens the app (see 'agent-supervisor DB --help')."
         ),
     )
-    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in dict.fromkeys(COMMANDS.values()):  # `watch` adds `release` too
         module.add_parser(sub)
@@ -77,6 +83,8 @@ def run(argv: Sequence[str]) -> int:
     app_mode = not argv or argv[0] not in (*COMMANDS, "--version")
     parser = app.build_app_parser(list(COMMANDS)) if app_mode else build_parser()
     try:
+        if app_mode and argv and not argv[0].startswith("-"):
+            app.refuse_unknown_command(argv[0], list(COMMANDS))
         args = parser.parse_args(argv)
         if not app_mode:
             _one_line_logs()

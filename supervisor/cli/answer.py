@@ -47,7 +47,12 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help="option number (from 1) for the next question",
     )
-    p.add_argument("--json", action="store_true", help="print the request as JSON (no answer)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="without an answer, print the request as JSON; with one, JSON lines: each "
+        "event, then the outcome (decision and final state)",
+    )
     add_run_options(p)
     p.set_defaults(run=cmd_answer)
 
@@ -55,8 +60,6 @@ def add_parser(sub: Any) -> None:
 def cmd_answer(args: argparse.Namespace) -> int:
     prog = "agent-supervisor answer"
     answering = args.approve or args.deny is not None or bool(args.replies)
-    if args.json and answering:
-        raise UsageError("--json prints the request; give it without an answer", prog)
     if args.approve and args.deny is not None:
         raise UsageError("--approve and --deny exclude each other", prog)
     store = open_store(args, only=[args.thread])
@@ -92,5 +95,12 @@ def cmd_answer(args: argparse.Namespace) -> int:
         raise UsageError(str(exc), prog) from None
     config = runner_config(args)
     start = [lambda runner: runner.answer(args.thread, answer)]
-    ok = run_agents(config, start, probe=args.thread)
+    decision = "approve" if args.approve else "deny" if args.deny is not None else "reply"
+    ok = run_agents(
+        config,
+        start,
+        probe=args.thread,
+        as_json=args.json,
+        outcome_extra={"decision": decision, "reason": args.deny or None},
+    )
     return EXIT_OK if ok else EXIT_UNFINISHED

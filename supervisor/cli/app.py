@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor import __version__, collector
+from supervisor import collector
 from supervisor.agents import AgentLoadError
 from supervisor.cli.context import runner_config, where
-from supervisor.cli.options import EXIT_OK, Parser, UsageError, add_busy_timeout, add_run_options
+from supervisor.cli.options import (
+    EXIT_OK,
+    Parser,
+    UsageError,
+    add_busy_timeout,
+    add_run_options,
+    version_text,
+)
 from supervisor.dirs import data_dir
 from supervisor.first_read import FirstRead
 from supervisor.location import DSN_VARIABLE
@@ -31,7 +39,7 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
             + " (agent-supervisor COMMAND --help)."
         ),
     )
-    p.add_argument("--version", action="version", version=__version__)
+    p.add_argument("--version", action="version", version=version_text())
     p.add_argument(
         "db",
         metavar="DB",
@@ -53,6 +61,17 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
     add_run_options(p)
     p.set_defaults(run=cmd_app)
     return p
+
+
+def refuse_unknown_command(db: str, commands: list[str]) -> None:
+    """`agent-supervisor lsit`: a word that is no file and no command is a mistyped
+    command, not a database to look for."""
+    if os.sep in db or "." in db or ":" in db or Path(db).exists():
+        return
+    close = difflib.get_close_matches(db, commands, n=1)
+    guess = f"did you mean '{close[0]}'? " if close else ""
+    names = ", ".join(commands)
+    raise UsageError(f"{db!r} is neither a command nor a file; {guess}commands: {names}")
 
 
 def demo_database_path() -> Path:

@@ -128,10 +128,28 @@ def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig
     )
 
 
-def run_agents(config: RunnerConfig, starts: list, probe: str, prefix: bool = False) -> bool:
-    """Run agents headless until they stop; True if every thread finished."""
+def run_agents(
+    config: RunnerConfig,
+    starts: list,
+    probe: str,
+    prefix: bool = False,
+    *,
+    as_json: bool = False,
+    outcome_extra: dict[str, object] | None = None,
+) -> bool:
+    """Run agents headless until they stop; True if every thread finished. `as_json`:
+    JSON lines, one per event and an outcome per thread (`headless.JsonLines`)."""
     import asyncio
 
     from supervisor.headless import run_threads
 
-    return asyncio.run(run_threads(config, starts, probe=probe, prefix=prefix))
+    return asyncio.run(
+        run_threads(
+            config,
+            starts,
+            probe=probe,
+            prefix=prefix,
+            as_json=as_json,
+            outcome_extra=outcome_extra,
+        )
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 
 from supervisor.agents import ENV_VAR
@@ -63,6 +64,20 @@ def state_list(value: str) -> set[State]:
 
 
 DB_HELP = "a CubeLoop checkpoint database: a SQLite file or a postgresql:// URL"
+
+
+def version_text() -> str:
+    """What `--version` prints: ours, and the cubeloop and Python it runs with."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from supervisor import __version__
+
+    try:
+        cubeloop = version("cubeloop")
+    except PackageNotFoundError:
+        cubeloop = "not installed"
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    return f"agent-supervisor {__version__} (cubeloop {cubeloop}, Python {python})"
 
 
 def add_db(p: argparse.ArgumentParser) -> None:

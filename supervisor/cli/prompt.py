@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
     add_db(p)
     p.add_argument("thread", metavar="THREAD", help="thread id (a new id starts a thread)")
     p.add_argument("text", metavar="TEXT", help="the user message")
+    p.add_argument("--json", action="store_true", help="JSON lines: each event, then the outcome")
     add_run_options(p)
     p.set_defaults(run=cmd_prompt)
 
@@ -42,7 +43,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             f"agent-supervisor: creating checkpoint database {where(args).shown}", file=sys.stderr
         )
     start = [lambda runner: runner.prompt(args.thread, args.text)]
-    ok = run_agents(config, start, probe=args.thread)
+    ok = run_agents(config, start, probe=args.thread, as_json=args.json)
     return EXIT_OK if ok else EXIT_UNFINISHED
 
 

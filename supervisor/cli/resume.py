@@ -48,7 +48,12 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="print what a resume would do with each thread and tool call; run nothing",
     )
-    p.add_argument("--json", action="store_true", help="with --dry-run: print a JSON array")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --dry-run: the plans as a JSON array; else JSON lines: each event, then "
+        "each thread's outcome",
+    )
     add_run_options(p)
     p.add_argument(
         "--processes",
@@ -64,8 +69,8 @@ def add_parser(sub: Any) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     if not args.threads and not args.all:
         raise UsageError("name at least one THREAD, or pass --all", "agent-supervisor resume")
-    if args.json and not args.dry_run:
-        raise UsageError("--json goes with --dry-run", "agent-supervisor resume")
+    if args.json and not args.dry_run and args.processes > 1:
+        raise UsageError("--json goes with one process", "agent-supervisor resume")
     store = open_store(args, only=None if args.all else args.threads)
     try:
         known = {s.thread_id: s for s in store.threads()}
@@ -83,10 +88,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     todo = []
     refused = False
     now = time.time()
+    say = sys.stderr if args.json else sys.stdout  # stdout holds JSON lines only
     for thread_id in wanted:
         summary = known[thread_id]
         if summary.state in (State.FINISHED, State.STOPPED):
-            print(f"{one_line(thread_id, 40)}: already {summary.state}, nothing to resume")
+            line = f"{one_line(thread_id, 40)}: already {summary.state}, nothing to resume"
+            print(line, file=say)
             continue
         reason = _refusal(summary, now, args)
         if reason is not None:  # refused before anything opens the database for writing
@@ -96,13 +103,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
         todo.append(thread_id)
     if not todo:
         if args.all and not wanted:
-            print("no thread needs resuming")
+            print("no thread needs resuming", file=say)
         return EXIT_UNFINISHED if refused else EXIT_OK
     if args.processes > 1 and len(todo) > 1:
         status = _run_sharded(args, config, todo)
         return max(status, EXIT_UNFINISHED if refused else EXIT_OK)
     starts = [_resumer(thread_id, args.force) for thread_id in todo]
-    ok = run_agents(config, starts, probe=todo[0], prefix=len(wanted) > 1)
+    ok = run_agents(config, starts, probe=todo[0], prefix=len(wanted) > 1, as_json=args.json)
     return EXIT_OK if ok and not refused else EXIT_UNFINISHED
 
 

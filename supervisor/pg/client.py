@@ -50,9 +50,15 @@ class PgError(Exception):
     """A server we cannot use; the message is one line for the user."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (its type's name if it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def describe(dsn: str, exc: BaseException) -> str:
     """One line: where, and what went wrong, without the password."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, OSError | asyncio.TimeoutError) and not str(exc).strip():
         text = "cannot connect"
     return f"{redact(dsn)}: {text}"

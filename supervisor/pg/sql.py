@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from supervisor.states import PARENT_KEY
 
 ROLES_SQL = "('user', 'assistant', 'tool')"
@@ -66,3 +68,13 @@ RUNS_SQL = (
     "SELECT DISTINCT ON (thread_id) thread_id, completed_at IS NULL AS open "
     "FROM cubepi_runs{where} ORDER BY thread_id, claimed_at DESC, run_id DESC"
 )
+
+
+def relations(client: Any) -> list[str]:
+    """The partitions of `cubepi_messages` (the table itself if it has none), in name order:
+    each is aggregated by its own query (`PARTITION_SQL`)."""
+    found = client.fetch(
+        "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'cubepi_messages'::regclass ORDER BY 1"
+    )
+    return [r[0] for r in found] or ["cubepi_messages"]

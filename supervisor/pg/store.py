@@ -29,7 +29,7 @@ from typing import Any
 from supervisor.attempts import Attempt, finite
 from supervisor.hitl import parse_request
 from supervisor.pg import sql
-from supervisor.pg.client import PgError, SyncClient
+from supervisor.pg.client import PgError, SyncClient, first_line
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.pg.payload import ROLE_NAMES, decode_payload, tool_call_id_of
 from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
@@ -103,7 +103,7 @@ class PostgresStore:
             missing = self._client.fetchval("SELECT to_regclass('cubepi_messages') IS NULL")
         except Exception as exc:
             self.close()
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.location}: {first_line(exc)}") from None
         if missing:
             self.close()
             raise StoreError(
@@ -143,7 +143,7 @@ class PostgresStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.location}: {first_line(exc)}") from None
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
         return self._reads.thread_extra(thread_id)
@@ -170,7 +170,7 @@ class PostgresStore:
         client = SyncClient(self.dsn, "check", default_transaction_read_only="on")
         found: dict[str, tuple[int, str]] = {}
         try:
-            for relation in self._relations(client):
+            for relation in sql.relations(client):
                 for thread_id, seq, role, payload in client.fetch(
                     f"SELECT thread_id, seq, role, payload FROM {relation}"
                     + self._where("thread_id"),
@@ -213,14 +213,14 @@ class PostgresStore:
             self._streamed_ids, self._streamed_rows = set(), 0
             try:
                 self._listing_extras = self._extras()
-                relations = self._relations(self._client)[share[0] :: share[1]]
+                relations = sql.relations(self._client)[share[0] :: share[1]]
                 yield from self._stream(relations, self._listing_extras)
                 if without_messages:
                     yield self._unlisted(self._streamed_ids, self._listing_extras)
             except StoreError:
                 raise
             except Exception as exc:
-                raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+                raise StoreError(f"{self.location}: {first_line(exc)}") from None
             finally:
                 self._threads = {}
 
@@ -234,7 +234,7 @@ class PostgresStore:
             try:
                 return self._unlisted(self._streamed_ids, self._listing_extras)
             except Exception as exc:
-                raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+                raise StoreError(f"{self.location}: {first_line(exc)}") from None
             finally:
                 self._threads = {}
 
@@ -557,7 +557,7 @@ class PostgresStore:
         table twice), and a few connections use the server's cores. The
         thread and run tables are read alongside.
         """
-        relations = self._relations(self._client)
+        relations = sql.relations(self._client)
         threads, runs = self._client.run(self._read_partitions(relations))
         order = [r["thread_id"] for r in threads]
         for thread_id in order:
@@ -568,15 +568,6 @@ class PostgresStore:
         self._threads = {t: self._threads[t] for t in (*order, *rest)}
         self._fold_runs(runs)
         return set(self._threads)
-
-    @staticmethod
-    def _relations(client: SyncClient) -> list[str]:
-        """The partitions of `cubepi_messages` (the table itself if it has none)."""
-        found = client.fetch(
-            "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'cubepi_messages'::regclass ORDER BY 1"
-        )
-        return [r[0] for r in found] or ["cubepi_messages"]
 
     async def _read_partitions(self, relations: list[str]) -> tuple[list[Any], list[Any]]:
         from supervisor.pg.client import connect
@@ -714,8 +705,3 @@ def _margin() -> Any:
     import datetime
 
     return datetime.timedelta(seconds=COMMIT_MARGIN_SECONDS)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from supervisor.pg.client import SyncClient
+from supervisor.pg.client import SyncClient, first_line
 from supervisor.pg.payload import decode_payload
 from supervisor.store import BIG_PREVIEW, BIG_ROW, StoreError, Transcript, TranscriptEntry
 
@@ -33,7 +33,7 @@ class ThreadReads:
                 "SELECT extra FROM cubepi_threads WHERE thread_id = $1", thread_id
             )
         except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.location}: {first_line(exc)}") from None
         if isinstance(extra, str):
             with contextlib.suppress(ValueError, RecursionError):
                 extra = json.loads(extra)
@@ -49,7 +49,7 @@ class ThreadReads:
                 question_id,
             )
         except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.location}: {first_line(exc)}") from None
         if isinstance(answer, str):
             with contextlib.suppress(ValueError, RecursionError):
                 answer = json.loads(answer)
@@ -65,7 +65,7 @@ class ThreadReads:
                 run_id,
             )
         except Exception as exc:
-            raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+            raise StoreError(f"{self.location}: {first_line(exc)}") from None
         return {r["question_id"]: float(r["at"]) for r in rows}
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
@@ -92,16 +92,11 @@ class ThreadReads:
                     BIG_PREVIEW,
                 )
             except Exception as exc:
-                raise StoreError(f"{self.location}: {_first_line(exc)}") from None
+                raise StoreError(f"{self.location}: {first_line(exc)}") from None
             by_thread: dict[str, Transcript] = {t: Transcript(t) for t in chunk}
             for r in rows:
                 by_thread[r["thread_id"]].entries.append(_entry(r, limit))
             yield from by_thread.values()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _entry(r: Any, limit: int) -> TranscriptEntry:

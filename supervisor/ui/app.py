@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.timer import Timer
@@ -233,6 +233,12 @@ class SupervisorApp(App[None]):
             self.table.set_palette(self.palette)
 
     # -- reading the database ---------------------------------------------
+
+    def on_key(self, event: events.Key) -> None:
+        """Runs before the app's bindings: keys meant for the filter that were in flight
+        when it opened (`MainScreen.take_typeahead`)."""
+        if isinstance(self.screen, MainScreen):
+            self.screen.take_typeahead(event)
 
     @on(IndexHint)
     @while_mounted

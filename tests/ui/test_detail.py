@@ -157,3 +157,41 @@ async def test_detail_loads_queued_behind_a_slow_one_give_way_to_the_newest(app_
         await settle(pilot)
         assert read == [ids[-1]]
         assert app.detail.transcript is not None and app.detail.transcript.thread_id == ids[-1]
+
+
+def _widest(log: RichLog) -> int:
+    return max((strip.cell_length for strip in log.lines), default=0)
+
+
+async def test_a_log_filled_while_its_tab_was_hidden_is_whole_when_shown(app_factory) -> None:
+    """RichLog wraps a write at its width then: written under another tab (no width), each
+    line was one character wide, and stayed so (the Events tab after a run watched from
+    the Job markers tab; the Transcript tab after the cursor moved under another tab)."""
+    from supervisor.runner import RunnerEvent
+
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        thread = next(iter(app.summaries))
+        await select(pilot, thread)
+        await pilot.press("3")  # the Job markers tab: Events and Transcript hidden
+        await pilot.pause()
+        message = "the refund tool raised: card declined by the issuer, try again later"
+        app.detail.record(RunnerEvent(thread, "error", {"message": message}, 0.0))
+        await pilot.press("j")  # another thread's transcript loads while hidden
+        await pilot.pause(0.5)
+        await settle(pilot)
+        await pilot.press("1")
+        await pilot.pause()
+        events = app.query_one("#event-lines", RichLog)
+        assert _widest(events) > 20
+        await pilot.press("2")
+        await pilot.pause()
+        transcript = app.query_one("#transcript-log", RichLog)
+        assert len(transcript.lines) > 0 and _widest(transcript) > 20
+        await pilot.press("3", "k", "1")  # back to the first thread: its error, whole
+        await pilot.pause(0.5)
+        await settle(pilot)
+        text = "\n".join(strip.text for strip in events.lines)
+        assert "card declined by the issuer" in " ".join(text.split())
+        assert _widest(events) > 20

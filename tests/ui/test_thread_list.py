@@ -410,3 +410,19 @@ async def test_the_view_follows_the_cursor_down_a_long_list(workdir) -> None:
         table.post_message(wheel)
         await pilot.pause(0.2)
         assert round(table.scroll_y) > 0  # the wheel scrolls the rows
+
+
+async def test_the_cursor_row_stays_on_screen_when_the_terminal_shrinks(app_factory) -> None:
+    """Shrunk with the cursor low in the list, the selected row stayed below the fold
+    until the next key."""
+    async with app_factory().run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        table.focus()
+        table.move_cursor(len(table) - 1)  # the last row: far down on a short screen
+        await pilot.pause()
+        await pilot.resize_terminal(80, 15)
+        await pilot.pause(0.3)
+        top = round(table.scroll_y)
+        rows = table.size.height - 1  # the header row
+        assert top <= table.cursor < top + rows, (top, table.cursor, rows)

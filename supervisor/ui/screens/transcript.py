@@ -14,6 +14,7 @@ from textual.widgets import Footer, RichLog, Static
 from supervisor.store import Transcript
 from supervisor.text import one_line
 from supervisor.ui.render import Palette, transcript_entry
+from supervisor.ui.widgets.reflow_log import ReflowLog
 
 
 class TranscriptScreen(Screen[None]):
@@ -32,7 +33,9 @@ class TranscriptScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"Transcript of {one_line(self.thread_id, 80)}", "bold"), id="full-title")
-        yield RichLog(id="full-transcript", wrap=True, markup=False, auto_scroll=False, min_width=1)
+        yield ReflowLog(
+            id="full-transcript", wrap=True, markup=False, auto_scroll=False, min_width=1
+        )
         yield Footer()
 
     def on_mount(self) -> None:

@@ -32,6 +32,7 @@ from supervisor.text import one_line
 from supervisor.ui.messages import DetailFailed, MarkersLoaded, TranscriptLoaded
 from supervisor.ui.render import Palette, event_text, marker_cells, plan_text, transcript_entry
 from supervisor.ui.widgets.event_log import EventLog
+from supervisor.ui.widgets.reflow_log import ReflowLog
 
 TABS = ("events", "transcript", "markers")
 
@@ -83,7 +84,7 @@ class DetailPane(Vertical):
             with TabPane("Events", id="events"):
                 yield EventLog(id="event-log")
             with TabPane("Transcript", id="transcript"):
-                yield RichLog(
+                yield ReflowLog(
                     id="transcript-log", wrap=True, markup=False, auto_scroll=False, min_width=1
                 )
             with TabPane("Job markers", id="markers"):

@@ -7,12 +7,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
+from supervisor.ui.widgets.reflow_log import ReflowLog
+
 
 class EventLog(Vertical):
     """Follows the tail unless the user has scrolled up to read."""
 
     def compose(self) -> ComposeResult:
-        yield RichLog(id="event-lines", wrap=True, markup=False, auto_scroll=False, min_width=1)
+        yield ReflowLog(id="event-lines", wrap=True, markup=False, auto_scroll=False, min_width=1)
         yield Static("", id="event-stream")
 
     @property

@@ -28,8 +28,11 @@ class FilterBox(Input):
         self._timer: Timer | None = None
 
     def open(self) -> None:
+        """Show the box and take the keys now (`focus()` would take them on the next turn
+        of the loop, after keys already queued). Keys the list was handed before this are
+        passed on by `MainScreen.on_key`."""
         self.add_class("visible")
-        self.focus()
+        self.screen.set_focus(self, scroll_visible=False)
 
     def close(self) -> bool:
         """Empty and hide the box; whether there was anything to close."""

@@ -413,6 +413,8 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def on_resize(self, _event: events.Resize) -> None:
         self.virtual_size = Size(0, len(self._sorted) + 1)
+        # Fewer rows fit: the cursor's row stays on screen (after the new size is laid out).
+        self.call_after_refresh(self._keep_in_view, self.cursor)
 
     # -- drawing -------------------------------------------------------------
 
