@@ -263,6 +263,10 @@ def describe_event(event: Any) -> EventView | None:
         return EventView("accent", f"aborting (cancel after {d.get('grace', 0):g}s)")
     if kind == "note":
         return EventView("note", "", d.get("text") or "")
+    if kind == "elsewhere":  # a message another process wrote, seen by a refresh
+        writer = d.get("holder") or "another process"
+        lead = f"↻ {d.get('role') or 'message'} (written by {writer}): "
+        return EventView("muted", lead, d.get("text") or "", calls, limit=80)
     if kind == "run_end":
         state, took = d.get("state") or "unknown", d.get("seconds", 0)
         return EventView("strong", f"■ {state} ({d.get('outcome')}, {took:.1f}s)")

@@ -41,6 +41,24 @@ class State(StrEnum):
     CHILD = "child"
 
 
+#: Each state in a few words (the app's help legend; README's table says more).
+MEANINGS: dict[State, str] = {
+    State.RUNNING: "an agent runs it now (here, or in a process holding its lease)",
+    State.AWAITING_INPUT: "a human's answer is awaited: r (or answer) gives it",
+    State.ANSWERED: "answered, and its process died before going on: r goes on",
+    State.MID_TOOL: "tool calls without results: r runs them, markers decide reuse or rerun",
+    State.AFTER_TOOLS: "every call has its result; the model was not called again",
+    State.BETWEEN_TURNS: "a user message the model has not answered",
+    State.ABORTED: "the run was aborted: r continues it",
+    State.ERROR: "the run failed: r continues it",
+    State.FINISHED: "nothing left to do: p prompts it",
+    State.STOPPED: "the agent ended its run on purpose: p prompts it",
+    State.EMPTY: "no messages yet",
+    State.CORRUPT: "a row does not parse: refused",
+    State.HELD: "the watcher gave up on it: x releases it, r resumes it by hand",
+    State.CHILD: "driven by another thread's tool: resumed through its parent",
+}
+
 #: States a crashed or stopped thread can be resumed from without a new prompt.
 RESUMABLE = frozenset(
     {

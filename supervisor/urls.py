@@ -42,6 +42,17 @@ def without_password(dsn: str) -> str:
     return redact(dsn, mark="")
 
 
+def short_name(dsn: str) -> str:
+    """A URL as a header names it: its host and database, nothing else (`host/db`)."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        host = parts.hostname or "localhost"
+    except ValueError:
+        return redact(dsn)
+    database = parts.path.lstrip("/") or "postgres"
+    return f"{host}/{database}"
+
+
 def host_name() -> str:
     """This machine's name as leases and markers record it."""
     return os.environ.get(HOST_VARIABLE) or os.uname().nodename

@@ -38,8 +38,8 @@ from supervisor.cli.options import (
     EXIT_OK,
     Parser,
     UsageError,
+    Version,
     from_environment,
-    version_text,
 )
 from supervisor.store import StoreError
 from supervisor.text import one_line
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             "'agent-supervisor [DB]' opens the app (see 'agent-supervisor DB --help')."
         ),
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in dict.fromkeys(COMMANDS.values()):  # `watch` adds `release` too
         module.add_parser(sub)

@@ -16,9 +16,9 @@ from supervisor.cli.options import (
     EXIT_OK,
     Parser,
     UsageError,
+    Version,
     add_busy_timeout,
     add_run_options,
-    version_text,
 )
 from supervisor.dirs import data_dir
 from supervisor.first_read import FirstRead
@@ -39,7 +39,7 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
             + " (agent-supervisor COMMAND --help)."
         ),
     )
-    p.add_argument("--version", action="version", version=version_text())
+    p.add_argument("--version", action=Version)
     p.add_argument(
         "db",
         metavar="DB",

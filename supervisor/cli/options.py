@@ -66,6 +66,18 @@ def state_list(value: str) -> set[State]:
 DB_HELP = "a CubeLoop checkpoint database: a SQLite file or a postgresql:// URL"
 
 
+class Version(argparse.Action):
+    """`--version`, worked out only when asked: reading the installed versions imports
+    `importlib.metadata` (and `tempfile`, `zipfile`, …), a cost every command paid."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def version_text() -> str:
     """What `--version` prints: ours, and the cubeloop and Python it runs with."""
     from importlib.metadata import PackageNotFoundError, version

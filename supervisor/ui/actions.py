@@ -18,12 +18,12 @@ from textual.screen import Screen
 
 from supervisor.agents import AgentLoadError
 from supervisor.leases import holder_text, is_mine
-from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, refusal
+from supervisor.plan import ACTIONS, MarkerIndex, ThreadPlan, live_reason, plan_thread, refusal
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
 from supervisor.store import StoreError
 from supervisor.text import one_line
-from supervisor.ui.render import safe
+from supervisor.ui.render import live_warning, safe
 from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
@@ -66,14 +66,21 @@ class ThreadActions:
         self._resume_one(self.app.selected)
 
     def _confirm_many(
-        self, threads: list[str], skipped: int, title: str = "Resume marked threads"
+        self,
+        threads: list[str],
+        skipped: int,
+        title: str = "Resume marked threads",
+        aborted_left_out: int = 0,
     ) -> None:
-        self.app.run_worker(
-            self._confirm_many_work(threads, skipped, title), group="actions", exit_on_error=False
-        )
+        work = self._confirm_many_work(threads, skipped, title, aborted_left_out)
+        self.app.run_worker(work, group="actions", exit_on_error=False)
 
     async def _confirm_many_work(
-        self, threads: list[str], skipped: int, title: str = "Resume marked threads"
+        self,
+        threads: list[str],
+        skipped: int,
+        title: str = "Resume marked threads",
+        aborted_left_out: int = 0,
     ) -> None:
         """One preview for many threads, with the plan a single resume would show."""
         plans = await asyncio.to_thread(self._plans, threads)
@@ -83,6 +90,7 @@ class ThreadActions:
             self.app.palette,
             self.app.runner.config.continue_text,
             skipped,
+            aborted_left_out,
         )
         if not await self.app.push_screen_wait(preview):
             return
@@ -149,23 +157,35 @@ class ThreadActions:
                 markup=False,
             )
             return
+        # One dialog says both what the resume does and that the thread may be live
+        # elsewhere; agreeing to it is agreeing to both (no second "Resume anyway").
+        summary = self.app.summaries[thread_id]
+        config = self.app.runner.config
+        live = live_reason(summary, config.clock(), config.live_window)
         if state in (State.MID_TOOL, State.ANSWERED):
             plans = await asyncio.to_thread(self._plans, [thread_id])
             if not plans:  # the app is closing
                 return
-            plan = plans[0]
-            if not await self.app.push_screen_wait(ResumePreview(plan, self.app.palette)):
+            preview = ResumePreview(plans[0], self.app.palette, live=live)
+            if not await self.app.push_screen_wait(preview):
                 return
-        elif state in (State.ABORTED, State.ERROR):
-            body = Text(
-                f"{one_line(thread_id, 40)} stopped with '{state}'. Continue it with the message:\n"
-            )
-            body.append(repr(self.app.runner.config.continue_text), style="italic")
-            if not await self.app.push_screen_wait(
-                ConfirmScreen(f"Continue {state} thread", body, "Continue")
-            ):
+        elif state in (State.ABORTED, State.ERROR) or live is not None:
+            if state in (State.ABORTED, State.ERROR):
+                title = f"Continue {state} thread"
+                body = Text(
+                    f"{one_line(thread_id, 40)} stopped with '{state}'. "
+                    "Continue it with the message:\n"
+                )
+                body.append(repr(config.continue_text), style="italic")
+            else:
+                title = f"Resume {one_line(thread_id, 40)} ({state})"
+                body = Text(f"Then: {ACTIONS[state]}.")
+            if live is not None:
+                body.append(live_warning(live))
+            yes = "Resume anyway" if live is not None else "Continue"
+            if not await self.app.push_screen_wait(ConfirmScreen(title, body, yes)):
                 return
-        await self._resume(thread_id, force=False)
+        await self._resume(thread_id, force=live is not None)
 
     def _start_resume(self, thread_id: str, force: bool) -> None:
         self.app.run_worker(self._resume(thread_id, force), group="agents", exit_on_error=False)
@@ -203,11 +223,15 @@ class ThreadActions:
         return await answer
 
     def resume_all(self) -> None:
-        crashed = [t for t in self.app.summaries if self.app.state_of(t) in RESUMABLE]
+        """Every crashed thread but those a person aborted (as `watch` leaves them)."""
+        states = {t: self.app.state_of(t) for t in self.app.summaries}
+        crashed = [t for t, s in states.items() if s in RESUMABLE and s is not State.ABORTED]
+        aborted = sum(s is State.ABORTED for s in states.values())
         if not crashed:
-            self.app.notify("no crashed thread to resume")
+            more = f" ({aborted} aborted: r resumes one)" if aborted else ""
+            self.app.notify(f"no crashed thread to resume{more}")
             return
-        self._confirm_many(crashed, 0, "Resume every crashed thread")
+        self._confirm_many(crashed, 0, "Resume every crashed thread", aborted_left_out=aborted)
 
     def abort_chosen(self) -> None:
         targets = [t for t in self.targets() if t in self.app.running_since]

@@ -64,6 +64,7 @@ from supervisor.ui.themes import all_themes, install_themes, palette_of, save_th
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.filter_box import FilterBox
 from supervisor.ui.widgets.thread_table import ThreadTable
+from supervisor.urls import short_name
 
 if TYPE_CHECKING:
     from supervisor.probe import Probed
@@ -108,7 +109,8 @@ class SupervisorApp(App[None]):
         super().__init__()
         self.store = store
         #: What the header shows: a path, or a URL without its password.
-        self.database = store.location
+        #: The database as the header names it: a file's name, a server's host/database.
+        self.database = store.path.name if store.path is not None else short_name(store.location)
         self.jobs_dir = runner_config.jobs_dir
         self.clock = clock
         self.watch_files = watch
@@ -128,6 +130,8 @@ class SupervisorApp(App[None]):
         #: While a key is held the cyclic collector waits (`supervisor.collector`): a
         #: collection at fleet size takes 20-45 ms, a missed frame.
         self.held_key = collector.HeldKey()
+        #: Another supervisor's lease this app saw on a thread, since gone (`thread_notice`).
+        self.gone_holders: dict[str, dict[str, Any]] = {}
         self._remember_theme = remember_theme
         #: Set when the agent, imported after the first frame, fails: the app closes
         #: and the CLI prints it as the one error line it would have printed before.
@@ -286,6 +290,7 @@ class SupervisorApp(App[None]):
         else:
             # Unchanged summaries stay as they are: their cached rows stay valid.
             changed = {t: s for t, s in message.summaries.items() if table.summaries.get(t) != s}
+            self._note_gone_holders(changed)
             table.update(changed)
         self.update_header()  # the counts change in the same frame as the rows
         self.auto.observe(changed.values(), everything=message.full)  # only what changed
@@ -303,6 +308,28 @@ class SupervisorApp(App[None]):
             self._select(table.current_thread)
         if self.reader.refreshed():  # another was asked for meanwhile
             self.request_refresh()
+
+    def _note_gone_holders(self, changed: dict[str, ThreadSummary]) -> None:
+        """Another supervisor's lease seen on a thread, then gone: say so, not "a process
+        that is not a supervisor", if the thread is left open (`thread_notice`). And a
+        thread another process runs: its new messages go to its events as they land."""
+        for thread_id, s in changed.items():
+            old = self.table.summaries.get(thread_id)
+            if s.holder and not is_mine(s.holder) and old and s.messages > old.messages:
+                data = {
+                    "role": s.last_role,
+                    "text": s.last_text,
+                    "calls": [{"name": c.name, "arguments": c.arguments} for c in s.tool_calls]
+                    if s.last_role == "assistant"
+                    else [],
+                    "holder": holder_text(s.holder),
+                }
+                at = s.last_activity or self.clock()
+                self.detail.record(RunnerEvent(thread_id, "elsewhere", data, at))
+            if s.holder:
+                self.gone_holders.pop(thread_id, None)
+            elif old is not None and old.holder and not is_mine(old.holder):
+                self.gone_holders[thread_id] = old.holder
 
     # -- the list ---------------------------------------------------------
     # The table owns the list's state; these read it for the actions.
@@ -421,7 +448,8 @@ class SupervisorApp(App[None]):
         """What needs saying above the tabs (see `notices.thread_notice`)."""
         if s.thread_id in self.running_since:
             return None
-        return thread_notice(s, self.clock(), self.runner.config.live_window)
+        gone = self.gone_holders.get(s.thread_id)
+        return thread_notice(s, self.clock(), self.runner.config.live_window, gone)
 
     # -- what the detail pane is given ------------------------------------------
 
@@ -556,8 +584,16 @@ class SupervisorApp(App[None]):
 
     # -- command palette ---------------------------------------------------
 
+    #: Textual's own palette entries this app replaces or has no use for: its "Quit" quits
+    #: at once (ours asks first, with agents running), "Keys" is our help (?), and
+    #: "Maximize" a pane the layout does not offer.
+    DROPPED_COMMANDS = frozenset({"Quit", "Keys", "Maximize", "Minimize"})
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title not in self.DROPPED_COMMANDS:
+                yield command
+        yield SystemCommand("Quit", "quit (running agents are aborted first)", self.quit_app)
         for key in KEYS:
             if key.command:
                 run = functools.partial(self.main.run_action, key.action)

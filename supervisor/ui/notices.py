@@ -39,6 +39,8 @@ def header_line(
         what.append(f"filter {one_line(table.filter_text, 30)!r}")
     if table.order != ORDERS[0]:
         what.append(f"by {table.order}")
+    if table.reversed:
+        what.append("reversed")
     lead = Text()
     if reading:
         lead.append(
@@ -59,7 +61,11 @@ def header_line(
     return lead.append(counts_line(database, counts, len(table), len(table.summaries)))
 
 
-def thread_notice(s: ThreadSummary, now: float, live_window: float) -> Text | None:
+def thread_notice(
+    s: ThreadSummary, now: float, live_window: float, gone: dict[str, Any] | None = None
+) -> Text | None:
+    """What needs saying above the tabs. `gone`: the lease holder this app last saw on
+    the thread, now gone (its process ended or died)."""
     if s.holder and not is_mine(s.holder):
         since = relative_time(s.holder.get("since"), now)
         text = Text("Running in another supervisor — a asks it to abort:\n", style="bold")
@@ -74,13 +80,17 @@ def thread_notice(s: ThreadSummary, now: float, live_window: float) -> Text | No
         return Text(head, style="bold").append(safe("\n".join(s.request.lines())))
     if s.state in RESUMABLE and may_be_live(s, now, live_window):
         ago = relative_time(s.last_activity, now)
-        text = Text("May still be running in a process that is not a supervisor:\n", "bold")
-        return text.append(
-            safe(
-                f"its run {one_line(s.last_run_id or '?', 40)} is open and was last "
-                f"written {ago}; r asks before resuming it."
+        run = one_line(s.last_run_id or "?", 40)
+        if gone is not None:
+            head = f"Its supervisor ({holder_text(gone)}) let go or died mid-run:\n"
+            why = f"its run {run} is open and was last written {ago}; r asks before resuming it."
+        else:
+            head = "May still be running elsewhere: no supervisor holds it.\n"
+            why = (
+                f"Its run {run} is open and was last written {ago}, by a process that is not "
+                "a supervisor or one that died; r asks before resuming it."
             )
-        )
+        return Text(head, style="bold").append(safe(why))
     return None
 
 

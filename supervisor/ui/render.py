@@ -119,16 +119,25 @@ def thread_row(
     )
 
 
-def counts_line(path: str, counts: dict[State, int], shown: int, total: int) -> Text:
-    text = Text()
-    text.append(clean(path), style="bold")
-    text.append(f"  ·  {total} threads")
+def live_warning(reason: str) -> Text:
+    """The warning a resume dialog carries for a thread that may be live elsewhere."""
+    return Text(
+        f"\n\nThis thread {reason}. Resuming while another process runs it would run its "
+        "tools twice.",
+        style="bold",
+    )
+
+
+def counts_line(name: str, counts: dict[State, int], shown: int, total: int) -> Text:
+    """`12 threads  ? 2  ✎ 1  ◐ 2 …  ·  demo.db`: the counts first, by symbol (help has
+    the legend), so a narrow terminal cuts the database's name, not a count."""
+    text = Text().append(f"{total} threads", style="bold")
     if shown != total:
         text.append(f" ({shown} shown)")
-    parts = [f"{BADGES[s]} {n}" for s, n in counts.items() if n]
-    if parts:
-        text.append("  ·  " + "  ".join(parts))
-    return text
+    for state, n in counts.items():
+        if n:
+            text.append(f"  {BADGES[state].split()[0]} {n}")
+    return text.append("  ·  ").append(clean(name), style="bold")
 
 
 # -- transcript ---------------------------------------------------------------

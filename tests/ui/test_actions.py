@@ -63,16 +63,56 @@ async def test_possibly_live_thread_asks_before_forcing(app_factory) -> None:
         await settle(pilot)
         await select(pilot, "job-05")
         notice = str(pilot.app.query_one("#detail-request").render())
-        assert "May still be running in a process that is not a supervisor" in notice
-        assert "its run run" in notice and "is open and was last written 3m ago" in notice
+        assert "May still be running elsewhere: no supervisor holds it." in notice
+        assert "its run run" in notice.lower() and "is open and was last written 3m ago" in notice
         await pilot.press("r")
         await pilot.pause()
         await pilot.pause()
         assert isinstance(pilot.app.screen, ConfirmScreen)
-        assert "live elsewhere" in pilot.app.screen.title_text
+        assert "may still be running in another process" in str(pilot.app.screen.body)
         await pilot.press("y")
         await settle(pilot)
     assert state("job-05") is State.FINISHED
+
+
+async def test_one_dialog_carries_the_plan_and_the_live_warning(app_factory) -> None:
+    """The preview, then "may be live elsewhere → Resume anyway": two dialogs for one
+    resume. Now the preview says both, and its yes resumes."""
+    app = app_factory(live_window=10**9)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-02")  # mid_tool, its run open
+        await pilot.press("r")
+        assert await until(pilot, lambda: isinstance(pilot.app.screen, ResumePreview))
+        preview = pilot.app.screen
+        body = str(preview.query_one(".dialog-body").render())
+        assert "may still be running in another process" in body
+        assert "Resume anyway (y)" in str(preview.query_one("#yes").label)
+        await pilot.press("y")
+        await pilot.pause()
+        assert not isinstance(pilot.app.screen, (ConfirmScreen, ResumePreview))  # no second
+        await settle(pilot)
+    assert state("job-02") is State.FINISHED
+
+
+async def test_a_supervisor_seen_holding_a_thread_is_named_when_it_is_gone(app_factory) -> None:
+    """Its writer was our own `prompt` (its lease seen a moment ago), not "a process that
+    is not a supervisor"."""
+    from supervisor.ui.messages import ThreadsRefreshed
+
+    app = app_factory(live_window=10**9)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        summary = app.table.summaries["job-05"]
+        held = summary.copy()
+        held.holder = {"pid": 4242, "host": "build-3", "since": 0.0}
+        for seen in (held, summary.copy()):  # its lease, then none
+            app.post_message(ThreadsRefreshed({"job-05": seen}, full=False))
+            await settle(pilot)
+        notice = str(app.query_one("#detail-request").render())
+        assert "Its supervisor (pid 4242 on build-3) let go or died mid-run" in notice
+        assert "not a supervisor" not in notice
 
 
 async def test_r_on_finished_thread_explains(app_factory) -> None:
@@ -141,17 +181,22 @@ async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
         await pilot.pause(0.3)
         preview = pilot.app.screen
         assert isinstance(preview, BulkResumePreview)
-        assert preview.title_text == "Resume every crashed thread (7)"
+        assert preview.title_text == "Resume every crashed thread (6)"
         body = str(preview.query_one(".plan-call").render())
         # The same plan a single resume shows, for every mid-tool thread …
         assert 'process_item({"item": "card-202"})' in body and "runs again" in body
-        # … and the message that continues an aborted or failed one.
-        assert "job-06  aborted  → continue with 'Continue where you left off.'" in body
+        # … and the message that continues a failed one.
+        assert "job-07  error  → continue with 'Continue where you left off.'" in body
+        # A thread a person aborted is left alone, as `watch` leaves it, and said so.
+        assert "job-06" not in body
+        intro = str(preview.query_one(".dialog-body").render())
+        assert "1 aborted thread(s) are left out" in intro
         await pilot.press("y")
         await settle(pilot)
     states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
-    crashed = ["job-02", "job-03", "job-04", "job-05", "job-06", "job-07", "job-12"]
+    crashed = ["job-02", "job-03", "job-04", "job-05", "job-07", "job-12"]
     assert {t: str(states[t]) for t in crashed} == dict.fromkeys(crashed, "finished")
+    assert states["job-06"] is State.ABORTED
     assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Input, RadioSet, RichLog, Static
 
+from supervisor.location import open_store
 from supervisor.states import State
 from supervisor.ui.screens.answer import AnswerScreen
 from tests.test_hitl import refunds
@@ -32,7 +33,8 @@ async def test_r_approves_and_the_refund_runs_once(app_factory, workdir) -> None
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(pilot.app.screen, AnswerScreen)
-        await pilot.press("ctrl+s")
+        assert "Approve (y)" in str(pilot.app.screen.query_one("#approve").label)
+        await pilot.press("y")  # as every other dialog: y yes, n no
         await settle(pilot)
         assert table_rows(pilot.app)["job-09"][1] == "✓ finished"
         strips = pilot.app.query_one("#event-lines", RichLog).lines
@@ -49,8 +51,24 @@ async def test_deny_with_a_reason_runs_nothing(app_factory, workdir) -> None:
         await pilot.press("enter")  # Enter on a waiting thread answers it too
         await pilot.pause()
         assert isinstance(pilot.app.screen, AnswerScreen)
-        pilot.app.screen.query_one("#reason", Input).value = "over the limit"
-        await pilot.click("#deny")
+        pilot.app.screen.query_one("#reason", Input).focus()
+        await pilot.press(*"over the limit")  # typed into the reason: y and n are letters here
+        await pilot.press("enter")  # Enter in the reason denies with it
+        await settle(pilot)
+    assert state("job-09") is State.FINISHED
+    assert refunds(workdir / "demo.db.jobs") == []
+    transcript = open_store(workdir / "demo.db").transcript("job-09")
+    assert "over the limit" in str(transcript.messages()[-2:])
+
+
+async def test_n_denies_an_approval(app_factory, workdir) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-09")
+        await pilot.press("r")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, AnswerScreen)
+        await pilot.press("n")
         await settle(pilot)
     assert state("job-09") is State.FINISHED
     assert refunds(workdir / "demo.db.jobs") == []
@@ -70,7 +88,10 @@ async def test_p_on_an_ask_opens_the_answer_dialog_and_a_pick_is_sent(app_factor
         assert "[size] needs an answer" in str(screen.query_one("#answer-error").render())
         radio = screen.query_one(RadioSet)
         radio.focus()
+        marks = lambda: [str(b.render()).split()[0] for b in radio.query("Choice")]  # noqa: E731
+        assert "●" not in "".join(marks())  # nothing picked: no mark, not only no colour
         await pilot.press("down", "enter")
+        assert marks().count("▐●▌") == 1
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert pilot.app.summaries["job-11"].last_text == "Order 9002 ships in size M."

@@ -195,3 +195,31 @@ async def test_a_log_filled_while_its_tab_was_hidden_is_whole_when_shown(app_fac
         text = "\n".join(strip.text for strip in events.lines)
         assert "card declined by the issuer" in " ".join(text.split())
         assert _widest(events) > 20
+
+
+async def test_a_thread_another_process_runs_shows_its_messages_as_they_land(app_factory) -> None:
+    """It said "No events yet: this thread has not run in this session" while its
+    transcript grew."""
+    from supervisor.ui.messages import ThreadsRefreshed
+
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "job-05")
+        holder = {"pid": 4242, "host": "build-3", "since": 0.0}
+        first = app.table.summaries["job-05"].copy()
+        first.holder = holder
+        app.post_message(ThreadsRefreshed({"job-05": first}, full=False))
+        await settle(pilot)
+        await pilot.press("1")
+        log = app.query_one("#event-lines", RichLog)
+        shown = lambda: " ".join(" ".join(s.text for s in log.lines).split())  # noqa: E731
+        app.detail.show("job-05")
+        await pilot.pause()
+        assert "Running in another process (pid 4242 on build-3)" in shown()
+        grown = first.copy()
+        grown.messages += 1
+        grown.last_role, grown.last_text = "assistant", "Processed the rest of the items."
+        app.post_message(ThreadsRefreshed({"job-05": grown}, full=False))
+        await settle(pilot)
+        assert "↻ assistant (written by pid 4242 on build-3): Processed the rest" in shown()

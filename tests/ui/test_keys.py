@@ -54,3 +54,32 @@ async def test_keys_of_the_main_screen_do_not_reach_a_screen_over_it(app_factory
         assert len(app.screen_stack) == 2
         assert not app.auto.active
         assert not app.main.query_one("#filter").has_class("visible")
+
+
+async def test_y_copies_the_id_and_says_how_to_get_it_where_osc52_is_ignored(app_factory) -> None:
+    from tests.ui.conftest import select, settle, spy_notify
+
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        said = spy_notify(app)
+        await settle(pilot)
+        await select(pilot, "job-05")
+        await pilot.press("y")
+        await pilot.pause()
+        assert app.clipboard == "job-05"
+        assert any("job-05" in s and "OSC 52" in s and "shift-drag" in s for s in said)
+
+
+async def test_the_palette_has_our_quit_not_textuals(app_factory) -> None:
+    """Textual's "Quit" quits at once; ours asks first while agents run."""
+    app = app_factory()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        commands = list(app.get_system_commands(app.screen))
+        titles = [c.title for c in commands]
+        assert "Keys" not in titles and "Maximize" not in titles
+        (quit_command,) = [c for c in commands if c.title == "Quit"]
+        assert quit_command.callback == app.quit_app
+        from supervisor.ui.keys import KEYS
+
+        assert "Needs attention" in [k.label for k in KEYS]  # the header's name for the view

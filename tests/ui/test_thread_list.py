@@ -204,7 +204,7 @@ async def test_a_thread_that_writes_moves_to_its_place_without_a_rebuild(workdir
         assert list(table_rows(app))[0] == "job-01" == app.shown[0]
         assert table.current_thread == "job-03"  # the cursor stayed
         assert table.rows_touched == 1  # one thread changed: one row placed again
-        assert "between_turns" in str(app.query_one("#summary").render())
+        assert "○ 2" in str(app.query_one("#summary").render())  # job-01 counted between turns
 
 
 async def test_a_broken_row_mid_thread_shows_once_the_background_check_ends(workdir) -> None:
@@ -426,3 +426,25 @@ async def test_the_cursor_row_stays_on_screen_when_the_terminal_shrinks(app_fact
         top = round(table.scroll_y)
         rows = table.size.height - 1  # the header row
         assert top <= table.cursor < top + rows, (top, table.cursor, rows)
+
+
+async def test_capital_s_reverses_the_order_and_the_header_says_which_way(app_factory) -> None:
+    async with app_factory().run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        table.focus()
+        before = table.shown
+        table.move_cursor(2)
+        await pilot.pause()
+        chosen = table.current_thread
+        assert "WHERE IT STOPPED ▼" in table.render_line(0).text
+        await pilot.press("S")
+        await pilot.pause()
+        assert table.shown == before[::-1]
+        assert table.current_thread == chosen  # the cursor stays on its thread
+        assert table.thread_at(0) == before[-1]
+        assert "WHERE IT STOPPED ▲" in table.render_line(0).text
+        assert "reversed" in summary(pilot.app)
+        await pilot.press("s")  # the next order reads the natural way again
+        await pilot.pause()
+        assert not table.reversed and "ACTIVITY ▼" in table.render_line(0).text

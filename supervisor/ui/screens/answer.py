@@ -23,12 +23,28 @@ from supervisor.text import one_line
 from supervisor.ui.render import safe
 
 
+class Choice(RadioButton):
+    """A radio option whose mark says whether it is picked (Textual's tells by colour only,
+    and the app promises states readable without colour)."""
+
+    @property
+    def BUTTON_INNER(self) -> str:  # noqa: N802 - Textual's name for the mark
+        return "●" if self.value else " "
+
+
 class AnswerScreen(ModalScreen[Any]):
-    """Dismisses with the answer, or None when cancelled."""
+    """Dismisses with the answer, or None when cancelled.
+
+    Approvals and confirmations take `y` and `n`, as every other dialog does (while the
+    reason box has the keys, Enter there denies with that reason); an ask, whose answers
+    are typed, is sent with ctrl+s.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "send", "Send answer", show=False),
+        Binding("y", "decide(True)", "Approve / yes", show=False),
+        Binding("n", "decide(False)", "Deny / no", show=False),
     ]
 
     def __init__(self, thread_id: str, request: PendingRequest) -> None:
@@ -68,17 +84,17 @@ class AnswerScreen(ModalScreen[Any]):
             with RadioSet(id=f"pick-{i}"):
                 for o in question.options:
                     label = one_line(o.label, 60) + (" — type below" if o.allow_input else "")
-                    yield RadioButton(label)
+                    yield Choice(label)
         if not question.options or any(o.allow_input for o in question.options):
             yield Input(placeholder="your answer", id=f"text-{i}")
 
     def _buttons(self) -> ComposeResult:
         if self.request.kind == "approve":
-            yield Button("Approve (ctrl+s)", variant="primary", id="approve")
-            yield Button("Deny", variant="error", id="deny")
+            yield Button("Approve (y)", variant="primary", id="approve")
+            yield Button("Deny (n)", variant="error", id="deny")
         elif self.request.kind == "confirm":
-            yield Button("Yes (ctrl+s)", variant="primary", id="approve")
-            yield Button("No", id="deny")
+            yield Button("Yes (y)", variant="primary", id="approve")
+            yield Button("No (n)", id="deny")
         else:
             yield Button("Send answer (ctrl+s)", variant="primary", id="send")
         yield Button("Cancel (esc)", id="cancel")
@@ -86,11 +102,25 @@ class AnswerScreen(ModalScreen[Any]):
     def _hint(self) -> str:
         if self.request.kind == "ask":
             return "Tab moves between questions · arrows and space pick · Escape cancels"
-        return "The thread then runs on; its events stream in the Events tab."
+        if self.request.kind == "approve":
+            return "y approves · n denies (with the reason typed above, if any) · Escape cancels"
+        return "y yes · n no · Escape cancels; the thread then runs on"
 
     def on_mount(self) -> None:
+        if self.request.kind in ("approve", "confirm"):
+            self.query_one("#approve", Button).focus()  # y and n answer at once
+            return
         first = self.query("RadioSet, SelectionList, Input, Button").first()
         first.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "reason":  # a reason typed: Enter denies with it
+            event.stop()
+            self._finish(approve=False)
+
+    def action_decide(self, approve: bool) -> None:
+        if self.request.kind in ("approve", "confirm"):
+            self._finish(approve=approve)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         button = event.button.id

@@ -124,7 +124,12 @@ class MainScreen(Screen[None]):
             return
         shown_id = clean(self.app.selected)  # what the screen shows: invisible characters escaped
         self.app.copy_to_clipboard(shown_id)
-        self.app.notify(f"copied {one_line(shown_id, 40)}", markup=False)
+        # Whether the terminal took it (OSC 52) cannot be known: say how to get it if not.
+        self.app.notify(
+            f"sent {one_line(shown_id, 60)} to the clipboard (OSC 52). Not there? Your "
+            "terminal ignores OSC 52: shift-drag over the id in the detail's title instead",
+            markup=False,
+        )
 
     def action_quit_app(self) -> None:
         self.app.quit_app()
@@ -160,6 +165,10 @@ class MainScreen(Screen[None]):
 
     def action_sort(self, order: str | None = None) -> None:
         self.app.table.next_order(order)
+        self.app.update_header()
+
+    def action_reverse_sort(self) -> None:
+        self.app.table.reverse_order()
         self.app.update_header()
 
     def action_attention(self) -> None:

@@ -11,7 +11,7 @@ from textual.widgets import Button, Static
 from supervisor.plan import ThreadPlan, Verdict
 from supervisor.states import State
 from supervisor.text import one_line
-from supervisor.ui.render import Palette, plan_text
+from supervisor.ui.render import Palette, live_warning, plan_text
 from supervisor.ui.screens.dialog import YesNoScreen
 
 
@@ -20,10 +20,12 @@ class ResumePreview(YesNoScreen):
 
     BINDINGS = [Binding("r", "answer(True)", "Resume")]
 
-    def __init__(self, plan: ThreadPlan, palette: Palette) -> None:
+    def __init__(self, plan: ThreadPlan, palette: Palette, live: str | None = None) -> None:
         super().__init__()
         self.plan = plan
         self.palette = palette
+        #: Why the thread may be live elsewhere (`plan.live_reason`); None: it is not.
+        self.live = live
 
     def compose(self) -> ComposeResult:
         calls = self.plan.calls
@@ -52,11 +54,15 @@ class ResumePreview(YesNoScreen):
                     "the model decides whether to call them again."
                 )
             intro += f" Then: {self.plan.action}."
-            yield Static(Text(intro), classes="dialog-body")
+            body = Text(intro)
+            if self.live is not None:
+                body.append(live_warning(self.live))
+            yield Static(body, classes="dialog-body")
             with VerticalScroll(classes="plan"):
                 yield Static(plan_text(self.plan, self.palette), classes="plan-call")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Resume (y)", variant="primary", id="yes")
+                label = "Resume anyway (y)" if self.live is not None else "Resume (y)"
+                yield Button(label, variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
 
 
@@ -76,6 +82,7 @@ class BulkResumePreview(YesNoScreen):
         palette: Palette,
         continue_text: str,
         skipped: int = 0,
+        aborted_left_out: int = 0,
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -83,20 +90,30 @@ class BulkResumePreview(YesNoScreen):
         self.palette = palette
         self.continue_text = continue_text
         self.skipped = skipped
+        #: Aborted threads `R` leaves alone: a person stopped them (as `watch` does).
+        self.aborted_left_out = aborted_left_out
 
     def compose(self) -> ComposeResult:
         runs = sum(p.verdict is Verdict.RERUN for plan in self.plans for p in plan.calls)
         intro = f"{len(self.plans)} thread(s); {runs} tool call(s) will really run again."
         if self.skipped:
             intro += f" {self.skipped} marked thread(s) cannot be resumed and are skipped."
+        if self.aborted_left_out:
+            intro += (
+                f" {self.aborted_left_out} aborted thread(s) are left out: someone stopped them"
+                " (r resumes one; space marks several)."
+            )
         with Vertical(classes="dialog wide"):
             yield Static(Text(self.title_text), classes="dialog-title")
             yield Static(Text(intro), classes="dialog-body")
-            with VerticalScroll(classes="plan bulk"):
+            with VerticalScroll(classes="plan bulk", id="bulk-plans"):
                 yield Static(self._body(), classes="plan-call")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Resume all (y)", variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#bulk-plans", VerticalScroll).focus()  # PgDn and End scroll the plans
 
     def _body(self) -> Text:
         out = Text()

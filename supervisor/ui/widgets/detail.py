@@ -23,6 +23,7 @@ from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, RichLog, Static, TabbedContent, TabPane
 
+from supervisor.leases import holder_text, is_mine
 from supervisor.location import Location
 from supervisor.markers import Marker
 from supervisor.plan import MatchedBy, ThreadPlan
@@ -172,7 +173,15 @@ class DetailPane(Vertical):
                 log.write(line)
         log.set_stream(self.streaming.get(self.thread_id, ""))
         if not self.events.get(self.thread_id):
-            log.write(Text("No events yet: this thread has not run in this session.", "dim"))
+            summary = self.app.summaries.get(self.thread_id)
+            if summary is not None and summary.holder and not is_mine(summary.holder):
+                text = (
+                    f"Running in another process ({holder_text(summary.holder)}): its messages "
+                    "show here as they land."
+                )
+            else:
+                text = "No events yet: this thread has not run in this session."
+            log.write(Text(text, "dim"))
 
     # -- transcript and markers ---------------------------------------------------
 

@@ -136,6 +136,9 @@ class ThreadTable(ScrollView, can_focus=True):
         self.filter_text = ""
         self.attention_only = False
         self.order = ORDERS[0]
+        #: The order read from its end (`S`): rows map to `_sorted` from the other side,
+        #: so a reversal re-sorts nothing.
+        self.reversed = False
         self.counts: Counter[State] = Counter()
         #: Rows whose place or cells were worked out again since the last look:
         #: a refresh must cost what changed, not what exists (tests count these).
@@ -164,7 +167,8 @@ class ThreadTable(ScrollView, can_focus=True):
     @property
     def shown(self) -> list[str]:
         """Thread ids as listed (a new list: O(rows); the app's hot paths use `thread_at`)."""
-        return [key[-1] for key in self._sorted]
+        ids = [key[-1] for key in self._sorted]
+        return ids[::-1] if self.reversed else ids
 
     def marked_shown(self) -> list[str]:
         """Marked threads the filter shows, in list order (without walking every row)."""
@@ -172,11 +176,17 @@ class ThreadTable(ScrollView, can_focus=True):
         return [t for i, t in sorted((i, t) for i, t in indexed if i is not None)]
 
     def thread_at(self, index: int) -> str | None:
-        return self._sorted[index][-1] if 0 <= index < len(self._sorted) else None
+        rows = len(self._sorted)
+        if not 0 <= index < rows:
+            return None
+        return self._sorted[rows - 1 - index if self.reversed else index][-1]
 
     def index_of(self, thread_id: str) -> int | None:
         key = self._keys.get(thread_id)
-        return None if key is None else bisect.bisect_left(self._sorted, key)
+        if key is None:
+            return None
+        found = bisect.bisect_left(self._sorted, key)
+        return len(self._sorted) - 1 - found if self.reversed else found
 
     @property
     def current_thread(self) -> str | None:
@@ -228,10 +238,23 @@ class ThreadTable(ScrollView, can_focus=True):
             self.action_cursor_down()
 
     def next_order(self, order: str | None = None) -> None:
-        """`s` (or a header click, naming one): the next order; the cursor stays on its thread."""
+        """`s` (or a header click, naming one): the next order; the cursor stays on its
+        thread. A click on the header of the order already shown reverses it."""
         if order is None:
             order = ORDERS[(ORDERS.index(self.order) + 1) % len(ORDERS)]
+        elif order == self.order:
+            self.reverse_order()
+            return
+        self.reversed = False
         self.set_view(order=order)
+
+    def reverse_order(self) -> None:
+        """`S`: the same order from its other end; the cursor stays on its thread."""
+        keep = self.current_thread
+        self.reversed = not self.reversed
+        self._strips.clear()
+        self._placed(keep)
+        self.refresh()
 
     def clear_marks(self) -> None:
         marked, self.marked = self.marked, set()
@@ -459,8 +482,11 @@ class ThreadTable(ScrollView, can_focus=True):
         base, header, cursor = self._row_styles()
         if y == 0:
             widths = self._widths()
-            cells = [Text(label) for label, _, _ in COLUMNS]
-            cells[-1] = self._header_end(COLUMNS[-1][0], widths[-1] - 1)
+            # The sorted column says so, and which way: ▼ as the order reads, ▲ reversed.
+            arrow = " ▲" if self.reversed else " ▼"
+            labels = [label + (arrow if o == self.order else "") for label, o, _ in COLUMNS]
+            cells = [Text(label) for label in labels]
+            cells[-1] = self._header_end(labels[-1], widths[-1] - 1)
             return self._strip(cells, widths, header, width)
         index = round(self.scroll_y) + y - 1
         thread_id = self.thread_at(index)
@@ -488,9 +514,10 @@ class ThreadTable(ScrollView, can_focus=True):
             return Text(label)
         row, rows = self.cursor + 1, len(self._sorted)
         wheres = (f"{row:,}/{rows:,}", f"{row}/{rows}")  # the second where space is short
-        for where in wheres:
-            if len(label) + 2 + len(where) <= width:
-                return Text(label + where.rjust(width - len(label)))
+        for text in dict.fromkeys((label, label.removesuffix(" ▼").removesuffix(" ▲"))):
+            for where in wheres:  # the sort arrow gives way before the label does
+                if len(text) + 2 + len(where) <= width:
+                    return Text(text + where.rjust(width - len(text)))
         for where in wheres:
             if len(where) <= width:
                 return Text(where.rjust(width))
