@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from supervisor.ui.render import live_warning, safe
 from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.preview import BulkResumePreview, ResumePreview
-from supervisor.ui.screens.prompt import PromptScreen
+from supervisor.ui.screens.prompt import NewThreadScreen, PromptScreen
 
 if TYPE_CHECKING:
     from supervisor.ui.app import SupervisorApp
@@ -294,8 +295,23 @@ class ThreadActions:
         )
         self.app.request_refresh()
 
+    def new_thread(self) -> None:
+        """`+` (and `p` on an empty database): a new thread, its id and its first prompt."""
+        offered = f"thread-{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.app.clock()))}"
+
+        def send(chosen: tuple[str, str] | None) -> None:
+            if chosen is not None:
+                thread_id, text = chosen
+                work = self._prompt(thread_id, text)
+                self.app.run_worker(work, group="agents", exit_on_error=False)
+
+        screen = NewThreadScreen(offered, lambda t: t in self.app.summaries)
+        self.app.push_screen(screen, send)
+
     def prompt_selected(self) -> None:
         if self.app.selected is None:
+            if not self.app.summaries:  # nothing to prompt yet: start a thread
+                self.new_thread()
             return
         thread_id = self.app.selected
         state = self.app.state_of(thread_id)

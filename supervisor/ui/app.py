@@ -80,6 +80,15 @@ HELD_KEY = 0.15
 HELD_DETAIL_DELAY = 0.3
 
 
+#: What an empty database says, and how to start a thread.
+EMPTY_STATE = Text.assemble(
+    ("This database holds no threads yet.\n", "bold"),
+    "+ (or p) starts one here: a thread id and its first prompt, run by the agent. Or run "
+    "your agent, or 'agent-supervisor prompt DB THREAD TEXT'; threads show here as they "
+    "are written.",
+)
+
+
 class SupervisorApp(App[None]):
     """The shell: layout, keys routed to their owners, runner events, themes, quitting.
 
@@ -306,6 +315,8 @@ class SupervisorApp(App[None]):
             self.reload_detail_soon()
         elif self.selected is None:
             self._select(table.current_thread)
+            if self.selected is None:  # an empty list: say so, and how to start a thread
+                self._show_detail_title()
         if self.reader.refreshed():  # another was asked for meanwhile
             self.request_refresh()
 
@@ -431,7 +442,10 @@ class SupervisorApp(App[None]):
 
     def _show_detail_title(self) -> None:
         if self.selected is None or self.selected not in self.summaries:
-            self.detail.show_title("no thread selected", None)
+            if not self.summaries and not self._reading and not self.table.loading:
+                self.detail.show_title("no threads yet", EMPTY_STATE)
+            else:
+                self.detail.show_title("no thread selected", None)
             return
         s = self.summaries[self.selected]
         text = Text()
@@ -542,10 +556,17 @@ class SupervisorApp(App[None]):
         if not running:
             self.exit()
             return
+        # Runs live in this process: quitting stops them (said plainly), and where to run
+        # agents that outlive a window is named (docs/app.md, "Quitting").
+        names = ", ".join(one_line(t, 24) for t in running[:3]) + ("…" if len(running) > 3 else "")
+        where = self.runner.config.database
         body = Text(
-            f"{len(running)} agent(s) are running. Abort them gracefully and quit? "
-            "Their threads stay resumable."
+            f"{len(running)} agent(s) run in this window ({names}). Quitting stops them: each "
+            "is aborted gracefully and stays resumable.\n\nTo keep agents going without a "
+            "window, run the watcher, which resumes crashed threads, in a terminal that stays "
+            "(tmux, a service):\n"
         )
+        body.append(f"  agent-supervisor watch {where}", style="bold")
 
         def go(ok: bool | None) -> None:
             if ok:

@@ -53,6 +53,15 @@ KEYS: tuple[Key, ...] = (
         shown="/",
     ),
     Key("question_mark", "help", "Help", "this help", "Help", shown="?"),
+    Key(
+        "plus",
+        "new_thread",
+        "New thread",
+        "start a new thread: its id and its first prompt",
+        "New thread",
+        shown="+",
+        footer=False,
+    ),
     Key("q", "quit_app", "Quit", "quit (running agents are aborted gracefully first)"),
     Key("space", "mark", "Mark", "mark / unmark the row; r and a then act on every marked row"),
     Key(
@@ -158,6 +167,14 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key("escape", "clear_filter", "Clear filter", "clear the filter", footer=False),
+    Key(
+        "n",
+        "search_step(1)",
+        "Next match",
+        "next search match; / searches the detail's tab when it has the keys (Tab)",
+        footer=False,
+    ),
+    Key("N", "search_step(-1)", "Previous match", "previous search match", footer=False),
 )
 
 #: Keys handled by widgets rather than the app, listed in the help only.

@@ -265,3 +265,32 @@ async def test_x_releases_a_held_thread(app_factory) -> None:
         await settle(pilot)
         assert table_rows(pilot.app)["job-07"][1] == "✗ error"
     assert FileAttempts("demo.db").all() == {}
+
+
+async def test_an_empty_database_says_how_to_start_and_p_starts_a_thread(
+    workdir: Path,
+) -> None:
+    """A database with no threads showed blank panes, and p did nothing (no row)."""
+    import sqlite3
+
+    from supervisor.ui.screens.prompt import NewThreadScreen
+    from tests.ui.conftest import build_app
+
+    conn = sqlite3.connect(workdir / "demo.db")  # cubeloop's schema, every row gone
+    with conn:
+        for table in ("messages", "thread_extra", "thread_pending_request", "runs"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("DELETE FROM thread_hitl_answers")
+    conn.close()
+    app = build_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        notice = str(app.query_one("#detail-request").render())
+        assert "This database holds no threads yet." in notice and "+ (or p)" in notice
+        await pilot.press("p")
+        assert await until(pilot, lambda: isinstance(app.screen, NewThreadScreen))
+        app.screen.query_one("#new-thread-id").value = "first-one"
+        await pilot.press(*"Process items A..B", "enter")
+        assert await until(pilot, lambda: "first-one" in app.summaries, 30)
+        await settle(pilot)
+    assert open_store("demo.db").get("first-one").state is State.FINISHED

@@ -28,6 +28,9 @@ async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monk
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+        body = str(app.screen.body)
+        assert "Quitting stops them" in body and "job-05" in body  # said plainly
+        assert "agent-supervisor watch demo.db" in body  # and where agents outlive a window
         await pilot.press("y")
         assert await until(pilot, lambda: not app.is_running)  # it quit by itself
     assert state("job-05") is State.ABORTED

@@ -143,6 +143,9 @@ class MainScreen(Screen[None]):
     def action_abort(self) -> None:
         self.app.actions.abort_chosen()
 
+    def action_new_thread(self) -> None:
+        self.app.actions.new_thread()
+
     def action_prompt(self) -> None:
         self.app.actions.prompt_selected()
 
@@ -156,9 +159,22 @@ class MainScreen(Screen[None]):
         self.app.table.mark_current()
 
     def action_filter(self) -> None:
+        """`/`: the list's filter; with the keys in the detail pane, a search of its tab."""
+        detail = self.app.detail
+        if detail.has_focus_within and detail.active_tab() != "markers":
+            detail.search.open()
+            return
         self.query_one(FilterBox).open()
 
+    def action_search_step(self, by: int) -> None:
+        """`n` / `N`: the detail's next or previous match, while it searches."""
+        if self.app.detail.search.active:
+            self.app.detail.search.step(by)
+
     def action_clear_filter(self) -> None:
+        if self.app.detail.search.active:
+            self.app.detail.search.close()
+            return
         if self.query_one(FilterBox).close() or self.app.table.filter_text:
             self.app.set_view(filter_text="")
             self.app.table.focus()

@@ -1,13 +1,15 @@
-"""The prompt modal: a multi-line message for the selected thread."""
+"""The prompt modals: a multi-line message for the selected thread, or for a new one."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static, TextArea
+from textual.widgets import Input, Static, TextArea
 
 from supervisor.text import one_line
 
@@ -53,6 +55,48 @@ class PromptScreen(ModalScreen[str | None]):
         text = self.query_one(PromptTextArea).text
         if text.strip():
             self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NewThreadScreen(ModalScreen[tuple[str, str] | None]):
+    """A new thread: its id (one is offered) and its first prompt; dismisses with both."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, offered_id: str, taken: Callable[[str], bool]) -> None:
+        super().__init__()
+        self.offered_id = offered_id
+        #: Whether an id is a thread the database already holds.
+        self.taken = taken
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Static(Text("Start a new thread"), classes="dialog-title")
+            yield Input(value=self.offered_id, placeholder="thread id", id="new-thread-id")
+            yield PromptTextArea(id="prompt-text", soft_wrap=True, show_line_numbers=False)
+            yield Static("", id="new-thread-error")
+            yield Static(
+                "Tab moves to the prompt · Enter sends · Ctrl+J new line · Escape cancels",
+                classes="dialog-hint",
+            )
+
+    def on_mount(self) -> None:
+        area = self.query_one(PromptTextArea)
+        area.cursor_blink = self.app.cursor_blink
+        area.focus()
+
+    def action_send(self) -> None:
+        thread_id = self.query_one("#new-thread-id", Input).value.strip()
+        text = self.query_one(PromptTextArea).text
+        error = self.query_one("#new-thread-error", Static)
+        if not thread_id:
+            error.update(Text("a thread needs an id", style="bold red"))
+        elif self.taken(thread_id):
+            error.update(Text(f"{one_line(thread_id, 40)} exists: p prompts it", style="bold red"))
+        elif text.strip():
+            self.dismiss((thread_id, text))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -15,6 +15,7 @@ from supervisor.store import Transcript
 from supervisor.text import one_line
 from supervisor.ui.render import Palette, transcript_entry
 from supervisor.ui.widgets.reflow_log import ReflowLog
+from supervisor.ui.widgets.search_box import SearchBox
 
 
 class TranscriptScreen(Screen[None]):
@@ -23,6 +24,9 @@ class TranscriptScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,f,q", "close", "Close"),
         Binding("o", "pager", "Open in pager"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "search_step(1)", "Next match", show=False),
+        Binding("N", "search_step(-1)", "Previous match", show=False),
     ]
 
     def __init__(self, thread_id: str, load: Callable[[], Transcript], palette: Palette) -> None:
@@ -36,6 +40,7 @@ class TranscriptScreen(Screen[None]):
         yield ReflowLog(
             id="full-transcript", wrap=True, markup=False, auto_scroll=False, min_width=1
         )
+        yield SearchBox(lambda: self.query_one(ReflowLog), id="search")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -67,7 +72,17 @@ class TranscriptScreen(Screen[None]):
         log.write(Text(f"Could not load {one_line(self.thread_id, 40)}: {one_line(error, 300)}"))
 
     def action_close(self) -> None:
+        search = self.query_one(SearchBox)
+        if search.active:  # Escape leaves the search first, then the screen
+            search.close()
+            return
         self.dismiss()
+
+    def action_search(self) -> None:
+        self.query_one(SearchBox).open()
+
+    def action_search_step(self, by: int) -> None:
+        self.query_one(SearchBox).step(by)
 
     def action_pager(self) -> None:
         self.dismiss()

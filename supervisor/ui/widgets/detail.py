@@ -34,6 +34,7 @@ from supervisor.ui.messages import DetailFailed, MarkersLoaded, TranscriptLoaded
 from supervisor.ui.render import Palette, event_text, marker_cells, plan_text, transcript_entry
 from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.reflow_log import ReflowLog
+from supervisor.ui.widgets.search_box import SearchBox
 
 TABS = ("events", "transcript", "markers")
 
@@ -91,6 +92,17 @@ class DetailPane(Vertical):
             with TabPane("Job markers", id="markers"):
                 yield Static("", id="pending-calls")
                 yield DataTable(id="marker-table", cursor_type="row")
+        yield SearchBox(self.active_log, id="detail-search")
+
+    def active_log(self) -> ReflowLog:
+        """The log of the tab shown (the Events tab's when the markers tab is)."""
+        tab = self.query_one("#detail-tabs", TabbedContent).active
+        log_id = "#transcript-log" if tab == "transcript" else "#event-lines"
+        return self.query_one(log_id, ReflowLog)
+
+    @property
+    def search(self) -> SearchBox:
+        return self.query_one("#detail-search", SearchBox)
 
     def on_mount(self) -> None:
         table = self.query_one("#marker-table", DataTable)
@@ -100,6 +112,9 @@ class DetailPane(Vertical):
     def show_tab(self, tab: str) -> None:
         """`1` `2` `3`: Events, Transcript, Job markers."""
         self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def active_tab(self) -> str:
+        return self.query_one("#detail-tabs", TabbedContent).active or "events"
 
     def focus_active_tab(self) -> None:
         """Focus what the open tab shows (the list gives focus here with Enter or Tab)."""

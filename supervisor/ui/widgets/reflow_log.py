@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.style import Style
 from textual.events import Resize
+from textual.strip import Strip
 from textual.widgets import RichLog
+
+#: How a search's matches are drawn (readable without colour: reversed).
+MATCH = Style(reverse=True, bold=True)
 
 
 class ReflowLog(RichLog):
@@ -24,6 +30,8 @@ class ReflowLog(RichLog):
         self._kept: list[tuple[object, dict[str, Any]]] = []
         #: The width the lines now shown were wrapped at (0: none yet).
         self._wrapped_at = 0
+        #: What a search looks for, lower-cased ("" : no search); drawn reversed.
+        self.query = ""
 
     def write(self, content: object, *args: Any, **kwargs: Any) -> ReflowLog:
         names = ("width", "expand", "shrink", "scroll_end", "animate")
@@ -49,6 +57,23 @@ class ReflowLog(RichLog):
         self._wrapped_at = width
         self._rewrap()
 
+    def find(self, query: str) -> list[int]:
+        """The lines (as wrapped now) holding `query`, any case; they are drawn marked."""
+        self.query = query.lower()
+        self._line_cache.clear()
+        self.refresh()
+        if not self.query:
+            return []
+        return [i for i, strip in enumerate(self.lines) if self.query in strip.text.lower()]
+
+    def show_line(self, index: int) -> None:
+        """Scroll so line `index` is in view, a third of the way down."""
+        self.scroll_to(y=max(0, index - self.scrollable_content_region.height // 3), animate=False)
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        return _marked(strip, self.query) if self.query else strip
+
     def _rewrap(self) -> None:
         at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
         kept = self._kept
@@ -57,3 +82,18 @@ class ReflowLog(RichLog):
             super().write(content, **{**options, "scroll_end": False, "animate": False})
         if at_end:
             self.scroll_end(animate=False, immediate=True)
+
+
+def _marked(strip: Strip, query: str) -> Strip:
+    """`strip` with every occurrence of `query` (lower-cased) drawn as `MATCH`."""
+    text = strip.text
+    lowered = text.lower()
+    at = lowered.find(query)
+    if at < 0:
+        return strip
+    cuts: list[int] = []
+    while at >= 0:
+        cuts += [cell_len(text[:at]), cell_len(text[: at + len(query)])]
+        at = lowered.find(query, at + len(query))
+    parts = strip.divide([*cuts, strip.cell_length])
+    return Strip.join(part.apply_style(MATCH) if i % 2 else part for i, part in enumerate(parts))
