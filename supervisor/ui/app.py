@@ -248,10 +248,17 @@ class SupervisorApp(App[None]):
     # -- reading the database ---------------------------------------------
 
     def on_key(self, event: events.Key) -> None:
-        """Runs before the app's bindings: keys meant for the filter that were in flight
-        when it opened (`MainScreen.take_typeahead`)."""
-        if isinstance(self.screen, MainScreen):
-            self.screen.take_typeahead(event)
+        """Runs before the app's bindings. Keys typed right after `/` in one burst (a
+        paste, a fast typist) were handed to the list or the log before the box `/`
+        opened had the focus; they reach the app unhandled, where its bindings would run
+        them as commands (`/job-10` ran `j` and `o`). While a box has the focus, such a
+        key is typed into it instead (a key the box saw never gets here: an `Input`
+        stops every printable key)."""
+        box = self.focused
+        if isinstance(box, Input) and event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()  # the app's bindings
+            box.insert_text_at_cursor(event.character)
 
     @on(IndexHint)
     @while_mounted

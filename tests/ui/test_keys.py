@@ -83,3 +83,33 @@ async def test_the_palette_has_our_quit_not_textuals(app_factory) -> None:
         from supervisor.ui.keys import KEYS
 
         assert "Needs attention" in [k.label for k in KEYS]  # the header's name for the view
+
+
+async def test_help_scrolls_from_the_moment_it_opens_and_has_the_legend(app_factory) -> None:
+    """At 80x24 it showed 6 of 22 rows and j, k, PgDn did nothing until Tab."""
+    from textual.containers import VerticalScroll
+
+    from supervisor.ui.screens.help import HelpScreen
+    from tests.ui.conftest import settle
+
+    app = app_factory()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        body = app.screen.query_one("#help-body", VerticalScroll)
+        assert body.max_scroll_y > 0  # more than fits
+        await pilot.press("j", "j", "j")
+        await pilot.pause()
+        assert body.scroll_y >= 3
+        await pilot.press("pagedown")
+        await pilot.pause()
+        after_page = body.scroll_y
+        assert after_page > 3
+        await pilot.press("end")
+        await pilot.pause()
+        shown = app.screen.query_one("#legend")
+        legend = " ".join(shown.render_line(y).text for y in range(shown.size.height))
+        assert "◐ mid_tool" in legend and "markers decide" in legend
+        assert body.scroll_y == body.max_scroll_y

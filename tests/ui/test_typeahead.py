@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from tests.ui.pty_screen import PtyScreen
@@ -42,5 +43,23 @@ def test_the_cursor_row_stays_in_view_after_a_real_resize(workdir: Path) -> None
             lambda text: any(re.search(rf"\s{last}\s+\d+\s", line) for line in text.splitlines()),
             10,
         ), term.text()
+    finally:
+        term.close()
+
+
+def test_keys_typed_right_after_slash_go_to_the_transcript_search(workdir: Path) -> None:
+    term = PtyScreen(workdir, "demo.db", "--no-watch")
+    try:
+        assert term.wait_for(lambda text: "job-10" in text), term.text()
+        term.type("/job-10")  # the list's filter, then Enter takes the keys back to it
+        assert term.wait_for(lambda text: "job-01" not in text, 10), term.text()
+        term.type("\r")  # Enter: the list takes the keys again
+        time.sleep(0.5)
+        term.type("f")
+        assert term.wait_for(lambda text: "Transcript of job-10" in text, 10), term.text()
+        assert term.wait_for(lambda text: "Processed" in text, 10), term.text()
+        term.type("/item")
+        assert term.wait_for(lambda text: re.search(r"▔ 1/\d+ ▔", text), 10), term.text()
+        assert re.search(r"▊\s+item\s", term.text())  # every key in the box
     finally:
         term.close()

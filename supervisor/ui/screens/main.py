@@ -12,7 +12,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -61,18 +61,6 @@ class MainScreen(Screen[None]):
         config = self.app.runner.config
         text = Text("agent ", style="dim").append(safe(config.agent_ref))
         return text.append("  ·  jobs ", style="dim").append(safe(self.app.runner.jobs.shown))
-
-    def take_typeahead(self, event: events.Key) -> None:
-        """Keys typed right after `/` in one burst (a paste, a fast typist) were handed to
-        the list before the filter took the focus; they reach the app unhandled, where its
-        bindings would run them as commands (`/job-10` ran `j` and `o`). While the filter
-        has the focus, such a key is typed into it instead. (A key the filter saw never
-        gets here: it stops every printable key.)"""
-        box = self.query_one(FilterBox)
-        if self.focused is box and event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()  # the app's bindings
-            box.insert_text_at_cursor(event.character)
 
     def show_index_hint(self, hint: str | None) -> None:
         """A line under the header while the database lacks the index (`I` adds it)."""

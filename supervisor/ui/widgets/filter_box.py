@@ -30,7 +30,7 @@ class FilterBox(Input):
     def open(self) -> None:
         """Show the box and take the keys now (`focus()` would take them on the next turn
         of the loop, after keys already queued). Keys the list was handed before this are
-        passed on by `MainScreen.on_key`."""
+        passed on by `SupervisorApp.on_key`."""
         self.add_class("visible")
         self.screen.set_focus(self, scroll_visible=False)
 
