@@ -83,21 +83,33 @@ class ThreadActions:
         title: str = "Resume marked threads",
         aborted_left_out: int = 0,
     ) -> None:
-        """One preview for many threads, with the plan a single resume would show."""
+        """One preview for many threads, with the plan a single resume would show; it
+        names the threads that may be live elsewhere, and its yes resumes them too (one
+        dialog, not one more per such thread)."""
         plans = await asyncio.to_thread(self._plans, threads)
+        config = self.app.runner.config
+        now = config.clock()
+        live = {
+            t
+            for t in threads
+            if (s := self.app.summaries.get(t)) is not None
+            and live_reason(s, now, config.live_window) is not None
+        }
         preview = BulkResumePreview(
             f"{title} ({len(threads)})",
             plans,
             self.app.palette,
-            self.app.runner.config.continue_text,
+            config.continue_text,
             skipped,
             aborted_left_out,
+            live=sorted(live),
+            live_window=config.live_window,
         )
         if not await self.app.push_screen_wait(preview):
             return
         self.app.table.clear_marks()
         for t in threads:
-            self._start_resume(t, force=False)
+            self._start_resume(t, force=t in live)
 
     def _plans(self, threads: list[str]) -> list[ThreadPlan]:
         """Plans for a preview, the transcripts they need read in one pass

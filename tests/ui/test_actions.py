@@ -294,3 +294,21 @@ async def test_an_empty_database_says_how_to_start_and_p_starts_a_thread(
         assert await until(pilot, lambda: "first-one" in app.summaries, 30)
         await settle(pilot)
     assert open_store("demo.db").get("first-one").state is State.FINISHED
+
+
+async def test_capital_r_names_live_threads_in_its_one_dialog(app_factory) -> None:
+    """R on freshly crashed threads asked "may be live elsewhere" once more per thread."""
+    app = app_factory(live_window=10**9)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        assert await until(pilot, lambda: isinstance(pilot.app.screen, BulkResumePreview))
+        intro = str(pilot.app.screen.query_one(".dialog-body").render())
+        assert "may still be running in another process" in intro
+        assert "Resume all anyway (y)" in str(pilot.app.screen.query_one("#yes").label)
+        await pilot.press("y")
+        await pilot.pause()
+        assert not isinstance(pilot.app.screen, ConfirmScreen)  # no dialog per thread
+        await settle(pilot)
+    states = {s.thread_id: s.state for s in open_store("demo.db").threads()}
+    assert states["job-02"] is states["job-04"] is State.FINISHED

@@ -83,6 +83,8 @@ class BulkResumePreview(YesNoScreen):
         continue_text: str,
         skipped: int = 0,
         aborted_left_out: int = 0,
+        live: list[str] | None = None,
+        live_window: float = 0.0,
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -92,6 +94,9 @@ class BulkResumePreview(YesNoScreen):
         self.skipped = skipped
         #: Aborted threads `R` leaves alone: a person stopped them (as `watch` does).
         self.aborted_left_out = aborted_left_out
+        #: Threads that may be live elsewhere (`plan.live_reason`): resumed anyway on yes.
+        self.live = live or []
+        self.live_window = live_window
 
     def compose(self) -> ComposeResult:
         runs = sum(p.verdict is Verdict.RERUN for plan in self.plans for p in plan.calls)
@@ -103,13 +108,24 @@ class BulkResumePreview(YesNoScreen):
                 f" {self.aborted_left_out} aborted thread(s) are left out: someone stopped them"
                 " (r resumes one; space marks several)."
             )
+        body = Text(intro)
+        if self.live:
+            names = ", ".join(one_line(t, 24) for t in self.live[:5])
+            more = f" and {len(self.live) - 5} more" if len(self.live) > 5 else ""
+            body.append(
+                f"\n\n{len(self.live)} may still be running in another process (an open run "
+                f"written less than {self.live_window:g}s ago): {names}{more}. Resuming while "
+                "another process runs one would run its tools twice; yes resumes them too.",
+                style="bold",
+            )
         with Vertical(classes="dialog wide"):
             yield Static(Text(self.title_text), classes="dialog-title")
-            yield Static(Text(intro), classes="dialog-body")
+            yield Static(body, classes="dialog-body")
             with VerticalScroll(classes="plan bulk", id="bulk-plans"):
                 yield Static(self._body(), classes="plan-call")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Resume all (y)", variant="primary", id="yes")
+                label = "Resume all anyway (y)" if self.live else "Resume all (y)"
+                yield Button(label, variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:
