@@ -238,8 +238,14 @@ class ThreadActions:
     def resume_all(self) -> None:
         """Every crashed thread but those a person aborted (as `watch` leaves them)."""
         states = {t: self.app.state_of(t) for t in self.app.summaries}
-        crashed = [t for t, s in states.items() if s in RESUMABLE and s is not State.ABORTED]
-        aborted = sum(s is State.ABORTED for s in states.values())
+        summaries = self.app.summaries
+
+        def by_a_person(t: str) -> bool:  # not parked by a quitting app or a stopping watcher
+            attempt = summaries[t].attempt
+            return states[t] is State.ABORTED and not (attempt is not None and attempt.parked)
+
+        crashed = [t for t, s in states.items() if s in RESUMABLE and not by_a_person(t)]
+        aborted = sum(by_a_person(t) for t in states)
         if not crashed:
             more = f" ({aborted} aborted: r resumes one)" if aborted else ""
             self.app.notify(f"no crashed thread to resume{more}")

@@ -12,6 +12,7 @@ the paths, whether to watch files. Tests pass a fixed clock and no watching.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections import deque
@@ -28,6 +29,7 @@ from textual.widgets import Input, Static
 from supervisor import collector
 from supervisor.agents import AgentLoadError
 from supervisor.leases import holder_text, is_mine
+from supervisor.location import Location
 from supervisor.markers import Marker
 from supervisor.plan import (
     MarkerHook,
@@ -334,11 +336,15 @@ class SupervisorApp(App[None]):
         for thread_id, s in changed.items():
             old = self.table.summaries.get(thread_id)
             if s.holder and not is_mine(s.holder) and old and s.messages > old.messages:
+                # The listing knows the newest row's role and the last assistant's text and
+                # calls: said as such, not as the newest row's text.
+                new = s.messages - old.messages
+                assistant = s.last_role == "assistant"
                 data = {
-                    "role": s.last_role,
-                    "text": s.last_text,
+                    "role": f"{new} new message{'s' if new > 1 else ''}, the last {s.last_role}",
+                    "text": s.last_text if assistant else "",
                     "calls": [{"name": c.name, "arguments": c.arguments} for c in s.tool_calls]
-                    if s.last_role == "assistant"
+                    if assistant
                     else [],
                     "holder": holder_text(s.holder),
                 }
@@ -569,9 +575,9 @@ class SupervisorApp(App[None]):
         where = self.runner.config.database
         body = Text(
             f"{len(running)} agent(s) run in this window ({names}). Quitting stops them: each "
-            "is aborted gracefully and stays resumable.\n\nTo keep agents going without a "
-            "window, run the watcher, which resumes crashed threads, in a terminal that stays "
-            "(tmux, a service):\n"
+            "is aborted gracefully and parked, so a watcher takes it up again.\n\nTo keep "
+            "agents going without a window, run the watcher in a terminal that stays (tmux, "
+            "a service):\n"
         )
         body.append(f"  agent-supervisor watch {where}", style="bold")
 
@@ -583,8 +589,16 @@ class SupervisorApp(App[None]):
 
     @work(group="shutdown", exit_on_error=False)
     async def _abort_and_quit(self) -> None:
+        """Abort the runs gracefully, and park them as a watcher parks its own when it
+        stops: the next watcher takes them up again (an aborted thread it otherwise
+        leaves alone, as a person's abort)."""
+        running = list(self.running_since)
         self.notify("aborting running agents…")
         await self.runner.close()
+        ledger = Location.parse(self.runner.config.database).attempts()
+        for thread_id in running:
+            with contextlib.suppress(Exception):  # quitting must not fail on a record
+                await asyncio.to_thread(ledger.parked, thread_id)
         self.exit()
 
     async def on_unmount(self) -> None:

@@ -18,7 +18,7 @@ from rich.text import Text
 from supervisor.leases import holder_text, is_mine
 from supervisor.plan import may_be_live
 from supervisor.states import ORDERS, RESUMABLE, State, ThreadSummary
-from supervisor.text import one_line, relative_time
+from supervisor.text import clean, one_line, relative_time
 from supervisor.ui.render import Palette, counts_line, safe
 
 
@@ -31,7 +31,8 @@ def header_line(
     auto_resume: bool,
     watchers: list[str],
 ) -> Text:
-    """The header: what narrows or drives the list first (a narrow terminal cuts the end)."""
+    """The header: the counts first, then what narrows or drives the list, the database's
+    name last (a narrow terminal cuts the end: never a count)."""
     what = []
     if table.attention_only:
         what.append("needs attention")
@@ -41,7 +42,9 @@ def header_line(
         what.append(f"by {table.order}")
     if table.reversed:
         what.append("reversed")
-    lead = Text()
+    counts = {s: table.counts.get(s, 0) for s in State}
+    lead = counts_line(counts, len(table), len(table.summaries))
+    lead.append("  ")
     if reading:
         lead.append(
             "reading the whole database: the newest threads so far, counts partial  ",
@@ -54,11 +57,10 @@ def header_line(
             f"watched by {', '.join(watchers[:2])}  ", style=f"bold {palette.get('primary', '')}"
         )
     if what:
-        lead.append("[" + ", ".join(what) + "] ", style="bold italic")
+        lead.append("[" + ", ".join(what) + "]  ", style="bold italic")
     if table.summaries and not len(table):
         lead.append("no thread matches  ", style=f"bold {palette.get('warning', '')}")
-    counts = {s: table.counts.get(s, 0) for s in State}
-    return lead.append(counts_line(database, counts, len(table), len(table.summaries)))
+    return lead.append("│  ").append(clean(database), style="bold")
 
 
 def thread_notice(

@@ -128,16 +128,16 @@ def live_warning(reason: str) -> Text:
     )
 
 
-def counts_line(name: str, counts: dict[State, int], shown: int, total: int) -> Text:
-    """`12 threads  ? 2  ✎ 1  ◐ 2 …  ·  demo.db`: the counts first, by symbol (help has
-    the legend), so a narrow terminal cuts the database's name, not a count."""
-    text = Text().append(f"{total} threads", style="bold")
+def counts_line(counts: dict[State, int], shown: int, total: int) -> Text:
+    """`12 threads  ? 2  ✎ 1  ◐ 2 …`: by symbol (help has the legend), short enough that
+    the header can put it first."""
+    text = Text().append(f"{total} thread{'' if total == 1 else 's'}", style="bold")
     if shown != total:
         text.append(f" ({shown} shown)")
     for state, n in counts.items():
         if n:
             text.append(f"  {BADGES[state].split()[0]} {n}")
-    return text.append("  ·  ").append(clean(name), style="bold")
+    return text
 
 
 # -- transcript ---------------------------------------------------------------

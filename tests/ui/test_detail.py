@@ -222,4 +222,7 @@ async def test_a_thread_another_process_runs_shows_its_messages_as_they_land(app
         grown.last_role, grown.last_text = "assistant", "Processed the rest of the items."
         app.post_message(ThreadsRefreshed({"job-05": grown}, full=False))
         await settle(pilot)
-        assert "↻ assistant (written by pid 4242 on build-3): Processed the rest" in shown()
+        assert (
+            "↻ 1 new message, the last assistant (written by pid 4242 on build-3): "
+            "Processed the rest" in shown()
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from supervisor.location import open_store
 from supervisor.states import State
 from supervisor.ui.screens.confirm import ConfirmScreen
 from tests.conftest import transcript_problems
@@ -35,6 +36,10 @@ async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monk
         assert await until(pilot, lambda: not app.is_running)  # it quit by itself
     assert state("job-05") is State.ABORTED
     assert transcript_problems(Path("demo.db"), "job-05") == []
+    # Parked, as a stopping watcher parks its own: the next watcher takes it up again
+    # (a person's abort it leaves alone).
+    attempt = open_store("demo.db").get("job-05").attempt
+    assert attempt is not None and attempt.parked
 
 
 async def test_ctrl_q_and_the_palette_quit_ask_like_q(app_factory, monkeypatch) -> None:

@@ -74,11 +74,13 @@ class NewThreadScreen(ModalScreen[tuple[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Static(Text("Start a new thread"), classes="dialog-title")
+            yield Static("Thread id (one is offered; Shift+Tab to change it):")
             yield Input(value=self.offered_id, placeholder="thread id", id="new-thread-id")
+            yield Static("First prompt:")
             yield PromptTextArea(id="prompt-text", soft_wrap=True, show_line_numbers=False)
             yield Static("", id="new-thread-error")
             yield Static(
-                "Tab moves to the prompt · Enter sends · Ctrl+J new line · Escape cancels",
+                "Enter sends · Ctrl+J new line · Shift+Tab the id · Escape cancels",
                 classes="dialog-hint",
             )
 
@@ -87,12 +89,19 @@ class NewThreadScreen(ModalScreen[tuple[str, str] | None]):
         area.cursor_blink = self.app.cursor_blink
         area.focus()
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the id: on to the prompt."""
+        event.stop()
+        self.query_one(PromptTextArea).focus()
+
     def action_send(self) -> None:
         thread_id = self.query_one("#new-thread-id", Input).value.strip()
         text = self.query_one(PromptTextArea).text
         error = self.query_one("#new-thread-error", Static)
         if not thread_id:
             error.update(Text("a thread needs an id", style="bold red"))
+        elif any(c.isspace() or not c.isprintable() for c in thread_id):
+            error.update(Text("an id has no spaces or control characters", style="bold red"))
         elif self.taken(thread_id):
             error.update(Text(f"{one_line(thread_id, 40)} exists: p prompts it", style="bold red"))
         elif text.strip():

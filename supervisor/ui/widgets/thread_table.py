@@ -483,7 +483,7 @@ class ThreadTable(ScrollView, can_focus=True):
         if y == 0:
             widths = self._widths()
             # The sorted column says so, and which way: ▼ as the order reads, ▲ reversed.
-            arrow = " ▲" if self.reversed else " ▼"
+            arrow = "▲" if self.reversed else "▼"
             labels = [label + (arrow if o == self.order else "") for label, o, _ in COLUMNS]
             cells = [Text(label) for label in labels]
             cells[-1] = self._header_end(labels[-1], widths[-1] - 1)
@@ -514,7 +514,7 @@ class ThreadTable(ScrollView, can_focus=True):
             return Text(label)
         row, rows = self.cursor + 1, len(self._sorted)
         wheres = (f"{row:,}/{rows:,}", f"{row}/{rows}")  # the second where space is short
-        for text in dict.fromkeys((label, label.removesuffix(" ▼").removesuffix(" ▲"))):
+        for text in dict.fromkeys((label, label.removesuffix("▼").removesuffix("▲"))):
             for where in wheres:  # the sort arrow gives way before the label does
                 if len(text) + 2 + len(where) <= width:
                     return Text(text + where.rjust(width - len(text)))
