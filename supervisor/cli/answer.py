@@ -12,6 +12,13 @@ from supervisor.hitl import AnswerError, answer_for
 from supervisor.states import State
 from supervisor.text import clean, one_line
 
+#: How to answer each kind of request, said under the request itself.
+ANSWER_HOW = {
+    "approve": "Answer with --approve, or --deny [REASON].",
+    "confirm": "Answer with --approve (yes) or --deny (no).",
+    "ask": "Answer with --option N (N,M for several) or --text TEXT, once per question, in order.",
+}
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -83,6 +90,7 @@ def cmd_answer(args: argparse.Namespace) -> int:
             print_json(request.to_json())
         else:
             print("\n".join(clean(line) for line in request.lines()))
+            print(f"\n{ANSWER_HOW.get(request.kind, '')}".rstrip())
         return EXIT_OK
     try:
         answer = answer_for(

@@ -245,6 +245,10 @@ class ThreadActions:
             return states[t] is State.ABORTED and not (attempt is not None and attempt.parked)
 
         crashed = [t for t, s in states.items() if s in RESUMABLE and not by_a_person(t)]
+        # In the list's order (those a filter hides after, by id), so the preview reads as
+        # the list does and the same each time.
+        shown = {t: i for i, t in enumerate(self.app.table.shown)}
+        crashed.sort(key=lambda t: (shown.get(t, len(shown)), t))
         aborted = sum(by_a_person(t) for t in states)
         if not crashed:
             more = f" ({aborted} aborted: r resumes one)" if aborted else ""

@@ -354,6 +354,13 @@ class SupervisorApp(App[None]):
                 self.gone_holders.pop(thread_id, None)
             elif old is not None and old.holder and not is_mine(old.holder):
                 self.gone_holders[thread_id] = old.holder
+                data = {
+                    "role": f"its run there ended: {s.state}",
+                    "text": s.last_text if s.last_role == "assistant" else "",
+                    "holder": holder_text(old.holder),
+                }
+                at = s.last_activity or self.clock()
+                self.detail.record(RunnerEvent(thread_id, "elsewhere", data, at))
 
     # -- the list ---------------------------------------------------------
     # The table owns the list's state; these read it for the actions.

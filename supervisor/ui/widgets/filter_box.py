@@ -24,7 +24,7 @@ class FilterBox(Input):
         submitted: bool = False
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(placeholder="filter by thread id or state…", **kwargs)  # type: ignore[arg-type]
+        super().__init__(placeholder="filter by thread id, state or where it stopped…", **kwargs)  # type: ignore[arg-type]
         self._timer: Timer | None = None
 
     def open(self) -> None:

@@ -19,8 +19,10 @@ from textual.events import Resize
 from textual.strip import Strip
 from textual.widgets import RichLog
 
-#: How a search's matches are drawn (readable without colour: reversed).
+#: How a search's matches are drawn (readable without colour: reversed), and the one
+#: the search is on (underlined too).
 MATCH = Style(reverse=True, bold=True)
+CURRENT = Style(reverse=True, bold=True, underline=True)
 
 
 class ReflowLog(RichLog):
@@ -32,6 +34,8 @@ class ReflowLog(RichLog):
         self._wrapped_at = 0
         #: What a search looks for, lower-cased ("" : no search); drawn reversed.
         self.query = ""
+        #: The line of the match the search is on (-1: none), drawn `CURRENT`.
+        self.current = -1
 
     def write(self, content: object, *args: Any, **kwargs: Any) -> ReflowLog:
         names = ("width", "expand", "shrink", "scroll_end", "animate")
@@ -60,6 +64,7 @@ class ReflowLog(RichLog):
     def find(self, query: str) -> list[int]:
         """The lines (as wrapped now) holding `query`, any case; they are drawn marked."""
         self.query = query.lower()
+        self.current = -1
         self._line_cache.clear()
         self.refresh()
         if not self.query:
@@ -67,12 +72,17 @@ class ReflowLog(RichLog):
         return [i for i, strip in enumerate(self.lines) if self.query in strip.text.lower()]
 
     def show_line(self, index: int) -> None:
-        """Scroll so line `index` is in view, a third of the way down."""
+        """The match on line `index` is the current one: in view, a third of the way down."""
+        self.current = index
         self.scroll_to(y=max(0, index - self.scrollable_content_region.height // 3), animate=False)
+        self.refresh()
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
-        return _marked(strip, self.query) if self.query else strip
+        if not self.query:
+            return strip
+        line = round(self.scroll_y) + y
+        return _marked(strip, self.query, CURRENT if line == self.current else MATCH)
 
     def _rewrap(self) -> None:
         at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
@@ -84,8 +94,8 @@ class ReflowLog(RichLog):
             self.scroll_end(animate=False, immediate=True)
 
 
-def _marked(strip: Strip, query: str) -> Strip:
-    """`strip` with every occurrence of `query` (lower-cased) drawn as `MATCH`."""
+def _marked(strip: Strip, query: str, style: Style) -> Strip:
+    """`strip` with every occurrence of `query` (lower-cased) drawn in `style`."""
     text = strip.text
     lowered = text.lower()
     at = lowered.find(query)
@@ -96,4 +106,4 @@ def _marked(strip: Strip, query: str) -> Strip:
         cuts += [cell_len(text[:at]), cell_len(text[: at + len(query)])]
         at = lowered.find(query, at + len(query))
     parts = strip.divide([*cuts, strip.cell_length])
-    return Strip.join(part.apply_style(MATCH) if i % 2 else part for i, part in enumerate(parts))
+    return Strip.join(part.apply_style(style) if i % 2 else part for i, part in enumerate(parts))
