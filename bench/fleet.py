@@ -182,7 +182,7 @@ def app_figures(db: Path, threads: int, list_seconds: float, holds: int) -> None
         first = term.wait_for(lambda: any("thread-" in term.row(y) for y in (3, 4, 5)), 300)
         whole = term.wait_for(
             lambda: (
-                summary_line(term).lstrip().startswith(f"{threads} threads ")
+                summary_line(term).lstrip().startswith(f"{threads:,} threads ")
                 and "reading" not in summary_line(term)
             ),
             600,

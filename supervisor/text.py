@@ -50,6 +50,11 @@ def one_line(text: str, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
 
 
+def counted(n: int, word: str) -> str:
+    """`1 message`, `3 messages`: a count and its noun (plural by `s`)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def compact_json(value: Any) -> str:
     """JSON for people; values that JSON cannot carry still give a line, never an error."""
     try:

@@ -44,7 +44,7 @@ from supervisor.states import (
     ThreadSummary,
 )
 from supervisor.store import Store, StoreError, Transcript
-from supervisor.text import one_line
+from supervisor.text import counted, one_line
 from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResumer
 from supervisor.ui.keys import KEYS
@@ -470,7 +470,7 @@ class SupervisorApp(App[None]):
         s = self.summaries[self.selected]
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
-        text.append(f"  {self.state_of(s.thread_id)}  ·  {s.messages} messages")
+        text.append(f"  {self.state_of(s.thread_id)}  ·  {counted(s.messages, 'message')}")
         self.detail.show_title(text, self._notice(s))
 
     @property

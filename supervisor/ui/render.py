@@ -20,7 +20,7 @@ from supervisor.report import FULL, call_text, describe_event, message_text, siz
 from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
-from supervisor.text import clean, compact_json, one_line, relative_time
+from supervisor.text import clean, compact_json, counted, one_line, relative_time
 
 #: Symbol + word, so a state reads without colour.
 BADGES: dict[State, str] = {
@@ -131,7 +131,7 @@ def live_warning(reason: str) -> Text:
 def counts_line(counts: dict[State, int], shown: int, total: int) -> Text:
     """`12 threads  ? 2  ✎ 1  ◐ 2 …`: by symbol (help has the legend), short enough that
     the header can put it first."""
-    text = Text().append(f"{total} thread{'' if total == 1 else 's'}", style="bold")
+    text = Text().append(counted(total, "thread"), style="bold")
     if shown != total:
         text.append(f" ({shown} shown)")
     for state, n in counts.items():
