@@ -47,6 +47,11 @@ class JsonLines:
     def __call__(self, event: RunnerEvent) -> None:
         self.write({"thread": event.thread_id, "type": event.type, "at": event.at, **event.data})
 
+    def refused(self, thread_id: str, state: State, reason: str) -> None:
+        """The outcome of a thread refused before any run started."""
+        item = {"thread": thread_id, "type": "outcome", "outcome": "refused"}
+        self.write({**item, "state": state.value, "reason": reason})
+
     def outcome(self, run: Run, state: State | None, extra: dict[str, object]) -> None:
         self.write(
             {

@@ -265,3 +265,14 @@ async def test_the_runner_asks_before_going_on_with_a_recent_answer(db: Path, jo
         with pytest.raises(PossiblyLive, match="may still be running in another process"):
             await runner.resume("refund")
     assert refunds(jobs) == []
+
+
+def test_resume_json_gives_a_refused_thread_its_outcome_line(db: Path, jobs: Path) -> None:
+    from tests.conftest import crash
+
+    crash(db, "fresh", jobs, kill_at_event=5)  # its open run was written a moment ago
+    out = cli("resume", str(db), "fresh", "--jobs-dir", str(jobs), "--json")
+    assert out.returncode == 1 and "--force" in out.stderr
+    (line,) = [json.loads(x) for x in out.stdout.splitlines()]
+    assert line["thread"] == "fresh" and line["type"] == "outcome"
+    assert line["outcome"] == "refused" and "--force" in line["reason"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import sys
 import time
@@ -100,8 +99,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
         if reason is not None:  # refused before anything opens the database for writing
             print(f"refused: {one_line(thread_id, 60)} {one_line(reason, 200)}", file=sys.stderr)
             if args.json:  # every named thread gets its outcome line
-                item = {"thread": thread_id, "type": "outcome", "outcome": "refused"}
-                print(json.dumps({**item, "state": summary.state.value, "reason": reason}))
+                from supervisor.headless import JsonLines
+
+                JsonLines(sys.stdout).refused(thread_id, summary.state, reason)
             refused = True
             continue
         todo.append(thread_id)

@@ -336,31 +336,28 @@ class SupervisorApp(App[None]):
         for thread_id, s in changed.items():
             old = self.table.summaries.get(thread_id)
             if s.holder and not is_mine(s.holder) and old and s.messages > old.messages:
-                # The listing knows the newest row's role and the last assistant's text and
-                # calls: said as such, not as the newest row's text.
-                new = s.messages - old.messages
-                assistant = s.last_role == "assistant"
-                data = {
-                    "role": f"{new} new message{'s' if new > 1 else ''}, the last {s.last_role}",
-                    "text": s.last_text if assistant else "",
-                    "calls": [{"name": c.name, "arguments": c.arguments} for c in s.tool_calls]
-                    if assistant
-                    else [],
-                    "holder": holder_text(s.holder),
-                }
-                at = s.last_activity or self.clock()
-                self.detail.record(RunnerEvent(thread_id, "elsewhere", data, at))
+                landed = counted(s.messages - old.messages, "new message")
+                self._record_elsewhere(s, s.holder, f"{landed}, the last {s.last_role}")
             if s.holder:
                 self.gone_holders.pop(thread_id, None)
             elif old is not None and old.holder and not is_mine(old.holder):
                 self.gone_holders[thread_id] = old.holder
-                data = {
-                    "role": f"its run there ended: {s.state}",
-                    "text": s.last_text if s.last_role == "assistant" else "",
-                    "holder": holder_text(old.holder),
-                }
-                at = s.last_activity or self.clock()
-                self.detail.record(RunnerEvent(thread_id, "elsewhere", data, at))
+                self._record_elsewhere(s, old.holder, f"its run there ended: {s.state}")
+
+    def _record_elsewhere(self, s: ThreadSummary, holder: dict[str, Any], what: str) -> None:
+        """An event line for what another process did to a thread. The listing knows the
+        newest row's role and the last assistant message's text and calls: the text and
+        calls are shown only when that message is the newest row."""
+        assistant = s.last_role == "assistant"
+        calls = [{"name": c.name, "arguments": c.arguments} for c in s.tool_calls]
+        data = {
+            "role": what,
+            "text": s.last_text if assistant else "",
+            "calls": calls if assistant else [],
+            "holder": holder_text(holder),
+        }
+        at = s.last_activity or self.clock()
+        self.detail.record(RunnerEvent(s.thread_id, "elsewhere", data, at))
 
     # -- the list ---------------------------------------------------------
     # The table owns the list's state; these read it for the actions.
