@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from supervisor.leases import holder_text
 from supervisor.states import State, ThreadSummary
 from supervisor.store import Transcript, TranscriptEntry
-from supervisor.text import clean, compact_json, one_line, relative_time
+from supervisor.text import clean, compact_json, counted, one_line, relative_time
 
 if TYPE_CHECKING:
+    from supervisor.fork import ForkPlan
     from supervisor.plan import ThreadPlan
 
 #: Enough for any real tool call: plans show arguments in full.
@@ -38,6 +39,9 @@ def thread_json(s: ThreadSummary) -> dict[str, Any]:
         "answer_stored": s.answer_stored,
         "holder": s.holder,
         "parent_thread_id": s.parent,
+        "forked_from": None
+        if s.forked_from is None
+        else {"thread_id": s.forked_from, "after_run": s.forked_after},
         "attempts": s.attempt.to_json() if s.attempt is not None else None,
     }
 
@@ -78,7 +82,17 @@ def thread_hint(
         return one_line(f"driven by {s.parent}: resumed through it", limit)
     if state is State.STOPPED:
         return "the agent ended its run after the tool results"
+    if s.forked_from is not None:
+        return one_line(f"⑂ {s.forked_from}: {s.last_text}", limit)
     return one_line(s.last_text, limit)
+
+
+def lineage(s: ThreadSummary) -> str | None:
+    """ "forked from THREAD after run RUN", for a fork; None otherwise."""
+    if s.forked_from is None:
+        return None
+    after = f" after run {s.forked_after}" if s.forked_after else ""
+    return f"forked from {s.forked_from}{after}"
 
 
 def plan_lines(plan: ThreadPlan) -> list[str]:
@@ -287,3 +301,37 @@ def event_line(event: Any) -> str | None:
     if view.took is not None:
         line += f" ({view.took:.1f}s)"
     return line.rstrip()
+
+
+def fork_plan_lines(plan: ForkPlan) -> list[str]:
+    """A fork plan for people (`fork` prints it; the app's fork dialog shows it)."""
+    kept = ", ".join(one_line(r, 30) for r in plan.runs_kept[-3:])
+    more = "…, " if len(plan.runs_kept) > 3 else ""
+    lines = [
+        f"fork {one_line(plan.source, 60)} after run {one_line(plan.after_run, 40)} "
+        f"as {one_line(plan.new_thread, 60)}",
+        f"  copies {counted(len(plan.runs_kept), 'run')} ({more}{kept}) and "
+        f"{counted(plan.messages, 'message')}; leaves out "
+        f"{counted(len(plan.runs_after), 'later run')}",
+    ]
+    if not plan.calls:
+        lines.append("  no tool calls after that run: nothing to repeat")
+        return lines
+    lines.append(
+        f"  tool calls after that run ({len(plan.calls)}), and what a fork calling each "
+        "again with the same arguments does:"
+    )
+    for c in plan.calls:
+        arguments = one_line(compact_json(c.call.arguments), 60)
+        mark = "!" if c.repeats else " "
+        run = one_line(c.run_id or "-", 20)
+        lines.append(f"  {mark} {one_line(c.call.name, 30)} {arguments}  (run {run})")
+        lines.append(f"      happened: {c.happened} · {c.words()}")
+    repeats = plan.repeats
+    if repeats:
+        names = ", ".join(dict.fromkeys(one_line(c.call.name, 30) for c in repeats))
+        lines.append(
+            f"  ! {counted(len(repeats), 'side effect')} a fork would repeat if it calls "
+            f"{'it' if len(repeats) == 1 else 'them'} again: {names}"
+        )
+    return lines

@@ -93,3 +93,25 @@ async def answer_times(
         )
         (newest,) = await cursor.fetchone()
     return {str(q): float(at) for q, at in rows}, newest
+
+
+async def thread_runs(checkpointer: Any, thread_id: str) -> list[tuple[str, int | None]]:
+    """The thread's runs in the order they were claimed: (run id, completion number, None
+    for a run never completed). A fork may start after a completed run only: cubeloop's
+    `fork` copies the runs numbered up to that run's number and their messages."""
+    pool = getattr(checkpointer, "_pool", None)
+    if pool is not None:  # Postgres
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT run_id, completion_seq FROM cubepi_runs WHERE thread_id = $1 "
+                "ORDER BY claimed_at, run_id",
+                thread_id,
+            )
+        return [(str(r[0]), r[1]) for r in rows]
+    async with checkpointer._lock:
+        cursor = await checkpointer._db.execute(
+            "SELECT run_id, completion_seq FROM runs WHERE thread_id = ? ORDER BY rowid",
+            (thread_id,),
+        )
+        rows = await cursor.fetchall()
+    return [(str(r[0]), r[1]) for r in rows]

@@ -148,6 +148,10 @@ class ThreadSummary:
     attempt: Any = None
     #: The thread whose tool drives this one, when it is linked (`supervisor.children`).
     parent: str | None = None
+    #: The thread this one was forked from (cubeloop's `parent_thread_id`), and the run
+    #: the fork ends with when the fork recorded it (`supervisor.fork`).
+    forked_from: str | None = None
+    forked_after: str | None = None
 
     def fold_row(
         self, row_id: int, role: str, activity: float | None, detail: str | None = None

@@ -81,12 +81,14 @@ class SideTables:
         return touched
 
     def read_new_extra(self) -> set[str]:
-        """Threads known only from `thread_extra` are listed as empty."""
+        """Threads known only from `thread_extra` are listed as empty; a fork's row names
+        its source (read once: cubeloop writes it when it makes the fork)."""
         if "thread_extra" not in self.scope.columns or self.scope.newest is not None:
             return set()
         touched: set[str] = set()
-        for rowid, thread_id in self.db.conn.execute(
-            "SELECT rowid, thread_id FROM thread_extra WHERE rowid > ? ORDER BY rowid",
+        for rowid, thread_id, source, after in self.db.conn.execute(
+            f"SELECT rowid, thread_id, {self._fork_columns} FROM thread_extra "
+            "WHERE rowid > ? ORDER BY rowid",
             (self.extra_cursor,),
         ):
             self.extra_cursor = rowid
@@ -96,7 +98,36 @@ class SideTables:
             if thread_id not in self.reader.threads:
                 self.reader.summary(thread_id)
                 touched.add(thread_id)
+            if source is not None and fold_fork(self.reader.threads[thread_id], source, after):
+                touched.add(thread_id)
         return touched
+
+    @property
+    def _fork_columns(self) -> str:
+        """`thread_extra`'s fork source and the run the fork ends with (NULLs where the
+        file's schema predates forks)."""
+        columns = self.scope.columns.get("thread_extra", set())
+        if "parent_thread_id" not in columns:
+            return "NULL, NULL"
+        after = (
+            "CASE WHEN parent_thread_id IS NOT NULL AND json_valid(extra_json) "
+            "THEN json_extract(extra_json, '$.fork.after_run_id') END"
+            if "extra_json" in columns
+            else "NULL"
+        )
+        return f"parent_thread_id, {after}"
+
+    def forks(self) -> dict[str, tuple[Any, Any]]:
+        """Every fork's (source, run it ends with), by thread: a streamed listing's."""
+        if "parent_thread_id" not in self.scope.columns.get("thread_extra", set()):
+            return {}
+        return {
+            str(thread_id): (source, after)
+            for thread_id, source, after in self.db.conn.execute(
+                f"SELECT thread_id, {self._fork_columns} FROM thread_extra "
+                "WHERE parent_thread_id IS NOT NULL"
+            )
+        }
 
     def read_parents(self, threads: dict[str, ThreadSummary], among: Iterable[str]) -> set[str]:
         """The parent links (`supervisor.children`) of the threads `among` whose state a link
@@ -344,16 +375,36 @@ class SideTables:
         pending: dict[str, tuple[PendingRequest, bool]],
         live: dict[str, Any],
         attempts: dict[str, Any],
+        forks: dict[str, tuple[Any, Any]],
     ) -> dict[str, ThreadSummary]:
         """A chunk with what the small tables say of it, and the links of its children."""
         fold_requests(threads, set(), {t: v for t, v in pending.items() if t in threads})
         fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
         fold_attempts(threads, set(), {t: a for t, a in attempts.items() if t in threads})
+        for thread_id, (source, after) in forks.items():
+            if thread_id in threads:
+                fold_fork(threads[thread_id], source, after)
         self.read_parents(threads, threads)
         return threads
 
     def small_tables(
         self,
-    ) -> tuple[dict[str, tuple[PendingRequest, bool]], dict[str, Any], dict[str, Any]]:
-        """What `stream` folds into every chunk: requests, leases, watcher records."""
-        return self.pending_found(), self.leases.live(), self.attempts.all()
+    ) -> tuple[
+        dict[str, tuple[PendingRequest, bool]],
+        dict[str, Any],
+        dict[str, Any],
+        dict[str, tuple[Any, Any]],
+    ]:
+        """What `stream` folds into every chunk: requests, leases, watcher records, forks."""
+        return self.pending_found(), self.leases.live(), self.attempts.all(), self.forks()
+
+
+def fold_fork(s: ThreadSummary, source: Any, after: Any) -> bool:
+    """A fork's lineage on its summary; whether it changed. Text from the file is kept
+    only when it is text (an id of another type is shown by its value)."""
+    source = str(source)
+    after = after if isinstance(after, str) else None
+    if (s.forked_from, s.forked_after) == (source, after):
+        return False
+    s.forked_from, s.forked_after = source, after
+    return True

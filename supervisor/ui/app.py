@@ -38,6 +38,7 @@ from supervisor.plan import (
     ThreadPlan,
     plan_thread,
 )
+from supervisor.report import lineage
 from supervisor.runner import Runner, RunnerConfig, RunnerEvent
 from supervisor.states import (
     State,
@@ -468,6 +469,8 @@ class SupervisorApp(App[None]):
         text = Text()
         text.append(one_line(s.thread_id, 40), style="bold")
         text.append(f"  {self.state_of(s.thread_id)}  ·  {counted(s.messages, 'message')}")
+        if (forked := lineage(s)) is not None:
+            text.append(f"  ·  ⑂ {one_line(forked, 60)}", style="dim")
         self.detail.show_title(text, self._notice(s))
 
     @property

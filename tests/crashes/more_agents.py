@@ -412,3 +412,43 @@ __all__ = [
     "steps",
     "thinker",
 ]
+
+
+# -- rewind: a fork after a run, and what its later calls did ----------------------------------
+
+
+def shop_script(messages: list[Any], _system: str) -> Any:
+    """'order X': charge X (guarded by a job marker), then mail X (no marker), then a reply.
+
+    Each turn's call is numbered `call_0`, as several providers do: ids repeat."""
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    order = text_of(messages[last_user]).split()[1]
+    answered = sum(1 for m in messages[last_user:] if m.role == "tool_result")
+    if answered == 0:
+        return reply(f"Charging {order}.", call("charge", "call_0", order=order, amount_eur=5))
+    if answered == 1:
+        return reply(call("mail", "call_0", target=order))
+    return reply(f"Ordered {order}.")
+
+
+def _mail_tool() -> AgentTool:
+    """A side effect with no job marker: every call really happens."""
+
+    async def execute(
+        tool_call_id: str, args: Target, *, signal: Any = None, on_update: Any = None
+    ) -> AgentToolResult:
+        arguments = args.model_dump()
+        kill_here("tool:mail:before", arguments)
+        record("mail", arguments)
+        return AgentToolResult(content=[TextContent(text=f"mailed {arguments['target']}")])
+
+    return AgentTool(
+        name="mail", description="mail (no marker)", parameters=Target, execute=execute
+    )
+
+
+def shop(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """`charge` (guarded) and `mail` (unguarded), one order per prompt: a thread to fork."""
+    return _agent(
+        scripted(shop_script), checkpointer, thread_id, [guarded("charge", Money), _mail_tool()]
+    )
