@@ -1,4 +1,4 @@
-"""What the keys do to threads: resume (with its previews), abort, prompt, answer.
+"""What the keys do to threads: resume (with its previews), abort, prompt, answer, fork.
 
 The app routes its keys here (`action_resume` calls `resume_chosen`...); the
 flows read the app's list, runner and store, and push its dialogs. The app
@@ -19,11 +19,13 @@ from textual.screen import Screen
 
 from supervisor.agents import AgentLoadError
 from supervisor.leases import holder_text, is_mine
+from supervisor.location import Location
+from supervisor.markers import Marker
 from supervisor.plan import ACTIONS, MarkerIndex, ThreadPlan, live_reason, plan_thread, refusal
 from supervisor.runner import PROMPTABLE, PossiblyLive, Refused
 from supervisor.states import RESUMABLE, State
-from supervisor.store import StoreError
-from supervisor.text import one_line
+from supervisor.store import StoreError, Transcript
+from supervisor.text import counted, one_line
 from supervisor.ui.render import live_warning, safe
 from supervisor.ui.screens.answer import AnswerScreen
 from supervisor.ui.screens.confirm import ConfirmScreen
@@ -314,6 +316,65 @@ class ThreadActions:
         severity = "warning" if outcome == "still running" else "information"
         self.app.notify(
             f"{one_line(thread_id, 40)}: {outcome} ({who})", severity=severity, markup=False
+        )
+        self.app.request_refresh()
+
+    def fork_selected(self) -> None:
+        """`F`: fork the selected thread after a run it completed, its ledger shown first."""
+        if self.app.selected is not None:
+            work = self._fork(self.app.selected)
+            self.app.run_worker(work, group="actions", exit_on_error=False)
+
+    async def _fork(self, thread_id: str) -> None:
+        from supervisor.fork import (
+            ForkRefused,
+            completed_runs,
+            fork_name,
+            fork_thread,
+            read_runs,
+        )
+        from supervisor.ui.screens.fork import ForkScreen
+
+        where = Location.parse(self.app.runner.config.database)
+
+        def read() -> tuple[list[tuple[str, int | None]], Transcript, list[Marker]]:
+            return (
+                read_runs(where, thread_id),
+                self.app.reader.read_transcript(thread_id),
+                self.app.runner.jobs.read_markers(),
+            )
+
+        name = one_line(thread_id, 40)
+        try:
+            runs, transcript, markers = await asyncio.to_thread(read)
+        except Exception as exc:  # noqa: BLE001 - a read that failed is said, not raised
+            self.app.notify(f"cannot fork {name}: {one_line(str(exc), 200)}", severity="error")
+            return
+        if not completed_runs(runs):
+            self.app.notify(
+                f"{name} has no completed run to fork after", severity="warning", markup=False
+            )
+            return
+        summaries = self.app.summaries
+        index = MarkerIndex(self.app.jobs_dir, markers, self.app.marker_hook())
+        offered = fork_name(thread_id, set(summaries))
+        screen = ForkScreen(thread_id, offered, runs, transcript, index, summaries.__contains__)
+        plan = await self.app.push_screen_wait(screen)
+        if plan is None:
+            return
+        try:
+            await asyncio.to_thread(fork_thread, where, plan)
+        except ForkRefused as exc:
+            self.app.notify(f"fork refused: {one_line(str(exc), 200)}", severity="warning")
+            return
+        repeats = len(plan.repeats)
+        warn = (
+            f"; {counted(repeats, 'side effect')} would repeat if called again" if repeats else ""
+        )
+        self.app.notify(
+            f"forked {one_line(plan.new_thread, 40)} from {name}{warn if repeats else ''}",
+            severity="warning" if repeats else "information",
+            markup=False,
         )
         self.app.request_refresh()
 

@@ -118,6 +118,14 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key(
+        "F",
+        "fork",
+        "Fork",
+        "fork the thread after a completed run: first see which later side effects repeat",
+        "Fork thread after a run",
+        footer=False,
+    ),
+    Key(
         "y",
         "copy_id",
         "Copy id",

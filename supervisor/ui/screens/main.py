@@ -131,6 +131,9 @@ class MainScreen(Screen[None]):
     def action_abort(self) -> None:
         self.app.actions.abort_chosen()
 
+    def action_fork(self) -> None:
+        self.app.actions.fork_selected()
+
     def action_new_thread(self) -> None:
         self.app.actions.new_thread()
 
