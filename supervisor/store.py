@@ -277,3 +277,14 @@ def fold_parents(threads: dict[str, ThreadSummary], found: dict[str, str | None]
             threads[thread_id].parent = parent
             changed.add(thread_id)
     return changed
+
+
+def fold_fork(s: ThreadSummary, source: Any, after: Any) -> bool:
+    """A fork's lineage on its summary; whether it changed. Text from the file is kept
+    only when it is text (an id of another type is shown by its value)."""
+    source = str(source)
+    after = after if isinstance(after, str) else None
+    if (s.forked_from, s.forked_after) == (source, after):
+        return False
+    s.forked_from, s.forked_after = source, after
+    return True

@@ -63,6 +63,14 @@ ALL_PARENTS_SQL = (
     f"WHERE jsonb_typeof(extra) = 'object' AND extra ? '{PARENT_KEY}'"
 )
 
+#: Each fork's source and the run it ends with (`supervisor.fork` records it); `{where}`
+#: narrows it to some threads.
+FORKS_SQL = (
+    "SELECT thread_id, parent_thread_id, CASE WHEN jsonb_typeof(extra) = 'object' "
+    "THEN extra->'fork'->>'after_run_id' END FROM cubepi_threads "
+    "WHERE parent_thread_id IS NOT NULL{where}"
+)
+
 #: Whether each thread's newest run is open.
 RUNS_SQL = (
     "SELECT DISTINCT ON (thread_id) thread_id, completed_at IS NULL AS open "

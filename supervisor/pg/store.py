@@ -40,6 +40,7 @@ from supervisor.store import (
     StoreError,
     Transcript,
     fold_attempts,
+    fold_fork,
     fold_holders,
     fold_parents,
     fold_requests,
@@ -63,7 +64,14 @@ PREVIEW_THREADS = 500
 PARTITION_READERS = 2
 
 #: Open runs, pending requests, live leases and watcher records, as a stream reads them.
-_Extras = tuple[dict[str, bool], dict[str, Any], dict[str, Any], dict[str, Attempt], dict[str, str]]
+_Extras = tuple[
+    dict[str, bool],
+    dict[str, Any],
+    dict[str, Any],
+    dict[str, Attempt],
+    dict[str, str],
+    dict[str, tuple[Any, Any]],
+]
 
 
 class PostgresStore:
@@ -90,7 +98,7 @@ class PostgresStore:
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
         self._streamed_rows = 0
-        self._listing_extras: _Extras = ({}, {}, {}, {}, {})
+        self._listing_extras: _Extras = ({}, {}, {}, {}, {}, {})
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
         try:
@@ -286,6 +294,7 @@ class PostgresStore:
             self.leases.live(),
             self._read_attempts(),
             {r[0]: r[1] for r in self._client.fetch(sql.ALL_PARENTS_SQL) if isinstance(r[1], str)},
+            {r[0]: (r[1], r[2]) for r in self._client.fetch(sql.FORKS_SQL.format(where=""))},
         )
 
     def _with_extras(
@@ -295,11 +304,14 @@ class PostgresStore:
         live: dict[str, dict[str, Any]],
         attempts: dict[str, Attempt],
         parents: dict[str, str],
+        forks: dict[str, tuple[Any, Any]],
     ) -> list[ThreadSummary]:
         """`self._threads` with what the other tables say of them, as a list."""
         threads = self._threads
         for thread_id in parents.keys() & threads.keys():
             threads[thread_id].parent = parents[thread_id]
+        for thread_id in forks.keys() & threads.keys():
+            fold_fork(threads[thread_id], *forks[thread_id])
         for thread_id in newest_runs.keys() & threads.keys():
             # The newest run closed: the last message's is too. Open: the last message's
             # may still be complete (a prompt killed between claiming its run and writing),
@@ -394,6 +406,7 @@ class PostgresStore:
             touched |= self._read_messages(changed) if changed else set()
             touched |= self._read_runs(changed | self._runs_changed_since(since))
         self._since = now - _margin()
+        touched |= self._read_forks(None if first else touched)
         touched |= self._read_pending_requests()
         touched |= self._read_parents(touched)
         touched |= self._read_run_done(touched)
@@ -434,6 +447,19 @@ class PostgresStore:
                 threads[thread_id].run_done = thread_id in done
                 changed.add(thread_id)
         return changed
+
+    def _read_forks(self, among: set[str] | None) -> set[str]:
+        """Forks' sources (`fold_fork`), of every thread or of these (new) ones."""
+        if among is not None and not among:
+            return set()
+        if among is None:
+            rows = self._client.fetch(sql.FORKS_SQL.format(where=""))
+        else:
+            rows = self._client.fetch(
+                sql.FORKS_SQL.format(where=" AND thread_id = ANY($1::text[])"), sorted(among)
+            )
+        threads = self._threads
+        return {r[0] for r in rows if r[0] in threads and fold_fork(threads[r[0]], r[1], r[2])}
 
     def _read_parents(self, among: set[str]) -> set[str]:
         """The parent links (`supervisor.children`) of the threads `among` whose state a link

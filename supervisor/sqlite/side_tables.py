@@ -22,7 +22,13 @@ from supervisor.sqlite.messages import MessageReader
 from supervisor.sqlite.rows import plain_id
 from supervisor.sqlite.sql import Scope
 from supervisor.states import PARENT_KEY, ThreadSummary, may_be_child
-from supervisor.store import fold_attempts, fold_holders, fold_parents, fold_requests
+from supervisor.store import (
+    fold_attempts,
+    fold_fork,
+    fold_holders,
+    fold_parents,
+    fold_requests,
+)
 
 #: Open runs of threads written to within this many seconds are looked at again (to
 #: see them close) every `RUN_SWEEP_SECONDS`; older ones only when their thread
@@ -397,14 +403,3 @@ class SideTables:
     ]:
         """What `stream` folds into every chunk: requests, leases, watcher records, forks."""
         return self.pending_found(), self.leases.live(), self.attempts.all(), self.forks()
-
-
-def fold_fork(s: ThreadSummary, source: Any, after: Any) -> bool:
-    """A fork's lineage on its summary; whether it changed. Text from the file is kept
-    only when it is text (an id of another type is shown by its value)."""
-    source = str(source)
-    after = after if isinstance(after, str) else None
-    if (s.forked_from, s.forked_after) == (source, after):
-        return False
-    s.forked_from, s.forked_after = source, after
-    return True
