@@ -7,7 +7,7 @@ The backends live in `supervisor.sqlite` and `supervisor.pg`;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -151,6 +151,14 @@ class Store(Protocol):
 
     @property
     def rows_checked(self) -> bool: ...
+
+    def usage_rows(
+        self, since: float | None = None, threads: Collection[str] | None = None
+    ) -> tuple[list[Any], set[tuple[str, str]]]:
+        """Tokens of the assistant messages (written since a unix time; of some threads),
+        summed by (thread, run, UTC day) and model (`supervisor.usage.UsageRow`), and the
+        (fork, run) pairs of runs forks copied from their sources."""
+        ...
 
     def index_hint(self, rows: int | None = None) -> str | None:
         """A note for a big database (over `INDEX_HINT_ROWS` message rows; `rows`: as a

@@ -32,6 +32,7 @@ from supervisor.cli import (
     prune,
     resume,
     show,
+    usage,
     watch,
 )
 from supervisor.cli.options import (
@@ -51,6 +52,7 @@ COMMANDS: dict[str, ModuleType] = {
     "index": index,
     "show": show,
     "fork": fork,
+    "usage": usage,
     "jobs": jobs,
     "prune": prune,
     "resume": resume,

@@ -234,3 +234,42 @@ def from_environment(args: argparse.Namespace) -> None:
         if not found:
             raise UsageError(f"{value}: ${variable} is not set", "agent-supervisor")
         setattr(args, name, found)
+
+
+_AGE = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def age(value: str) -> float:
+    """An argparse type for an age: `30d`, `12h`, `90m`, `2w` (seconds ago, as a number)."""
+    text = value.strip().lower()
+    unit = _AGE.get(text[-1:]) if text else None
+    try:
+        number = float(text[:-1]) if unit is not None else float("nan")
+    except ValueError:
+        number = float("nan")
+    if unit is None or not math.isfinite(number) or not 0 <= number <= 100_000:
+        raise argparse.ArgumentTypeError(
+            f"not an age: {value!r} (a number and a unit: 30d, 12h, 90m, 2w)"
+        )
+    return number * unit
+
+
+def since(value: str) -> float:
+    """An argparse type for a point in time, as unix seconds: an age (`7d`: seven days
+    ago) or a UTC date or date and time (`2026-12-01`, `2026-12-01T08:00`)."""
+    import datetime
+    import time
+
+    try:
+        return time.time() - age(value)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {value!r} (an age such as 7d or 12h, or a date such as 2026-12-01)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from supervisor.attempts import Attempt, finite
 from supervisor.hitl import parse_request
@@ -47,6 +47,9 @@ from supervisor.store import (
     summarise_assistant,
 )
 from supervisor.urls import redact
+
+if TYPE_CHECKING:
+    from supervisor.usage import UsageRow
 
 #: Rows whose transaction started up to this long before the last look, but
 #: committed after it, are still found (cubeloop's appends are short).
@@ -164,6 +167,17 @@ class PostgresStore:
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
         return self._reads.transcript(thread_id, full=full)
+
+    def usage_rows(
+        self, since: float | None = None, threads: Collection[str] | None = None
+    ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
+        """As the SQLite store's: tokens by thread, run, day and model (`pg.usage`)."""
+        from supervisor.pg import usage
+
+        try:
+            return usage.usage_rows(self._client, since, threads), usage.copied_runs(self._client)
+        except PgError as exc:
+            raise StoreError(str(exc)) from None
 
     def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         return self._reads.transcripts(thread_ids, full=full)

@@ -13,8 +13,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from supervisor.attempts import FileAttempts
 from supervisor.leases import FileLeaseBoard, leases_dir
@@ -42,6 +42,9 @@ from supervisor.sqlite.sql import Scope, unix_time_sql
 from supervisor.sqlite.transcripts import Transcripts
 from supervisor.states import ThreadSummary
 from supervisor.store import INDEX_HINT_BYTES, INDEX_HINT_ROWS, StoreError, Transcript
+
+if TYPE_CHECKING:
+    from supervisor.usage import UsageRow
 
 T = TypeVar("T")
 
@@ -492,6 +495,24 @@ class SQLiteStore:
         """Many threads' transcripts from one pass over the table (`Transcripts.many`),
         in thread-id order: a plan of every crashed thread, not a scan per thread."""
         return self.texts.many(thread_ids, full)
+
+    def usage_rows(
+        self, since: float | None = None, threads: Collection[str] | None = None
+    ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
+        """Tokens of the assistant messages (since a time, of some threads), summed by
+        thread, run, day and model in one pass (`sqlite.usage`); and the runs forks
+        copied from their sources."""
+        from supervisor.sqlite.usage import copied_runs, usage_rows
+
+        columns = self.scope.columns
+
+        def read() -> tuple[list[UsageRow], set[tuple[str, str]]]:
+            return usage_rows(self.db, columns["messages"], since, threads), copied_runs(
+                self.db, columns
+            )
+
+        with self._lock:
+            return self._reading(read, restart=False)
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
         if "extra_json" not in self.scope.columns.get("thread_extra", set()):

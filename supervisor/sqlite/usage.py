@@ -1,0 +1,83 @@
+"""Token sums from a SQLite file's assistant messages, grouped inside SQLite.
+
+One pass over the table: each assistant row's `usage` object is read by
+SQLite's JSON functions and summed per group and model, so Python sees a row
+per group, not per message. A row SQLite cannot read as JSON counts as no
+usage (the listing names corrupt rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+
+from supervisor.sqlite.connection import Connection
+from supervisor.sqlite.files import tolerant_text
+from supervisor.sqlite.sql import starts_as, unix_time_sql
+from supervisor.usage import Usage, UsageRow
+
+
+def usage_rows(
+    db: Connection,
+    columns: set[str],
+    since: float | None = None,
+    threads: Collection[str] | None = None,
+) -> list[UsageRow]:
+    """`Store.usage_rows` for a SQLite file (`columns`: the messages table's)."""
+    created = unix_time_sql("created_at") if "created_at" in columns else "NULL"
+    run = "run_id" if "run_id" in columns else "NULL"
+    keys = ["thread_id", run, f"date({created}, 'unixepoch')"]
+    where = [starts_as("message_json")["assistant"], "json_valid(message_json)"]
+    args: list[object] = []
+    if since is not None:
+        where.append(f"{created} >= ?")
+        args.append(since)
+    if threads is not None:
+        where.append("thread_id IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(sorted(threads)))
+    inner = "".join(f"{k} AS k{i}, " for i, k in enumerate(keys))
+    names = [f"k{i}" for i in range(len(keys))]
+    group = ", ".join([*names, "model"])
+    tokens = ", ".join(
+        f"sum(CASE WHEN typeof(u ->> '$.{name}') = 'integer' THEN max(u ->> '$.{name}', 0) "
+        "ELSE 0 END)"
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    )
+    sql = (
+        f"SELECT {group}, {tokens}, count(*) FROM ("
+        f"SELECT {inner}"
+        "CASE WHEN typeof(message_json ->> '$.model_id') = 'text' "
+        "THEN message_json ->> '$.model_id' END AS model, "
+        "CASE WHEN json_type(message_json, '$.usage') = 'object' "
+        "THEN message_json -> '$.usage' END AS u "
+        f"FROM messages WHERE {' AND '.join(where)}) GROUP BY {group}"
+    )
+    found: list[UsageRow] = []
+    for row in db.conn.execute(sql, args):
+        key = tuple(_text(k) for k in row[: len(keys)])
+        model, i, o, r, w, n = row[len(keys) :]
+        found.append((key, _text(model), Usage(i, o, r, w, n)))
+    return found
+
+
+def _text(value: object) -> str | None:
+    """A key as text (a connection reading tolerantly hands bytes back)."""
+    if value is None:
+        return None
+    return tolerant_text(value) if isinstance(value, bytes) else str(value)
+
+
+def copied_runs(db: Connection, tables: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(fork, run) of every run a fork copied from its source (`usage.grouped` leaves them
+    to the source: they were spent once)."""
+    if "parent_thread_id" not in tables.get("thread_extra", set()) or "runs" not in tables:
+        return set()
+    return {
+        (_text(t) or "", _text(r) or "")
+        for t, r in db.conn.execute(
+            "SELECT r.thread_id, r.run_id FROM thread_extra e "
+            "JOIN runs r ON r.thread_id = e.thread_id "
+            "JOIN runs p ON p.thread_id = e.parent_thread_id AND p.run_id = r.run_id "
+            "WHERE e.parent_thread_id IS NOT NULL"
+        )
+    }

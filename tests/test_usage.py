@@ -1,0 +1,135 @@
+"""Tokens and cost: `usage` against a row-by-row count of a real agent's stored messages.
+
+The `shop` agent runs on cubeloop's FauxProvider, which reports cache-aware
+usage for every reply, so each stored assistant message carries its own
+token counts. A fork copies its source's runs (and their usage): those count
+for the source only, so the totals add up to what was spent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from supervisor.usage import Price, Prices, PricesError, Usage, cost_text, tokens_text
+from tests.crashes.harness import Case
+from tests.crashes.test_fork import completed_runs, three_orders
+
+KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def counted_by_hand(c: Case, threads: list[str], copied: set[tuple[str, str]]) -> dict:
+    """Per thread, per run and per model: each kind of token summed row by row."""
+    by: dict[str, Counter] = {"thread": Counter(), "run": Counter(), "model": Counter()}
+    for thread in threads:
+        for entry in c.transcript(thread):
+            if entry["role"] != "assistant" or (thread, entry["run_id"]) in copied:
+                continue
+            for kind in KINDS:
+                n = entry["usage"][kind]
+                by["thread"][(thread, kind)] += n
+                by["run"][(thread, entry["run_id"], kind)] += n
+                by["model"][(entry["model_id"], kind)] += n
+    return by
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_usage_sums_equal_a_row_by_row_count_and_a_fork_counts_its_own_runs_only(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+    c = three_orders(tmp_path, url)
+    first, second = completed_runs(c)
+    assert c.cli("fork", c.database, "src", "--after-run", second, "--as", "f").returncode == 0
+    assert c.cli("prompt", c.database, "f", "order D").returncode == 0
+    copied = {("f", first), ("f", second)}
+    hand = counted_by_hand(c, ["src", "f"], copied)
+    assert hand["thread"][("f", "input_tokens")] > 0  # the fork's own run spent tokens
+
+    for by in ("thread", "run", "model"):
+        out = c.cli("usage", c.database, "--by", by, "--json")
+        assert out.returncode == 0, out.stderr
+        got = Counter()
+        for row in json.loads(out.stdout):
+            key = {
+                "thread": (row.get("thread_id"),),
+                "run": (row.get("thread_id"), row.get("run_id")),
+                "model": (row.get("model"),),
+            }[by]
+            for kind in KINDS:
+                got[(*key, kind)] += row[kind]
+        assert +got == +hand[by], by
+    totals = json.loads(c.cli("usage", c.database, "--by", "day", "--json").stdout)
+    assert sum(r["input_tokens"] for r in totals) == sum(
+        n for (_, kind), n in hand["thread"].items() if kind == "input_tokens"
+    )
+    # One thread only, and nothing written since a moment from now.
+    only = json.loads(c.cli("usage", c.database, "--thread", "f", "--json").stdout)
+    assert [r["thread_id"] for r in only] == ["f"]
+    later = str(time.time() + 3600)
+    assert c.cli("usage", c.database, "--since", later, "--json").returncode == 2  # not a time
+    none = c.cli("usage", c.database, "--since", "2999-01-01", "--json")
+    assert json.loads(none.stdout) == []
+
+
+def test_cost_from_the_price_table_and_a_users_file_that_overrides_it(tmp_path: Path) -> None:
+    c = three_orders(tmp_path)
+    table = json.loads(c.cli("usage", c.database, "--by", "model", "--json").stdout)
+    (row,) = table
+    assert row["model"] == "scripted" and row["cost_usd"] is None  # no price: never a guess
+    assert row["unpriced_models"] == ["scripted"]
+    out = c.cli("usage", c.database, "--by", "model")
+    assert "no price" in out.stdout and "no price for: scripted" in out.stdout
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."scripted"]\ninput = 3\noutput = 15\ncache_read = 0.3\n')
+    priced = json.loads(
+        c.cli("usage", c.database, "--by", "model", "--json", "--prices", str(prices)).stdout
+    )
+    (row,) = priced
+    expected = (
+        row["input_tokens"] * 3 + row["output_tokens"] * 15 + row["cache_read_tokens"] * 0.3
+    ) / 1e6
+    assert row["cost_usd"] == pytest.approx(expected, abs=1e-6) and row["cost_usd"] > 0
+    # The user's file from the config directory is read without --prices.
+    config = tmp_path / "config"
+    (config / "agent-supervisor").mkdir(parents=True)
+    (config / "agent-supervisor" / "prices.toml").write_text(prices.read_text())
+    c.env["XDG_CONFIG_HOME"] = str(config)
+    (row,) = json.loads(c.cli("usage", c.database, "--by", "model", "--json").stdout)
+    assert row["cost_usd"] == pytest.approx(expected, abs=1e-6)
+    bad = tmp_path / "bad.toml"
+    for text, said in [
+        ('[models."x"]\ninput = "three"\n', "needs a number for 'input'"),
+        ('[models."x"]\ninput = -1\noutput = 1\n', "must be 0 or more"),
+        ("[models\n", "not valid TOML"),
+    ]:
+        bad.write_text(text)
+        out = c.cli("usage", c.database, "--prices", str(bad))
+        assert out.returncode == 2 and said in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_stored_model_id_takes_the_longest_price_name_it_starts_with() -> None:
+    prices = Prices.load()
+    sonnet = prices.for_model("claude-sonnet-4-5-20250929")
+    assert sonnet is not None and sonnet.input == 3.0
+    assert prices.for_model("anthropic/claude-sonnet-4-5") == sonnet  # a router's vendor prefix
+    assert prices.for_model("gpt-4o-mini-2024-07-18") == prices.table["gpt-4o-mini"]
+    assert prices.for_model("gpt-4o-2024-08-06") == prices.table["gpt-4o"]
+    assert prices.for_model("o3-mini") is None  # not o3's price: no guess
+    assert prices.for_model("gpt-5.5") is None
+    assert prices.for_model(None) is None
+    custom = Prices({"m": Price(2.0, 4.0, 0.5, 1.0)})
+    assert custom.for_model("m").cost(Usage(1_000_000, 500_000, 2_000_000, 0, 3)) == 2 + 2 + 1
+    assert tokens_text(999) == "999" and tokens_text(12_345) == "12.3k"
+    assert tokens_text(4_560_000) == "4.56M"
+    assert cost_text(1.234, []) == "$1.23" and cost_text(0.0, ["x"]) == "no price"
+    assert cost_text(0.5, ["x"]) == "$0.50+?"
+    with pytest.raises(PricesError):
+        Prices.load(Path("/nonexistent/prices.toml"))
