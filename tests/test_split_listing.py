@@ -86,7 +86,16 @@ def fleet_db(demo_db: Path) -> Path:
     return demo_db
 
 
-@pytest.mark.parametrize("flags", [[], ["--json"], ["--state", "mid_tool", "--state", "corrupt"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        [],
+        ["--json"],
+        ["--state", "mid_tool", "--state", "corrupt"],
+        ["--usage"],
+        ["--usage", "--json"],
+    ],
+)
 def test_a_split_listing_is_the_one_process_listing(fleet_db: Path, flags: list[str]) -> None:
     lease = acquire(leases_dir(fleet_db), "w611")  # a live lease in the second half
     try:
@@ -107,6 +116,14 @@ def test_a_split_listing_is_the_one_process_listing(fleet_db: Path, flags: list[
         assert by_id["w650"]["state"] == "corrupt" and by_id["w107"]["state"] == "corrupt"
     if flags == []:
         assert "w000" in split.stdout and "w799" in split.stdout
+    if flags == ["--usage"]:  # the second process writes its half's tokens too
+        assert split.stdout.splitlines()[0].split()[3:5] == ["TOKENS", "COST"]
+        tokens = {line.split()[0]: line.split()[3] for line in split.stdout.splitlines()[1:-2]}
+        assert any(n != "0" for n in tokens.values()), tokens
+    if flags == ["--usage", "--json"]:
+        by_id = {t["thread_id"]: t for t in json.loads(split.stdout)}
+        spent = [t for t in by_id.values() if t["usage"] and t["usage"]["output_tokens"] > 0]
+        assert spent, "no thread with tokens"
     assert split.stderr.splitlines()[1:] == whole.stderr.splitlines()[1:]  # the warnings
 
 

@@ -65,6 +65,11 @@ def test_usage_sums_equal_a_row_by_row_count_and_a_fork_counts_its_own_runs_only
             for kind in KINDS:
                 got[(*key, kind)] += row[kind]
         assert +got == +hand[by], by
+    listed = json.loads(c.cli("list", c.database, "--usage", "--json").stdout)
+    for thread in listed:  # list --usage carries the same sums
+        for kind in KINDS:
+            n = thread["usage"][kind] if thread["usage"] else 0
+            assert n == hand["thread"][(thread["thread_id"], kind)], (thread["thread_id"], kind)
     totals = json.loads(c.cli("usage", c.database, "--by", "day", "--json").stdout)
     assert sum(r["input_tokens"] for r in totals) == sum(
         n for (_, kind), n in hand["thread"].items() if kind == "input_tokens"

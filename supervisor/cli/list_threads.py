@@ -7,11 +7,12 @@ import itertools
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from supervisor import collector, listing
 from supervisor.cli.context import where
-from supervisor.cli.options import EXIT_OK, add_db, state_list
+from supervisor.cli.options import EXIT_OK, UsageError, add_db, state_list
 from supervisor.cli.output import say_notes
 from supervisor.states import ThreadSummary
 from supervisor.store import Store
@@ -33,12 +34,27 @@ def add_parser(sub: Any) -> None:
         help="also validate the JSON of every row, not only the rows each state depends on "
         "(reads the whole database)",
     )
+    p.add_argument(
+        "--usage",
+        action="store_true",
+        help="add each thread's tokens and cost (a second read of the assistant messages: "
+        "see 'agent-supervisor usage')",
+    )
+    p.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="with --usage: a price table over the shipped one",
+    )
     p.set_defaults(run=cmd_list)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     options = listing.Options(
-        as_json=args.json, states=frozenset(args.state) if args.state else None, now=time.time()
+        as_json=args.json,
+        states=frozenset(args.state) if args.state else None,
+        now=time.time(),
+        usage=_thread_usage(args) if args.usage else None,
     )
     with collector.bulk_read():  # every summary and line made once, then the process ends
         # --check validates every row first, which holds every summary: one process.
@@ -50,6 +66,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     if outcome.index_hint:  # a big database without the index its backend would use
         print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
     return EXIT_OK
+
+
+def _thread_usage(args: argparse.Namespace) -> listing.ThreadUsage:
+    """Each thread's tokens and cost, read before the listing (`supervisor.usage`)."""
+    from supervisor.usage import Prices, PricesError, cost_text, grouped, tokens_text
+
+    try:
+        prices = Prices.load(args.prices)
+    except PricesError as exc:
+        raise UsageError(str(exc)) from None
+    store = where(args).store(busy_timeout=args.busy_timeout, only=())
+    try:
+        rows, copied = store.usage_rows()
+    finally:
+        store.close()
+    found = {}
+    for group in grouped(rows, "thread", copied):
+        cost, unpriced = group.cost(prices)
+        item = group.to_json("thread", prices)
+        del item["thread_id"]
+        found[group.key[0]] = (tokens_text(group.usage.total), cost_text(cost, unpriced), item)
+    return listing.ThreadUsage(found)
 
 
 def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.Outcome | None:

@@ -75,6 +75,8 @@ class ListingWriter:
     """
 
     HEADER = ("THREAD", "STATE", "MSGS", "LAST ACTIVITY", "WHERE IT STOPPED")
+    #: The columns `--usage` adds after MSGS.
+    USAGE_HEADER = ("TOKENS", "COST")
 
     def __init__(
         self,
@@ -85,9 +87,12 @@ class ListingWriter:
         states: Collection[str] | None = None,
         now: float | None = None,
         opened: bool = False,
+        usage: ThreadUsage | None = None,
     ) -> None:
         self.out = out
         self.as_json = as_json
+        #: Each thread's tokens and cost (`list --usage`), or None: not asked for.
+        self.usage = usage
         self.states = set(states) if states else None
         self.now = time.time() if now is None else now
         self.tally = Tally()
@@ -99,16 +104,24 @@ class ListingWriter:
 
     def _widths_for(self, shape: tuple[int, int]) -> list[int]:
         longest, most = shape
-        return [
+        widths = [
             max(len(self.HEADER[0]), min(longest, ID_WIDTH)),
             max(len(state.value) for state in State),
             max(len(self.HEADER[2]), len(str(most))),
-            len(self.HEADER[3]),  # "LAST ACTIVITY" is longer than any age
         ]
+        if self.usage is not None:
+            widths += self.usage.widths(self.USAGE_HEADER)
+        return widths + [len(self.HEADER[3])]  # "LAST ACTIVITY" is longer than any age
+
+    @property
+    def header(self) -> tuple[str, ...]:
+        if self.usage is None:
+            return self.HEADER
+        return self.HEADER[:3] + self.USAGE_HEADER + self.HEADER[3:]
 
     def begin(self) -> None:
         if not self.as_json:
-            self.out.write(self._line(*self.HEADER))
+            self.out.write(self._line(*self.header))
 
     def rows(self, threads: Iterable[ThreadSummary]) -> None:
         batch: list[str] = []
@@ -155,9 +168,9 @@ class ListingWriter:
             if self.as_json:
                 into.append((s.thread_id, self._json_lines(s)))
             else:
-                thread, name, messages, age, hint = self._columns(s, state)
+                *columns, age, hint = self._columns(s, state)
                 age = ages.setdefault(age, age)  # a few ages, 100,000 times: kept once each
-                into.append((s.thread_id, thread, name, messages, age, hint))
+                into.append((s.thread_id, *columns, age, hint))
 
     def write_collected(self, collected: list[tuple[Any, ...]]) -> None:
         """`collect`ed threads in thread-id order (`begin` first, `end` after)."""
@@ -169,7 +182,7 @@ class ListingWriter:
                 (max(longest, self.unlisted[0]), max(most, self.unlisted[1]))
             )
             if self.tally.written == 0:
-                self.out.write(self._line(*self.HEADER))
+                self.out.write(self._line(*self.header))
         batch: list[str] = []
         for item in collected:
             if self.as_json:
@@ -202,28 +215,56 @@ class ListingWriter:
     def _row(self, s: ThreadSummary, state: State) -> str:
         return self._line(*self._columns(s, state))
 
-    def _columns(self, s: ThreadSummary, state: State) -> tuple[str, str, int, str, str]:
-        return (
-            one_line(s.thread_id, ID_WIDTH),
-            state.value,
-            s.messages,
-            relative_time(s.last_activity, self.now),
-            thread_hint(s, 70, self.now, state),
-        )
+    def _columns(self, s: ThreadSummary, state: State) -> tuple[Any, ...]:
+        """(thread, state, messages[, tokens, cost], age, hint): messages third, age and
+        hint last (`collect` and `write_collected` rely on it)."""
+        head = (one_line(s.thread_id, ID_WIDTH), state.value, s.messages)
+        tail = (relative_time(s.last_activity, self.now), thread_hint(s, 70, self.now, state))
+        if self.usage is None:
+            return head + tail
+        return head + self.usage.texts(s.thread_id) + tail
 
-    def _line(self, thread: str, state: str, messages: str | int, age: str, hint: str) -> str:
+    def _line(self, *columns: Any) -> str:
         w = self._widths
-        line = f"{thread:<{w[0]}}  {state:<{w[1]}}  {messages:>{w[2]}}  {age:<{w[3]}}  {hint}"
-        return line.rstrip() + "\n"
+        thread, state, messages, *middle, age, hint = columns
+        cells = [f"{thread:<{w[0]}}", f"{state:<{w[1]}}", f"{messages:>{w[2]}}"]
+        cells += [f"{cell:>{w[3 + i]}}" for i, cell in enumerate(middle)]
+        cells += [f"{age:<{w[-1]}}", hint]
+        return "  ".join(cells).rstrip() + "\n"
 
     def _item(self, s: ThreadSummary, _state: State) -> str:
         first = not self.tally.written
         head = ("" if self._opened else "[\n") if first else ",\n"
         return head + self._json_lines(s)
 
-    @staticmethod
-    def _json_lines(s: ThreadSummary) -> str:
-        return "  " + indented(thread_json(s), 1)
+    def _json_lines(self, s: ThreadSummary) -> str:
+        item = thread_json(s)
+        if self.usage is not None:
+            item["usage"] = self.usage.json(s.thread_id)
+        return "  " + indented(item, 1)
+
+
+@dataclass
+class ThreadUsage:
+    """Each thread's tokens and cost for `list --usage`: the columns' text and the JSON,
+    worked out before the listing (a forked child inherits them)."""
+
+    #: thread id -> (tokens text, cost text, the JSON object)
+    by_thread: dict[str, tuple[str, str, dict[str, Any]]]
+    NONE = ("0", "-", None)
+
+    def texts(self, thread_id: str) -> tuple[str, str]:
+        found = self.by_thread.get(thread_id)
+        return (found[0], found[1]) if found else self.NONE[:2]
+
+    def json(self, thread_id: str) -> dict[str, Any] | None:
+        found = self.by_thread.get(thread_id)
+        return found[2] if found else None
+
+    def widths(self, header: tuple[str, str]) -> list[int]:
+        tokens = max((len(v[0]) for v in self.by_thread.values()), default=1)
+        cost = max((len(v[1]) for v in self.by_thread.values()), default=1)
+        return [max(len(header[0]), tokens), max(len(header[1]), cost)]
 
 
 @dataclass
@@ -233,10 +274,17 @@ class Options:
     as_json: bool
     states: frozenset[str] | None
     now: float
+    usage: ThreadUsage | None = None
 
     def writer(self, out: TextIO, shape: tuple[int, int], opened: bool = False) -> ListingWriter:
         return ListingWriter(
-            out, shape, as_json=self.as_json, states=self.states, now=self.now, opened=opened
+            out,
+            shape,
+            as_json=self.as_json,
+            states=self.states,
+            now=self.now,
+            opened=opened,
+            usage=self.usage,
         )
 
 
