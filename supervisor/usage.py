@@ -278,8 +278,17 @@ def cost_text(cost: float, unpriced: list[str]) -> str:
     """ "$1.23"; "no price" when nothing is priced; "$1.23+?" when part is not."""
     if unpriced and cost == 0:
         return "no price"
-    text = f"${cost:,.2f}" if cost >= 0.01 or cost == 0 else f"${cost:.4f}"
+    text = f"${cost:,.2f}" if round(cost, 2) >= 0.01 or cost == 0 else f"${cost:.4f}"
     return text + ("+?" if unpriced else "")
+
+
+def load_or_shipped(user_file: Path | None = None) -> tuple[Prices, str | None]:
+    """The prices, or the shipped table and why the user's file was not read (the app
+    says so once rather than showing no cost at all)."""
+    try:
+        return Prices.load(user_file), None
+    except PricesError as exc:
+        return Prices.load(_SHIPPED), str(exc)
 
 
 def from_messages(messages: Iterable[tuple[str | None, Any]]) -> dict[str | None, Group]:

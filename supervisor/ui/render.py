@@ -21,6 +21,7 @@ from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
 from supervisor.store import TranscriptEntry
 from supervisor.text import clean, compact_json, counted, one_line, relative_time
+from supervisor.usage import Group, Prices, Usage, cost_text, from_messages, tokens_text
 
 #: Symbol + word, so a state reads without colour.
 BADGES: dict[State, str] = {
@@ -194,6 +195,39 @@ def _json_body(text: str) -> Any:
         return json.loads(stripped)
     except (ValueError, RecursionError):
         return None
+
+
+def usage_block(entries: list[TranscriptEntry], prices: Prices) -> Text | None:
+    """Tokens and cost run by run, above a transcript; None without any usage stored."""
+    runs = from_messages((e.run_id, e.message) for e in entries)
+    if not any(g.usage.total for g in runs.values()):
+        return None
+    text = Text("Tokens by run (input, output, cache read / written) and cost", style="bold")
+    total = Group(("total",))
+    for run_id, group in runs.items():
+        u = group.usage
+        cost, unpriced = group.cost(prices)
+        for model, mu in group.by_model.items():
+            total.by_model.setdefault(model, Usage()).add(mu)
+        name = one_line(run_id or "(no run)", 14)
+        text.append(f"\n  run {name}  {_replies(u.messages)}  {tokens_text(u.total)}  ")
+        text.append(cost_text(cost, unpriced), style="bold")
+        text.append(
+            f"\n      in {tokens_text(u.input)} · out {tokens_text(u.output)} · cache "
+            f"r {tokens_text(u.cache_read)} / w {tokens_text(u.cache_write)}",
+            style="dim",
+        )
+    if len(runs) > 1:
+        cost, unpriced = total.cost(prices)
+        text.append(
+            f"\n  all runs  {_replies(total.usage.messages)}  {tokens_text(total.usage.total)}  "
+        )
+        text.append(cost_text(cost, unpriced), style="bold")
+    return text
+
+
+def _replies(n: int) -> str:
+    return f"{n:,} {'reply' if n == 1 else 'replies'}"
 
 
 def transcript_entry(e: TranscriptEntry, palette: Palette) -> Text:

@@ -11,6 +11,7 @@ selection.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +32,18 @@ from supervisor.runner import RunnerEvent
 from supervisor.store import StoreError, Transcript
 from supervisor.text import one_line
 from supervisor.ui.messages import DetailFailed, MarkersLoaded, TranscriptLoaded
-from supervisor.ui.render import Palette, event_text, marker_cells, plan_text, transcript_entry
+from supervisor.ui.render import (
+    Palette,
+    event_text,
+    marker_cells,
+    plan_text,
+    transcript_entry,
+    usage_block,
+)
 from supervisor.ui.widgets.event_log import EventLog
 from supervisor.ui.widgets.reflow_log import ReflowLog
 from supervisor.ui.widgets.search_box import SearchBox
+from supervisor.usage import Prices, load_or_shipped
 
 TABS = ("events", "transcript", "markers")
 
@@ -200,6 +209,17 @@ class DetailPane(Vertical):
 
     # -- transcript and markers ---------------------------------------------------
 
+    @functools.cached_property
+    def prices(self) -> Prices:
+        """The price table for the tokens above a transcript, read once (a broken user
+        file is said once, and the shipped prices used)."""
+        prices, problem = load_or_shipped()
+        if problem is not None:
+            self.app.notify(
+                f"{problem}; using the shipped prices", severity="warning", markup=False
+            )
+        return prices
+
     def load(self) -> None:
         if self.thread_id is not None:
             self._load(self.thread_id)
@@ -262,6 +282,8 @@ class DetailPane(Vertical):
             log.write(transcript_entry(entry, palette))
         if start + ENTRIES_PER_TURN < len(transcript.entries):
             self.call_later(self._write_entries, transcript, start + ENTRIES_PER_TURN)
+        elif (tokens := usage_block(transcript.entries, self.prices)) is not None:
+            log.write(tokens)  # last: the end of a transcript is what is read first
 
     @on(MarkersLoaded)
     def _markers_loaded(self, message: MarkersLoaded) -> None:
