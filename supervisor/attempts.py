@@ -67,6 +67,10 @@ class AttemptLedger(Protocol):
         """The thread finished (or waits for a human): its record goes."""
         ...
 
+    def hold(self, thread_id: str, reason: str) -> Attempt:
+        """Hold the thread now, with the reason (`watch --budget`); attempts are kept."""
+        ...
+
     #: Where the records are, for people (a file's path, or our table's URL).
     shown: str
 
@@ -169,6 +173,14 @@ class FileAttempts:
                 (thread_id, attempts, error, None if held else next_at, int(held), time.time()),
             )
         return Attempt(thread_id, attempts, error, None if held else next_at, held)
+
+    def hold(self, thread_id: str, reason: str) -> Attempt:
+        with self._counting(thread_id) as (conn, before):
+            conn.execute(
+                "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, NULL, 1, ?)",
+                (thread_id, before, reason, time.time()),
+            )
+        return Attempt(thread_id, before, reason, None, True)
 
     def require(self) -> None:
         """Nothing to require: the file is made when first written."""

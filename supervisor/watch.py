@@ -58,6 +58,11 @@ class Policy:
     quiet: float = 30.0
     max_concurrent: int = 4
     poll: float = 1.0
+    #: The most a thread may have cost (US dollars, `supervisor.usage`) for the watcher to
+    #: resume it; past it the thread is held, with the reason. None: no budget.
+    budget: float | None = None
+    #: The price table the budget is counted with (`usage.Prices`).
+    prices: Any = None
 
 
 @dataclass
@@ -98,6 +103,8 @@ class Watcher:
         #: An idle watcher over thousands of crashed threads costs a comparison each.
         self._not_before: dict[str, float] = {}
         self._looked = False
+        #: Threads whose unpriced models were said once (`--budget`).
+        self._unpriced_said: set[str] = set()
         runner.subscribe(self._on_event)
 
     def observe(self, summaries: Iterable[ThreadSummary], *, everything: bool = False) -> None:
@@ -162,16 +169,56 @@ class Watcher:
         now = self.clock()
         started: list[str] = []
         running = len(self.runner.running())
+        free = self.policy.max_concurrent - running
         not_before = self._not_before
+        due: list[ThreadSummary] = []
         for s in list(self._candidates.values()):
-            if running >= self.policy.max_concurrent:
+            if len(due) >= free:
                 break
             if now < not_before.get(s.thread_id, 0.0):
                 continue
-            if self._due(s, now) and await self._start(s):
+            if self._due(s, now):
+                due.append(s)
+        if due and self.policy.budget is not None:
+            due = await self._within_budget(due)
+        for s in due:
+            if len(self.runner.running()) >= self.policy.max_concurrent:
+                break
+            if await self._start(s):
                 started.append(s.thread_id)
-                running = len(self.runner.running())
         return started
+
+    async def _within_budget(self, due: list[ThreadSummary]) -> list[ThreadSummary]:
+        """The due threads whose cost is within the budget; the others are held, with the
+        reason (a person raises the budget or releases them). What each cost is read in
+        one pass for all of them (`Store.usage_rows`)."""
+        from supervisor.usage import cost_text, grouped
+
+        budget = self.policy.budget
+        rows, copied = await asyncio.to_thread(
+            self.store.usage_rows, None, [s.thread_id for s in due]
+        )
+        costs = {g.key[0]: g.cost(self.policy.prices) for g in grouped(rows, "thread", copied)}
+        within = []
+        for s in due:
+            cost, unpriced = costs.get(s.thread_id, (0.0, []))
+            if budget is not None and cost > budget:
+                reason = (
+                    f"over its budget: {cost_text(cost, unpriced)} spent, "
+                    f"the budget is ${budget:,.2f}"
+                )
+                record = await asyncio.to_thread(self.ledger.hold, s.thread_id, reason)
+                self._decided[s.thread_id] = record
+                self.log(f"{_name(s.thread_id)}: held, not resumed: {reason}")
+                continue
+            if unpriced and s.thread_id not in self._unpriced_said:
+                self._unpriced_said.add(s.thread_id)
+                self.log(
+                    f"{_name(s.thread_id)}: no price for {', '.join(unpriced)}: "
+                    "its budget counts the priced models only"
+                )
+            within.append(s)
+        return within
 
     def _caught_up(self, s: ThreadSummary) -> Attempt | None:
         """This watcher's own record of the thread, until the summary shows it.

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 from supervisor.usage import Price, Prices, PricesError, Usage, cost_text, tokens_text
-from tests.crashes.harness import Case
+from tests.crashes.harness import Case, effect
 from tests.crashes.test_fork import completed_runs, three_orders
 
+MAIL_C = effect("mail", target="C")
+MAIL_Z = effect("mail", target="Z")
 KINDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
@@ -138,3 +140,42 @@ def test_a_stored_model_id_takes_the_longest_price_name_it_starts_with() -> None
     assert cost_text(0.5, ["x"]) == "$0.50+?"
     with pytest.raises(PricesError):
         Prices.load(Path("/nonexistent/prices.toml"))
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_watch_holds_a_thread_past_its_budget_and_resumes_one_within_it(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+    c = three_orders(tmp_path, url)  # "src": three orders, killed inside the third one's mail
+    c.crash("cheap", "order Z", "tool:mail:before:Z")  # one order, killed the same way
+    if url is not None:  # the watcher's records live in a table of ours there
+        assert c.cli("init-markers", url).returncode == 0
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."scripted"]\ninput = 1000\noutput = 1000\n')
+    spent = {
+        r["thread_id"]: r["cost_usd"]
+        for r in json.loads(c.cli("usage", c.database, "--json", "--prices", str(prices)).stdout)
+    }
+    assert spent["src"] > spent["cheap"] > 0
+    budget = (spent["src"] + spent["cheap"]) / 2
+    log = c.watch(
+        lambda: c.state("cheap") == "finished" and c.state("src") == "held",
+        60,
+        "--budget",
+        f"{budget:.4f}",
+        "--prices",
+        str(prices),
+    )
+    assert c.state("cheap") == "finished" and c.state("src") == "held", log
+    assert "src: held, not resumed: over its budget" in log
+    assert c.listed("src")["attempts"]["held"] is True
+    assert "over its budget" in c.listed("src")["attempts"]["last_error"]
+    # The held thread ran nothing; the cheap one mailed its order once.
+    assert c.effects()[MAIL_C] == 0 and c.effects()[MAIL_Z] == 1
+    # Released, and watched with no budget, it is resumed.
+    assert c.cli("release", c.database, "src").returncode == 0
+    c.watch(lambda: c.state("src") == "finished", 60)
+    assert c.state("src") == "finished" and c.effects()[MAIL_C] == 1

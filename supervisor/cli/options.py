@@ -273,3 +273,14 @@ def since(value: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
+
+
+def dollars(value: str) -> float:
+    """An argparse type for an amount of US dollars: `5`, `0.50`, `$12`."""
+    try:
+        number = float(value.strip().lstrip("$").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount of dollars: {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more dollars")
+    return number

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from supervisor.cli.context import open_store, runner_config, where
@@ -17,6 +18,7 @@ from supervisor.cli.options import (
     add_db,
     add_run_options,
     backoff,
+    dollars,
     non_negative,
     positive_int,
     seconds,
@@ -79,6 +81,19 @@ def add_parser(sub: Any) -> None:
         metavar="SECONDS",
         help="how often to look at the database (default %(default)s)",
     )
+    p.add_argument(
+        "--budget",
+        type=dollars,
+        metavar="AMOUNT",
+        help="hold, instead of resuming, a thread whose tokens have cost more than this "
+        "(US dollars, from the price table: see 'agent-supervisor usage')",
+    )
+    p.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="with --budget: a price table over the shipped one",
+    )
     p.set_defaults(run=cmd_watch)
 
     p = sub.add_parser("release", help="clear held threads so the watcher may try them again")
@@ -95,7 +110,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from supervisor.runner import Runner
     from supervisor.watch import DEFAULT_STATES, Policy, Watcher
 
+    prices = None
+    if args.budget is not None:
+        from supervisor.usage import Prices, PricesError
+
+        try:
+            prices = Prices.load(args.prices)
+        except PricesError as exc:
+            raise UsageError(str(exc)) from None
     policy = Policy(
+        budget=args.budget,
+        prices=prices,
         states=args.states or DEFAULT_STATES,
         max_attempts=args.max_attempts,
         backoff=args.backoff,

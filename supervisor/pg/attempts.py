@@ -71,6 +71,18 @@ class PgAttempts:
         )
         return _attempt(row)
 
+    def hold(self, thread_id: str, reason: str) -> Attempt:
+        row = self._sync().fetchrow(
+            f"INSERT INTO {ATTEMPTS_TABLE} AS a VALUES ($1, 0, $2, NULL, true, $3) "
+            "ON CONFLICT (thread_id) DO UPDATE SET last_error = EXCLUDED.last_error, "
+            "next_at = NULL, held = true, updated_at = EXCLUDED.updated_at "
+            f"RETURNING {_COLUMNS}",
+            thread_id,
+            reason,
+            time.time(),
+        )
+        return _attempt(row)
+
     def check(self) -> None:
         """The table is there (`require` said so already)."""
         self.require()

@@ -123,7 +123,7 @@ class Case:
     def answer(self, thread: str, *how: str) -> subprocess.CompletedProcess[str]:
         return self.cli("answer", self.database, thread, *how)
 
-    def watch(self, until: Callable[[], bool], seconds: float = 30.0) -> str:
+    def watch(self, until: Callable[[], bool], seconds: float = 30.0, *extra: str) -> str:
         """`agent-supervisor watch` as a daemon, until `until()` holds (or `seconds` pass),
         then SIGTERM; what it printed."""
         args = [sys.executable, "-m", "supervisor", "watch", self.database, "--quiet", "0"]
@@ -134,6 +134,7 @@ class Case:
             self.reference,
             "--jobs-dir",
             self.markers or str(self.jobs),
+            *extra,
         ]
         with subprocess.Popen(
             args,
