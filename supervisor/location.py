@@ -140,6 +140,16 @@ class Location:
         add_thread_index(self.path, busy_timeout)
         return [INDEX_NAME]
 
+    def thread_remover(self, busy_timeout: float) -> Any:
+        """What deletes whole threads, a batch per transaction (`supervisor.retention`)."""
+        if self.server:
+            from supervisor.pg.retention import PgRemover
+
+            return PgRemover(self.text)
+        from supervisor.sqlite.retention import SQLiteRemover
+
+        return SQLiteRemover(self.path, busy_timeout)
+
     def checkpointer(self) -> Any:
         """cubeloop's checkpointer for the database (not yet entered)."""
         if self.server:

@@ -284,3 +284,10 @@ def dollars(value: str) -> float:
     if not math.isfinite(number) or number < 0:
         raise argparse.ArgumentTypeError("must be 0 or more dollars")
     return number
+
+
+def days_or_age(value: str) -> float:
+    """An argparse type for an age in seconds: `30d`, `12h`, or a bare number of days."""
+    if value.strip()[-1:].isdigit() or value.strip().endswith("."):
+        return days(value) * 86400.0
+    return age(value)
