@@ -160,6 +160,15 @@ class Store(Protocol):
         (fork, run) pairs of runs forks copied from their sources."""
         ...
 
+    def search(self, text: str) -> Any:
+        """The threads with a message matching `text` (`supervisor.search.Found`: by the
+        search index when there is one, else by reading every message)."""
+        ...
+
+    def has_search_index(self) -> bool:
+        """Whether `agent-supervisor index DB --search` made the search index."""
+        ...
+
     def index_hint(self, rows: int | None = None) -> str | None:
         """A note for a big database (over `INDEX_HINT_ROWS` message rows; `rows`: as a
         streamed listing counted them) that lacks the index we would add."""

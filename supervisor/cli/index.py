@@ -24,6 +24,13 @@ def add_parser(sub: Any) -> None:
     add_db(p)
     p.add_argument("--yes", action="store_true", help="do not ask; add them")
     p.add_argument("--drop", action="store_true", help="remove what this command added")
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="the search index of message text instead (list --grep, the app's ~ filter): "
+        "for a SQLite file a side file DB.search (the database is not written); for "
+        "Postgres a table of ours",
+    )
     p.set_defaults(run=cmd_index)
 
 
@@ -31,6 +38,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Add (or drop) our index, after asking: it writes to the user's database."""
     from supervisor.sqlite.files import INDEX_NAME, drop_thread_index
 
+    if args.search:
+        return _search_index(args)
     if where(args).server:
         return _index_postgres(args)
     path = check_database_path(args.db)
@@ -128,4 +137,60 @@ def _index_postgres(args: argparse.Namespace) -> int:
     started = time.monotonic()
     added = where(args).add_indexes(args.busy_timeout)
     print(f"{place}: added index {', '.join(added)} in {time.monotonic() - started:.1f}s")
+    return EXIT_OK
+
+
+def _search_index(args: argparse.Namespace) -> int:
+    """Make (or drop) the search index of message text, after asking."""
+    place = where(args)
+    if place.server:
+        from supervisor.pg.search import drop_search_index, make_search_index, search_index_exists
+
+        exists = search_index_exists(args.db)
+        what = "the table agent_supervisor.search_words (and its GIN index)"
+        drop = lambda: drop_search_index(args.db)  # noqa: E731
+        make = lambda: make_search_index(args.db)  # noqa: E731
+    else:
+        from supervisor.sqlite.search import SearchIndex
+
+        path = check_database_path(args.db)
+        index = SearchIndex(path)
+        exists = index.exists()
+        what = f"{index.path} (a side file: {path.name} itself is not written)"
+        drop = index.remove
+
+        def make() -> int:
+            from supervisor.sqlite.files import connect_readonly
+
+            source = connect_readonly(path, args.busy_timeout)
+            try:
+                return index.catch_up(source)
+            finally:
+                source.close()
+
+    if args.drop:
+        print(f"{place.shown}: dropped the search index" if drop() else "no search index to drop")
+        return EXIT_OK
+    if exists:
+        print(f"{place.shown}: the search index is there already; searches keep it current")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                f"making the search index writes {what}; pass --yes to agree",
+                "agent-supervisor index",
+            )
+        answer = input(f"Index every message's text for search in {what}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not changed")
+            return EXIT_UNFINISHED
+    started = time.monotonic()
+    try:
+        added = make()
+    except Exception as exc:  # noqa: BLE001 - said in one line
+        raise StoreError(f"{place.shown}: cannot make the search index ({exc})") from None
+    print(
+        f"{place.shown}: indexed {added:,} messages for search in "
+        f"{time.monotonic() - started:.1f}s; searches keep it current"
+    )
     return EXIT_OK

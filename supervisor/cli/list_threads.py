@@ -35,6 +35,12 @@ def add_parser(sub: Any) -> None:
         "(reads the whole database)",
     )
     p.add_argument(
+        "--grep",
+        metavar="TEXT",
+        help="only threads with a message whose text holds these words (the last may be "
+        "the start of a word): user and assistant text, tool arguments, results, errors",
+    )
+    p.add_argument(
         "--usage",
         action="store_true",
         help="add each thread's tokens and cost (a second read of the assistant messages: "
@@ -55,6 +61,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         states=frozenset(args.state) if args.state else None,
         now=time.time(),
         usage=_thread_usage(args) if args.usage else None,
+        only=_searched(args) if args.grep is not None else None,
     )
     with collector.bulk_read():  # every summary and line made once, then the process ends
         # --check validates every row first, which holds every summary: one process.
@@ -66,6 +73,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     if outcome.index_hint:  # a big database without the index its backend would use
         print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
     return EXIT_OK
+
+
+def _searched(args: argparse.Namespace) -> frozenset[str]:
+    """The threads `--grep` matches, by the search index or, said on stderr, by a scan."""
+    from supervisor.search import query_words
+
+    if not query_words(args.grep):
+        raise UsageError(f"--grep {args.grep!r} has no words to search for")
+    store = where(args).store(busy_timeout=args.busy_timeout, only=())
+    try:
+        if not store.has_search_index():
+            say_notes(
+                [
+                    "searching by reading every message (no search index: "
+                    f"'agent-supervisor index {where(args).shown} --search' makes one)"
+                ]
+            )
+        return store.search(args.grep).threads
+    finally:
+        store.close()
 
 
 def _thread_usage(args: argparse.Namespace) -> listing.ThreadUsage:

@@ -88,12 +88,15 @@ class ListingWriter:
         now: float | None = None,
         opened: bool = False,
         usage: ThreadUsage | None = None,
+        only: frozenset[str] | None = None,
     ) -> None:
         self.out = out
         self.as_json = as_json
         #: Each thread's tokens and cost (`list --usage`), or None: not asked for.
         self.usage = usage
         self.states = set(states) if states else None
+        #: Only these threads (`list --grep`: those a search matched).
+        self.only = only
         self.now = time.time() if now is None else now
         self.tally = Tally()
         self._opened = opened
@@ -132,8 +135,11 @@ class ListingWriter:
             self.tally.corrupt,
             self.tally,
         )
+        only = self.only
         for s in threads:
             tally.rows += s.messages
+            if only is not None and s.thread_id not in only:
+                continue
             state = s.state  # classified once
             name = state.value
             if states is not None and name not in states:
@@ -158,7 +164,9 @@ class ListingWriter:
             self.tally.rows += s.messages
             state = s.state
             name = state.value
-            if states is not None and name not in states:
+            if (states is not None and name not in states) or (
+                self.only is not None and s.thread_id not in self.only
+            ):
                 longest, most = self.unlisted  # widths count every thread, as `rows`' shape does
                 self.unlisted = (max(longest, len(s.thread_id)), max(most, s.messages))
                 continue
@@ -275,6 +283,8 @@ class Options:
     states: frozenset[str] | None
     now: float
     usage: ThreadUsage | None = None
+    #: Only these threads (`list --grep`).
+    only: frozenset[str] | None = None
 
     def writer(self, out: TextIO, shape: tuple[int, int], opened: bool = False) -> ListingWriter:
         return ListingWriter(
@@ -285,6 +295,7 @@ class Options:
             now=self.now,
             opened=opened,
             usage=self.usage,
+            only=self.only,
         )
 
 

@@ -49,6 +49,7 @@ from supervisor.store import (
 from supervisor.urls import redact
 
 if TYPE_CHECKING:
+    from supervisor.search import Found
     from supervisor.usage import UsageRow
 
 #: Rows whose transaction started up to this long before the last look, but
@@ -104,6 +105,7 @@ class PostgresStore:
         self._listing_extras: _Extras = ({}, {}, {}, {}, {}, {})
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
+        self._dsn = dsn
         try:
             self._client = SyncClient(dsn, "store", default_transaction_read_only="on")
         except PgError as exc:
@@ -178,6 +180,24 @@ class PostgresStore:
             return usage.usage_rows(self._client, since, threads), usage.copied_runs(self._client)
         except PgError as exc:
             raise StoreError(str(exc)) from None
+
+    def search(self, text: str) -> Found:
+        """As the SQLite store's: by our table when there is one (`pg.search`), else a scan
+        (this store's connection reads only; the table is written on one of its own)."""
+        from supervisor.pg import search
+        from supervisor.search import Found
+
+        try:
+            if search.search_index_exists(self._dsn, self._client):
+                return Found(frozenset(search.search(self._dsn, text)), True)
+            return Found(frozenset(search.scan(self._client, text)), False)
+        except PgError as exc:
+            raise StoreError(str(exc)) from None
+
+    def has_search_index(self) -> bool:
+        from supervisor.pg.search import search_index_exists
+
+        return search_index_exists(self._dsn, self._client)
 
     def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         return self._reads.transcripts(thread_ids, full=full)

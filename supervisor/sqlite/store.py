@@ -44,6 +44,7 @@ from supervisor.states import ThreadSummary
 from supervisor.store import INDEX_HINT_BYTES, INDEX_HINT_ROWS, StoreError, Transcript
 
 if TYPE_CHECKING:
+    from supervisor.search import Found
     from supervisor.usage import UsageRow
 
 T = TypeVar("T")
@@ -513,6 +514,31 @@ class SQLiteStore:
 
         with self._lock:
             return self._reading(read, restart=False)
+
+    def search(self, text: str) -> Found:
+        """The threads with a message matching `text` (`supervisor.search`): by the side
+        file's index when there is one (first brought up to date), else by a scan."""
+        from supervisor.search import Found
+        from supervisor.sqlite.search import SearchIndex, SearchIndexError, scan
+
+        index = SearchIndex(self.path)
+
+        def read() -> Found:
+            if index.exists():
+                index.catch_up(self.db.conn)
+                return Found(frozenset(index.query(text)), True)
+            return Found(frozenset(scan(self.db.conn, text)), False)
+
+        with self._lock:
+            try:
+                return self._reading(read, restart=False)
+            except SearchIndexError as exc:
+                raise StoreError(str(exc)) from None
+
+    def has_search_index(self) -> bool:
+        from supervisor.sqlite.search import side_path
+
+        return side_path(self.path).is_file()
 
     def thread_extra(self, thread_id: str) -> dict[str, Any]:
         if "extra_json" not in self.scope.columns.get("thread_extra", set()):
