@@ -30,6 +30,7 @@ def header_line(
     reading: bool,
     auto_resume: bool,
     watchers: list[str],
+    search: str | None = None,
 ) -> Text:
     """The header: the counts first, then what narrows or drives the list, the database's
     name last (a narrow terminal cuts the end: never a count)."""
@@ -38,6 +39,13 @@ def header_line(
         what.append("needs attention")
     if table.filter_text:
         what.append(f"filter {one_line(table.filter_text, 30)!r}")
+    if search:  # `~words`: the messages' text
+        shown = one_line(search, 30)
+        what.append(
+            f"searching messages for {shown!r}…"
+            if table.found is None
+            else f"messages with {shown!r}"
+        )
     if table.order != ORDERS[0]:
         what.append(f"by {table.order}")
     if table.reversed:

@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 from supervisor import collector
 from supervisor.location import Location
 from supervisor.markers import Marker
+from supervisor.search import Found
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.ui.lifecycle import StoreClosed
 from supervisor.ui.messages import IndexHint, RefreshFailed, StoreNotices, ThreadsRefreshed
@@ -188,6 +189,13 @@ class StoreReader:
             if self.closed:
                 raise StoreClosed("the database is closed")
             return self.store.transcript(thread_id, full=full)
+
+    def search(self, text: str) -> Found:
+        """The threads with a message matching `text` (`Store.search`), from a thread."""
+        with self.lock:
+            if self.closed:
+                raise StoreClosed("the database is closed")
+            return self.store.search(text)
 
     def load_thread(self, thread_id: str) -> tuple[Transcript, list[Marker]]:
         """The detail pane's loader (in its worker): the transcript, then the markers.

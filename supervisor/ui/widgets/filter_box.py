@@ -24,7 +24,10 @@ class FilterBox(Input):
         submitted: bool = False
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(placeholder="filter by thread id, state or where it stopped…", **kwargs)  # type: ignore[arg-type]
+        super().__init__(
+            placeholder="thread id, state or where it stopped; ~words searches the messages",
+            **kwargs,  # type: ignore[arg-type]
+        )
         self._timer: Timer | None = None
 
     def open(self) -> None:

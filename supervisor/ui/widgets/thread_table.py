@@ -134,6 +134,8 @@ class ThreadTable(ScrollView, can_focus=True):
         self.running: dict[str, float] = {}
         self.marked: set[str] = set()
         self.filter_text = ""
+        #: The threads a search of message text found (`~` in the filter); None: no search.
+        self.found: frozenset[str] | None = None
         self.attention_only = False
         self.order = ORDERS[0]
         #: The order read from its end (`S`): rows map to `_sorted` from the other side,
@@ -194,6 +196,8 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def _visible(self, thread_id: str, state: State) -> bool:
         if self.attention_only and state not in NEEDS_ATTENTION:
+            return False
+        if self.found is not None and thread_id not in self.found:
             return False
         needle = self.filter_text.lower()
         if not needle or needle in thread_id.lower() or needle in state:
@@ -266,10 +270,13 @@ class ThreadTable(ScrollView, can_focus=True):
         filter_text: str | None = None,
         attention_only: bool | None = None,
         order: str | None = None,
+        found: frozenset[str] | None | Ellipsis = ...,  # type: ignore[valid-type]
     ) -> None:
         """Change what shows or its order: every row is placed again (O(rows log rows))."""
         if filter_text is not None:
             self.filter_text = filter_text
+        if found is not ...:
+            self.found = found
         if attention_only is not None:
             self.attention_only = attention_only
         if order is not None:
@@ -305,7 +312,7 @@ class ThreadTable(ScrollView, can_focus=True):
         keys, order, state_of = self._keys, self.order, self.state_of
         states: dict[str, State] = {}
         keys.clear()
-        everything = not self.filter_text and not self.attention_only
+        everything = not self.filter_text and not self.attention_only and self.found is None
         for thread_id, summary in self.summaries.items():
             state = states[thread_id] = state_of(thread_id)
             if everything or self._visible(thread_id, state):
