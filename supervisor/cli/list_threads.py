@@ -65,7 +65,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     )
     with collector.bulk_read():  # every summary and line made once, then the process ends
         # --check validates every row first, which holds every summary: one process.
-        outcome = None if args.check else _list_split(args, options)
+        # A search that found a few threads lists those alone, not 100,000 to keep a few.
+        few = options.only is not None and len(options.only) <= FEW_FOUND
+        outcome = None if args.check or few else _list_split(args, options)
         if outcome is None:
             outcome = _list_in_one_process(args, options)
     say_notes(outcome.notices)
@@ -73,6 +75,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if outcome.index_hint:  # a big database without the index its backend would use
         print(f"agent-supervisor: note: {outcome.index_hint}", file=sys.stderr)
     return EXIT_OK
+
+
+#: A search that found at most this many threads lists them alone (a read of those threads;
+#: with the thread index, milliseconds), not every thread to keep those.
+FEW_FOUND = 2_000
 
 
 def _searched(args: argparse.Namespace) -> frozenset[str]:
@@ -127,7 +134,10 @@ def _list_split(args: argparse.Namespace, options: listing.Options) -> listing.O
 
 
 def _list_in_one_process(args: argparse.Namespace, options: listing.Options) -> listing.Outcome:
-    store = where(args).store(busy_timeout=args.busy_timeout)
+    few = options.only is not None and len(options.only) <= FEW_FOUND
+    store = where(args).store(
+        busy_timeout=args.busy_timeout, **({"only": sorted(options.only)} if few else {})
+    )
     try:
         if store.streams == "unordered" and not args.check:  # Postgres: partitions
             tally = listing.write_unordered(store.stream_batches(), options)

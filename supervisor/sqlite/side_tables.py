@@ -123,6 +123,15 @@ class SideTables:
         )
         return f"parent_thread_id, {after}"
 
+    def fold_forks(self, among: Iterable[str]) -> set[str]:
+        """The lineage of these threads (a store scoped to them skips `read_new_extra`)."""
+        threads = self.reader.threads
+        return {
+            t
+            for t, (source, after) in self.forks().items()
+            if t in among and t in threads and fold_fork(threads[t], source, after)
+        }
+
     def forks(self) -> dict[str, tuple[Any, Any]]:
         """Every fork's (source, run it ends with), by thread: a streamed listing's."""
         if "parent_thread_id" not in self.scope.columns.get("thread_extra", set()):

@@ -157,6 +157,7 @@ class SQLiteStore:
                 if first and self.scope.only is not None:
                     touched = self.reader.read_only(self.scope.only)
                     self.side.skip_extra()
+                    touched |= self.side.fold_forks(self.scope.only)
                 elif first and (halves := self._take_halves()) is not None:
                     touched = self._read_since()  # the rows after theirs
                     runs_read = True

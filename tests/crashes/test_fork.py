@@ -101,6 +101,8 @@ def test_the_fork_plan_says_which_side_effects_a_fork_repeats_and_the_fork_does_
     assert forked["state"] == "finished"
     assert forked["forked_from"] == {"thread_id": "src", "after_run": first}
     assert c.listed("src")["forked_from"] is None
+    shown = json.loads(c.cli("show", c.database, "f", "--json").stdout)  # a store scoped to it
+    assert shown["forked_from"] == {"thread_id": "src", "after_run": first}
     copied = messages(c, "f")
     assert copied == source[:6]
     assert len(copied) == plan["messages"] == 6  # order A: user, 3 assistant, 2 results
