@@ -332,7 +332,7 @@ def _has_pending(s: ThreadSummary) -> bool:
 # -- list order ---------------------------------------------------------------------
 
 #: Orders the thread list can take, in the order a key cycles through them.
-ORDERS = ("attention", "activity", "state", "thread", "messages")
+ORDERS = ("attention", "activity", "state", "thread", "messages", "cost")
 
 
 def order_key(order: str, s: ThreadSummary, state: State | None = None) -> tuple[Any, ...]:
@@ -353,6 +353,8 @@ def order_key(order: str, s: ThreadSummary, state: State | None = None) -> tuple
         return (_STATE_RANK[s.state if state is None else state], recent, s.thread_id)
     if order == "messages":
         return (-s.messages, s.thread_id)
+    if order == "cost":  # the summary holds no tokens: the app's list sorts these itself
+        return (0.0, 0, s.thread_id)
     return (s.thread_id,)
 
 

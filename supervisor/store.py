@@ -153,11 +153,15 @@ class Store(Protocol):
     def rows_checked(self) -> bool: ...
 
     def usage_rows(
-        self, since: float | None = None, threads: Collection[str] | None = None
+        self,
+        since: float | None = None,
+        threads: Collection[str] | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> tuple[list[Any], set[tuple[str, str]]]:
-        """Tokens of the assistant messages (written since a unix time; of some threads),
-        summed by (thread, run, UTC day) and model (`supervisor.usage.UsageRow`), and the
-        (fork, run) pairs of runs forks copied from their sources."""
+        """Tokens of the assistant messages (written since a unix time; of some threads;
+        a SQLite file's message ids in (after, upto]), summed by (thread, run, UTC day)
+        and model (`supervisor.usage.UsageRow`), and the (fork, run) pairs of runs forks
+        copied from their sources."""
         ...
 
     def search(self, text: str) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import tomllib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -305,3 +306,69 @@ def from_messages(messages: Iterable[tuple[str | None, Any]]) -> dict[str | None
         else:
             group.by_model[model] = u
     return runs
+
+
+class UsageTally:
+    """Each thread's tokens and cost, kept current: the app's TOKENS column.
+
+    The first read sums every assistant message; after it, a SQLite file's
+    new message ids are all that is read (messages are append-only, so sums
+    only grow), and a Postgres store's changed threads are read again whole
+    (its rows are keyed by thread). One read at a time (`read` holds a lock):
+    the app's refreshes may ask faster than a big first read answers.
+    """
+
+    def __init__(self, prices: Prices) -> None:
+        self.prices = prices
+        self.groups: dict[str, Group] = {}
+        #: The last message id summed (a SQLite file); None before the first read.
+        self.cursor: int | None = None
+        self._first = True
+        self._lock = threading.Lock()
+
+    def read(self, store: Any, touched: Collection[str] = ()) -> dict[str, tuple[int, float]]:
+        """What changed since the last read: (tokens, cost) by thread."""
+        with self._lock:
+            if store.path is not None:  # a SQLite file: the new rows only
+                top = store.newest_row() or 0
+                after = self.cursor or 0
+                if not self._first and top <= after:
+                    return {}
+                rows, copied = store.usage_rows(rows=(after, top))
+                self.cursor = top
+                changed = self._add(rows, copied, replace=False)
+            elif self._first:
+                rows, copied = store.usage_rows()
+                changed = self._add(rows, copied, replace=True)
+            elif touched:
+                rows, copied = store.usage_rows(threads=list(touched))
+                changed = self._add(rows, copied, replace=True)
+            else:
+                return {}
+            self._first = False
+            return {t: self.figures(t) for t in changed}
+
+    @property
+    def started(self) -> bool:
+        """Whether the first read (of everything) was made."""
+        return not self._first
+
+    def figures(self, thread_id: str) -> tuple[int, float]:
+        group = self.groups[thread_id]
+        return group.usage.total, group.cost(self.prices)[0]
+
+    def _add(
+        self, rows: list[UsageRow], copied: Collection[tuple[str, str]], replace: bool
+    ) -> set[str]:
+        fresh = {g.key[0]: g for g in grouped(rows, "thread", copied)}
+        if replace:
+            self.groups.update(fresh)
+            return set(fresh)
+        for thread_id, group in fresh.items():
+            have = self.groups.get(thread_id)
+            if have is None:
+                self.groups[thread_id] = group
+                continue
+            for model, u in group.by_model.items():
+                have.by_model.setdefault(model, Usage()).add(u)
+        return set(fresh)

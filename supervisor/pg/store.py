@@ -171,11 +171,17 @@ class PostgresStore:
         return self._reads.transcript(thread_id, full=full)
 
     def usage_rows(
-        self, since: float | None = None, threads: Collection[str] | None = None
+        self,
+        since: float | None = None,
+        threads: Collection[str] | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
-        """As the SQLite store's: tokens by thread, run, day and model (`pg.usage`)."""
+        """As the SQLite store's: tokens by thread, run, day and model (`pg.usage`). Rows
+        have no single order here (`rows` is a file's): a tally asks by thread."""
         from supervisor.pg import usage
 
+        if rows is not None:
+            raise ValueError("a Postgres store reads usage by thread, not by row id")
         try:
             return usage.usage_rows(self._client, since, threads), usage.copied_runs(self._client)
         except PgError as exc:

@@ -499,7 +499,10 @@ class SQLiteStore:
         return self.texts.many(thread_ids, full)
 
     def usage_rows(
-        self, since: float | None = None, threads: Collection[str] | None = None
+        self,
+        since: float | None = None,
+        threads: Collection[str] | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
         """Tokens of the assistant messages (since a time, of some threads), summed by
         thread, run, day and model in one pass (`sqlite.usage`); and the runs forks
@@ -509,7 +512,7 @@ class SQLiteStore:
         columns = self.scope.columns
 
         def read() -> tuple[list[UsageRow], set[tuple[str, str]]]:
-            return usage_rows(self.db, columns["messages"], since, threads), copied_runs(
+            return usage_rows(self.db, columns["messages"], since, threads, rows), copied_runs(
                 self.db, columns
             )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 
+from supervisor.priority import at_low_priority
 from supervisor.sqlite.connection import Connection
 from supervisor.sqlite.files import tolerant_text
 from supervisor.sqlite.sql import starts_as, unix_time_sql
@@ -22,8 +23,10 @@ def usage_rows(
     columns: set[str],
     since: float | None = None,
     threads: Collection[str] | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> list[UsageRow]:
-    """`Store.usage_rows` for a SQLite file (`columns`: the messages table's)."""
+    """`Store.usage_rows` for a SQLite file (`columns`: the messages table's; `rows`: only
+    the message ids in (after, upto], the rows a running tally has not seen)."""
     created = unix_time_sql("created_at") if "created_at" in columns else "NULL"
     run = "run_id" if "run_id" in columns else "NULL"
     keys = ["thread_id", run, f"date({created}, 'unixepoch')"]
@@ -35,6 +38,9 @@ def usage_rows(
     if threads is not None:
         where.append("thread_id IN (SELECT value FROM json_each(?))")
         args.append(json.dumps(sorted(threads)))
+    if rows is not None:
+        where.append("id > ? AND id <= ?")
+        args += list(rows)
     inner = "".join(f"{k} AS k{i}, " for i, k in enumerate(keys))
     names = [f"k{i}" for i in range(len(keys))]
     group = ", ".join([*names, "model"])
@@ -53,7 +59,7 @@ def usage_rows(
         f"FROM messages WHERE {' AND '.join(where)}) GROUP BY {group}"
     )
     found: list[UsageRow] = []
-    for row in db.conn.execute(sql, args):
+    for row in at_low_priority(lambda: db.conn.execute(sql, args).fetchall()):
         key = tuple(_text(k) for k in row[: len(keys)])
         model, i, o, r, w, n = row[len(keys) :]
         found.append((key, _text(model), Usage(i, o, r, w, n)))

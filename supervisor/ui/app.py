@@ -65,6 +65,7 @@ from supervisor.ui.render import Palette
 from supervisor.ui.screens.confirm import ConfirmScreen
 from supervisor.ui.screens.main import MainScreen
 from supervisor.ui.themes import all_themes, install_themes, palette_of, save_theme
+from supervisor.ui.usage_column import UsageColumn
 from supervisor.ui.widgets.detail import DetailPane
 from supervisor.ui.widgets.filter_box import FilterBox
 from supervisor.ui.widgets.thread_table import ThreadTable
@@ -155,6 +156,7 @@ class SupervisorApp(App[None]):
         self.agent_error: str | None = None
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
+        self.usage = UsageColumn(self, str(self.runner.config.database), self.store.busy_timeout)
         #: The words of a search of message text (`~` in the filter), while one is on.
         self._message_search: str | None = None
         self._said_scanning = False
@@ -335,6 +337,8 @@ class SupervisorApp(App[None]):
             self._select(table.current_thread)
             if self.selected is None:  # an empty list: say so, and how to start a thread
                 self._show_detail_title()
+        if message.full or changed:  # the TOKENS column: everything once, then what is new
+            self.usage.read_soon(() if message.full else changed)
         if self._message_search and changed and not message.full:
             self._search_messages(self._message_search)  # new messages may match now
         if self.reader.refreshed():  # another was asked for meanwhile
@@ -664,6 +668,7 @@ class SupervisorApp(App[None]):
         self.reader.stop_watching.set()
         await self.runner.close()
         await asyncio.to_thread(self.reader.close)
+        await asyncio.to_thread(self.usage.close)
 
     # -- keys, routed to what owns each ------------------------------------------
 

@@ -82,7 +82,7 @@ KEYS: tuple[Key, ...] = (
         "s",
         "sort",
         "Sort",
-        "sort: attention first, activity, state, thread, messages (or click a header)",
+        "sort: attention first, activity, state, thread, messages, cost (or click a header)",
         "Sort the list (next order)",
     ),
     Key(

@@ -97,8 +97,9 @@ def thread_row(
     now: float,
     marked: bool,
     running_since: float | None,
-) -> tuple[Text, Text, Text, Text, Text, Text]:
-    """The cells of one thread-list row."""
+    tokens: str = "",
+) -> tuple[Text, Text, Text, Text, Text, Text, Text]:
+    """The cells of one thread-list row (`tokens`: its tokens, once read)."""
     state = State.RUNNING if running_since is not None else s.state
     activity = (
         f"running {elapsed(now - running_since)}"
@@ -115,6 +116,7 @@ def thread_row(
         badge(state, palette),
         ThreadCell(clean(one_line(s.thread_id, 40)), s.thread_id),
         Text(str(s.messages), justify="right"),
+        Text(tokens, justify="right"),
         Text(activity),
         safe(hint, "dim" if state is State.FINISHED else ""),
     )

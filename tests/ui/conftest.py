@@ -24,7 +24,7 @@ from supervisor.runner import RunnerConfig
 from supervisor.sqlite.store import SQLiteStore
 from supervisor.states import State
 from supervisor.ui.app import SupervisorApp, make_app
-from supervisor.ui.widgets.thread_table import ThreadTable
+from supervisor.ui.widgets.thread_table import COLUMNS, ThreadTable
 
 #: 2026-11-27 12:00:00 UTC, the clock every app test sees.
 FIXED_NOW = 1795780800.0
@@ -32,9 +32,23 @@ JULIAN_EPOCH = 2440587.5
 
 
 def normalise(db: Path, jobs: Path) -> None:
-    """Fixed created_at (one row every 7 s, the last 30 s before FIXED_NOW), run ids, markers."""
+    """Fixed created_at (one row every 7 s, the last 30 s before FIXED_NOW), run ids, markers,
+    and each reply's usage (the demo's model counts tokens from text that holds ids)."""
     conn = sqlite3.connect(db)
     with conn:
+        for row_id, text in conn.execute("SELECT id, message_json FROM messages").fetchall():
+            message = json.loads(text)
+            if message.get("role") == "assistant" and isinstance(message.get("usage"), dict):
+                message["usage"] = {  # written as cubeloop writes it: json.dumps
+                    "input_tokens": 100 + row_id,
+                    "output_tokens": 20 + row_id % 7,
+                    "cache_read_tokens": 0,
+                    "cache_write_tokens": 0,
+                }
+                conn.execute(
+                    "UPDATE messages SET message_json = ? WHERE id = ?",
+                    (json.dumps(message), row_id),
+                )
         (top,) = conn.execute("SELECT max(id) FROM messages").fetchone()
         conn.execute(
             "UPDATE messages SET created_at = ? + ((? - (? - id) * 7.0 - 30.0) / 86400.0)",
@@ -147,6 +161,12 @@ async def until(pilot, condition: Callable[[], object], seconds: float = 30.0) -
             return True
         await pilot.pause(0.05)
     return bool(condition())
+
+
+#: A list row's cells by their column's label (`table_rows(app)[thread][AGE]`).
+AGE = next(i for i, (label, _, _) in enumerate(COLUMNS) if label == "ACTIVITY")
+HINT = next(i for i, (label, _, _) in enumerate(COLUMNS) if label == "WHERE IT STOPPED")
+TOKENS = next(i for i, (label, _, _) in enumerate(COLUMNS) if label == "TOKENS")
 
 
 def table_rows(app: SupervisorApp) -> dict[str, list[str]]:

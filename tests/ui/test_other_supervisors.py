@@ -10,7 +10,7 @@ from pathlib import Path
 from supervisor.ui.screens.confirm import ConfirmScreen
 from tests.test_headless import start_slow_resume
 from tests.test_other_supervisors import wait_for_tool
-from tests.ui.conftest import FIXED_NOW, build_app, select, settle, table_rows
+from tests.ui.conftest import FIXED_NOW, HINT, build_app, select, settle, table_rows
 from tests.ui.test_live import watching_app
 from tests.ui.test_snapshots import WIDE, select_before
 
@@ -54,7 +54,7 @@ async def test_a_run_elsewhere_shows_its_holder_and_a_stops_it(workdir: Path) ->
         try:
             wait_for_tool(proc)
             await wait_until(pilot, lambda: table_rows(app)["job-05"][1] == "▶ running")
-            assert f"held by pid {proc.pid}" in table_rows(app)["job-05"][5]
+            assert f"held by pid {proc.pid}" in table_rows(app)["job-05"][HINT]
             notice = str(app.query_one("#detail-request").render())
             assert "Running in another supervisor" in notice and f"pid {proc.pid}" in notice
             await pilot.press("a")

@@ -11,7 +11,7 @@ from textual import events
 
 from supervisor.states import NEEDS_ATTENTION, ORDERS, State
 from supervisor.ui.widgets.thread_table import ThreadTable
-from tests.ui.conftest import select, settle, table_rows, until
+from tests.ui.conftest import AGE, HINT, select, settle, table_rows, until
 
 
 def summary(app) -> str:
@@ -169,14 +169,14 @@ async def test_ages_never_go_back_after_a_rebuild(workdir) -> None:
     app.clock = lambda: now[0]
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        assert table_rows(app)["job-01"][4] == "4m ago"
+        assert table_rows(app)["job-01"][AGE] == "4m ago"
         now[0] += 600  # ten minutes on: the age tick shows it
         app._tick_ages()
         await pilot.pause()
-        assert table_rows(app)["job-01"][4] == "14m ago"
+        assert table_rows(app)["job-01"][AGE] == "14m ago"
         await pilot.press("s")  # a rebuild from cached rows
         await pilot.pause()
-        assert table_rows(app)["job-01"][4] == "14m ago"
+        assert table_rows(app)["job-01"][AGE] == "14m ago"
 
 
 async def test_a_thread_that_writes_moves_to_its_place_without_a_rebuild(workdir) -> None:
@@ -319,10 +319,10 @@ async def test_list_shows_every_thread_with_badges(app_factory) -> None:
         rows = table_rows(pilot.app)
         assert len(rows) == 12
         assert rows["job-02"][1] == "◐ mid_tool"
-        assert 'process_item({"item": "card-202"})' in rows["job-02"][5]
+        assert 'process_item({"item": "card-202"})' in rows["job-02"][HINT]
         assert rows["job-09"][1] == "? awaiting_input"
-        assert rows["job-09"][5].startswith("approve refund(")
-        assert rows["job-11"][5].startswith("ask: Which size")
+        assert rows["job-09"][HINT].startswith("approve refund(")
+        assert rows["job-11"][HINT].startswith("ask: Which size")
         assert rows["job-12"][1] == "✎ answered"
         assert rows["job-08"][1] == "· empty"
         summary = str(pilot.app.query_one("#summary").render())

@@ -43,6 +43,7 @@ from supervisor.states import (
 )
 from supervisor.text import relative_time
 from supervisor.ui.render import Palette, thread_row
+from supervisor.usage import tokens_text
 
 #: Column labels, the order each sorts by when its header is clicked, and a width
 #: (None: the thread column fits the ids; 0: the last column takes what is left).
@@ -51,6 +52,7 @@ COLUMNS: tuple[tuple[str, str | None, int | None], ...] = (
     ("STATE", "state", 17),
     ("THREAD", "thread", None),
     ("MSGS", "messages", 6),
+    ("TOKENS", "cost", 8),
     ("ACTIVITY", "activity", 13),
     ("WHERE IT STOPPED", "attention", 0),
 )
@@ -134,6 +136,11 @@ class ThreadTable(ScrollView, can_focus=True):
         self.running: dict[str, float] = {}
         self.marked: set[str] = set()
         self.filter_text = ""
+        #: Each thread's (tokens, cost) once read (`usage.UsageTally`): the TOKENS column
+        #: and the "cost" order; a thread not read yet shows nothing there.
+        self.usage: dict[str, tuple[int, float]] = {}
+        #: Whether every thread's usage was read once (a thread not in `usage` spent none).
+        self.usage_read = False
         #: The threads a search of message text found (`~` in the filter); None: no search.
         self.found: frozenset[str] | None = None
         self.attention_only = False
@@ -206,7 +213,38 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def _key(self, thread_id: str, state: State) -> tuple[Any, ...]:
         # The shown state: a run here counts before the store knows of it.
+        if self.order == "cost":
+            return self._cost_key(thread_id)
         return order_key(self.order, self.summaries[thread_id], state)
+
+    def _cost_key(self, thread_id: str) -> tuple[Any, ...]:
+        """The costliest first (then the most tokens); threads not read yet last."""
+        none = (0, 0.0) if self.usage_read else (-1, -1.0)
+        tokens, cost = self.usage.get(thread_id, none)
+        return (-cost, -tokens, thread_id)
+
+    def set_usage(self, updates: dict[str, tuple[int, float]], everything: bool = False) -> None:
+        """Tokens and cost read for these threads (`everything`: the first read, after which
+        a thread without any spent none): their rows are drawn again (and placed again
+        when the list is in cost order)."""
+        self.usage.update(updates)
+        if everything and not self.usage_read:
+            self.usage_read = True
+            self._cells.clear()
+            self._strips.clear()
+            if self.order == "cost":
+                self.rebuild()
+            else:
+                self.refresh()
+            return
+        changed = updates.keys() & self.summaries.keys()
+        if self.order == "cost":
+            self._relist(changed)
+            return
+        for thread_id in changed:
+            self._cells.pop(thread_id, None)
+        self._strips.clear()
+        self.refresh()
 
     # -- changing them -------------------------------------------------------
 
@@ -316,7 +354,11 @@ class ThreadTable(ScrollView, can_focus=True):
         for thread_id, summary in self.summaries.items():
             state = states[thread_id] = state_of(thread_id)
             if everything or self._visible(thread_id, state):
-                keys[thread_id] = order_key(order, summary, state)
+                keys[thread_id] = (
+                    self._cost_key(thread_id)
+                    if order == "cost"
+                    else order_key(order, summary, state)
+                )
         self._states = states
         self.counts = Counter(states.values())
         self._sorted = sorted(keys.values())
@@ -469,11 +511,14 @@ class ThreadTable(ScrollView, can_focus=True):
         summary = self.summaries[thread_id]
         running = self.running.get(thread_id)
         now = self.clock()
-        key = (thread_id in self.marked, running, relative_time(summary.last_activity, now))
+        used = self.usage.get(thread_id)
+        tokens = tokens_text(used[0]) if used is not None else "0" if self.usage_read else ""
+        age = relative_time(summary.last_activity, now)
+        key = (thread_id in self.marked, running, age, tokens)
         cached = self._cells.get(thread_id)
         if cached is not None and running is None and cached[0] == key:
             return cached[1]
-        cells = thread_row(summary, self.palette, now, key[0], running)
+        cells = thread_row(summary, self.palette, now, key[0], running, tokens)
         self._cells[thread_id] = (key, cells)
         width = self._strip_width
         self._strips.pop((thread_id, False, width), None)
