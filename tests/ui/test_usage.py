@@ -50,20 +50,13 @@ async def test_the_tokens_column_sorts_by_cost_and_counts_new_replies(workdir) -
     from supervisor.usage import tokens_text
 
     db = "demo.db"
-    by_thread = {
-        r["thread_id"]: r
-        for r in json.loads(
-            __import__("subprocess")
-            .run(
-                [__import__("sys").executable, "-m", "supervisor", "usage", db, "--json"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout
-        )
-    }
-    tokens = 3  # the TOKENS column
+    usage = subprocess.run(
+        [sys.executable, "-m", "supervisor", "usage", db, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    by_thread = {r["thread_id"]: r for r in json.loads(usage.stdout)}
     app = build_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
