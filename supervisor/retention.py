@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,24 @@ def forget(
         return
     done.markers = sum(1 for m in markers if m.thread_id in gone and remove_marker(m))
     done.records = len(ledger.release(sorted(gone)))
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def age_seconds(text: str) -> float:
+    """`30d`, `12h`, `90m`, `2w`, `45s` in seconds; ValueError for anything else."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    if unit is None:
+        raise ValueError(f"not an age: {text!r} (a number and a unit: 30d, 12h, 90m, 2w)")
+    try:
+        number = float(value[:-1])
+    except ValueError:
+        raise ValueError(f"not an age: {text!r} (a number and a unit: 30d, 12h, 90m, 2w)") from None
+    if not math.isfinite(number) or not 0 <= number <= 100_000:
+        raise ValueError(f"not an age: {text!r} (a number and a unit: 30d, 12h, 90m, 2w)")
+    return number * unit
 
 
 def unchanged(c: Candidate, count: int, last: int | None) -> bool:

@@ -152,6 +152,11 @@ class Store(Protocol):
     @property
     def rows_checked(self) -> bool: ...
 
+    def start_over(self) -> None:
+        """Forget what was read: the next refresh reads the whole database again (after
+        threads were removed: a refresh reads what is new, never what went)."""
+        ...
+
     def usage_rows(
         self,
         since: float | None = None,

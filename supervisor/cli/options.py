@@ -236,22 +236,14 @@ def from_environment(args: argparse.Namespace) -> None:
         setattr(args, name, found)
 
 
-_AGE = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-
-
 def age(value: str) -> float:
     """An argparse type for an age: `30d`, `12h`, `90m`, `2w` (seconds ago, as a number)."""
-    text = value.strip().lower()
-    unit = _AGE.get(text[-1:]) if text else None
+    from supervisor.retention import age_seconds
+
     try:
-        number = float(text[:-1]) if unit is not None else float("nan")
-    except ValueError:
-        number = float("nan")
-    if unit is None or not math.isfinite(number) or not 0 <= number <= 100_000:
-        raise argparse.ArgumentTypeError(
-            f"not an age: {value!r} (a number and a unit: 30d, 12h, 90m, 2w)"
-        )
-    return number * unit
+        return age_seconds(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def since(value: str) -> float:

@@ -134,6 +134,13 @@ class PostgresStore:
     def threads(self) -> list[ThreadSummary]:
         return list(self._threads.values())
 
+    def start_over(self) -> None:
+        """As the SQLite store's: the next refresh reads every thread again."""
+        with self._lock:
+            self._threads = {}
+            self._since = None
+            self._pending, self._held, self._attempted = set(), set(), set()
+
     def get(self, thread_id: str) -> ThreadSummary | None:
         return self._threads.get(thread_id)
 

@@ -147,6 +147,12 @@ class SQLiteStore:
     def refresh(self) -> set[str]:
         return self._reading(self._refresh, restart=True)
 
+    def start_over(self) -> None:
+        """Forget what was read: the next refresh reads the whole file again (threads were
+        removed, which a refresh, reading what is new, would never notice)."""
+        with self._lock:
+            self._start_over()
+
     def _refresh(self) -> set[str]:
         with self._lock:
             self.reader.work = {"rows": 0, "run_threads": 0}

@@ -378,6 +378,46 @@ class ThreadActions:
         )
         self.app.request_refresh()
 
+    def prune_old(self) -> None:
+        """`D`: remove old finished threads, after the dialog says which."""
+        from supervisor.ui.screens.prune import PruneScreen
+
+        def go(chosen: list[Any] | None) -> None:
+            if chosen:
+                self.app.run_worker(self._prune(chosen), group="actions", exit_on_error=False)
+
+        screen = PruneScreen(lambda: list(self.app.summaries.values()), self.app.clock)
+        self.app.push_screen(screen, go)
+
+    async def _prune(self, chosen: list[Any]) -> None:
+        from supervisor import retention
+        from supervisor.prune import remove
+
+        where = Location.parse(self.app.runner.config.database)
+        jobs = Location.parse(self.app.jobs_dir)
+        remover = where.thread_remover(self.app.store.busy_timeout)
+        try:
+            done = await retention.remove_in_batches(remover, where.leases(), chosen)
+            ledger = where.attempts()
+            try:
+                markers = await asyncio.to_thread(jobs.read_markers)
+                await asyncio.to_thread(
+                    retention.forget, done, markers, lambda m: remove(jobs, m), ledger
+                )
+            finally:
+                ledger.close()
+        except Exception as exc:  # noqa: BLE001 - said, never raised into the app
+            self.app.notify(f"prune failed: {one_line(str(exc), 200)}", severity="error")
+            return
+        kept = f"; {counted(len(done.skipped), 'thread')} kept" if done.skipped else ""
+        self.app.notify(
+            f"removed {counted(len(done.removed), 'thread')} "
+            f"({counted(done.messages, 'message')}), {counted(done.markers, 'job marker')}"
+            f"{kept}",
+            markup=False,
+        )
+        self.app.reader.read_again()  # removed threads: only a whole read notices
+
     def new_thread(self) -> None:
         """`+` (and `p` on an empty database): a new thread, its id and its first prompt."""
         offered = f"thread-{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.app.clock()))}"

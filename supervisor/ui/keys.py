@@ -126,6 +126,14 @@ KEYS: tuple[Key, ...] = (
         footer=False,
     ),
     Key(
+        "D",
+        "prune",
+        "Remove old",
+        "remove finished threads older than an age, with their markers (asks first)",
+        "Remove old finished threads",
+        footer=False,
+    ),
+    Key(
         "y",
         "copy_id",
         "Copy id",

@@ -67,6 +67,19 @@ class StoreReader:
         self.running = True
         self._refresh(full, preview)
 
+    def read_again(self) -> None:
+        """Read the whole database again (threads were removed: a refresh reads only what
+        is new), as a full refresh the list takes whole."""
+
+        def work() -> None:
+            with self.lock:
+                if self.closed:
+                    return
+                self.store.start_over()
+            self.app.call_from_thread(self.request_refresh, True, False)
+
+        self.app.run_worker(work, thread=True, group="refresh", exit_on_error=False)
+
     def refreshed(self) -> bool:
         """A refresh's result was taken (or its failure said); whether to refresh again."""
         self.running = False

@@ -131,6 +131,9 @@ class MainScreen(Screen[None]):
     def action_abort(self) -> None:
         self.app.actions.abort_chosen()
 
+    def action_prune(self) -> None:
+        self.app.actions.prune_old()
+
     def action_fork(self) -> None:
         self.app.actions.fork_selected()
 
