@@ -14,6 +14,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,9 @@ def fork_child(child: Callable[[], None]) -> int:
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:
         raise ThreadsRunning(f"fork refused: threads running ({', '.join(others)})")
+    for stream in (sys.stdout, sys.stderr):  # a buffer copied into the child is written twice
+        with contextlib.suppress(Exception):
+            stream.flush()
     pid = os.fork()
     if pid == 0:
         code = 1

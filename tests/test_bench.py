@@ -13,6 +13,7 @@ def test_bench_runs_at_small_size(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
+            "-u",  # each line as printed: a failure shows how far the script got
             "bench/listing.py",
             "--threads",
             "50",
