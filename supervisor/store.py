@@ -162,11 +162,12 @@ class Store(Protocol):
         since: float | None = None,
         threads: Collection[str] | None = None,
         rows: tuple[int, int] | None = None,
+        days: bool = False,
     ) -> tuple[list[Any], set[tuple[str, str]]]:
         """Tokens of the assistant messages (written since a unix time; of some threads;
-        a SQLite file's message ids in (after, upto]), summed by (thread, run, UTC day)
-        and model (`supervisor.usage.UsageRow`), and the (fork, run) pairs of runs forks
-        copied from their sources."""
+        a SQLite file's message ids in (after, upto]), summed by (thread, run, UTC day if
+        `days` else None) and model (`supervisor.usage.UsageRow`), and the (fork, run)
+        pairs of runs forks copied from their sources."""
         ...
 
     def search(self, text: str) -> Any:

@@ -19,6 +19,18 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def write_json_array(items: Iterable[Any]) -> None:
+    """A JSON array on stdout, each item written as it comes (as `print_json` indents)."""
+    from supervisor.jsontext import indented
+
+    out = sys.stdout
+    first = True
+    for item in items:
+        out.write(("[\n  " if first else ",\n  ") + indented(item, 1))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
+
+
 def print_notices(store: Store) -> None:
     say_notes(store.take_notices())
 

@@ -182,6 +182,7 @@ class PostgresStore:
         since: float | None = None,
         threads: Collection[str] | None = None,
         rows: tuple[int, int] | None = None,
+        days: bool = False,
     ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
         """As the SQLite store's: tokens by thread, run, day and model (`pg.usage`). Rows
         have no single order here (`rows` is a file's): a tally asks by thread."""
@@ -190,7 +191,8 @@ class PostgresStore:
         if rows is not None:
             raise ValueError("a Postgres store reads usage by thread, not by row id")
         try:
-            return usage.usage_rows(self._client, since, threads), usage.copied_runs(self._client)
+            found = usage.usage_rows(self._client, since, threads, days)
+            return found, usage.copied_runs(self._client)
         except PgError as exc:
             raise StoreError(str(exc)) from None
 

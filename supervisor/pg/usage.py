@@ -16,7 +16,10 @@ from supervisor.usage import Usage, UsageRow, model_of, usage_of
 
 
 def usage_rows(
-    client: Any, since: float | None = None, threads: Collection[str] | None = None
+    client: Any,
+    since: float | None = None,
+    threads: Collection[str] | None = None,
+    days: bool = False,
 ) -> list[UsageRow]:
     where = ["role = 'assistant'"]
     args: list[Any] = []
@@ -37,7 +40,7 @@ def usage_rows(
             message, _ = decode_payload(payload, "assistant")
             if message is None:
                 continue  # a corrupt row: the listing names it
-            key = ((thread_id, run_id, day), model_of(message))
+            key = ((thread_id, run_id, day if days else None), model_of(message))
             have = sums.get(key)
             if have is None:
                 have = sums[key] = Usage()

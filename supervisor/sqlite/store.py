@@ -509,18 +509,19 @@ class SQLiteStore:
         since: float | None = None,
         threads: Collection[str] | None = None,
         rows: tuple[int, int] | None = None,
+        days: bool = False,
     ) -> tuple[list[UsageRow], set[tuple[str, str]]]:
         """Tokens of the assistant messages (since a time, of some threads), summed by
-        thread, run, day and model in one pass (`sqlite.usage`); and the runs forks
-        copied from their sources."""
+        thread, run, (`days`) day and model in one pass (`sqlite.usage`); and the runs
+        forks copied from their sources."""
         from supervisor.sqlite.usage import copied_runs, usage_rows
 
         columns = self.scope.columns
 
         def read() -> tuple[list[UsageRow], set[tuple[str, str]]]:
-            return usage_rows(self.db, columns["messages"], since, threads, rows), copied_runs(
-                self.db, columns
-            )
+            return usage_rows(
+                self.db, columns["messages"], since, threads, rows, days
+            ), copied_runs(self.db, columns)
 
         with self._lock:
             return self._reading(read, restart=False)
