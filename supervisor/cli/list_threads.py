@@ -116,11 +116,20 @@ def _thread_usage(args: argparse.Namespace) -> listing.ThreadUsage:
     finally:
         store.close()
     found = {}
+    texts: dict[str, str] = {}  # a few distinct texts, 100,000 times: each kept once
     for group in grouped(rows, "thread", copied):
         cost, unpriced = group.cost(prices)
-        item = group.to_json("thread", prices)
-        del item["thread_id"]
-        found[group.key[0]] = (tokens_text(group.usage.total), cost_text(cost, unpriced), item)
+        item = None
+        if args.json:  # the objects only where they are written
+            item = group.to_json("thread", prices)
+            del item["thread_id"]
+        tokens, price = tokens_text(group.usage.total), cost_text(cost, unpriced)
+        found[group.key[0]] = (
+            texts.setdefault(tokens, tokens),
+            texts.setdefault(price, price),
+            item,
+        )
+    del rows
     return listing.ThreadUsage(found)
 
 

@@ -257,8 +257,8 @@ class ThreadUsage:
     """Each thread's tokens and cost for `list --usage`: the columns' text and the JSON,
     worked out before the listing (a forked child inherits them)."""
 
-    #: thread id -> (tokens text, cost text, the JSON object)
-    by_thread: dict[str, tuple[str, str, dict[str, Any]]]
+    #: thread id -> (tokens text, cost text, the JSON object: None unless writing JSON)
+    by_thread: dict[str, tuple[str, str, dict[str, Any] | None]]
     NONE = ("0", "-", None)
 
     def texts(self, thread_id: str) -> tuple[str, str]:
