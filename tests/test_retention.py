@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -111,14 +112,35 @@ def hold_lease(database: str, thread: str) -> subprocess.Popen[str]:
     return holder
 
 
+#: The shop, built once per process and backend and copied for each test (six agent runs).
+_BUILT: dict[str, tuple[str, Path]] = {}
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    database = (
-        request.getfixturevalue("pg_dsn")
-        if request.param == "postgres"
-        else str(tmp_path / "shop.db")
-    )
-    c = Case(database, tmp_path / "jobs", f"{MORE}:shop")
+    backend = request.param
+    if backend not in _BUILT:
+        where = tmp_path.parent / f"shop-{backend}"  # pytest's own base: removed with it
+        where.mkdir()
+        database = (
+            request.getfixturevalue("pg_server").new_database()
+            if backend == "postgres"
+            else str(where / "shop.db")
+        )
+        _build_shop(Case(database, where / "jobs", f"{MORE}:shop"))
+        _BUILT[backend] = (database, where / "jobs")
+    database, jobs = _BUILT[backend]
+    shutil.copytree(jobs, tmp_path / "jobs")
+    if backend == "postgres":
+        copy = request.getfixturevalue("pg_server").copy_database(database)
+    else:
+        copy = str(tmp_path / "shop.db")
+        shutil.copy(database, copy)
+    return Case(copy, tmp_path / "jobs", f"{MORE}:shop")
+
+
+def _build_shop(c: Case) -> None:
+    database = c.database
     for thread, order in [("old1", "A"), ("old2", "B"), ("src", "D"), ("held", "E")]:
         out = c.cli("prompt", database, thread, f"order {order}")
         assert out.returncode == 0, out.stdout + out.stderr
@@ -127,7 +149,6 @@ def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
     assert c.cli("fork", database, "src", "--after-run", run, "--as", "src-fork").returncode == 0
     backdate(database, [*OLD, "crashed", "src-fork"])
     assert c.cli("prompt", database, "recent", "order F").returncode == 0
-    return c
 
 
 def test_prune_removes_old_finished_threads_everywhere_and_leaves_the_rest_byte_for_byte(

@@ -45,8 +45,7 @@ def counted_by_hand(c: Case, threads: list[str], copied: set[tuple[str, str]]) -
 def test_usage_sums_equal_a_row_by_row_count_and_a_fork_counts_its_own_runs_only(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
-    c = three_orders(tmp_path, url)
+    c = three_orders(tmp_path, backend, request)
     first, second = completed_runs(c)
     assert c.cli("fork", c.database, "src", "--after-run", second, "--as", "f").returncode == 0
     assert c.cli("prompt", c.database, "f", "order D").returncode == 0
@@ -148,11 +147,10 @@ def test_a_stored_model_id_takes_the_longest_price_name_it_starts_with() -> None
 def test_watch_holds_a_thread_past_its_budget_and_resumes_one_within_it(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
-    c = three_orders(tmp_path, url)  # "src": three orders, killed inside the third one's mail
+    c = three_orders(tmp_path, backend, request)  # "src": killed inside the third one's mail
     c.crash("cheap", "order Z", "tool:mail:before:Z")  # one order, killed the same way
-    if url is not None:  # the watcher's records live in a table of ours there
-        assert c.cli("init-markers", url).returncode == 0
+    if backend == "postgres":  # the watcher's records live in a table of ours there
+        assert c.cli("init-markers", c.database).returncode == 0
     prices = tmp_path / "prices.toml"
     prices.write_text('[models."scripted"]\ninput = 1000\noutput = 1000\n')
     spent = {

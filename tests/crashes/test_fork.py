@@ -12,6 +12,7 @@ exactly what the plan said: reused calls not again, repeated ones once more.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.crashes.harness import Case, effect
-from tests.crashes.test_more_features import MORE, case, rows, sound
+from tests.crashes.test_more_features import MORE, rows, sound
 
 CHARGE = {o: effect("charge", order=o, amount_eur=5) for o in "ABC"}
 MAIL = {o: effect("mail", target=o) for o in "ABC"}
@@ -45,10 +46,38 @@ def completed_runs(c: Case, thread: str = "src") -> list[str]:
     return out.stderr.strip().rsplit("oldest first: ", 1)[1].rstrip(")").split(", ")
 
 
-def three_orders(tmp_path: Path, database: str | None = None) -> Case:
-    c = case(tmp_path, "shop")
-    if database is not None:  # a Postgres server's URL
-        c = Case(database, tmp_path / "jobs", f"{MORE}:shop")
+#: The three orders built once per process and backend, copied for each test: a build is
+#: three agent processes (seconds, more on Postgres), and nine tests start from it.
+_TEMPLATES: dict[str, tuple[str, Path]] = {}
+
+
+def three_orders(
+    tmp_path: Path, backend: str = "sqlite", request: pytest.FixtureRequest | None = None
+) -> Case:
+    """ "src" with three orders, the process SIGKILLed inside the third one's mail; a copy of
+    one built for real (`_build_orders`) for this test alone."""
+    if backend not in _TEMPLATES:
+        assert request is not None or backend == "sqlite"
+        where = tmp_path.parent / f"orders-{backend}"  # pytest's own base: removed with it
+        where.mkdir()
+        database = (
+            request.getfixturevalue("pg_server").new_database()  # type: ignore[union-attr]
+            if backend == "postgres"
+            else str(where / "m.db")
+        )
+        _build_orders(Case(database, where / "jobs", f"{MORE}:shop"))
+        _TEMPLATES[backend] = (database, where / "jobs")
+    database, jobs = _TEMPLATES[backend]
+    shutil.copytree(jobs, tmp_path / "jobs")
+    if backend == "postgres":
+        copy = request.getfixturevalue("pg_server").copy_database(database)  # type: ignore[union-attr]
+    else:
+        copy = str(tmp_path / "m.db")
+        shutil.copy(database, copy)
+    return Case(copy, tmp_path / "jobs", f"{MORE}:shop")
+
+
+def _build_orders(c: Case) -> None:
     c.crash("src", "order A", None)
     c.crash("src", "order B", None)
     c.crash("src", "order C", "tool:mail:before:C")
@@ -60,7 +89,6 @@ def three_orders(tmp_path: Path, database: str | None = None) -> Case:
         CHARGE["C"]: 1,
     }
     assert c.state("src") == "mid_tool"
-    return c
 
 
 @pytest.mark.parametrize(
@@ -69,8 +97,7 @@ def three_orders(tmp_path: Path, database: str | None = None) -> Case:
 def test_the_fork_plan_says_which_side_effects_a_fork_repeats_and_the_fork_does_so(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    url = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
-    c = three_orders(tmp_path, url)
+    c = three_orders(tmp_path, backend, request)
     first, second = completed_runs(c)
     third = c.listed("src")["last_run_id"]  # the crashed run: never completed
     source = messages(c, "src")
