@@ -50,11 +50,11 @@ from supervisor.ui.actions import ThreadActions
 from supervisor.ui.auto_resume import AutoResumer
 from supervisor.ui.keys import KEYS
 from supervisor.ui.lifecycle import while_mounted
+from supervisor.ui.message_search import MessageSearch
 from supervisor.ui.messages import (
     AgentEvent,
     AgentImported,
     IndexHint,
-    MessagesSearched,
     RefreshFailed,
     StoreNotices,
     ThreadsRefreshed,
@@ -92,10 +92,6 @@ EMPTY_STATE = Text.assemble(
     "your agent, or 'agent-supervisor prompt DB THREAD TEXT'; threads show here as they "
     "are written.",
 )
-
-
-#: A filter starting with this searches the messages' text (`supervisor.search`).
-MESSAGE_SEARCH = "~"
 
 
 class SupervisorApp(App[None]):
@@ -157,9 +153,7 @@ class SupervisorApp(App[None]):
         #: The list shows a preview while the first whole pass runs.
         self._reading = False
         self.usage = UsageColumn(self, str(self.runner.config.database), self.store.busy_timeout)
-        #: The words of a search of message text (`~` in the filter), while one is on.
-        self._message_search: str | None = None
-        self._said_scanning = False
+        self.message_search = MessageSearch(self)
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
         self.detail = DetailPane(
             loader=self.reader.load_thread,
@@ -339,8 +333,8 @@ class SupervisorApp(App[None]):
                 self._show_detail_title()
         if message.full or changed:  # the TOKENS column: everything once, then what is new
             self.usage.read_soon(() if message.full else changed)
-        if self._message_search and changed and not message.full:
-            self._search_messages(self._message_search)  # new messages may match now
+        if changed and not message.full:
+            self.message_search.search()  # new messages may match now
         if self.reader.refreshed():  # another was asked for meanwhile
             self.request_refresh()
 
@@ -419,7 +413,7 @@ class SupervisorApp(App[None]):
             reading=self._reading,
             auto_resume=self.auto.active,
             watchers=[holder_text(w) for w in others],
-            search=self._message_search,
+            search=self.message_search.text,
         )
         self.query_one("#summary", Static).update(header, layout=False)  # one line, always
 
@@ -568,50 +562,10 @@ class SupervisorApp(App[None]):
     @on(FilterBox.Applied)
     @while_mounted
     def _filter_applied(self, event: FilterBox.Applied) -> None:
-        value = event.value
-        if value.startswith(MESSAGE_SEARCH):  # `~words`: a search of the messages' text
-            text = value[len(MESSAGE_SEARCH) :].strip()
-            if text != self._message_search:
-                self._message_search = text
-                self.set_view(filter_text="", found=None if not text else self.table.found)
-                if text:
-                    self._search_messages(text)
-        else:
-            if self._message_search is not None:
-                self._message_search = None
-                self.set_view(found=None)
-            if value != self.table.filter_text:
-                self.set_view(filter_text=value)
+        if not self.message_search.apply(event.value) and event.value != self.table.filter_text:
+            self.set_view(filter_text=event.value)
         if event.submitted:
             self.table.focus()
-
-    @work(thread=True, exclusive=True, group="search", exit_on_error=False)
-    def _search_messages(self, text: str) -> None:
-        """The store's search (by its index, else a scan of every message) off the UI."""
-        try:
-            found = self.reader.search(text)
-        except Exception as exc:  # noqa: BLE001 - said in a notification
-            self.post_message(MessagesSearched(text, None, str(exc)))
-            return
-        self.post_message(MessagesSearched(text, found))
-
-    @on(MessagesSearched)
-    @while_mounted
-    def _messages_searched(self, message: MessagesSearched) -> None:
-        if message.text != self._message_search:
-            return  # a search the person has typed past
-        if message.found is None:
-            self.notify(f"search failed: {one_line(message.error or '', 200)}", severity="error")
-            return
-        self.set_view(found=message.found.threads)
-        if not message.found.indexed and not self._said_scanning:
-            self._said_scanning = True
-            self.notify(
-                "searched by reading every message (no search index: 'agent-supervisor "
-                f"index {Location.parse(self.runner.config.database).shown} --search' makes one)",
-                title="search",
-                markup=False,
-            )
 
     @on(ThreadTable.HeaderClicked)
     def _header_clicked(self, event: ThreadTable.HeaderClicked) -> None:

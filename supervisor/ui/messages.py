@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from textual.message import Message
 
@@ -77,14 +76,3 @@ class MarkersLoaded(Message):
 
     thread_id: str
     markers: list[Marker]
-
-
-class MessagesSearched(Message):
-    """A search of message text (`~` in the filter) came back: its text and what it found
-    (None: it failed, with the reason in `error`)."""
-
-    def __init__(self, text: str, found: Any, error: str | None = None) -> None:
-        super().__init__()
-        self.text = text
-        self.found = found
-        self.error = error
