@@ -48,17 +48,21 @@ class LaterCall:
     result_error: bool | None
     #: The markers' verdict for this call, as a resume would plan it.
     planned: PlannedCall
+    #: Whether the call's run was marked complete (it ended on purpose, not by a crash).
+    run_completed: bool = False
 
     @property
     def happened(self) -> str:
-        """ "yes", "maybe" (a `started` marker only) or "no"."""
+        """ "yes", "maybe" or "no". Without a result or a marker a call may still have run:
+        a process killed inside the tool leaves neither. Only a run that ended on purpose
+        (marked complete) says an unanswered, unmarked call never ran."""
         marker = self.planned.marker
         if marker is not None and marker.done:
             return "yes"
         if self.result_error is False:
             return "yes"
-        if marker is not None or self.result_error is True:
-            return "maybe"  # started and never finished, or it failed partway
+        if marker is not None or self.result_error is True or not self.run_completed:
+            return "maybe"  # started and never finished, failed partway, or cut off
         return "no"
 
     @property
@@ -87,8 +91,8 @@ class LaterCall:
             return "a fork calling it again RUNS IT AGAIN: no done marker; the side effect repeats"
         if self.happened == "maybe":
             return (
-                "may have happened (it was started and never finished cleanly); a fork "
-                "calling it again runs it"
+                "may have happened (no result stored, no done marker: it was started, or its "
+                "process was cut off); a fork calling it again RUNS IT AGAIN"
             )
         return "never happened; a fork calling it runs it for the first time"
 
@@ -130,6 +134,8 @@ class ForkPlan:
     #: Messages the fork starts with.
     messages: int = 0
     calls: list[LaterCall] = field(default_factory=list)
+    #: Why the markers could not be consulted, when they could not (a missing directory).
+    markers_note: str | None = None
 
     @property
     def repeats(self) -> list[LaterCall]:
@@ -146,6 +152,7 @@ class ForkPlan:
             "messages": self.messages,
             "calls": [c.to_json() for c in self.calls],
             "repeats": len(self.repeats),
+            "markers_note": self.markers_note,
         }
 
 
@@ -195,8 +202,11 @@ def plan_from(
         if isinstance(message, dict) and message.get("role") == "assistant":
             later += [(entry.run_id, call) for call in summarise_assistant(message)[1]]
     answered = _answers(transcript, kept)
+    completed = {run for run, seq in runs if seq is not None}
     for n, (run, call) in enumerate(later):
-        plan.calls.append(LaterCall(run, call, answered.get(n), index.match(call)))
+        plan.calls.append(
+            LaterCall(run, call, answered.get(n), index.match(call), run in completed)
+        )
     return plan
 
 

@@ -314,6 +314,8 @@ def fork_plan_lines(plan: ForkPlan) -> list[str]:
         f"{counted(plan.messages, 'message')}; leaves out "
         f"{counted(len(plan.runs_after), 'later run')}",
     ]
+    if plan.markers_note:
+        lines.append(f"  ! {plan.markers_note}")
     if not plan.calls:
         lines.append("  no tool calls after that run: nothing to repeat")
         return lines

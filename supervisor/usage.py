@@ -32,6 +32,8 @@ KEY_NAMES: dict[str, tuple[str, ...]] = {
     "model": ("model",),
     "day": ("day",),
 }
+#: The highest price a table may give (per million tokens): a typo, not a price, above it.
+MOST_PRICE = 1_000_000
 #: The user's price file, under the config directory.
 USER_FILE = "prices.toml"
 _SHIPPED = Path(__file__).with_name("prices.toml")
@@ -183,8 +185,11 @@ def _read(path: Path) -> dict[str, Price]:
                     f"prices {path}: model {name!r} needs a number for {kind!r} "
                     "(US dollars per million tokens)"
                 )
-            if not math.isfinite(value) or value < 0:
-                raise PricesError(f"prices {path}: model {name!r}: {kind} must be 0 or more")
+            if not math.isfinite(value) or not 0 <= value <= MOST_PRICE:
+                raise PricesError(
+                    f"prices {path}: model {name!r}: {kind} must be between 0 and "
+                    f"{MOST_PRICE:,} (US dollars per million tokens)"
+                )
             numbers[kind] = float(value)
         table[str(name)] = Price(**numbers)
     return table

@@ -187,3 +187,22 @@ def test_list_grep_scans_with_a_note_then_uses_the_index_made_with_consent(tmp_p
     assert cli("list", str(db), "--grep", "--").returncode == 2
     assert cli("index", str(db), "--search", "--drop").returncode == 0
     assert not side_path(db).exists()
+    long = cli("list", str(db), "--grep", " ".join(f"w{n}" for n in range(3000)) + " ord9001x")
+    assert long.returncode == 0 and "0 thread(s)" in long.stdout, long.stderr  # a scan, still
+    side_path(db).mkdir()  # not ours to remove
+    refused = cli("index", str(db), "--search", "--drop")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_an_index_copied_from_another_database_is_made_again(tmp_path: Path) -> None:
+    from supervisor.sqlite.store import SQLiteStore
+
+    one, two = tmp_path / "one.db", tmp_path / "two.db"
+    write_threads(str(one), {"a": messages_for(["alpha"], {0: "onlyinone"}, 0)})
+    write_threads(str(two), {"b": messages_for(["beta"], {0: "onlyintwo"}, 0)})
+    for db in (one, two):
+        assert cli("index", str(db), "--search", "--yes").returncode == 0
+    side_path(two).write_bytes(side_path(one).read_bytes())  # the wrong file's index
+    with SQLiteStore(two) as store:
+        assert store.search("onlyintwo").threads == {"b"}
+        assert store.search("onlyinone").threads == frozenset()

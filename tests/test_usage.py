@@ -75,6 +75,8 @@ def test_usage_sums_equal_a_row_by_row_count_and_a_fork_counts_its_own_runs_only
     assert sum(r["input_tokens"] for r in totals) == sum(
         n for (_, kind), n in hand["thread"].items() if kind == "input_tokens"
     )
+    unknown = c.cli("usage", c.database, "--thread", "nobody")
+    assert unknown.returncode == 2 and "no thread 'nobody'" in unknown.stderr
     # One thread only, and nothing written since a moment from now.
     only = json.loads(c.cli("usage", c.database, "--thread", "f", "--json").stdout)
     assert [r["thread_id"] for r in only] == ["f"]
@@ -112,8 +114,9 @@ def test_cost_from_the_price_table_and_a_users_file_that_overrides_it(tmp_path: 
     bad = tmp_path / "bad.toml"
     for text, said in [
         ('[models."x"]\ninput = "three"\n', "needs a number for 'input'"),
-        ('[models."x"]\ninput = -1\noutput = 1\n', "must be 0 or more"),
+        ('[models."x"]\ninput = -1\noutput = 1\n', "must be between 0 and"),
         ("[models\n", "not valid TOML"),
+        ('[models."x"]\ninput = 1e308\noutput = 1\n', "must be between 0 and 1,000,000"),
     ]:
         bad.write_text(text)
         out = c.cli("usage", c.database, "--prices", str(bad))

@@ -9,6 +9,8 @@ source thread is never changed.
 from __future__ import annotations
 
 import argparse
+import shlex
+import unicodedata
 from typing import Any
 
 from supervisor.agents import ENV_VAR, export_environment
@@ -74,13 +76,24 @@ def cmd_fork(args: argparse.Namespace) -> int:
             f"name the run the fork ends with: --after-run RUN (completed runs of "
             f"{one_line(args.thread, 60)}, oldest first: {listed})"
         )
-    new = args.new or fork_name(args.thread, _taken(args, args.thread))
+    if args.new is not None:
+        _check_new_id(args.new)
+        if _taken(args, [args.new]):  # said by a dry run too, not only by the fork
+            raise UsageError(
+                f"a thread {one_line(args.new, 60)!r} already exists: name the fork with --as NEW"
+            )
+    new = args.new or fork_name(args.thread, _taken(args, _defaults(args.thread)))
     export_environment(jobs.argument())
     index = MarkerIndex(jobs.argument(), jobs.read_markers(), marker_hook(args))
     try:
         plan = plan_from(args.thread, args.after_run, new, runs, transcript, index)
     except ForkRefused as exc:
         raise UsageError(str(exc)) from None
+    if not jobs.server and not jobs.path.is_dir() and index.hook is None:
+        plan.markers_note = (
+            f"no job markers at {jobs.shown} (no such directory): no call is known done; "
+            "pass --jobs-dir (or set JOB_DIR) where the tools keep them"
+        )
     if not args.dry_run:
         try:
             fork_thread(place, plan)
@@ -96,22 +109,35 @@ def cmd_fork(args: argparse.Namespace) -> int:
     else:
         print(
             f"forked {one_line(new, 60)} ({counted(plan.messages, 'message')}); continue it "
-            f"with: agent-supervisor prompt {place.shown} {one_line(new, 60)} TEXT"
+            f"with: agent-supervisor prompt {shlex.quote(place.shown)} {shlex.quote(new)} TEXT"
         )
     return EXIT_OK
 
 
-def _taken(args: argparse.Namespace, source: str) -> set[str]:
-    """The default names already used by threads (SOURCE-fork, -fork-2...)."""
+def _check_new_id(new: str) -> None:
+    """A new thread's id: something a person can type back (no control characters, not
+    blank), refused before anything is written."""
+    if not new.strip() or any(unicodedata.category(ch)[0] == "C" for ch in new):
+        raise UsageError(
+            f"--as {one_line(new, 60)!r}: a thread id needs visible characters and no "
+            "control characters"
+        )
+
+
+def _defaults(source: str) -> list[str]:
+    """The default names in order (SOURCE-fork, -fork-2...): the first free one is used."""
     from supervisor.fork import fork_name
 
     candidates: list[str] = []
-    taken: set[str] = set()
     for _ in range(20):
         candidates.append(fork_name(source, set(candidates)))
+    return candidates
+
+
+def _taken(args: argparse.Namespace, candidates: list[str]) -> set[str]:
+    """Which of these ids are threads already."""
     store = where(args).open_store(busy_timeout=args.busy_timeout, only=candidates)
     try:
-        taken = {c for c in candidates if store.get(c) is not None}
+        return {c for c in candidates if store.get(c) is not None}
     finally:
         store.close()
-    return taken

@@ -169,7 +169,11 @@ def _search_index(args: argparse.Namespace) -> int:
                 source.close()
 
     if args.drop:
-        print(f"{place.shown}: dropped the search index" if drop() else "no search index to drop")
+        try:
+            dropped = drop()
+        except Exception as exc:  # noqa: BLE001 - one line
+            raise UsageError(str(exc)) from None
+        print(f"{place.shown}: dropped the search index" if dropped else "no search index to drop")
         return EXIT_OK
     if exists:
         print(f"{place.shown}: the search index is there already; searches keep it current")

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from supervisor.cli.context import where
+from supervisor.cli.context import open_store, where
 from supervisor.cli.options import EXIT_OK, UsageError, add_db, since
-from supervisor.cli.output import write_json_array
+from supervisor.cli.output import no_thread, write_json_array
 from supervisor.text import one_line
 
 
@@ -52,6 +52,14 @@ def cmd_usage(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     # The sums need no listing: a store that has read no thread (a listing of 100,000
     # threads first was most of this command's time and memory).
+    if args.thread:  # named threads must be there, as in every command
+        named = open_store(args, only=args.thread)
+        try:
+            missing = [t for t in args.thread if named.get(t) is None]
+        finally:
+            named.close()
+        if missing:
+            raise no_thread(where(args), missing[0])
     store = where(args).store(busy_timeout=args.busy_timeout, only=())
     try:
         rows, copied = store.usage_rows(args.since, args.thread, days=args.by == "day")
@@ -66,6 +74,10 @@ def cmd_usage(args: argparse.Namespace) -> int:
     for line in usage_lines(groups, args.by, prices):
         print(line)
     return EXIT_OK
+
+
+#: What a group without a key is called (a reply with no model, a row with no run).
+NO_KEY = {"thread": "(none)", "run": "(no run)", "model": "(no model)", "day": "(no time)"}
 
 
 def usage_lines(groups: list[Any], by: str, prices: Any) -> list[str]:
@@ -84,7 +96,7 @@ def usage_lines(groups: list[Any], by: str, prices: Any) -> list[str]:
         for model, mu in g.by_model.items():
             have = total.by_model.setdefault(model, type(mu)())
             have.add(mu)
-        keys = [one_line("(none)" if k is None else str(k), 36) for k in g.key]
+        keys = [one_line(str(k) if k else NO_KEY[by], 36) for k in g.key]
         table.append(keys + _figures(u, cost_text(cost, missing), tokens_text))
     if not table:
         return ["no assistant messages with usage" + ("" if by == "day" else " here")]

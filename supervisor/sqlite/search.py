@@ -135,9 +135,12 @@ class SearchIndex:
             or not isinstance(cursor, int)
             or cursor > top
         ):
-            conn.execute("DELETE FROM rows")
-            conn.execute("DELETE FROM words")
-            conn.execute("DELETE FROM meta")
+            # Made for another file (or another version): made again. A contentless
+            # table cannot be emptied row by row; it is dropped and made anew.
+            for table in ("rows", "words", "meta"):
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in _SCHEMA:
+                conn.execute(statement)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [("database", identity), ("version", VERSION), ("cursor", 0)],
@@ -170,6 +173,10 @@ class SearchIndex:
             self.path.unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise SearchIndexError(
+                f"{self.path}: not a search index this command removes ({exc.strerror})"
+            ) from None
         for suffix in ("-journal", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         return True
@@ -181,7 +188,9 @@ def scan(source: sqlite3.Connection, text: str) -> set[str]:
     wanted = query_words(text)
     if not wanted:
         return set()
-    ascii_words = [w for w in wanted if w.isascii()]
+    # The longest few ASCII words pick the rows (each is a test in SQLite's expression
+    # tree, which has a depth limit); every word is then checked here.
+    ascii_words = sorted({w for w in wanted if w.isascii()}, key=len, reverse=True)[:16]
     # Raw JSON holds an ASCII word as it is (non-ASCII text may be escaped as \\uXXXX).
     where = " AND ".join(["1", *("instr(lower(m.message_json), ?) > 0" for _ in ascii_words)])
     rows = source.execute(TEXT_SQL.format(where=where), ascii_words)

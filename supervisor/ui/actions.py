@@ -358,7 +358,13 @@ class ThreadActions:
         summaries = self.app.summaries
         index = MarkerIndex(self.app.jobs_dir, markers, self.app.marker_hook())
         offered = fork_name(thread_id, set(summaries))
-        screen = ForkScreen(thread_id, offered, runs, transcript, index, summaries.__contains__)
+        jobs = Location.parse(self.app.jobs_dir)
+        note = None
+        if not jobs.server and not jobs.path.is_dir() and index.hook is None:
+            note = f"no job markers at {jobs.shown} (no such directory): no call is known done"
+        screen = ForkScreen(
+            thread_id, offered, runs, transcript, index, summaries.__contains__, note
+        )
         plan = await self.app.push_screen_wait(screen)
         if plan is None:
             return

@@ -114,15 +114,17 @@ def test_the_fork_plan_says_which_side_effects_a_fork_repeats_and_the_fork_does_
         ("charge", second, "yes", "reuse", False),
         ("mail", second, "yes", "runs", True),  # no marker: a fork mailing B mails B again
         ("charge", third, "yes", "reuse", False),  # done marker, though no result was stored
-        ("mail", third, "no", "runs", False),  # killed before it mailed: never happened
+        # Killed before it mailed, but nothing stored says so: no result, no marker, a run
+        # cut off. It may have happened, and a fork would mail C (again, for all it knows).
+        ("mail", third, "maybe", "runs", True),
     ]
-    assert plan["repeats"] == 1
+    assert plan["repeats"] == 2 and plan["markers_note"] is None
     assert c.cli("list", c.database, "--json").stdout.count('"thread_id": "src-fork"') == 0
 
     out = c.cli("fork", c.database, "src", "--after-run", first, "--as", "f")
     assert out.returncode == 0, out.stderr
     assert "! mail" in out.stdout and "RUNS IT AGAIN" in out.stdout
-    assert "1 side effect a fork would repeat" in out.stdout
+    assert "2 side effects a fork would repeat" in out.stdout
     assert messages(c, "src") == source  # never rewritten
     forked = c.listed("f")
     assert forked["state"] == "finished"
@@ -163,6 +165,25 @@ def test_fork_refuses_what_it_cannot_do_with_one_line_and_changes_nothing(tmp_pa
         assert out.returncode == 2, out.stdout
         assert said in out.stderr and "Traceback" not in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    for bad in ("src", "a\nb", "  ", "x\x1b[31m"):  # a thread in use; ids no one can type
+        out = c.cli("fork", c.database, "src", "--after-run", first, "--as", bad, "--dry-run")
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    missing = c.cli(
+        "fork",
+        c.database,
+        "src",
+        "--after-run",
+        first,
+        "--dry-run",
+        "--json",
+        "--jobs-dir",
+        str(c.jobs / "nowhere"),
+    )
+    plan = json.loads(missing.stdout)
+    assert "no job markers at" in plan["markers_note"]
+    assert {p["happened"] for p in plan["calls"]} == {"yes", "maybe"}  # results, or not known
+    named = c.cli("fork", c.database, "src", "--after-run", first, "--as", "my fork")
+    assert named.returncode == 0 and "prompt" in named.stdout and "'my fork' TEXT" in named.stdout
     out = c.cli("fork", c.database, "nobody", "--after-run", first)
     assert out.returncode == 2 and "no thread 'nobody'" in out.stderr
     assert c.cli("fork", c.database, "src", "--after-run", first).returncode == 0
@@ -173,4 +194,4 @@ def test_fork_refuses_what_it_cannot_do_with_one_line_and_changes_nothing(tmp_pa
     assert json.loads(out.stdout)["thread_id"] == "src-fork-2"
     assert Path(c.database).stat().st_size >= size
     threads = {t["thread_id"] for t in json.loads(c.cli("list", c.database, "--json").stdout)}
-    assert threads == {"src", "src-fork", "src-fork-2"}
+    assert threads == {"src", "src-fork", "src-fork-2", "my fork"}

@@ -26,6 +26,8 @@ from supervisor.report import fork_plan_lines
 from supervisor.store import Transcript
 from supervisor.text import one_line
 
+HINT = "Enter forks after the highlighted run · Tab to the id · Escape cancels"
+
 
 def run_prompts(transcript: Transcript) -> dict[str, str]:
     """The first user text of each run: what a person remembers a run by."""
@@ -65,8 +67,11 @@ class ForkScreen(ModalScreen[ForkPlan | None]):
         transcript: Transcript,
         index: MarkerIndex,
         taken: Callable[[str], bool],
+        markers_note: str | None = None,
     ) -> None:
         super().__init__()
+        #: Why the markers could not be consulted (`ForkPlan.markers_note`), said in the plan.
+        self.markers_note = markers_note
         self.source = source
         self.offered = offered
         self.runs = runs
@@ -99,11 +104,7 @@ class ForkScreen(ModalScreen[ForkPlan | None]):
             yield Input(value=self.offered, placeholder="thread id", id="fork-id")
             with VerticalScroll(classes="plan", id="fork-plan"):
                 yield Static(id="fork-plan-text")
-            yield Static(
-                "Enter forks after the highlighted run · Tab to the id · Escape cancels",
-                id="fork-hint",
-                classes="dialog-hint",
-            )
+            yield Static(HINT, id="fork-hint", classes="dialog-hint")
 
     def on_mount(self) -> None:
         runs = self.query_one("#fork-runs", RunList)
@@ -117,6 +118,7 @@ class ForkScreen(ModalScreen[ForkPlan | None]):
 
     @on(Input.Changed, "#fork-id")
     def _renamed(self) -> None:
+        self.query_one("#fork-hint", Static).update(HINT)  # an earlier refusal no longer holds
         self._show_plan()
 
     def _show_plan(self) -> None:
@@ -137,6 +139,7 @@ class ForkScreen(ModalScreen[ForkPlan | None]):
             self.plan = None
             self.query_one("#fork-plan-text", Static).update(Text(str(exc)))
             return
+        self.plan.markers_note = self.markers_note
         text = Text()
         for line in fork_plan_lines(self.plan):
             text.append(line + "\n", style="bold red" if line.lstrip().startswith("!") else "")
