@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 
 from supervisor.location import Location
 from supervisor.retention import Candidate, remove_in_batches
-from tests.crashes.harness import ROOT, Case
+from tests.crashes.harness import ROOT, Case, built_once
 from tests.crashes.test_fork import completed_runs
 from tests.crashes.test_more_features import MORE
 
@@ -112,31 +111,10 @@ def hold_lease(database: str, thread: str) -> subprocess.Popen[str]:
     return holder
 
 
-#: The shop, built once per process and backend and copied for each test (six agent runs).
-_BUILT: dict[str, tuple[str, Path]] = {}
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Case:
-    backend = request.param
-    if backend not in _BUILT:
-        where = tmp_path.parent / f"shop-{backend}"  # pytest's own base: removed with it
-        where.mkdir()
-        database = (
-            request.getfixturevalue("pg_server").new_database()
-            if backend == "postgres"
-            else str(where / "shop.db")
-        )
-        _build_shop(Case(database, where / "jobs", f"{MORE}:shop"))
-        _BUILT[backend] = (database, where / "jobs")
-    database, jobs = _BUILT[backend]
-    shutil.copytree(jobs, tmp_path / "jobs")
-    if backend == "postgres":
-        copy = request.getfixturevalue("pg_server").copy_database(database)
-    else:
-        copy = str(tmp_path / "shop.db")
-        shutil.copy(database, copy)
-    return Case(copy, tmp_path / "jobs", f"{MORE}:shop")
+    """A copy of the shop, built for real once per process and backend (six agent runs)."""
+    return built_once("shop", f"{MORE}:shop", _build_shop, tmp_path, request.param, request)
 
 
 def _build_shop(c: Case) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
 from supervisor.cli.context import where
 from supervisor.cli.options import EXIT_OK, EXIT_UNFINISHED, UsageError, add_db
+from supervisor.cli.output import agreed
 from supervisor.sqlite.files import check_database_path
 from supervisor.sqlite.store import SQLiteStore
 from supervisor.store import StoreError
+
+#: How refusals name this command.
+PROG = "agent-supervisor index"
 
 
 def add_parser(sub: Any) -> None:
@@ -54,19 +57,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if present:
         print(f"{path}: already indexed on thread_id; nothing to do")
         return EXIT_OK
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"adding an index writes to {path}; pass --yes to agree", "agent-supervisor index"
-            )
-        size = path.stat().st_size / 1e6
-        answer = input(
-            f"Add index {INDEX_NAME} on messages(thread_id, id) to {path} "
-            f"({size:,.0f} MB; the index adds a few percent)? [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not changed")
-            return EXIT_UNFINISHED
+    if not args.yes and not agreed(
+        f"adding an index writes to {path}; pass --yes to agree",
+        f"Add index {INDEX_NAME} on messages(thread_id, id) to {path} "
+        f"({path.stat().st_size / 1e6:,.0f} MB; the index adds a few percent)?",
+        PROG,
+    ):
+        return EXIT_UNFINISHED
     started = time.monotonic()
     where(args).add_indexes(args.busy_timeout)
     print(f"{path}: added index {INDEX_NAME} in {time.monotonic() - started:.1f}s")
@@ -121,19 +118,14 @@ def _index_postgres(args: argparse.Namespace) -> int:
     if not missing:
         print(f"{place}: already indexed; nothing to do")
         return EXIT_OK
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"adding indexes writes to {place}; pass --yes to agree", "agent-supervisor index"
-            )
-        listed = "\n".join(f"  {n} ON {d}" for n, d in INDEXES if n in missing)
-        answer = input(
-            f"Add to {place}:\n{listed}\n"
-            "(Tell Alembic to ignore them, or an autogenerate will offer to drop them.) [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not changed")
-            return EXIT_UNFINISHED
+    listed = "\n".join(f"  {n} ON {d}" for n, d in INDEXES if n in missing)
+    if not args.yes and not agreed(
+        f"adding indexes writes to {place}; pass --yes to agree",
+        f"Add to {place}:\n{listed}\n"
+        "(Tell Alembic to ignore them, or an autogenerate will offer to drop them.)",
+        PROG,
+    ):
+        return EXIT_UNFINISHED
     started = time.monotonic()
     added = where(args).add_indexes(args.busy_timeout)
     print(f"{place}: added index {', '.join(added)} in {time.monotonic() - started:.1f}s")
@@ -178,16 +170,12 @@ def _search_index(args: argparse.Namespace) -> int:
     if exists:
         print(f"{place.shown}: the search index is there already; searches keep it current")
         return EXIT_OK
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"making the search index writes {what}; pass --yes to agree",
-                "agent-supervisor index",
-            )
-        answer = input(f"Index every message's text for search in {what}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not changed")
-            return EXIT_UNFINISHED
+    if not args.yes and not agreed(
+        f"making the search index writes {what}; pass --yes to agree",
+        f"Index every message's text for search in {what}?",
+        PROG,
+    ):
+        return EXIT_UNFINISHED
     started = time.monotonic()
     try:
         added = make()

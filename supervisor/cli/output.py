@@ -31,6 +31,18 @@ def write_json_array(items: Iterable[Any]) -> None:
     out.write("[]\n" if first else "\n]\n")
 
 
+def agreed(refusal: str, question: str, prog: str = "agent-supervisor") -> bool:
+    """Whether the person agrees to a write to their database (`index`, `prune`): asked
+    on a terminal; without one, refused with `refusal` (the commands take `--yes`).
+    A no is said ("not changed")."""
+    if not sys.stdin.isatty():
+        raise UsageError(refusal, prog)
+    if input(f"{question} [y/N] ").strip().lower() in ("y", "yes"):
+        return True
+    print("not changed")
+    return False
+
+
 def print_notices(store: Store) -> None:
     say_notes(store.take_notices())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from supervisor.cli.options import (
     days_or_age,
     state_list,
 )
-from supervisor.cli.output import print_json
+from supervisor.cli.output import agreed, print_json
 from supervisor.text import counted, one_line
 
 
@@ -97,19 +96,18 @@ def _prune_threads(args: argparse.Namespace) -> int:
         store.close()
     going = [c for c in chosen if c.remove]
     messages = sum(c.messages for c in going)
-    if not args.dry_run and going and not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"removing {counted(len(going), 'thread')} writes to {place.shown}; "
-                "pass --yes to agree (or --dry-run to see them)"
-            )
-        answer = input(
+    if (
+        not args.dry_run
+        and going
+        and not args.yes
+        and not agreed(
+            f"removing {counted(len(going), 'thread')} writes to {place.shown}; "
+            "pass --yes to agree (or --dry-run to see them)",
             f"Remove {counted(len(going), 'thread')} ({counted(messages, 'message')}) from "
-            f"{place.shown}, with their job markers? They cannot be brought back. [y/N] "
+            f"{place.shown}, with their job markers? They cannot be brought back.",
         )
-        if answer.strip().lower() not in ("y", "yes"):
-            print("not changed")
-            return EXIT_UNFINISHED
+    ):
+        return EXIT_UNFINISHED
     done = retention.Pruned()
     if not args.dry_run and going:
         remover = place.thread_remover(args.busy_timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -167,3 +168,40 @@ class Case:
 def effect(name: str, **arguments: Any) -> str:
     """How the ledger writes one effect."""
     return f"{name}:{json.dumps(arguments, sort_keys=True, separators=(',', ':'))}"
+
+
+#: Scenarios built once per process: (name, backend) -> (database, jobs directory).
+_BUILT: dict[tuple[str, str], tuple[str, Path]] = {}
+
+
+def built_once(
+    name: str,
+    agent: str,
+    build: Callable[[Case], None],
+    tmp_path: Path,
+    backend: str = "sqlite",
+    request: Any = None,
+) -> Case:
+    """A copy, for this test alone, of a scenario `build` made for real once per process
+    and backend (a build is several agent processes; many tests start from one). The
+    original lives in pytest's own base directory; a Postgres one is a database of the
+    session's server (`request` gives it), copied as a template."""
+    key = (name, backend)
+    if key not in _BUILT:
+        where = tmp_path.parent / f"{name}-{backend}"
+        where.mkdir()
+        database = (
+            request.getfixturevalue("pg_server").new_database()
+            if backend == "postgres"
+            else str(where / f"{name}.db")
+        )
+        build(Case(database, where / "jobs", agent))
+        _BUILT[key] = (database, where / "jobs")
+    database, jobs = _BUILT[key]
+    shutil.copytree(jobs, tmp_path / "jobs")
+    if backend == "postgres":
+        copy = request.getfixturevalue("pg_server").copy_database(database)
+    else:
+        copy = str(tmp_path / f"{name}.db")
+        shutil.copy(database, copy)
+    return Case(copy, tmp_path / "jobs", agent)

@@ -12,14 +12,13 @@ exactly what the plan said: reused calls not again, repeated ones once more.
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.crashes.harness import Case, effect
+from tests.crashes.harness import Case, built_once, effect
 from tests.crashes.test_more_features import MORE, rows, sound
 
 CHARGE = {o: effect("charge", order=o, amount_eur=5) for o in "ABC"}
@@ -46,35 +45,12 @@ def completed_runs(c: Case, thread: str = "src") -> list[str]:
     return out.stderr.strip().rsplit("oldest first: ", 1)[1].rstrip(")").split(", ")
 
 
-#: The three orders built once per process and backend, copied for each test: a build is
-#: three agent processes (seconds, more on Postgres), and nine tests start from it.
-_TEMPLATES: dict[str, tuple[str, Path]] = {}
-
-
 def three_orders(
     tmp_path: Path, backend: str = "sqlite", request: pytest.FixtureRequest | None = None
 ) -> Case:
-    """ "src" with three orders, the process SIGKILLed inside the third one's mail; a copy of
-    one built for real (`_build_orders`) for this test alone."""
-    if backend not in _TEMPLATES:
-        assert request is not None or backend == "sqlite"
-        where = tmp_path.parent / f"orders-{backend}"  # pytest's own base: removed with it
-        where.mkdir()
-        database = (
-            request.getfixturevalue("pg_server").new_database()  # type: ignore[union-attr]
-            if backend == "postgres"
-            else str(where / "m.db")
-        )
-        _build_orders(Case(database, where / "jobs", f"{MORE}:shop"))
-        _TEMPLATES[backend] = (database, where / "jobs")
-    database, jobs = _TEMPLATES[backend]
-    shutil.copytree(jobs, tmp_path / "jobs")
-    if backend == "postgres":
-        copy = request.getfixturevalue("pg_server").copy_database(database)  # type: ignore[union-attr]
-    else:
-        copy = str(tmp_path / "m.db")
-        shutil.copy(database, copy)
-    return Case(copy, tmp_path / "jobs", f"{MORE}:shop")
+    """ "src" with three orders, the process SIGKILLed inside the third one's mail: a copy
+    of the scenario built for real once (`harness.built_once`)."""
+    return built_once("orders", f"{MORE}:shop", _build_orders, tmp_path, backend, request)
 
 
 def _build_orders(c: Case) -> None:

@@ -241,9 +241,11 @@ class ThreadTable(ScrollView, can_focus=True):
         if self.order == "cost":
             self._relist(changed)
             return
-        for thread_id in changed:
+        width = self._strip_width
+        for thread_id in changed:  # only their rows are drawn again, not every cached row
             self._cells.pop(thread_id, None)
-        self._strips.clear()
+            self._strips.pop((thread_id, False, width), None)
+            self._strips.pop((thread_id, True, width), None)
         self.refresh()
 
     # -- changing them -------------------------------------------------------
