@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
+from supervisor.events import envelope, line
 from supervisor.report import event_line
 from supervisor.runner import Refused, Run, Runner, RunnerConfig, RunnerEvent
 from supervisor.states import State
@@ -38,34 +38,36 @@ class Printer:
 
 
 class JsonLines:
-    """Writes one JSON object per event (`--json`): `thread`, `type`, `at` (unix seconds)
-    and the event's own fields; each run ends with a `type: "outcome"` line."""
+    """Writes one JSON object per event (`--json`), in the schema every command's events
+    share (`supervisor.events`): `thread`, `type`, `at`, `time`, then the event's own
+    fields; each run ends with a `type: "outcome"` line."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def __call__(self, event: RunnerEvent) -> None:
-        self.write({"thread": event.thread_id, "type": event.type, "at": event.at, **event.data})
+        self.write(envelope(event.thread_id, event.type, event.at, **event.data))
 
     def refused(self, thread_id: str, state: State, reason: str) -> None:
         """The outcome of a thread refused before any run started."""
-        item = {"thread": thread_id, "type": "outcome", "outcome": "refused"}
-        self.write({**item, "state": state.value, "reason": reason})
+        self.write(
+            envelope(thread_id, "outcome", outcome="refused", state=state.value, reason=reason)
+        )
 
     def outcome(self, run: Run, state: State | None, extra: dict[str, object]) -> None:
         self.write(
-            {
-                "thread": run.thread_id,
-                "type": "outcome",
-                "mode": run.mode,
-                "outcome": run.outcome,
-                "state": None if state is None else state.value,
+            envelope(
+                run.thread_id,
+                "outcome",
+                mode=run.mode,
+                outcome=run.outcome,
+                state=None if state is None else state.value,
                 **extra,
-            }
+            )
         )
 
     def write(self, item: dict[str, object]) -> None:
-        self.out.write(json.dumps(item, default=str, ensure_ascii=False) + "\n")
+        self.out.write(line(item) + "\n")
         self.out.flush()
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from supervisor import collector
 from supervisor.attempts import Attempt, backoff_delay
+from supervisor.events import Transitions, envelope
 from supervisor.runner import Refused, Runner, RunnerEvent
 from supervisor.states import State, ThreadSummary
 from supervisor.text import one_line
@@ -84,10 +85,15 @@ class Watcher:
         *,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] = print,
+        events: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.store, self.runner, self.ledger = store, runner, ledger
         self.policy = policy or Policy()
         self.clock, self.log = clock, log
+        #: Where each event goes (`watch --events`, `--on-event`: `supervisor.events`).
+        self.events = events
+        #: Threads newly waiting for a person, for `events`.
+        self._needs = Transitions()
         #: Runs this watcher started that ended since the last look.
         self._ended: dict[str, _Ended] = {}
         self._errors: dict[str, str] = {}
@@ -117,6 +123,19 @@ class Watcher:
         if everything:
             self._candidates = {}
             self._not_before = {}
+        if self.events is not None:
+            summaries = list(summaries)
+            for need in self._needs.observe(summaries, everything=everything):
+                if need.kind == "awaiting_input":  # held: said where this watcher holds one
+                    extra = {"at_start": True} if need.at_start else {}
+                    self._tell(
+                        need.thread_id,
+                        "awaiting_input",
+                        need.state,
+                        need.reason,
+                        request=need.request,
+                        **extra,
+                    )
         for s in summaries:
             self._caught_up(s)
             self._not_before.pop(s.thread_id, None)
@@ -210,6 +229,14 @@ class Watcher:
                 record = await asyncio.to_thread(self.ledger.hold, s.thread_id, reason)
                 self._decided[s.thread_id] = record
                 self.log(f"{_name(s.thread_id)}: held, not resumed: {reason}")
+                self._tell(
+                    s.thread_id,
+                    "held",
+                    s.state.value,
+                    reason,
+                    attempts=record.attempts,
+                    cost_usd=round(cost, 6),
+                )
                 continue
             if unpriced and s.thread_id not in self._unpriced_said:
                 self._unpriced_said.add(s.thread_id)
@@ -273,7 +300,17 @@ class Watcher:
         self._started.add(s.thread_id)
         self._waiting.pop(s.thread_id, None)
         self.log(f"{_name(s.thread_id)}: resumed from {s.state} (attempt {attempt})")
+        self._tell(s.thread_id, "resumed", s.state.value, None, attempt=attempt)
         return True
+
+    def _tell(
+        self, thread_id: str, kind: str, state: str | None, reason: str | None, **fields: Any
+    ) -> None:
+        """One event for `events` (`supervisor.events`), if anyone listens."""
+        if self.events is not None:
+            self.events(
+                envelope(thread_id, kind, self.clock(), state=state, reason=reason, **fields)
+            )
 
     async def _account(self) -> bool:
         """Record how each run that ended since the last look went; whether any had."""
@@ -285,6 +322,8 @@ class Watcher:
                 await asyncio.to_thread(self.ledger.succeeded, thread_id)
                 self._decided.pop(thread_id, None)
                 self.log(f"{_name(thread_id)}: {ended.state}")
+                if ended.state == State.FINISHED:
+                    self._tell(thread_id, "finished", ended.state, None)
             elif ended.outcome in ("aborted", "cancelled"):
                 # Stopped on request (ours at shutdown, or a person's): not a failure.
                 self.log(f"{_name(thread_id)}: {ended.outcome}, left {ended.state}")
@@ -308,10 +347,21 @@ class Watcher:
         self._decided[thread_id] = record
         self._not_before.pop(thread_id, None)
         self._waiting[thread_id] = next_at  # said here: no second "backing off" line
+        s = self.store.get(thread_id)
+        state = s.state.value if s is not None else None
+        self._tell(
+            thread_id,
+            "attempt_failed",
+            state,
+            one_line(why, 300),
+            attempt=record.attempts,
+            next_at=None if record.held else next_at,
+        )
         if record.held:
             self.log(
                 f"{_name(thread_id)}: held after {record.attempts} attempt(s): {one_line(why, 200)}"
             )
+            self._tell(thread_id, "held", state, one_line(why, 300), attempts=record.attempts)
         else:
             self.log(
                 f"{_name(thread_id)}: failed ({one_line(why, 200)}); attempt {record.attempts} "

@@ -91,6 +91,13 @@ def test_approval_runs_the_side_effect_exactly_once(db: Path, jobs: Path) -> Non
     assert len(refunds(jobs)) == 1
 
 
+def schema_keys(item: dict) -> bool:
+    """One schema for every command's events (`supervisor.events.envelope`)."""
+    from supervisor.events import stamp
+
+    return list(item)[:4] == ["thread", "type", "at", "time"] and item["time"] == stamp(item["at"])
+
+
 def test_an_answer_with_json_prints_events_and_the_outcome_as_json_lines(
     db: Path, jobs: Path
 ) -> None:
@@ -101,6 +108,7 @@ def test_an_answer_with_json_prints_events_and_the_outcome_as_json_lines(
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]  # every line is JSON
     assert all(item["thread"] == "refund" for item in lines)
+    assert all(schema_keys(item) for item in lines)  # the envelope `watch --events` writes
     assert {"run_start", "run_end"} <= {item["type"] for item in lines}
     outcome = lines[-1]
     assert outcome["type"] == "outcome" and outcome["mode"] == "answer"
@@ -113,6 +121,7 @@ def test_resume_and_prompt_take_json_lines_too(db: Path, jobs: Path) -> None:
     out = cli("prompt", str(db), "p1", "Process items A..B", "--jobs-dir", str(jobs), "--json")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert all(schema_keys(item) for item in lines)
     assert lines[-1]["type"] == "outcome" and lines[-1]["state"] == "finished"
     again = cli("resume", str(db), "p1", "--jobs-dir", str(jobs), "--json")
     assert again.returncode == 0 and again.stdout == ""  # nothing to resume: said on stderr
@@ -274,5 +283,5 @@ def test_resume_json_gives_a_refused_thread_its_outcome_line(db: Path, jobs: Pat
     out = cli("resume", str(db), "fresh", "--jobs-dir", str(jobs), "--json")
     assert out.returncode == 1 and "--force" in out.stderr
     (line,) = [json.loads(x) for x in out.stdout.splitlines()]
-    assert line["thread"] == "fresh" and line["type"] == "outcome"
+    assert line["thread"] == "fresh" and line["type"] == "outcome" and schema_keys(line)
     assert line["outcome"] == "refused" and "--force" in line["reason"]

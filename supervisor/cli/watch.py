@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from supervisor.cli.context import open_store, runner_config, where
 from supervisor.cli.options import (
@@ -94,6 +94,20 @@ def add_parser(sub: Any) -> None:
         metavar="FILE",
         help="with --budget: a price table over the shipped one",
     )
+    p.add_argument(
+        "--events",
+        metavar="FILE|-",
+        help="write one JSON line per event (a thread entered awaiting_input, was held, an "
+        "attempt failed, a resumed thread finished, a thread was resumed) to FILE, appending; "
+        "'-': to stdout (the log lines go to stderr then)",
+    )
+    p.add_argument(
+        "--on-event",
+        metavar="CMD",
+        help="run CMD (a shell command) once per event, the event's JSON on its stdin "
+        "($AGENT_SUPERVISOR_EVENT and $AGENT_SUPERVISOR_THREAD set); in order, off the "
+        "watcher's loop, at most 30s each",
+    )
     p.set_defaults(run=cmd_watch)
 
     p = sub.add_parser("release", help="clear held threads so the watcher may try them again")
@@ -132,17 +146,31 @@ def cmd_watch(args: argparse.Namespace) -> int:
     config.live_window = policy.quiet
     store = where(args).store(busy_timeout=args.busy_timeout)
     ledger = where(args).attempts()
-    ledger.require()
     try:
-        ledger.check()
-    except Exception as exc:
-        raise UsageError(
-            f"{ledger.shown}: cannot keep the watcher's records there ({one_line(str(exc), 120)})"
-        ) from None
+        ledger.require()
+        try:
+            ledger.check()
+        except Exception as exc:
+            raise UsageError(
+                f"{ledger.shown}: cannot keep the watcher's records there "
+                f"({one_line(str(exc), 120)})"
+            ) from None
+        events_out = _events_file(args.events)  # the last check: nothing is created before
+    except BaseException:
+        ledger.close()
+        store.close()
+        raise
+    say = sys.stderr if args.events == "-" else sys.stdout
 
     def log(line: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp} {line}", flush=True)
+        print(f"{stamp} {line}", file=say, flush=True)
+
+    events = None
+    if events_out is not None or args.on_event:
+        from supervisor.events import EventLog
+
+        events = EventLog(events_out, args.on_event or None, warn=log)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -152,14 +180,40 @@ def cmd_watch(args: argparse.Namespace) -> int:
             signal.signal(signum, leave.on_signal)
         async with Runner(config) as runner:
             await runner.check_agent("agent-supervisor-probe")
-            await Watcher(store, runner, ledger, policy, log=log).run(stop)
+            await Watcher(store, runner, ledger, policy, log=log, events=events).run(stop)
 
     try:
         asyncio.run(main())
     finally:
+        if events is not None:
+            events.close()
+        if events_out is not None and events_out is not sys.stdout:
+            events_out.close()
         ledger.close()
         store.close()
     return EXIT_OK
+
+
+def _events_file(name: str | None) -> TextIO | None:
+    """Where `--events` writes: stdout for '-', else FILE opened for appending (created
+    if it is not there; its directory must be)."""
+    if name is None:
+        return None
+    if name == "-":
+        return sys.stdout
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"--events {one_line(name, 120)}: is a directory")
+    if not path.parent.is_dir():
+        raise UsageError(
+            f"--events {one_line(name, 120)}: no directory {one_line(str(path.parent), 120)}"
+        )
+    try:
+        return path.open("a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise UsageError(
+            f"--events {one_line(name, 120)}: {one_line(exc.strerror or str(exc), 120)}"
+        ) from None
 
 
 class _Shutdown:
