@@ -19,10 +19,12 @@ from supervisor.cli.options import (
     Version,
     add_busy_timeout,
     add_run_options,
+    need_kinds,
 )
 from supervisor.dirs import data_dir
 from supervisor.first_read import FirstRead
 from supervisor.location import DSN_VARIABLE
+from supervisor.notifications import MODES, NotifyPolicy
 
 if TYPE_CHECKING:
     from supervisor.ui.app import SupervisorApp
@@ -56,6 +58,20 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
         "--no-watch",
         action="store_true",
         help="do not watch files; refresh only after own runs",
+    )
+    p.add_argument(
+        "--notify",
+        choices=MODES,
+        default="auto",
+        help="when a thread newly needs you: a desktop notification where the terminal "
+        "shows one, else the bell (auto, the default); bell; desktop (OSC 9/777); off",
+    )
+    p.add_argument(
+        "--notify-on",
+        type=need_kinds,
+        default=frozenset({"awaiting_input"}),
+        metavar="KIND[,KIND]",
+        help="what counts: awaiting_input (a new question; the default), held",
     )
     add_busy_timeout(p)
     add_run_options(p)
@@ -130,4 +146,11 @@ def _build_app(args: argparse.Namespace) -> SupervisorApp:
     except BaseException:
         store.close()  # and the preview's child with it
         raise
-    return make_app(store, config, watch=not args.no_watch, theme=args.theme, remember_theme=True)
+    return make_app(
+        store,
+        config,
+        watch=not args.no_watch,
+        theme=args.theme,
+        remember_theme=True,
+        notify=NotifyPolicy(args.notify, args.notify_on),
+    )

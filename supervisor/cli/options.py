@@ -189,6 +189,19 @@ def watch_state_list(value: str) -> frozenset[State]:
     return frozenset(wanted)
 
 
+def need_kinds(value: str) -> frozenset[str]:
+    """`--notify-on awaiting_input,held`: what the app tells a person of."""
+    from supervisor.notifications import KINDS
+
+    wanted = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = sorted(wanted - set(KINDS))
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown) or 'nothing'} (one or more of: {', '.join(KINDS)})"
+        )
+    return frozenset(wanted)
+
+
 def backoff(value: str) -> tuple[float, float]:
     try:
         initial, longest = (float(part) for part in value.split(","))

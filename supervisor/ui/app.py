@@ -31,6 +31,7 @@ from supervisor.agents import AgentLoadError
 from supervisor.leases import holder_text, is_mine
 from supervisor.location import Location
 from supervisor.markers import Marker
+from supervisor.notifications import NotifyPolicy
 from supervisor.plan import (
     MarkerHook,
     MarkerIndex,
@@ -47,6 +48,7 @@ from supervisor.states import (
 from supervisor.store import Store, StoreError, Transcript
 from supervisor.text import counted, one_line
 from supervisor.ui.actions import ThreadActions
+from supervisor.ui.alerts import Alerts
 from supervisor.ui.auto_resume import AutoResumer
 from supervisor.ui.keys import KEYS
 from supervisor.ui.lifecycle import while_mounted
@@ -119,6 +121,7 @@ class SupervisorApp(App[None]):
         theme: str | None = None,
         remember_theme: bool = False,
         cursor_blink: bool = True,
+        notify: NotifyPolicy | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -154,6 +157,8 @@ class SupervisorApp(App[None]):
         self._reading = False
         self.usage = UsageColumn(self, str(self.runner.config.database), self.store.busy_timeout)
         self.message_search = MessageSearch(self)
+        #: A bell or a desktop notification when a thread newly needs a person.
+        self.alerts = Alerts(self, notify)
         self._table = ThreadTable(lambda: self.clock(), {}, id="threads")
         self.detail = DetailPane(
             loader=self.reader.load_thread,
@@ -317,6 +322,9 @@ class SupervisorApp(App[None]):
             table.update(changed)
         self.update_header()  # the counts change in the same frame as the rows
         self.auto.observe(changed.values(), everything=message.full)  # only what changed
+        self.alerts.observe(
+            changed.values(), everything=message.full, provisional=message.provisional
+        )
         if message.provisional:
             return  # the whole pass is still under way
         if message.full:  # the rows are counted: is this a big file without the index?
@@ -636,6 +644,12 @@ class SupervisorApp(App[None]):
         self.table.set_view(**view)
         self.update_header()
 
+    def write_to_terminal(self, sequence: str) -> None:
+        """Write an escape sequence (a bell, a desktop notification) to the real terminal,
+        as Textual writes its own (the clipboard's OSC 52): not in a headless run."""
+        if sequence and not self.is_headless and self._driver is not None:
+            self._driver.write(sequence)
+
     @property
     def main(self) -> MainScreen:
         """The main screen (the default one), whichever screen is on top."""
@@ -653,6 +667,7 @@ class SupervisorApp(App[None]):
             if command.title not in self.DROPPED_COMMANDS:
                 yield command
         yield SystemCommand("Quit", "quit (running agents are aborted first)", self.quit_app)
+        yield self.alerts.switch_command()
         for key in KEYS:
             if key.command:
                 run = functools.partial(self.main.run_action, key.action)

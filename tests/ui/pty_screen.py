@@ -26,6 +26,8 @@ class PtyScreen:
         self.screen = pyte.Screen(self.columns, self.lines)
         self._stream = pyte.ByteStream(self.screen)
         self._lock = threading.Lock()
+        #: Every byte the app wrote, for what the screen does not show (a bell, an OSC).
+        self.raw = bytearray()
         master, slave = os.openpty()
         self._winsize(slave)
         self.proc = subprocess.Popen(
@@ -59,6 +61,7 @@ class PtyScreen:
             if not data:
                 return
             with self._lock:
+                self.raw += data
                 self._stream.feed(data)
 
     def text(self) -> str:
@@ -74,6 +77,10 @@ class PtyScreen:
                 break
             time.sleep(0.05)
         return bool(done(self.text()))
+
+    def written(self) -> bytes:
+        with self._lock:
+            return bytes(self.raw)
 
     def type(self, keys: str) -> None:
         """All of `keys` in one write: the app reads them as one burst."""
