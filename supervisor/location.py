@@ -14,7 +14,7 @@ never loads asyncpg, and `--help` stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,6 +221,19 @@ class Location:
         from supervisor.markers import read_directory
 
         return read_directory(Path(self.text))
+
+
+def shown_arguments(argv: Sequence[str]) -> list[str]:
+    """A command line for people (a bundle's README): every URL in it, alone or as an
+    option's `--name=URL`, without its password (`Location.shown`)."""
+    shown = []
+    for argument in argv:
+        name, equals, value = argument.partition("=")
+        if equals and name.startswith("-") and Location.parse(value).server:
+            shown.append(f"{name}={Location.parse(value).shown}")
+        else:
+            shown.append(Location.parse(argument).shown)
+    return shown
 
 
 def close_markers() -> None:

@@ -13,13 +13,53 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from supervisor.plan import MarkerIndex, ThreadPlan, plan_thread, refusal, terminated_by_markers
+from supervisor.location import Location
+from supervisor.plan import (
+    MarkerHook,
+    MarkerIndex,
+    ThreadPlan,
+    plan_thread,
+    refusal,
+    terminated_by_markers,
+)
 from supervisor.probe import probe
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from supervisor.agents import LoadedAgent
     from supervisor.states import ThreadSummary
     from supervisor.store import Store
+
+
+def marker_index(jobs_dir: Path | str, hook: MarkerHook | None) -> MarkerIndex:
+    """The markers kept at the jobs place, ready to be matched to tool calls."""
+    return MarkerIndex(jobs_dir, Location.parse(jobs_dir).read_markers(), hook)
+
+
+def dry_run(
+    store: Store,
+    summaries: Sequence[ThreadSummary],
+    index: MarkerIndex,
+    *,
+    strategy: str,
+    agent: LoadedAgent,
+) -> list[ThreadPlan]:
+    """What `resume --dry-run` prints, for a command (no event loop running): nothing runs,
+    nothing is written. The agent's policy is asked about the unanswered calls when
+    they are to be re-run (`strategy` "rerun"), as the resume will ask it."""
+    import asyncio
+
+    # No collector pause here: each plan builds the agent, whose objects do form cycles.
+    return asyncio.run(
+        plan_threads(
+            store,
+            summaries,
+            index,
+            strategy=strategy,
+            agent=agent if strategy == "rerun" else None,
+        )
+    )
 
 
 async def plan_threads(

@@ -5,6 +5,8 @@ Shared by the CLI and the UI so both describe a thread the same way.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,8 @@ from supervisor.text import clean, compact_json, counted, one_line, relative_tim
 
 if TYPE_CHECKING:
     from supervisor.fork import ForkPlan
-    from supervisor.plan import ThreadPlan
+    from supervisor.markers import Marker
+    from supervisor.plan import MatchedBy, ThreadPlan
 
 #: Enough for any real tool call: plans show arguments in full.
 FULL = 10_000
@@ -135,6 +138,34 @@ def entry_json(e: TranscriptEntry) -> dict[str, Any]:
 
 def transcript_json(s: ThreadSummary, t: Transcript) -> dict[str, Any]:
     return {**thread_json(s), "transcript": [entry_json(e) for e in t.entries]}
+
+
+def transcript_jsonl(s: ThreadSummary, t: Transcript) -> Iterator[str]:
+    """`show --format jsonl`: `transcript_json` as JSON lines, each made as it is written
+    (no document of the whole thread): a `thread` line (`thread_json`), a `message` line
+    per entry (`entry_json`), then a `request` line if a human is asked something.
+
+    `type` is ours: it names the line, whatever a stored message holds.
+    """
+    yield _json_line({"type": "thread", **thread_json(s)})
+    for e in t.entries:
+        line = {"type": "message", **entry_json(e)}
+        line["type"] = "message"
+        yield _json_line(line)
+    if s.request is not None:
+        request = {"type": "request", **s.request.to_json(), "answer_stored": s.answer_stored}
+        yield _json_line(request)
+
+
+def _json_line(value: dict[str, Any]) -> str:
+    """One JSON line, written as `print_json` writes (ASCII: safe on a terminal)."""
+    return json.dumps(value, default=str)
+
+
+def marker_json(m: Marker, matched_by: MatchedBy | None) -> dict[str, Any]:
+    """A job marker as `jobs --json` prints it: the marker and how it was matched to one of
+    the thread's tool calls (None: it names the thread itself)."""
+    return {**m.to_json(), "matched_by": matched_by and str(matched_by)}
 
 
 def message_text(blocks: Any) -> str:

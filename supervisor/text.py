@@ -77,3 +77,17 @@ def relative_time(then: float | None, now: float | None = None) -> str:
     if delta < 86400:
         return f"{int(delta // 3600)}h ago"
     return f"{int(delta // 86400)}d ago"
+
+
+def utc_time(then: float | None) -> str:
+    """'2026-12-06 18:03:34 UTC': a point in time that stays true when read later (a
+    report, a bundle), where `relative_time` is for a screen looked at now."""
+    if then is None:
+        return "never"
+    import datetime  # here, not at the top: a listing never writes a date
+
+    try:
+        when = datetime.datetime.fromtimestamp(then, datetime.UTC)
+    except (OverflowError, OSError, ValueError):  # a stored time out of any calendar
+        return f"{then!r} (unix seconds)"
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")

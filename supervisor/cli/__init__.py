@@ -90,6 +90,7 @@ def run(argv: Sequence[str]) -> int:
         if app_mode and argv and not argv[0].startswith("-"):
             app.refuse_unknown_command(argv[0], list(COMMANDS))
         args = parser.parse_args(argv)
+        args.argv = argv  # as given, for a record of the command (a bundle's README)
         if not app_mode:
             _one_line_logs()
         from_environment(args)

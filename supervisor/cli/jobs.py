@@ -9,6 +9,7 @@ from supervisor.agents import ENV_VAR, export_environment
 from supervisor.cli.context import jobs_place, marker_hook, open_store, where
 from supervisor.cli.options import EXIT_OK, UsageError, add_busy_timeout, add_jobs_dir
 from supervisor.cli.output import print_json
+from supervisor.report import marker_json
 from supervisor.text import one_line, relative_time
 
 
@@ -51,8 +52,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        out = [{**m.to_json(), "matched_by": how and str(how)} for m, how in found]
-        print_json(out)
+        print_json([marker_json(m, how) for m, how in found])
         return EXIT_OK
     print(f"{len(found)} marker(s) in {directory.shown}")
     for m, how in found:

@@ -20,7 +20,6 @@ from supervisor.cli.options import (
     positive_int,
 )
 from supervisor.cli.output import print_json
-from supervisor.location import Location
 from supervisor.report import plan_lines
 from supervisor.sqlite.files import connect_readonly
 from supervisor.states import RESUMABLE, State, ThreadSummary
@@ -150,23 +149,16 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     The agent's own policy is asked about each unanswered call, as the resume
     will ask it (`supervisor.probe`), over a checkpointer that cannot write.
     """
-    import asyncio
-
-    from supervisor.plan import MarkerIndex
-    from supervisor.plans import plan_threads
+    from supervisor.plans import dry_run, marker_index
 
     agent, jobs_dir = agent_and_jobs(args)
-    index = MarkerIndex(jobs_dir, Location.parse(jobs_dir).read_markers(), agent.marker_hook)
     summaries = [s for t in wanted if (s := store.get(t)) is not None]
-    # No collector pause here: each plan builds the agent, whose objects do form cycles.
-    plans = asyncio.run(
-        plan_threads(
-            store,
-            summaries,
-            index,
-            strategy=args.strategy,
-            agent=agent if args.strategy == "rerun" else None,
-        )
+    plans = dry_run(
+        store,
+        summaries,
+        marker_index(jobs_dir, agent.marker_hook),
+        strategy=args.strategy,
+        agent=agent,
     )
     if args.json:
         print_json([p.to_json() for p in plans])
