@@ -300,8 +300,9 @@ class RunSpan:
             if self._detach_agent is not None:
                 self._owner.track(self._detach_agent())
             self.set({"outcome": outcome, "state_after": state_after})
-            if outcome == "error" and self.span.status.status_code is StatusCode.UNSET:
-                self.span.set_status(Status(StatusCode.ERROR))
+            failed = outcome == "error" or state_after == "error"  # a model call failed
+            if failed and self.span.status.status_code is StatusCode.UNSET:
+                self.span.set_status(Status(StatusCode.ERROR, f"ended {state_after} ({outcome})"))
             self.span.end()
         except Exception as exc:
             log.warning("the run's span could not be ended: %s", one_line(str(exc), 200))

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
 from supervisor.agents import load_factory
@@ -75,6 +76,7 @@ def test_a_resume_exports_each_run_as_one_trace(crashed: Case) -> None:
         assert found["outcome"] == "completed" and found["state_after"] == "finished"
         assert found["strategy"] == "rerun" and "attempt" not in found
         assert found["agent"] == "tests.crashes.agents:todos"
+    assert roots["t"].status_code == 0  # UNSET: nothing failed
     assert roots["t"].attributes["gen_ai.conversation.id"] == "t"
     assert roots["t"].parent_id == ""  # a trace of its own
     assert roots["t"].resource["service.name"] == "night-shift"
@@ -159,6 +161,7 @@ async def test_a_host_tracer_provider_gets_the_watchers_runs(
         assert root.attributes[f"{OURS}thread_id"] == "job-07"
         assert root.attributes[f"{OURS}state_before"] == "error"
         assert root.attributes[f"{OURS}state_after"] == "error"
+        assert root.status.status_code is StatusCode.ERROR
         (invoke,) = [
             s
             for s in spans
