@@ -2,8 +2,9 @@
 
 CI installs the checkout editable, which hides a package the wheel leaves
 out; this runs the installed command from outside the checkout: `demo`,
-`list` on the file it made, and `demo` + `list` on a `postgresql://` URL of a
-throwaway server (skipped, saying so, where no server can be started).
+`list` on the file it made, `--otel` without its extra, and `demo` + `list` on a
+`postgresql://` URL of a throwaway server (skipped, saying so, where no server
+can be started).
 
 Usage: python scripts/smoke_wheel.py WHEEL
 """
@@ -44,6 +45,12 @@ def main() -> None:
         run([command, "demo", "demo.db"], place)
         listed = run([command, "list", "demo.db"], place)
         assert "mid_tool" in listed, listed
+        # Installed without the `otel` extra: --otel names it, in one line.
+        otel = [command, "resume", "demo.db", "job-02", "--otel"]
+        done = subprocess.run(otel, cwd=place, capture_output=True, text=True)
+        print("$", " ".join(otel[1:]))
+        assert done.returncode == 2 and "[otel]" in done.stderr, done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
         server = Server(memory_scratch())
         try:
             server.start()

@@ -127,6 +127,13 @@ class ThreadPlan:
     #: a call the policy would block or ask about is planned by its marker alone.
     policy_checked: bool = False
 
+    def counts(self) -> dict[str, int]:
+        """How many calls get each verdict, and how many are closed as interrupted."""
+        counts = {str(v): 0 for v in Verdict}
+        for planned in self.calls:
+            counts[str(planned.verdict)] += 1
+        return {**counts, "interrupted": len(self.closed)}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "thread_id": self.thread_id,

@@ -22,6 +22,9 @@ from supervisor.states import State
 if TYPE_CHECKING:
     from cubeloop import Agent
 
+    from supervisor.run_tracing import RunSpan
+    from supervisor.tracing import Tracing
+
 DEFAULT_CONTINUE_TEXT = "Continue where you left off."
 
 #: States `prompt` accepts: a new user message keeps the transcript valid.
@@ -89,6 +92,8 @@ class RunnerConfig:
     abort_poll: float = 0.25
     #: How often a run checks that it still holds its lease (a lost one is taken back).
     lease_check: float = 1.0
+    #: Each run exported as an OpenTelemetry trace (`--otel`); None: not traced.
+    tracing: Tracing | None = None
 
     def agent(self) -> LoadedAgent:
         """The agent runs are built with; a deferred one is imported here if it is not
@@ -131,6 +136,10 @@ class Run:
     lease_ok: asyncio.Event = field(default_factory=asyncio.Event)
     #: Another process took the lease while it was lost: the run writes nothing more.
     lease_gone: bool = False
+    #: The watcher's count of this thread's resumes, this one included; None: not the watcher's.
+    attempt: int | None = None
+    #: The run's span when runs are traced (`RunnerConfig.tracing`).
+    trace: RunSpan | None = None
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,9 @@ class Runner:
 
     def _emit(self, thread_id: str, type_: str, **data: Any) -> None:
         event = RunnerEvent(thread_id, type_, data, self.config.clock())
+        run = self._runs.get(thread_id)
+        if run is not None and run.trace is not None:
+            run.trace.event(type_, data)
         for callback in tuple(self._subscribers):
             try:
                 callback(event)
@@ -140,8 +143,10 @@ class Runner:
             return self._checkpointer
 
     async def close(self) -> None:
-        """Abort every worker gracefully, then close the database."""
+        """Abort every worker gracefully, export their spans, then close the database."""
         await self.abort_all()
+        if self.config.tracing is not None:
+            await self.config.tracing.flush()
         if self._checkpointer is not None:
             await self._checkpointer.__aexit__(None, None, None)
             self._checkpointer = None
@@ -199,8 +204,11 @@ class Runner:
 
     # -- actions --------------------------------------------------------
 
-    async def resume(self, thread_id: str, *, force: bool = False) -> Run:
-        """Start bringing a thread back; raises `Refused` with the reason."""
+    async def resume(
+        self, thread_id: str, *, force: bool = False, attempt: int | None = None
+    ) -> Run:
+        """Start bringing a thread back; raises `Refused` with the reason. `attempt`: the
+        watcher's count of this thread's resumes, this one included (for its trace)."""
         if self.is_running(thread_id):
             raise Refused(f"{thread_id} is already running")
         summary, messages = await self.inspect(thread_id)
@@ -217,7 +225,9 @@ class Runner:
             raise PossiblyLive(f"{thread_id} {live}")
         # An answered thread goes on with its stored answer: nobody is asked again.
         mode = "answer" if state is State.ANSWERED else "resume"
-        return await self._start(thread_id, mode, state, None)
+        run = await self._start(thread_id, mode, state, None)
+        run.attempt = attempt
+        return run
 
     async def prompt(self, thread_id: str, text: str) -> Run:
         """Send a user message to an idle thread and run it."""
@@ -310,12 +320,16 @@ class Runner:
 
     # -- the worker -----------------------------------------------------
 
-    async def _moved_on(self, run: Run, queued: State) -> State | None:
-        """The thread's state now, if it no longer takes this run (read with the lease held:
-        another process may have run it while this one waited for a slot); else None."""
-        summary, _ = await self.inspect(run.thread_id)
+    async def _read_held(self, run: Run) -> tuple[ThreadSummary, list[Message]]:
+        """The thread as this run finds it, read with the lease held (another process may
+        have run it while this one waited for a slot)."""
+        summary, messages = await self.inspect(run.thread_id)
         summary.running = False  # this very run: not another's
-        state = summary.state
+        return summary, messages
+
+    @staticmethod
+    def _moved_on(run: Run, state: State) -> State | None:
+        """The thread's state, if it no longer takes this run; else None."""
         if run.mode == "prompt":
             return None if state in PROMPTABLE else state
         if run.mode == "answer":
@@ -335,12 +349,15 @@ class Runner:
                     self._emit(thread_id, "error", message=f"not run: {exc}")
                     return
                 watcher = asyncio.create_task(self.keeper.guard(run))
-                moved = await self._moved_on(run, state)
+                found, messages = await self._read_held(run)
+                moved = self._moved_on(run, found.state)
                 if moved is not None:  # another process ran it while this one queued
                     run.outcome = "skipped"
                     self._emit(thread_id, "note", text=f"nothing left to do: it is {moved} now")
                     return
                 run.phase = "running"
+                if self.config.tracing is not None:
+                    run.trace = await self._traced(run, found, messages)
                 self._emit(thread_id, "run_start", mode=run.mode, state=str(state))
                 cp = await self._cp()
                 request = None
@@ -353,6 +370,9 @@ class Runner:
                         run.run_id = carried.run_id
                 agent = await self._build_agent(cp, thread_id, run.run_id)
                 run.agent = agent
+                if run.trace is not None:  # a resume's run id is known by now
+                    run.trace.set({"run_id": run.run_id})
+                    run.trace.attach(agent)
                 self._answer_dangling_in_model_view(run, agent)
                 self.keeper.gate_tools(run, agent)
                 save_extra_after_each_result(agent)  # a crash later in the turn keeps it
@@ -391,6 +411,42 @@ class Runner:
             self.relay.flush_text(run)
             await self._finish(run)
 
+    async def _traced(self, run: Run, found: ThreadSummary, messages: list[Message]) -> Any:
+        """The run's span (`supervisor.tracing`), current from here to `_finish`, with what is
+        known before it starts; a resume's plan is counted by job markers, as the app's Job
+        markers tab plans. Tracing that fails leaves the run untraced, never stopped."""
+        assert self.config.tracing is not None
+        facts: dict[str, Any] = {
+            "mode": run.mode,
+            "thread_id": run.thread_id,
+            "state_before": str(found.state),
+            "attempt": run.attempt,
+            "agent": self.config.agent_ref,
+        }
+        try:
+            tracer = await asyncio.to_thread(self.config.tracing.load)
+            if run.mode != "prompt":
+                counts = await asyncio.to_thread(self._plan_counts, found, messages)
+                if counts:
+                    facts.update(counts, strategy=self.config.mid_tool_strategy)
+            return tracer.start(run.mode, run.thread_id, facts)
+        except Exception as exc:
+            self._emit(run.thread_id, "note", text=f"not traced: {first_line(exc)}")
+            return None
+
+    def _plan_counts(self, found: ThreadSummary, messages: list[Message]) -> dict[str, int]:
+        """How many calls the plan gives each verdict (`plan.reuse`, ...), and closes as
+        interrupted (`plan.interrupted`); nothing for a thread a resume does not plan."""
+        from supervisor.plan import MarkerIndex, plan_thread
+
+        hook = self.config.agent().marker_hook
+        index = MarkerIndex(self.config.jobs_dir, self.jobs.read_markers(), hook)
+        dicts = [m.model_dump() for m in messages]
+        plan = plan_thread(found, index, messages=dicts, strategy=self.config.mid_tool_strategy)
+        if plan.refused is not None:
+            return {}
+        return {f"plan.{verdict}": n for verdict, n in plan.counts().items()}
+
     def _answer_dangling_in_model_view(self, run: Run, agent: Agent) -> None:
         """Wrap the agent's `convert_to_llm` so no model call sees a dangling call."""
         from supervisor.tool_calls import answer_dangling_calls
@@ -423,6 +479,9 @@ class Runner:
         except Exception:
             run.final_state = None
         finally:
+            if run.trace is not None:
+                state = run.final_state
+                run.trace.end(run.outcome, None if state is None else str(state))
             if run.lease is not None:
                 await self.leases.release(run.lease)
             self._runs.pop(run.thread_id, None)

@@ -66,6 +66,8 @@ class Shard:
     force: bool
     #: `RunnerConfig` fields named in `SETTINGS`, this worker's share of max_concurrent.
     settings: dict[str, Any]
+    #: `--otel`: the traces endpoint ("" for the standard variables); None: not traced.
+    otel: str | None = None
 
 
 def shards_for(
@@ -81,6 +83,7 @@ def shards_for(
             jobs_dir=str(config.jobs_dir),
             force=force,
             settings={**settings, "max_concurrent": share},
+            otel=None if config.tracing is None else config.tracing.endpoint or "",
         )
         for part, share in split(threads, processes, config.max_concurrent)
     ]
@@ -140,7 +143,14 @@ def _work(shard: Shard) -> int:
     jobs_dir = Location.parse(shard.jobs_dir).argument()
     export_environment(jobs_dir)  # agents written like the recipe read it at import
     agent = load_agent(agent_reference(shard.agent))
+    tracing = None
+    if shard.otel is not None:
+        from supervisor.tracing import Tracing
+
+        tracing = Tracing(shard.otel or None)
+        tracing.load()
     config = RunnerConfig(
+        tracing=tracing,
         database=Location.parse(shard.database).argument(),
         factory=agent.factory,
         jobs_dir=jobs_dir,
@@ -159,10 +169,11 @@ def _work(shard: Shard) -> int:
 def main() -> int:
     from supervisor.agents import AgentLoadError
     from supervisor.store import StoreError
+    from supervisor.tracing import TracingUnavailable
 
     try:
         return _work(Shard(**json.load(sys.stdin)))
-    except (StoreError, AgentLoadError) as exc:
+    except (StoreError, AgentLoadError, TracingUnavailable) as exc:
         print(f"agent-supervisor: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # before its runs began: nothing to abort

@@ -290,7 +290,8 @@ class Watcher:
     async def _start(self, s: ThreadSummary) -> bool:
         attempt = (s.attempt.attempts if s.attempt else 0) + 1
         try:
-            await self.runner.resume(s.thread_id, force=True)  # quiet is our liveness test
+            # quiet is our liveness test
+            await self.runner.resume(s.thread_id, force=True, attempt=attempt)
         except Refused as exc:  # e.g. another watcher took its lease since the refresh
             self.log(f"{_name(s.thread_id)}: skipped ({one_line(str(exc), 120)})")
             return False

@@ -28,6 +28,7 @@ from supervisor.store import Store
 if TYPE_CHECKING:
     from supervisor.agents import LoadedAgent
     from supervisor.runner import RunnerConfig
+    from supervisor.tracing import Tracing
 
 
 def where(args: argparse.Namespace) -> Location:
@@ -116,7 +117,9 @@ def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig
             "agent_ref": loaded.reference,
             "marker_hook": loaded.marker_hook,
         }
+    tracing = run_tracing(args, defer=defer)
     return RunnerConfig(
+        tracing=tracing,
         database=where(args).argument(),
         jobs_dir=jobs_dir,
         **agent,
@@ -126,6 +129,30 @@ def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig
         abort_grace=args.abort_grace,
         live_window=0 if getattr(args, "force", False) else LIVE_WINDOW,
     )
+
+
+def run_tracing(args: argparse.Namespace, defer: bool = False) -> Tracing | None:
+    """`--otel`: the runs' tracing, or None. Missing packages are one line and exit 2;
+    with `defer` (the app) they are only looked for, and imported at the first run."""
+    if getattr(args, "otel", None) is None:
+        return None
+    from supervisor.tracing import Tracing, TracingUnavailable
+
+    tracing = Tracing(args.otel or None)
+    try:
+        tracing.check()
+        if not defer:
+            tracing.load()
+    except TracingUnavailable as exc:
+        raise UsageError(str(exc)) from None
+    if args.otel and tracing.host_provider:
+        say_notes(
+            [
+                "--otel URL is not used: this process has an OpenTelemetry tracer provider "
+                "already, and the runs' spans go to its exporters"
+            ]
+        )
+    return tracing
 
 
 def run_agents(

@@ -147,6 +147,29 @@ def add_run_options(p: argparse.ArgumentParser, force: bool = True) -> None:
         metavar="SECONDS",
         help="on abort, cancel a thread still running after this (default %(default)s)",
     )
+    p.add_argument(
+        "--otel",
+        nargs="?",
+        const="",
+        type=otel_endpoint,
+        metavar="URL",
+        help="export each run as an OpenTelemetry trace over OTLP/HTTP to the collector at URL "
+        "(default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT, else "
+        "http://localhost:4318); needs 'pip install cubeloop-supervisor[otel]'",
+    )
+
+
+def otel_endpoint(value: str) -> str:
+    """An argparse type for `--otel`'s collector URL: the traces endpoint under it, or ""
+    (no URL given: the standard variables say where)."""
+    if not value:
+        return ""
+    from supervisor.tracing import traces_url
+
+    try:
+        return traces_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_jobs_dir(p: argparse.ArgumentParser) -> None:

@@ -29,6 +29,9 @@ from supervisor.text import one_line
 #: How long `watch` may take to stop past its runs' abort grace before it exits anyway.
 SHUTDOWN_MARGIN = 10.0
 
+#: How long a hard exit waits for the spans already ended to be exported (`--otel`).
+LAST_FLUSH = 3.0
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -175,7 +178,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        leave = _Shutdown(loop, stop, config.abort_grace + SHUTDOWN_MARGIN, log)
+        leave = _Shutdown(loop, stop, config.abort_grace + SHUTDOWN_MARGIN, log, config.tracing)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, leave.on_signal)
         async with Runner(config) as runner:
@@ -226,7 +229,9 @@ class _Shutdown:
     signal. Exiting hard is what SIGKILL does, and a run killed that way stays
     resumable: nothing is doubled, only the tidy "parked" record is missing.
     The handler is a plain `signal.signal` one, not the event loop's: it runs
-    even while the loop's thread waits on a blocking database call.
+    even while the loop's thread waits on a blocking database call. Spans
+    already ended are exported before a hard exit (`--otel`), for a few seconds
+    at most.
     """
 
     def __init__(
@@ -235,8 +240,10 @@ class _Shutdown:
         stop: Any,
         deadline: float,
         log: Callable[[str], None],
+        tracing: Any = None,
     ) -> None:
         self.loop, self.stop, self.deadline, self.log = loop, stop, deadline, log
+        self.tracing = tracing
         self.signalled = False
 
     def on_signal(self, signum: int, frame: Any) -> None:
@@ -264,6 +271,9 @@ class _Shutdown:
         with contextlib.suppress(Exception):
             self.log(why)
             sys.stdout.flush()
+        if self.tracing is not None:
+            with contextlib.suppress(Exception):
+                self.tracing.flush_now(LAST_FLUSH)
         os._exit(128 + signum)
 
 
