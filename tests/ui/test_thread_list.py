@@ -449,3 +449,28 @@ async def test_capital_s_reverses_the_order_and_the_header_says_which_way(app_fa
         await pilot.press("s")  # the next order reads the natural way again
         await pilot.pause()
         assert not table.reversed and "ACTIVITY▼" in table.render_line(0).text
+
+
+async def test_a_long_thread_id_gives_way_to_the_columns_after_it(workdir, app_factory) -> None:
+    """A 40-character id at 80 columns pushed TOKENS, ACTIVITY and WHERE off the screen."""
+    long_id = "customer-support-escalation-" + "x" * 12
+    message = {"role": "user", "content": [{"type": "text", "text": "hello"}]}
+    conn = sqlite3.connect("demo.db")
+    with conn:
+        conn.execute(
+            "INSERT INTO messages (thread_id, message_json, created_at) VALUES (?, ?, ?)",
+            (long_id, json.dumps(message), 2461372.0),
+        )
+    conn.close()
+    async with app_factory().run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        header = table.render_line(0).text
+        assert "TOKENS" in header and "ACTIVITY" in header
+        row = next(
+            table.render_line(y).text
+            for y in range(1, table.size.height)
+            if "customer-support" in table.render_line(y).text
+        )
+        assert long_id not in row and "customer-support…" in row  # the id is cut…
+        assert "ago" in row and "user message" in row.split("ago")[-1]  # …the rest shows

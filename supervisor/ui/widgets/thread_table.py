@@ -63,6 +63,9 @@ STRIPS_KEPT = 4_000
 #: The thread column is as wide as the longest id seen, within these bounds.
 ID_WIDTH = (8, 40)
 
+#: The least the last column keeps before the thread column narrows (ids cut with "…").
+WHERE_WIDTH = 16
+
 
 class ThreadTable(ScrollView, can_focus=True):
     """Every thread, one row each, in the chosen order; a filter narrows what shows."""
@@ -493,8 +496,13 @@ class ThreadTable(ScrollView, can_focus=True):
     # -- drawing -------------------------------------------------------------
 
     def _widths(self) -> list[int]:
-        widths = [self._id_width if w is None else w for _, _, w in COLUMNS]
-        widths[-1] = max(10, self.scrollable_content_region.width - sum(widths[:-1]))
+        """Each column's width: the thread column gives way before the columns after it
+        (a 40-character id at 80 columns would push TOKENS and WHERE off the screen)."""
+        room = self.scrollable_content_region.width
+        fixed = sum(w or 0 for _, _, w in COLUMNS)
+        id_width = max(ID_WIDTH[0], min(self._id_width, room - fixed - WHERE_WIDTH))
+        widths = [id_width if w is None else w for _, _, w in COLUMNS]
+        widths[-1] = max(10, room - sum(widths[:-1]))
         return widths
 
     def _column_at(self, x: int) -> str | None:
