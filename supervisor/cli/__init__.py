@@ -31,6 +31,7 @@ from supervisor.cli import (
     prompt,
     prune,
     resume,
+    serve,
     show,
     usage,
     watch,
@@ -61,6 +62,7 @@ COMMANDS: dict[str, ModuleType] = {
     "abort": abort,
     "watch": watch,
     "release": watch,
+    "serve": serve,
     "init-markers": postgres,
     "demo": demo,
 }

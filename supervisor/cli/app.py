@@ -49,6 +49,13 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
         help="checkpoint database to open: a SQLite file or a postgresql:// URL "
         "(default: $AGENT_SUPERVISOR_DSN, else the demo database)",
     )
+    add_app_options(p)
+    p.set_defaults(run=cmd_app)
+    return p
+
+
+def add_app_options(p: argparse.ArgumentParser) -> None:
+    """The app's options after DB: `serve` takes them too and hands them to each session's app."""
     p.add_argument(
         "--theme",
         metavar="NAME",
@@ -75,8 +82,22 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
     )
     add_busy_timeout(p)
     add_run_options(p)
-    p.set_defaults(run=cmd_app)
-    return p
+
+
+def app_options(args: argparse.Namespace) -> list[str]:
+    """The app options `args` holds, as a command line again: each one that differs from its
+    default, in its long form (`serve` starts each session's app with them). Read off the
+    options `add_app_options` defines, so an option added there is passed on too."""
+    parser = Parser(add_help=False)
+    add_app_options(parser)
+    argv: list[str] = []
+    for action in parser._actions:  # argparse has no public list of its options
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        argv += [flag] if action.nargs == 0 else [flag, str(value)]
+    return argv
 
 
 def refuse_unknown_command(db: str, commands: list[str]) -> None:
@@ -98,6 +119,21 @@ def demo_database_path() -> Path:
 def cmd_app(args: argparse.Namespace) -> int:
     """Open the store and start its preview before importing the UI: the first
     screen then has rows as soon as it is drawn (the imports take half a second)."""
+    choose_database(args)
+    # Half a second of imports (Textual, the agent stack) lies between here and the
+    # first screen: no collection walks their objects meanwhile (a full one cost
+    # 40 ms of it), and they live as long as the process, so they are frozen after.
+    with collector.bulk_read(keep=True):
+        app = _build_app(args)
+    app.run()
+    if app.agent_error is not None:  # the agent is imported after the first frame
+        raise AgentLoadError(app.agent_error)
+    return EXIT_OK
+
+
+def choose_database(args: argparse.Namespace) -> None:
+    """What the app settles before it opens anything: a theme it knows, and DB (given, else
+    $AGENT_SUPERVISOR_DSN, else the demo database, made on first use)."""
     if args.theme:
         from supervisor.ui.app import theme_names
 
@@ -112,15 +148,14 @@ def cmd_app(args: argparse.Namespace) -> int:
 
             print(f"creating the demo database at {where(args).shown} …", file=sys.stderr)
             build_demo_db(Path(args.db))
-    # Half a second of imports (Textual, the agent stack) lies between here and the
-    # first screen: no collection walks their objects meanwhile (a full one cost
-    # 40 ms of it), and they live as long as the process, so they are frozen after.
-    with collector.bulk_read(keep=True):
-        app = _build_app(args)
-    app.run()
-    if app.agent_error is not None:  # the agent is imported after the first frame
-        raise AgentLoadError(app.agent_error)
-    return EXIT_OK
+
+
+def check_app(args: argparse.Namespace) -> None:
+    """What the app refuses before its first frame (a database it cannot open, a jobs place
+    or an agent reference it cannot use), checked without starting it: `serve` says so
+    once, on its own terminal, rather than in every browser tab."""
+    where(args).store(busy_timeout=args.busy_timeout).close()
+    runner_config(args, defer=True)
 
 
 def _build_app(args: argparse.Namespace) -> SupervisorApp:
