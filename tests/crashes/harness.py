@@ -147,7 +147,7 @@ class Case:
         ) as watcher:
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not until():
-                time.sleep(0.2)
+                time.sleep(0.5)  # `until` runs commands: a core's worth at 0.2 s
             watcher.send_signal(signal.SIGTERM)
             out, _ = watcher.communicate(timeout=30)
         return out
