@@ -15,7 +15,6 @@ notifications both ask it, so they agree on what is news.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from supervisor.jsontext import dumps
 from supervisor.states import State, ThreadSummary
 from supervisor.text import one_line
 
@@ -55,7 +55,7 @@ def envelope(thread: str, kind: str, at: float | None = None, /, **fields: Any) 
 
 def line(item: dict[str, Any]) -> str:
     """One event as a JSON line (no newline); what JSON cannot hold is written as text."""
-    return json.dumps(item, default=str, ensure_ascii=False)
+    return dumps(item, default=str, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

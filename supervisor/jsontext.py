@@ -12,9 +12,40 @@ leaves no cycle; the text is the same, byte for byte (`tests/test_jsontext.py`).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
-_scalar = json.JSONEncoder().encode  # no indent: the C encoder
+_encode = json.JSONEncoder().encode  # no indent: the C encoder
+
+#: What JSON cannot hold, written as text: a stored message may carry `NaN` (Python's
+#: parser reads it), and `json` writes it bare, which strict parsers refuse.
+_NOT_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NOT_FINITE[repr(value)]
+    return _encode(value)
+
+
+def finite(value: Any) -> Any:
+    """`value` with each NaN or infinity replaced by its name as a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.loads(_NOT_FINITE[repr(value)])
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def dumps(value: Any, **options: Any) -> str:
+    """`json.dumps(value, **options)`, strict JSON: a NaN or an infinity is written as a
+    string (the walk happens only when there is one)."""
+    try:
+        return json.dumps(value, allow_nan=False, **options)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False, **options)
 
 
 def indented(value: Any, level: int = 0) -> str:

@@ -5,11 +5,11 @@ Shared by the CLI and the UI so both describe a thread the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from supervisor.jsontext import dumps
 from supervisor.leases import holder_text
 from supervisor.states import State, ThreadSummary
 from supervisor.store import Transcript, TranscriptEntry
@@ -118,22 +118,18 @@ def plan_lines(plan: ThreadPlan) -> list[str]:
     return lines
 
 
+#: Keys of an entry that are ours whatever the stored message holds (a message that says
+#: `"row_id": 999` or `"corrupt": true` does not speak for the row).
+ENTRY_KEYS = ("row_id", "created_at", "run_id", "corrupt", "raw", "big", "size")
+
+
 def entry_json(e: TranscriptEntry) -> dict[str, Any]:
+    head = {"row_id": e.row_id, "created_at": e.created_at, "run_id": e.run_id}
+    if e.big:  # too big to read here (`--full` reads it): not corrupt, only not parsed
+        return {**head, "big": True, "size": e.size, "raw": e.raw}
     if e.message is None:
-        return {
-            "row_id": e.row_id,
-            "created_at": e.created_at,
-            "run_id": e.run_id,
-            "corrupt": True,
-            "error": e.error,
-            "raw": e.raw,
-        }
-    return {
-        "row_id": e.row_id,
-        "created_at": e.created_at,
-        "run_id": e.run_id,
-        **e.message,
-    }
+        return {**head, "corrupt": True, "error": e.error, "raw": e.raw}
+    return {**head, **{k: v for k, v in e.message.items() if k not in ENTRY_KEYS}}
 
 
 def transcript_json(s: ThreadSummary, t: Transcript) -> dict[str, Any]:
@@ -159,7 +155,7 @@ def transcript_jsonl(s: ThreadSummary, t: Transcript) -> Iterator[str]:
 
 def _json_line(value: dict[str, Any]) -> str:
     """One JSON line, written as `print_json` writes (ASCII: safe on a terminal)."""
-    return json.dumps(value, default=str)
+    return dumps(value, default=str)
 
 
 def marker_json(m: Marker, matched_by: MatchedBy | None) -> dict[str, Any]:

@@ -19,7 +19,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 #: Characters that change how text around them reads without showing themselves: bidi
 #: controls (`evil\u202egnp.exe` reads as "evilexe.png"; arguments reorder in front of
 #: the person approving them) and zero-width ones (two ids that look the same).
-_INVISIBLE = re.compile("[\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: Lone surrogates (legal in JSON's `\ud800`, not in UTF-8) are shown so too: printed as
+#: they are, they stop the output with an encoding error.
+_INVISIBLE = re.compile(
+    "[\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+    "\ud800-\udfff]"
+)
 
 
 def _visible(match: re.Match[str]) -> str:

@@ -12,6 +12,9 @@ import urllib.parse
 #: Lets a test play a second machine: the host name leases and markers record.
 HOST_VARIABLE = "AGENT_SUPERVISOR_HOST"
 
+#: Query parameters that hold a secret (libpq's names), compared once decoded and lowercased.
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
 
 def redact(dsn: str, mark: str = "***") -> str:
     """The URL without its password (in the user part or as `?password=`), for headers,
@@ -21,11 +24,10 @@ def redact(dsn: str, mark: str = "***") -> str:
         password, port = parts.password, parts.port  # .port raises on "h:notaport"
     except ValueError:
         return dsn.split("://", 1)[0] + "://" + dsn.rsplit("@", 1)[-1]
-    query = parts.query
-    if "password" in query.lower():
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        kept = [(k, mark if k.lower() == "password" else v) for k, v in pairs]
-        kept = [(k, v) for k, v in kept if v or k.lower() != "password"]
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)  # keys decoded:
+    if any(k.lower() in SECRET_PARAMETERS for k, _ in pairs):  # `pass%77ord` is a password
+        kept = [(k, mark if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs]
+        kept = [(k, v) for k, v in kept if v or k.lower() not in SECRET_PARAMETERS]
         parts = parts._replace(query=urllib.parse.urlencode(kept, safe="*"))
     if password is not None:
         user = parts.username or ""

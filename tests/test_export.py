@@ -269,3 +269,32 @@ def test_a_postgres_bundle_never_holds_the_password(
     markers = json.loads((target / "markers.json").read_text())
     assert {m["tool_call_id"] for m in markers} == {"call-1-card-201", "call-1-card-202"}
     assert "### #" in (target / "transcript.md").read_text()
+
+
+def test_odd_but_legal_rows_export_in_every_format(demo_db: Path) -> None:
+    """A lone surrogate (legal JSON, not UTF-8), a NaN, a message naming our own keys, and a
+    row too big to parse without --full: each format says what the row is, and exits 0."""
+    odd = {
+        "role": "user",
+        "content": [{"type": "text", "text": "half \ud800 a pair", "score": float("nan")}],
+        "row_id": 999,
+        "corrupt": True,
+    }
+    insert_rows(demo_db, [("odd", json.dumps(odd)), ("odd", user_json("word " * 240_000))])
+    for fmt in ("text", "md", "json", "jsonl"):
+        done = cli("show", str(demo_db), "odd", "--format", fmt)
+        assert done.returncode == 0, done.stderr
+        assert "\\ud800" in done.stdout  # shown escaped, never printed raw
+    shown = json.loads(cli("show", str(demo_db), "odd", "--json").stdout, parse_constant=reject)
+    first, big = shown["transcript"]
+    assert first["row_id"] != 999 and "corrupt" not in first  # the row's facts are ours
+    assert first["content"][0]["score"] == "NaN"  # strict JSON
+    assert big["big"] is True and big["size"] > 1_000_000 and "corrupt" not in big
+    lines = cli("show", str(demo_db), "odd", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(x, parse_constant=reject) for x in lines[1:]] == [
+        {"type": "message", **e} for e in shown["transcript"]
+    ]
+
+
+def reject(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")

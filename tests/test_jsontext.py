@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.jsontext import indented
+from supervisor.jsontext import dumps, finite, indented
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 values = st.recursive(
@@ -23,7 +23,22 @@ values = st.recursive(
 
 @given(values)
 def test_the_text_is_json_dumps_indented(value) -> None:
-    assert indented(value) == json.dumps(value, indent=2)
+    """Byte for byte, but strict: NaN and infinities as the strings `dumps` writes."""
+    assert indented(value) == json.dumps(finite(value), indent=2)
+    assert indented(value) == dumps(value, indent=2)
+    json.loads(indented(value), parse_constant=reject)  # strict JSON
+
+
+def reject(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_what_json_cannot_hold_is_written_as_text() -> None:
+    value = {"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]}
+    assert json.loads(dumps(value), parse_constant=reject) == {
+        "a": "NaN",
+        "b": ["Infinity", "-Infinity", 1.5],
+    }
 
 
 def test_nesting_below_the_top_indents_every_line() -> None:

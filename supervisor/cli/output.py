@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 from supervisor.cli.options import UsageError
+from supervisor.jsontext import dumps
 from supervisor.location import Location
 from supervisor.store import Store
 from supervisor.text import one_line
@@ -15,8 +15,7 @@ from supervisor.text import one_line
 
 def print_json(value: Any) -> None:
     """A JSON document on stdout, indented; what JSON cannot hold is written as text."""
-    json.dump(value, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(value, indent=2, default=str) + "\n")
 
 
 def write_json_array(items: Iterable[Any]) -> None:
