@@ -44,3 +44,15 @@ def test_a_watcher_file_that_is_not_a_database(db: Path) -> None:
 def test_demo_into_a_directory(tmp_path: Path) -> None:
     one_line_exit_2(cli("demo", str(tmp_path)), "not a regular file")
     one_line_exit_2(cli("demo", "."), "not a regular file")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["watch", "missing.db"], ["prompt", "new.db", "t", "hi", "--agent", "nowhere:agent"]],
+)
+def test_a_refused_run_makes_no_leases_directory(tmp_path: Path, command: list[str]) -> None:
+    """The check of where a run will keep its leases made the directory, refusal or not."""
+    db = tmp_path / command[1]
+    out = cli(command[0], str(db), *command[2:])
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

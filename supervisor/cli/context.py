@@ -92,11 +92,16 @@ def check_places(args: argparse.Namespace) -> None:
     from supervisor.leases import LeaseError, leases_dir, secure_directory
 
     jobs_place(args)
-    if not where(args).server:
+    if where(args).server:
+        return
+    directory = leases_dir(args.db)
+    if os.path.lexists(directory):  # made by the run that takes a lease, not by a check
         try:
-            secure_directory(leases_dir(args.db), 0o700)
+            secure_directory(directory, 0o700)
         except LeaseError as exc:
             raise UsageError(str(exc)) from None
+    elif directory.parent.is_dir() and not os.access(directory.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{directory}: cannot make it (its directory is not writable)")
 
 
 def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig:
