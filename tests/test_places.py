@@ -56,3 +56,13 @@ def test_a_refused_run_makes_no_leases_directory(tmp_path: Path, command: list[s
     out = cli(command[0], str(db), *command[2:])
     assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["jobs"], ["resume", "t", "--dry-run"], ["show", "t", "--bundle", "b"]]
+)
+def test_markers_on_a_server_that_does_not_answer(db: Path, command: list[str]) -> None:
+    url = "postgresql://u:s3cret@127.0.0.1:1/x"  # nothing listens on port 1
+    out = cli(command[0], str(db), *command[1:], "--jobs-dir", url)
+    one_line_exit_2(out, "127.0.0.1:1")
+    assert "s3cret" not in out.stderr and not db.with_name("b").exists()

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from supervisor.store import StoreError
 from supervisor.urls import host_name, redact
 
 T = TypeVar("T")
@@ -46,8 +47,9 @@ def parse_application_name(name: str | None) -> dict[str, Any] | None:
     return {"pid": int(pid) if pid.isdigit() else pid, "host": host or "?"}
 
 
-class PgError(Exception):
-    """A server we cannot use; the message is one line for the user."""
+class PgError(StoreError):
+    """A server we cannot use; the message is one line for the user (a `StoreError`: every
+    command says it so, whichever of its reads or writes met it)."""
 
 
 def first_line(exc: BaseException) -> str:
