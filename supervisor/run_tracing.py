@@ -88,11 +88,15 @@ class _Recorder(Recorder):
     cubeloop 0.15.3 carries a run on after resumed tool calls (its own
     `respond()`, and `supervisor.continuation`) into a turn it starts without a
     TurnStartEvent: the recorder, with no turn open, dropped that turn's `chat`
-    and `execute_tool` spans. A model request made with no turn open opens one.
+    and `execute_tool` spans. A model request made with no turn open opens one. And a
+    run a sampler left out (`OTEL_TRACES_SAMPLER`) has a span that records nothing, whose
+    attributes cubeloop reads at each model request: an AttributeError each time.
     """
 
     def _on_provider_request(self, payload: dict, model: Any) -> None:
         run = self._run
+        if run is not None and not run.agent_span.is_recording():
+            return  # sampled out: nothing is recorded (cubeloop would read its attributes)
         if run is not None and run.turn_span is None and _active_run.get() is run:
             self._on_turn_start()
         super()._on_provider_request(payload, model)

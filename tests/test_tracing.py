@@ -33,6 +33,7 @@ from supervisor.runner import Runner, RunnerConfig
 from supervisor.states import State
 from supervisor.tracing import Tracing, traces_url
 from supervisor.watch import Policy, Watcher
+from tests.conftest import cli
 from tests.crashes.harness import ROOT, Case, built_once
 from tests.otlp_receiver import Receiver, Span
 
@@ -114,6 +115,20 @@ def test_watch_exports_its_runs_when_stopped_by_sigterm(crashed: Case) -> None:
     assert set(roots) == {"t", "u"}, out
     assert all(facts(r)["attempt"] == 1 for r in roots.values())
     assert all(facts(r)["state_after"] == "finished" for r in roots.values())
+
+
+@pytest.mark.usefixtures("fast_demo")
+def test_a_run_the_sampler_leaves_out_exports_nothing_and_says_nothing(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cubeloop read the attributes of a span that records nothing at each model request."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    monkeypatch.setenv("JOB_DIR", str(demo_db.with_name("demo.db.jobs")))
+    with Receiver() as receiver:
+        done = cli("prompt", str(demo_db), "s", "Process items Q..R", "--otel", receiver.url)
+        assert done.returncode == 0, done.stderr
+        assert receiver.spans == []
+    assert done.stderr.strip() == "", done.stderr
 
 
 @pytest.fixture
