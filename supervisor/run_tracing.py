@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,9 @@ REPEAT_SECONDS = 60.0
 
 log = logging.getLogger("agent_supervisor.tracing")
 
+#: The logger of the OTLP/HTTP span exporter cubeloop's wraps.
+_OTLP_LOGGER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
 
 class _Quieter(logging.Filter):
     """Lets each of the OTLP exporter's messages through once a minute: it says three
@@ -80,6 +84,30 @@ class _Quieter(logging.Filter):
             return False
         self._said[key] = now
         return True
+
+
+class _NoSecrets(logging.Filter):
+    """What OpenTelemetry logs, without the secrets it would print: a header it cannot parse
+    from `OTEL_EXPORTER_OTLP_HEADERS` is printed whole (an API key with a typo in it, in the
+    watcher's journal), and an endpoint without a scheme with its `user:password@`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Header format invalid"):
+            record.msg = (
+                "a header in OTEL_EXPORTER_OTLP_HEADERS (or _TRACES_HEADERS) is not "
+                "name=value, URL-encoded: left out (its value is not shown)"
+            )
+            record.args = ()
+            return True
+        text = record.getMessage()
+        hidden = _CREDENTIALS.sub(r"\1:***@", text)
+        if hidden != text:
+            record.msg, record.args = hidden, ()
+        return True
+
+
+#: `user:password@` in a URL, with or without a scheme before it.
+_CREDENTIALS = re.compile(r"([^\s:/@]+):[^\s/@]+@")
 
 
 class _Recorder(Recorder):
@@ -205,6 +233,8 @@ class RunTracer:
         from cubeloop.tracing.exporters import OTLPSpanExporter
 
         logging.getLogger(OTLPSpanExporter.__module__).addFilter(_Quieter())
+        for name in ("opentelemetry.util.re", OTLPSpanExporter.__module__, _OTLP_LOGGER):
+            logging.getLogger(name).addFilter(_NoSecrets())
         return cls(
             _Tracer(
                 None,

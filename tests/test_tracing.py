@@ -131,6 +131,23 @@ def test_a_run_the_sampler_leaves_out_exports_nothing_and_says_nothing(
     assert done.stderr.strip() == "", done.stderr
 
 
+@pytest.mark.usefixtures("fast_demo")
+def test_a_mistyped_otel_variable_never_prints_its_secret(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenTelemetry prints a header it cannot parse whole, and an endpoint without a scheme
+    with its password: an API key in a journal."""
+    monkeypatch.setenv("JOB_DIR", str(demo_db.with_name("demo.db.jobs")))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key:sk-SECRET-1")  # ':' for '='
+    with Receiver() as receiver:
+        done = cli("prompt", str(demo_db), "h", "Process items Q..R", "--otel", receiver.url)
+    assert done.returncode == 0 and "OTEL_EXPORTER_OTLP_HEADERS" in done.stderr, done.stderr
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "alice:SECRET-2@127.0.0.1:9")
+    again = cli("prompt", str(demo_db), "h2", "Process items Q..R", "--otel")
+    assert again.returncode == 0 and "alice:***@" in again.stderr, again.stderr
+    assert "SECRET" not in done.stderr + again.stderr
+
+
 @pytest.fixture
 def host_provider() -> Iterator[InMemorySpanExporter]:
     """A global SDK tracer provider, as a host program sets one; unset afterwards."""
