@@ -15,12 +15,15 @@ a transcript may hold what the agent's users told it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +100,8 @@ def gather(
 def check_target(target: Path) -> None:
     """Refuse a place a bundle cannot go, before anything is read or written: something
     there that is not an empty directory, or a parent that is not a directory."""
+    if target.resolve() == Path.cwd().resolve():  # renamed over, it would leave the shell
+        raise BundleError(f"{target}: the current directory (name a new one)")
     if os.path.lexists(target):
         if target.is_symlink() or not target.is_dir():
             raise BundleError(f"{target}: exists and is not a directory")
@@ -128,16 +133,17 @@ def write_bundle(
     files = {"README.md": lambda: readme, **files}
     target = target.absolute()
     try:
-        temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        temporary = Path(tempfile.mkdtemp(prefix=".bundle.", dir=target.parent))
     except OSError as exc:
         raise BundleError(f"{target.parent}: {exc.strerror}") from None
     try:
-        for name, lines in files.items():
-            with open(temporary / name, "w", encoding="utf-8") as out:
-                for line in lines():
-                    out.write(line)
-                    out.write("\n")
-        os.rename(temporary, target)  # over an empty directory too; never over a full one
+        with _stopped_as_by_ctrl_c():
+            for name, lines in files.items():
+                with open(temporary / name, "w", encoding="utf-8") as out:
+                    for line in lines():
+                        out.write(line)
+                        out.write("\n")
+            os.rename(temporary, target)  # over an empty directory too; never over a full one
     except OSError as exc:
         shutil.rmtree(temporary, ignore_errors=True)
         raise BundleError(f"{target}: {exc.strerror or exc}") from None
@@ -145,6 +151,25 @@ def write_bundle(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return list(files)
+
+
+@contextlib.contextmanager
+def _stopped_as_by_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the writing as Ctrl-C does, so the temporary directory is
+    removed too (only SIGKILL, which nothing catches, can leave a `.bundle.*` behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 #: Each file and what it holds, as the README says.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,11 @@ def test_bundle_refusals_write_nothing(demo_db: Path) -> None:
     assert "no thread 'ghost'" in line
     line = one_error_line(cli("show", str(demo_db), "job-02", "--json", "--format", "md"))
     assert "--json is --format json" in line
+    here = demo_db.parent / "here"  # an empty working directory: renamed over, it was gone
+    here.mkdir()
+    line = one_error_line(cli("show", str(demo_db), "job-02", "--bundle", ".", cwd=here))
+    assert "the current directory" in line
+    here.rmdir()
     assert sorted(os.listdir(demo_db.parent)) == before
     assert os.listdir(full) == ["keep.txt"]
     # An empty directory is taken.
@@ -246,6 +252,20 @@ def test_a_failed_bundle_leaves_no_directory(
             demo_db.parent / "out", incident, versions="v", argv=["show"], made_at=0.0
         )
     assert sorted(os.listdir(demo_db.parent)) == before
+
+    def terminated(*_: object):  # `systemctl stop`, or a closed terminal, mid-write
+        yield "{}"
+        os.kill(os.getpid(), signal.SIGTERM)
+        yield "{}"
+
+    monkeypatch.setattr(bundle, "transcript_jsonl", terminated)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        bundle.write_bundle(
+            demo_db.parent / "out", incident, versions="v", argv=["show"], made_at=0.0
+        )
+    assert sorted(os.listdir(demo_db.parent)) == before
+    assert signal.getsignal(signal.SIGTERM) is handler  # as it was
 
 
 @pytest.mark.postgres
