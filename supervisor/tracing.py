@@ -58,7 +58,7 @@ def traces_url(value: str) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ValueError(
             f"not an http:// or https:// URL: {one_line(redact(value), 80)!r} "
-            "(write --otel=URL, or put --otel after the database)"
+            "(give the collector as --otel=URL, or put a bare --otel after every other argument)"
         )
     path = parts.path.rstrip("/")
     if not path.endswith(TRACES_PATH):
