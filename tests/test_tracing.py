@@ -247,7 +247,7 @@ def test_otel_urls(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["resume", "x.db", "t", "--otel=grpc://me:s3cret@c:4317"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all("not an http:// or https:// URL" in line for line in err)
-    assert "put --otel after the database" in err[0] and "s3cret" not in err[1]
+    assert "--otel=URL" in err[0] and "s3cret" not in err[1]
 
 
 def test_the_cubeloop_tracer_internals_run_tracing_reaches_are_there() -> None:
