@@ -20,6 +20,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -54,8 +55,9 @@ def envelope(thread: str, kind: str, at: float | None = None, /, **fields: Any) 
 
 
 def line(item: dict[str, Any]) -> str:
-    """One event as a JSON line (no newline); what JSON cannot hold is written as text."""
-    return dumps(item, default=str, ensure_ascii=False)
+    """One event as a JSON line (no newline); what JSON cannot hold is written as text.
+    ASCII: a thread id's bidi override is `\\u202e` in `tail -f events.jsonl`, not obeyed."""
+    return dumps(item, default=str)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,12 @@ class EventLog:
     on its stdin, on a thread of its own and in order, so a slow hook never
     holds the watcher up; one that fails or takes longer than
     `HOOK_TIMEOUT` is said on `warn`, and the next event goes on.
+
+    Nothing here may cost a resume: a file that cannot be written (a full
+    disk, a closed pipe) is said once and the watcher goes on deciding. A
+    hook is done when its process exits (what it left running in the
+    background keeps running); its stderr goes to a file, of which the last
+    line is said if it fails, so a hook that floods stderr costs no memory.
     """
 
     def __init__(
@@ -155,58 +163,112 @@ class EventLog:
         self.hook_timeout = hook_timeout
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._hooks: threading.Thread | None = None
+        #: The hook running now, killed with its group if the watcher stops meanwhile.
+        self._running: subprocess.Popen[bytes] | None = None
+        self._write_failed: str | None = None
         if hook is not None:
             self._hooks = threading.Thread(target=self._run_hooks, name="on-event", daemon=True)
             self._hooks.start()
 
     def __call__(self, item: dict[str, Any]) -> None:
         if self.out is not None:
-            self.out.write(line(item) + "\n")
-            self.out.flush()
+            try:
+                self.out.write(line(item) + "\n")
+                self.out.flush()
+            except (OSError, ValueError) as exc:  # a full disk, a closed pipe or file
+                why = one_line(getattr(exc, "strerror", None) or str(exc), 120)
+                if why != self._write_failed:
+                    self._write_failed = why
+                    self.warn(f"--events: cannot write ({why}); events are lost until it can")
+            else:
+                if self._write_failed is not None:
+                    self._write_failed = None
+                    self.warn("--events: writing again")
         if self._hooks is not None:
             self._queue.put(item)
 
     def close(self, timeout: float = DRAIN_TIMEOUT) -> None:
-        """Let the hooks still queued run (for at most `timeout`), then stop."""
+        """Let the hooks still queued run (for at most `timeout`), then stop: a hook still
+        running then is killed with its children."""
         if self._hooks is not None:
             self._queue.put(None)
             self._hooks.join(timeout)
             if self._hooks.is_alive():
-                self.warn(f"on-event: {self._queue.qsize()} event(s) not handed on: stopping")
+                left = self._queue.qsize()
+                running = self._running
+                if running is not None:
+                    _kill_group(running)
+                self.warn(f"on-event: stopping; {left} event(s) not handed on")
 
     def _run_hooks(self) -> None:
         while (item := self._queue.get()) is not None:
-            self._run_hook(item)
+            try:
+                self._run_hook(item)
+            except Exception as exc:  # noqa: BLE001 - one event's trouble, not the next one's
+                self.warn(f"on-event: {one_line(f'{type(exc).__name__}: {exc}', 200)}")
 
     def _run_hook(self, item: dict[str, Any]) -> None:
         env = {
             **os.environ,
-            "AGENT_SUPERVISOR_EVENT": str(item.get("type", "")),
-            "AGENT_SUPERVISOR_THREAD": str(item.get("thread", "")),
+            "AGENT_SUPERVISOR_EVENT": _variable(item.get("type")),
+            "AGENT_SUPERVISOR_THREAD": _variable(item.get("thread")),
         }
         what = f"on-event ({item.get('type')} {one_line(str(item.get('thread')), 60)})"
-        try:
-            proc = subprocess.Popen(
-                self.hook or "",
-                shell=True,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                start_new_session=True,  # the watcher's Ctrl-C is not the hook's; killed whole
-            )
-        except OSError as exc:
-            self.warn(f"{what}: could not run: {one_line(str(exc), 200)}")
-            return
-        try:
-            _, err = proc.communicate(line(item) + "\n", timeout=self.hook_timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            self.warn(f"{what}: killed after {self.hook_timeout:g}s")
-            return
-        if proc.returncode != 0:
-            said = one_line(err.strip().splitlines()[-1], 200) if err.strip() else ""
-            self.warn(f"{what}: exit {proc.returncode}{': ' + said if said else ''}")
+        with tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(
+                    self.hook or "",
+                    shell=True,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    env=env,
+                    start_new_session=True,  # the watcher's Ctrl-C is not the hook's; killed whole
+                )
+            except OSError as exc:
+                self.warn(f"{what}: could not run: {one_line(str(exc), 200)}")
+                return
+            self._running = proc
+            try:
+                self._feed(proc, (line(item) + "\n").encode())
+                try:
+                    code = proc.wait(self.hook_timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    self.warn(f"{what}: killed after {self.hook_timeout:g}s")
+                    return
+            finally:
+                self._running = None
+            if code != 0:
+                said = _last_line(err)
+                self.warn(f"{what}: exit {code}{': ' + said if said else ''}")
+
+    @staticmethod
+    def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:
+        """The event on the hook's stdin; a hook that reads none of it is no error."""
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.write(data)
+        with contextlib.suppress(BrokenPipeError, OSError):
+            proc.stdin.close()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.wait(5)
+
+
+def _variable(value: Any) -> str:
+    """An environment variable's value: no NUL (which no variable can hold)."""
+    return str(value if value is not None else "").replace("\0", "\\0")
+
+
+def _last_line(file: Any, tail: int = 4096) -> str:
+    """The last line a hook wrote to stderr (read from its end: a flood costs nothing)."""
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(max(0, size - tail))
+    lines = file.read().decode("utf-8", "replace").strip().splitlines()
+    return one_line(lines[-1], 200) if lines else ""

@@ -130,3 +130,39 @@ def test_bad_events_options_are_one_line_and_create_nothing(tmp_path: Path) -> N
     done = cli("watch", str(missing), "--events", str(tmp_path / "e.jsonl"))
     assert done.returncode == 2
     assert not (tmp_path / "e.jsonl").exists() and not missing.exists()
+
+
+def test_an_events_file_that_cannot_be_written_costs_no_resume(tmp_path: Path) -> None:
+    """A full disk under --events once stopped every resume of the threads found at start."""
+    from supervisor.states import State
+
+    db, jobs = tmp_path / "w.db", tmp_path / "jobs"
+    crash(db, "t", jobs, prompt="Process items X..Z", kill_at_marker="after_start:Y")
+    watcher = watch_process(db, jobs, "--quiet", "0", "--events", "/dev/full")
+    try:
+        wait_for(lambda: state(db, "t") is State.FINISHED, timeout=60)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert out.count("--events: cannot write (No space left on device)") == 1, out
+    assert "look failed" not in out
+
+
+def test_a_hook_is_done_when_it_exits_whatever_it_leaves_running(tmp_path: Path) -> None:
+    """`curl … &` in a hook held its stderr open: 30 s per event, then 'killed'. And a hook
+    that floods stderr is read from the end of a file, not kept in memory."""
+    db, jobs = tmp_path / "w.db", tmp_path / "jobs"
+    for t in ("a", "b", "c"):
+        run_demo_child(db, t, jobs, prompt="Refund order 5 (EUR 2)", human_wait=True)
+    done = tmp_path / "done"
+    hook = f"(sleep 20; touch {tmp_path}/late) & head -c 2000000 /dev/zero >&2; echo $AGENT_SUPERVISOR_THREAD >> {done}; exit 4"
+    watcher = watch_process(db, jobs, "--on-event", hook)
+    try:
+        wait_for(lambda: done.exists() and len(done.read_text().split()) == 3, timeout=15)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    assert sorted(done.read_text().split()) == ["a", "b", "c"]
+    assert "killed" not in out and out.count(": exit 4") == 3, out

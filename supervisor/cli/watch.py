@@ -124,6 +124,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    _check_events(args.events)
+
     from supervisor.runner import Runner
     from supervisor.watch import DEFAULT_STATES, Policy, Watcher
 
@@ -158,7 +160,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 f"{ledger.shown}: cannot keep the watcher's records there "
                 f"({one_line(str(exc), 120)})"
             ) from None
-        events_out = _events_file(args.events)  # the last check: nothing is created before
+        events_out = _events_file(args.events)  # checked at the start; made last
     except BaseException:
         ledger.close()
         store.close()
@@ -191,19 +193,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if events is not None:
             events.close()
         if events_out is not None and events_out is not sys.stdout:
-            events_out.close()
+            with contextlib.suppress(OSError):  # what a full disk kept in its buffer: said
+                events_out.close()
         ledger.close()
         store.close()
     return EXIT_OK
 
 
-def _events_file(name: str | None) -> TextIO | None:
-    """Where `--events` writes: stdout for '-', else FILE opened for appending (created
-    if it is not there; its directory must be)."""
-    if name is None:
-        return None
-    if name == "-":
-        return sys.stdout
+def _check_events(name: str | None) -> None:
+    """`--events FILE`, checked before anything is opened or made: a directory, a missing
+    directory or an empty name are one line and exit 2."""
+    if name is None or name == "-":
+        return
+    if not name.strip():
+        raise UsageError("--events: give a file, or - for stdout")
     path = Path(name)
     if path.is_dir():
         raise UsageError(f"--events {one_line(name, 120)}: is a directory")
@@ -211,12 +214,20 @@ def _events_file(name: str | None) -> TextIO | None:
         raise UsageError(
             f"--events {one_line(name, 120)}: no directory {one_line(str(path.parent), 120)}"
         )
+
+
+def _events_file(name: str | None) -> TextIO | None:
+    """Where `--events` writes (`_check_events` said it may): stdout for '-', else FILE
+    opened for appending (created if it is not there)."""
+    if name is None:
+        return None
+    if name == "-":
+        return sys.stdout
     try:
-        return path.open("a", encoding="utf-8", buffering=1)
+        return Path(name).open("a", encoding="utf-8", buffering=1)
     except OSError as exc:
-        raise UsageError(
-            f"--events {one_line(name, 120)}: {one_line(exc.strerror or str(exc), 120)}"
-        ) from None
+        why = one_line(exc.strerror or str(exc), 120)
+        raise UsageError(f"--events {one_line(name, 120)}: {why}") from None
 
 
 class _Shutdown:
