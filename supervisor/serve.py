@@ -33,6 +33,7 @@ import shlex
 import shutil
 import signal
 import socket
+import time
 import urllib.parse
 from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable, Sequence
@@ -157,7 +158,9 @@ class AppServer(Server):
         #: How long an app has to end by itself (its runs abort within --abort-grace).
         self.grace = grace
         #: Per port: two servers on one host keep their cookies apart.
-        self.cookie = f"agent_supervisor_token_{port}"
+        self.cookie = f"agent_supervisor_pass_{port}"
+        #: One-time passes (`guard`) and when each expires.
+        self._passes: dict[str, float] = {}
         #: Each open session's websocket and its app.
         self._sessions: dict[web.WebSocketResponse, Process] = {}
         #: Every app not yet ended: open sessions', and closed ones' still ending.
@@ -197,13 +200,46 @@ class AppServer(Server):
         from_query = False
         if self.token is not None:
             from_query = _matches(request.query.get("token"), self.token)
-            if not from_query and not _matches(request.cookies.get(self.cookie), self.token):
+            if not from_query and not self._pass_taken(request):
                 raise web.HTTPForbidden(text="no token or a wrong one: open the printed URL\n")
         _request_base.set(f"{request.scheme}://{host}")
         response = await handler(request)
-        if from_query and not response.prepared:
-            response.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict", path="/")
+        if not response.prepared:
+            # Never in a frame: a page of another site would pass clicks and keys to the app.
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+            if from_query:
+                response.set_cookie(
+                    self.cookie,
+                    self._new_pass(),
+                    max_age=int(PASS_SECONDS),
+                    httponly=True,
+                    samesite="Strict",
+                    path="/",
+                )
         return response
+
+    def _new_pass(self) -> str:
+        """A pass for the page's own loading: its assets and its one websocket.
+
+        The cookie is not the token: browsers send a host's cookies to every port
+        of it, so another server on this machine gets the cookie too. A pass is
+        good for `PASS_SECONDS` and for one websocket, which the page opens at once.
+        """
+        now = time.monotonic()
+        self._passes = {p: until for p, until in self._passes.items() if until > now}
+        fresh = secrets.token_urlsafe(32)
+        self._passes[fresh] = now + PASS_SECONDS
+        return fresh
+
+    def _pass_taken(self, request: web.Request) -> bool:
+        given = request.cookies.get(self.cookie)
+        until = self._passes.get(given or "")
+        if until is None or until < time.monotonic():
+            return False
+        if request.path == "/ws":  # the session starts: the pass is spent
+            del self._passes[given or ""]
+        return True
 
     # -- sessions and their apps -------------------------------------------------------
 
@@ -224,13 +260,23 @@ class AppServer(Server):
             ending.add_done_callback(self._endings.discard)
 
     async def _end(self, process: Process) -> None:
-        """The app has `grace` to end by itself, then SIGTERM, then SIGKILL (its group)."""
+        """The app has `grace` to end by itself, then SIGTERM, then SIGKILL (its group).
+
+        An app killed while textual-serve had stopped reading its output (a tab gone
+        mid-frame) is reaped, but asyncio's `wait()` also waits for its pipes to close,
+        which nobody reads to the end: after the kill the pipes are closed here."""
         for signum, wait in ((signal.SIGTERM, self.grace), (signal.SIGKILL, KILL_AFTER)):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), wait)
                 break
             self._signal(process, signum)
-        await process.wait()
+        else:
+            try:
+                await asyncio.wait_for(process.wait(), KILL_AFTER)
+            except TimeoutError:
+                transport = getattr(process, "_transport", None)  # asyncio's own
+                if transport is not None:
+                    transport.close()
         self._apps.discard(process)
 
     def _signal(self, process: Process, signum: int) -> None:
@@ -280,6 +326,10 @@ class AppServer(Server):
                 access_log=None,
                 shutdown_timeout=CLOSE_TIMEOUT,
             )
+
+
+#: How long a pass (`AppServer._new_pass`) lets the page load before it opens its websocket.
+PASS_SECONDS = 60.0
 
 
 def _matches(given: str | None, token: str) -> bool:

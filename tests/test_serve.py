@@ -362,12 +362,18 @@ def test_a_public_server_wants_its_token(served) -> None:
 
     code, headers, page = status(f"{base}/?token={token}")
     assert code == 200 and f'"{ws}"' in page
+    assert headers["X-Frame-Options"] == "DENY"  # never in another site's frame
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     cookie = headers["Set-Cookie"]
-    assert f"={token};" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    # Not the token: a host's cookies go to every port of it, other servers' too.
+    assert token not in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Max-Age=60" in cookie
     sent = {"Cookie": cookie.split(";", 1)[0]}
     assert status(f"{base}/static/js/textual.js", sent)[0] == 200
-    assert websocket(ws, sent) == 101
     assert websocket(ws, {**sent, "Origin": "http://attacker.example"}) == 403
+    assert websocket(ws, sent) == 101
+    assert websocket(ws, sent) == 403  # one pass, one session
+    assert status(f"{base}/static/js/textual.js", sent)[0] == 403
     assert until(lambda: server.apps() == [], 10), "the session's app outlived its websocket"
 
     warning = server.stop()
