@@ -48,10 +48,17 @@ class JsonLines:
     def __call__(self, event: RunnerEvent) -> None:
         self.write(envelope(event.thread_id, event.type, event.at, **event.data))
 
-    def refused(self, thread_id: str, state: State, reason: str) -> None:
-        """The outcome of a thread refused before any run started."""
+    def refused(self, thread_id: str, state: State, reason: str, mode: str = "resume") -> None:
+        """The outcome of a thread refused before any run started (its fields as a run's)."""
         self.write(
-            envelope(thread_id, "outcome", outcome="refused", state=state.value, reason=reason)
+            envelope(
+                thread_id,
+                "outcome",
+                mode=mode,
+                outcome="refused",
+                state=state.value,
+                reason=reason,
+            )
         )
 
     def outcome(self, run: Run, state: State | None, extra: dict[str, object]) -> None:

@@ -285,3 +285,4 @@ def test_resume_json_gives_a_refused_thread_its_outcome_line(db: Path, jobs: Pat
     (line,) = [json.loads(x) for x in out.stdout.splitlines()]
     assert line["thread"] == "fresh" and line["type"] == "outcome" and schema_keys(line)
     assert line["outcome"] == "refused" and "--force" in line["reason"]
+    assert line["mode"] == "resume"  # the fields of every outcome line
