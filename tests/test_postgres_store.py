@@ -8,6 +8,7 @@ chosen moment; the same crashes run into a SQLite file give the oracle.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -204,24 +205,37 @@ async def _insert(dsn: str, thread: str, rows: list[tuple[str, bytes]]) -> None:
     more=st.lists(st.tuples(ROLES, PAYLOADS), max_size=3),
 )
 def test_hostile_rows_never_break_the_listing(pg_server, first, more) -> None:
-    dsn = pg_server.new_database()
-    asyncio.run(_insert(dsn, "odd", first))
+    # One database for every example, a thread each: making and dropping a database per
+    # example was most of this test's time (and of the server's CPU).
+    dsn = _hostile_database(pg_server)
+    thread = f"odd-{next(_HOSTILE_THREADS)}"
+    asyncio.run(_insert(dsn, thread, first))
     store = open_store(dsn)
     try:
-        asyncio.run(_insert(dsn, "odd", more))
+        asyncio.run(_insert(dsn, thread, more))
         store.refresh()
         whole = open_store(dsn)
         assert facts(store) == facts(whole)  # a refresh and a fresh listing agree
         whole.close()
-        summary = store.get("odd")
+        summary = store.get(thread)
         bad = [r for r, p in first + more if r not in ("user", "assistant", "tool")]
         if bad:
             assert summary.state is State.CORRUPT
-        store.transcript("odd")  # never raises
+        store.transcript(thread)  # never raises
         store.check_rows()
     finally:
         store.close()
-        pg_server.drop_database(dsn)
+
+
+_HOSTILE_THREADS = itertools.count()
+_HOSTILE_DATABASES: dict[int, str] = {}
+
+
+def _hostile_database(pg_server) -> str:
+    key = id(pg_server)
+    if key not in _HOSTILE_DATABASES:
+        _HOSTILE_DATABASES[key] = pg_server.new_database()
+    return _HOSTILE_DATABASES[key]
 
 
 # -- the command line -------------------------------------------------------------
