@@ -400,3 +400,11 @@ def test_bad_input_is_one_line(tmp_path: Path, demo_db: Path) -> None:
     for (code, stderr), (_, needle) in zip(results, cases, strict=True):
         assert code == 2 and stderr.count("\n") == 1 and needle in stderr, stderr
     assert not (tmp_path / "missing.db").exists()
+    short = subprocess.run(  # a short token in the variable is named as the variable
+        [*command, str(demo_db)],
+        env={**os.environ, "AGENT_SUPERVISOR_SERVE_TOKEN": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert short.returncode == 2 and "$AGENT_SUPERVISOR_SERVE_TOKEN: at least 16" in short.stderr

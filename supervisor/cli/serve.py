@@ -81,10 +81,11 @@ def port_number(value: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from supervisor import serve  # textual-serve and aiohttp: for this command only
 
-    token = os.environ.pop(TOKEN_VARIABLE, None)  # the apps and their agents need none
-    token = args.token or token
+    from_environment = os.environ.pop(TOKEN_VARIABLE, None) or None  # apps need none; "" is unset
+    token = args.token or from_environment
     if token is not None and not serve.TOKEN_PATTERN.fullmatch(token):
-        raise UsageError("--token: at least 16 characters, each a letter, a digit or . _ ~ -")
+        given = "--token" if args.token else f"${TOKEN_VARIABLE}"
+        raise UsageError(f"{given}: at least 16 characters, each a letter, a digit or . _ ~ -")
     try:
         sock = serve.listening_socket(args.host, args.port)
     except OSError as exc:
