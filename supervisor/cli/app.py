@@ -42,6 +42,14 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--version", action=Version)
+    add_app_database(p)
+    add_app_options(p)
+    p.set_defaults(run=cmd_app)
+    return p
+
+
+def add_app_database(p: argparse.ArgumentParser) -> None:
+    """The app's DB, optional (`choose_database` picks the default): `serve` takes it too."""
     p.add_argument(
         "db",
         metavar="DB",
@@ -49,9 +57,6 @@ def build_app_parser(commands: list[str]) -> argparse.ArgumentParser:
         help="checkpoint database to open: a SQLite file or a postgresql:// URL "
         "(default: $AGENT_SUPERVISOR_DSN, else the demo database)",
     )
-    add_app_options(p)
-    p.set_defaults(run=cmd_app)
-    return p
 
 
 def add_app_options(p: argparse.ArgumentParser) -> None:

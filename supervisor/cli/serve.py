@@ -8,7 +8,13 @@ import sys
 import urllib.parse
 from typing import Any
 
-from supervisor.cli.app import add_app_options, app_options, check_app, choose_database
+from supervisor.cli.app import (
+    add_app_database,
+    add_app_options,
+    app_options,
+    check_app,
+    choose_database,
+)
 from supervisor.cli.context import where
 from supervisor.cli.options import EXIT_OK, UsageError
 from supervisor.location import Location
@@ -35,13 +41,7 @@ def add_parser(sub: Any) -> None:
             "--public, and then every request needs a token."
         ),
     )
-    p.add_argument(
-        "db",
-        metavar="DB",
-        nargs="?",
-        help="checkpoint database: a SQLite file or a postgresql:// URL "
-        "(default: $AGENT_SUPERVISOR_DSN, else the demo database)",
-    )
+    add_app_database(p)
     p.add_argument(
         "--host",
         default="127.0.0.1",

@@ -50,10 +50,12 @@ class Alerts:
     def observe(
         self, changed: Iterable[ThreadSummary], *, everything: bool, provisional: bool
     ) -> None:
-        news = self._transitions.observe(changed, everything=everything)
-        if not self._primed:
-            self._primed = everything and not provisional
+        if not self._primed:  # what the first whole read finds is the baseline, not news:
+            if everything and not provisional:  # its partial passes are not even looked at
+                self._transitions.observe(changed, everything=True)
+                self._primed = True
             return
+        news = self._transitions.observe(changed, everything=everything)
         news = [n for n in news if n.kind in self.policy.kinds]
         if news:
             self.tell(news)
