@@ -112,7 +112,10 @@ class SyncClient:
         self._thread.start()
         # A client dropped without `close` stops its thread when it is collected.
         self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
-        self._lock = threading.Lock()
+        # Re-entrant: `close` takes it too, so it waits for a call in flight (a coroutine
+        # submitted to a loop that `close` stopped would never run, its caller waiting forever).
+        self._lock = threading.RLock()
+        self._closed = False
         self._notices: list[str] = []
         try:
             self.conn = self._submit(connect(dsn, role, **settings))
@@ -157,6 +160,9 @@ class SyncClient:
             return
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise PgError(f"{redact(self.dsn)}: the connection was closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -183,15 +189,17 @@ class SyncClient:
         return self.call("execute", sql, *args)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        conn = getattr(self, "conn", None)
-        if conn is not None:
-            try:
-                self._submit(asyncio.wait_for(conn.close(), 2.0))
-            except Exception:
-                conn.terminate()
-        self._stop()
+        with self._lock:  # after the call in flight, if any; every later one is refused
+            if self._loop.is_closed() or self._closed:
+                return
+            conn = getattr(self, "conn", None)
+            if conn is not None:
+                try:
+                    self._submit(asyncio.wait_for(conn.close(), 2.0))
+                except Exception:
+                    conn.terminate()
+            self._closed = True
+            self._stop()
 
     def _stop(self) -> None:
         self._finalizer()
