@@ -51,12 +51,11 @@ from cubeloop.checkpointer.exceptions import (
     RunAlreadyCompletedError,
 )
 
+from supervisor.store import DETAILS_KEY
+
 if TYPE_CHECKING:
     from cubeloop import Agent
     from cubeloop.providers.base import Message
-
-#: Where the supervisor's own notes on a message go (its `details`).
-DETAILS_KEY = "agent_supervisor"
 
 
 class RunCompleted(Exception):

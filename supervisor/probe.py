@@ -52,6 +52,7 @@ from supervisor.continuation import (
 from supervisor.hitl import parse_request
 from supervisor.plan import CallPolicy
 from supervisor.states import State, ThreadSummary, ToolCallInfo
+from supervisor.store import DETAILS_KEY
 from supervisor.text import one_line
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class ReadOnlyCheckpointer:
         if (
             known is not None
             and known.thread_id == thread_id
+            and not known.sketch
             and not any(e.big for e in known.entries)
         ):
             transcript = known
@@ -213,6 +215,94 @@ async def probe(
     except (AgentLoadError, WouldWrite, HitlControlException, Exception) as exc:
         why = f"asking the agent's policy failed ({type(exc).__name__}: {one_line(str(exc), 160)})"
         return Probed({c.id: CallPolicy("unknown", why) for c in summary.pending_tool_calls})
+
+
+async def probe_from_sketch(
+    loaded: LoadedAgent,
+    store: Store,
+    summary: ThreadSummary,
+    sketch: Transcript,
+    terminated: Terminated | None = None,
+) -> Probed | None:
+    """What `probe` would say, told from a sketch of the transcript where that is certain;
+    None where the whole probe must be asked (its transcript read whole).
+
+    Most crashed threads need no hook asked: a thread between turns has nothing
+    to ask about, and one whose results are in (`after_tools`) ended its run
+    only if the turn was vetoed, a tool asked to end it, or the agent's
+    `should_stop_after_turn` says so. An agent without that hook, over a turn
+    neither vetoed nor ended by a tool, goes on: the agent is built (its
+    factory decides its hooks, per thread) but no message is loaded into it.
+    A thread with unanswered calls is always probed whole.
+    """
+    state = summary.resume_state
+    if state not in (State.MID_TOOL, State.ANSWERED, State.AFTER_TOOLS):
+        return Probed()
+    if state is not State.AFTER_TOOLS and not summary.pending_tool_calls:
+        return Probed()
+    if state is not State.AFTER_TOOLS or any(e.message is None for e in sketch.entries):
+        return None
+    messages = [e.message for e in sketch.entries if e.message is not None]
+    try:
+        turn = _sketched_turn(messages)
+    except ValidationError:
+        return None  # a call that does not load: the whole probe says so
+    if turn is None:
+        return Probed()  # `run_ended`: no open turn with results, nothing ended
+    calls, results = turn
+    if all(_not_run(r) for r in results):
+        return None
+    if terminated is not None and terminated(_Calls(calls)):
+        return None
+    last = sketch.entries[-1]
+    run_id = last.message.get("run_id") if last.message is not None else None
+    run_id = run_id if isinstance(run_id, str) else last.run_id
+    try:
+        agent = await build_agent(
+            loaded.factory,
+            ReadOnlyCheckpointer(store),
+            summary.thread_id,
+            loaded.reference,
+            run_id=run_id,
+        )
+    except Exception:  # noqa: BLE001 - the whole probe says how it failed
+        return None
+    return Probed() if agent.should_stop_after_turn is None else None
+
+
+def _sketched_turn(
+    messages: list[dict[str, Any]],
+) -> tuple[list[ToolCall], list[dict[str, Any]]] | None:
+    """`continuation.last_turn` over sketched messages: the last assistant message's calls
+    and the results after it, when it has calls, results follow, and nothing else does."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") != "assistant":
+            continue
+        content = m.get("content")
+        calls = [
+            ToolCall.model_validate(b)
+            for b in (content if isinstance(content, list) else ())
+            if isinstance(b, dict) and b.get("type") == "tool_call"
+        ]
+        after = messages[i + 1 :]
+        results = [r for r in after if r.get("role") == "tool_result"]
+        if not calls or not results or len(results) != len(after):
+            return None
+        return calls, results
+    return None
+
+
+def _not_run(result: dict[str, Any]) -> bool:
+    details = result.get("details")
+    return isinstance(details, dict) and isinstance(details.get(DETAILS_KEY), dict)
+
+
+@dataclass(frozen=True)
+class _Calls:
+    """An assistant message as `Terminated` reads one: its content blocks."""
+
+    content: list[ToolCall]
 
 
 async def _ask_policy(

@@ -28,6 +28,11 @@ INDEX_HINT_ROWS = 200_000
 INDEX_HINT_BYTES = 100_000_000
 
 
+#: Where the supervisor's own notes on a message go (its `details`): a tool result the
+#: resume wrote for a call it did not run carries `{DETAILS_KEY: {"not_run": why}}`.
+DETAILS_KEY = "agent_supervisor"
+
+
 class StoreError(Exception):
     """A database we cannot read; the message is one line for the user."""
 
@@ -58,6 +63,10 @@ class TranscriptEntry:
 class Transcript:
     thread_id: str
     entries: list[TranscriptEntry] = field(default_factory=list)
+    #: Each message only as far as a plan reads it (`Store.transcripts(sketch=True)`): a
+    #: user message is its role, an assistant message without calls its role and no
+    #: content, a plain tool result its role and call id. Never loaded into an agent.
+    sketch: bool = False
 
     def messages(self) -> list[dict[str, Any] | None]:
         return [e.message for e in self.entries]
@@ -122,9 +131,12 @@ class Store(Protocol):
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
 
-    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
+    def transcripts(
+        self, thread_ids: Iterable[str], *, full: bool = False, sketch: bool = False
+    ) -> Iterator[Transcript]:
         """Many threads' transcripts in thread-id order, read in one pass (a plan of
-        every crashed thread), not a read per thread."""
+        every crashed thread), not a read per thread. `sketch`: each message may come
+        as far as a plan reads it (`Transcript.sketch`), a store that can say so cheaply."""
         ...
 
     def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:
