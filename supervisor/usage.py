@@ -18,10 +18,12 @@ import math
 import re
 import threading
 import tomllib
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: What a usage can be grouped by (`usage --by`).
 GROUPINGS = ("thread", "run", "model", "day")
@@ -207,6 +209,11 @@ class Group:
     key: tuple[Any, ...]
     by_model: dict[str | None, Usage] = field(default_factory=dict)
 
+    def merge(self, other: Group) -> None:
+        """Add another group's usage of the same key, model by model."""
+        for model, u in other.by_model.items():
+            self.by_model.setdefault(model, Usage()).add(u)
+
     @property
     def usage(self) -> Usage:
         total = Usage()
@@ -313,6 +320,18 @@ def from_messages(messages: Iterable[tuple[str | None, Any]]) -> dict[str | None
     return runs
 
 
+#: Rows of Python work between two calls of a tally's `pace`.
+PACE_EVERY = 2_000
+
+
+def _batches(items: Sequence[T], pace: Callable[[], None] | None) -> Iterator[Sequence[T]]:
+    """`items` a batch at a time, `pace()` called before each batch after the first."""
+    for start in range(0, len(items), PACE_EVERY):
+        if start and pace is not None:
+            pace()
+        yield items[start : start + PACE_EVERY]
+
+
 class UsageTally:
     """Each thread's tokens and cost, kept current: the app's TOKENS column.
 
@@ -331,8 +350,16 @@ class UsageTally:
         self._first = True
         self._lock = threading.Lock()
 
-    def read(self, store: Any, touched: Collection[str] = ()) -> dict[str, tuple[int, float]]:
-        """What changed since the last read: (tokens, cost) by thread."""
+    def read(
+        self, store: Any, touched: Collection[str] = (), pace: Callable[[], None] | None = None
+    ) -> dict[str, tuple[int, float]]:
+        """What changed since the last read: (tokens, cost) by thread.
+
+        `pace` is called between batches of the Python work (`PACE_EVERY` rows): a
+        first read at 100,000 threads is a second of it, which, on a thread of the
+        app, took the interpreter from the screen for 100-250 ms at a time while a
+        key was held. The app's pace waits while a key is held.
+        """
         with self._lock:
             if store.path is not None:  # a SQLite file: the new rows only
                 top = store.newest_row() or 0
@@ -341,17 +368,20 @@ class UsageTally:
                     return {}
                 rows, copied = store.usage_rows(rows=(after, top))
                 self.cursor = top
-                changed = self._add(rows, copied, replace=False)
+                changed = self._add(rows, copied, replace=False, pace=pace)
             elif self._first:
                 rows, copied = store.usage_rows()
-                changed = self._add(rows, copied, replace=True)
+                changed = self._add(rows, copied, replace=True, pace=pace)
             elif touched:
                 rows, copied = store.usage_rows(threads=list(touched))
-                changed = self._add(rows, copied, replace=True)
+                changed = self._add(rows, copied, replace=True, pace=pace)
             else:
                 return {}
             self._first = False
-            return {t: self.figures(t) for t in changed}
+            out: dict[str, tuple[int, float]] = {}
+            for batch in _batches(sorted(changed), pace):
+                out.update((t, self.figures(t)) for t in batch)
+            return out
 
     @property
     def started(self) -> bool:
@@ -363,9 +393,20 @@ class UsageTally:
         return group.usage.total, group.cost(self.prices)[0]
 
     def _add(
-        self, rows: list[UsageRow], copied: Collection[tuple[str, str]], replace: bool
+        self,
+        rows: list[UsageRow],
+        copied: Collection[tuple[str, str]],
+        replace: bool,
+        pace: Callable[[], None] | None = None,
     ) -> set[str]:
-        fresh = {g.key[0]: g for g in grouped(rows, "thread", copied)}
+        fresh: dict[str, Group] = {}
+        for batch in _batches(rows, pace):
+            for group in grouped(batch, "thread", copied):
+                have = fresh.get(group.key[0])
+                if have is None:
+                    fresh[group.key[0]] = group
+                else:  # a thread's rows across two batches
+                    have.merge(group)
         if replace:
             self.groups.update(fresh)
             return set(fresh)
@@ -373,7 +414,6 @@ class UsageTally:
             have = self.groups.get(thread_id)
             if have is None:
                 self.groups[thread_id] = group
-                continue
-            for model, u in group.by_model.items():
-                have.by_model.setdefault(model, Usage()).add(u)
+            else:
+                have.merge(group)
         return set(fresh)

@@ -180,3 +180,38 @@ def test_watch_holds_a_thread_past_its_budget_and_resumes_one_within_it(
     assert c.cli("release", c.database, "src").returncode == 0
     c.watch(lambda: c.state("src") == "finished", 60)
     assert c.state("src") == "finished" and c.effects()[MAIL_C] == 1
+
+
+def test_a_tally_gives_way_between_batches_and_sums_the_same(demo_db: Path, monkeypatch) -> None:
+    """The app's TOKENS tally calls its pace between batches of rows (a held key waits
+    it out), and batches change no sum: a thread's rows split across two are merged."""
+    import asyncio
+
+    from cubeloop import TextContent
+    from cubeloop.providers.base import AssistantMessage, Usage
+
+    from supervisor import usage
+    from supervisor.location import Location
+
+    async def two_models() -> None:  # one thread, rows of two models: two rows to merge
+        async with Location.parse(demo_db).checkpointer() as checkpointer:
+            for model, tokens in (("model-a", 7), ("model-b", 11)):
+                reply = AssistantMessage(
+                    content=[TextContent(text="ok")],
+                    model_id=model,
+                    usage=Usage(input_tokens=tokens, output_tokens=1),
+                )
+                await checkpointer.append("two-models", [reply])
+
+    asyncio.run(two_models())
+    with Location.parse(demo_db).open_store() as store:
+        whole = usage.UsageTally(usage.load_or_shipped()[0]).read(store)
+        monkeypatch.setattr(usage, "PACE_EVERY", 1)
+        paces: list[int] = []
+        paced = usage.UsageTally(usage.load_or_shipped()[0]).read(
+            store, pace=lambda: paces.append(1)
+        )
+        rows = len(store.usage_rows()[0])
+    assert paced == whole and whole
+    assert whole["two-models"][0] == 7 + 1 + 11 + 1
+    assert len(paces) >= rows - 1 > 0
