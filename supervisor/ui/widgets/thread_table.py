@@ -66,6 +66,21 @@ ID_WIDTH = (8, 40)
 #: The least the last column keeps before the thread column narrows (ids cut with "…").
 WHERE_WIDTH = 16
 
+#: Where the thread ids are among the columns.
+THREAD_COLUMN = next(i for i, (label, _, _) in enumerate(COLUMNS) if label == "THREAD")
+
+
+def cut_in_the_middle(text: Text, room: int) -> Text:
+    """An id too long for its column, cut in the middle: its start and its end show
+    (ids tell apart at the end: `thread-00001` and `thread-00002` cut at the end were
+    both `thread…`, every row alike at 120 columns)."""
+    plain = text.plain
+    if len(plain) <= room or room < 3:
+        return text
+    head = (room - 1) // 3
+    tail = room - 1 - head
+    return text[:head] + Text("…") + text[len(plain) - tail :]
+
 
 class ThreadTable(ScrollView, can_focus=True):
     """Every thread, one row each, in the chosen order; a filter narrows what shows."""
@@ -594,9 +609,11 @@ class ThreadTable(ScrollView, can_focus=True):
         """
         segments: list[Segment] = []
         console = self.app.console
-        for cell, cell_width in zip(cells, widths, strict=True):
+        for column, (cell, cell_width) in enumerate(zip(cells, widths, strict=True)):
             text = cell.copy()
             text.no_wrap = True
+            if column == THREAD_COLUMN:
+                text = cut_in_the_middle(text, cell_width - 1)
             if cell.justify == "right":
                 text.pad_left(max(0, cell_width - 1 - text.cell_len))
             text.truncate(max(0, cell_width - 1), overflow="ellipsis", pad=True)
