@@ -179,7 +179,15 @@ def app_figures(db: Path, threads: int, list_seconds: float, holds: int) -> None
 
     term = Terminal(db)
     try:
-        first = term.wait_for(lambda: any("thread-" in term.row(y) for y in (3, 4, 5)), 300)
+        # A row of the list: a state's name (ids are cut to fit at 120 columns).
+        first = term.wait_for(
+            lambda: any(
+                state in term.row(y)
+                for y in (3, 4, 5)
+                for state in ("between_turns", "after_tools", "finished")
+            ),
+            300,
+        )
         whole = term.wait_for(
             lambda: (
                 summary_line(term).lstrip().startswith(f"{threads:,} threads ")

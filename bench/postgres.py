@@ -17,9 +17,13 @@ measured in the same run, A and B in turn:
   index URL` adds, with the `created_at` one alone, and with all (goal: under
   50 ms);
 - resume latency to the first model call (what `r` does) for a 49-message
-  thread, in a small database and in the big one.
+  thread, in a small database and in the big one;
+- what an open app costs the server while nobody touches it: the CPU time of
+  every server process over `--idle-seconds`, with the app open in a
+  pseudo-terminal, without `index URL`'s indexes and with them (goal: the
+  indexes keep the server under 1% of a core).
 
-Usage: python bench/postgres.py [--threads 100000] [--pairs 3] [--rounds 5]
+Usage: python bench/postgres.py [--threads 100000] [--pairs 3] [--rounds 5] [--idle-only]
        python bench/postgres.py --floor URL    (the floor, as its own process)
        python bench/postgres.py --floor-aggregate URL
 """
@@ -28,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -212,6 +219,65 @@ def subprocess_events(work: Path) -> int:
     return max(int(n) for n, kind in events if kind == "message_start")
 
 
+def server_cpu(server) -> float:
+    """CPU seconds the server has used so far: the postmaster, the backends it reaped and
+    the ones alive (Linux /proc)."""
+    pid = int((server.data / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(p: int) -> list[str]:
+        stat = Path(f"/proc/{p}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()  # after the command's name
+
+    main = fields(pid)
+    total = sum(int(v) for v in main[11:15])  # utime stime cutime cstime
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                f = fields(int(entry.name))
+            except OSError:
+                continue
+            if int(f[1]) == pid:
+                total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def idle_app_figure(server, dsn: str, label: str, seconds: float) -> None:
+    """The app open on `dsn` in a pseudo-terminal, left alone: the server's CPU over `seconds`
+    once the app has had a minute to read everything."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
+        os.execv(sys.executable, [sys.executable, "-m", "supervisor", dsn])
+    stop = threading.Event()
+
+    def drain() -> None:  # the screen is not read: only kept from filling the pty
+        while not stop.is_set():
+            try:
+                if not os.read(fd, 65536):
+                    return
+            except OSError:
+                return
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        time.sleep(60)
+        before = server_cpu(server)
+        time.sleep(seconds)
+        used = server_cpu(server) - before
+        print(
+            f"open app, idle ({label}): the server used {used:.2f} s of CPU in {seconds:.0f} s "
+            f"= {used / seconds * 100:.1f}% of a core"
+        )
+    finally:
+        stop.set()
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(fd)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, default=100_000)
@@ -220,6 +286,8 @@ def main() -> None:
     parser.add_argument("--floor", metavar="URL")
     parser.add_argument("--floor-aggregate", metavar="URL")
     parser.add_argument("--load", nargs=2, metavar=("SQLITE", "URL"))
+    parser.add_argument("--idle-only", action="store_true", help="the open app's figures only")
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args()
     if args.floor or args.floor_aggregate:
         floor(args.floor or args.floor_aggregate, last_rows=bool(args.floor))
@@ -252,6 +320,11 @@ def main() -> None:
             f"copied {rows:,} messages of {args.threads:,} threads in "
             f"{time.perf_counter() - start:.0f} s"
         )
+        if args.idle_only:
+            idle_app_figure(server, dsn, "no index", args.idle_seconds)
+            asyncio.run(add_indexes(dsn, only_created=False))
+            idle_app_figure(server, dsn, "all our indexes", args.idle_seconds)
+            return
         cli = [sys.executable, "-m", "supervisor", "list"]
         paired(
             "list (Postgres) vs floor",
@@ -275,12 +348,14 @@ def main() -> None:
             None,
         )
         refresh_figures(dsn, args.threads, args.rounds, "no index")
+        idle_app_figure(server, dsn, "no index", args.idle_seconds)
         asyncio.run(add_indexes(dsn, only_created=True))
         refresh_figures(dsn, args.threads, args.rounds, "created_at index")
         asyncio.run(add_indexes(dsn, only_created=False))
         refresh_figures(dsn, args.threads, args.rounds, "all our indexes")
         with tempfile.TemporaryDirectory() as work:
             resume_figures(server, dsn, Path(work))
+        idle_app_figure(server, dsn, "all our indexes", args.idle_seconds)
     finally:
         server.stop()
 
