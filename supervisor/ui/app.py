@@ -194,7 +194,7 @@ class SupervisorApp(App[None]):
         # otherwise come before it; the file watcher starts once it is done.
         self.call_after_refresh(self._load_agent)
         if self.watch_files and self.reader.path is None:  # a server: look every second
-            self.set_interval(SERVER_POLL, self.request_refresh)
+            self.set_interval(SERVER_POLL, self._poll_server)
 
     @work(thread=True, group="agent", exit_on_error=False)
     def _load_agent(self) -> None:
@@ -633,6 +633,12 @@ class SupervisorApp(App[None]):
         await asyncio.to_thread(self.usage.close)
 
     # -- keys, routed to what owns each ------------------------------------------
+
+    def _poll_server(self) -> None:
+        """A server's timer: refresh, unless the last refresh was costly enough that the
+        next must wait (`StoreReader.poll_due`)."""
+        if self.reader.poll_due():
+            self.request_refresh()
 
     def request_refresh(self) -> None:
         """Refresh now, or right after the refresh under way (`StoreReader`). A preview is

@@ -105,3 +105,43 @@ async def test_a_server_is_polled_for_what_others_write(pg_app) -> None:
             if table_rows(pilot.app).get("late", [None, None])[1] == "✓ finished":
                 break
         assert table_rows(pilot.app)["late"][1] == "✓ finished"
+
+
+async def test_a_costly_look_at_the_server_spaces_out_the_next(pg_app) -> None:
+    """Without `index URL`'s indexes each look scans every message: an open app kept a
+    server core busy. A look that took long makes the timer wait 20 times as long."""
+    import asyncio
+    import time
+
+    import asyncpg
+
+    from supervisor.ui.reading import POLL_COST_FACTOR
+
+    dsn, _, build = pg_app
+    async with build(watch=True).run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        reader = pilot.app.reader
+        seen = reader._last_refresh
+        for _ in range(40):  # cheap looks, one a second
+            await asyncio.sleep(0.1)
+            if reader._last_refresh != seen:
+                break
+        assert reader._last_refresh != seen and reader._last_refresh[1] < 0.5
+        # Another session holds the messages table: the next look waits over a second.
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE cubepi_messages IN ACCESS EXCLUSIVE MODE")
+                await asyncio.sleep(2.5)  # a look starts within a second of the lock
+        finally:
+            await conn.close()
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if reader._last_refresh[1] >= 1.0:
+                break
+        ended, took = reader._last_refresh
+        assert took >= 1.0
+        await asyncio.sleep(3.0)  # three ticks of the timer: none looks again
+        assert reader._last_refresh == (ended, took)
+        assert not reader.poll_due(time.monotonic())
+        assert reader.poll_due(ended + POLL_COST_FACTOR * took)
