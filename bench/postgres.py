@@ -242,9 +242,9 @@ def server_cpu(server) -> float:
     return total / tick
 
 
-def idle_app_figure(server, dsn: str, label: str, seconds: float) -> None:
+def idle_app_figure(server, dsn: str, label: str, seconds: float, warmup: float = 60) -> None:
     """The app open on `dsn` in a pseudo-terminal, left alone: the server's CPU over `seconds`
-    once the app has had a minute to read everything."""
+    after `warmup` (its first reads: the list, the row check, the tokens), 10 s at a time."""
     import pty
 
     pid, fd = pty.fork()
@@ -263,13 +263,17 @@ def idle_app_figure(server, dsn: str, label: str, seconds: float) -> None:
 
     threading.Thread(target=drain, daemon=True).start()
     try:
-        time.sleep(60)
-        before = server_cpu(server)
-        time.sleep(seconds)
-        used = server_cpu(server) - before
+        time.sleep(warmup)
+        windows = []
+        for _ in range(max(1, round(seconds / 10))):
+            before = server_cpu(server)
+            time.sleep(10)
+            windows.append((server_cpu(server) - before) / 10 * 100)
+        steady = windows[len(windows) // 2 :]
         print(
-            f"open app, idle ({label}): the server used {used:.2f} s of CPU in {seconds:.0f} s "
-            f"= {used / seconds * 100:.1f}% of a core"
+            f"open app, idle ({label}): the server's CPU, % of a core, 10 s at a time from "
+            f"{warmup:.0f} s after start: {' '.join(f'{w:.0f}' for w in windows)}; "
+            f"the later half {sum(steady) / len(steady):.1f}%"
         )
     finally:
         stop.set()
@@ -287,7 +291,7 @@ def main() -> None:
     parser.add_argument("--floor-aggregate", metavar="URL")
     parser.add_argument("--load", nargs=2, metavar=("SQLITE", "URL"))
     parser.add_argument("--idle-only", action="store_true", help="the open app's figures only")
-    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--idle-seconds", type=float, default=120.0)
     args = parser.parse_args()
     if args.floor or args.floor_aggregate:
         floor(args.floor or args.floor_aggregate, last_rows=bool(args.floor))

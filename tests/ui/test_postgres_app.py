@@ -109,7 +109,8 @@ async def test_a_server_is_polled_for_what_others_write(pg_app) -> None:
 
 async def test_a_costly_look_at_the_server_spaces_out_the_next(pg_app) -> None:
     """Without `index URL`'s indexes each look scans every message: an open app kept a
-    server core busy. A look that took long makes the timer wait 20 times as long."""
+    server core busy. A look that took long makes the timer wait `POLL_COST_FACTOR` times
+    as long."""
     import asyncio
     import time
 
