@@ -7,11 +7,9 @@ thread: 220 s at 5,000 threads, for a file `list` read in 0.3 s. Here the
 transcripts come from one pass (`Store.transcripts`), each used for its plan
 and dropped before the next.
 
-That pass reads sketches (`Transcript.sketch`): a plan needs the calls and
-results of each turn, not every message parsed. Where the agent's hooks must
-be asked over the whole transcript (`probe.probe_from_sketch` cannot tell),
-those threads are read whole in a second pass: two reads of the table at
-most, never one per thread.
+The agent's hooks are asked without loading the transcript into the agent
+where they cannot change the plan (`probe.probe_without_loading`): most
+crashed threads. Loading validates every message into cubeloop's models.
 """
 
 from __future__ import annotations
@@ -28,14 +26,14 @@ from supervisor.plan import (
     refusal,
     terminated_by_markers,
 )
-from supervisor.probe import Probed, probe, probe_from_sketch
+from supervisor.probe import probe, probe_without_loading
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.agents import LoadedAgent
     from supervisor.states import ThreadSummary
-    from supervisor.store import Store, Transcript
+    from supervisor.store import Store
 
 
 def marker_index(jobs_dir: Path | str, hook: MarkerHook | None) -> MarkerIndex:
@@ -81,12 +79,17 @@ async def plan_threads(
     by_id = {s.thread_id: s for s in summaries}
     readable = [s.thread_id for s in summaries if refusal(s) is None]  # the rest plan nothing
     plans: dict[str, ThreadPlan] = {}
-    whole: list[str] = []
 
     def ends(assistant: object) -> bool:
         return terminated_by_markers(assistant, index)
 
-    def plan(summary: ThreadSummary, transcript: Transcript, probed: Probed | None) -> None:
+    for transcript in store.transcripts(readable, full=True):
+        summary = by_id[transcript.thread_id]
+        probed = None
+        if agent is not None:
+            probed = await probe_without_loading(agent, store, summary, transcript, ends)
+            if probed is None:
+                probed = await probe(agent, store, summary, transcript, ends)
         plans[summary.thread_id] = plan_thread(
             summary,
             index,
@@ -95,18 +98,4 @@ async def plan_threads(
             policies=None if probed is None else probed.policies,
             ended=None if probed is None else probed.ended,
         )
-
-    for sketch in store.transcripts(readable, full=True, sketch=True):
-        summary = by_id[sketch.thread_id]
-        probed = None
-        if agent is not None:
-            probed = await probe_from_sketch(agent, store, summary, sketch, ends)
-            if probed is None:
-                whole.append(summary.thread_id)
-                continue
-        plan(summary, sketch, probed)
-    for transcript in store.transcripts(whole, full=True):
-        summary = by_id[transcript.thread_id]
-        assert agent is not None  # only a probe sends a thread here
-        plan(summary, transcript, await probe(agent, store, summary, transcript, ends))
     return [plans.get(s.thread_id) or plan_thread(s, index, strategy=strategy) for s in summaries]

@@ -101,7 +101,6 @@ class ReadOnlyCheckpointer:
         if (
             known is not None
             and known.thread_id == thread_id
-            and not known.sketch
             and not any(e.big for e in known.entries)
         ):
             transcript = known
@@ -217,63 +216,65 @@ async def probe(
         return Probed({c.id: CallPolicy("unknown", why) for c in summary.pending_tool_calls})
 
 
-async def probe_from_sketch(
+async def probe_without_loading(
     loaded: LoadedAgent,
     store: Store,
     summary: ThreadSummary,
-    sketch: Transcript,
+    transcript: Transcript,
     terminated: Terminated | None = None,
 ) -> Probed | None:
-    """What `probe` would say, told from a sketch of the transcript where that is certain;
-    None where the whole probe must be asked (its transcript read whole).
+    """What `probe` would say, where that is certain without loading the transcript into
+    the agent (its messages validated into cubeloop's models, a third of a plan's time);
+    None where `probe` must be asked.
 
     Most crashed threads need no hook asked: a thread between turns has nothing
     to ask about, and one whose results are in (`after_tools`) ended its run
     only if the turn was vetoed, a tool asked to end it, or the agent's
     `should_stop_after_turn` says so. An agent without that hook, over a turn
     neither vetoed nor ended by a tool, goes on: the agent is built (its
-    factory decides its hooks, per thread) but no message is loaded into it.
-    A thread with unanswered calls is always probed whole.
+    factory decides its hooks, per thread) but nothing is loaded into it. A
+    thread with unanswered calls, and anything unusual, is left to `probe`.
     """
     state = summary.resume_state
     if state not in (State.MID_TOOL, State.ANSWERED, State.AFTER_TOOLS):
         return Probed()
     if state is not State.AFTER_TOOLS and not summary.pending_tool_calls:
         return Probed()
-    if state is not State.AFTER_TOOLS or any(e.message is None for e in sketch.entries):
+    entries = transcript.entries
+    if state is not State.AFTER_TOOLS or not entries or any(e.message is None for e in entries):
         return None
-    messages = [e.message for e in sketch.entries if e.message is not None]
     try:
-        turn = _sketched_turn(messages)
-    except ValidationError:
-        return None  # a call that does not load: the whole probe says so
-    if turn is None:
-        return Probed()  # `run_ended`: no open turn with results, nothing ended
-    calls, results = turn
-    if all(_not_run(r) for r in results):
+        turn = _last_turn([e.message for e in entries if e.message is not None])
+        if turn is None:
+            return Probed()  # `run_ended`: no open turn with results, nothing ended
+        calls, results = turn
+        if all(_not_run(r) for r in results):
+            return None
+        if terminated is not None and terminated(_Calls(calls)):
+            return None
+    except Exception:  # noqa: BLE001 - `probe` says how it fails
         return None
-    if terminated is not None and terminated(_Calls(calls)):
+    last = entries[-1].message or {}
+    run_id = last["run_id"] if "run_id" in last else entries[-1].run_id  # as `probe` loads it
+    if run_id is not None and not isinstance(run_id, str):
         return None
-    last = sketch.entries[-1]
-    run_id = last.message.get("run_id") if last.message is not None else None
-    run_id = run_id if isinstance(run_id, str) else last.run_id
     try:
         agent = await build_agent(
             loaded.factory,
-            ReadOnlyCheckpointer(store),
+            ReadOnlyCheckpointer(store, transcript),
             summary.thread_id,
             loaded.reference,
             run_id=run_id,
         )
-    except Exception:  # noqa: BLE001 - the whole probe says how it failed
+    except Exception:  # noqa: BLE001 - `probe` says how it fails
         return None
     return Probed() if agent.should_stop_after_turn is None else None
 
 
-def _sketched_turn(
+def _last_turn(
     messages: list[dict[str, Any]],
 ) -> tuple[list[ToolCall], list[dict[str, Any]]] | None:
-    """`continuation.last_turn` over sketched messages: the last assistant message's calls
+    """`continuation.last_turn` over stored messages: the last assistant message's calls
     and the results after it, when it has calls, results follow, and nothing else does."""
     for i in range(len(messages) - 1, -1, -1):
         m = messages[i]

@@ -63,10 +63,6 @@ class TranscriptEntry:
 class Transcript:
     thread_id: str
     entries: list[TranscriptEntry] = field(default_factory=list)
-    #: Each message only as far as a plan reads it (`Store.transcripts(sketch=True)`): a
-    #: user message is its role, an assistant message without calls its role and no
-    #: content, a plain tool result its role and call id. Never loaded into an agent.
-    sketch: bool = False
 
     def messages(self) -> list[dict[str, Any] | None]:
         return [e.message for e in self.entries]
@@ -131,12 +127,9 @@ class Store(Protocol):
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript: ...
 
-    def transcripts(
-        self, thread_ids: Iterable[str], *, full: bool = False, sketch: bool = False
-    ) -> Iterator[Transcript]:
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         """Many threads' transcripts in thread-id order, read in one pass (a plan of
-        every crashed thread), not a read per thread. `sketch`: each message may come
-        as far as a plan reads it (`Transcript.sketch`), a store that can say so cheaply."""
+        every crashed thread), not a read per thread."""
         ...
 
     def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:

@@ -214,10 +214,7 @@ class PostgresStore:
 
         return search_index_exists(self._dsn, self._client)
 
-    def transcripts(
-        self, thread_ids: Iterable[str], *, full: bool = False, sketch: bool = False
-    ) -> Iterator[Transcript]:
-        # Payloads are msgpack, decoded whole either way: no sketch is cheaper here.
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         return self._reads.transcripts(thread_ids, full=full)
 
     def check_rows(self) -> set[str]:

@@ -499,12 +499,10 @@ class SQLiteStore:
         """One thread's rows; rows over `BIG_ROW` characters come as a preview unless `full`."""
         return self.texts.one(thread_id, full)
 
-    def transcripts(
-        self, thread_ids: Iterable[str], *, full: bool = False, sketch: bool = False
-    ) -> Iterator[Transcript]:
+    def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         """Many threads' transcripts from one pass over the table (`Transcripts.many`),
         in thread-id order: a plan of every crashed thread, not a scan per thread."""
-        return self.texts.many(thread_ids, full, sketch)
+        return self.texts.many(thread_ids, full)
 
     def usage_rows(
         self,
