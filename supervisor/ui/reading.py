@@ -33,12 +33,20 @@ if TYPE_CHECKING:
 LEASE_POLL = 0.5
 #: Seconds between looks at a Postgres database (a refresh reads only what changed).
 SERVER_POLL = 1.0
-#: A server's next look waits this many times as long as the last refresh took. With
-#: `index URL`'s indexes a look takes 20 ms and the app looks every second (the server at
-#: 1% of a core, 100,000 threads). Without them each look scans every message, 0.6 s of
-#: wall time and more of the server's CPU (its parallel workers): 20 times left the server
-#: at 9.5% of a core; 50 times, a look every half minute, at about 4%.
-POLL_COST_FACTOR = 50
+#: A server's look that takes longer than this spaces out the next (`look_wait`). With
+#: `index URL`'s indexes a look takes 20 ms; on a busy machine a small database's look
+#: can take 150 ms of waiting for a core, which says nothing of the server's cost.
+POLL_FREE = 0.15
+#: How much longer the next look waits for each second a look took past `POLL_FREE`.
+#: Without the indexes each look scans every message (0.6 s of wall time at 100,000
+#: threads, and more of the server's CPU: its parallel workers): a wait of 20 times a
+#: look left the server at 9.5% of a core, 50 times at 4.1% (a look every half minute).
+POLL_COST_FACTOR = 60
+
+
+def look_wait(took: float) -> float:
+    """Seconds from the end of a look that took `took` seconds to the next timed one."""
+    return max(SERVER_POLL, POLL_COST_FACTOR * (took - POLL_FREE))
 
 
 class StoreReader:
@@ -67,15 +75,15 @@ class StoreReader:
         self._last_refresh = (0.0, 0.0)
 
     def poll_due(self, now: float | None = None) -> bool:
-        """Whether a server's timer may refresh now: at most once a second, and never
-        sooner after the end of the last refresh than `POLL_COST_FACTOR` times its length
-        (a refresh the person asks for is not held back). Not while one runs: a tick
-        would queue a look behind it, to run the moment it ends."""
+        """Whether a server's timer may refresh now: at most once a second, and a costly
+        look spaces out the next (`look_wait`; a refresh the person asks for is not held
+        back). Not while one runs: a tick would queue a look behind it, to run the moment
+        it ends."""
         if self.running:
             return False
         now = time.monotonic() if now is None else now
         ended, took = self._last_refresh
-        return now - ended >= max(SERVER_POLL, POLL_COST_FACTOR * took) - SERVER_POLL / 2
+        return now - ended >= look_wait(took) - SERVER_POLL / 2
 
     def request_refresh(self, full: bool, preview: bool) -> None:
         """Refresh now, or right after the refresh under way. `full`: the listing is read

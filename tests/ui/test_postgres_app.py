@@ -109,14 +109,13 @@ async def test_a_server_is_polled_for_what_others_write(pg_app) -> None:
 
 async def test_a_costly_look_at_the_server_spaces_out_the_next(pg_app) -> None:
     """Without `index URL`'s indexes each look scans every message: an open app kept a
-    server core busy. A look that took long makes the timer wait `POLL_COST_FACTOR` times
-    as long."""
+    server core busy. A look that took long spaces out the next (`look_wait`)."""
     import asyncio
     import time
 
     import asyncpg
 
-    from supervisor.ui.reading import POLL_COST_FACTOR
+    from supervisor.ui.reading import POLL_FREE, look_wait
 
     dsn, _, build = pg_app
     async with build(watch=True).run_test(size=(160, 45)) as pilot:
@@ -127,7 +126,8 @@ async def test_a_costly_look_at_the_server_spaces_out_the_next(pg_app) -> None:
             await asyncio.sleep(0.1)
             if reader._last_refresh != seen:
                 break
-        assert reader._last_refresh != seen and reader._last_refresh[1] < 0.5
+        assert reader._last_refresh != seen and reader._last_refresh[1] < 1.0
+        assert look_wait(POLL_FREE) == look_wait(0.0) == 1.0  # a cheap look: the next in 1 s
         # Another session holds the messages table: the next look waits over a second.
         conn = await asyncpg.connect(dsn)
         try:
@@ -145,4 +145,5 @@ async def test_a_costly_look_at_the_server_spaces_out_the_next(pg_app) -> None:
         await asyncio.sleep(3.0)  # three ticks of the timer: none looks again
         assert reader._last_refresh == (ended, took)
         assert not reader.poll_due(time.monotonic())
-        assert reader.poll_due(ended + POLL_COST_FACTOR * took)
+        assert look_wait(took) > 30  # a second and more: the next half a minute and more later
+        assert reader.poll_due(ended + look_wait(took))
