@@ -76,7 +76,8 @@ class Terminal:
         )
         os.close(slave)
         self._master = master
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         while True:
@@ -138,6 +139,7 @@ class Terminal:
         except subprocess.TimeoutExpired:
             os.killpg(with_group, signal.SIGKILL)
             self.proc.wait()
+        self._reader.join(timeout=10)  # never a reader looping on a closed, reused number
         os.close(self._master)
 
 

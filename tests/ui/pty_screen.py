@@ -47,7 +47,8 @@ class PtyScreen:
         )
         os.close(slave)
         self._master = master
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _winsize(self, fd: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", self.lines, self.columns, 0, 0))
@@ -97,4 +98,8 @@ class PtyScreen:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=30)
+        # The reader ends (end of file, or EIO: the app is gone) before its descriptor is
+        # closed: a reader left looping on a closed number read whatever the next test
+        # opened under it (a bench's stdout pipe lost its lines to it).
+        self._reader.join(timeout=10)
         os.close(self._master)
