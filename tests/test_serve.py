@@ -149,9 +149,13 @@ def served(demo_db: Path, fast_demo: None) -> Iterator[Callable[..., Served]]:
 
 
 def children(pid: int) -> list[int]:
+    """The processes `pid`'s threads started (Linux's per-thread list of children)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended between the listing and the read
+            continue
     return found
 
 
