@@ -150,44 +150,60 @@ def _insert_hostile(db: Path) -> None:
     insert_rows(db, [(thread, row) for thread, rows in HOSTILE.items() for row in rows])
 
 
+def _plans_both_ways(
+    db: Path, threads: list[str] | None, reference: str, strategy: str = "rerun"
+) -> tuple[list, list]:
+    """(the plans of one pass, the plans read and probed one thread at a time) of these
+    threads (None: every thread)."""
+    jobs = Location.parse(db).jobs(None).argument()
+    agent = load_agent(reference)
+    asked = agent if strategy == "rerun" else None
+    with Location.parse(db).open_store() as store:
+        index = MarkerIndex(jobs, Location.parse(jobs).read_markers(), agent.marker_hook)
+        summaries = store.threads() if threads is None else [store.get(t) for t in threads]
+        assert all(s is not None for s in summaries)
+
+        async def one_by_one() -> list:
+            plans = []
+            for s in summaries:
+                transcript = store.transcript(s.thread_id, full=True)
+                probed = None
+                if asked is not None:
+                    probed = await probe(
+                        asked, store, s, transcript, lambda a: terminated_by_markers(a, index)
+                    )
+                plans.append(
+                    plan_thread(
+                        s,
+                        index,
+                        messages=transcript.messages(),
+                        strategy=strategy,
+                        policies=None if probed is None else probed.policies,
+                        ended=None if probed is None else probed.ended,
+                    )
+                )
+            return plans
+
+        single = asyncio.run(one_by_one())
+        bulk = asyncio.run(plan_threads(store, summaries, index, strategy=strategy, agent=asked))
+    return bulk, single
+
+
+def _as_json(plans: list) -> list[str]:
+    return [json.dumps(p.to_json(), sort_keys=True) for p in plans]
+
+
 @pytest.mark.parametrize("reference", [DEFAULT_AGENT, "tests.crashes.agents:budget"])
 def test_plans_in_one_pass_are_the_plans_read_one_thread_at_a_time(
     demo_db: Path, reference: str
 ) -> None:
     """The same verdicts, actions and policies as the per-thread read and probe gave,
     the probe's clock of answers included (it now comes from the transcript in hand);
-    over the demo's threads and rows a sketch could misread, with an agent that has
-    no hooks and one whose `should_stop_after_turn` ends runs."""
+    over the demo's threads and rows the quick probe could misread, with an agent that
+    has no hooks and one whose `should_stop_after_turn` ends runs."""
     _insert_hostile(demo_db)
-    jobs = Location.parse(demo_db).jobs(None).argument()
-    agent = load_agent(reference)
-    with Location.parse(demo_db).open_store() as store:
-        index = MarkerIndex(jobs, Location.parse(jobs).read_markers(), agent.marker_hook)
-        summaries = [s for s in store.threads()]
-        bulk = asyncio.run(plan_threads(store, summaries, index, strategy="rerun", agent=agent))
-
-        async def one_by_one() -> list:
-            plans = []
-            for s in summaries:
-                transcript = store.transcript(s.thread_id, full=True)
-                probed = await probe(
-                    agent, store, s, transcript, lambda a: terminated_by_markers(a, index)
-                )
-                plans.append(
-                    plan_thread(
-                        s,
-                        index,
-                        messages=transcript.messages(),
-                        strategy="rerun",
-                        policies=probed.policies,
-                        ended=probed.ended,
-                    )
-                )
-            return plans
-
-        single = asyncio.run(one_by_one())
-    as_json = lambda plans: [json.dumps(p.to_json(), sort_keys=True) for p in plans]  # noqa: E731
-    assert as_json(bulk) == as_json(single)
+    bulk, single = _plans_both_ways(demo_db, None, reference)
+    assert _as_json(bulk) == _as_json(single)
     assert any(p.calls for p in bulk)  # some plan has calls to compare
     by_thread = {p.thread_id: p for p in bulk}
     assert {t: by_thread[t].state.value for t in HOSTILE} == dict.fromkeys(HOSTILE, "after_tools")
@@ -381,43 +397,6 @@ def _insert(db: Path, threads: dict[str, list]) -> None:
     conn.close()
 
 
-def _plans_both_ways(db: Path, threads: list[str], reference: str, strategy: str):
-    """(the plans of one pass, the plans read and probed one thread at a time), as JSON."""
-    jobs = Location.parse(db).jobs(None).argument()
-    agent = load_agent(reference)
-    asked = agent if strategy == "rerun" else None
-    with Location.parse(db).open_store() as store:
-        index = MarkerIndex(jobs, Location.parse(jobs).read_markers(), agent.marker_hook)
-        summaries = [store.get(t) for t in threads]
-        assert all(s is not None for s in summaries)
-
-        async def one_by_one() -> list:
-            plans = []
-            for s in summaries:
-                transcript = store.transcript(s.thread_id, full=True)
-                probed = None
-                if asked is not None:
-                    probed = await probe(
-                        asked, store, s, transcript, lambda a: terminated_by_markers(a, index)
-                    )
-                plans.append(
-                    plan_thread(
-                        s,
-                        index,
-                        messages=transcript.messages(),
-                        strategy=strategy,
-                        policies=None if probed is None else probed.policies,
-                        ended=None if probed is None else probed.ended,
-                    )
-                )
-            return plans
-
-        single = asyncio.run(one_by_one())
-        bulk = asyncio.run(plan_threads(store, summaries, index, strategy=strategy, agent=asked))
-    as_json = lambda plans: [json.dumps(p.to_json(), sort_keys=True) for p in plans]  # noqa: E731
-    return as_json(bulk), as_json(single)
-
-
 @pytest.mark.parametrize(
     ("reference", "strategy"),
     [
@@ -432,8 +411,9 @@ def test_rows_read_differently_elsewhere_plan_as_the_resume_reads_them(
     """Every row is read by Python's own json, as the resume reads it: plans of one pass
     are the per-thread plans, and no row raises, over the rows found to differ."""
     _insert(demo_db, {**MISREAD, **UNREADABLE})
-    bulk, single = _plans_both_ways(demo_db, [*MISREAD, *UNREADABLE], reference, strategy)
-    assert bulk == single
+    plans, single = _plans_both_ways(demo_db, [*MISREAD, *UNREADABLE], reference, strategy)
+    bulk = _as_json(plans)
+    assert bulk == _as_json(single)
     if strategy == "rerun" and reference == DEFAULT_AGENT:
         by_thread = dict(zip([*MISREAD, *UNREADABLE], bulk, strict=True))
         assert "vetoed" in by_thread["dup-details-veto"]  # the last of two `details` counts
