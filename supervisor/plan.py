@@ -37,10 +37,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from supervisor.digest import TranscriptDigest
 from supervisor.location import Location
 from supervisor.markers import Marker, job_key, read_marker
 from supervisor.states import RESUMABLE, State, ThreadSummary, ToolCallInfo
-from supervisor.store import summarise_assistant
 
 #: `agent_supervisor_marker(tool_name, arguments, jobs_dir)`: the path of the
 #: marker that guards this call (which may not exist yet), or None when the
@@ -374,19 +374,7 @@ def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallIn
     are the ones before it, which a provider like Anthropic rejects (a
     `tool_use` must be answered in the very next message).
     """
-    turns: list[tuple[list[ToolCallInfo], set[str]]] = []
-    for m in messages:
-        if not isinstance(m, dict):
-            continue
-        role = m.get("role")
-        if role == "assistant":  # the store's reading: content that is not a list has no calls
-            turns.append((list(summarise_assistant(m)[1]), set()))
-        elif role == "tool_result" and turns:
-            turns[-1][1].add(str(m.get("tool_call_id")))
-    out: list[ToolCallInfo] = []
-    for calls, answered in turns[:-1]:
-        out += [c for c in calls if c.id not in answered]
-    return out
+    return TranscriptDigest.of_messages(messages).dangling
 
 
 def terminated_by_markers(assistant: Any, index: MarkerIndex) -> bool:
@@ -471,11 +459,13 @@ def plan_thread(
     index: MarkerIndex,
     *,
     messages: Iterable[dict[str, Any] | None] = (),
+    digest: TranscriptDigest | None = None,
     strategy: str = "rerun",
     policies: dict[str, CallPolicy] | None = None,
     ended: str | None = None,
 ) -> ThreadPlan:
-    """The whole plan for one thread, from its summary, markers and transcript.
+    """The whole plan for one thread, from its summary, markers and transcript (its
+    `messages`, or their `digest` when the caller folded them already).
 
     `policies`: what the agent's policy does with each pending call, by call
     id (`supervisor.probe`); None when it was not asked. `ended`: why the
@@ -485,15 +475,20 @@ def plan_thread(
     reason = refusal(summary)
     if reason is not None:
         return ThreadPlan(summary.thread_id, state, "nothing", refused=reason)
-    messages = list(messages)
+    if digest is None:
+        digest = TranscriptDigest.of_messages(messages)
     action = ACTIONS[state]
     pending = summary.pending_tool_calls
     calls: tuple[PlannedCall, ...] = ()
-    closed = list(dangling_calls(messages))
+    closed = list(digest.dangling)
+    # An abort's results follow the newest assistant message: the last turn holds them.
     if state is State.MID_TOOL and strategy == "interrupt":
         action = "record the unanswered calls as interrupted, then call the model"
         closed += pending
-    elif state is State.AFTER_TOOLS and (why := interrupted_abort(messages)) is not None:
+    elif (
+        state is State.AFTER_TOOLS
+        and (why := interrupted_abort(digest.last_messages())) is not None
+    ):
         action = f"finish the abort a host began ({why}): the thread ends aborted; nothing runs"
     elif state is State.AFTER_TOOLS and ended is not None:
         action = f"mark the run complete: it had ended ({ended}); nothing runs"

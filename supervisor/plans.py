@@ -3,9 +3,11 @@
 A plan reads its thread's transcript (and asks the agent's policy over it,
 `supervisor.probe`). Read one thread at a time, a plan of every crashed thread
 of a file without the thread index was a full scan of the messages table per
-thread: 220 s at 5,000 threads, for a file `list` read in 0.3 s. Here the
-transcripts come from one pass (`Store.transcripts`), each used for its plan
-and dropped before the next.
+thread: 220 s at 5,000 threads, for a file `list` read in 0.3 s. Here what a
+plan reads of each transcript, its digest (`supervisor.digest`: the calls left
+dangling, the last turn), comes from one pass in the table's own order
+(`Store.digests`). The few threads whose hooks must see the whole transcript
+(unanswered calls, anything unusual) are read whole in a second pass of their own.
 
 The agent's hooks are asked without loading the transcript into the agent
 where they cannot change the plan (`probe.probe_without_loading`): most
@@ -26,12 +28,13 @@ from supervisor.plan import (
     refusal,
     terminated_by_markers,
 )
-from supervisor.probe import probe, probe_without_loading
+from supervisor.probe import Probed, probe, probe_without_loading
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from supervisor.agents import LoadedAgent
+    from supervisor.digest import TranscriptDigest
     from supervisor.states import ThreadSummary
     from supervisor.store import Store
 
@@ -79,23 +82,34 @@ async def plan_threads(
     by_id = {s.thread_id: s for s in summaries}
     readable = [s.thread_id for s in summaries if refusal(s) is None]  # the rest plan nothing
     plans: dict[str, ThreadPlan] = {}
+    #: Threads whose hooks must be asked over their whole transcript (`probe`).
+    asked: dict[str, TranscriptDigest] = {}
 
     def ends(assistant: object) -> bool:
         return terminated_by_markers(assistant, index)
 
-    for transcript in store.transcripts(readable, full=True):
-        summary = by_id[transcript.thread_id]
-        probed = None
-        if agent is not None:
-            probed = await probe_without_loading(agent, store, summary, transcript, ends)
-            if probed is None:
-                probed = await probe(agent, store, summary, transcript, ends)
+    def planned(summary: ThreadSummary, digest: TranscriptDigest, probed: Probed | None) -> None:
         plans[summary.thread_id] = plan_thread(
             summary,
             index,
-            messages=transcript.messages(),
+            digest=digest,
             strategy=strategy,
             policies=None if probed is None else probed.policies,
             ended=None if probed is None else probed.ended,
         )
+
+    for digest in store.digests(readable):
+        summary = by_id[digest.thread_id]
+        probed = None
+        if agent is not None:
+            probed = await probe_without_loading(agent, store, summary, digest, ends)
+            if probed is None:
+                asked[summary.thread_id] = digest
+                continue
+        planned(summary, digest, probed)
+    if agent is not None and asked:  # a second pass, over these threads' rows only
+        for transcript in store.transcripts(asked, full=True):
+            summary = by_id[transcript.thread_id]
+            probed = await probe(agent, store, summary, transcript, ends)
+            planned(summary, asked[summary.thread_id], probed)
     return [plans.get(s.thread_id) or plan_thread(s, index, strategy=strategy) for s in summaries]

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from cubeloop import Agent
     from cubeloop.providers.base import Message
 
+    from supervisor.digest import TranscriptDigest
     from supervisor.store import Store, Transcript
 
 
@@ -220,7 +221,7 @@ async def probe_without_loading(
     loaded: LoadedAgent,
     store: Store,
     summary: ThreadSummary,
-    transcript: Transcript,
+    digest: TranscriptDigest,
     terminated: Terminated | None = None,
 ) -> Probed | None:
     """What `probe` would say, where that is certain without loading the transcript into
@@ -234,14 +235,16 @@ async def probe_without_loading(
     neither vetoed nor ended by a tool, goes on: the agent is built (its
     factory decides its hooks, per thread) but nothing is loaded into it. A
     thread with unanswered calls, and anything unusual, is left to `probe`.
+    Only the transcript's last turn is read (`digest`): a factory that loads
+    the thread itself reads it from the store.
     """
     state = summary.resume_state
     if state not in (State.MID_TOOL, State.ANSWERED, State.AFTER_TOOLS):
         return Probed()
     if state is not State.AFTER_TOOLS and not summary.pending_tool_calls:
         return Probed()
-    entries = transcript.entries
-    if state is not State.AFTER_TOOLS or not entries or any(e.message is None for e in entries):
+    entries = digest.last_turn
+    if state is not State.AFTER_TOOLS or not entries or digest.unreadable:
         return None
     try:
         turn = _last_turn([e.message for e in entries if e.message is not None])
@@ -261,7 +264,7 @@ async def probe_without_loading(
     try:
         agent = await build_agent(
             loaded.factory,
-            ReadOnlyCheckpointer(store, transcript),
+            ReadOnlyCheckpointer(store),
             summary.thread_id,
             loaded.reference,
             run_id=run_id,

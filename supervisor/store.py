@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from supervisor.attempts import Attempt
 from supervisor.hitl import PendingRequest
 from supervisor.states import ROLES, Row, ThreadSummary, ToolCallInfo, fold_rows
+
+if TYPE_CHECKING:
+    from supervisor.digest import TranscriptDigest
 
 #: Rows bigger than this are not read whole into a transcript: a 50 MB message
 #: would freeze whoever renders it. Their first `BIG_PREVIEW` characters are read.
@@ -132,6 +135,11 @@ class Store(Protocol):
         every crashed thread), not a read per thread."""
         ...
 
+    def digests(self, thread_ids: Iterable[str]) -> Iterator[TranscriptDigest]:
+        """What a plan reads of many threads' transcripts (`supervisor.digest`), in
+        thread-id order, read in one pass."""
+        ...
+
     def answers_given(self, thread_id: str, run_id: str) -> dict[str, float]:
         """When each of a run's stored answers was given, in unix seconds."""
         ...
@@ -190,26 +198,36 @@ class Store(Protocol):
         ...
 
 
+def call_blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool-call blocks of an assistant message, as every reader of one takes them:
+    content that is not a list has none, and neither has a block that is not an object."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_call"]
+
+
+def call_ids(message: dict[str, Any]) -> list[str]:
+    """The ids of an assistant message's calls, as `summarise_assistant` reads them."""
+    return [str(b.get("id", "")) for b in call_blocks(message)]
+
+
 def summarise_assistant(
     message: dict[str, Any],
 ) -> tuple[str | None, tuple[ToolCallInfo, ...], str, str | None]:
     """(stop_reason, tool_calls, first text, error message) of an assistant message."""
-    calls: list[ToolCallInfo] = []
+    calls = [
+        ToolCallInfo(
+            id=str(block.get("id", "")),
+            name=str(block.get("name", "")),
+            arguments=block.get("arguments", {}),
+        )
+        for block in call_blocks(message)
+    ]
     text = ""
     content = message.get("content")
     for block in content if isinstance(content, list) else ():
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "tool_call":
-            calls.append(
-                ToolCallInfo(
-                    id=str(block.get("id", "")),
-                    name=str(block.get("name", "")),
-                    arguments=block.get("arguments", {}),
-                )
-            )
-        elif kind == "text" and not text:
+        if isinstance(block, dict) and block.get("type") == "text" and not text:
             text = str(block.get("text", ""))
     stop = message.get("stop_reason")
     error = message.get("error_message")

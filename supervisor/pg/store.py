@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from supervisor.attempts import Attempt, finite
+from supervisor.digest import TranscriptDigest
 from supervisor.hitl import parse_request
 from supervisor.pg import sql
 from supervisor.pg.client import PgError, SyncClient, first_line
@@ -216,6 +217,9 @@ class PostgresStore:
 
     def transcripts(self, thread_ids: Iterable[str], *, full: bool = False) -> Iterator[Transcript]:
         return self._reads.transcripts(thread_ids, full=full)
+
+    def digests(self, thread_ids: Iterable[str]) -> Iterator[TranscriptDigest]:
+        return (TranscriptDigest.of(t) for t in self._reads.transcripts(thread_ids, full=True))
 
     def check_rows(self) -> set[str]:
         """Decode every payload (the listing decodes only the rows states depend on).

@@ -44,6 +44,7 @@ from supervisor.states import ThreadSummary
 from supervisor.store import INDEX_HINT_BYTES, INDEX_HINT_ROWS, StoreError, Transcript
 
 if TYPE_CHECKING:
+    from supervisor.digest import TranscriptDigest
     from supervisor.search import Found
     from supervisor.usage import UsageRow
 
@@ -503,6 +504,11 @@ class SQLiteStore:
         """Many threads' transcripts from one pass over the table (`Transcripts.many`),
         in thread-id order: a plan of every crashed thread, not a scan per thread."""
         return self.texts.many(thread_ids, full)
+
+    def digests(self, thread_ids: Iterable[str]) -> Iterator[TranscriptDigest]:
+        """What a plan reads of many threads' transcripts, from one pass over the table in
+        its own order (`Transcripts.digests`), in thread-id order."""
+        return self.texts.digests(thread_ids)
 
     def usage_rows(
         self,

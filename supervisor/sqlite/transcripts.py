@@ -7,6 +7,12 @@ read in 0.3 s). `Transcripts.many` scans once: the wanted threads' rows are
 copied, in thread order, into a table of the connection's private temporary
 database, and read back from there a batch at a time; the file is locked
 only for the copy, not while the caller works through the transcripts.
+
+A plan of every crashed thread needs less than each whole transcript: its
+digest (`supervisor.digest`). `Transcripts.digests` reads the wanted threads'
+rows in the order the table stores them, a batch at a time, and folds each
+into its thread's digest: no copy and no sort (at 100,000 threads the copy
+of 1,200,000 rows sorted by thread took 14 s, 5 of them writing to disk).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from supervisor.digest import TranscriptDigest
 from supervisor.priority import at_low_priority
 from supervisor.sqlite.connection import Connection
 from supervisor.sqlite.rows import number, parse_message, text_or_none
@@ -89,6 +96,58 @@ class Transcripts:
             with self.lock:
                 self.db.conn.execute("DROP TABLE IF EXISTS temp.plan_rows")
 
+    def digests(self, thread_ids: Iterable[str]) -> Iterator[TranscriptDigest]:
+        """Each wanted thread's digest, in thread-id order, from its rows read in the
+        table's own order (rows added after the pass began are not read)."""
+        wanted = sorted(set(thread_ids))
+        if not wanted:
+            return
+        digests = {t: TranscriptDigest(t, again=_again) for t in wanted}
+        conn = self.db.conn
+        # The row as `_entry` reads it, after its thread: id, no size (read whole), text, time, run.
+        cols = self._columns()
+        created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
+        run = "run_id" if "run_id" in cols else "NULL"
+        sql = (
+            f"SELECT thread_id, id, NULL, message_json, {created}, {run} FROM messages "
+            # `+`: never the thread index, whose order the batches would sort again each time.
+            "WHERE id > ? AND id <= ? AND +thread_id IN temp.plan_threads ORDER BY id LIMIT ?"
+        )
+
+        def start() -> int:
+            with self.lock:
+                conn.execute("DROP TABLE IF EXISTS temp.plan_threads")
+                conn.execute(
+                    "CREATE TEMP TABLE plan_threads (thread_id TEXT PRIMARY KEY) WITHOUT ROWID"
+                )
+                conn.executemany("INSERT INTO temp.plan_threads VALUES (?)", ((t,) for t in wanted))
+                return conn.execute("SELECT max(id) FROM messages").fetchone()[0] or 0
+
+        try:
+            top = self._reading(start)
+            after = 0
+            while True:
+
+                def read(after: int = after) -> list[Any]:
+                    with self.lock:
+                        return at_low_priority(
+                            lambda: conn.execute(sql, (after, top, BATCH_ROWS)).fetchall()
+                        )
+
+                rows = self._reading(read)
+                for row in rows:
+                    digest = digests.get(row[0])
+                    if digest is not None:  # always, unless SQLite and Python compare ids apart
+                        digest.fold(parse_message(row[3])[0], row)
+                if len(rows) < BATCH_ROWS:
+                    break
+                after = rows[-1][1]
+        finally:
+            with self.lock:
+                conn.execute("DROP TABLE IF EXISTS temp.plan_threads")
+        for t in wanted:
+            yield digests[t]
+
     def _copy(self, wanted: list[str], full: bool) -> list[tuple[str, int, int]]:
         """The wanted threads' rows copied into `temp.plan_rows` in (thread, id) order;
         each wanted thread with its first and last rowid there (0, -1: no rows)."""
@@ -137,6 +196,11 @@ class Transcripts:
             out.entries.extend(_entry(row[1:], full) for row in rows[at : at + count])
             at += count
             yield out
+
+
+def _again(row: tuple[Any, ...]) -> TranscriptEntry:
+    """A row of `digests` (its thread first) read whole into its entry."""
+    return _entry(row[1:], True)
 
 
 def _entry(row: Any, full: bool) -> TranscriptEntry:
