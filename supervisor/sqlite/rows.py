@@ -1,4 +1,5 @@
-"""Rows the fast path cannot take, and the small values a listing hands around."""
+"""A stored row parsed as the resume parses it; rows the fast path cannot take; the small
+values a listing hands around."""
 
 from __future__ import annotations
 

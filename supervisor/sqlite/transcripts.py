@@ -146,7 +146,7 @@ class Transcripts:
             with self.lock:
                 conn.execute("DROP TABLE IF EXISTS temp.plan_threads")
         for t in wanted:
-            yield digests[t]
+            yield digests.pop(t)  # let go of each once the caller has it
 
     def _copy(self, wanted: list[str], full: bool) -> list[tuple[str, int, int]]:
         """The wanted threads' rows copied into `temp.plan_rows` in (thread, id) order;
