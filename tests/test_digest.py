@@ -9,6 +9,7 @@ Here the fold is held to the plain reading over the whole list of messages
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,25 @@ def test_the_pass_in_the_tables_order_folds_each_thread_as_its_own_read(
     # A plan reads a big row whole, as the resume loads it.
     assert not by_id["x-3"].unreadable and by_id["x-3"].last_messages()[-1]["role"] == "user"
     assert by_id["no-such-thread"].rows == 0
+
+
+def test_the_pass_reads_rows_numbered_zero_and_below(demo_db: Path) -> None:
+    """cubeloop numbers rows from 1; another writer may not. A thread's own read takes
+    every row by its thread, whatever its id: the pass must too."""
+    conn = sqlite3.connect(demo_db)
+    with conn:
+        conn.executemany(
+            "INSERT INTO messages (id, thread_id, message_json) VALUES (?, ?, ?)",
+            [
+                (-3, "z1", user_json("go")),
+                (-2, "z1", _assistant_json("d1", "d2")),
+                (0, "z1", _result_json("d1")),
+            ],
+        )
+    conn.close()
+    insert_rows(demo_db, [("z1", _assistant_json("t1")), ("z1", _result_json("t1"))])
+    with Location.parse(demo_db).open_store() as store:
+        (bulk,) = store.digests(["z1"])
+        alone = TranscriptDigest.of(store.transcript("z1", full=True))
+    assert [c.id for c in bulk.dangling] == ["d2"]
+    assert _summary(bulk) == _summary(alone)

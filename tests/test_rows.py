@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.sqlite.rows import loads, parse_message
+from supervisor.sqlite.rows import MAX_NESTING, loads, parse_message
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -125,6 +125,7 @@ def test_messages_written_and_then_damaged_read_alike(value: Any, data: st.DataO
         "\ufeff{}",
         '{"a": 1}\x0b',
         "[" * 200 + "]" * 200,
+        "[" * 300 + "]" * 300,  # deeper than cubeloop reads, not than we do
     ],
 )
 def test_the_texts_parsers_are_known_to_read_apart_read_alike(text: str) -> None:
@@ -138,3 +139,31 @@ def test_a_corrupt_row_is_named_in_json_loads_words() -> None:
         json.loads('{"role": "user", "content": [1,]}')
     except json.JSONDecodeError as exc:
         assert why == f"message_json is not valid JSON ({exc.msg} at char {exc.pos})"
+
+
+def _at_depth(frames: int, text: str) -> tuple[str, Any]:
+    """`_ours(text)` called from `frames` frames deeper than here."""
+    return _at_depth(frames - 1, text) if frames else _ours(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * MAX_NESTING + "]" * MAX_NESTING,
+        '{"role": "assistant", "a": ' + "[" * 480 + '"]]"' + "]" * 480 + "}",
+        "[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1),
+        '{"role": "user", "a": ' + "[" * 970 + "]" * 970 + "}",  # within reach of the limit
+        "[" * 990,  # cut short, past the limit
+        "[" * 700 + "x",
+    ],
+)
+def test_a_row_reads_the_same_from_any_call_depth(text: str) -> None:
+    """Python's parsers stop at the interpreter's recursion limit, which counts the
+    caller's frames: a plan reads a row at one depth and again at another, the app
+    from a worker's deep stack. The answer must be the row's alone."""
+    answers = {repr(_at_depth(frames, text))[:200] for frames in (0, 100, 300, 450)}
+    assert len(answers) == 1, answers
+    expected = "value" if text.count("[") <= MAX_NESTING else "error"
+    assert _ours(text)[0] == expected
+    if expected == "error":
+        assert parse_message(text)[1] == "message_json is nested too deeply to parse"

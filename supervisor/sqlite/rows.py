@@ -4,6 +4,7 @@ values a listing hands around."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,34 @@ from supervisor.sqlite.files import Undecodable, tolerant_text
 from supervisor.states import ROLES, Row, ThreadSummary
 
 _decode = msgspec.json.Decoder().decode
+
+#: Arrays and objects nested deeper than this are read as too deep, from any call depth.
+#: Python's parsers stop where the interpreter's recursion limit does, which counts the
+#: caller's own frames: the same row read from a deeper stack (the app's worker, a plan's
+#: second look at a row) parsed at one depth and not at another. A limit well under
+#: Python's makes the answer the row's alone. cubeloop's checkpointer cannot load rows
+#: nested this deep anyway: its models refuse them past 300 or so.
+MAX_NESTING = 500
+
+#: A JSON string (skipped whole), or a bracket.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def nesting(text: str) -> int:
+    """How deep a text's arrays and objects nest, brackets inside strings not counted."""
+    depth = deepest = 0
+    for token in _TOKENS.finditer(text):
+        c = token.group()
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _too_deep(text: str) -> bool:
+    return len(text) > MAX_NESTING and nesting(text) > MAX_NESTING
 
 
 def loads(text: str) -> Any:
@@ -29,13 +58,26 @@ def loads(text: str) -> Any:
     `tests/test_rows.py`). What it refuses and `json.loads` takes (`NaN`,
     `1e400`, lone surrogates, text that is not UTF-8) goes to `json.loads`,
     so those rows read the same too, errors and their wording included.
-    Nesting within a few levels of Python's recursion limit is the one edge:
-    there even `json.loads` answers differently from different call depths.
+    Nesting past `MAX_NESTING` raises `RecursionError`, whoever calls.
     """
+    # A valid text nested past the limit has more brackets than it: the count is cheap,
+    # and only texts that long are counted (an invalid one is told apart below).
+    if (
+        len(text) > 2 * MAX_NESTING
+        and text.count("[") + text.count("{") > MAX_NESTING
+        and _too_deep(text)
+    ):
+        raise RecursionError(f"nested deeper than {MAX_NESTING} levels")
     try:
         return _decode(text)
     except (msgspec.DecodeError, ValueError, RecursionError):
+        pass
+    try:
         return json.loads(text)
+    except (ValueError, RecursionError):
+        if _too_deep(text):  # where the parser gave up depends on the caller's depth
+            raise RecursionError(f"nested deeper than {MAX_NESTING} levels") from None
+        raise
 
 
 def parse_message(text: Any) -> tuple[dict[str, Any] | None, str | None]:

@@ -108,11 +108,14 @@ class Transcripts:
         cols = self._columns()
         created = unix_time_sql("created_at") if "created_at" in cols else "NULL"
         run = "run_id" if "run_id" in cols else "NULL"
+        # `+`: never the thread index, whose order the batches would sort again each time.
+        # The first batch starts at the lowest id (a foreign writer's may be 0 or negative),
+        # each next one after the last id of the one before.
         sql = (
             f"SELECT thread_id, id, NULL, message_json, {created}, {run} FROM messages "
-            # `+`: never the thread index, whose order the batches would sort again each time.
-            "WHERE id > ? AND id <= ? AND +thread_id IN temp.plan_threads ORDER BY id LIMIT ?"
+            "WHERE id {} ? AND id <= ? AND +thread_id IN temp.plan_threads ORDER BY id LIMIT ?"
         )
+        first, then = sql.format(">="), sql.format(">")
 
         def start() -> int:
             with self.lock:
@@ -121,17 +124,18 @@ class Transcripts:
                     "CREATE TEMP TABLE plan_threads (thread_id TEXT PRIMARY KEY) WITHOUT ROWID"
                 )
                 conn.executemany("INSERT INTO temp.plan_threads VALUES (?)", ((t,) for t in wanted))
-                return conn.execute("SELECT max(id) FROM messages").fetchone()[0] or 0
+                return conn.execute("SELECT min(id), max(id) FROM messages").fetchone()
 
         try:
-            top = self._reading(start)
-            after = 0
-            while True:
+            low, top = self._reading(start)
+            after = None
+            while low is not None:
 
-                def read(after: int = after) -> list[Any]:
+                def read(after: int | None = after) -> list[Any]:
+                    query, bound = (first, low) if after is None else (then, after)
                     with self.lock:
                         return at_low_priority(
-                            lambda: conn.execute(sql, (after, top, BATCH_ROWS)).fetchall()
+                            lambda: conn.execute(query, (bound, top, BATCH_ROWS)).fetchall()
                         )
 
                 rows = self._reading(read)
