@@ -368,11 +368,12 @@ def by_argument_values(call: ToolCallInfo, markers: Iterable[Marker]) -> list[Ma
 
 
 def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallInfo]:
-    """Calls of earlier assistant messages that never got a result.
+    """Calls of earlier assistant messages that never got a result right after them.
 
     The calls of the last assistant message are the plan's `calls`; these
     are the ones before it, which a provider like Anthropic rejects (a
-    `tool_use` must be answered in the very next message).
+    `tool_use` must be answered in the very next message): the resume answers
+    them as interrupted in what the model sees (`tool_calls.answer_dangling_calls`).
     """
     return TranscriptDigest.of_messages(messages).dangling
 

@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from cubeloop import AssistantMessage, ToolResultMessage, UserMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,57 +22,60 @@ from supervisor.digest import TranscriptDigest
 from supervisor.location import Location
 from supervisor.plan import interrupted_abort
 from supervisor.probe import _last_turn
-from supervisor.store import BIG_ROW, summarise_assistant
+from supervisor.store import BIG_ROW
+from supervisor.tool_calls import answer_dangling_calls
 from tests.conftest import insert_rows, user_json
 
 
-def _dangling_over_the_whole(messages: list[dict[str, Any] | None]) -> list[str]:
-    """The calls of every assistant message but the last that the results after it,
-    before the next assistant message, leave unanswered: the plain reading."""
-    turns: list[tuple[list[str], set[str]]] = []
-    for m in messages:
-        if not isinstance(m, dict):
-            continue
-        if m.get("role") == "assistant":
-            turns.append(([c.id for c in summarise_assistant(m)[1]], set()))
-        elif m.get("role") == "tool_result" and turns:
-            turns[-1][1].add(str(m.get("tool_call_id")))
-    return [c for calls, answered in turns[:-1] for c in calls if c not in answered]
+def _closed_by_the_resume(messages: list[dict[str, Any] | None]) -> list[str] | None:
+    """The calls of every assistant message but the last that the resume answers as
+    interrupted in what it shows the model (`answer_dangling_calls`, over cubeloop's own
+    models); None where cubeloop could not load the messages at all."""
+    if None in messages:
+        return None
+    models = [MODELS[m["role"]].model_validate(m) for m in messages]
+    starts = [i for i, m in enumerate(models) if isinstance(m, AssistantMessage)]
+    before_the_last = models[: starts[-1]] if starts else models
+    # A user message after them: an assistant message at the very end is the runner's own.
+    _, closed = answer_dangling_calls([*before_the_last, UserMessage(content=[])])
+    return [c.id for c in closed]
 
+
+MODELS = {"assistant": AssistantMessage, "tool_result": ToolResultMessage, "user": UserMessage}
 
 _ids = st.sampled_from(["a", "b", "c", "d"])
 _assistant = st.builds(
-    lambda ids, listed: {
+    lambda ids: {
         "role": "assistant",
-        "content": [{"type": "tool_call", "id": i, "name": "t", "arguments": {}} for i in ids]
-        if listed
-        else "no list: no calls",
+        "content": [{"type": "tool_call", "id": i, "name": "t", "arguments": {}} for i in ids],
     },
     st.lists(_ids, max_size=3),
-    st.booleans(),
 )
 _aborted = {"hitl": {"decision": "aborted", "reason": "gone"}}
 _result = st.builds(
     lambda i, aborted: {
         "role": "tool_result",
         "tool_call_id": i,
+        "tool_name": "t",
         "content": [],
         "details": _aborted if aborted else {},
     },
-    _ids | st.integers(0, 2),
+    _ids,
     st.booleans(),
 )
-_messages = st.lists(
-    st.one_of(_assistant, _result, st.just({"role": "user", "content": "go on"}), st.none()),
-    max_size=14,
-)
+_user = st.just({"role": "user", "content": [{"type": "text", "text": "go on"}]})
+_messages = st.lists(st.one_of(_assistant, _result, _user, st.none()), max_size=14)
 
 
 @settings(max_examples=400, deadline=None)
 @given(_messages)
-def test_the_fold_reads_a_transcript_as_the_whole_list_does(messages: list) -> None:
+def test_the_fold_reads_a_transcript_as_the_resume_does(messages: list) -> None:
+    """The dangling calls are those the resume closes (results answer a call only right
+    after it); the last turn is the rows from the newest assistant message on."""
     digest = TranscriptDigest.of_messages(messages)
-    assert [c.id for c in digest.dangling] == _dangling_over_the_whole(messages)
+    closed = _closed_by_the_resume(messages)
+    if closed is not None:
+        assert [c.id for c in digest.dangling] == closed
     assert interrupted_abort(digest.last_messages()) == interrupted_abort(messages)
     assert digest.rows == len(messages)
     starts = [i for i, m in enumerate(messages) if m is not None and m["role"] == "assistant"]
@@ -81,6 +85,21 @@ def test_the_fold_reads_a_transcript_as_the_whole_list_does(messages: list) -> N
         whole = _last_turn([m for m in messages if m is not None])
         last = _last_turn([m for m in digest.last_messages() if m is not None])
         assert whole == last
+
+
+def test_a_result_after_another_message_answers_nothing() -> None:
+    """The resume drops a result that is not right after its call, and answers the call
+    as interrupted: the plan says so."""
+    call = {"type": "tool_call", "name": "t", "arguments": {}}
+    messages = [
+        {"role": "assistant", "content": [{**call, "id": "d1"}, {**call, "id": "d2"}]},
+        {"role": "tool_result", "tool_call_id": "d1", "tool_name": "t", "content": []},
+        {"role": "user", "content": [{"type": "text", "text": "and?"}]},
+        {"role": "tool_result", "tool_call_id": "d2", "tool_name": "t", "content": []},
+        {"role": "assistant", "content": []},
+    ]
+    assert [c.id for c in TranscriptDigest.of_messages(messages).dangling] == ["d2"]
+    assert _closed_by_the_resume(messages) == ["d2"]
 
 
 def _assistant_json(*calls: str) -> str:
