@@ -23,7 +23,7 @@ from supervisor.store import Transcript, TranscriptEntry, call_ids, summarise_as
 RowTuple = tuple[Any, ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class TranscriptDigest:
     """One thread's dangling calls and last turn, from its rows in order (`add`, `fold`)."""
 
@@ -71,29 +71,29 @@ class TranscriptDigest:
         until its pass ends, 60,000 of them at 100,000 threads: parsed messages took
         four times the memory of their text, and every collection walked them."""
         self.rows += 1
+        role = None if message is None else message.get("role")
         if message is None:
             self.unreadable = True
-        elif message.get("role") == "assistant":
-            self._close_turn()
+        elif role == "assistant":
+            if self._turn is not None and not self._turn[1].issuperset(self._turn[0]):
+                self._close_turn()
             self._turn = (call_ids(message), set())
             self._answering = True
             self._kept = [row]
             return
-        elif message.get("role") != "tool_result":
+        elif role != "tool_result":
             self._answering = False  # a result after this is dropped, not an answer
         elif self._turn is not None and self._answering:
             self._turn[1].add(str(message.get("tool_call_id")))
         self._kept.append(row)
 
     def _close_turn(self) -> None:
-        """A newer assistant message came: the calls of the turn before it that no
-        result answered are dangling (read again from its message, which heads `_kept`)."""
-        if self._turn is None:
-            return
-        ids, answered = self._turn
-        if any(i not in answered for i in ids):
-            assistant = self._entry(self._kept[0]).message or {}
-            self.dangling += [c for c in summarise_assistant(assistant)[1] if c.id not in answered]
+        """A newer assistant message came and some calls of the turn before it have no
+        result: they are dangling (read again from its message, which heads `_kept`)."""
+        assert self._turn is not None
+        answered = self._turn[1]
+        assistant = self._entry(self._kept[0]).message or {}
+        self.dangling += [c for c in summarise_assistant(assistant)[1] if c.id not in answered]
 
     def _entry(self, kept: TranscriptEntry | RowTuple) -> TranscriptEntry:
         if isinstance(kept, TranscriptEntry):
