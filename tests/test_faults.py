@@ -159,6 +159,26 @@ def test_one_odd_row_affects_only_its_thread(demo_db: Path) -> None:
         assert as_json.returncode == 0 and json.loads(as_json.stdout)["thread_id"] == thread
 
 
+def test_a_thread_id_that_is_not_utf8_beside_one_that_is_a_blob_is_read(demo_db: Path) -> None:
+    """Each alone was read; together, the exact pass met the bad text with its statement
+    open, the listing's table could not be dropped after it, and SQLite's "table is
+    locked" was told as another process holding the file."""
+    conn = sqlite3.connect(demo_db)
+    with conn:
+        conn.execute(
+            "INSERT INTO messages (thread_id, message_json) VALUES (CAST(? AS TEXT), ?)",
+            (b"u\xff", user_json("go")),
+        )
+        conn.execute(
+            "INSERT INTO messages (thread_id, message_json) VALUES (?, ?)", (b"bl", user_json("go"))
+        )
+    conn.close()
+    for command in (["list"], ["resume", "--all", "--dry-run"]):
+        out = cli(*command[:1], str(demo_db), *command[1:], "--json", "--busy-timeout", "1")
+        assert out.returncode == 0 and "locked" not in out.stderr, out.stderr
+        assert json.loads(out.stdout), command
+
+
 def test_big_message_is_previewed_and_shown_whole_on_request(demo_db: Path) -> None:
     text = "word " * 1_700_000  # 8.5 MB
     insert_rows(demo_db, [("big", user_json(text))])

@@ -291,7 +291,13 @@ class MessageReader:
                 self.scope.threads_sql, (before, top, json.dumps(sorted(self.scope.only)))
             )
         touched: set[str] = set()
-        fold_rows(self.threads, noting_threads(self._checked(rows), touched, self.work))
+        try:
+            fold_rows(self.threads, noting_threads(self._checked(rows), touched, self.work))
+        finally:
+            # An error mid-pass (the first text that is not UTF-8) leaves the statement
+            # open, and the listing's table could not be dropped after it: SQLite's "table
+            # is locked" then hid the error the reading recovers from.
+            rows.close()
         self.cursor = top
         return touched  # the threads these rows belong to: no walk over every thread
 
