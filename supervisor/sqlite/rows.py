@@ -3,18 +3,24 @@ values a listing hands around."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
 
 from supervisor.sqlite.files import Undecodable, tolerant_text
 from supervisor.states import ROLES, Row, ThreadSummary
 
-_decode = msgspec.json.Decoder().decode
+
+@functools.cache
+def _fast_decode() -> Callable[[str], Any]:
+    """msgspec's JSON decoder, imported at the first row (20 ms every command paid)."""
+    import msgspec
+
+    return msgspec.json.Decoder().decode
+
 
 #: Arrays and objects nested deeper than this are read as too deep, from any call depth.
 #: Python's parsers stop where the interpreter's recursion limit does, which counts the
@@ -69,8 +75,8 @@ def loads(text: str) -> Any:
     ):
         raise RecursionError(f"nested deeper than {MAX_NESTING} levels")
     try:
-        return _decode(text)
-    except (msgspec.DecodeError, ValueError, RecursionError):
+        return _fast_decode()(text)
+    except Exception:  # noqa: BLE001 - whatever msgspec refuses, `json` has the last word on
         pass
     try:
         return json.loads(text)
