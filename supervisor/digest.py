@@ -39,9 +39,6 @@ class TranscriptDigest:
     #: The newest assistant message's call ids and the ids answered since it; None
     #: before the first assistant message (a result then answers nothing).
     _turn: tuple[list[str], set[str]] | None = None
-    #: Whether a result still answers that message's calls: only the results right after
-    #: it do, as the resume shows the model (`tool_calls.answer_dangling_calls`).
-    _answering: bool = False
     #: The last turn's rows: entries, or row tuples to be read again.
     _kept: list[TranscriptEntry | RowTuple] = field(default_factory=list)
 
@@ -78,12 +75,11 @@ class TranscriptDigest:
             if self._turn is not None and not self._turn[1].issuperset(self._turn[0]):
                 self._close_turn()
             self._turn = (call_ids(message), set())
-            self._answering = True
             self._kept = [row]
             return
-        elif role != "tool_result":
-            self._answering = False  # a result after this is dropped, not an answer
-        elif self._turn is not None and self._answering:
+        elif role == "tool_result" and self._turn is not None:
+            # Any result before the next assistant message answers its call: the resume
+            # shows it to the model right after the call (`tool_calls.answer_dangling_calls`).
             self._turn[1].add(str(message.get("tool_call_id")))
         self._kept.append(row)
 

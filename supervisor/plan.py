@@ -368,7 +368,7 @@ def by_argument_values(call: ToolCallInfo, markers: Iterable[Marker]) -> list[Ma
 
 
 def dangling_calls(messages: Iterable[dict[str, Any] | None]) -> list[ToolCallInfo]:
-    """Calls of earlier assistant messages that never got a result right after them.
+    """Calls of earlier assistant messages that got no result before the next one.
 
     The calls of the last assistant message are the plan's `calls`; these
     are the ones before it, which a provider like Anthropic rejects (a

@@ -54,42 +54,47 @@ def aborted_message(reason: str, run_id: str | None) -> AssistantMessage:
 
 
 def answer_dangling_calls(messages: list[Message]) -> tuple[list[Message], list[ToolCall]]:
-    """The messages a model is shown, with every tool call answered in place.
+    """The messages a model is shown, with every tool call answered right after it.
 
     Providers like Anthropic reject a `tool_use` whose `tool_result` is not
-    in the very next message. The checkpoint is append-only, so a call left
-    unanswered in an earlier turn (the recipe's own `resume()` leaves such
-    transcripts) cannot be fixed in storage: it is answered as interrupted
-    in what the model sees, right after its call. Results that answer no
-    call of the turn before them are dropped from that view for the same
-    reason. Returns the repaired list and the calls that were closed.
+    in the very next message. The checkpoint is append-only, so the view is
+    repaired, not the storage. A call's stored result that came later in its
+    turn (after a user message written while the tool ran) is moved up to
+    right after the call: the tool did run, and telling the model otherwise
+    would have it ask again and the side effect happen twice. A call with no
+    result before the next assistant message (the recipe's own `resume()`
+    leaves such transcripts) is answered as interrupted. Results that answer
+    no call of their turn, or one already answered, are dropped from the
+    view. Returns the repaired list and the calls answered as interrupted.
     """
     out: list[Message] = []
     closed: list[ToolCall] = []
-    i, n = 0, len(messages)
-    while i < n:
-        m = messages[i]
-        i += 1
+    n = len(messages)
+    for i, m in enumerate(messages):
         if isinstance(m, ToolResultMessage):
-            continue  # not right after its call: the API would reject it
+            continue  # shown at its call, or answering nothing: the API would reject it
         out.append(m)
         if not isinstance(m, AssistantMessage):
             continue
         calls = [b for b in m.content if isinstance(b, ToolCall)]
         ids = {c.id for c in calls}
         answered: set[str] = set()
-        while i < n and isinstance(messages[i], ToolResultMessage):
-            result = messages[i]
-            i += 1
-            assert isinstance(result, ToolResultMessage)
-            if result.tool_call_id in ids and result.tool_call_id not in answered:
+        j = i + 1
+        while j < n and not isinstance(messages[j], AssistantMessage):
+            result = messages[j]
+            if (
+                isinstance(result, ToolResultMessage)
+                and result.tool_call_id in ids
+                and result.tool_call_id not in answered
+            ):
                 answered.add(result.tool_call_id)
                 out.append(result)
+            j += 1
         missing = [c for c in calls if c.id not in answered]
         if missing and m is not messages[-1]:  # a last, unanswered turn is the runner's
             closed += missing
             out += [stand_in_result(c, INTERRUPTED_TEXT, m.run_id) for c in missing]
-    if len(out) == len(messages) and not closed:
+    if not closed and len(out) == n and all(a is b for a, b in zip(out, messages, strict=True)):
         return messages, []
     return out, closed
 

@@ -206,3 +206,57 @@ def test_a_dangling_call_in_an_earlier_message_is_repaired(
     assert state_of(db, "t1") == "finished"
     assert [r.error for r in api.received[seen:] if r.error] == []
     assert len(api.received) > seen + 1
+
+
+async def _result_after_a_user_message(db: Path, thread: str) -> None:
+    """A batch of two calls; a user message written while B ran; then B's result."""
+    from cubeloop import TextContent, ToolCall, ToolResultMessage, UserMessage
+    from cubeloop.checkpointer import SQLiteCheckpointer
+    from cubeloop.providers.faux import faux_assistant_message
+
+    def result(x: str) -> ToolResultMessage:
+        return ToolResultMessage(
+            tool_call_id=f"toolu_01_{x}",
+            tool_name="process_item",
+            content=[TextContent(text=f"Processed {x}.")],
+            timestamp=time.time(),
+        )
+
+    async with SQLiteCheckpointer(str(db)) as cp:
+        calls = [
+            ToolCall(id=f"toolu_01_{x}", name="process_item", arguments={"item": x}) for x in "AB"
+        ]
+        await cp.append(
+            thread,
+            [
+                UserMessage(
+                    content=[TextContent(text="Process items A..C")], timestamp=time.time()
+                ),
+                faux_assistant_message(
+                    [TextContent(text="Processing A and B."), *calls], stop_reason="tool_use"
+                ),
+                result("A"),
+                UserMessage(content=[TextContent(text="How is it going?")], timestamp=time.time()),
+                result("B"),
+            ],
+        )
+
+
+def test_a_result_stored_after_a_user_message_is_not_run_again(tmp_path: Path) -> None:
+    """B ran and its result is stored, after a message a human wrote meanwhile. The API
+    wants B's result right after its call: shown there, the model goes on to C. (Told B
+    was interrupted, the scripted model, like a real one, asked for B again: twice.)"""
+    db, jobs = tmp_path / "u.db", tmp_path / "u.db.jobs"
+    asyncio.run(_result_after_a_user_message(db, "t1"))
+    with MessagesAPI() as api:
+        plan = run(
+            env_for(api, jobs), "resume", str(db), "t1", "--dry-run", "--json", "--agent", AGENT
+        )
+        assert plan.returncode == 0, plan.stderr
+        assert json.loads(plan.stdout)[0]["closed"] == []
+        out = run(env_for(api, jobs), "resume", str(db), "t1", "--force", "--agent", AGENT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert api.invalid == []
+    assert "interrupted" not in out.stdout
+    assert Ledger(jobs).effects() == ['process_item:{"item":"C"}']  # counted by the tool itself
+    assert state_of(db, "t1") == "finished"

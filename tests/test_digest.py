@@ -70,8 +70,8 @@ _messages = st.lists(st.one_of(_assistant, _result, _user, st.none()), max_size=
 @settings(max_examples=400, deadline=None)
 @given(_messages)
 def test_the_fold_reads_a_transcript_as_the_resume_does(messages: list) -> None:
-    """The dangling calls are those the resume closes (results answer a call only right
-    after it); the last turn is the rows from the newest assistant message on."""
+    """The dangling calls are those the resume closes (no result before the next assistant
+    message); the last turn is the rows from the newest assistant message on."""
     digest = TranscriptDigest.of_messages(messages)
     closed = _closed_by_the_resume(messages)
     if closed is not None:
@@ -87,9 +87,10 @@ def test_the_fold_reads_a_transcript_as_the_resume_does(messages: list) -> None:
         assert whole == last
 
 
-def test_a_result_after_another_message_answers_nothing() -> None:
-    """The resume drops a result that is not right after its call, and answers the call
-    as interrupted: the plan says so."""
+def test_a_result_stored_after_another_message_still_answers_its_call() -> None:
+    """A user message written while the tool ran, then the tool's result: the call ran.
+    The resume shows the result right after its call (the API wants it there); told the
+    call was interrupted, the model asked for it again and it ran twice. The plan agrees."""
     call = {"type": "tool_call", "name": "t", "arguments": {}}
     messages = [
         {"role": "assistant", "content": [{**call, "id": "d1"}, {**call, "id": "d2"}]},
@@ -98,8 +99,18 @@ def test_a_result_after_another_message_answers_nothing() -> None:
         {"role": "tool_result", "tool_call_id": "d2", "tool_name": "t", "content": []},
         {"role": "assistant", "content": []},
     ]
-    assert [c.id for c in TranscriptDigest.of_messages(messages).dangling] == ["d2"]
-    assert _closed_by_the_resume(messages) == ["d2"]
+    assert TranscriptDigest.of_messages(messages).dangling == []
+    assert _closed_by_the_resume(messages) == []
+    shown, closed = answer_dangling_calls([MODELS[m["role"]].model_validate(m) for m in messages])
+    assert closed == []
+    order = [(m.role, getattr(m, "tool_call_id", None)) for m in shown]
+    assert order == [
+        ("assistant", None),
+        ("tool_result", "d1"),
+        ("tool_result", "d2"),
+        ("user", None),
+        ("assistant", None),
+    ]
 
 
 def _assistant_json(*calls: str) -> str:
