@@ -114,7 +114,8 @@ def plan_lines(plan: ThreadPlan) -> list[str]:
         lines.append(f"    {p.verdict:<8} {call}  — {one_line(p.reason, 200)}{where}")
     for c in plan.closed:
         call = call_text(c.name, c.arguments, FULL)
-        lines.append(f"    {'closed':<8} {call}  — not run: the model is told it was interrupted")
+        why = "no result stored: not run; the model is told it was interrupted"
+        lines.append(f"    {'closed':<8} {call}  — {why}")
     return lines
 
 

@@ -90,6 +90,18 @@ def test_resume_possibly_live_thread_without_force(demo_db: Path) -> None:
     assert "may still be running in another process" in out.stderr
 
 
+def test_a_dry_run_says_what_the_resume_would_refuse_without_force(demo_db: Path) -> None:
+    """The plan is what --force would do; the dry run says the resume waits for it."""
+    refused = run_cli("resume", str(demo_db), "job-05")
+    assert refused.returncode == 1 and "may still be running" in refused.stderr
+    plan = run_cli("resume", str(demo_db), "job-05", "--dry-run")
+    assert "note: may still be running in another process" in plan.stdout, plan.stdout
+    (as_json,) = json.loads(run_cli("resume", str(demo_db), "job-05", "--dry-run", "--json").stdout)
+    assert as_json["refused"] is None and "--force" in as_json["live"]
+    forced = run_cli("resume", str(demo_db), "job-05", "--dry-run", "--json", "--force").stdout
+    assert json.loads(forced)[0]["live"] is None
+
+
 def test_resume_finished_thread_is_not_a_failure(demo_db: Path) -> None:
     out = run_cli("resume", str(demo_db), "job-01")
     assert out.returncode == 0

@@ -132,15 +132,9 @@ def _run_sharded(args: argparse.Namespace, config: RunnerConfig, todo: list[str]
 
 def _refusal(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the runner would refuse this thread, known from the read-only listing."""
-    from supervisor.plan import live_reason, refusal
+    from supervisor.plan import refusal
 
-    reason = refusal(summary)
-    if reason is not None:
-        return reason
-    live = live_reason(summary, now, LIVE_WINDOW)
-    if live is not None and not args.force:
-        return f"{live}; --force resumes it anyway"
-    return None
+    return refusal(summary) or _live(summary, now, args)
 
 
 def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
@@ -160,15 +154,29 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
         strategy=args.strategy,
         agent=agent,
     )
+    # What the resume itself would refuse for now: a thread written to moments ago may
+    # still be running in another process (the plan says what --force would do).
+    now = time.time()
+    waits = {s.thread_id: _live(s, now, args) for s in summaries}
     if args.json:
-        print_json([p.to_json() for p in plans])
+        print_json([{**p.to_json(), "live": waits.get(p.thread_id)} for p in plans])
         return EXIT_OK
     if not plans:
         print("no thread needs resuming")
     for plan in plans:
         for line in plan_lines(plan):
             print(line)
+        if plan.refused is None and (live := waits.get(plan.thread_id)) is not None:
+            print(f"    note: {one_line(live, 200)}")
     return EXIT_OK
+
+
+def _live(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
+    """Why the resume would refuse a thread that may still be running, unless --force."""
+    from supervisor.plan import live_reason
+
+    live = live_reason(summary, now, LIVE_WINDOW)
+    return None if live is None or args.force else f"{live}; --force resumes it anyway"
 
 
 def _journal_mode(path: Path, busy_timeout: float) -> str:

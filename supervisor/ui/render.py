@@ -373,7 +373,9 @@ def planned_call(p: PlannedCall, palette: Palette) -> Text:
 
 def closed_call(call: ToolCallInfo) -> Text:
     out = Text("• ").append(call_text(call.name, call.arguments, FULL))
-    return out.append("\n    not run: the model is told it was interrupted", style="dim")
+    return out.append(
+        "\n    no result stored: not run; the model is told it was interrupted", style="dim"
+    )
 
 
 def plan_text(plan: ThreadPlan, palette: Palette) -> Text:
