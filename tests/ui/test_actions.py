@@ -200,6 +200,31 @@ async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
     assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
 
 
+async def test_the_keys_scroll_a_plan_longer_than_the_dialog_at_80x24(app_factory) -> None:
+    """The plans of every crashed thread do not fit at 80x24; the yes button has the
+    focus, and the scroll keys still move the plan (they did nothing: the button took them)."""
+    from textual.containers import VerticalScroll
+
+    async with app_factory().run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause(0.3)
+        preview = pilot.app.screen
+        assert isinstance(preview, BulkResumePreview)
+        plans = preview.query_one("#bulk-plans", VerticalScroll)
+        assert plans.max_scroll_y > 0  # longer than its room: there is something to scroll
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert plans.scroll_y > 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert plans.scroll_y == plans.max_scroll_y
+        await pilot.press("home", "j")
+        await pilot.pause()
+        assert plans.scroll_y == 1
+        await pilot.press("n")
+
+
 async def test_space_marks_rows_and_r_acts_on_them(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
         await settle(pilot)

@@ -13,6 +13,13 @@ class YesNoScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
+        # The plan a dialog shows scrolls whichever widget has focus (a button, at first).
+        Binding("down,j", "scroll_plan('scroll_down')", "Scroll the plan", show=False),
+        Binding("up,k", "scroll_plan('scroll_up')", "Scroll the plan back", show=False),
+        Binding("pagedown", "scroll_plan('scroll_page_down')", "Page down", show=False),
+        Binding("pageup", "scroll_plan('scroll_page_up')", "Page up", show=False),
+        Binding("end", "scroll_plan('scroll_end')", "End of the plan", show=False),
+        Binding("home", "scroll_plan('scroll_home')", "Start of the plan", show=False),
     ]
 
     def on_mount(self) -> None:
@@ -23,3 +30,9 @@ class YesNoScreen(ModalScreen[bool]):
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)
+
+    def action_scroll_plan(self, how: str) -> None:
+        """Scroll the dialog's plan (`.plan`), if it has one: at 80x24 a bulk plan is
+        longer than the room it has, and the focused button would take the keys."""
+        for plan in self.query(".plan"):
+            getattr(plan, how)(animate=False)
