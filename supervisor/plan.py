@@ -505,6 +505,8 @@ def plan_thread(
             action = "ask a human first; then finish the calls and call the model"
     else:  # aborted / error: calls that never ran are closed, not run
         closed += pending
+        if not closed:  # nothing to close: say only what happens
+            action = "continue with a 'continue' message"
     return ThreadPlan(
         summary.thread_id,
         state,

@@ -166,3 +166,17 @@ def test_answer_dangling_calls_puts_a_result_right_after_each_call() -> None:
     assert answer_dangling_calls(untouched) == (untouched, [])
     partial = messages[:3]  # the recipe's resume() calls the model here: b must be answered
     assert [c.id for c in answer_dangling_calls(partial)[1]] == ["b"]
+
+
+def test_an_aborted_thread_with_nothing_to_close_is_not_said_to_close_anything(
+    tmp_path: Path,
+) -> None:
+    """A new user read "close dangling calls" over an empty list of closed calls."""
+    quiet = ThreadSummary("t", messages=2, last_row=2, last_role="assistant")
+    quiet.set_last_assistant("aborted", (), "", None)
+    plan = plan_thread(quiet, index(tmp_path))
+    assert plan.state is State.ABORTED and plan.closed == ()
+    assert plan.action == "continue with a 'continue' message"
+    quiet.set_last_assistant("aborted", (ToolCallInfo("c1", "f", {}),), "", None)
+    plan = plan_thread(quiet, index(tmp_path))
+    assert [c.id for c in plan.closed] == ["c1"] and plan.action.startswith("close dangling calls")
