@@ -23,6 +23,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.location import Location, shown_arguments
 from supervisor.markdown import code, fenced, transcript_markdown
-from supervisor.report import marker_json, plan_lines, transcript_jsonl
+from supervisor.report import marker_json, transcript_jsonl
 from supervisor.text import utc_time
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Incident:
     transcript: Transcript
     #: What `resume --dry-run` plans, or None when it could not (then `no_plan` says why).
     plans: list[ThreadPlan] | None
+    #: Per thread, why a resume now would wait for `--force` (`plans.waits`), or None.
+    live: dict[str, str | None]
     no_plan: str | None
     markers: list[tuple[Marker, MatchedBy | None]]
     #: Where the markers and the watcher's records are, for people (no password).
@@ -70,11 +73,12 @@ def gather(
     no_agent: str | None,
     jobs_dir: Path | str,
     strategy: str = "rerun",
+    live_window: float = 0.0,
 ) -> Incident:
     """Read the thread's incident from an open store. `agent`: whose policy the plan asks,
     as `resume --dry-run` does, and whose marker hook matches markers; without one
     (`no_agent` says why) there is no plan and markers are matched by their records."""
-    from supervisor.plans import dry_run, marker_index
+    from supervisor.plans import dry_run, marker_index, waits
 
     index = marker_index(jobs_dir, agent.marker_hook if agent is not None else None)
     transcript = store.transcript(summary.thread_id, full=True)
@@ -90,6 +94,7 @@ def gather(
         summary=summary,
         transcript=transcript,
         plans=plans,
+        live=waits([summary], time.time(), live_window),
         no_plan=None if agent is not None else no_agent,
         markers=index.markers_of(summary.thread_id, transcript.tool_calls()),
         markers_at=Location.parse(jobs_dir).shown,
@@ -197,9 +202,11 @@ def bundle_files(incident: Incident) -> dict[str, Callable[[], Iterable[str]]]:
         "transcript.jsonl": lambda: transcript_jsonl(s, incident.transcript),
     }
     if incident.plans is not None:
-        plans = incident.plans
-        files["plan.json"] = lambda: [_json([p.to_json() for p in plans])]
-        files["plan.txt"] = lambda: [line for p in plans for line in plan_lines(p)]
+        from supervisor.plans import dry_run_json, dry_run_lines
+
+        plans, live = incident.plans, incident.live
+        files["plan.json"] = lambda: [_json(dry_run_json(plans, live))]
+        files["plan.txt"] = lambda: dry_run_lines(plans, live)
     else:
         files["plan.txt"] = lambda: [f"no plan: {incident.no_plan}"]
     files["markers.json"] = lambda: [_json([marker_json(m, how) for m, how in incident.markers])]

@@ -17,7 +17,7 @@ crashed threads. Loading validates every message into cubeloop's models.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supervisor.location import Location
 from supervisor.plan import (
@@ -113,3 +113,34 @@ async def plan_threads(
             probed = await probe(agent, store, summary, transcript, ends)
             planned(summary, asked[summary.thread_id], probed)
     return [plans.get(s.thread_id) or plan_thread(s, index, strategy=strategy) for s in summaries]
+
+
+def waits(summaries: Sequence[ThreadSummary], now: float, window: float) -> dict[str, str | None]:
+    """Per thread, why a resume now would refuse it until `--force` (it may still be
+    running in another process), or None: what a dry run adds to its plans."""
+    from supervisor.plan import live_reason
+
+    out: dict[str, str | None] = {}
+    for s in summaries:
+        live = live_reason(s, now, window)
+        out[s.thread_id] = None if live is None else f"{live}; --force resumes it anyway"
+    return out
+
+
+def dry_run_json(plans: Sequence[ThreadPlan], live: dict[str, str | None]) -> list[dict[str, Any]]:
+    """`resume --dry-run --json`'s items (and a bundle's `plan.json`)."""
+    return [{**p.to_json(), "live": live.get(p.thread_id)} for p in plans]
+
+
+def dry_run_lines(plans: Sequence[ThreadPlan], live: dict[str, str | None]) -> list[str]:
+    """`resume --dry-run`'s text (and a bundle's `plan.txt`): each plan, and a note where
+    the resume would wait for `--force`."""
+    from supervisor.report import plan_lines
+    from supervisor.text import one_line
+
+    lines: list[str] = []
+    for plan in plans:
+        lines += plan_lines(plan)
+        if plan.refused is None and (why := live.get(plan.thread_id)) is not None:
+            lines.append(f"    note: {one_line(why, 200)}")
+    return lines

@@ -20,7 +20,6 @@ from supervisor.cli.options import (
     positive_int,
 )
 from supervisor.cli.output import print_json
-from supervisor.report import plan_lines
 from supervisor.sqlite.files import connect_readonly
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import Store
@@ -143,7 +142,7 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     The agent's own policy is asked about each unanswered call, as the resume
     will ask it (`supervisor.probe`), over a checkpointer that cannot write.
     """
-    from supervisor.plans import dry_run, marker_index
+    from supervisor.plans import dry_run, dry_run_json, dry_run_lines, marker_index, waits
 
     agent, jobs_dir = agent_and_jobs(args)
     summaries = [s for t in wanted if (s := store.get(t)) is not None]
@@ -156,27 +155,22 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     )
     # What the resume itself would refuse for now: a thread written to moments ago may
     # still be running in another process (the plan says what --force would do).
-    now = time.time()
-    waits = {s.thread_id: _live(s, now, args) for s in summaries}
+    live = {} if args.force else waits(summaries, time.time(), LIVE_WINDOW)
     if args.json:
-        print_json([{**p.to_json(), "live": waits.get(p.thread_id)} for p in plans])
+        print_json(dry_run_json(plans, live))
         return EXIT_OK
     if not plans:
         print("no thread needs resuming")
-    for plan in plans:
-        for line in plan_lines(plan):
-            print(line)
-        if plan.refused is None and (live := waits.get(plan.thread_id)) is not None:
-            print(f"    note: {one_line(live, 200)}")
+    for line in dry_run_lines(plans, live):
+        print(line)
     return EXIT_OK
 
 
 def _live(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:
     """Why the resume would refuse a thread that may still be running, unless --force."""
-    from supervisor.plan import live_reason
+    from supervisor.plans import waits
 
-    live = live_reason(summary, now, LIVE_WINDOW)
-    return None if live is None or args.force else f"{live}; --force resumes it anyway"
+    return None if args.force else waits([summary], now, LIVE_WINDOW)[summary.thread_id]
 
 
 def _journal_mode(path: Path, busy_timeout: float) -> str:

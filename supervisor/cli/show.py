@@ -12,7 +12,14 @@ from typing import Any
 
 from supervisor.agents import ENV_VAR
 from supervisor.cli.context import jobs_place, open_store, where
-from supervisor.cli.options import EXIT_OK, UsageError, add_db, add_jobs_dir, version_text
+from supervisor.cli.options import (
+    EXIT_OK,
+    LIVE_WINDOW,
+    UsageError,
+    add_db,
+    add_jobs_dir,
+    version_text,
+)
 from supervisor.cli.output import no_thread, print_json, say_notes
 from supervisor.report import entry_lines, transcript_json, transcript_jsonl
 from supervisor.states import ThreadSummary
@@ -147,7 +154,13 @@ def _bundle(args: argparse.Namespace) -> int:
                 f"agent could not be loaded: {exc}"
             )
         incident = gather(
-            store, where(args), summary, agent=agent, no_agent=no_agent, jobs_dir=jobs_dir
+            store,
+            where(args),
+            summary,
+            agent=agent,
+            no_agent=no_agent,
+            jobs_dir=jobs_dir,
+            live_window=LIVE_WINDOW,
         )
     finally:
         store.close()
