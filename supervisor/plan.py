@@ -503,9 +503,9 @@ def plan_thread(
             action = "leave the calls unrun and call the model again, as the agent's policy says"
         elif any(c.verdict is Verdict.ASK for c in calls):
             action = "ask a human first; then finish the calls and call the model"
-    else:  # aborted / error: calls that never ran are closed, not run
+    else:  # aborted / error (and the states with no calls): calls never run are closed
         closed += pending
-        if not closed:  # nothing to close: say only what happens
+        if not closed and state in (State.ABORTED, State.ERROR):  # say only what happens
             action = "continue with a 'continue' message"
     return ThreadPlan(
         summary.thread_id,
