@@ -91,9 +91,8 @@ def test_resume_possibly_live_thread_without_force(demo_db: Path) -> None:
 
 
 def test_a_dry_run_says_what_the_resume_would_refuse_without_force(demo_db: Path) -> None:
-    """The plan is what --force would do; the dry run says the resume waits for it."""
-    refused = run_cli("resume", str(demo_db), "job-05")
-    assert refused.returncode == 1 and "may still be running" in refused.stderr
+    """The plan is what --force would do; the dry run says the resume waits for it (the
+    resume refuses job-05: `test_resume_possibly_live_thread_without_force`)."""
     plan = run_cli("resume", str(demo_db), "job-05", "--dry-run")
     assert "note: may still be running in another process" in plan.stdout, plan.stdout
     (as_json,) = json.loads(run_cli("resume", str(demo_db), "job-05", "--dry-run", "--json").stdout)

@@ -84,13 +84,13 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(_texts)
 def test_any_text_reads_as_json_loads_reads_it(text: str) -> None:
     _agrees(text)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(_numbers)
 def test_every_number_reads_to_the_same_bits(text: str) -> None:
     _agrees(text)
