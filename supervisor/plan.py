@@ -108,6 +108,10 @@ class PlannedCall:
         }
 
 
+#: What happens to a `closed` call, in the words every surface prints.
+CLOSED_WHY = "no result stored: not run; the model is told it was interrupted"
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """What resuming one thread does, without doing it."""

@@ -112,10 +112,11 @@ def plan_lines(plan: ThreadPlan) -> list[str]:
         if p.runs_as is not None:
             call += f" (runs as {call_text(p.runs_as.name, p.runs_as.arguments, FULL)})"
         lines.append(f"    {p.verdict:<8} {call}  — {one_line(p.reason, 200)}{where}")
+    from supervisor.plan import CLOSED_WHY
+
     for c in plan.closed:
         call = call_text(c.name, c.arguments, FULL)
-        why = "no result stored: not run; the model is told it was interrupted"
-        lines.append(f"    {'closed':<8} {call}  — {why}")
+        lines.append(f"    {'closed':<8} {call}  — {CLOSED_WHY}")
     return lines
 
 

@@ -15,7 +15,7 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 from supervisor.markers import Marker
-from supervisor.plan import MatchedBy, PlannedCall, ThreadPlan, Verdict
+from supervisor.plan import CLOSED_WHY, MatchedBy, PlannedCall, ThreadPlan, Verdict
 from supervisor.report import FULL, call_text, describe_event, message_text, size_text, thread_hint
 from supervisor.runner import RunnerEvent
 from supervisor.states import State, ThreadSummary, ToolCallInfo
@@ -373,9 +373,7 @@ def planned_call(p: PlannedCall, palette: Palette) -> Text:
 
 def closed_call(call: ToolCallInfo) -> Text:
     out = Text("• ").append(call_text(call.name, call.arguments, FULL))
-    return out.append(
-        "\n    no result stored: not run; the model is told it was interrupted", style="dim"
-    )
+    return out.append(f"\n    {CLOSED_WHY}", style="dim")
 
 
 def plan_text(plan: ThreadPlan, palette: Palette) -> Text:

@@ -174,13 +174,19 @@ async def test_prompt_escape_cancels(app_factory) -> None:
     assert open_store("demo.db").get("job-01").messages == 7
 
 
+async def bulk_preview(pilot) -> BulkResumePreview:
+    """`R` pressed on a settled app: the preview of every crashed thread."""
+    await settle(pilot)
+    await pilot.press("R")
+    await pilot.pause(0.3)
+    preview = pilot.app.screen
+    assert isinstance(preview, BulkResumePreview)
+    return preview
+
+
 async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
     async with app_factory().run_test(size=(160, 45)) as pilot:
-        await settle(pilot)
-        await pilot.press("R")
-        await pilot.pause(0.3)
-        preview = pilot.app.screen
-        assert isinstance(preview, BulkResumePreview)
+        preview = await bulk_preview(pilot)
         assert preview.title_text == "Resume every crashed thread (6)"
         body = str(preview.query_one(".plan-call").render())
         # The same plan a single resume shows, for every mid-tool thread …
@@ -206,11 +212,7 @@ async def test_the_keys_scroll_a_plan_longer_than_the_dialog_at_80x24(app_factor
     from textual.containers import VerticalScroll
 
     async with app_factory().run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        await pilot.press("R")
-        await pilot.pause(0.3)
-        preview = pilot.app.screen
-        assert isinstance(preview, BulkResumePreview)
+        preview = await bulk_preview(pilot)
         plans = preview.query_one("#bulk-plans", VerticalScroll)
         assert plans.max_scroll_y > 0  # longer than its room: there is something to scroll
         await pilot.press("pagedown")

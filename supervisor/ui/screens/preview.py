@@ -128,9 +128,6 @@ class BulkResumePreview(YesNoScreen):
                 yield Button(label, variant="primary", id="yes")
                 yield Button("Cancel (n)", id="no")
 
-    def on_mount(self) -> None:
-        self.query_one("#bulk-plans", VerticalScroll).focus()  # PgDn and End scroll the plans
-
     def _body(self) -> Text:
         out = Text()
         for i, plan in enumerate(self.plans):
