@@ -117,6 +117,7 @@ class Run:
     #: A file lease or a Postgres advisory lease (see `Location.leases`).
     lease: Any = None
     signal: asyncio.Event = field(default_factory=asyncio.Event)
+    #: "queued", "running", then "finishing" (its end is being written: an abort waits).
     phase: str = "queued"
     outcome: str | None = None
     final_state: State | None = None

@@ -75,6 +75,10 @@ if TYPE_CHECKING:
     from cubeloop import Agent
     from cubeloop.providers.base import Message
 
+#: Seconds an abort waits, past its grace, for a run that has stopped and is winding down
+#: (its final state read, its lease let go) before it cancels that too.
+FINISHING_WAIT = 10.0
+
 
 class Runner:
     """Runs threads of one database as background asyncio tasks."""
@@ -310,6 +314,10 @@ class Runner:
             if run.agent is not None:
                 run.agent.abort()
             await asyncio.wait({run.task}, timeout=0.05)
+        # A run already stopped and winding down (reading its final state, letting go of
+        # its lease) is given a while more: a cancel there leaves its final state unknown.
+        if not run.task.done() and run.phase == "finishing":
+            await asyncio.wait({run.task}, timeout=FINISHING_WAIT)
         if not run.task.done():
             run.task.cancel()
         await asyncio.gather(run.task, return_exceptions=True)
@@ -405,6 +413,7 @@ class Runner:
                 raise
             run.outcome = "suspended" if type(exc).__name__ == "HitlDetached" else "aborted"
         finally:
+            run.phase = "finishing"
             if watcher is not None:
                 watcher.cancel()
             current_thread.reset(token)
@@ -472,6 +481,9 @@ class Runner:
         agent.convert_to_llm = convert
 
     async def _finish(self, run: Run) -> None:
+        """The run's final state, its span closed, its lease let go, and `run_end` told:
+        told even if this is cancelled (the app's list showed the thread running for
+        ever when a cancel came while the final state was read)."""
         try:
             summary, _ = await asyncio.shield(self.inspect(run.thread_id))
             summary.running = False
@@ -479,19 +491,21 @@ class Runner:
         except Exception:
             run.final_state = None
         finally:
-            if run.trace is not None:
-                state = run.final_state
-                run.trace.end(run.outcome, None if state is None else str(state))
-            if run.lease is not None:
-                await self.leases.release(run.lease)
-            self._runs.pop(run.thread_id, None)
-        self._emit(
-            run.thread_id,
-            "run_end",
-            outcome=run.outcome,
-            state=str(run.final_state) if run.final_state else None,
-            seconds=self.config.clock() - run.started_at,
-        )
+            try:
+                if run.trace is not None:
+                    state = run.final_state
+                    run.trace.end(run.outcome, None if state is None else str(state))
+                if run.lease is not None:
+                    await self.leases.release(run.lease)
+            finally:
+                self._runs.pop(run.thread_id, None)
+                self._emit(
+                    run.thread_id,
+                    "run_end",
+                    outcome=run.outcome,
+                    state=str(run.final_state) if run.final_state else None,
+                    seconds=self.config.clock() - run.started_at,
+                )
 
     async def _what_to_carry_on(self, cp: Any, thread_id: str) -> Carried:
         """The thread as a resume finds it, and the run it goes on in.

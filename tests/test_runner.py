@@ -232,6 +232,37 @@ async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool
     assert run.final_state is State.FINISHED
 
 
+async def test_an_abort_while_the_run_winds_down_still_ends_it(
+    demo_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run stopped at the signal, but reading its final state outlasts the grace (a
+    loaded machine, a slow database): the abort waits for it; the run's end is told (the
+    app's list showed the thread running for ever) and its lease is let go."""
+    seen: list[RunnerEvent] = []
+    cfg = config(demo_db, factory=slow_tool_factory(True), abort_grace=0.3)
+    async with Runner(cfg) as runner:
+        inspect = runner.inspect
+
+        async def slow_inspect(thread_id: str):
+            await asyncio.sleep(1.0)
+            return await inspect(thread_id)
+
+        monkeypatch.setattr(runner, "inspect", slow_inspect)
+        runner.subscribe(seen.append)
+        await runner.prompt("job-01", "Process items slow-1")
+        for _ in range(200):
+            if any(e.type == "tool_start" for e in seen):
+                break
+            await asyncio.sleep(0.02)
+        assert await runner.abort("job-01")
+        ends = [e for e in seen if e.type == "run_end"]
+        assert [e.data["outcome"] for e in ends] == ["aborted"]
+        assert ends[0].data["state"] is not None
+        assert not runner.running()
+    assert runner.leases.held_elsewhere("job-01") is None
+    assert transcript_problems(demo_db, "job-01") == []
+
+
 async def test_close_aborts_running_threads(demo_db: Path) -> None:
     runner = Runner(config(demo_db, factory=slow_tool_factory(True), abort_grace=0.5))
     await runner.prompt("job-01", "Process items slow-1")

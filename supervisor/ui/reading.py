@@ -285,6 +285,7 @@ class StoreReader:
             p = Path(path)
             return p.name in names or p.parent == jobs
 
+        watching = False
         async for changes in awatch(
             *paths,
             watch_filter=relevant,
@@ -293,8 +294,15 @@ class StoreReader:
             step=50,
             stop_event=self.stop_watching,
             rust_timeout=500,
+            yield_on_timeout=True,  # the first yield says the watch is in place
         ):
-            if any(Path(p).name in names for _, p in changes):
+            if not watching:
+                # Rows written after the first read looked and before the watch was in
+                # place told nobody: one look now finds them (a thread that started
+                # waiting for its person then stayed off the list until the next write).
+                watching = True
+                self.app.request_refresh()
+            elif any(Path(p).name in names for _, p in changes):
                 self.app.request_refresh()
             if jobs is not None and any(Path(p).parent == jobs for _, p in changes):
                 self.app.reload_detail_soon()

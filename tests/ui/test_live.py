@@ -58,6 +58,35 @@ async def test_a_thread_written_by_another_process_appears_within_a_second(workd
         assert asked, "the write was found without the file watcher asking"
 
 
+async def test_a_write_before_the_watch_is_in_place_is_found(workdir, monkeypatch) -> None:
+    """The watch starts after the agent's import, when the first read is done: a write
+    in between told nobody, and a thread that started waiting for its person stayed off
+    the list until the next write (a CI flake of the bell tests). The write is made here
+    exactly in that window: after the first read, before the watcher registers."""
+    import asyncio
+
+    import watchfiles
+
+    real_awatch = watchfiles.awatch
+    app = watching_app()
+
+    async def awatch_after_a_write(*args, **kwargs):
+        while "job-05" not in table_rows(app) or app.reader.running:  # the first read is done
+            await asyncio.sleep(0.02)
+        write = [sys.executable, "-c", WRITER, "demo.db"]
+        await asyncio.to_thread(subprocess.run, write, cwd=workdir, check=True)
+        async for changes in real_awatch(*args, **kwargs):
+            yield changes
+
+    monkeypatch.setattr(watchfiles, "awatch", awatch_after_a_write)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        deadline = time.monotonic() + 30  # a hang guard, not a timing
+        while "from-elsewhere" not in table_rows(app) and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert table_rows(app)["from-elsewhere"][1] == "○ between_turns"
+
+
 async def test_marker_written_elsewhere_updates_the_markers_tab(workdir) -> None:
     from supervisor.jobs import JobMarkers, job_key
 
