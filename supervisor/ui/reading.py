@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from supervisor import collector
 from supervisor.location import Location
@@ -69,6 +69,7 @@ class StoreReader:
         self.again = False
         self.stop_watching = asyncio.Event()
         self._leases_seen: dict[str, dict[str, Any]] | None = None
+        self._lease_poll: Worker[None] | None = None
         #: Live `agent-supervisor watch` processes on this database (the header says so).
         self.watchers_seen: list[dict[str, Any]] = []
         #: When the last refresh ended and how long it took (monotonic seconds).
@@ -201,10 +202,14 @@ class StoreReader:
             self.app.post_message(ThreadsRefreshed(summaries, full=True, provisional=True))
 
     def poll_leases(self) -> None:
-        self.app.run_worker(
+        """One look at a time: a thread worker goes on when cancelled, and two looks that
+        ended out of order left the older one's leases as the last seen (a holder that had
+        died since was then never noticed: its thread stayed `running`)."""
+        if self._lease_poll is not None and not self._lease_poll.is_finished:
+            return
+        self._lease_poll = self.app.run_worker(
             functools.partial(self.poll_leases_work),
             thread=True,
-            exclusive=True,
             group="leases",
             exit_on_error=False,
         )
