@@ -29,12 +29,18 @@ EVENTS = 28
 MARKER_POINTS = ["before_start", "after_start", "before_finish", "after_finish"]
 ITEMS = ["A", "B", "C"]
 
+#: Events after which a kill leaves what the event before it left: nothing is written and
+#: no tool runs between them (a turn or a message starting). SQLite is killed there too;
+#: the Postgres matrix, at three times the cost per case, skips them.
+SAME_AS_BEFORE = {2, 3, 5, 9, 13, 16, 17, 21, 24, 25}
 CASES = [pytest.param({"kill_at_event": n}, id=f"event-{n}") for n in range(1, EVENTS + 1)]
+DISTINCT_CASES = [c for c in CASES if c.values[0]["kill_at_event"] not in SAME_AS_BEFORE]
 CASES += [
     pytest.param({"kill_at_marker": f"{p}:{item}"}, id=f"{p}-{item}")
     for item in ITEMS
     for p in MARKER_POINTS
 ]
+DISTINCT_CASES += CASES[EVENTS:]
 
 
 def test_event_count_matches_a_full_run(tmp_path: Path) -> None:

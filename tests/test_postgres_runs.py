@@ -25,7 +25,7 @@ from supervisor.location import open_store
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.states import RESUMABLE, State
 from tests.conftest import ROOT, effects, run_demo_child, transcript_problems
-from tests.test_exactly_once import CASES, resume_and_check
+from tests.test_exactly_once import DISTINCT_CASES, resume_and_check
 
 pytestmark = pytest.mark.postgres
 
@@ -189,7 +189,7 @@ async def test_a_lease_never_blocks_cubeloops_own_writes(pg_dsn: str) -> None:
 # -- the kill matrix, on Postgres with markers in Postgres -----------------------------
 
 
-@pytest.mark.parametrize("kill", CASES)
+@pytest.mark.parametrize("kill", DISTINCT_CASES)
 async def test_crash_then_resume_is_exactly_once_on_postgres(
     pg_server, tmp_path: Path, kill: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
