@@ -158,6 +158,11 @@ class Store(Protocol):
         """Things worth one line to the user (a rolled-back hot journal), once each."""
         ...
 
+    def leases_folded(self) -> dict[str, dict[str, Any]] | None:
+        """The live leases (`leases.live()`, every one) the last refresh folded into the
+        listing; None before the first. A look at the leases that finds others refreshes."""
+        ...
+
     def check_rows(self) -> set[str]:
         """Validate every row (the listing validates only those states depend on)."""
         ...

@@ -91,6 +91,7 @@ class PostgresStore:
         self._threads: dict[str, ThreadSummary] = {}
         self._pending: set[str] = set()
         self._held: set[str] = set()
+        self._live: dict[str, dict[str, Any]] | None = None  # `leases_folded`
         self._attempted: set[str] = set()
         self._since: Any = None
         #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
@@ -148,6 +149,9 @@ class PostgresStore:
     def take_notices(self) -> list[str]:
         """A lost connection and its return (the client connects again by itself)."""
         return self._client.take_notices()
+
+    def leases_folded(self) -> dict[str, dict[str, Any]] | None:
+        return self._live
 
     @property
     def rows_checked(self) -> bool:
@@ -774,7 +778,8 @@ class PostgresStore:
 
     def _read_leases(self) -> set[str]:
         """Threads whose advisory lease a live supervisor holds are `running`."""
-        live = {t: h for t, h in self.leases.live().items() if t in self._threads}
+        self._live = self.leases.live()
+        live = {t: h for t, h in self._live.items() if t in self._threads}
         changed = fold_holders(self._threads, self._held, live)
         self._held = set(live)
         return changed

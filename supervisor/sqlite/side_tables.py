@@ -59,6 +59,8 @@ class SideTables:
         #: Threads with a pending request / a live lease at the last refresh.
         self.pending: set[str] = set()
         self.held: set[str] = set()
+        #: Every live lease the last `read_leases` found (`SQLiteStore.leases_folded`).
+        self.live: dict[str, dict[str, Any]] | None = None
         #: Threads whose newest run is open, and the last `runs` rowid read.
         self.open_runs: set[str] = set()
         self.runs_cursor = 0
@@ -212,7 +214,8 @@ class SideTables:
         Leases are files beside the database, read without creating
         anything; returns the threads whose holder changed.
         """
-        live = {t: h for t, h in self.leases.live().items() if t in self.reader.threads}
+        self.live = self.leases.live()
+        live = {t: h for t, h in self.live.items() if t in self.reader.threads}
         changed = fold_holders(self.reader.threads, self.held, live)
         self.held = set(live)
         return changed

@@ -131,6 +131,9 @@ class SQLiteStore:
     def take_notices(self) -> list[str]:
         return self.db.take_notices()
 
+    def leases_folded(self) -> dict[str, dict[str, Any]] | None:
+        return self.side.live
+
     def newest_row(self) -> int | None:
         """The highest message id in the file now (None: no messages)."""
         return self.reader.newest_row()

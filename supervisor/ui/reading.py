@@ -68,7 +68,6 @@ class StoreReader:
         self.running = False
         self.again = False
         self.stop_watching = asyncio.Event()
-        self._leases_seen: dict[str, dict[str, Any]] | None = None
         self._lease_poll: Worker[None] | None = None
         #: Live `agent-supervisor watch` processes on this database (the header says so).
         self.watchers_seen: list[dict[str, Any]] = []
@@ -218,9 +217,11 @@ class StoreReader:
         """Leases change without a database write (a holder that dies touches no file).
 
         Twice a second, look at the live leases and refresh when they differ
-        from the last look, so another supervisor's run shows (and stops
-        showing) within a second. It compares with its own last look, not with
-        the list: it runs in a thread and must not read the app's state.
+        from those the last refresh folded into the list, so another
+        supervisor's run shows (and stops showing) within a second. Not from
+        this poll's own last look: a refresh a write set off between two looks
+        could fold a holder that then died unseen by either, its thread left
+        `running`. It never reads the app's state (it runs in a thread).
         """
         self.store.leases.tidy()  # once: what dead holders left, before it is read each time
         live = self.store.leases.live()
@@ -228,8 +229,8 @@ class StoreReader:
         if watchers != self.watchers_seen and not self.app.quitting:
             self.watchers_seen = watchers
             self.app.call_from_thread(self.app.update_header)
-        if live != self._leases_seen and not self.app.quitting:
-            self._leases_seen = live
+        folded = self.store.leases_folded()
+        if folded is not None and live != folded and not self.app.quitting:
             self.app.call_from_thread(self.app.request_refresh)
 
     def read_transcript(self, thread_id: str, full: bool = False) -> Transcript:

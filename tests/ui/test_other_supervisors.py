@@ -81,51 +81,25 @@ async def test_a_holder_that_dies_stops_showing_running(workdir: Path) -> None:
         await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "◑ after_tools")
 
 
-async def test_a_look_at_the_leases_slow_to_end_never_hides_a_holder_dying(
-    workdir: Path, monkeypatch
-) -> None:
-    """A look at the leases that ends late (a loaded machine) must not come after newer
-    ones: its older leases, taken as the last seen, hid a holder's death for ever."""
-    import threading
-
-    from supervisor.ui.reading import StoreReader
-
+async def test_a_holder_only_a_refresh_saw_is_seen_to_die(workdir: Path, monkeypatch) -> None:
+    """A refresh a write set off folds a holder the lease poll never saw (it lived between
+    two looks, or a look slow to end came after newer ones); when it dies, the next look
+    must still refresh: it compares with what the list folded, not with its own last look."""
     app = watching_app()
-    board = app.store.leases
-    real_live = board.live
-    armed, read, release, ended = (threading.Event() for _ in range(4))
-
-    def live():  # the poll's first look once armed: read now (no holder), told when released
-        found = real_live()
-        if sys._getframe(1).f_code is StoreReader.poll_leases_work.__code__ and armed.is_set():
-            armed.clear()
-            read.set()
-            release.wait(20)
-        return found
-
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
-        poll = app.reader.poll_leases_work
-
-        def poll_then_say() -> None:
-            slow = armed.is_set()
-            poll()
-            if slow and read.is_set():
-                ended.set()
-
-        monkeypatch.setattr(board, "live", live)
-        monkeypatch.setattr(app.reader, "poll_leases_work", poll_then_say)
-        armed.set()
-        await wait_until(pilot, read.is_set)
+        looks = app.reader.poll_leases_work
+        paused = [True]
+        monkeypatch.setattr(app.reader, "poll_leases_work", lambda: None if paused[0] else looks())
+        await pilot.pause(1.0)  # a look under way has ended
         proc = hold(workdir / "demo.db", "job-04")
         try:
-            await pilot.pause(1.5)  # three ticks of the poll meanwhile
-            release.set()
-            await wait_until(pilot, ended.is_set)
+            app.request_refresh()  # as a write to the database would
+            await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "▶ running")
         finally:
-            release.set()
-            proc.kill()  # before the next look
+            proc.kill()
             proc.wait()
+        paused[0] = False
         await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "◑ after_tools")
 
 
