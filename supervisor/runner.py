@@ -76,8 +76,10 @@ if TYPE_CHECKING:
     from cubeloop.providers.base import Message
 
 #: Seconds an abort waits, past its grace, for a run that has stopped and is winding down
-#: (its final state read, its lease let go) before it cancels that too.
-FINISHING_WAIT = 10.0
+#: (its final state read, its lease let go) before it cancels that too. Less than what the
+#: watcher (`cli.watch.SHUTDOWN_MARGIN`) and `serve` (`END_MARGIN`) allow past the grace
+#: before they stop waiting: an abort that outlasted them ended in a hard exit.
+FINISHING_WAIT = 3.0
 
 
 class Runner:

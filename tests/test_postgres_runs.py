@@ -162,6 +162,31 @@ def test_abort_reaches_a_holder_on_another_machine(pg_demo: tuple[str, Path]) ->
     store.close()
 
 
+async def test_a_lease_taken_before_its_threads_first_row_shows_once_the_row_is_there(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new thread's run takes its lease before its first write: a look in between names
+    nobody, and the thread must still show as held once its row exists (it never did)."""
+    import asyncpg
+
+    from supervisor.pg import leases as pg_leases
+
+    monkeypatch.setattr(pg_leases, "NAME_AGAIN", 0.2)
+    holder, viewer = PgLeaseBoard(pg_dsn), PgLeaseBoard(pg_dsn)
+    lease = await holder.acquire("brand-new")
+    try:
+        assert await asyncio.to_thread(viewer.live) == {}
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute("INSERT INTO cubepi_threads (thread_id) VALUES ('brand-new')")
+        await conn.close()
+        await asyncio.sleep(0.3)
+        assert set(await asyncio.to_thread(viewer.live)) == {"brand-new"}
+    finally:
+        await holder.release(lease)
+        holder.close()
+        viewer.close()
+
+
 async def test_a_lease_never_blocks_cubeloops_own_writes(pg_dsn: str) -> None:
     from cubeloop import TextContent
     from cubeloop.providers.base import UserMessage

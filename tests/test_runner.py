@@ -388,3 +388,13 @@ def test_a_start_that_fails_otherwise_than_by_refusal_fails_the_run(demo_db: Pat
     starts = [broken, lambda runner: runner.resume("job-05", force=True)]
     with pytest.raises(OSError, match="jobs directory is gone"):
         asyncio.run(run_threads(config(demo_db), starts, io.StringIO(), io.StringIO()))
+
+
+def test_an_abort_never_outlasts_what_the_watcher_and_serve_wait_for() -> None:
+    """The watcher and `serve` stop waiting this long past the grace, then exit hard: an
+    abort waiting for a run to wind down must be done before that (`FINISHING_WAIT`)."""
+    from supervisor.cli.serve import END_MARGIN
+    from supervisor.cli.watch import SHUTDOWN_MARGIN
+    from supervisor.runner import FINISHING_WAIT
+
+    assert min(SHUTDOWN_MARGIN, END_MARGIN) >= FINISHING_WAIT + 1.0

@@ -70,6 +70,10 @@ LEASE_SETTINGS = {
     "tcp_keepalives_count": "3",
 }
 
+#: Seconds before a held lease key no thread hashes to is looked up again: a run takes its
+#: lease before its thread's first row exists (a new thread), and a key named nothing once
+#: stayed so (the thread never showed as held). Not every look: it scans the threads.
+NAME_AGAIN = 2.0
 #: How long the lease's heartbeat may take before the connection counts as lost.
 HEARTBEAT_TIMEOUT = 5.0
 
@@ -102,6 +106,8 @@ class PgLeaseBoard:
         self._own_client = client is None
         #: lock key -> thread ids with that hash (hashtext is computed by the server).
         self._names: dict[int, list[str]] = {}
+        #: Held keys no thread row hashed to yet, and when to ask again (`NAME_AGAIN`).
+        self._unnamed: dict[int, float] = {}
 
     # -- holding --------------------------------------------------------
 
@@ -195,10 +201,14 @@ class PgLeaseBoard:
         rows = client.fetch(_HOLDERS_SQL)
         if not rows:
             return {}
-        unknown = [r["key"] for r in rows if r["key"] not in self._names]
-        if unknown:  # once per key: which threads hash to it (the server's hashtext)
-            for key in unknown:
-                self._names[key] = []
+        now = time.monotonic()
+        unknown = [
+            r["key"]
+            for r in rows
+            if r["key"] not in self._names and self._unnamed.get(r["key"], -NAME_AGAIN) <= now
+        ]
+        if unknown:  # which threads hash to each key (the server's hashtext), once found
+            found: dict[int, list[str]] = {}
             for r in client.fetch(
                 "SELECT thread_id, " + _KEY_SQL.format("thread_id") + " AS key "
                 "FROM cubepi_threads WHERE "
@@ -206,7 +216,13 @@ class PgLeaseBoard:
                 + " = ANY($1::bigint[])",
                 unknown,
             ):
-                self._names[r["key"]].append(r["thread_id"])
+                found.setdefault(r["key"], []).append(r["thread_id"])
+            for key in unknown:
+                if key in found:
+                    self._names[key] = found[key]
+                    self._unnamed.pop(key, None)
+                else:  # a lease taken before its thread's first row: asked again later
+                    self._unnamed[key] = now + NAME_AGAIN
         return {t: _holder(r) for r in rows for t in self._names.get(r["key"], ())}
 
     async def stop_elsewhere(
