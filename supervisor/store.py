@@ -307,6 +307,29 @@ def fold_holders(
     return changed
 
 
+class HeldLeases:
+    """The leases a store's listing has folded in: which of its threads are held, and every
+    live lease the last look found (`Store.leases_folded`: the app's lease poll compares
+    with it, so a holder only a refresh saw is still seen to die)."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.live: dict[str, dict[str, Any]] | None = None
+
+    def fold(self, threads: dict[str, ThreadSummary], live: dict[str, dict[str, Any]]) -> set[str]:
+        """Fold a fresh `leases.live()` into `threads`; the threads whose holder changed."""
+        self.live = live
+        mine = {t: h for t, h in live.items() if t in threads}
+        changed = fold_holders(threads, self.held, mine)
+        self.held = set(mine)
+        return changed
+
+    def forget(self) -> None:
+        """The listing starts over: nothing is folded in (the last look stays: it is not
+        the listing's)."""
+        self.held = set()
+
+
 def fold_attempts(
     threads: dict[str, ThreadSummary], before: set[str], found: dict[str, Attempt]
 ) -> set[str]:

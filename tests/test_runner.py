@@ -207,6 +207,14 @@ def slow_tool_factory(honour_signal: bool, finished: list[str] | None = None):
     return factory
 
 
+async def tool_started(seen: list[RunnerEvent]) -> None:
+    """Until the run's tool has started (four seconds at most)."""
+    for _ in range(200):
+        if any(e.type == "tool_start" for e in seen):
+            return
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("honour", [True, False], ids=["honours-signal", "ignores-signal"])
 async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool) -> None:
     seen: list[RunnerEvent] = []
@@ -215,10 +223,7 @@ async def test_abort_leaves_a_resumable_valid_thread(demo_db: Path, honour: bool
     async with Runner(cfg) as runner:
         runner.subscribe(seen.append)
         await runner.prompt("job-01", "Process items slow-1, slow-2")
-        for _ in range(200):
-            if any(e.type == "tool_start" for e in seen):
-                break
-            await asyncio.sleep(0.02)
+        await tool_started(seen)
         assert await runner.abort("job-01")
         assert finished == [], "abort must not wait for the 30 s tool to finish"
         run_end = next(e for e in seen if e.type == "run_end")
@@ -250,10 +255,7 @@ async def test_an_abort_while_the_run_winds_down_still_ends_it(
         monkeypatch.setattr(runner, "inspect", slow_inspect)
         runner.subscribe(seen.append)
         await runner.prompt("job-01", "Process items slow-1")
-        for _ in range(200):
-            if any(e.type == "tool_start" for e in seen):
-                break
-            await asyncio.sleep(0.02)
+        await tool_started(seen)
         assert await runner.abort("job-01")
         ends = [e for e in seen if e.type == "run_end"]
         assert [e.data["outcome"] for e in ends] == ["aborted"]

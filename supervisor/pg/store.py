@@ -38,6 +38,7 @@ from supervisor.pg.thread_reads import ThreadReads
 from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
 from supervisor.store import (
     INDEX_HINT_ROWS,
+    HeldLeases,
     StoreError,
     Transcript,
     fold_attempts,
@@ -90,8 +91,7 @@ class PostgresStore:
         self._only = None if only is None else sorted(set(only))
         self._threads: dict[str, ThreadSummary] = {}
         self._pending: set[str] = set()
-        self._held: set[str] = set()
-        self._live: dict[str, dict[str, Any]] | None = None  # `leases_folded`
+        self._held = HeldLeases()
         self._attempted: set[str] = set()
         self._since: Any = None
         #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
@@ -141,7 +141,8 @@ class PostgresStore:
         with self._lock:
             self._threads = {}
             self._since = None
-            self._pending, self._held, self._attempted = set(), set(), set()
+            self._pending, self._attempted = set(), set()
+            self._held.forget()
 
     def get(self, thread_id: str) -> ThreadSummary | None:
         return self._threads.get(thread_id)
@@ -151,7 +152,7 @@ class PostgresStore:
         return self._client.take_notices()
 
     def leases_folded(self) -> dict[str, dict[str, Any]] | None:
-        return self._live
+        return self._held.live
 
     @property
     def rows_checked(self) -> bool:
@@ -778,11 +779,7 @@ class PostgresStore:
 
     def _read_leases(self) -> set[str]:
         """Threads whose advisory lease a live supervisor holds are `running`."""
-        self._live = self.leases.live()
-        live = {t: h for t, h in self._live.items() if t in self._threads}
-        changed = fold_holders(self._threads, self._held, live)
-        self._held = set(live)
-        return changed
+        return self._held.fold(self._threads, self.leases.live())
 
 
 def _margin() -> Any:

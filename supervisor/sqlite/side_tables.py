@@ -23,6 +23,7 @@ from supervisor.sqlite.rows import plain_id
 from supervisor.sqlite.sql import Scope
 from supervisor.states import PARENT_KEY, ThreadSummary, may_be_child
 from supervisor.store import (
+    HeldLeases,
     fold_attempts,
     fold_fork,
     fold_holders,
@@ -58,9 +59,7 @@ class SideTables:
         self.extra_cursor = 0
         #: Threads with a pending request / a live lease at the last refresh.
         self.pending: set[str] = set()
-        self.held: set[str] = set()
-        #: Every live lease the last `read_leases` found (`SQLiteStore.leases_folded`).
-        self.live: dict[str, dict[str, Any]] | None = None
+        self.held = HeldLeases()
         #: Threads whose newest run is open, and the last `runs` rowid read.
         self.open_runs: set[str] = set()
         self.runs_cursor = 0
@@ -70,7 +69,7 @@ class SideTables:
         """Forget everything read (the listing starts over)."""
         self.extra_cursor = self.runs_cursor = 0
         self.pending.clear()
-        self.held.clear()
+        self.held.forget()
         self.open_runs.clear()
 
     def skip_extra(self) -> None:
@@ -214,11 +213,7 @@ class SideTables:
         Leases are files beside the database, read without creating
         anything; returns the threads whose holder changed.
         """
-        self.live = self.leases.live()
-        live = {t: h for t, h in self.live.items() if t in self.reader.threads}
-        changed = fold_holders(self.reader.threads, self.held, live)
-        self.held = set(live)
-        return changed
+        return self.held.fold(self.reader.threads, self.leases.live())
 
     def read_run_done(self, touched: set[str]) -> set[str]:
         """Whether the run of each touched thread's last message is complete, for those

@@ -132,7 +132,7 @@ class SQLiteStore:
         return self.db.take_notices()
 
     def leases_folded(self) -> dict[str, dict[str, Any]] | None:
-        return self.side.live
+        return self.side.held.live
 
     def newest_row(self) -> int | None:
         """The highest message id in the file now (None: no messages)."""
