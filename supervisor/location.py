@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.urls import redact, without_password
+from supervisor.urls import redact, with_settings, without_password
 
 if TYPE_CHECKING:
     from supervisor.markers import Marker
@@ -150,17 +150,34 @@ class Location:
 
         return SQLiteRemover(self.path, busy_timeout)
 
-    def checkpointer(self) -> Any:
-        """cubeloop's checkpointer for the database (not yet entered)."""
+    def checkpointer(self, settings: Mapping[str, str] | None = None) -> Any:
+        """cubeloop's checkpointer for the database (not yet entered); on a server,
+        `settings` for each of its sessions."""
         if self.server:
             from cubeloop.checkpointer.postgres import PostgresCheckpointer
 
-            return PostgresCheckpointer(self.text, min_pool_size=1, max_pool_size=4)
+            dsn = with_settings(self.text, dict(settings)) if settings else self.text
+            return PostgresCheckpointer(dsn, min_pool_size=1, max_pool_size=4)
         from cubeloop.checkpointer import SQLiteCheckpointer
 
         # An absolute path: a file named like `file:x?mode=rwc` must stay a path,
         # never be read as a URI (reads and writes open the same file).
         return SQLiteCheckpointer(str(Path(self.text).resolve()))
+
+    async def open_checkpointer(self) -> Any:
+        """cubeloop's checkpointer, entered, for a run. On a server its sessions are kept
+        (`pg.client.KEPT_SESSION`): a run's connections idle between turns and while a
+        tool runs, and a server's `idle_session_timeout` ending one as a turn writes
+        failed the turn (the thread left `error`)."""
+        if not self.server:
+            checkpointer = self.checkpointer()
+            return await checkpointer.__aenter__()
+        from supervisor.pg.client import open_kept
+
+        async def enter(settings: dict[str, str]) -> Any:
+            return await self.checkpointer(settings).__aenter__()
+
+        return await open_kept(enter)
 
     def import_checkpointer(self) -> None:
         """Import the checkpointer's modules now: for a process about to fork children

@@ -143,9 +143,7 @@ class Runner:
         async with self._open_lock:
             if self._checkpointer is None:
                 await self._agent()  # the checkpointer is cubeloop's: see `_agent`
-                cp = self.location.checkpointer()
-                await cp.__aenter__()
-                self._checkpointer = cp
+                self._checkpointer = await self.location.open_checkpointer()
             return self._checkpointer
 
     async def close(self) -> None:

@@ -44,6 +44,17 @@ def without_password(dsn: str) -> str:
     return redact(dsn, mark="")
 
 
+def with_settings(dsn: str, settings: dict[str, str]) -> str:
+    """The URL with server settings as query parameters (asyncpg sends those it does not
+    know as the session's settings): for a pool made by code that takes a URL only. A
+    setting the URL names already is left as the URL has it."""
+    parts = urllib.parse.urlsplit(dsn)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    named = {k for k, _ in query}
+    query += [(k, v) for k, v in settings.items() if k not in named]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 def short_name(dsn: str) -> str:
     """A URL as a header names it: its host and database, nothing else (`host/db`)."""
     try:

@@ -6,7 +6,7 @@ from supervisor.attempts import Attempt
 from supervisor.location import Location
 from supervisor.states import ThreadSummary
 from supervisor.store import fold_attempts
-from supervisor.urls import redact
+from supervisor.urls import redact, with_settings
 
 
 def test_urls_are_told_from_paths() -> None:
@@ -30,6 +30,21 @@ def test_a_password_never_shows_even_in_a_malformed_url() -> None:
     assert redact("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact("postgresql://h/db") == "postgresql://h/db"
     assert "pw" not in redact("postgresql://u:pw@h:notaport/db")
+
+
+def test_server_settings_ride_on_the_url_and_keep_what_it_says() -> None:
+    """asyncpg sends a URL's unknown query parameters as session settings; the URL's
+    own password, host and parameters come through as they were."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    dsn = "postgresql://u:p%40ss@db:5433/jobs?sslmode=disable&idle_session_timeout=9"
+    kept = urlsplit(with_settings(dsn, {"idle_session_timeout": "0", "tcp_keepalives_idle": "30"}))
+    assert (kept.username, kept.password, kept.hostname, kept.port) == ("u", "p%40ss", "db", 5433)
+    assert dict(parse_qsl(kept.query)) == {
+        "sslmode": "disable",
+        "idle_session_timeout": "9",
+        "tcp_keepalives_idle": "30",
+    }
 
 
 def test_attempt_records_fold_onto_the_threads_they_name() -> None:

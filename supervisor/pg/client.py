@@ -14,7 +14,7 @@ import concurrent.futures
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from supervisor.store import StoreError
@@ -79,6 +79,33 @@ async def connect(dsn: str, role: str = "", **settings: str) -> Any:
         raise PgError(describe(dsn, exc)) from None
     except asyncpg.InterfaceError as exc:
         raise PgError(describe(dsn, exc)) from None
+
+
+#: A session that must outlive idle spells: the lease connection (idle while a tool runs)
+#: and a run's checkpointer connections (idle between turns). No idle timeout may end
+#: it, and the server keeps its TCP connection alive through proxies. A server that ends
+#: a connection as the client picks it up again fails that write ("closed in the middle
+#: of operation"): a pool that notices only a connection already closed cannot help.
+KEPT_SESSION = {
+    "idle_session_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "tcp_keepalives_idle": "30",
+    "tcp_keepalives_interval": "10",
+    "tcp_keepalives_count": "3",
+}
+
+
+async def open_kept(opener: Callable[[dict[str, str]], Awaitable[T]]) -> T:
+    """`opener(settings)` with `KEPT_SESSION`; before PostgreSQL 14 (no
+    `idle_session_timeout` to turn off) without that one setting."""
+    settings = dict(KEPT_SESSION)
+    try:
+        return await opener(settings)
+    except Exception as exc:
+        if "idle_session_timeout" not in str(exc):
+            raise
+    del settings["idle_session_timeout"]
+    return await opener(settings)
 
 
 #: The longest a query may take: a server that stops answering (SIGSTOP, a dead link)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.leases import LeaseHeld
-from supervisor.pg.client import SyncClient, connect, parse_application_name
+from supervisor.pg.client import SyncClient, connect, open_kept, parse_application_name
 from supervisor.urls import host_name
 
 #: Our advisory-lock class (the first key of the two-key form): "AgSu".
@@ -59,16 +59,6 @@ WHERE l.locktype = 'advisory' AND l.classid = {LEASE_CLASS} AND l.objsubid = 2 A
 #: hashtext() as pg_locks shows it (an oid: the int4 read unsigned).
 _KEY_SQL = "(hashtext({0})::bigint & 4294967295)"
 
-
-#: The lease connection's session: no idle timeout may end it, and the server keeps
-#: the TCP connection alive through proxies (the client's side is set on its socket).
-LEASE_SETTINGS = {
-    "idle_session_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-    "tcp_keepalives_idle": "30",
-    "tcp_keepalives_interval": "10",
-    "tcp_keepalives_count": "3",
-}
 
 #: Seconds before a held lease key no thread hashes to is looked up again: a run takes its
 #: lease before its thread's first row exists (a new thread), and a key named nothing once
@@ -284,16 +274,7 @@ class PgLeaseBoard:
 
 async def _lease_connection(dsn: str) -> Any:
     """A connection for one lease: idle timeouts off for its session, TCP kept alive."""
-    from supervisor.pg.client import PgError
-
-    settings = dict(LEASE_SETTINGS)
-    try:
-        conn = await connect(dsn, "lease", **settings)
-    except PgError as exc:
-        if "idle_session_timeout" not in str(exc):
-            raise
-        del settings["idle_session_timeout"]  # before PostgreSQL 14 there is none to turn off
-        conn = await connect(dsn, "lease", **settings)
+    conn = await open_kept(lambda settings: connect(dsn, "lease", **settings))
     _keep_alive(conn)
     return conn
 
