@@ -42,6 +42,10 @@ POLL_FREE = 0.15
 #: threads, and more of the server's CPU: its parallel workers): a wait of 20 times a
 #: look left the server at 9.5% of a core, 50 times at 4.1% (a look every half minute).
 POLL_COST_FACTOR = 60
+#: Seconds after a failed refresh before the lease poll asks for another: while the
+#: database fails (locked, a server gone), leases that changed since the last good
+#: refresh stay changed, and every look asked again, twice a second.
+AFTER_A_FAILURE = 5.0
 
 
 def look_wait(took: float) -> float:
@@ -73,6 +77,8 @@ class StoreReader:
         self.watchers_seen: list[dict[str, Any]] = []
         #: When the last refresh ended and how long it took (monotonic seconds).
         self._last_refresh = (0.0, 0.0)
+        #: When the last refresh failed, if the one after it has not worked yet.
+        self._failed_at: float | None = None
 
     def poll_due(self, now: float | None = None) -> bool:
         """Whether a server's timer may refresh now: at most once a second, and a costly
@@ -141,8 +147,10 @@ class StoreReader:
                 found = (self.store.get(t) for t in changed)
                 copies = {s.thread_id: s.copy() for s in found if s is not None}
         except StoreError as exc:
+            self._failed_at = time.monotonic()
             self.app.post_message(RefreshFailed(str(exc)))
             return
+        self._failed_at = None
         if notices:
             self.app.post_message(StoreNotices(notices))
         self.app.post_message(ThreadsRefreshed(copies, full))
@@ -229,6 +237,9 @@ class StoreReader:
         if watchers != self.watchers_seen and not self.app.quitting:
             self.watchers_seen = watchers
             self.app.call_from_thread(self.app.update_header)
+        failed = self._failed_at
+        if failed is not None and time.monotonic() - failed < AFTER_A_FAILURE:
+            return  # the refresh would fail again: not one a look
         folded = self.store.leases_folded()
         if folded is not None and live != folded and not self.app.quitting:
             self.app.call_from_thread(self.app.request_refresh)

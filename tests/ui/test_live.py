@@ -28,7 +28,7 @@ asyncio.run(main())
 """
 
 
-def watching_app():
+def watching_app(**store: float):
     config = RunnerConfig(
         database=Path("demo.db"),
         factory=load_factory("supervisor.demo:demo_agent"),
@@ -36,7 +36,11 @@ def watching_app():
         live_window=0,
     )
     return make_app(
-        SQLiteStore("demo.db"), config, clock=lambda: FIXED_NOW, watch=True, cursor_blink=False
+        SQLiteStore("demo.db", **store),
+        config,
+        clock=lambda: FIXED_NOW,
+        watch=True,
+        cursor_blink=False,
     )
 
 

@@ -134,3 +134,41 @@ async def test_the_app_clears_lease_files_dead_holders_left_and_keeps_live_ones(
         proc.kill()
         proc.wait()
     assert [p.name for p in directory.glob("*.lock")] == [lease_path(directory, "job-04").name]
+
+
+async def test_leases_that_change_while_refreshes_fail_ask_again_only_after_a_wait(
+    workdir: Path, monkeypatch
+) -> None:
+    """A locked database fails every refresh; a holder that came meanwhile keeps the live
+    leases unlike those the last good refresh folded. The lease poll asks for one refresh,
+    not one a look (twice a second), until `AFTER_A_FAILURE` has passed."""
+    import sqlite3
+
+    from supervisor.ui import reading
+
+    monkeypatch.setattr(reading, "AFTER_A_FAILURE", 2.5)  # 5 s: a shorter test
+    app = watching_app(busy_timeout=0.1)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        tries: list[float] = []
+        real = app.store.refresh
+
+        def counted() -> set[str]:
+            tries.append(time.monotonic())
+            return real()
+
+        app.store.refresh = counted
+        locker = sqlite3.connect(workdir / "demo.db", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # a rollback-journal file: readers are kept out
+        proc = hold(workdir / "demo.db", "job-04")
+        try:
+            await wait_until(pilot, lambda: len(tries) >= 1)
+            await pilot.pause(reading.AFTER_A_FAILURE - 1.0)
+            assert len(tries) == 1, tries
+            locker.execute("ROLLBACK")
+            await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "▶ running")
+            assert len(tries) == 2 and tries[1] - tries[0] >= reading.AFTER_A_FAILURE, tries
+        finally:
+            locker.close()
+            proc.kill()
+            proc.wait()
