@@ -26,26 +26,19 @@ import threading
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from supervisor.attempts import Attempt, finite
 from supervisor.digest import TranscriptDigest
-from supervisor.hitl import parse_request
 from supervisor.pg import sql
 from supervisor.pg.client import PgError, SyncClient, first_line
 from supervisor.pg.leases import PgLeaseBoard
 from supervisor.pg.payload import ROLE_NAMES, decode_payload, tool_call_id_of
-from supervisor.pg.schema import ATTEMPTS_TABLE, CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
+from supervisor.pg.schema import CREATED_INDEX, EXISTING_SQL, INDEX_NAMES
+from supervisor.pg.side_tables import NO_EXTRAS, Extras, Only, SideTables, fold_runs, with_extras
 from supervisor.pg.thread_reads import ThreadReads
-from supervisor.states import NONE_ANSWERED, ThreadSummary, may_be_child
+from supervisor.states import NONE_ANSWERED, ThreadSummary
 from supervisor.store import (
     INDEX_HINT_ROWS,
-    HeldLeases,
     StoreError,
     Transcript,
-    fold_attempts,
-    fold_fork,
-    fold_holders,
-    fold_parents,
-    fold_requests,
     summarise_assistant,
 )
 from supervisor.urls import redact
@@ -69,16 +62,6 @@ PREVIEW_THREADS = 500
 #: Connections the first listing reads partitions on.
 PARTITION_READERS = 2
 
-#: Open runs, pending requests, live leases and watcher records, as a stream reads them.
-_Extras = tuple[
-    dict[str, bool],
-    dict[str, Any],
-    dict[str, Any],
-    dict[str, Attempt],
-    dict[str, str],
-    dict[str, tuple[Any, Any]],
-]
-
 
 class PostgresStore:
     """A read-only, incrementally refreshed view of cubeloop's Postgres tables."""
@@ -88,11 +71,8 @@ class PostgresStore:
     def __init__(self, dsn: str, *, only: Iterable[str] | None = None) -> None:
         self.dsn = dsn
         self.location = redact(dsn)
-        self._only = None if only is None else sorted(set(only))
+        self._only = Only(None if only is None else sorted(set(only)))
         self._threads: dict[str, ThreadSummary] = {}
-        self._pending: set[str] = set()
-        self._held = HeldLeases()
-        self._attempted: set[str] = set()
         self._since: Any = None
         #: `check_rows` decodes every payload in Python: seconds of the GIL at fleet
         #: size, which a UI would feel. `list --check` runs it; the app does not.
@@ -104,7 +84,7 @@ class PostgresStore:
         #: The threads and message rows `stream_batches` saw (it keeps no summaries).
         self._streamed_ids: set[str] = set()
         self._streamed_rows = 0
-        self._listing_extras: _Extras = ({}, {}, {}, {}, {}, {})
+        self._listing_extras = NO_EXTRAS
         self.work = {"rows": 0, "run_threads": 0}
         self._lock = threading.RLock()
         self._dsn = dsn
@@ -113,6 +93,7 @@ class PostgresStore:
         except PgError as exc:
             raise StoreError(str(exc)) from None
         self.leases = PgLeaseBoard(dsn, client=self._client)
+        self.side = SideTables(self._client, self.leases, self._only)
         self._reads = ThreadReads(self._client, self.location)
         try:
             missing = self._client.fetchval("SELECT to_regclass('cubepi_messages') IS NULL")
@@ -141,8 +122,7 @@ class PostgresStore:
         with self._lock:
             self._threads = {}
             self._since = None
-            self._pending, self._attempted = set(), set()
-            self._held.forget()
+            self.side.reset()
 
     def get(self, thread_id: str) -> ThreadSummary | None:
         return self._threads.get(thread_id)
@@ -152,7 +132,7 @@ class PostgresStore:
         return self._client.take_notices()
 
     def leases_folded(self) -> dict[str, dict[str, Any]] | None:
-        return self._held.live
+        return self.side.held.live
 
     @property
     def rows_checked(self) -> bool:
@@ -239,8 +219,8 @@ class PostgresStore:
             for relation in sql.relations(client):
                 for thread_id, seq, role, payload in client.fetch(
                     f"SELECT thread_id, seq, role, payload FROM {relation}"
-                    + self._where("thread_id"),
-                    *self._only_args(),
+                    + self._only.where("thread_id"),
+                    *self._only.args(),
                 ):
                     _, error = decode_payload(payload, role)
                     if error is not None and (thread_id not in found or seq < found[thread_id][0]):
@@ -273,12 +253,12 @@ class PostgresStore:
         False leaves out the last batch, which needs every process's ids
         (`threads_without_messages`).
         """
-        if self._only is not None:
+        if self._only.threads is not None:
             raise ValueError("a scoped store cannot stream")
         with self._lock:
             self._streamed_ids, self._streamed_rows = set(), 0
             try:
-                self._listing_extras = self._extras()
+                self._listing_extras = self.side.extras()
                 relations = sql.relations(self._client)[share[0] :: share[1]]
                 yield from self._stream(relations, self._listing_extras)
                 if without_messages:
@@ -309,7 +289,7 @@ class PostgresStore:
         """The thread ids and message rows the last `stream_batches` saw."""
         return self._streamed_ids, self._streamed_rows
 
-    def _unlisted(self, listed: set[str], extras: _Extras) -> list[ThreadSummary]:
+    def _unlisted(self, listed: set[str], extras: Extras) -> list[ThreadSummary]:
         """The threads not in `listed` (every thread with messages): rare, so their
         ids are read only when the threads table says some exist."""
         client = self._client
@@ -320,9 +300,9 @@ class PostgresStore:
                 for (t,) in client.fetch("SELECT thread_id FROM cubepi_threads")
                 if t not in listed
             }
-        return self._with_extras(*extras)
+        return with_extras(self._threads, extras)
 
-    def _stream(self, relations: list[str], extras: _Extras) -> Iterator[list[ThreadSummary]]:
+    def _stream(self, relations: list[str], extras: Extras) -> Iterator[list[ThreadSummary]]:
         if not relations:
             return
         client = self._client
@@ -337,50 +317,10 @@ class PostgresStore:
                 del rows
                 self._streamed_ids.update(self._threads)
                 self._streamed_rows += sum(s.messages for s in self._threads.values())
-                yield self._with_extras(*extras)
+                yield with_extras(self._threads, extras)
         finally:  # a reader that stopped early: the read ahead ends before the next query
             with contextlib.suppress(Exception):
                 soon.result()
-
-    def _extras(self) -> _Extras:
-        """What the other tables say of threads: open runs, pending requests, live
-        leases, the watcher's records (few threads each, read once per listing)."""
-        runs = self._client.fetch(sql.RUNS_SQL.format(where=""))
-        return (
-            {r[0]: r[1] for r in runs},
-            self._pending_found(),
-            self.leases.live(),
-            self._read_attempts(),
-            {r[0]: r[1] for r in self._client.fetch(sql.ALL_PARENTS_SQL) if isinstance(r[1], str)},
-            {r[0]: (r[1], r[2]) for r in self._client.fetch(sql.FORKS_SQL.format(where=""))},
-        )
-
-    def _with_extras(
-        self,
-        newest_runs: dict[str, bool],
-        requests: dict[str, tuple[Any, bool]],
-        live: dict[str, dict[str, Any]],
-        attempts: dict[str, Attempt],
-        parents: dict[str, str],
-        forks: dict[str, tuple[Any, Any]],
-    ) -> list[ThreadSummary]:
-        """`self._threads` with what the other tables say of them, as a list."""
-        threads = self._threads
-        for thread_id in parents.keys() & threads.keys():
-            threads[thread_id].parent = parents[thread_id]
-        for thread_id in forks.keys() & threads.keys():
-            fold_fork(threads[thread_id], *forks[thread_id])
-        for thread_id in newest_runs.keys() & threads.keys():
-            # The newest run closed: the last message's is too. Open: the last message's
-            # may still be complete (a prompt killed between claiming its run and writing),
-            # which the partition's pass read for threads ending with a tool result.
-            s = threads[thread_id]
-            s.run_open = newest_runs[thread_id]
-            s.run_done = s.run_done or not s.run_open
-        fold_requests(threads, set(), requests)
-        fold_holders(threads, set(), {t: h for t, h in live.items() if t in threads})
-        fold_attempts(threads, set(), attempts)
-        return list(threads.values())
 
     def index_hint(self, rows: int | None = None) -> str | None:
         """Why `agent-supervisor index` would help (`rows`: counted by a listing)."""
@@ -439,120 +379,45 @@ class PostgresStore:
 
     # -- reading ------------------------------------------------------------
 
-    def _where(self, column: str, extra: str = "") -> str:
-        clauses = [f"{column} = ANY($1::text[])"] if self._only is not None else []
-        if extra:
-            clauses.append(extra)
-        return " WHERE " + " AND ".join(clauses) if clauses else ""
-
-    def _only_args(self) -> list[Any]:
-        return [self._only] if self._only is not None else []
-
     def _refresh(self) -> set[str]:
         now = self._client.fetchval("SELECT statement_timestamp()")
+        side = self.side
         first = self._since is None
-        if first and self._only is None:
+        if first and self._only.threads is None:
             touched = self._first_listing()
         elif first:
             touched = self._read_threads(None)
             touched |= self._read_messages(set(self._threads))
-            touched |= self._read_runs(None)
+            touched |= side.read_runs(self._threads, None)
         else:
             since = self._since
             touched = self._read_threads(since)
             changed = self._changed_since(since)
             touched |= self._read_messages(changed) if changed else set()
-            touched |= self._read_runs(changed | self._runs_changed_since(since))
+            runs = changed | side.runs_changed_since(since)
+            if runs:
+                self.work["run_threads"] = len(runs)
+            touched |= side.read_runs(self._threads, runs)
         self._since = now - _margin()
-        touched |= self._read_forks(None if first else touched)
-        touched |= self._read_pending_requests()
-        touched |= self._read_parents(touched)
-        touched |= self._read_run_done(touched)
-        touched |= self._read_leases()
-        found = self._read_attempts()
-        touched |= fold_attempts(self._threads, self._attempted, found)
-        self._attempted = set(found)
+        threads = self._threads
+        touched |= side.read_forks(threads, None if first else touched)
+        touched |= side.read_pending_requests(threads)
+        touched |= side.read_parents(threads, touched)
+        touched |= side.read_run_done(threads, touched)
+        touched |= side.read_leases(threads)
+        touched |= side.read_attempts(threads)
         return touched
-
-    def _read_run_done(self, among: set[str]) -> set[str]:
-        """Whether the run of each thread's last message is complete, for threads whose last
-        message is a tool result (the only ones it decides); the threads that changed."""
-        threads = self._threads
-        wanted = {
-            t: threads[t].last_run_id
-            for t in among
-            if t in threads and threads[t].last_role == "tool_result" and threads[t].last_run_id
-        }
-        for t in among:
-            if t in threads and t not in wanted:
-                threads[t].run_done = False
-        if not wanted:
-            return set()
-        done = {
-            r[0]
-            for r in self._client.fetch(
-                "SELECT r.thread_id FROM cubepi_runs r "
-                "JOIN unnest($1::text[], $2::text[]) AS w(thread_id, run_id) "
-                "ON r.thread_id = w.thread_id AND r.run_id = w.run_id "
-                "WHERE r.completed_at IS NOT NULL",
-                list(wanted),
-                list(wanted.values()),
-            )
-        }
-        changed = set()
-        for thread_id in wanted:
-            if threads[thread_id].run_done != (thread_id in done):
-                threads[thread_id].run_done = thread_id in done
-                changed.add(thread_id)
-        return changed
-
-    def _read_forks(self, among: set[str] | None) -> set[str]:
-        """Forks' sources (`fold_fork`), of every thread or of these (new) ones."""
-        if among is not None and not among:
-            return set()
-        if among is None:
-            rows = self._client.fetch(sql.FORKS_SQL.format(where=""))
-        else:
-            rows = self._client.fetch(
-                sql.FORKS_SQL.format(where=" AND thread_id = ANY($1::text[])"), sorted(among)
-            )
-        threads = self._threads
-        return {r[0] for r in rows if r[0] in threads and fold_fork(threads[r[0]], r[1], r[2])}
-
-    def _read_parents(self, among: set[str]) -> set[str]:
-        """The parent links (`supervisor.children`) of the threads `among` whose state a link
-        could change (`may_be_child`): few, looked up by id. Returns those that changed."""
-        threads, every = self._threads, self._only is not None
-        wanted = sorted(t for t in among if t in threads and (every or may_be_child(threads[t])))
-        if not wanted:
-            return set()
-        found: dict[str, str | None] = dict.fromkeys(wanted)
-        for r in self._client.fetch(sql.PARENTS_SQL, wanted):
-            if isinstance(r[1], str):
-                found[r[0]] = r[1]
-        return fold_parents(threads, found)
-
-    def _read_attempts(self) -> dict[str, Attempt]:
-        """The watcher's records, when our table exists."""
-        if not self._client.fetchval(f"SELECT to_regclass('{ATTEMPTS_TABLE}') IS NOT NULL"):
-            return {}
-        rows = self._client.fetch(
-            "SELECT thread_id, attempts, last_error, next_at, held, updated_at "
-            f"FROM {ATTEMPTS_TABLE}" + self._where("thread_id"),
-            *self._only_args(),
-        )
-        return {r[0]: Attempt(r[0], r[1], r[2], finite(r[3]), bool(r[4]), r[5]) for r in rows}
 
     def _read_threads(self, since: Any) -> set[str]:
         """Threads (with or without messages) in order of creation; new ones when `since`."""
-        args = self._only_args()
+        args = self._only.args()
         extra = ""
         if since is not None:
             args.append(since)
             extra = f"created_at > ${len(args)}"
         rows = self._client.fetch(
             "SELECT thread_id FROM cubepi_threads"
-            + self._where("thread_id", extra)
+            + self._only.where("thread_id", extra)
             + " ORDER BY created_at, thread_id",
             *args,
         )
@@ -565,10 +430,10 @@ class PostgresStore:
 
     def _changed_since(self, since: Any) -> set[str]:
         """Threads with a row newer than what the last look saw."""
-        args = [*self._only_args(), since]
+        args = [*self._only.args(), since]
         rows = self._client.fetch(
             "SELECT thread_id, max(seq) AS last FROM cubepi_messages"
-            + self._where("thread_id", f"created_at > ${len(args)}")
+            + self._only.where("thread_id", f"created_at > ${len(args)}")
             + " GROUP BY thread_id",
             *args,
         )
@@ -650,7 +515,7 @@ class PostgresStore:
         listed = set(order)
         rest = [t for t in self._threads if t not in listed]
         self._threads = {t: self._threads[t] for t in (*order, *rest)}
-        self._fold_runs(runs)
+        fold_runs(self._threads, runs)
         return set(self._threads)
 
     async def _read_partitions(self, relations: list[str]) -> tuple[list[Any], list[Any]]:
@@ -723,63 +588,6 @@ class PostgresStore:
             return  # counted by the aggregate's `bad`
         if error is not None and (s.bad_row is None or seq < s.bad_row):
             s.bad_row, s.bad_reason = seq, error
-
-    def _runs_changed_since(self, since: Any) -> set[str]:
-        args = [*self._only_args(), since]
-        n = len(args)
-        return {
-            r["thread_id"]
-            for r in self._client.fetch(
-                "SELECT DISTINCT thread_id FROM cubepi_runs"
-                + self._where("thread_id", f"(claimed_at > ${n} OR completed_at > ${n})"),
-                *args,
-            )
-        }
-
-    def _read_runs(self, thread_ids: set[str] | None) -> set[str]:
-        """Whether each thread's newest run is still open; the threads where that changed."""
-        if thread_ids is None:
-            where, args = self._where("thread_id"), self._only_args()
-        elif not thread_ids:
-            return set()
-        else:
-            where, args = " WHERE thread_id = ANY($1::text[])", [sorted(thread_ids)]
-            self.work["run_threads"] = len(thread_ids)
-        return self._fold_runs(self._client.fetch(sql.RUNS_SQL.format(where=where), *args))
-
-    def _fold_runs(self, rows: Iterable[Any]) -> set[str]:
-        changed = set()
-        threads = self._threads
-        for thread_id, is_open in rows:
-            s = threads.get(thread_id)
-            if s is not None and s.run_open != is_open:
-                s.run_open = is_open
-                changed.add(thread_id)
-        return changed
-
-    def _read_pending_requests(self) -> set[str]:
-        """Who waits for a human, with what request, and whether it was answered."""
-        found = self._pending_found()
-        changed = fold_requests(self._threads, self._pending, found)
-        self._pending = set(found)
-        return changed
-
-    def _pending_found(self) -> dict[str, tuple[Any, bool]]:
-        found = {}
-        for r in self._client.fetch(
-            "SELECT t.thread_id, t.pending_request::text AS request, t.run_id, EXISTS ("
-            "  SELECT 1 FROM cubepi_hitl_answers a WHERE a.thread_id = t.thread_id"
-            "  AND a.run_id = coalesce(t.run_id, '')"
-            "  AND a.question_id = t.pending_request->>'question_id') AS stored "
-            "FROM cubepi_threads t" + self._where("t.thread_id", "t.pending_request IS NOT NULL"),
-            *self._only_args(),
-        ):
-            found[r["thread_id"]] = (parse_request(r["request"], r["run_id"]), r["stored"])
-        return found
-
-    def _read_leases(self) -> set[str]:
-        """Threads whose advisory lease a live supervisor holds are `running`."""
-        return self._held.fold(self._threads, self.leases.live())
 
 
 def _margin() -> Any:
