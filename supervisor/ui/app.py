@@ -78,6 +78,9 @@ if TYPE_CHECKING:
 
 #: Below this width the list and the detail stack vertically.
 NARROW = 110
+#: Below this width (and from `NARROW`) the list takes more of the screen: at 55% of 120
+#: columns WHERE IT STOPPED, what a person scans the list for, had ten characters.
+MEDIUM = 150
 #: At most one transcript reload per this many seconds while a thread runs.
 RELOAD_DELAY = 0.3
 #: Seconds the cursor rests on a row before its detail is loaded.
@@ -109,7 +112,7 @@ class SupervisorApp(App[None]):
     AUTO_FOCUS = "#threads"
 
     # Textual sets the class on the screen; app.tcss stacks list and detail when narrow.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-medium"), (MEDIUM, "-wide")]
 
     def __init__(
         self,

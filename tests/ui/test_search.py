@@ -50,7 +50,9 @@ async def test_the_full_transcript_finds_marks_and_steps_through_matches(app_fac
 
 async def test_slash_in_the_detail_searches_its_tab_and_in_the_list_filters(app_factory) -> None:
     app = app_factory()
-    async with app.run_test(size=(120, 40)) as pilot:
+    # Wide enough for the whole transcript to show: a search starts at the first match
+    # in view, and a log scrolled to its end (a narrower pane) starts further down.
+    async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await select(pilot, "job-10")
         await pilot.press("2")  # the transcript tab

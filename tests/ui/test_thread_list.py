@@ -91,13 +91,25 @@ async def test_rows_are_drawn_with_one_segment_per_run_of_a_style(app_factory) -
             assert all(a.style != b.style for a, b in zip(segments, segments[1:], strict=False))
 
 
-async def test_a_narrow_header_keeps_the_position_over_its_last_label(app_factory) -> None:
+async def test_a_narrow_header_keeps_the_position_and_a_short_label(app_factory) -> None:
     async with app_factory().run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         table = pilot.app.table
         table.move_cursor(2)
         header = table.render_line(0).text.rstrip()
         assert header.endswith(f" 3/{len(table)}") and "WHERE IT" not in header
+        assert " WHERE▼ " in header
+
+
+async def test_where_it_stopped_keeps_room_at_120_columns(app_factory) -> None:
+    """The column a person scans the list for: at 55% of 120 columns it had ten characters
+    ("provider …"); the list takes more of a medium screen."""
+    async with app_factory().run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        table = pilot.app.table
+        drawn = {t: table.render_line(i + 1).text for i, t in enumerate(table.shown) if i < 10}
+        assert "provider overloaded" in drawn["job-07"], drawn["job-07"]
+        assert "user message not an" in drawn["job-05"], drawn["job-05"]
 
 
 async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
@@ -479,9 +491,9 @@ async def test_a_long_thread_id_gives_way_to_the_columns_after_it(workdir, app_f
 
 
 async def test_ids_cut_to_fit_keep_their_ends_and_tell_threads_apart(workdir, app_factory) -> None:
-    """At 120 columns the thread column has 7 characters: ids that differ at the end were
-    all `thread…`, every row alike. Cut in the middle, each row names its thread."""
-    ids = [f"thread-{n:05d}" for n in (1, 2, 31)]
+    """Ids longer than the thread column has room for, that differ at the end, were all
+    `customer-…`, every row alike. Cut in the middle, each row names its thread."""
+    ids = [f"customer-thread-{n:05d}" for n in (1, 2, 31)]
     message = {"role": "user", "content": [{"type": "text", "text": "hello"}]}
     conn = sqlite3.connect("demo.db")
     with conn:
@@ -494,7 +506,7 @@ async def test_ids_cut_to_fit_keep_their_ends_and_tell_threads_apart(workdir, ap
         await settle(pilot)
         table = pilot.app.table
         lines = [table.render_line(y).text for y in range(1, table.size.height)]
-        shown = [re.search(r" (th\S*…\S+) ", line) for line in lines]
+        shown = [re.search(r" (cu\S*…\S+) ", line) for line in lines]
         cut = sorted(m.group(1) for m in shown if m)
     assert len(cut) == len(ids) and len(set(cut)) == len(ids), cut
     assert [c[-4:] for c in cut] == [t[-4:] for t in sorted(ids)]

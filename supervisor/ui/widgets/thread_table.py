@@ -585,13 +585,16 @@ class ThreadTable(ScrollView, can_focus=True):
 
     def _header_end(self, label: str, width: int) -> Text:
         """The last column's header and, at its right end, where the cursor is
-        ("1,234/100,000"); where both do not fit, the position wins (at 120 columns
-        the label was cut to "WHERE IT STO…" anyway)."""
+        ("1,234/100,000"); where both do not fit, the label's first word ("WHERE"),
+        then the position alone."""
         if not self._sorted:
             return Text(label)
         row, rows = self.cursor + 1, len(self._sorted)
         wheres = (f"{row:,}/{rows:,}", f"{row}/{rows}")  # the second where space is short
-        for text in dict.fromkeys((label, label.removesuffix("▼").removesuffix("▲"))):
+        bare = label.removesuffix("▼").removesuffix("▲")
+        arrow = label[len(bare) :]
+        word = bare.split(" ", 1)[0]
+        for text in dict.fromkeys((label, bare, word + arrow, word)):
             for where in wheres:  # the sort arrow gives way before the label does
                 if len(text) + 2 + len(where) <= width:
                     return Text(text + where.rjust(width - len(text)))
