@@ -290,7 +290,8 @@ class SupervisorApp(App[None]):
     def _refresh_failed(self, message: RefreshFailed) -> None:
         """Said once per kind of failure, not every second it lasts; the list stays as it
         was, and the next refresh that works says so."""
-        self.reader.running = False
+        if message.refresh:
+            self.reader.failed()
         if message.error == self._refresh_error:
             return
         self._refresh_error = message.error

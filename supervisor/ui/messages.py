@@ -26,6 +26,8 @@ class ThreadsRefreshed(Message):
 @dataclass
 class RefreshFailed(Message):
     error: str
+    #: A refresh failed (False: the background row check, which no refresh waits on).
+    refresh: bool = True
 
 
 @dataclass

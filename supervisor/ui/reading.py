@@ -27,6 +27,8 @@ from supervisor.ui.lifecycle import StoreClosed
 from supervisor.ui.messages import IndexHint, RefreshFailed, StoreNotices, ThreadsRefreshed
 
 if TYPE_CHECKING:
+    from textual.timer import Timer
+
     from supervisor.ui.app import SupervisorApp
 
 #: Seconds between looks at the leases (runs held by other supervisors).
@@ -42,9 +44,10 @@ POLL_FREE = 0.15
 #: threads, and more of the server's CPU: its parallel workers): a wait of 20 times a
 #: look left the server at 9.5% of a core, 50 times at 4.1% (a look every half minute).
 POLL_COST_FACTOR = 60
-#: Seconds after a failed refresh before the lease poll asks for another: while the
-#: database fails (locked, a server gone), leases that changed since the last good
-#: refresh stay changed, and every look asked again, twice a second.
+#: Seconds after a failed refresh before another is tried (a file's: a server is polled
+#: every second anyway), and before the lease poll asks for one: while the database
+#: fails (locked, a server gone), leases that changed since the last good refresh stay
+#: changed, and every look asked again, twice a second.
 AFTER_A_FAILURE = 5.0
 
 
@@ -79,6 +82,8 @@ class StoreReader:
         self._last_refresh = (0.0, 0.0)
         #: When the last refresh failed, if the one after it has not worked yet.
         self._failed_at: float | None = None
+        #: The timer that tries a failed refresh again (`failed`), while one is set.
+        self._retry: Timer | None = None
 
     def poll_due(self, now: float | None = None) -> bool:
         """Whether a server's timer may refresh now: at most once a second, and a costly
@@ -113,6 +118,21 @@ class StoreReader:
             self.app.call_from_thread(self.request_refresh, True, False)
 
         self.app.run_worker(work, thread=True, group="refresh", exit_on_error=False)
+
+    def failed(self) -> None:
+        """A refresh failed (`RefreshFailed`): one asked for meanwhile runs now; else a
+        file's is tried again in `AFTER_A_FAILURE` seconds. Nothing else would: file
+        events stop when the writes do, and a failure during the last write (a lock held
+        past the busy timeout) left the list without it for good."""
+        if self.refreshed():
+            self.app.request_refresh()
+        elif self.path is not None and self._retry is None and not self.closed:
+            self._retry = self.app.set_timer(AFTER_A_FAILURE, self._try_again)
+
+    def _try_again(self) -> None:
+        self._retry = None
+        if not self.closed and not self.app.quitting:
+            self.app.request_refresh()
 
     def refreshed(self) -> bool:
         """A refresh's result was taken (or its failure said); whether to refresh again."""
@@ -191,7 +211,7 @@ class StoreReader:
         try:
             bad = self.store.check_rows()
         except StoreError as exc:
-            self.app.post_message(RefreshFailed(str(exc)))
+            self.app.post_message(RefreshFailed(str(exc), refresh=False))
             return
         if not bad:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -209,3 +210,52 @@ async def test_the_watcher_does_not_descend_into_the_databases_directory(workdir
         await pilot.pause(0.3)
         # The database's directory and the jobs directory: not the 80 below them.
         assert inotify_watches() - before <= 2
+
+
+WRITE_THEN_LOCK = """
+import asyncio, sqlite3, sys, time
+from cubeloop.checkpointer import SQLiteCheckpointer
+from cubeloop import UserMessage, TextContent
+async def main():
+    async with SQLiteCheckpointer(sys.argv[1]) as cp:
+        await cp.append("from-elsewhere", [UserMessage(content=[TextContent(text="hello")])])
+asyncio.run(main())
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")  # a backup, a VACUUM, another writer's long transaction
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("ROLLBACK")  # nothing written: no file event after the lock goes
+print("unlocked", flush=True)
+"""
+
+
+async def test_a_refresh_that_failed_is_tried_again_without_a_new_write(
+    workdir, monkeypatch
+) -> None:
+    """A write's refresh met a lock held past the busy timeout, and nothing was written
+    after it: no file event, no lease change. The list said "trying again" and never
+    did; the thread written stayed off it for good."""
+    from supervisor.ui import reading
+
+    monkeypatch.setattr(reading, "AFTER_A_FAILURE", 1.5)  # 5 s: a shorter test
+    app = watching_app(busy_timeout=0.3)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        failures = []
+        app.notify = lambda text, **kw: failures.append(text)  # what the person is told
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITE_THEN_LOCK, str(workdir / "demo.db"), "2.5"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout.readline().strip() == "locked"
+            assert await until(pilot, lambda: any("locked" in f for f in failures), 5.0)
+            assert "from-elsewhere" not in table_rows(app)
+            unlocked = await asyncio.to_thread(proc.stdout.readline)
+            assert unlocked.strip() == "unlocked"
+        finally:
+            proc.kill()
+            proc.wait()
+        assert await until(pilot, lambda: "from-elsewhere" in table_rows(app), 5.0)

@@ -169,7 +169,7 @@ async def test_leases_that_change_while_refreshes_fail_ask_again_only_after_a_wa
             assert len(tries) <= 2, tries
             locker.execute("ROLLBACK")
             await wait_until(pilot, lambda: table_rows(app)["job-04"][1] == "▶ running")
-            assert tries[-1] - tries[-2] >= reading.AFTER_A_FAILURE, tries
+            assert len(tries) <= 3 and tries[-1] - tries[0] >= reading.AFTER_A_FAILURE, tries
         finally:
             locker.close()
             proc.kill()
