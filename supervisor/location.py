@@ -172,12 +172,15 @@ class Location:
         if not self.server:
             checkpointer = self.checkpointer()
             return await checkpointer.__aenter__()
-        from supervisor.pg.client import open_kept
+        from supervisor.pg.client import PgError, describe, open_kept
 
         async def enter(settings: dict[str, str]) -> Any:
             return await self.checkpointer(settings).__aenter__()
 
-        return await open_kept(enter)
+        try:
+            return await open_kept(enter)
+        except Exception as exc:  # noqa: BLE001 - a server we cannot use: one line, never a traceback
+            raise PgError(describe(self.text, exc)) from None
 
     def import_checkpointer(self) -> None:
         """Import the checkpointer's modules now: for a process about to fork children

@@ -46,12 +46,12 @@ def without_password(dsn: str) -> str:
 
 def with_settings(dsn: str, settings: dict[str, str]) -> str:
     """The URL with server settings as query parameters (asyncpg sends those it does not
-    know as the session's settings): for a pool made by code that takes a URL only. A
-    setting the URL names already is left as the URL has it."""
+    know as the session's settings): for a pool made by code that takes a URL only. They
+    replace what the URL says of the same settings, as settings passed to asyncpg beside
+    a URL do (a URL's `idle_session_timeout=50` ended a run's connections mid-write)."""
     parts = urllib.parse.urlsplit(dsn)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    named = {k for k, _ in query}
-    query += [(k, v) for k, v in settings.items() if k not in named]
+    query = [(k, v) for k, v in query if k not in settings] + list(settings.items())
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 

@@ -34,7 +34,8 @@ def test_a_password_never_shows_even_in_a_malformed_url() -> None:
 
 def test_server_settings_ride_on_the_url_and_keep_what_it_says() -> None:
     """asyncpg sends a URL's unknown query parameters as session settings; the URL's
-    own password, host and parameters come through as they were."""
+    own password, host and other parameters come through as they were, and the
+    settings given win over the URL's own (as the lease connection's do)."""
     from urllib.parse import parse_qsl, urlsplit
 
     dsn = "postgresql://u:p%40ss@db:5433/jobs?sslmode=disable&idle_session_timeout=9"
@@ -42,7 +43,7 @@ def test_server_settings_ride_on_the_url_and_keep_what_it_says() -> None:
     assert (kept.username, kept.password, kept.hostname, kept.port) == ("u", "p%40ss", "db", 5433)
     assert dict(parse_qsl(kept.query)) == {
         "sslmode": "disable",
-        "idle_session_timeout": "9",
+        "idle_session_timeout": "0",
         "tcp_keepalives_idle": "30",
     }
 

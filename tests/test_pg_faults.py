@@ -20,6 +20,7 @@ import pytest
 
 from supervisor.location import open_store
 from supervisor.pg.leases import LEASE_CLASS, PgLeaseBoard
+from supervisor.states import State
 from tests.conftest import effects
 from tests.test_postgres_runs import machine, supervisor, wait_for_tool
 
@@ -49,13 +50,17 @@ def holder_over(board: PgLeaseBoard, thread: str, seconds: float) -> list[object
 
 
 def test_an_idle_session_timeout_never_ends_a_lease(pg_demo: tuple[str, Path]) -> None:
+    """Every idle spell of every connection ends it: the database's timeout is 2 ms, and
+    the URL the supervisor is given names 50 ms. The lease connection must keep its lease;
+    the run's checkpointer connections must not be ended as a turn writes (they were:
+    "connection was closed in the middle of operation", the thread left `error`); the
+    listing's and the markers' connections must not fail a command (they did, now and
+    then, at 30 ms)."""
     dsn, ledger = pg_demo
     database = dsn.rsplit("/", 1)[1]
-    # 50 ms: every idle spell of every connection ends it. The lease connection must keep
-    # its lease, and the run's checkpointer connections must not be ended as a turn writes
-    # (they were: the turn failed with "connection was closed in the middle of operation").
-    admin(dsn, f'ALTER DATABASE "{database}" SET idle_session_timeout = 50')
-    args = ["resume", dsn, "job-04", "--force", "--jobs-dir", dsn]
+    admin(dsn, f'ALTER DATABASE "{database}" SET idle_session_timeout = 2')
+    url = dsn + "?idle_session_timeout=50"
+    args = ["resume", url, "job-04", "--force", "--jobs-dir", url]
     run = supervisor(args, machine("host-a", ledger, 4))
     board = PgLeaseBoard(dsn)
     try:
@@ -67,6 +72,15 @@ def test_an_idle_session_timeout_never_ends_a_lease(pg_demo: tuple[str, Path]) -
         assert second.returncode == 1 and "running" in out + err, out + err
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, out + err
+        listing = supervisor(["list", url, "--json"], machine("host-b", ledger, 0))
+        out, err = listing.communicate(timeout=60)
+        assert listing.returncode == 0 and '"job-04"' in out, err
+        for _ in range(10):  # each a new store: its queries come with gaps past 2 ms
+            store = open_store(url)
+            try:
+                assert store.get("job-04").state is State.FINISHED
+            finally:
+                store.close()
     finally:
         board.close()
         run.kill()
@@ -245,3 +259,30 @@ def test_a_server_that_stops_answering_does_not_keep_watch_past_sigterm(
         board.close()
     after = Counter(effects(ledger))
     assert all(n == 1 for n in after.values()), after - before
+
+
+def test_a_client_whose_connection_the_server_ended_connects_again_for_the_next_query(
+    pg_dsn: str,
+) -> None:
+    """Ended while idle, and asked at once (the server's goodbye may not have closed the
+    connection on our side yet: asyncpg then says "another operation is in progress"):
+    the query runs on a new connection, said once; its session is kept like the first's."""
+    from supervisor.pg.client import SyncClient
+
+    database = pg_dsn.rsplit("/", 1)[1]
+    admin(pg_dsn, f'ALTER DATABASE "{database}" SET idle_session_timeout = 60000')
+    client = SyncClient(pg_dsn, "store")
+    try:
+        assert client.fetchval("SHOW idle_session_timeout") == "0"
+        for _ in range(3):
+            backend = client.fetchval("SELECT pg_backend_pid()")
+            assert admin(pg_dsn, "SELECT pg_terminate_backend($1)", backend)
+            assert client.fetchval("SELECT pg_backend_pid()") != backend
+            notices = client.take_notices()
+            assert [n.split(": ", 1)[1] for n in notices] == [
+                "lost the connection; connecting again",
+                "connected again",
+            ], notices
+        assert client.fetchval("SHOW idle_session_timeout") == "0"
+    finally:
+        client.close()

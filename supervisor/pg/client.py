@@ -66,26 +66,12 @@ def describe(dsn: str, exc: BaseException) -> str:
     return f"{redact(dsn)}: {text}"
 
 
-async def connect(dsn: str, role: str = "", **settings: str) -> Any:
-    """An asyncpg connection named after this process; `PgError` when it cannot be had."""
-    import asyncpg
-
-    # JIT compiles a big plan for up to a second before running it: our queries are
-    # short, and a listing over 64 partitions looks big to the planner.
-    server_settings = {"application_name": application_name(role), "jit": "off", **settings}
-    try:
-        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, server_settings=server_settings)
-    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
-        raise PgError(describe(dsn, exc)) from None
-    except asyncpg.InterfaceError as exc:
-        raise PgError(describe(dsn, exc)) from None
-
-
-#: A session that must outlive idle spells: the lease connection (idle while a tool runs)
-#: and a run's checkpointer connections (idle between turns). No idle timeout may end
-#: it, and the server keeps its TCP connection alive through proxies. A server that ends
-#: a connection as the client picks it up again fails that write ("closed in the middle
-#: of operation"): a pool that notices only a connection already closed cannot help.
+#: The session of every connection of ours (`connect`) and of a run's checkpointer's
+#: (`Location.open_checkpointer`): they outlive idle spells (a lease's while a tool runs,
+#: a run's between turns, the app's between looks). No idle timeout may end one, and the
+#: server keeps its TCP connection alive through proxies. A server that ends a connection
+#: as the client picks it up again fails that query ("closed in the middle of
+#: operation"): a reconnect, or a pool, notices only a connection already closed.
 KEPT_SESSION = {
     "idle_session_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
@@ -102,10 +88,35 @@ async def open_kept(opener: Callable[[dict[str, str]], Awaitable[T]]) -> T:
     try:
         return await opener(settings)
     except Exception as exc:
-        if "idle_session_timeout" not in str(exc):
+        # The server's own words: an error that only quotes the URL (which may name the
+        # setting) is no sign of an old server.
+        if 'configuration parameter "idle_session_timeout"' not in str(exc):
             raise
     del settings["idle_session_timeout"]
     return await opener(settings)
+
+
+async def connect(dsn: str, role: str = "", **settings: str) -> Any:
+    """An asyncpg connection named after this process, its session kept (`KEPT_SESSION`,
+    which `settings` may add to); `PgError` when it cannot be had. Every connection of
+    ours is kept: a supervisor holds its connections for hours, idle between looks, and
+    a server's idle timeout ending one as a query went out failed that query (a listing,
+    a look of the watcher)."""
+    return await open_kept(lambda kept: _connect(dsn, role, {**kept, **settings}))
+
+
+async def _connect(dsn: str, role: str, settings: dict[str, str]) -> Any:
+    import asyncpg
+
+    # JIT compiles a big plan for up to a second before running it: our queries are
+    # short, and a listing over 64 partitions looks big to the planner.
+    server_settings = {"application_name": application_name(role), "jit": "off", **settings}
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT, server_settings=server_settings)
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
+        raise PgError(describe(dsn, exc)) from None
+    except asyncpg.InterfaceError as exc:
+        raise PgError(describe(dsn, exc)) from None
 
 
 #: The longest a query may take: a server that stops answering (SIGSTOP, a dead link)
@@ -116,6 +127,21 @@ CALL_TIMEOUT = 120.0
 #: pause between two tries (a restart takes seconds; a call never loops for ever).
 RECONNECT_SECONDS = 30.0
 RECONNECT_PAUSE = 5.0
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a query failed because its connection is gone, though asyncpg may not have
+    seen the socket close yet: the server's goodbye (class 57P: shut down, terminated;
+    08: connection errors), or a connection left mid-answer by it ("cannot switch to
+    state ...; another operation is in progress")."""
+    import asyncpg
+
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.ConnectionDoesNotExistError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError) and "another operation" in str(exc):
+        return True
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith(("57P", "08"))
 
 
 class SyncClient:
@@ -145,10 +171,13 @@ class SyncClient:
         self._closed = False
         self._notices: list[str] = []
         try:
-            self.conn = self._submit(connect(dsn, role, **settings))
+            self.conn = self._submit(self._open())
         except BaseException:
             self._stop()
             raise
+
+    async def _open(self) -> Any:
+        return await connect(self.dsn, self._role, **self._settings)
 
     def take_notices(self) -> list[str]:
         """What happened to the connection since the last call, once each."""
@@ -160,9 +189,10 @@ class SyncClient:
         with self._lock:
             try:
                 return self._submit(getattr(self.conn, method)(sql, *args, timeout=CALL_TIMEOUT))
-            except Exception:
-                if not self.conn.is_closed():
+            except Exception as exc:
+                if not (self.conn.is_closed() or connection_lost(exc)):
                     raise
+            self.conn.terminate()  # the server's goodbye may not have closed it yet
             self._reconnect()
             return self._submit(getattr(self.conn, method)(sql, *args, timeout=CALL_TIMEOUT))
 
@@ -174,7 +204,7 @@ class SyncClient:
         pause = 0.2
         while True:
             try:
-                self.conn = self._submit(connect(self.dsn, self._role, **self._settings))
+                self.conn = self._submit(self._open())
             except PgError as exc:
                 if time.monotonic() + pause > deadline:
                     raise PgError(

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.leases import LeaseHeld
-from supervisor.pg.client import SyncClient, connect, open_kept, parse_application_name
+from supervisor.pg.client import SyncClient, connect, parse_application_name
 from supervisor.urls import host_name
 
 #: Our advisory-lock class (the first key of the two-key form): "AgSu".
@@ -274,7 +274,7 @@ class PgLeaseBoard:
 
 async def _lease_connection(dsn: str) -> Any:
     """A connection for one lease: idle timeouts off for its session, TCP kept alive."""
-    conn = await open_kept(lambda settings: connect(dsn, "lease", **settings))
+    conn = await connect(dsn, "lease")
     _keep_alive(conn)
     return conn
 
