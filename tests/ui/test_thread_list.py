@@ -103,13 +103,23 @@ async def test_a_narrow_header_keeps_the_position_and_a_short_label(app_factory)
 
 async def test_where_it_stopped_keeps_room_at_120_columns(app_factory) -> None:
     """The column a person scans the list for: at 55% of 120 columns it had ten characters
-    ("provider …"); the list takes more of a medium screen."""
+    ("provider …"); the list takes more of a medium screen (not so much that the detail's
+    title, a long id with its state and count, is cut)."""
     async with app_factory().run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         table = pilot.app.table
         drawn = {t: table.render_line(i + 1).text for i, t in enumerate(table.shown) if i < 10}
-        assert "provider overloaded" in drawn["job-07"], drawn["job-07"]
-        assert "user message not an" in drawn["job-05"], drawn["job-05"]
+        assert "provider overlo" in drawn["job-07"], drawn["job-07"]
+        assert "user message no" in drawn["job-05"], drawn["job-05"]
+        await select(pilot, "job-04")
+        title = pilot.app.query_one("#detail-title")
+        text = str(title.render())
+        # A fleet's ids ("thread-00042") with the longest state and a count still fit.
+        longest = text.replace("job-04", "thread-00042").replace("after_tools", "awaiting_input")
+        assert "·  4 messages" in text and len(longest) <= title.content_size.width, (
+            longest,
+            title.content_size,
+        )
 
 
 async def test_clicking_a_header_sorts_by_it(app_factory) -> None:
