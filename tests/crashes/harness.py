@@ -156,8 +156,10 @@ class Case:
         return self.cli("answer", self.database, thread, *how)
 
     def watch(self, until: Callable[[], bool], seconds: float = 30.0, *extra: str) -> str:
-        """`agent-supervisor watch` as a daemon, until `until()` holds (or `seconds` pass),
-        then SIGTERM; what it printed."""
+        """`agent-supervisor watch` as a daemon, until `until()` holds (or `seconds` pass
+        from its first line, "watching ...": a loaded machine took over three seconds to
+        start it, and a SIGTERM before then ended it unheard), then SIGTERM; what it
+        printed."""
         args = [sys.executable, "-m", "supervisor", "watch", self.database, "--quiet", "0"]
         args += [
             "--poll",
@@ -176,12 +178,13 @@ class Case:
             stderr=subprocess.STDOUT,
             text=True,
         ) as watcher:
+            first = watcher.stdout.readline()  # its signal handlers are in place
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline and not until():
                 time.sleep(0.5)  # `until` runs commands: a core's worth at 0.2 s
             watcher.send_signal(signal.SIGTERM)
             out, _ = watcher.communicate(timeout=30)
-        return out
+        return first + out
 
     @property
     def reference(self) -> str:

@@ -22,7 +22,7 @@ async def resume_until_a_tool_runs(pilot, thread: str) -> None:
 
 async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monkeypatch) -> None:
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
-    app = app_factory(abort_grace=1.0)
+    app = app_factory()  # the default grace: 1 s ran out on a loaded machine, mid-abort
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await resume_until_a_tool_runs(pilot, "job-05")
@@ -45,7 +45,7 @@ async def test_q_with_running_agents_confirms_then_aborts_them(app_factory, monk
 async def test_ctrl_q_and_the_palette_quit_ask_like_q(app_factory, monkeypatch) -> None:
     """Textual's own Quit would cancel the agent mid-tool ("cancelled by user")."""
     monkeypatch.setenv("AGENT_SUPERVISOR_DEMO_TOOL_SECONDS", "30")
-    app = app_factory(abort_grace=1.0)
+    app = app_factory()  # the default grace: 1 s ran out on a loaded machine, mid-abort
     async with app.run_test(size=(160, 45)) as pilot:
         await settle(pilot)
         await resume_until_a_tool_runs(pilot, "job-05")
