@@ -170,6 +170,10 @@ async def main(db, seconds):
         while time.monotonic() < end:
             n += 1
             await cp.append(f"w{n % 7}", [UserMessage(content=[TextContent(text="x" * (n % 900))])])
+            # An agent writes between model calls. Without a pause a reader of this
+            # rollback-journal file can wait out the whole run for a gap (a slow CI
+            # machine saw none in 2.5 s); a few ms between messages is still a busy writer.
+            await asyncio.sleep(0.005)
         print(n, flush=True)
 asyncio.run(main(sys.argv[1], float(sys.argv[2])))
 """
