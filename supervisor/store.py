@@ -31,6 +31,11 @@ INDEX_HINT_ROWS = 200_000
 INDEX_HINT_BYTES = 100_000_000
 
 
+#: A message-id cursor that is before every row: `id > BEFORE_ANY_ROW` holds for all. A
+#: cursor starting at 0 skipped rows another writer had stored with ids 0 or below
+#: (cubeloop's start at 1): their threads were missing from the list, or short of rows.
+BEFORE_ANY_ROW = float("-inf")
+
 #: Where the supervisor's own notes on a message go (its `details`): a tool result the
 #: resume wrote for a call it did not run carries `{DETAILS_KEY: {"not_run": why}}`.
 DETAILS_KEY = "agent_supervisor"

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from supervisor.store import BEFORE_ANY_ROW
+
 T = TypeVar("T")
 
 #: What a usage can be grouped by (`usage --by`).
@@ -345,8 +347,8 @@ class UsageTally:
     def __init__(self, prices: Prices) -> None:
         self.prices = prices
         self.groups: dict[str, Group] = {}
-        #: The last message id summed (a SQLite file); None before the first read.
-        self.cursor: int | None = None
+        #: The last message id summed (a SQLite file); `BEFORE_ANY_ROW` before the first read.
+        self.cursor: float = BEFORE_ANY_ROW
         self._first = True
         self._lock = threading.Lock()
 
@@ -362,8 +364,10 @@ class UsageTally:
         """
         with self._lock:
             if store.path is not None:  # a SQLite file: the new rows only
-                top = store.newest_row() or 0
-                after = self.cursor or 0
+                after = self.cursor
+                top = store.newest_row()
+                if top is None:  # no rows yet: nothing to sum
+                    top = after
                 if not self._first and top <= after:
                     return {}
                 rows, copied = store.usage_rows(rows=(after, top))

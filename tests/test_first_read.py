@@ -185,6 +185,29 @@ def test_the_split_first_read_is_the_one_process_read(fleet_db: Path) -> None:  
     assert len(ids) == len(set(ids)) > 800
 
 
+def test_rows_with_ids_of_zero_or_below_are_in_both_halves_reads(
+    fleet_db: Path,  # noqa: F811
+) -> None:
+    conn = sqlite3.connect(fleet_db)
+    with conn:  # another writer's ids: a thread below zero, and a row before w010's own
+        conn.execute(
+            "INSERT INTO messages (id, thread_id, message_json) VALUES (0, 'below', ?)",
+            (json.dumps(user("from below")),),
+        )
+        conn.execute(
+            "INSERT INTO messages (id, thread_id, message_json) VALUES (-9, 'w010', ?)",
+            (json.dumps(user("an earlier start")),),
+        )
+        (w010,) = conn.execute("SELECT count(*) FROM messages WHERE thread_id = 'w010'").fetchone()
+    conn.close()
+    whole = read_as_app("whole", fleet_db, then=THEN)
+    split = read_as_app("split", fleet_db, then=THEN)
+    assert split.stderr.split() == ["started", "halves"]
+    same(split, whole)
+    by_id = {t[0]: t for t in json.loads(split.stdout)["first"]["threads"]}
+    assert by_id["'below'"][1] == "1" and by_id["'w010'"][1] == str(w010)  # messages
+
+
 def test_rows_written_while_the_readers_read_are_read_by_the_first_refresh(
     fleet_db: Path,  # noqa: F811
 ) -> None:

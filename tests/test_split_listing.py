@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from supervisor import usage
 from supervisor.leases import acquire, leases_dir
 from supervisor.sqlite.store import SQLiteStore
 from tests.conftest import ROOT, insert_rows
@@ -217,3 +218,55 @@ def test_a_small_database_has_no_split_point(demo_db: Path) -> None:
         assert store.split_point() is None
     finally:
         store.close()
+
+
+def test_rows_with_ids_of_zero_or_below_are_listed_searched_and_counted(
+    fleet_db: Path,
+) -> None:
+    """cubeloop's ids start at 1; another writer may store 0 or negative ones. Every
+    listing started its cursor at 0 and left their threads out, or short of rows."""
+    reply = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "answered below zero"}],
+        "stop_reason": "stop",
+        "model_id": "m-1",
+        "usage": {"input_tokens": 7, "output_tokens": 5},
+    }
+    conn = sqlite3.connect(fleet_db)
+    with conn:
+        rows = [
+            (-3, "below", user("zzyzx question")),  # a thread with no other rows
+            (0, "below", reply),
+            (-100, "w010", user("an earlier start")),  # before a thread's own rows
+        ]
+        conn.executemany(
+            "INSERT INTO messages (id, thread_id, message_json) VALUES (?, ?, ?)",
+            [(i, t, json.dumps(m)) for i, t, m in rows],
+        )
+        stored = dict(conn.execute("SELECT thread_id, count(*) FROM messages GROUP BY 1"))
+    conn.close()
+    whole = run_list("whole", str(fleet_db), "--usage", "--json")
+    split = run_list("split", str(fleet_db), "--usage", "--json")
+    assert split.stderr.startswith("split") and split.stdout == whole.stdout, split.stderr
+    by_id = {t["thread_id"]: t for t in json.loads(whole.stdout)}
+    assert by_id["below"]["messages"] == 2 and by_id["below"]["state"] == "finished"
+    assert by_id["below"]["usage"]["output_tokens"] == 5
+    assert by_id["w010"]["messages"] == stored["w010"]
+    kept = SQLiteStore(fleet_db)
+    kept.refresh()
+    assert {s.thread_id: s.messages for s in kept.threads()} == {
+        t: s["messages"] for t, s in by_id.items()
+    }
+    # The app's TOKENS column: a running tally from the first row on.
+    tally = usage.UsageTally(usage.load_or_shipped()[0]).read(kept)
+    assert tally["below"][0] == 7 + 5
+    kept.close()
+    index = subprocess.run(
+        [sys.executable, "-m", "supervisor", "index", str(fleet_db), "--search", "--yes"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert index.returncode == 0, index.stderr
+    found = run_list("whole", str(fleet_db), "--grep", "zzyzx", "--json")
+    assert [t["thread_id"] for t in json.loads(found.stdout)] == ["below"], found.stderr

@@ -23,7 +23,7 @@ from supervisor.sqlite.rows import (
 )
 from supervisor.sqlite.sql import ACTIVITY, KINDS, Scope, in_order_sql, unix_time_sql
 from supervisor.states import Row, ThreadSummary, fold_rows
-from supervisor.store import summarise_assistant
+from supervisor.store import BEFORE_ANY_ROW, summarise_assistant
 
 
 class MessageReader:
@@ -33,10 +33,10 @@ class MessageReader:
         self.db = db
         self.scope = scope
         self.threads: dict[str, ThreadSummary] = {}
-        #: The highest message id read so far.
-        self.cursor = 0
-        #: Rows up to this id were listed from their start only (`check_rows`).
-        self.unchecked_through = 0
+        #: The highest message id read so far (`BEFORE_ANY_ROW`: none yet).
+        self.cursor: float = BEFORE_ANY_ROW
+        #: Rows up to this id were listed from their start only (`check_rows`); None: none.
+        self.unchecked_through: int | None = None
         #: The assistant row parsed for each thread (parsed again only when it changes).
         self.parsed_assistant: dict[str, int] = {}
         #: What the last refresh read: message rows folded, threads whose runs
@@ -47,7 +47,12 @@ class MessageReader:
         """Forget everything read: the next read starts from the first row."""
         self.threads.clear()
         self.parsed_assistant.clear()
-        self.cursor = 0
+        self.cursor = BEFORE_ANY_ROW
+
+    @property
+    def has_read(self) -> bool:
+        """Whether a first read was made (later ones fold the rows above the cursor)."""
+        return self.cursor != BEFORE_ANY_ROW
 
     def summary(self, thread_id: str) -> ThreadSummary:
         summary = self.threads.get(thread_id)
@@ -86,7 +91,10 @@ class MessageReader:
             # named row by row (`odd_thread_id`): take the exact path.
             self.threads.clear()
             self.parsed_assistant.clear()
-            self.cursor = self.unchecked_through = 0  # the exact path checks every row
+            self.cursor, self.unchecked_through = (
+                BEFORE_ANY_ROW,
+                None,
+            )  # the exact path checks every row
             touched = self.read_new_messages()
             self.refold(self.fill_tails(touched))
             return touched
@@ -104,7 +112,7 @@ class MessageReader:
             top = self.newest_row()
         if top is None:
             return None
-        bottom = 0 if self.scope.newest is None else max(0, top - self.scope.newest)
+        bottom = BEFORE_ANY_ROW if self.scope.newest is None else top - self.scope.newest
         conn.execute("DROP TABLE IF EXISTS temp.listing")
         sql = self.scope.aggregate_sql(order == "first") + f" ORDER BY {order}"
         conn.execute(sql, (bottom, top, *self.scope.range_args))
@@ -244,7 +252,7 @@ class MessageReader:
     def read_only(self, thread_ids: set[str]) -> set[str]:
         """The scoped first read: these threads, folded exactly; unknown ones left out."""
         (top,) = self.db.conn.execute("SELECT max(id) FROM messages").fetchone()
-        self.cursor = top or 0
+        self.cursor = BEFORE_ANY_ROW if top is None else top
         self.refold(thread_ids)
         known = set()
         if "thread_extra" in self.scope.columns:
@@ -267,7 +275,8 @@ class MessageReader:
             self.threads[thread_id] = ThreadSummary(thread_id)
             self.parsed_assistant.pop(thread_id, None)
         rows = self.db.conn.execute(
-            self.scope.threads_sql, (0, self.cursor, json.dumps(sorted(thread_ids)))
+            self.scope.threads_sql,
+            (BEFORE_ANY_ROW, self.cursor, json.dumps(sorted(thread_ids))),
         )
         fold_rows(self.threads, self._checked(rows))
         self.fill_tails(thread_ids)
@@ -301,7 +310,7 @@ class MessageReader:
         self.cursor = top
         return touched  # the threads these rows belong to: no walk over every thread
 
-    def _exact_activity(self, bottom: int, top: int) -> None:
+    def _exact_activity(self, bottom: float, top: int) -> None:
         """`temp.listing.exact`: the newest time of the threads whose stored times do not
         convert in order (text, or unix seconds mixed with julian days), in a second
         pass over their rows. A database our checkpointer wrote has none of them."""

@@ -91,11 +91,14 @@ class SearchIndex:
         added = 0
         try:
             identity = _identity(self.database)
-            (top,) = source.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
+            # From below the lowest row: another writer's ids may be 0 or negative.
+            bottom, top = source.execute(
+                "SELECT coalesce(min(id) - 1, 0), coalesce(max(id), 0) FROM messages"
+            ).fetchone()
             while True:
                 conn.execute("BEGIN IMMEDIATE")  # one indexer at a time
                 try:
-                    cursor = self._cursor(conn, identity, top)
+                    cursor = self._cursor(conn, identity, bottom, top)
                     if cursor >= top:
                         conn.execute("COMMIT")
                         return added
@@ -124,9 +127,9 @@ class SearchIndex:
         finally:
             conn.close()
 
-    def _cursor(self, conn: sqlite3.Connection, identity: str, top: int) -> int:
-        """The last row indexed; the index starts over for another file, or one whose rows
-        went back (a database restored from an older copy)."""
+    def _cursor(self, conn: sqlite3.Connection, identity: str, bottom: int, top: int) -> int:
+        """The last row indexed (`bottom` for a new index); the index starts over for another
+        file, or one whose rows went back (a database restored from an older copy)."""
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         cursor = meta.get("cursor")
         if (
@@ -143,9 +146,9 @@ class SearchIndex:
                 conn.execute(statement)
             conn.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [("database", identity), ("version", VERSION), ("cursor", 0)],
+                [("database", identity), ("version", VERSION), ("cursor", bottom)],
             )
-            return 0
+            return bottom
         return cursor
 
     def query(self, text: str) -> set[str]:

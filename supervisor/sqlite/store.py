@@ -162,7 +162,7 @@ class SQLiteStore:
             self.reader.work = {"rows": 0, "run_threads": 0}
             self.db.conn.execute("BEGIN")
             try:
-                first = self.reader.cursor == 0
+                first = not self.reader.has_read
                 runs_read = False  # each thread's newest run is known already
                 if first and self.scope.only is not None:
                     touched = self.reader.read_only(self.scope.only)
@@ -232,14 +232,14 @@ class SQLiteStore:
         a lower priority (`supervisor.priority`): a UI stays live.
         """
         through = self.reader.unchecked_through
-        if through <= 0:
+        if through is None:
             return set()
         try:
             bad = at_low_priority(lambda: self._invalid_threads(through))
         except sqlite3.Error as exc:
             raise self.db.error(exc) from None
         with self._lock:
-            self.reader.unchecked_through = 0
+            self.reader.unchecked_through = None
             bad = {t for t in bad if t in self.reader.threads}
             if bad:
                 try:
@@ -322,7 +322,7 @@ class SQLiteStore:
         return stream
 
     def _stream(self, chunk: int) -> Generator[ThreadSummary, None, None]:
-        if self.reader.cursor or self.scope.only is not None or self.scope.newest is not None:
+        if self.reader.has_read or self.scope.only is not None or self.scope.newest is not None:
             if self.scope.range is not None:
                 raise CannotSplit
             yield from self._kept_sorted()
@@ -371,7 +371,7 @@ class SQLiteStore:
         """This store's range of the first listing, up to row `top`: what one forked reader
         of a split first read hands back (`supervisor.first_read`). Raises `CannotSplit`
         on thread ids only the whole listing can name."""
-        if self.scope.range is None or self.reader.cursor:
+        if self.scope.range is None or self.reader.has_read:
             raise CannotSplit
         with self._lock:
             self.db.conn.execute("BEGIN")
@@ -486,7 +486,7 @@ class SQLiteStore:
     @property
     def rows_checked(self) -> bool:
         """Every row's JSON has been validated (see `check_rows`)."""
-        return self.reader.unchecked_through == 0
+        return self.reader.unchecked_through is None
 
     def threads(self) -> list[ThreadSummary]:
         return list(self.reader.threads.values())
@@ -495,8 +495,8 @@ class SQLiteStore:
         return self.reader.threads.get(thread_id)
 
     @property
-    def cursor(self) -> int:
-        """The highest message id read so far."""
+    def cursor(self) -> float:
+        """The highest message id read so far (`BEFORE_ANY_ROW`: none yet)."""
         return self.reader.cursor
 
     def transcript(self, thread_id: str, *, full: bool = False) -> Transcript:
