@@ -39,13 +39,17 @@ if TYPE_CHECKING:
 class ThreadActions:
     """Resume, abort, prompt and answer, for the selected or marked threads.
 
-    It owns no state of its own: it reads the app's list and store (through
-    the app's reader), starts runs on the app's runner, and asks the person
+    It owns one thing: how many threads a preview is being planned for (the
+    header says so). Otherwise it reads the app's list and store (through the
+    app's reader), starts runs on the app's runner, and asks the person
     through the app's dialogs.
     """
 
     def __init__(self, app: SupervisorApp) -> None:
         self.app = app
+        #: Threads whose plans a bulk preview is reading now (0: none). At 100,000
+        #: threads that takes tens of seconds, which passed with nothing on screen.
+        self.planning = 0
 
     def targets(self, states: Iterable[State] | None = None) -> list[str]:
         chosen = self.app.table.marked_shown() or ([self.app.selected] if self.app.selected else [])
@@ -88,7 +92,19 @@ class ThreadActions:
         """One preview for many threads, with the plan a single resume would show; it
         names the threads that may be live elsewhere, and its yes resumes them too (one
         dialog, not one more per such thread)."""
-        plans = await asyncio.to_thread(self._plans, threads)
+        if self.planning:
+            self.app.notify(
+                f"a preview of {counted(self.planning, 'thread')} is still being planned",
+                severity="warning",
+            )
+            return
+        self.planning = len(threads)
+        self.app.update_header()
+        try:
+            plans = await asyncio.to_thread(self._plans, threads)
+        finally:
+            self.planning = 0
+            self.app.update_header()
         config = self.app.runner.config
         now = config.clock()
         live = {
@@ -98,7 +114,7 @@ class ThreadActions:
             and live_reason(s, now, config.live_window) is not None
         }
         preview = BulkResumePreview(
-            f"{title} ({len(threads)})",
+            f"{title} ({len(threads):,})",
             plans,
             self.app.palette,
             config.continue_text,

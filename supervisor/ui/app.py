@@ -426,6 +426,7 @@ class SupervisorApp(App[None]):
             auto_resume=self.auto.active,
             watchers=[holder_text(w) for w in others],
             search=self.message_search.text,
+            planning=self.actions.planning,
         )
         self.query_one("#summary", Static).update(header, layout=False)  # one line, always
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from supervisor.leases import holder_text, is_mine
 from supervisor.plan import may_be_live
 from supervisor.states import ORDERS, RESUMABLE, State, ThreadSummary
-from supervisor.text import clean, one_line, relative_time
+from supervisor.text import clean, counted, one_line, relative_time
 from supervisor.ui.render import Palette, counts_line, safe
 
 
@@ -31,6 +31,7 @@ def header_line(
     auto_resume: bool,
     watchers: list[str],
     search: str | None = None,
+    planning: int = 0,
 ) -> Text:
     """The header: the counts first, then what narrows or drives the list, the database's
     name last (a narrow terminal cuts the end: never a count)."""
@@ -56,6 +57,11 @@ def header_line(
     if reading:
         lead.append(
             "reading the whole database: the newest threads so far, counts partial  ",
+            style=f"bold {palette.get('accent', '')}",
+        )
+    if planning:
+        lead.append(
+            f"planning {counted(planning, 'thread')} for the preview…  ",
             style=f"bold {palette.get('accent', '')}",
         )
     if auto_resume:

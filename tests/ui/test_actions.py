@@ -206,6 +206,45 @@ async def test_capital_r_resumes_every_crashed_thread(app_factory) -> None:
     assert states["job-09"] is states["job-11"] is State.AWAITING_INPUT
 
 
+async def test_the_header_says_while_a_preview_is_planned_and_a_second_r_waits(
+    app_factory, monkeypatch
+) -> None:
+    """At 100,000 threads the plans of every crashed one take tens of seconds: that time
+    passed with nothing on screen, and each further `R` planned them all once more."""
+    import threading
+
+    from supervisor.ui.actions import ThreadActions
+
+    gate, asked = threading.Event(), []
+    real = ThreadActions._plans
+
+    def held(self, threads):  # the real plans, once the test lets them go
+        asked.append(len(threads))
+        gate.wait(30)
+        return real(self, threads)
+
+    monkeypatch.setattr(ThreadActions, "_plans", held)
+    app = app_factory()
+    said = spy_notify(app)
+
+    def header() -> str:
+        return str(app.query_one("#summary").render())
+
+    async with app.run_test(size=(160, 45)) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        assert await until(pilot, lambda: "planning 6 threads for the preview" in header())
+        await pilot.press("R")
+        assert await until(pilot, lambda: any("still being planned" in m for m in said))
+        gate.set()
+        assert await until(pilot, lambda: isinstance(app.screen, BulkResumePreview))
+        assert "planning" not in header()
+        await pilot.press("n")
+        await settle(pilot)
+        assert not isinstance(app.screen, BulkResumePreview)  # one preview, not two
+    assert asked == [6]
+
+
 async def test_the_keys_scroll_a_plan_longer_than_the_dialog_at_80x24(app_factory) -> None:
     """The plans of every crashed thread do not fit at 80x24; the yes button has the
     focus, and the scroll keys still move the plan (they did nothing: the button took them)."""

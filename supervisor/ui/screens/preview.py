@@ -10,7 +10,7 @@ from textual.widgets import Button, Static
 
 from supervisor.plan import ThreadPlan, Verdict
 from supervisor.states import State
-from supervisor.text import one_line
+from supervisor.text import counted, one_line
 from supervisor.ui.render import Palette, live_warning, plan_text
 from supervisor.ui.screens.dialog import YesNoScreen
 
@@ -100,7 +100,10 @@ class BulkResumePreview(YesNoScreen):
 
     def compose(self) -> ComposeResult:
         runs = sum(p.verdict is Verdict.RERUN for plan in self.plans for p in plan.calls)
-        intro = f"{len(self.plans)} thread(s); {runs} tool call(s) will really run again."
+        intro = (
+            f"{counted(len(self.plans), 'thread')}; "
+            f"{counted(runs, 'tool call')} will really run again."
+        )
         if self.skipped:
             intro += f" {self.skipped} marked thread(s) cannot be resumed and are skipped."
         if self.aborted_left_out:
