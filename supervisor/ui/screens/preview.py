@@ -66,11 +66,23 @@ class ResumePreview(YesNoScreen):
                 yield Button("Cancel (n)", id="no")
 
 
+#: A bulk preview lists each plan up to this many threads, and threads with calls up to
+#: this many; past it, the threads without calls are counted by what happens to them.
+LISTED = 200
+
+#: Thread ids named under each group of a long preview.
+NAMED = 3
+
+
 class BulkResumePreview(YesNoScreen):
     """Several threads at once: each one's plan, as the single preview shows it.
 
     Mid-tool threads list their calls and verdicts; aborted and error
     threads say which message continues them; the rest say what happens.
+    Past `LISTED` threads the ones whose calls are planned are listed (the
+    side effects a person must see), up to `LISTED` of them, and the rest
+    are counted by state and what happens: the plans of 60,000 crashed
+    threads, one line each, made a text the screen took minutes to lay out.
     """
 
     BINDINGS = [Binding("r", "answer(True)", "Resume")]
@@ -132,15 +144,53 @@ class BulkResumePreview(YesNoScreen):
                 yield Button("Cancel (n)", id="no")
 
     def _body(self) -> Text:
+        if len(self.plans) <= LISTED:
+            return self._each(self.plans)
+        with_calls = [p for p in self.plans if p.calls or p.closed]
+        groups: dict[tuple[State, str], list[str]] = {}
+        for plan in self.plans:
+            if not (plan.calls or plan.closed):
+                groups.setdefault((plan.state, self._what(plan)), []).append(plan.thread_id)
         out = Text()
-        for i, plan in enumerate(self.plans):
+        if with_calls:
+            out.append(f"{counted(len(with_calls), 'thread')} with unanswered calls:\n", "bold")
+            out.append(self._each(with_calls[:LISTED]))
+            if len(with_calls) > LISTED:
+                out.append(
+                    f"\n… and {counted(len(with_calls) - LISTED, 'more thread')} with calls "
+                    "(`resume --all --dry-run` prints every plan)",
+                    style="dim",
+                )
+            out.append("\n\n" if groups else "")
+        ordered = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0][0], g[0][1]))
+        for i, ((state, what), ids) in enumerate(ordered[:LISTED]):
+            out.append("\n" if i else "")
+            out.append(f"{counted(len(ids), 'thread')}  ", style="bold")
+            out.append(f"{state}  → {what}\n    ")
+            out.append(", ".join(one_line(t, 24) for t in ids[:NAMED]), style="dim")
+            if len(ids) > NAMED:
+                out.append(f", … {len(ids) - NAMED:,} more", style="dim")
+        if len(ordered) > LISTED:  # actions that name a reason each (an abort's, an end's)
+            rest = sum(len(ids) for _, ids in ordered[LISTED:])
+            out.append(
+                f"\n… and {counted(rest, 'more thread')} "
+                "(`resume --all --dry-run` prints every plan)",
+                style="dim",
+            )
+        return out
+
+    def _each(self, plans: list[ThreadPlan]) -> Text:
+        """Each plan as the single preview shows it."""
+        out = Text()
+        for i, plan in enumerate(plans):
             out.append("\n" if i else "")
             out.append(one_line(plan.thread_id, 40), style="bold")
-            out.append(f"  {plan.state}  → ")
-            if plan.state in (State.ABORTED, State.ERROR):
-                out.append(f"continue with {self.continue_text!r}")
-            else:
-                out.append(plan.action)
+            out.append(f"  {plan.state}  → {self._what(plan)}")
             if plan.calls or plan.closed:
                 out.append("\n").append(plan_text(plan, self.palette))
         return out
+
+    def _what(self, plan: ThreadPlan) -> str:
+        if plan.state in (State.ABORTED, State.ERROR):
+            return f"continue with {self.continue_text!r}"
+        return plan.action
