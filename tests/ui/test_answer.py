@@ -34,7 +34,7 @@ async def test_r_approves_and_the_refund_runs_once(app_factory, workdir) -> None
         await pilot.pause()
         assert isinstance(pilot.app.screen, AnswerScreen)
         assert "Approve (y)" in str(pilot.app.screen.query_one("#approve").label)
-        await pilot.press("y")  # as every other dialog: y yes, n no
+        await pilot.press("tab", "y")  # from the buttons, as every other dialog: y yes, n no
         await settle(pilot)
         assert table_rows(pilot.app)["job-09"][1] == "✓ finished"
         strips = pilot.app.query_one("#event-lines", RichLog).lines
@@ -51,14 +51,20 @@ async def test_deny_with_a_reason_runs_nothing(app_factory, workdir) -> None:
         await pilot.press("enter")  # Enter on a waiting thread answers it too
         await pilot.pause()
         assert isinstance(pilot.app.screen, AnswerScreen)
-        pilot.app.screen.query_one("#reason", Input).focus()
-        await pilot.press(*"over the limit")  # typed into the reason: y and n are letters here
+        # The dialog opens with the keys in the reason box: what a person types there is a
+        # reason, its y and n letters (the buttons had the keys: "you…" approved, and the
+        # rest went to the list: space marked rows, o opened the pager).
+        await pilot.press(*"you may not, over the limit")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, AnswerScreen)
+        assert pilot.app.screen.query_one("#reason", Input).value == "you may not, over the limit"
+        assert refunds(workdir / "demo.db.jobs") == [] and pilot.app.marked == set()
         await pilot.press("enter")  # Enter in the reason denies with it
         await settle(pilot)
     assert state("job-09") is State.FINISHED
     assert refunds(workdir / "demo.db.jobs") == []
     transcript = open_store(workdir / "demo.db").transcript("job-09")
-    assert "over the limit" in str(transcript.messages()[-2:])
+    assert "you may not, over the limit" in str(transcript.messages()[-2:])
 
 
 async def test_n_denies_an_approval(app_factory, workdir) -> None:
@@ -68,7 +74,7 @@ async def test_n_denies_an_approval(app_factory, workdir) -> None:
         await pilot.press("r")
         await pilot.pause()
         assert isinstance(pilot.app.screen, AnswerScreen)
-        await pilot.press("n")
+        await pilot.press("tab", "n")
         await settle(pilot)
     assert state("job-09") is State.FINISHED
     assert refunds(workdir / "demo.db.jobs") == []

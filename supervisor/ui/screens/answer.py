@@ -35,9 +35,12 @@ class Choice(RadioButton):
 class AnswerScreen(ModalScreen[Any]):
     """Dismisses with the answer, or None when cancelled.
 
-    Approvals and confirmations take `y` and `n`, as every other dialog does (while the
-    reason box has the keys, Enter there denies with that reason); an ask, whose answers
-    are typed, is sent with ctrl+s.
+    A confirmation takes `y` and `n`, as every other dialog does. An approval opens with
+    the keys in its reason box, as its placeholder invites: typing there is a reason,
+    and Enter denies with it; `y` and `n` answer from the buttons (Tab). With the
+    buttons focused first, a person typing "you may not" approved the call with its
+    first letter (a refund ran) and the rest of the words went to the list as keys.
+    An ask, whose answers are typed, is sent with ctrl+s.
     """
 
     BINDINGS = [
@@ -103,11 +106,17 @@ class AnswerScreen(ModalScreen[Any]):
         if self.request.kind == "ask":
             return "Tab moves between questions · arrows and space pick · Escape cancels"
         if self.request.kind == "approve":
-            return "y approves · n denies (with the reason typed above, if any) · Escape cancels"
+            return (
+                "type a reason and Enter to deny with it · Tab to the buttons: y approves, "
+                "n denies · Escape cancels"
+            )
         return "y yes · n no · Escape cancels; the thread then runs on"
 
     def on_mount(self) -> None:
-        if self.request.kind in ("approve", "confirm"):
+        if self.request.kind == "approve":
+            self.query_one("#reason", Input).focus()  # typing is a reason, never an answer
+            return
+        if self.request.kind == "confirm":
             self.query_one("#approve", Button).focus()  # y and n answer at once
             return
         first = self.query("RadioSet, SelectionList, Input, Button").first()
