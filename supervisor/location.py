@@ -219,6 +219,22 @@ class Location:
         db = Path(self.text)
         return Location(str(db.with_name(db.name + ".jobs")), False)
 
+    def missing_markers(self, named_by: str) -> str | None:
+        """A warning for a resume of calls that may have run, or None: this jobs place
+        was named (`--jobs-dir`, `$JOB_DIR`) and does not exist.
+
+        No marker can be read there: a typo planned `rerun` for a call its marker
+        recorded as done, and the resume charged a card a second time, with
+        nothing said. It is a warning, not a refusal: a crash before any tool
+        ran (a call awaiting a human's answer) leaves no directory yet.
+        """
+        if self.server or self.path.exists():
+            return None
+        return (
+            f"{self.shown}: no such directory (named by {named_by}): no job marker can be "
+            "read there, and a call a marker would have recorded as done runs again"
+        )
+
     # -- what a jobs place holds ---------------------------------------------------
 
     def markers(self) -> Any:

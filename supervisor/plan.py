@@ -30,6 +30,7 @@ argument values with `/` replaced by `_` (the CubeLoop recipe's).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -224,7 +225,17 @@ class MarkerIndex:
                 reason=f"{len(candidates)} markers could be this call's ({names}); "
                 "an agent marker hook would say which",
             )
-        return PlannedCall(call, Verdict.RERUN, reason="no job marker found")
+        return PlannedCall(call, Verdict.RERUN, reason=self._none_found)
+
+    @functools.cached_property
+    def _none_found(self) -> str:
+        """Why no marker was found: none matched, or the jobs directory is not there (a
+        typo in `--jobs-dir`, a stale `$JOB_DIR`: the plan must say where it looked)."""
+        if isinstance(self.jobs_dir, str) and "://" in self.jobs_dir:
+            return "no job marker found"
+        if not Path(self.jobs_dir).exists():
+            return f"no job marker found: {self.jobs_dir} does not exist"
+        return "no job marker found"
 
     def _by_hook(self, call: ToolCallInfo, target: ToolCallInfo) -> PlannedCall:
         try:

@@ -74,7 +74,13 @@ class RunnerConfig:
     deferred: DeferredAgent | None = field(default=None, kw_only=True)
     #: A directory, or a Postgres URL (`Location.markers`).
     jobs_dir: Path | str
+    #: Who named `jobs_dir` ("--jobs-dir", "$JOB_DIR"); None: the default place, which
+    #: tools that keep no markers never make (`Location.missing_markers`).
+    jobs_named_by: str | None = field(default=None, kw_only=True)
     agent_ref: str = "agent"
+    #: Whether the agent was named (`--agent`, `$AGENT_SUPERVISOR_AGENT`), not the
+    #: built-in demo taken for want of one (`Runner._check_agent_fits`).
+    agent_named: bool = field(default=True, kw_only=True)
     max_concurrent: int = 4
     continue_text: str = DEFAULT_CONTINUE_TEXT
     mid_tool_strategy: str = "rerun"  # or "interrupt"

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from supervisor import leases, runs
-from supervisor.agents import AgentLoadError, LoadedAgent, build_agent
+from supervisor.agents import DEFAULT_AGENT, ENV_VAR, AgentLoadError, LoadedAgent, build_agent
 from supervisor.children import parent_of
 from supervisor.extra import save_extra_after_each_result
 from supervisor.hitl import parse_request
@@ -320,7 +320,11 @@ class Runner:
             await asyncio.wait({run.task}, timeout=FINISHING_WAIT)
         if not run.task.done():
             run.task.cancel()
-        await asyncio.gather(run.task, return_exceptions=True)
+        # `wait`, not `gather`: a caller cancelled meanwhile (the run's own abort guard,
+        # which the run cancels as it ends) must not cancel the run a second time. That
+        # second cancel cut its final read short: the state was "unknown", and the read,
+        # left running, failed on the closed database as an asyncio error line.
+        await asyncio.wait({run.task})
         return True
 
     async def abort_all(self) -> None:
@@ -374,9 +378,11 @@ class Runner:
                     request, run.run_id = await self._pending_for_answer(cp, thread_id)
                 elif run.mode == "resume":
                     carried = await self._what_to_carry_on(cp, thread_id)
+                    self._say_markers_place(run, carried.state)
                     if carried.run_id is not None:
                         run.run_id = carried.run_id
                 agent = await self._build_agent(cp, thread_id, run.run_id)
+                self._check_agent_fits(agent, messages)
                 run.agent = agent
                 if run.trace is not None:  # a resume's run id is known by now
                     run.trace.set({"run_id": run.run_id})
@@ -399,6 +405,8 @@ class Runner:
             )
         except asyncio.CancelledError:
             run.outcome = "cancelled"
+            if run.signal.is_set() and run.agent is not None and not run.lease_gone:
+                await self._close_cancelled_abort(run)
         except AgentLoadError as exc:
             run.outcome = "error"
             self._emit(thread_id, "error", message=str(exc))
@@ -578,6 +586,46 @@ class Runner:
             terminated=self._terminated,
         )
 
+    def _say_markers_place(self, run: Run, state: State) -> None:
+        """Say so, before calls that may have run are resumed, when their markers' place
+        was named but is missing (`Location.missing_markers`)."""
+        named_by = self.config.jobs_named_by
+        if named_by is None or state is not State.MID_TOOL:
+            return
+        if self.config.mid_tool_strategy != "rerun":  # nothing runs again
+            return
+        why = Location.parse(self.config.jobs_dir).missing_markers(named_by)
+        if why is not None:
+            self._emit(run.thread_id, "note", text=f"warning: {why}")
+
+    def _check_agent_fits(self, agent: Agent, messages: list[Message]) -> None:
+        """Refuse, before anything runs, a thread that called tools the agent has not, when
+        the agent is the built-in demo only because none was named.
+
+        Forgetting `--agent` ran the demo on a user's own thread: each unanswered
+        call was answered "Tool send_email not found" (the charge it stood for
+        closed for good), and the demo's scripted model wrote the next reply. An
+        agent named on purpose lacking a tool is its own business (a model may
+        call a tool that does not exist; the agent answers so).
+        """
+        if self.config.agent_ref != DEFAULT_AGENT or self.config.agent_named:
+            return
+        have = {t.name for t in agent.state.tools or ()}
+        called = (
+            block.name
+            for m in messages
+            if m.role == "assistant"
+            for block in m.content
+            if block.type == "tool_call"
+        )
+        for name in called:
+            if name not in have:
+                raise Refused(
+                    f"no agent named, and the built-in demo agent has no tool {name!r}, "
+                    "which this thread called: nothing was run. Name the thread's agent "
+                    f"with --agent module:factory (or ${ENV_VAR})"
+                )
+
     def _terminated(self, assistant: Any) -> bool:
         """Whether every call of this turn came from a tool whose job marker recorded that
         it ended the run (`jobs.idempotent` keeps `terminate`). Reads the jobs directory."""
@@ -586,6 +634,29 @@ class Runner:
         hook = self.config.agent().marker_hook
         index = MarkerIndex(self.config.jobs_dir, self.jobs.read_markers(), hook)
         return terminated_by_markers(assistant, index)
+
+    async def _close_cancelled_abort(self, run: Run) -> None:
+        """An abort whose grace ran out ends as an abort, not where the cancel left it.
+
+        A tool that ignores the agent's abort signal is cancelled after
+        `abort_grace`; cubeloop then answers its calls "cancelled by user" and
+        writes nothing more, so the thread was left `after_tools`, and `watch`
+        (which leaves threads a person aborted alone) resumed it. The message
+        cubeloop writes when an abort is honoured in time closes it instead.
+        """
+        from supervisor.tool_calls import aborted_message
+
+        try:
+            cp = await self._cp()
+            data = await cp.load(run.thread_id)
+            last = data.messages[-1] if data is not None and data.messages else None
+            if last is None or getattr(last, "stop_reason", None) == "aborted":
+                return
+            why = f"the run was cancelled after its {self.config.abort_grace:g}s abort grace"
+            await cp.append(run.thread_id, [aborted_message(why, run.run_id)])
+            run.outcome = "aborted"
+        except Exception as exc:  # noqa: BLE001 - the run is ending: say it, never mask it
+            self._emit(run.thread_id, "note", text=f"the abort was not recorded: {first_line(exc)}")
 
     async def _finish_abort(self, run: Run, cp: Any, reason: str) -> None:
         """Write the message that closes an abort `abort_pending` began: nothing else runs."""

@@ -85,6 +85,13 @@ def jobs_place(args: argparse.Namespace) -> Location:
     return jobs
 
 
+def jobs_named_by(args: argparse.Namespace) -> str | None:
+    """Who named the jobs place: "--jobs-dir", "$JOB_DIR", or None (the default)."""
+    if getattr(args, "jobs_dir", None):
+        return "--jobs-dir"
+    return "$JOB_DIR" if os.environ.get("JOB_DIR") else None
+
+
 def check_places(args: argparse.Namespace) -> None:
     """Where a run will write, checked before it starts: a jobs directory that is a file,
     a leases directory that is not ours or cannot be made, are one line and exit 2, not a
@@ -133,6 +140,8 @@ def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig
         mid_tool_strategy=args.strategy,
         abort_grace=args.abort_grace,
         live_window=0 if getattr(args, "force", False) else LIVE_WINDOW,
+        jobs_named_by=jobs_named_by(args),
+        agent_named=bool(getattr(args, "agent", None) or os.environ.get(ENV_VAR)),
     )
 
 

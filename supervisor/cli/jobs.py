@@ -54,7 +54,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         print_json([marker_json(m, how) for m, how in found])
         return EXIT_OK
-    print(f"{len(found)} marker(s) in {directory.shown}")
+    missing = "" if directory.server or directory.path.is_dir() else " (no such directory)"
+    print(f"{len(found)} marker(s) in {directory.shown}{missing}")
     for m, how in found:
         when = relative_time(m.done_at or m.started_at)
         who = f" thread {one_line(m.thread_id, 30)}" if m.thread_id else ""

@@ -9,7 +9,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.cli.context import agent_and_jobs, open_store, run_agents, runner_config, where
+from supervisor.cli.context import (
+    agent_and_jobs,
+    jobs_named_by,
+    open_store,
+    run_agents,
+    runner_config,
+    where,
+)
 from supervisor.cli.options import (
     EXIT_OK,
     EXIT_UNFINISHED,
@@ -23,7 +30,7 @@ from supervisor.cli.output import print_json
 from supervisor.sqlite.files import connect_readonly
 from supervisor.states import RESUMABLE, State, ThreadSummary
 from supervisor.store import Store
-from supervisor.text import one_line
+from supervisor.text import counted, one_line
 
 if TYPE_CHECKING:
     from supervisor.runner import RunnerConfig
@@ -78,6 +85,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
             raise UsageError(f"{where(args).shown}: no thread {one_line(unknown[0], 60)!r}")
         if args.all:
             wanted += [t for t, s in known.items() if s.state in RESUMABLE and t not in wanted]
+        missing = _missing_markers(args, [known[t] for t in wanted])
+        if missing is not None and args.dry_run:
+            print(f"agent-supervisor: warning: {one_line(missing, 300)}", file=sys.stderr)
+        elif missing is not None:
+            _refuse_reruns_without_markers(args, store, wanted, missing)
         if args.dry_run:
             return _dry_run(args, store, wanted)
     finally:
@@ -164,6 +176,44 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     for line in dry_run_lines(plans, live):
         print(line)
     return EXIT_OK
+
+
+def _missing_markers(args: argparse.Namespace, summaries: list[ThreadSummary]) -> str | None:
+    """Why the markers cannot be trusted, where calls that may have run would be resumed
+    with their place named and missing (`Location.missing_markers`); else None."""
+    named_by = jobs_named_by(args)
+    if named_by is None or args.strategy != "rerun":
+        return None
+    if not any(s.state is State.MID_TOOL for s in summaries):
+        return None
+    return where(args).jobs(args.jobs_dir).missing_markers(named_by)
+
+
+def _refuse_reruns_without_markers(
+    args: argparse.Namespace, store: Store, wanted: list[str], missing: str
+) -> None:
+    """Exit 2 before a resume that would run a call again for want of its marker's place.
+
+    Planned as the dry run plans (the agent's own policy asked): a call a human
+    must answer first, or the policy skips, runs nothing here, and a crash
+    before any tool ran (no directory yet) resumes as usual.
+    """
+    from supervisor.plan import Verdict
+    from supervisor.plans import dry_run, marker_index
+
+    agent, jobs_dir = agent_and_jobs(args)
+    summaries = [s for t in wanted if (s := store.get(t)) is not None]
+    crashed = [s for s in summaries if s.state is State.MID_TOOL]
+    plans = dry_run(
+        store, crashed, marker_index(jobs_dir, agent.marker_hook), strategy="rerun", agent=agent
+    )
+    again = [c.call for p in plans for c in p.calls if c.verdict is Verdict.RERUN]
+    if again:
+        names = ", ".join(one_line(c.name, 40) for c in again[:3])
+        raise UsageError(
+            f"{missing}: not resumed ({counted(len(again), 'call')} would run again: {names}); "
+            "name the directory the tools keep their markers in, or make it to resume anyway"
+        )
 
 
 def _live(summary: ThreadSummary, now: float, args: argparse.Namespace) -> str | None:

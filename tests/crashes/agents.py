@@ -974,3 +974,23 @@ def same_confirm(checkpointer: Any, thread_id: str, run_id: str | None = None) -
         channel=channel,
         middleware=[Gate()],
     )
+
+
+# -- a tool that ignores the abort signal ----------------------------------------------------
+
+
+def stubborn(checkpointer: Any, thread_id: str, run_id: str | None = None) -> Agent:
+    """`send_mail` does its effect, then works on for a minute without looking at the
+    agent's abort signal: only a cancel (after the supervisor's abort grace) stops it."""
+
+    async def execute(
+        tool_call_id: str, args: BaseModel, *, signal: Any = None, on_update: Any = None
+    ) -> AgentToolResult:
+        record("send_mail", args.model_dump())
+        await asyncio.sleep(60)
+        return AgentToolResult(content=[TextContent(text="sent")])
+
+    tool = AgentTool(
+        name="send_mail", description="mail (a side effect)", parameters=Target, execute=execute
+    )
+    return _agent(scripted(mail_script), checkpointer, thread_id, [tool])

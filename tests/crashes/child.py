@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import uuid
 from typing import Any
 
@@ -74,6 +75,10 @@ def main() -> None:
     parser.add_argument("prompt")
     parser.add_argument("--answer", action="append", help="JSON; again for each later question")
     parser.add_argument("--answer-mode", choices=["memory", "respond"], default="respond")
+    # The host makes its jobs directory as it starts, as the CubeLoop recipe's agents do at
+    # import: a resume warns of (and refuses to rerun calls in) a named one that is missing.
+    if os.environ.get("JOB_DIR"):
+        os.makedirs(os.environ["JOB_DIR"], exist_ok=True)
     asyncio.run(host(parser.parse_args()))
 
 
