@@ -202,6 +202,20 @@ class ThreadTable(ScrollView, can_focus=True):
         indexed = ((self.index_of(t), t) for t in self.marked)
         return [t for i, t in sorted((i, t) for i, t in indexed if i is not None)]
 
+    def newest_shown_activity(self) -> float | None:
+        """The newest last activity of the rows on screen (None: none has one): whether
+        their ages count in seconds, and so want a repaint every second."""
+        top = round(self.scroll_y)
+        newest = None
+        for index in range(top, top + self._rows_high()):
+            thread_id = self.thread_at(index)
+            if thread_id is None:
+                break
+            then = self.summaries[thread_id].last_activity
+            if then is not None and (newest is None or then > newest):
+                newest = then
+        return newest
+
     def thread_at(self, index: int) -> str | None:
         rows = len(self._sorted)
         if not 0 <= index < rows:
