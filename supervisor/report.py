@@ -274,8 +274,11 @@ def describe_event(event: Any) -> EventView | None:
     if kind == "run_start":
         return EventView("strong", f"▶ {d.get('mode')} from {d.get('state')}")
     if kind == "recovery":
-        verb = "re-running" if d.get("strategy") == "rerun" else "marking interrupted"
-        return EventView("plain", f"↻ {verb} unanswered call(s): ", calls=calls)
+        if d.get("strategy") == "rerun":  # the agent's pipeline decides: run, reuse, or block
+            lead = "↻ unanswered call(s) through the agent's own checks again: "
+        else:
+            lead = "↻ marking unanswered call(s) interrupted: "
+        return EventView("plain", lead, calls=calls)
     if kind == "skipped":
         return EventView(
             "accent", f"⊘ not run ({d.get('reason') or 'the agent said no'}): ", calls=calls

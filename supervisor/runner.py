@@ -698,7 +698,7 @@ class Runner:
             answer = await cp.load_hitl_answer(
                 run.thread_id, request.question_id, run_id=run.run_id
             )
-            self._emit(run.thread_id, "note", text="continuing with the answer stored before")
+            self._emit(run.thread_id, "note", text="continuing with the answer a human gave before the crash")
         if agent.channel is None:
             raise Refused(
                 "the agent has no human-in-the-loop channel: its factory must take run_id "

@@ -193,7 +193,7 @@ def test_answered_then_killed_is_not_waiting_and_resumes_without_asking(
     assert "a human approved it (the stored answer is used)" in dry.stdout
     out = cli("resume", str(db), "refund", "--force", "--jobs-dir", str(jobs))
     assert out.returncode == 0, out.stderr
-    assert "continuing with the answer stored before" in out.stdout
+    assert "continuing with the answer a human gave before the crash" in out.stdout
     assert state(db, "refund") is State.FINISHED
     assert len(refunds(jobs)) == 1
 

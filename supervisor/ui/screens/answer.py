@@ -104,7 +104,10 @@ class AnswerScreen(ModalScreen[Any]):
 
     def _hint(self) -> str:
         if self.request.kind == "ask":
-            return "Tab moves between questions · arrows and space pick · Escape cancels"
+            return (
+                "Tab moves between questions · arrows and space pick · ctrl+s sends · "
+                "Escape cancels"
+            )
         if self.request.kind == "approve":
             return (
                 "type a reason and Enter to deny with it · Tab to the buttons: y approves, "
