@@ -629,6 +629,7 @@ class SupervisorApp(App[None]):
             if ok:
                 self._abort_and_quit()
 
+        self.clear_notifications()  # at 80x24 the toasts covered the dialog's buttons
         self.push_screen(ConfirmScreen("Quit", body, "Abort and quit"), go)
 
     @work(group="shutdown", exit_on_error=False)
