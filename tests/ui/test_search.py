@@ -46,6 +46,12 @@ async def test_the_full_transcript_finds_marks_and_steps_through_matches(app_fac
         assert log.query == "" and not _marked_lines(log)
         await pilot.press("/", *"no such words anywhere")
         assert await until(pilot, lambda: box.border_title == "no match")
+        await pilot.press("escape")
+        # Enter in an empty box closes it (left open without the keys, what was typed
+        # next went to the screen: `o` opened the pager).
+        await pilot.press("/", "enter")
+        await pilot.pause()
+        assert not box.active and app.focused is log
 
 
 async def test_slash_in_the_detail_searches_its_tab_and_in_the_list_filters(app_factory) -> None:

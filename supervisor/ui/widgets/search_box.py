@@ -59,8 +59,13 @@ class SearchBox(Input):
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
-        """Enter: the next match, and the keys go back to the log (`n`/`N` jump on)."""
+        """Enter: the next match, and the keys go back to the log (`n`/`N` jump on). An empty
+        box closes: left on screen without the keys, what was typed next went to the
+        screen behind it as keys (`o` opened the pager)."""
         event.stop()
+        if not self.value.strip():
+            self.close()
+            return
         self.step(1)
         self._log().focus()
 
