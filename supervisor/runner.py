@@ -652,7 +652,7 @@ class Runner:
             last = data.messages[-1] if data is not None and data.messages else None
             if last is None or getattr(last, "stop_reason", None) == "aborted":
                 return
-            why = f"the run was cancelled after its {self.config.abort_grace:g}s abort grace"
+            why = "the run was cancelled: a tool went on past the abort signal"
             await cp.append(run.thread_id, [aborted_message(why, run.run_id)])
             run.outcome = "aborted"
         except Exception as exc:  # noqa: BLE001 - the run is ending: say it, never mask it
@@ -698,7 +698,11 @@ class Runner:
             answer = await cp.load_hitl_answer(
                 run.thread_id, request.question_id, run_id=run.run_id
             )
-            self._emit(run.thread_id, "note", text="continuing with the answer a human gave before the crash")
+            self._emit(
+                run.thread_id,
+                "note",
+                text="continuing with the answer a human gave before the crash",
+            )
         if agent.channel is None:
             raise Refused(
                 "the agent has no human-in-the-loop channel: its factory must take run_id "

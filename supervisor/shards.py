@@ -44,6 +44,10 @@ EXIT_UNFINISHED = 1
 #: The `RunnerConfig` settings a worker takes as they are (plain values; the
 #: agent and the locations are rebuilt in the worker from their references).
 SETTINGS = (
+    # Whether an agent and the jobs place were named: a worker refuses what the parent's
+    # runner would (without them, the demo agent closed a user's calls as "not found").
+    "agent_named",
+    "jobs_named_by",
     "max_concurrent",
     "continue_text",
     "mid_tool_strategy",

@@ -55,7 +55,10 @@ def test_resume_prints_events_and_exits_0_when_finished(demo_db: Path) -> None:
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("queued (resume from mid_tool)")
-    assert any("unanswered call(s) through the agent's own checks again: process_item" in line for line in lines)
+    assert any(
+        "unanswered call(s) through the agent's own checks again: process_item" in line
+        for line in lines
+    )
     assert lines[-1].startswith("■ finished")
     assert open_store(demo_db).get("job-02").state is State.FINISHED
 

@@ -80,3 +80,16 @@ def test_no_agent_named_runs_nothing_on_a_thread_the_demo_cannot_serve(tmp_path:
     assert c.transcript("t") == before and c.effects() == {WIRE: 1}
     assert c.state("t") == "mid_tool"
     assert os.path.exists(c.jobs)
+    # Dealt to worker processes, each refuses as one process does (a worker's runner
+    # took no word of the agent being unnamed: the demo closed the calls "not found").
+    c.crash("u", "wire 60", "tool:wire:after")
+    wire_60 = effect("wire", order="w1", amount_eur=60)
+    out = supervisor(
+        c, "resume", c.database, "--all", "--force", "--processes", "2",
+        "--jobs-dir", str(c.jobs), env=env,
+    )  # fmt: skip
+    assert out.returncode != 0, out.stdout
+    said = out.stdout + out.stderr
+    assert said.count("the built-in demo agent has no tool 'wire'") == 2, said
+    assert c.state("t") == c.state("u") == "mid_tool"
+    assert c.effects() == {WIRE: 1, wire_60: 1}

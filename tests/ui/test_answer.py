@@ -59,6 +59,14 @@ async def test_deny_with_a_reason_runs_nothing(app_factory, workdir) -> None:
         assert isinstance(pilot.app.screen, AnswerScreen)
         assert pilot.app.screen.query_one("#reason", Input).value == "you may not, over the limit"
         assert refunds(workdir / "demo.db.jobs") == [] and pilot.app.marked == set()
+        # ctrl+s sends an ask; on an approval it says how to answer (it approved the call
+        # the reason was typed to deny).
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, AnswerScreen)
+        said = str(pilot.app.screen.query_one("#answer-error").render())
+        assert "Enter denies with the reason typed" in said
+        assert refunds(workdir / "demo.db.jobs") == []
         await pilot.press("enter")  # Enter in the reason denies with it
         await settle(pilot)
     assert state("job-09") is State.FINISHED

@@ -146,7 +146,15 @@ class AnswerScreen(ModalScreen[Any]):
             self._finish()
 
     def action_send(self) -> None:
-        self._finish(approve=True if self.request.kind in ("approve", "confirm") else None)
+        """ctrl+s sends an ask's answers. It never answers an approval or a confirmation:
+        typed after a reason, it approved the call the reason was to deny (a refund ran)."""
+        if self.request.kind in ("approve", "confirm"):
+            hint = "Tab to the buttons: y approves, n denies"
+            if self.request.kind == "approve":
+                hint = "Enter denies with the reason typed; " + hint
+            self.query_one("#answer-error", Static).update(Text(hint, style="bold"))
+            return
+        self._finish()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
