@@ -155,6 +155,16 @@ class AgentLoadError(Exception):
     """The agent reference or factory is unusable; one line for the user."""
 
 
+def demo_lacks_tool(tool: str) -> str:
+    """Why a thread is refused by the built-in demo agent taken for want of a named one
+    (`Runner._check_agent_fits`, and the plans that say so first)."""
+    return (
+        f"no agent named, and the built-in demo agent has no tool {tool!r}, which this "
+        f"thread called: nothing was run. Name the thread's agent with --agent "
+        f"module:factory (or ${ENV_VAR})"
+    )
+
+
 def agent_reference(explicit: str | None) -> str:
     """`--agent`, else `$AGENT_SUPERVISOR_AGENT`, else the built-in demo."""
     return explicit or os.environ.get(ENV_VAR) or DEFAULT_AGENT

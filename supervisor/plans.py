@@ -115,6 +115,35 @@ async def plan_threads(
     return [plans.get(s.thread_id) or plan_thread(s, index, strategy=strategy) for s in summaries]
 
 
+def unserved_by_the_demo(
+    plans: list[ThreadPlan], agent_named: bool, reference: str
+) -> list[ThreadPlan]:
+    """The plans as a resume will act: with the built-in demo agent taken for want of a
+    named one, a thread whose calls name a tool it has not is refused
+    (`Runner._check_agent_fits`), not planned "skip: the agent has no tool"."""
+    from dataclasses import replace
+
+    from supervisor.agents import DEFAULT_AGENT, demo_lacks_tool
+
+    if agent_named or reference != DEFAULT_AGENT:
+        return plans
+    out = []
+    for plan in plans:
+        missing = next(
+            (c.call.name for c in plan.calls if c.reason.startswith("the agent has no tool")),
+            None,
+        )
+        if missing is None:
+            out.append(plan)
+        else:
+            out.append(
+                replace(
+                    plan, action="nothing", calls=(), closed=(), refused=demo_lacks_tool(missing)
+                )
+            )
+    return out
+
+
 def waits(summaries: Sequence[ThreadSummary], now: float, window: float) -> dict[str, str | None]:
     """Per thread, why a resume now would refuse it until `--force` (it may still be
     running in another process), or None: what a dry run adds to its plans."""

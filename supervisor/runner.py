@@ -36,7 +36,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from supervisor import leases, runs
-from supervisor.agents import DEFAULT_AGENT, ENV_VAR, AgentLoadError, LoadedAgent, build_agent
+from supervisor.agents import (
+    DEFAULT_AGENT,
+    AgentLoadError,
+    LoadedAgent,
+    build_agent,
+    demo_lacks_tool,
+)
 from supervisor.children import parent_of
 from supervisor.extra import save_extra_after_each_result
 from supervisor.hitl import parse_request
@@ -620,11 +626,7 @@ class Runner:
         )
         for name in called:
             if name not in have:
-                raise Refused(
-                    f"no agent named, and the built-in demo agent has no tool {name!r}, "
-                    "which this thread called: nothing was run. Name the thread's agent "
-                    f"with --agent module:factory (or ${ENV_VAR})"
-                )
+                raise Refused(demo_lacks_tool(name))
 
     def _terminated(self, assistant: Any) -> bool:
         """Whether every call of this turn came from a tool whose job marker recorded that

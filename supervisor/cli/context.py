@@ -85,6 +85,12 @@ def jobs_place(args: argparse.Namespace) -> Location:
     return jobs
 
 
+def agent_named(args: argparse.Namespace) -> bool:
+    """Whether an agent was named (`--agent`, `$AGENT_SUPERVISOR_AGENT`), rather than the
+    built-in demo taken for want of one."""
+    return bool(getattr(args, "agent", None) or os.environ.get(ENV_VAR))
+
+
 def jobs_named_by(args: argparse.Namespace) -> str | None:
     """Who named the jobs place: "--jobs-dir", "$JOB_DIR", or None (the default)."""
     if getattr(args, "jobs_dir", None):
@@ -141,7 +147,7 @@ def runner_config(args: argparse.Namespace, defer: bool = False) -> RunnerConfig
         abort_grace=args.abort_grace,
         live_window=0 if getattr(args, "force", False) else LIVE_WINDOW,
         jobs_named_by=jobs_named_by(args),
-        agent_named=bool(getattr(args, "agent", None) or os.environ.get(ENV_VAR)),
+        agent_named=agent_named(args),
     )
 
 

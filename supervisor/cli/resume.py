@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.cli.context import (
     agent_and_jobs,
+    agent_named,
     jobs_named_by,
     open_store,
     run_agents,
@@ -154,7 +155,14 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
     The agent's own policy is asked about each unanswered call, as the resume
     will ask it (`supervisor.probe`), over a checkpointer that cannot write.
     """
-    from supervisor.plans import dry_run, dry_run_json, dry_run_lines, marker_index, waits
+    from supervisor.plans import (
+        dry_run,
+        dry_run_json,
+        dry_run_lines,
+        marker_index,
+        unserved_by_the_demo,
+        waits,
+    )
 
     agent, jobs_dir = agent_and_jobs(args)
     summaries = [s for t in wanted if (s := store.get(t)) is not None]
@@ -165,6 +173,7 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
         strategy=args.strategy,
         agent=agent,
     )
+    plans = unserved_by_the_demo(plans, agent_named(args), agent.reference)
     # What the resume itself would refuse for now: a thread written to moments ago may
     # still be running in another process (the plan says what --force would do).
     live = {} if args.force else waits(summaries, time.time(), LIVE_WINDOW)

@@ -134,7 +134,7 @@ class ThreadActions:
         (`supervisor.plans`). In a thread: the plans need the agent's marker hook,
         waited for here if its import is still under way."""
         hook = self.app.marker_hook()  # first: the agent stack comes with the agent's import
-        from supervisor.plans import plan_threads
+        from supervisor.plans import plan_threads, unserved_by_the_demo
 
         index = MarkerIndex(self.app.jobs_dir, self.app.runner.jobs.read_markers(), hook)
         config = self.app.runner.config
@@ -147,7 +147,7 @@ class ThreadActions:
             if self.app.reader.closed:
                 return []
             try:
-                return asyncio.run(
+                plans = asyncio.run(
                     plan_threads(
                         self.app.store,
                         summaries,
@@ -156,6 +156,7 @@ class ThreadActions:
                         agent=loaded,
                     )
                 )
+                return unserved_by_the_demo(plans, config.agent_named, config.agent_ref)
             except StoreError:  # the database went away: plans from the listing alone
                 return [plan_thread(s, index, strategy=config.mid_tool_strategy) for s in summaries]
 
@@ -196,6 +197,13 @@ class ThreadActions:
         if state in (State.MID_TOOL, State.ANSWERED):
             plans = await asyncio.to_thread(self._plans, [thread_id])
             if not plans:  # the app is closing
+                return
+            if plans[0].refused is not None:  # as the runner would refuse it: say so now
+                self.app.notify(
+                    f"resume refused: {one_line(plans[0].refused, 200)}",
+                    severity="warning",
+                    markup=False,
+                )
                 return
             preview = ResumePreview(plans[0], self.app.palette, live=live)
             if not await self.app.push_screen_wait(preview):

@@ -107,3 +107,33 @@ async def test_r_on_a_child_names_its_parent_and_resume_all_leaves_it_to_the_par
         await pilot.press("y")
         assert await until(pilot, lambda: state(case) == "finished")
     assert case.effects() == {effect("child_effect", task="write-report"): 1}
+
+
+async def test_r_with_the_demo_agent_taken_for_want_of_one_is_refused_before_a_preview(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app opened on a user's database without `--agent`: `r` says the resume is refused
+    (the demo agent has none of the thread's tools), where its preview offered to run the
+    calls as "skip" and the run answered them "not found"."""
+    monkeypatch.setenv(LEDGER_VAR, str(tmp_path / "jobs"))
+    case = Case(str(tmp_path / "a.db"), tmp_path / "jobs", "veto_stop")
+    case.crash("t", "wire 50", "tool:wire:after")
+    config = RunnerConfig(
+        database=Path(case.database),
+        factory=load_factory("supervisor.demo:demo_agent"),
+        agent_ref="supervisor.demo:demo_agent",
+        agent_named=False,
+        jobs_dir=case.jobs,
+        live_window=0,
+    )
+    app = make_app(SQLiteStore(case.database), config, watch=False, cursor_blink=False)
+    said = spy_notify(app)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pick(pilot, "t")
+        await pilot.press("r")
+        assert await until(pilot, lambda: any("resume refused" in m for m in said))
+        assert not isinstance(app.screen, ResumePreview)
+    assert "the built-in demo agent has no tool 'wire'" in " ".join(said)
+    assert state(case) == "mid_tool" and case.effects() == {
+        effect("wire", order="w1", amount_eur=50): 1
+    }

@@ -72,6 +72,13 @@ def test_no_agent_named_runs_nothing_on_a_thread_the_demo_cannot_serve(tmp_path:
     c = crashed(tmp_path)
     before = c.transcript("t")
     env = {k: v for k, v in c.environ().items() if k != "AGENT_SUPERVISOR_AGENT"}
+    planned = supervisor(
+        c, "resume", c.database, "t", "--dry-run", "--jobs-dir", str(c.jobs), env=env
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert (
+        "refused: no agent named, and the built-in demo agent has no tool 'wire'" in planned.stdout
+    )
     out = supervisor(c, "resume", c.database, "t", "--force", "--jobs-dir", str(c.jobs), env=env)
     assert out.returncode != 0, out.stdout
     said = out.stdout + out.stderr

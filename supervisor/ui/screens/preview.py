@@ -191,6 +191,8 @@ class BulkResumePreview(YesNoScreen):
         return out
 
     def _what(self, plan: ThreadPlan) -> str:
+        if plan.refused is not None:
+            return f"refused: {one_line(plan.refused, 200)}"
         if plan.state in (State.ABORTED, State.ERROR):
             return f"continue with {self.continue_text!r}"
         return plan.action
