@@ -436,19 +436,29 @@ class SupervisorApp(App[None]):
     def _tick_ages(self) -> None:
         """Keep "18s ago" honest: rows draw their age from the clock, so a repaint does.
 
-        Every second while a row on screen (or the thread shown) was written less than
-        a minute ago, whose age counts in seconds; every 15 s otherwise (minutes).
-        Repainted every 15 s, "18s ago" sat beside "33s ago" for threads written a
-        second apart, and the detail's "last written 0s ago" stayed a minute.
+        Every second while a row on screen was written less than a minute ago, whose
+        age counts in seconds; every 15 s otherwise (minutes). The detail's notice
+        too, while its thread's age counts in seconds. Repainted every 15 s, "18s ago"
+        sat beside "33s ago" for threads written a second apart, and the detail's
+        "last written 0s ago" stayed a minute. Nothing while another screen covers the
+        list (the full transcript, a dialog): the next tick after it catches up.
         """
-        now = self.clock()
         self._ages_ticks += 1
+        if self.screen is not self.main:
+            return
+        now = self.clock()
         recent = self.table.newest_shown_activity()
         if recent is not None and now - recent < 60 or self._ages_ticks >= 15:
             self._ages_ticks = 0
             self.table.refresh()
-            if self.selected is not None and self.selected not in self.running_since:
-                self._show_detail_title()
+        shown = self.summaries.get(self.selected) if self.selected is not None else None
+        if (
+            shown is not None
+            and shown.last_activity is not None
+            and now - shown.last_activity < 61  # and once more as it turns a minute
+            and self.selected not in self.running_since
+        ):
+            self._show_detail_title()
 
     @while_mounted
     def _tick_running(self) -> None:
