@@ -53,7 +53,8 @@ def test_an_abort_past_its_grace_ends_aborted_and_watch_leaves_it(tmp_path: Path
     assert "■ aborted (aborted" in out, out + err
     assert "asyncio" not in err and "Task exception" not in err and "Traceback" not in err, err
     assert c.state("t") == "aborted" and c.effects() == {MAIL: 1}
-    # A person stopped it: the watcher does not bring it back.
-    said = c.watch(lambda: False, 3.0)
-    assert "resumed" not in said, said
-    assert c.state("t") == "aborted" and c.effects() == {MAIL: 1}
+    if how == "abort command":  # the state is the same either way: one watcher suffices
+        # A person stopped it: the watcher does not bring it back.
+        said = c.watch(lambda: False, 2.0)
+        assert "resumed" not in said, said
+        assert c.state("t") == "aborted" and c.effects() == {MAIL: 1}
