@@ -305,6 +305,18 @@ def may_be_live(summary: ThreadSummary, now: float, window: float) -> bool:
     return recent and state in RESUMABLE and state is not State.ABORTED
 
 
+def markers_in_doubt(
+    jobs: Location, named_by: str | None, strategy: str, states: Iterable[State]
+) -> str | None:
+    """Why a resume of these states cannot trust its markers, or None: calls that may have
+    run would be run again (`mid_tool`, the `rerun` strategy) and the jobs place someone
+    named (`--jobs-dir`, `$JOB_DIR`) is missing (`Location.missing_markers`). The one
+    rule the CLI's refusal and the runner's note share."""
+    if named_by is None or strategy != "rerun" or State.MID_TOOL not in set(states):
+        return None
+    return jobs.missing_markers(named_by)
+
+
 def live_reason(summary: ThreadSummary, now: float, window: float) -> str | None:
     """Why a thread may be live elsewhere, in the words every surface uses; None if not."""
     if not may_be_live(summary, now, window):

@@ -49,7 +49,7 @@ from supervisor.hitl import parse_request
 from supervisor.lease_keeping import LeaseKeeper
 from supervisor.location import Location
 from supervisor.markers import current_thread
-from supervisor.plan import live_reason, refusal
+from supervisor.plan import live_reason, markers_in_doubt, refusal
 from supervisor.run_events import EventRelay, first_line
 from supervisor.run_model import (
     DEFAULT_CONTINUE_TEXT,
@@ -595,12 +595,9 @@ class Runner:
     def _say_markers_place(self, run: Run, state: State) -> None:
         """Say so, before calls that may have run are resumed, when their markers' place
         was named but is missing (`Location.missing_markers`)."""
-        named_by = self.config.jobs_named_by
-        if named_by is None or state is not State.MID_TOOL:
-            return
-        if self.config.mid_tool_strategy != "rerun":  # nothing runs again
-            return
-        why = Location.parse(self.config.jobs_dir).missing_markers(named_by)
+        config = self.config
+        jobs = Location.parse(config.jobs_dir)
+        why = markers_in_doubt(jobs, config.jobs_named_by, config.mid_tool_strategy, [state])
         if why is not None:
             self._emit(run.thread_id, "note", text=f"warning: {why}")
 

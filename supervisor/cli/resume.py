@@ -190,12 +190,11 @@ def _dry_run(args: argparse.Namespace, store: Store, wanted: list[str]) -> int:
 def _missing_markers(args: argparse.Namespace, summaries: list[ThreadSummary]) -> str | None:
     """Why the markers cannot be trusted, where calls that may have run would be resumed
     with their place named and missing (`Location.missing_markers`); else None."""
-    named_by = jobs_named_by(args)
-    if named_by is None or args.strategy != "rerun":
-        return None
-    if not any(s.state is State.MID_TOOL for s in summaries):
-        return None
-    return where(args).jobs(args.jobs_dir).missing_markers(named_by)
+    from supervisor.plan import markers_in_doubt
+
+    jobs = where(args).jobs(args.jobs_dir)
+    states = (s.state for s in summaries)
+    return markers_in_doubt(jobs, jobs_named_by(args), args.strategy, states)
 
 
 def _refuse_reruns_without_markers(
